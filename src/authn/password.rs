@@ -1,0 +1,162 @@
+//! Passwords: Argon2id hashing and verification, the password policy, and the
+//! per-account failure limit shared by every session.
+//!
+//! Hashing is deliberately slow (OWASP minimum: 19 MiB, 2 passes, 1 lane); callers run
+//! [`hash`] and [`verify`] on the blocking pool, never on the async runtime.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::config::PasswordPolicy;
+use crate::store::{PasswordHash, User};
+
+/// Memory cost in KiB, passes and lanes: the OWASP minimum for Argon2id.
+pub const M_COST: u32 = 19 * 1024;
+pub const T_COST: u32 = 2;
+pub const P_COST: u32 = 1;
+
+fn argon2() -> Argon2<'static> {
+    // The constants are valid parameters; `Params::DEFAULT` is the fallback that can
+    // never be reached, kept so this path has no panic.
+    let params = Params::new(M_COST, T_COST, P_COST, None).unwrap_or(Params::DEFAULT);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+/// Hash a new password. Blocking.
+pub fn hash(password: &str) -> Result<PasswordHash, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| PasswordHash(h.to_string()))
+        .map_err(|e| HashError(e.to_string()))
+}
+
+/// A fixed hash verified against when the account does not exist, so an unknown
+/// username costs the same time as a wrong password.
+fn decoy() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        hash("usher-decoy-password")
+            .map(|h| h.0)
+            .unwrap_or_default()
+    })
+}
+
+/// Check a password against an account (or against the decoy when there is none).
+/// Blocking. `true` only for an existing account with a password that matches.
+pub fn verify(user: Option<&User>, password: &str) -> bool {
+    let stored: Option<&str> = user
+        .and_then(|u| u.password_hash.as_ref())
+        .map(|h| h.0.as_str());
+    let phc: &str = match stored {
+        Some(s) => s,
+        None => decoy(),
+    };
+    let ok = match argon2::PasswordHash::new(phc) {
+        Ok(parsed) => argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    };
+    ok && stored.is_some()
+}
+
+/// Problems with a new password, in words for the sign-up page; empty means it is fine.
+pub fn check_policy(policy: &PasswordPolicy, password: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let len = password.chars().count();
+    if len < policy.min_length {
+        problems.push(format!("Use at least {} characters.", policy.min_length));
+    }
+    if len > policy.max_length {
+        problems.push(format!("Use at most {} characters.", policy.max_length));
+    }
+    if policy.require_digit && !password.chars().any(|c| c.is_ascii_digit()) {
+        problems.push("Include a digit.".into());
+    }
+    if policy.require_symbol && password.chars().all(char::is_alphanumeric) {
+        problems.push("Include a symbol.".into());
+    }
+    if policy.require_mixed_case
+        && !(password.chars().any(char::is_lowercase) && password.chars().any(char::is_uppercase))
+    {
+        problems.push("Mix upper- and lower-case letters.".into());
+    }
+    problems
+}
+
+/// The rules, as hints for the sign-up form.
+pub fn describe_policy(policy: &PasswordPolicy) -> Vec<String> {
+    let mut rules = vec![format!("At least {} characters", policy.min_length)];
+    if policy.require_digit {
+        rules.push("At least one digit".into());
+    }
+    if policy.require_symbol {
+        rules.push("At least one symbol".into());
+    }
+    if policy.require_mixed_case {
+        rules.push("Upper- and lower-case letters".into());
+    }
+    rules
+}
+
+/// The attempt-counter key for a login name: the account's id when it exists, the
+/// folded name otherwise, so unknown names lock exactly like real ones and the lock
+/// reveals nothing.
+pub fn attempts_key(user: Option<&User>, login: &str) -> String {
+    match user {
+        Some(u) => format!("password:{}", u.id),
+        None => format!("password-unknown:{}", login.trim().to_lowercase()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_with(password: &str) -> User {
+        User {
+            id: "u1".into(),
+            username: "alice".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            roles: vec![],
+            password_hash: Some(hash(password).unwrap()),
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn hashes_are_argon2id_with_owasp_parameters() {
+        let h = hash("correct horse").unwrap();
+        assert!(h.0.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", h.0);
+        let u = user_with("correct horse");
+        assert!(verify(Some(&u), "correct horse"));
+        assert!(!verify(Some(&u), "correct horsf"));
+        assert!(!verify(None, "usher-decoy-password"), "the decoy must never sign anyone in");
+    }
+
+    #[test]
+    fn policy_lists_every_problem() {
+        let policy = PasswordPolicy {
+            min_length: 10,
+            max_length: 64,
+            require_digit: true,
+            require_symbol: true,
+            require_mixed_case: true,
+        };
+        assert_eq!(check_policy(&policy, "short").len(), 4);
+        assert!(check_policy(&policy, "Longer-pass1").is_empty());
+    }
+}

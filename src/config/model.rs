@@ -1,0 +1,263 @@
+//! The validated, resolved configuration every other module reads.
+//!
+//! These types are produced by the loader (`config::load`) from the raw YAML types in
+//! `raw.rs`; they carry no serde attributes of their own because nothing deserializes
+//! them directly. Paths are absolute (resolved against the file that named them), URLs
+//! are parsed, step options are resolved into [`StepOption`], secrets are [`Secret`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::secret::Secret;
+
+/// The whole configuration, shared read-only behind an `Arc` and swapped on reload.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The issuer URL; every endpoint hangs off it.
+    pub issuer: Url,
+    /// Address `usher serve` listens on.
+    pub listen: SocketAddr,
+    /// Where the embedded store keeps its files.
+    pub store: StoreConfig,
+    /// Where mail goes.
+    pub email: EmailConfig,
+    /// A folder whose templates override the built-in ones, if any.
+    pub theme: Option<PathBuf>,
+    /// Lifetimes and limits.
+    pub security: Security,
+    /// Upstream identity providers, by id.
+    pub connections: BTreeMap<String, Arc<Connection>>,
+    /// OIDC clients, by id.
+    pub apps: BTreeMap<String, Arc<App>>,
+    /// Every file the config was read from (watched for changes by `usher serve`).
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub sled_path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum EmailConfig {
+    /// Development default: every message is written as an `.eml` file into this folder.
+    Outbox(PathBuf),
+    Smtp(SmtpConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    StartTls,
+    Tls,
+}
+
+/// Lifetimes (seconds) and attempt limits. Every field has a default.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// How long an authorization code stays valid (default 60).
+    pub code_ttl: u64,
+    /// Access token lifetime (default 3600).
+    pub access_token_ttl: u64,
+    /// ID token lifetime (default 3600).
+    pub id_token_ttl: u64,
+    /// Refresh token lifetime (default 30 days).
+    pub refresh_token_ttl: u64,
+    /// How long an unfinished login lives (default 600).
+    pub flow_ttl: u64,
+    /// SSO session lifetime (default 12 hours).
+    pub session_ttl: u64,
+    /// Failed password attempts before an account is locked (default 5).
+    pub max_password_attempts: u32,
+    /// How long a lock lasts, and the window failures are counted in (default 900).
+    pub lockout_seconds: u64,
+    /// Rules for new passwords.
+    pub password_policy: PasswordPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    pub max_length: usize,
+    pub require_digit: bool,
+    pub require_symbol: bool,
+    pub require_mixed_case: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Rs256 => "RS256",
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// An OIDC client.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: String,
+    /// Shown on the sign-in pages.
+    pub name: String,
+    /// URL of a logo shown on the sign-in pages.
+    pub logo: Option<String>,
+    pub client_id: String,
+    /// `None` makes a public client: PKCE is then required and client auth is `none`.
+    pub client_secret: Option<Secret>,
+    pub redirect_uris: Vec<Url>,
+    pub post_logout_redirect_uris: Vec<Url>,
+    /// ID-token signing algorithm (default RS256).
+    pub signing_alg: SigningAlg,
+    pub sign_in: SignIn,
+    /// Whether the sign-up page is offered for this app.
+    pub sign_up: bool,
+}
+
+impl App {
+    pub fn is_public(&self) -> bool {
+        self.client_secret.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// Ordered steps; never empty.
+    pub steps: Vec<Step>,
+    /// The adaptive script, if any: its path and its source.
+    pub script: Option<ScriptSource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScriptSource {
+    pub path: PathBuf,
+    pub source: String,
+}
+
+/// One sign-in step: the user passes it with any one of its options.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub options: Vec<StepOption>,
+    /// Ask again even when the SSO session already satisfied this step.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StepOption {
+    Password,
+    Totp,
+    EmailOtp,
+    RecoveryCode,
+    /// A connection id.
+    Connection(String),
+}
+
+impl StepOption {
+    /// The built-in option names; a connection id may not take one of these.
+    pub const BUILT_IN: [&'static str; 4] = ["password", "totp", "email_otp", "recovery_code"];
+
+    pub fn name(&self) -> &str {
+        match self {
+            StepOption::Password => "password",
+            StepOption::Totp => "totp",
+            StepOption::EmailOtp => "email_otp",
+            StepOption::RecoveryCode => "recovery_code",
+            StepOption::Connection(id) => id,
+        }
+    }
+
+    /// Options that need a local account to hold their credential.
+    pub fn needs_account(&self) -> bool {
+        matches!(
+            self,
+            StepOption::Totp | StepOption::EmailOtp | StepOption::RecoveryCode
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionKind {
+    Oidc,
+    Google,
+    Github,
+    Oauth2,
+}
+
+/// An upstream identity provider.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub id: String,
+    pub kind: ConnectionKind,
+    /// Shown on the button ("Sign in with …").
+    pub display_name: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The issuer (OIDC kinds); presets fill it in.
+    pub issuer: Option<Url>,
+    pub authorize_url: Option<Url>,
+    pub token_url: Option<Url>,
+    pub userinfo_url: Option<Url>,
+    /// GitHub's `/user/emails`, or another provider's equivalent.
+    pub emails_url: Option<Url>,
+    pub scopes: Vec<String>,
+    /// Local attribute ← upstream claim.
+    pub claims: BTreeMap<String, String>,
+    pub jit: Jit,
+    /// Upstream `amr` values trusted as a second factor.
+    pub trust_upstream_mfa: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Jit {
+    pub provision: bool,
+    pub scheme: JitScheme,
+    pub attributes: JitAttributes,
+    pub link: JitLink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JitScheme {
+    Silent,
+    PromptConsent,
+    PromptUsername,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JitAttributes {
+    Override,
+    PreserveLocal,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JitLink {
+    Never,
+    VerifiedEmailWithProof,
+}
+
+/// A warning from validation: the config loads, but something is probably wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub message: String,
+}

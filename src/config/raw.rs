@@ -1,0 +1,622 @@
+//! The YAML as written: serde types that mirror the files key for key.
+//!
+//! Every struct denies unknown fields, so a misspelt key is an error with a suggestion
+//! rather than a silently ignored setting. Values stay close to the text (URLs and ids are
+//! plain strings) because checking them here would give serde's terse messages; the
+//! loader validates them afterwards with the key path and position in hand. Defaults
+//! live here, next to the keys they belong to, so `docs/config.md` has one place to
+//! be checked against.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// `usher.yaml`, or a single-file configuration.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoot {
+    /// The public base URL of this Usher; every endpoint hangs off it.
+    pub issuer: String,
+    /// Socket address `usher serve` listens on (default `127.0.0.1:9000`).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The embedded store (default `{ sled: { path: ./data } }`).
+    #[serde(default)]
+    pub store: Option<RawStore>,
+    /// Where mail goes (default an outbox folder inside the store folder).
+    #[serde(default)]
+    pub email: Option<RawEmail>,
+    /// A folder of templates overriding the built-in pages.
+    #[serde(default)]
+    pub theme: Option<String>,
+    /// Lifetimes and limits.
+    #[serde(default)]
+    pub security: RawSecurity,
+    /// Upstream identity providers by id. The loader takes these out of the document
+    /// and reads them one by one, so one broken connection does not hide the others.
+    #[serde(default)]
+    pub connections: BTreeMap<String, RawConnection>,
+    /// OIDC clients by id; read one by one like `connections`.
+    #[serde(default)]
+    pub apps: BTreeMap<String, RawApp>,
+}
+
+/// `store:`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// The sled embedded database.
+    #[serde(default)]
+    pub sled: RawSled,
+}
+
+/// `store.sled:`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSled {
+    /// Folder of the database, relative to the config folder (default `./data`).
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// `email:` — exactly one of `outbox` or `smtp`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// Write each message as an `.eml` file into this folder (development).
+    #[serde(default)]
+    pub outbox: Option<String>,
+    /// Send through an SMTP server.
+    #[serde(default)]
+    pub smtp: Option<RawSmtp>,
+}
+
+/// `email.smtp:`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    /// Server host name.
+    pub host: String,
+    /// Server port (default 25, 587 or 465 for `tls: none`, `starttls`, `tls`).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub port: Option<u16>,
+    /// Transport security (default `starttls`).
+    #[serde(default)]
+    pub tls: RawSmtpTls,
+    /// Login name, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Login password; use `${VAR}` rather than writing it down.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The `From:` address of every message.
+    pub from: String,
+}
+
+/// `email.smtp.tls`.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+pub enum RawSmtpTls {
+    #[serde(rename = "none")]
+    None,
+    #[default]
+    #[serde(rename = "starttls")]
+    StartTls,
+    #[serde(rename = "tls")]
+    Tls,
+}
+
+/// `security:`. Times are in seconds.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    /// Authorization code lifetime.
+    #[serde(default = "d_code", deserialize_with = "lenient")]
+    pub code_ttl_seconds: u64,
+    /// Access token lifetime.
+    #[serde(default = "d_hour", deserialize_with = "lenient")]
+    pub access_token_ttl_seconds: u64,
+    /// ID token lifetime.
+    #[serde(default = "d_hour", deserialize_with = "lenient")]
+    pub id_token_ttl_seconds: u64,
+    /// Refresh token lifetime.
+    #[serde(default = "d_refresh", deserialize_with = "lenient")]
+    pub refresh_token_ttl_seconds: u64,
+    /// How long an unfinished sign-in lives.
+    #[serde(default = "d_flow", deserialize_with = "lenient")]
+    pub flow_ttl_seconds: u64,
+    /// Single sign-on session lifetime.
+    #[serde(default = "d_session", deserialize_with = "lenient")]
+    pub session_ttl_seconds: u64,
+    /// Failed password attempts before the account is locked.
+    #[serde(default = "d_attempts", deserialize_with = "lenient")]
+    pub max_password_attempts: u32,
+    /// How long a lock lasts, and the window failures are counted in.
+    #[serde(default = "d_lockout", deserialize_with = "lenient")]
+    pub lockout_seconds: u64,
+    /// Rules for new passwords.
+    #[serde(default)]
+    pub password_policy: RawPasswordPolicy,
+}
+
+/// `security.password_policy:`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPasswordPolicy {
+    /// Shortest accepted password, in characters (at least 8).
+    #[serde(default = "d_min_len", deserialize_with = "lenient")]
+    pub min_length: usize,
+    /// Longest accepted password; bounds the hashing work an attacker can ask for.
+    #[serde(default = "d_max_len", deserialize_with = "lenient")]
+    pub max_length: usize,
+    /// Require at least one digit.
+    #[serde(default, deserialize_with = "lenient")]
+    pub require_digit: bool,
+    /// Require at least one character that is neither letter nor digit.
+    #[serde(default, deserialize_with = "lenient")]
+    pub require_symbol: bool,
+    /// Require both upper- and lower-case letters.
+    #[serde(default, deserialize_with = "lenient")]
+    pub require_mixed_case: bool,
+}
+
+fn d_code() -> u64 {
+    60
+}
+fn d_hour() -> u64 {
+    3600
+}
+fn d_refresh() -> u64 {
+    30 * 24 * 3600
+}
+fn d_flow() -> u64 {
+    600
+}
+fn d_session() -> u64 {
+    12 * 3600
+}
+fn d_attempts() -> u32 {
+    5
+}
+fn d_lockout() -> u64 {
+    900
+}
+fn d_min_len() -> usize {
+    10
+}
+fn d_max_len() -> usize {
+    256
+}
+fn d_true() -> bool {
+    true
+}
+
+impl Default for RawSecurity {
+    fn default() -> Self {
+        RawSecurity {
+            code_ttl_seconds: d_code(),
+            access_token_ttl_seconds: d_hour(),
+            id_token_ttl_seconds: d_hour(),
+            refresh_token_ttl_seconds: d_refresh(),
+            flow_ttl_seconds: d_flow(),
+            session_ttl_seconds: d_session(),
+            max_password_attempts: d_attempts(),
+            lockout_seconds: d_lockout(),
+            password_policy: RawPasswordPolicy::default(),
+        }
+    }
+}
+
+impl Default for RawPasswordPolicy {
+    fn default() -> Self {
+        RawPasswordPolicy {
+            min_length: d_min_len(),
+            max_length: d_max_len(),
+            require_digit: false,
+            require_symbol: false,
+            require_mixed_case: false,
+        }
+    }
+}
+
+/// One entry of `connections:`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    /// Which protocol, or which preset of it.
+    pub kind: RawKind,
+    /// Button label (default "Google", "GitHub", or the connection id).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The client id registered at the upstream provider.
+    pub client_id: String,
+    /// The client secret registered at the upstream provider.
+    pub client_secret: String,
+    /// OIDC issuer; discovery is read from it. Required for `oidc`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// OAuth2 authorization endpoint.
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// OAuth2 token endpoint.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// Endpoint returning the user's profile.
+    #[serde(default)]
+    pub userinfo_url: Option<String>,
+    /// Endpoint listing the user's e-mail addresses (GitHub's `/user/emails`).
+    #[serde(default)]
+    pub emails_url: Option<String>,
+    /// Scopes to request upstream.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Local attribute name → upstream claim name.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+    /// Just-in-time provisioning of local accounts.
+    #[serde(default)]
+    pub jit: RawJit,
+    /// Accept the upstream's `amr` as a second factor.
+    #[serde(default, deserialize_with = "lenient")]
+    pub trust_upstream_mfa: bool,
+}
+
+/// `connections.<id>.kind`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawKind {
+    Oidc,
+    Google,
+    Github,
+    Oauth2,
+}
+
+/// `connections.<id>.jit:`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJit {
+    /// Create a local account at the first federated sign-in.
+    #[serde(default = "d_true", deserialize_with = "lenient")]
+    pub provision: bool,
+    /// How the account is created.
+    #[serde(default)]
+    pub scheme: RawScheme,
+    /// What happens to local attributes on later sign-ins.
+    #[serde(default)]
+    pub attributes: RawAttributes,
+    /// Whether a federated identity may join an existing local account.
+    #[serde(default)]
+    pub link: RawLink,
+}
+
+impl Default for RawJit {
+    fn default() -> Self {
+        RawJit {
+            provision: true,
+            scheme: RawScheme::default(),
+            attributes: RawAttributes::default(),
+            link: RawLink::default(),
+        }
+    }
+}
+
+/// `jit.scheme`.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawScheme {
+    #[default]
+    Silent,
+    PromptConsent,
+    PromptUsername,
+}
+
+/// `jit.attributes`.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAttributes {
+    #[default]
+    Override,
+    PreserveLocal,
+    None,
+}
+
+/// `jit.link`.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawLink {
+    #[default]
+    Never,
+    VerifiedEmailWithProof,
+}
+
+/// One entry of `apps:`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    /// Shown on the sign-in pages.
+    pub name: String,
+    /// URL of a logo for the sign-in pages.
+    #[serde(default)]
+    pub logo: Option<String>,
+    /// The OAuth `client_id` the app sends.
+    pub client_id: String,
+    /// Omit for a public client (PKCE is then required).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Where codes may be sent; matched exactly.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Where the browser may go after logout; matched exactly.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// ID-token signing algorithm (default `RS256`).
+    #[serde(default)]
+    pub signing_alg: Option<RawAlg>,
+    /// Offer the sign-up page for this app.
+    #[serde(default, deserialize_with = "lenient")]
+    pub sign_up: bool,
+    /// How users sign in.
+    pub sign_in: RawSignIn,
+}
+
+/// `apps.<id>.signing_alg`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+pub enum RawAlg {
+    #[serde(rename = "RS256")]
+    Rs256,
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+}
+
+/// `apps.<id>.sign_in:`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignIn {
+    /// Ordered steps; each is passed with any one of its options.
+    pub steps: Vec<RawStep>,
+    /// A `.rhai` adaptive script, relative to the file naming it.
+    #[serde(default)]
+    pub script: Option<String>,
+}
+
+/// Which of the two spellings a step used; the key path of its options depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepShape {
+    /// `[password, google]` — options at `steps[i][j]`.
+    List,
+    /// `{ options: [...], force: true }` — options at `steps[i].options[j]`.
+    Map,
+}
+
+/// One step, in either spelling.
+#[derive(Debug, Serialize)]
+pub struct RawStep {
+    /// Option names: built-ins or connection ids.
+    pub options: Vec<String>,
+    /// Ask again even when the single sign-on session already passed this step.
+    pub force: bool,
+    #[serde(skip)]
+    pub shape: StepShape,
+}
+
+/// The long spelling of a step.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStepMap {
+    options: Vec<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    force: bool,
+}
+
+impl<'de> Deserialize<'de> for RawStep {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = RawStep;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of options like `[password, google]` or a map like `{ options: [totp], force: true }`")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawStep, A::Error> {
+                let mut options = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    options.push(name);
+                }
+                Ok(RawStep {
+                    options,
+                    force: false,
+                    shape: StepShape::List,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawStep, A::Error> {
+                let long = RawStepMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawStep {
+                    options: long.options,
+                    force: long.force,
+                    shape: StepShape::Map,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(StepVisitor)
+    }
+}
+
+/// Accepts a number or boolean either as itself or as a string. `${VAR}` interpolation
+/// always yields a string, and `port: ${SMTP_PORT:-587}` should still work.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    deserializer.deserialize_any(LenientVisitor(PhantomData))
+}
+
+fn lenient_opt<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    lenient(deserializer).map(Some)
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+impl<T> LenientVisitor<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn parse<E: de::Error>(text: &str) -> Result<T, E> {
+        T::from_str(text.trim())
+            .map_err(|e| E::custom(format_args!("invalid value `{text}`: {e}")))
+    }
+}
+
+impl<'de, T> Visitor<'de> for LenientVisitor<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number or true/false")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        Self::parse(&v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        Self::parse(&v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        Self::parse(&v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        Self::parse(&v.to_string())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        Self::parse(v)
+    }
+}
+
+/// Every key and every enum value the raw types accept, found by serializing an example
+/// in which every optional section is present. `tests/config_errors.rs` checks that
+/// `docs/config.md` names each of them, so the reference cannot silently fall behind.
+pub fn vocabulary() -> Vec<String> {
+    let mut root = RawRoot {
+        issuer: String::new(),
+        listen: None,
+        store: Some(RawStore::default()),
+        email: Some(RawEmail {
+            outbox: None,
+            smtp: Some(RawSmtp::default()),
+        }),
+        theme: None,
+        security: RawSecurity::default(),
+        connections: BTreeMap::new(),
+        apps: BTreeMap::new(),
+    };
+    root.connections.insert(
+        String::new(),
+        RawConnection {
+            kind: RawKind::Oidc,
+            display_name: None,
+            client_id: String::new(),
+            client_secret: String::new(),
+            issuer: None,
+            authorize_url: None,
+            token_url: None,
+            userinfo_url: None,
+            emails_url: None,
+            scopes: None,
+            claims: BTreeMap::new(),
+            jit: RawJit::default(),
+            trust_upstream_mfa: false,
+        },
+    );
+    root.apps.insert(
+        String::new(),
+        RawApp {
+            name: String::new(),
+            logo: None,
+            client_id: String::new(),
+            client_secret: None,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            signing_alg: None,
+            sign_up: false,
+            sign_in: RawSignIn {
+                steps: vec![RawStep {
+                    options: Vec::new(),
+                    force: false,
+                    shape: StepShape::Map,
+                }],
+                script: None,
+            },
+        },
+    );
+    let mut words = Vec::new();
+    if let Ok(value) = serde_yaml::to_value(&root) {
+        collect_keys(&value, &mut words);
+    }
+    let values = [
+        to_words(&[RawSmtpTls::None, RawSmtpTls::StartTls, RawSmtpTls::Tls]),
+        to_words(&[RawKind::Oidc, RawKind::Google, RawKind::Github, RawKind::Oauth2]),
+        to_words(&[
+            RawScheme::Silent,
+            RawScheme::PromptConsent,
+            RawScheme::PromptUsername,
+        ]),
+        to_words(&[
+            RawAttributes::Override,
+            RawAttributes::PreserveLocal,
+            RawAttributes::None,
+        ]),
+        to_words(&[RawLink::Never, RawLink::VerifiedEmailWithProof]),
+        to_words(&[RawAlg::Rs256, RawAlg::Es256, RawAlg::EdDsa]),
+    ];
+    words.extend(values.into_iter().flatten());
+    words.sort();
+    words.dedup();
+    words
+}
+
+fn collect_keys(value: &serde_yaml::Value, out: &mut Vec<String>) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            for (k, v) in map {
+                // The empty ids of the example's app and connection are not keys.
+                if let Some(k) = k.as_str().filter(|k| !k.is_empty()) {
+                    out.push(k.to_string());
+                }
+                collect_keys(v, out);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|v| collect_keys(v, out)),
+        _ => {}
+    }
+}
+
+fn to_words<T: Serialize>(values: &[T]) -> Vec<String> {
+    values
+        .iter()
+        .filter_map(|v| serde_yaml::to_value(v).ok())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}

@@ -1,0 +1,14 @@
+//! Usher: an identity provider whose sign-in flows are declared, not coded.
+//!
+//! The core (`config`, `flow`, `oidc`, `authn`, `store`) knows nothing about HTTP;
+//! `web` is the axum shell around it and `server` runs it with config reloading.
+
+pub mod authn;
+pub mod config;
+pub mod crypto;
+pub mod flow;
+pub mod oidc;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod web;

@@ -1,0 +1,225 @@
+//! The authorization request: parsing and validating it before any page is shown.
+//!
+//! Until the client and its redirect URI are known to be genuine, nothing may be sent to
+//! the redirect URI (that would make Usher an open redirector), so those failures are
+//! [`AuthorizeError::Page`]; everything after is reported to the client by redirect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::error::{ErrorCode, OAuthError};
+use crate::config::{App, Config};
+
+/// A validated authorization request, kept in the flow until the code is issued.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuthRequest {
+    pub app_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub scopes: Vec<String>,
+    /// S256 challenge (the only method accepted).
+    pub code_challenge: Option<String>,
+    /// `prompt` values: `none`, `login`, `consent`, `select_account`.
+    pub prompt: Vec<String>,
+    pub max_age: Option<u64>,
+    pub login_hint: Option<String>,
+    pub acr_values: Vec<String>,
+}
+
+impl AuthRequest {
+    pub fn prompt_none(&self) -> bool {
+        self.prompt.iter().any(|p| p == "none")
+    }
+
+    pub fn prompt_login(&self) -> bool {
+        self.prompt.iter().any(|p| p == "login")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthorizeError {
+    /// Shown to the user; never a redirect.
+    Page(String),
+    /// Sent back to the client's (verified) redirect URI.
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: OAuthError,
+    },
+}
+
+/// Find the app a `client_id` names.
+pub fn app_by_client_id<'c>(config: &'c Config, client_id: &str) -> Option<&'c Arc<App>> {
+    config.apps.values().find(|a| a.client_id == client_id)
+}
+
+/// Exact match of a redirect URI against the registered ones (after URL parsing, so
+/// `/cb/`, `/cb?x=1` and `/CB` all differ from `/cb`).
+pub fn registered_redirect(registered: &[Url], presented: &str) -> bool {
+    match Url::parse(presented) {
+        Ok(url) => registered.iter().any(|r| r == &url) && url.fragment().is_none(),
+        Err(_) => false,
+    }
+}
+
+fn is_pkce_value(s: &str) -> bool {
+    (43..=128).contains(&s.len())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// Validate the parameters of `/authorize` (query or form, already decoded).
+pub fn validate(
+    config: &Config,
+    params: &HashMap<String, String>,
+) -> Result<AuthRequest, AuthorizeError> {
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let client_id = get("client_id")
+        .ok_or_else(|| AuthorizeError::Page("The request names no application (client_id is missing).".into()))?;
+    let app = app_by_client_id(config, client_id).ok_or_else(|| {
+        AuthorizeError::Page(format!("The application `{client_id}` is not registered with this server."))
+    })?;
+    let redirect_uri = get("redirect_uri").ok_or_else(|| {
+        AuthorizeError::Page("The request has no redirect_uri, so there is nowhere safe to send you back to.".into())
+    })?;
+    if !registered_redirect(&app.redirect_uris, redirect_uri) {
+        return Err(AuthorizeError::Page(format!(
+            "The redirect URI is not registered for {}. Nothing was sent to it.",
+            app.name
+        )));
+    }
+    let state = get("state").map(str::to_string);
+    let fail = |code: ErrorCode, d: &str| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.to_string(),
+        state: state.clone(),
+        error: OAuthError::new(code, d),
+    };
+
+    if get("request").is_some() {
+        return Err(fail(ErrorCode::RequestNotSupported, "request objects are not supported"));
+    }
+    if get("request_uri").is_some() {
+        return Err(fail(ErrorCode::RequestUriNotSupported, "request_uri is not supported"));
+    }
+    match get("response_type") {
+        Some("code") => {}
+        None => return Err(fail(ErrorCode::InvalidRequest, "response_type is missing")),
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::UnsupportedResponseType,
+                "only the authorization code flow (response_type=code) is supported",
+            ))
+        }
+    }
+    match get("response_mode") {
+        None | Some("query") => {}
+        Some(_) => return Err(fail(ErrorCode::InvalidRequest, "only response_mode=query is supported")),
+    }
+    let scopes: Vec<String> = get("scope")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(fail(ErrorCode::InvalidScope, "the openid scope is required"));
+    }
+
+    let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(fail(ErrorCode::InvalidRequest, "code_challenge_method without code_challenge")),
+        (Some(_), Some("plain")) => {
+            return Err(fail(ErrorCode::InvalidRequest, "PKCE method plain is not allowed; use S256"))
+        }
+        (Some(c), Some("S256")) => Some(c),
+        // RFC 7636 makes a missing method mean plain, which is refused.
+        (Some(_), None) => {
+            return Err(fail(ErrorCode::InvalidRequest, "code_challenge_method is required and must be S256"))
+        }
+        (Some(_), Some(_)) => return Err(fail(ErrorCode::InvalidRequest, "unsupported code_challenge_method; use S256")),
+    };
+    if let Some(c) = code_challenge {
+        if !is_pkce_value(c) {
+            return Err(fail(ErrorCode::InvalidRequest, "code_challenge is malformed"));
+        }
+    }
+    if code_challenge.is_none() && app.is_public() {
+        return Err(fail(ErrorCode::InvalidRequest, "PKCE (code_challenge with S256) is required for public clients"));
+    }
+
+    let prompt: Vec<String> = get("prompt")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    for p in &prompt {
+        if !matches!(p.as_str(), "none" | "login" | "consent" | "select_account") {
+            return Err(fail(ErrorCode::InvalidRequest, &format!("unknown prompt value `{p}`")));
+        }
+    }
+    if prompt.len() > 1 && prompt.iter().any(|p| p == "none") {
+        return Err(fail(ErrorCode::InvalidRequest, "prompt=none cannot be combined with other values"));
+    }
+    let max_age = match get("max_age") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| fail(ErrorCode::InvalidRequest, "max_age must be a non-negative integer"))?,
+        ),
+    };
+    let acr_values = get("acr_values")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+
+    Ok(AuthRequest {
+        app_id: app.id.clone(),
+        client_id: app.client_id.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        state,
+        nonce: get("nonce").map(str::to_string),
+        scopes,
+        code_challenge: code_challenge.map(str::to_string),
+        prompt,
+        max_age,
+        login_hint: get("login_hint").map(str::to_string),
+        acr_values,
+    })
+}
+
+/// The redirect that carries an authorization response or error back to the client,
+/// with `iss` (RFC 9207) so a client talking to several servers can tell them apart.
+pub fn response_url(
+    redirect_uri: &str,
+    issuer: &str,
+    state: Option<&str>,
+    outcome: Result<&str, &OAuthError>,
+) -> Option<Url> {
+    let mut url = Url::parse(redirect_uri).ok()?;
+    {
+        let mut q = url.query_pairs_mut();
+        match outcome {
+            Ok(code) => {
+                q.append_pair("code", code);
+            }
+            Err(e) => {
+                q.append_pair("error", e.code.as_str());
+                q.append_pair("error_description", &e.description);
+            }
+        }
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+        q.append_pair("iss", issuer);
+    }
+    Some(url)
+}

@@ -1,0 +1,77 @@
+//! What goes into tokens and userinfo: standard claims by scope, plus the claims a
+//! sign-in fixed (pass-through upstream claims, script `set_claim`s).
+
+use serde_json::{json, Map, Value};
+
+use crate::store::{GrantData, User};
+
+/// Standard claims the granted scopes release about a subject.
+pub fn scoped_claims(scopes: &[String], user: Option<&User>, grant: &GrantData) -> Map<String, Value> {
+    let mut out = Map::new();
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    if let Some(u) = user {
+        if has("profile") {
+            out.insert("preferred_username".into(), json!(u.username));
+            for (k, v) in [
+                ("name", &u.name),
+                ("given_name", &u.given_name),
+                ("family_name", &u.family_name),
+                ("picture", &u.picture),
+            ] {
+                if let Some(v) = v {
+                    out.insert(k.into(), json!(v));
+                }
+            }
+            out.insert("updated_at".into(), json!(u.updated_at));
+        }
+        if has("email") {
+            if let Some(e) = &u.email {
+                out.insert("email".into(), json!(e));
+                out.insert("email_verified".into(), json!(u.email_verified));
+            }
+        }
+    } else {
+        // A subject without an account: release what the sign-in recorded, by scope.
+        let profile = [
+            "name",
+            "given_name",
+            "family_name",
+            "preferred_username",
+            "picture",
+        ];
+        for (k, v) in &grant.claims {
+            let allowed = (has("profile") && profile.contains(&k.as_str()))
+                || (has("email") && (k == "email" || k == "email_verified"));
+            if allowed {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    // Claims a script set are released whatever the scope: the admin asked for them.
+    for (k, v) in &grant.claims {
+        if !out.contains_key(k) && !is_standard(k) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+fn is_standard(claim: &str) -> bool {
+    matches!(
+        claim,
+        "name"
+            | "given_name"
+            | "family_name"
+            | "preferred_username"
+            | "picture"
+            | "email"
+            | "email_verified"
+            | "updated_at"
+    )
+}
+
+/// Claims no script or upstream may override: the protocol's own.
+pub const RESERVED: &[&str] = &[
+    "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "nonce", "acr", "amr", "azp",
+    "at_hash", "c_hash", "sid", "client_id", "scope", "gid",
+];

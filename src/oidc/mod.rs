@@ -1,0 +1,49 @@
+//! The provider side of OpenID Connect: request validation, token minting, keys.
+//! Nothing here knows about HTTP; `web` parses requests and calls in.
+
+pub mod authorize;
+pub mod claims;
+pub mod error;
+pub mod keys;
+pub mod token;
+
+pub use error::{ErrorCode, OAuthError};
+
+use crate::config::Config;
+
+/// The issuer as it appears in `iss` and discovery: the configured URL without a
+/// trailing slash, since clients compare it byte for byte.
+pub fn issuer(config: &Config) -> String {
+    config.issuer.as_str().trim_end_matches('/').to_string()
+}
+
+/// The discovery document.
+pub fn discovery(config: &Config) -> serde_json::Value {
+    let iss = issuer(config);
+    serde_json::json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/authorize"),
+        "token_endpoint": format!("{iss}/token"),
+        "userinfo_endpoint": format!("{iss}/userinfo"),
+        "jwks_uri": format!("{iss}/jwks"),
+        "end_session_endpoint": format!("{iss}/logout"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "profile", "email"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "sid",
+            "name", "given_name", "family_name", "preferred_username", "picture", "updated_at",
+            "email", "email_verified"
+        ],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "authorization_response_iss_parameter_supported": true,
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+    })
+}

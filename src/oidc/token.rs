@@ -1,0 +1,423 @@
+//! The token endpoint: client authentication, the `authorization_code` and
+//! `refresh_token` grants, and minting ID and access tokens.
+//!
+//! Signing and the store's flush are blocking work; the web layer runs [`exchange`] on
+//! the blocking pool.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::claims::{scoped_claims, RESERVED};
+use super::error::{ErrorCode, OAuthError};
+use super::keys::Keys;
+use crate::config::{App, Config, SigningAlg};
+use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
+use crate::secret::ct_eq;
+use crate::store::{Grant, RefreshRecord, Redeem, Rotate, Store, StoreError, User};
+
+/// A token request, already split from its HTTP envelope.
+#[derive(Debug, Default)]
+pub struct TokenRequest {
+    pub params: HashMap<String, String>,
+    /// The decoded `Authorization: Basic` pair, when sent.
+    pub basic: Option<(String, String)>,
+}
+
+/// A failed token request; `basic_auth` tells the web layer to answer 401 with a
+/// `WWW-Authenticate` challenge (RFC 6749 §5.2).
+#[derive(Debug)]
+pub struct TokenError {
+    pub error: OAuthError,
+    pub basic_auth: bool,
+}
+
+impl From<StoreError> for TokenError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure on the token endpoint");
+        TokenError {
+            error: OAuthError::server_error(),
+            basic_auth: false,
+        }
+    }
+}
+
+/// Decode an `Authorization: Basic` header value into `(client_id, client_secret)`,
+/// undoing the form-encoding RFC 6749 §2.3.1 applies to both parts.
+pub fn parse_basic(header: &str) -> Option<(String, String)> {
+    let b64 = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+    let raw = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
+    let (id, secret) = raw.split_once(':')?;
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((dec(id)?, dec(secret)?))
+}
+
+/// Claims of an access token (a JWT with `typ: at+jwt`, RFC 9068).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub scope: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub jti: String,
+    /// The grant (token family); revoking it invalidates this token at userinfo.
+    pub gid: String,
+}
+
+fn authenticate<'c>(config: &'c Config, req: &TokenRequest) -> Result<&'c App, TokenError> {
+    let form_secret = req.params.get("client_secret").filter(|s| !s.is_empty());
+    let deny = |d: &str, basic| TokenError {
+        error: OAuthError::invalid_client(d),
+        basic_auth: basic,
+    };
+    let (client_id, secret, basic) = match &req.basic {
+        Some((id, secret)) => {
+            if form_secret.is_some() {
+                return Err(TokenError {
+                    error: OAuthError::invalid_request("use one client authentication method, not two"),
+                    basic_auth: false,
+                });
+            }
+            (id.as_str(), Some(secret.as_str()), true)
+        }
+        None => match req.params.get("client_id") {
+            Some(id) => (id.as_str(), form_secret.map(String::as_str), false),
+            None => return Err(deny("client authentication is missing", false)),
+        },
+    };
+    let app = super::authorize::app_by_client_id(config, client_id)
+        .ok_or_else(|| deny("unknown client or bad credentials", basic))?;
+    match (&app.client_secret, secret) {
+        (Some(expected), Some(given)) if expected.matches(given) => Ok(app),
+        (Some(_), _) => Err(deny("unknown client or bad credentials", basic)),
+        (None, None) | (None, Some("")) => Ok(app),
+        (None, Some(_)) => Err(deny("this is a public client; it has no secret", basic)),
+    }
+}
+
+fn grant_error(d: &str) -> TokenError {
+    TokenError {
+        error: OAuthError::invalid_grant(d),
+        basic_auth: false,
+    }
+}
+
+/// Handle one token request. Blocking (signing, flush).
+pub fn exchange(
+    config: &Config,
+    store: &dyn Store,
+    keys: &Keys,
+    now: u64,
+    req: &TokenRequest,
+) -> Result<Value, TokenError> {
+    let app = authenticate(config, req)?;
+    let param = |k: &str| req.params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    match param("grant_type") {
+        Some("authorization_code") => authorization_code(config, store, keys, now, app, req),
+        Some("refresh_token") => refresh(config, store, keys, now, app, req),
+        Some(_) => Err(TokenError {
+            error: OAuthError::new(ErrorCode::UnsupportedGrantType, "supported grants: authorization_code, refresh_token"),
+            basic_auth: false,
+        }),
+        None => Err(TokenError {
+            error: OAuthError::invalid_request("grant_type is missing"),
+            basic_auth: false,
+        }),
+    }
+}
+
+fn authorization_code(
+    config: &Config,
+    store: &dyn Store,
+    keys: &Keys,
+    now: u64,
+    app: &App,
+    req: &TokenRequest,
+) -> Result<Value, TokenError> {
+    let code = req
+        .params
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| TokenError {
+            error: OAuthError::invalid_request("code is missing"),
+            basic_auth: false,
+        })?;
+    let grant_id = time_prefixed_id(now);
+    let record = match store.redeem_code(&token_hash(code), &grant_id)? {
+        Redeem::Fresh(r) => r,
+        Redeem::Unknown => return Err(grant_error("the code is invalid")),
+        Redeem::Reused(r) => {
+            // A second use means the code leaked: revoke what the first use issued.
+            if let Some(first) = &r.redeemed_by {
+                store.revoke_grant(first)?;
+                store.flush()?;
+                tracing::warn!(client = %r.client_id, grant = %first, "authorization code reused; grant revoked");
+            }
+            return Err(grant_error("the code has already been used"));
+        }
+    };
+    store.flush()?;
+    if now > record.expires_at {
+        return Err(grant_error("the code has expired"));
+    }
+    if record.client_id != app.client_id {
+        return Err(grant_error("the code was issued to another client"));
+    }
+    if req.params.get("redirect_uri").map(String::as_str) != Some(record.redirect_uri.as_str()) {
+        return Err(grant_error("redirect_uri does not match the authorization request"));
+    }
+    let verifier = req.params.get("code_verifier").filter(|v| !v.is_empty());
+    match (&record.code_challenge, verifier) {
+        (Some(challenge), Some(v)) => {
+            let computed = b64url(&sha256(v.as_bytes()));
+            if !ct_eq(computed.as_bytes(), challenge.as_bytes()) {
+                return Err(grant_error("code_verifier does not match the code_challenge"));
+            }
+        }
+        (Some(_), None) => return Err(grant_error("code_verifier is required")),
+        (None, Some(_)) => return Err(grant_error("code_verifier given but the request had no code_challenge")),
+        (None, None) => {}
+    }
+    let user = live_user(store, record.grant.user_id.as_deref())?;
+    let grant = Grant {
+        id: grant_id,
+        client_id: app.client_id.clone(),
+        scopes: record.scopes.clone(),
+        nonce: record.nonce.clone(),
+        data: record.grant.clone(),
+        revoked: false,
+        created_at: now,
+        expires_at: now + config.security.refresh_token_ttl,
+    };
+    store.put_grant(&grant)?;
+    issue(config, store, keys, now, app, &grant, user.as_ref(), true)
+}
+
+/// The account behind a grant, refusing one that was disabled or deleted since.
+fn live_user(store: &dyn Store, user_id: Option<&str>) -> Result<Option<User>, TokenError> {
+    match user_id {
+        None => Ok(None),
+        Some(id) => match store.user(id)? {
+            Some(u) if !u.disabled => Ok(Some(u)),
+            _ => Err(grant_error("the account is disabled or no longer exists")),
+        },
+    }
+}
+
+fn refresh(
+    config: &Config,
+    store: &dyn Store,
+    keys: &Keys,
+    now: u64,
+    app: &App,
+    req: &TokenRequest,
+) -> Result<Value, TokenError> {
+    let presented = req
+        .params
+        .get("refresh_token")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| TokenError {
+            error: OAuthError::invalid_request("refresh_token is missing"),
+            basic_auth: false,
+        })?;
+    let new_token = random_token(32);
+    // Peek first, so a token of another client or a revoked family is refused without
+    // being consumed.
+    let old_hash = token_hash(presented);
+    let next = RefreshRecord {
+        grant_id: String::new(),
+        expires_at: 0,
+        used: false,
+    };
+    let old = match store.rotate_refresh(&old_hash, &token_hash(&new_token), &next)? {
+        Rotate::Rotated(old) => old,
+        Rotate::Unknown => return Err(grant_error("the refresh token is invalid")),
+        Rotate::Reused(old) => {
+            store.revoke_grant(&old.grant_id)?;
+            store.flush()?;
+            tracing::warn!(grant = %old.grant_id, "refresh token reused; family revoked");
+            return Err(grant_error("the refresh token has already been used"));
+        }
+    };
+    let grant = store
+        .grant(&old.grant_id)?
+        .ok_or_else(|| grant_error("the refresh token is invalid"))?;
+    if grant.revoked {
+        return Err(grant_error("the grant was revoked"));
+    }
+    if grant.client_id != app.client_id {
+        store.revoke_grant(&grant.id)?;
+        store.flush()?;
+        return Err(grant_error("the refresh token was issued to another client"));
+    }
+    if now > old.expires_at || now > grant.expires_at {
+        return Err(grant_error("the refresh token has expired"));
+    }
+    let mut grant = grant;
+    if let Some(scope) = req.params.get("scope").filter(|s| !s.is_empty()) {
+        let asked: Vec<String> = scope.split(' ').filter(|s| !s.is_empty()).map(String::from).collect();
+        if asked.iter().any(|s| !grant.scopes.contains(s)) {
+            return Err(TokenError {
+                error: OAuthError::new(ErrorCode::InvalidScope, "a refresh cannot widen the granted scopes"),
+                basic_auth: false,
+            });
+        }
+        grant.scopes = asked;
+    }
+    let user = match live_user(store, grant.data.user_id.as_deref()) {
+        Ok(u) => u,
+        Err(e) => {
+            store.revoke_grant(&grant.id)?;
+            store.flush()?;
+            return Err(e);
+        }
+    };
+    // The rotated-in token was stored with placeholder fields; now write it for real.
+    store.put_refresh(
+        &token_hash(&new_token),
+        &RefreshRecord {
+            grant_id: grant.id.clone(),
+            expires_at: grant.expires_at,
+            used: false,
+        },
+    )?;
+    let mut body = issue(config, store, keys, now, app, &grant, user.as_ref(), false)?;
+    body["refresh_token"] = json!(new_token);
+    Ok(body)
+}
+
+/// Mint the tokens of a grant. A fresh grant (code exchange) also gets its first
+/// refresh token; a refresh has rotated its own already.
+#[allow(clippy::too_many_arguments)]
+fn issue(
+    config: &Config,
+    store: &dyn Store,
+    keys: &Keys,
+    now: u64,
+    app: &App,
+    grant: &Grant,
+    user: Option<&User>,
+    first: bool,
+) -> Result<Value, TokenError> {
+    let iss = super::issuer(config);
+    let sign_failed = |e: super::keys::KeyError| {
+        tracing::error!(error = %e, "signing failed");
+        TokenError {
+            error: OAuthError::server_error(),
+            basic_auth: false,
+        }
+    };
+    let access_claims = AccessClaims {
+        iss: iss.clone(),
+        sub: grant.data.sub.clone(),
+        aud: app.client_id.clone(),
+        client_id: app.client_id.clone(),
+        scope: grant.scopes.join(" "),
+        exp: now + config.security.access_token_ttl,
+        iat: now,
+        jti: random_token(16),
+        gid: grant.id.clone(),
+    };
+    let access_token = keys
+        .sign(app.signing_alg, "at+jwt", &access_claims)
+        .map_err(sign_failed)?;
+
+    let mut id = serde_json::Map::new();
+    for (k, v) in scoped_claims(&grant.scopes, user, &grant.data) {
+        if !RESERVED.contains(&k.as_str()) {
+            id.insert(k, v);
+        }
+    }
+    id.insert("iss".into(), json!(iss));
+    id.insert("sub".into(), json!(grant.data.sub));
+    id.insert("aud".into(), json!(app.client_id));
+    id.insert("azp".into(), json!(app.client_id));
+    id.insert("iat".into(), json!(now));
+    id.insert("exp".into(), json!(now + config.security.id_token_ttl));
+    id.insert("auth_time".into(), json!(grant.data.auth_time));
+    id.insert("amr".into(), json!(grant.data.amr));
+    if let Some(nonce) = &grant.nonce {
+        id.insert("nonce".into(), json!(nonce));
+    }
+    if let Some(sid) = &grant.data.sid {
+        id.insert("sid".into(), json!(sid));
+    }
+    if matches!(app.signing_alg, SigningAlg::Rs256 | SigningAlg::Es256) {
+        let digest = sha256(access_token.as_bytes());
+        id.insert("at_hash".into(), json!(b64url(&digest[..16])));
+    }
+    let id_token = keys
+        .sign(app.signing_alg, "JWT", &Value::Object(id))
+        .map_err(sign_failed)?;
+
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": config.security.access_token_ttl,
+        "id_token": id_token,
+        "scope": grant.scopes.join(" "),
+    });
+    if first {
+        let refresh = random_token(32);
+        store.put_refresh(
+            &token_hash(&refresh),
+            &RefreshRecord {
+                grant_id: grant.id.clone(),
+                expires_at: grant.expires_at,
+                used: false,
+            },
+        )?;
+        body["refresh_token"] = json!(refresh);
+    }
+    store.flush()?;
+    Ok(body)
+}
+
+/// Userinfo for a bearer access token; `None` means `invalid_token`.
+pub fn userinfo(
+    config: &Config,
+    store: &dyn Store,
+    keys: &Keys,
+    now: u64,
+    token: &str,
+) -> Result<Option<Value>, StoreError> {
+    let Some(claims) = keys.verify::<AccessClaims>(token, "at+jwt", &super::issuer(config)) else {
+        return Ok(None);
+    };
+    if claims.exp <= now {
+        return Ok(None);
+    }
+    let Some(grant) = store.grant(&claims.gid)? else {
+        return Ok(None);
+    };
+    if grant.revoked || grant.data.sub != claims.sub {
+        return Ok(None);
+    }
+    let scopes: Vec<String> = claims.scope.split(' ').map(String::from).collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Ok(None);
+    }
+    let user = match grant.data.user_id.as_deref() {
+        Some(id) => match store.user(id)? {
+            Some(u) if !u.disabled => Some(u),
+            _ => return Ok(None),
+        },
+        None => None,
+    };
+    let mut out = scoped_claims(&scopes, user.as_ref(), &grant.data);
+    for r in RESERVED {
+        out.remove(*r);
+    }
+    out.insert("sub".into(), json!(grant.data.sub));
+    Ok(Some(Value::Object(out)))
+}

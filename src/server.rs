@@ -1,0 +1,219 @@
+//! Running the server: open the store, load keys, bind, serve, and reload the config
+//! on SIGHUP or when a config file changes. A config that fails to load is refused with
+//! its diagnostics logged, and the previous one keeps serving.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::TcpListener;
+
+use crate::config::{self, Config};
+use crate::crypto::unix_now;
+use crate::oidc::keys::Keys;
+use crate::store::{SledStore, Store};
+use crate::web::{self, AppState, Shared};
+
+/// Open the store and keys for a config. Blocking (RSA key generation on first start).
+pub fn open_state(config: Config) -> anyhow::Result<Shared> {
+    let store: Arc<dyn Store> = Arc::new(
+        SledStore::open(&config.store.sled_path)
+            .map_err(|e| anyhow::anyhow!("cannot open the store at {}: {e}", config.store.sled_path.display()))?,
+    );
+    state_with_store(config, store)
+}
+
+/// Build the state over an existing store (tests use a temporary one).
+pub fn state_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Shared> {
+    let keys = Keys::load_or_generate(store.as_ref(), unix_now())?;
+    store.flush()?;
+    Ok(AppState::new(config, store, Arc::new(keys))?)
+}
+
+/// A running server: its address, and a handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Shared,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop accepting, finish in-flight requests, and wait.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Serve `state` on `listener` in a background task.
+pub fn spawn(state: Shared, listener: TcpListener) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let router = web::app(state.clone());
+    let sweeper_state = state.clone();
+    let sweeper = tokio::spawn(async move { sweep_forever(sweeper_state).await });
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped with an error");
+        }
+        sweeper.abort();
+    });
+    Ok(Running {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Drop expired in-progress logins once a minute.
+async fn sweep_forever(state: Shared) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let ttl = state.config().security.flow_ttl;
+        let store = state.store.clone();
+        let cutoff = unix_now().saturating_sub(ttl);
+        match tokio::task::spawn_blocking(move || store.sweep_flows(cutoff)).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired sign-ins swept"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping expired sign-ins failed"),
+            _ => {}
+        }
+    }
+}
+
+/// What the watcher compares to notice a change: every config file's path, length and
+/// modification time, plus the folder listings (a new file under `apps/` counts).
+fn snapshot(path: &Path, files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut all: Vec<PathBuf> = files.to_vec();
+    if path.is_dir() {
+        for sub in ["apps", "connections"] {
+            if let Ok(entries) = std::fs::read_dir(path.join(sub)) {
+                all.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    all.sort();
+    all.dedup();
+    all.into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+            let mtime = meta.and_then(|m| m.modified().ok());
+            (p, len, mtime)
+        })
+        .collect()
+}
+
+/// Try to load the config again; swap it in if it is valid. Returns whether it was.
+pub fn reload(state: &Shared, path: &Path) -> bool {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!("{}", w.message);
+            }
+            let old = state.config();
+            if old.store.sled_path != loaded.config.store.sled_path || old.listen != loaded.config.listen {
+                tracing::warn!("store path and listen address changes take effect on restart");
+            }
+            state.replace_config(loaded.config);
+            tracing::info!(config = %path.display(), "configuration reloaded");
+            true
+        }
+        Err(diagnostics) => {
+            tracing::error!(config = %path.display(), "new configuration refused; still serving the previous one:\n{diagnostics}");
+            false
+        }
+    }
+}
+
+/// Watch the config files (polling once a second) and SIGHUP; reload on either.
+pub async fn watch_config(state: Shared, path: PathBuf) {
+    let mut last = snapshot(&path, &state.config().files);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let by_signal = match hup.as_mut() {
+            Some(h) => tokio::select! {
+                _ = tick.tick() => false,
+                _ = h.recv() => true,
+            },
+            None => {
+                tick.tick().await;
+                false
+            }
+        };
+        #[cfg(not(unix))]
+        let by_signal = {
+            tick.tick().await;
+            false
+        };
+        let files = state.config().files.clone();
+        let p = path.clone();
+        let now = tokio::task::spawn_blocking(move || snapshot(&p, &files))
+            .await
+            .unwrap_or_default();
+        if by_signal || now != last {
+            if by_signal {
+                tracing::info!("SIGHUP: reloading configuration");
+            }
+            let st = state.clone();
+            let p = path.clone();
+            let _ = tokio::task::spawn_blocking(move || reload(&st, &p)).await;
+            last = snapshot(&path, &state.config().files);
+        }
+    }
+}
+
+/// `usher serve`: run until Ctrl-C or SIGTERM.
+pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    let loaded = config::load(&config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
+    for w in &loaded.warnings {
+        tracing::warn!("{}", w.message);
+    }
+    let listen = loaded.config.listen;
+    let issuer = crate::oidc::issuer(&loaded.config);
+    let state = tokio::task::spawn_blocking(move || open_state(loaded.config)).await??;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let running = spawn(state.clone(), listener)?;
+    tracing::info!(%issuer, addr = %running.addr, "Usher is serving");
+    println!("Usher is serving {issuer} on http://{}", running.addr);
+    let watcher = tokio::spawn(watch_config(state, config_path));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    watcher.abort();
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,267 @@
+//! Storage: small capability traits, the records they hold, and sled behind them.
+//!
+//! Nothing outside this module touches sled. Each trait is one capability (users,
+//! sessions, flows, codes and tokens, keys, attempt counters) so a second backend can be
+//! added trait by trait, and code that needs only one capability says so in its bounds.
+//! Single-use things are consumed with compare-and-swap so that N parallel attempts give
+//! exactly one success; writes a response depends on are made durable with
+//! [`Store::flush`] before the response leaves.
+
+mod sled_store;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use sled_store::SledStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An Argon2id PHC string. Not a secret by itself, but kept out of logs all the same.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct PasswordHash(pub String);
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(***)")
+    }
+}
+
+/// A local account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    /// Stable, random, never reused; the `sub` of local accounts.
+    pub id: String,
+    /// Unique (case-insensitive); for sign-up accounts it is the email address.
+    pub username: String,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub given_name: Option<String>,
+    #[serde(default)]
+    pub family_name: Option<String>,
+    #[serde(default)]
+    pub picture: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub password_hash: Option<PasswordHash>,
+    #[serde(default)]
+    pub disabled: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// Per-key failure counter (`password:<user id>`, later `totp:<user id>`), shared by
+/// every session so a lock cannot be dodged with a fresh browser.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attempts {
+    pub failures: u32,
+    /// When the counting window started.
+    pub window_start: u64,
+    /// Locked until this time (0 = not locked).
+    pub locked_until: u64,
+}
+
+impl Attempts {
+    pub fn locked_at(&self, now: u64) -> bool {
+        self.locked_until > now
+    }
+}
+
+/// An SSO session in the browser's cookie (stored under the hash of the cookie value).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    /// The subject the session belongs to (`sub` of the tokens).
+    pub sub: String,
+    /// The local account, when the subject has one.
+    pub user_id: Option<String>,
+    /// When the user last actively authenticated.
+    pub auth_time: u64,
+    /// Authentication methods used (`pwd`, `otp`, …).
+    pub amr: Vec<String>,
+    /// Options satisfied in this session (`password`, `totp`, a connection id), with the
+    /// time each was satisfied; later logins may skip steps these satisfy.
+    pub satisfied: BTreeMap<String, u64>,
+    /// Claims of a subject without an account (pass-through), so SSO can serve them.
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_json::Value>,
+    /// Apps this session signed in to (for logout).
+    #[serde(default)]
+    pub clients: Vec<String>,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+/// Everything an authorization code stands for. Stored under the code's hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CodeRecord {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// PKCE S256 challenge, when the request carried one.
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub scopes: Vec<String>,
+    pub grant: GrantData,
+    pub expires_at: u64,
+    /// Set, atomically, when the code is redeemed: the grant it produced.
+    pub redeemed_by: Option<String>,
+}
+
+/// What a grant (a code exchange and every refresh after it) issues tokens about.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GrantData {
+    pub sub: String,
+    pub user_id: Option<String>,
+    pub auth_time: u64,
+    pub amr: Vec<String>,
+    /// Claims fixed at sign-in: pass-through upstream claims, script `set_claim`s.
+    pub claims: BTreeMap<String, serde_json::Value>,
+    /// The SSO session's hash, so logout can end the grant's tokens' `sid`.
+    pub sid: Option<String>,
+}
+
+/// A token family: one code exchange and the refresh tokens rotated from it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub data: GrantData,
+    pub revoked: bool,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+/// A refresh token, stored under its hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefreshRecord {
+    pub grant_id: String,
+    pub expires_at: u64,
+    /// Set when it has been exchanged; a second use means theft and revokes the family.
+    pub used: bool,
+}
+
+/// Outcome of trying to redeem a code.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redeem {
+    /// First use: the code is now marked redeemed by the given grant id.
+    Fresh(CodeRecord),
+    /// Already redeemed: the record names the grant to revoke.
+    Reused(CodeRecord),
+    Unknown,
+}
+
+/// Outcome of rotating a refresh token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rotate {
+    Rotated(RefreshRecord),
+    Reused(RefreshRecord),
+    Unknown,
+}
+
+/// A signing key as stored: its private key in PKCS#8 DER.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub kid: String,
+    /// `RS256`, `ES256` or `EdDSA`.
+    pub alg: String,
+    pub pkcs8_der: Vec<u8>,
+    pub created_at: u64,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+pub trait UserStore {
+    /// Create an account; fails with `Conflict` if the username or email is taken.
+    fn create_user(&self, user: &User) -> StoreResult<()>;
+    fn user(&self, id: &str) -> StoreResult<Option<User>>;
+    /// Case-insensitive lookup by username, then by email.
+    fn find_user(&self, login: &str) -> StoreResult<Option<User>>;
+    /// Replace an account (username and email indexes follow).
+    fn update_user(&self, user: &User) -> StoreResult<()>;
+    fn user_count(&self) -> StoreResult<usize>;
+}
+
+pub trait AttemptStore {
+    fn attempts(&self, key: &str) -> StoreResult<Attempts>;
+    /// Count one failure atomically; locks for `window` once `max` failures fall within
+    /// one window. Returns the new state.
+    fn record_failure(&self, key: &str, now: u64, max: u32, window: u64) -> StoreResult<Attempts>;
+    fn clear_attempts(&self, key: &str) -> StoreResult<()>;
+}
+
+pub trait SessionStore {
+    fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
+    fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
+    fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+}
+
+/// In-progress logins, as opaque bytes (the flow module owns their format).
+pub trait FlowStore {
+    fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()>;
+    fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    fn delete_flow(&self, id: &str) -> StoreResult<()>;
+    /// Remove flows whose time-prefixed id is older than `cutoff`; returns how many.
+    fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize>;
+}
+
+pub trait TokenStore {
+    fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()>;
+    /// Mark a code redeemed by `grant_id`, atomically: of N parallel calls one sees
+    /// `Fresh`, the rest `Reused`.
+    fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
+    fn put_grant(&self, grant: &Grant) -> StoreResult<()>;
+    fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
+    fn revoke_grant(&self, id: &str) -> StoreResult<()>;
+    fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
+    /// Mark `old` used and store `new`, atomically.
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new: &RefreshRecord,
+    ) -> StoreResult<Rotate>;
+}
+
+pub trait KeyStore {
+    fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// A named server secret (CSRF key, …), created with `make` on first use.
+    fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> StoreResult<Vec<u8>>;
+}
+
+/// Every capability, plus durability.
+pub trait Store:
+    UserStore + AttemptStore + SessionStore + FlowStore + TokenStore + KeyStore + Send + Sync
+{
+    /// Make every write so far durable. Blocking: call it off the async runtime.
+    fn flush(&self) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,407 @@
+//! The embedded store: one sled database, one tree per kind of record, JSON values.
+//!
+//! Indexes (username, email) are kept in their own trees and written in the same
+//! transaction as the record they point to, so a crash never leaves an account without
+//! its index or an index pointing at nothing.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::*;
+
+pub struct SledStore {
+    db: sled::Db,
+    users: sled::Tree,
+    usernames: sled::Tree,
+    emails: sled::Tree,
+    attempts: sled::Tree,
+    sessions: sled::Tree,
+    flows: sled::Tree,
+    codes: sled::Tree,
+    grants: sled::Tree,
+    refresh: sled::Tree,
+    keys: sled::Tree,
+    secrets: sled::Tree,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn fold(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+impl SledStore {
+    /// Open (or create) the store in `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let db = sled::Config::new().path(path).open().map_err(backend)?;
+        Self::from_db(db)
+    }
+
+    /// A store in a temporary folder that disappears when dropped (tests, fixtures).
+    pub fn temporary() -> StoreResult<Self> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(backend)?;
+        Self::from_db(db)
+    }
+
+    fn from_db(db: sled::Db) -> StoreResult<Self> {
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(SledStore {
+            users: tree("users")?,
+            usernames: tree("usernames")?,
+            emails: tree("emails")?,
+            attempts: tree("attempts")?,
+            sessions: tree("sessions")?,
+            flows: tree("flows")?,
+            codes: tree("codes")?,
+            grants: tree("grants")?,
+            refresh: tree("refresh")?,
+            keys: tree("keys")?,
+            secrets: tree("secrets")?,
+            db,
+        })
+    }
+
+    fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> StoreResult<Option<T>> {
+        match tree.get(key).map_err(backend)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put<T: Serialize>(tree: &sled::Tree, key: &str, value: &T) -> StoreResult<()> {
+        tree.insert(key, encode(value)?).map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Map a transaction's outcome, turning an abort into the error it carried.
+fn tx_result<T>(r: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(backend(e)),
+    }
+}
+
+impl UserStore for SledStore {
+    fn create_user(&self, user: &User) -> StoreResult<()> {
+        let value = encode(user)?;
+        let uname = fold(&user.username);
+        let email = user.email.as_deref().map(fold);
+        tx_result(
+            (&self.users, &self.usernames, &self.emails).transaction(|(users, names, emails)| {
+                if names.get(uname.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                        "username",
+                    )));
+                }
+                if let Some(email) = &email {
+                    if emails.get(email.as_bytes())?.is_some() {
+                        return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                            "email",
+                        )));
+                    }
+                    emails.insert(email.as_bytes(), user.id.as_bytes())?;
+                }
+                if users.get(user.id.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict("id")));
+                }
+                names.insert(uname.as_bytes(), user.id.as_bytes())?;
+                users.insert(user.id.as_bytes(), value.clone())?;
+                Ok(())
+            }),
+        )
+    }
+
+    fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        Self::get(&self.users, id)
+    }
+
+    fn find_user(&self, login: &str) -> StoreResult<Option<User>> {
+        let key = fold(login);
+        let id = match self.usernames.get(key.as_bytes()).map_err(backend)? {
+            Some(id) => Some(id),
+            None => self.emails.get(key.as_bytes()).map_err(backend)?,
+        };
+        match id {
+            Some(id) => self.user(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    fn update_user(&self, user: &User) -> StoreResult<()> {
+        let value = encode(user)?;
+        let uname = fold(&user.username);
+        let email = user.email.as_deref().map(fold);
+        tx_result(
+            (&self.users, &self.usernames, &self.emails).transaction(|(users, names, emails)| {
+                let old: User = match users.get(user.id.as_bytes())? {
+                    Some(bytes) => decode(&bytes).map_err(ConflictableTransactionError::Abort)?,
+                    None => return Err(ConflictableTransactionError::Abort(StoreError::NotFound)),
+                };
+                let old_name = fold(&old.username);
+                if old_name != uname {
+                    if names.get(uname.as_bytes())?.is_some() {
+                        return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                            "username",
+                        )));
+                    }
+                    names.remove(old_name.as_bytes())?;
+                    names.insert(uname.as_bytes(), user.id.as_bytes())?;
+                }
+                let old_email = old.email.as_deref().map(fold);
+                if old_email != email {
+                    if let Some(new) = &email {
+                        if emails.get(new.as_bytes())?.is_some() {
+                            return Err(ConflictableTransactionError::Abort(
+                                StoreError::Conflict("email"),
+                            ));
+                        }
+                        emails.insert(new.as_bytes(), user.id.as_bytes())?;
+                    }
+                    if let Some(old) = old_email {
+                        emails.remove(old.as_bytes())?;
+                    }
+                }
+                users.insert(user.id.as_bytes(), value.clone())?;
+                Ok(())
+            }),
+        )
+    }
+
+    fn user_count(&self) -> StoreResult<usize> {
+        Ok(self.users.len())
+    }
+}
+
+impl AttemptStore for SledStore {
+    fn attempts(&self, key: &str) -> StoreResult<Attempts> {
+        Ok(Self::get(&self.attempts, key)?.unwrap_or_default())
+    }
+
+    fn record_failure(&self, key: &str, now: u64, max: u32, window: u64) -> StoreResult<Attempts> {
+        // update_and_fetch retries on contention, so parallel failures all count.
+        let mut result = Attempts::default();
+        let mut err = None;
+        self.attempts
+            .update_and_fetch(key, |old| {
+                let mut a: Attempts = old
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                if a.locked_until != 0 && a.locked_until <= now {
+                    // A lock that ran out starts a fresh count.
+                    a = Attempts::default();
+                }
+                if now.saturating_sub(a.window_start) >= window {
+                    a.failures = 0;
+                    a.window_start = now;
+                }
+                a.failures += 1;
+                if a.failures >= max {
+                    a.locked_until = now + window;
+                }
+                result = a;
+                match serde_json::to_vec(&a) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        err = Some(e.to_string());
+                        old.map(|b| b.to_vec())
+                    }
+                }
+            })
+            .map_err(backend)?;
+        match err {
+            Some(e) => Err(StoreError::Corrupt(e)),
+            None => Ok(result),
+        }
+    }
+
+    fn clear_attempts(&self, key: &str) -> StoreResult<()> {
+        self.attempts.remove(key).map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl SessionStore for SledStore {
+    fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()> {
+        Self::put(&self.sessions, id_hash, session)
+    }
+
+    fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+        Self::get(&self.sessions, id_hash)
+    }
+
+    fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        self.sessions.remove(id_hash).map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl FlowStore for SledStore {
+    fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()> {
+        self.flows.insert(id, bytes).map_err(backend)?;
+        Ok(())
+    }
+
+    fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.flows.get(id).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn delete_flow(&self, id: &str) -> StoreResult<()> {
+        self.flows.remove(id).map_err(backend)?;
+        Ok(())
+    }
+
+    fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize> {
+        // Ids start with their creation time in fixed-width hex, so the old ones are a
+        // prefix range of the tree.
+        let end = format!("{cutoff:016x}");
+        let mut removed = 0;
+        for entry in self.flows.range(..end.as_bytes()) {
+            let (key, _) = entry.map_err(backend)?;
+            self.flows.remove(key).map_err(backend)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+impl TokenStore for SledStore {
+    fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()> {
+        Self::put(&self.codes, code_hash, record)
+    }
+
+    fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem> {
+        loop {
+            let Some(current) = self.codes.get(code_hash).map_err(backend)? else {
+                return Ok(Redeem::Unknown);
+            };
+            let mut record: CodeRecord = decode(&current)?;
+            if record.redeemed_by.is_some() {
+                return Ok(Redeem::Reused(record));
+            }
+            record.redeemed_by = Some(grant_id.to_string());
+            let swapped = self
+                .codes
+                .compare_and_swap(code_hash, Some(current), Some(encode(&record)?))
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                return Ok(Redeem::Fresh(record));
+            }
+            // Someone else changed it first: look again, and they will have won.
+        }
+    }
+
+    fn put_grant(&self, grant: &Grant) -> StoreResult<()> {
+        Self::put(&self.grants, &grant.id, grant)
+    }
+
+    fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
+        Self::get(&self.grants, id)
+    }
+
+    fn revoke_grant(&self, id: &str) -> StoreResult<()> {
+        let mut err = None;
+        self.grants
+            .update_and_fetch(id, |old| {
+                let bytes = old?;
+                match serde_json::from_slice::<Grant>(bytes) {
+                    Ok(mut g) => {
+                        g.revoked = true;
+                        serde_json::to_vec(&g).ok().or_else(|| Some(bytes.to_vec()))
+                    }
+                    Err(e) => {
+                        err = Some(e.to_string());
+                        Some(bytes.to_vec())
+                    }
+                }
+            })
+            .map_err(backend)?;
+        match err {
+            Some(e) => Err(StoreError::Corrupt(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()> {
+        Self::put(&self.refresh, token_hash, record)
+    }
+
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new: &RefreshRecord,
+    ) -> StoreResult<Rotate> {
+        let new_value = encode(new)?;
+        tx_result(self.refresh.transaction(|tree| {
+            let Some(current) = tree.get(old_hash.as_bytes())? else {
+                return Ok(Rotate::Unknown);
+            };
+            let mut old: RefreshRecord =
+                decode(&current).map_err(ConflictableTransactionError::Abort)?;
+            if old.used {
+                return Ok(Rotate::Reused(old));
+            }
+            old.used = true;
+            let old_value = encode(&old).map_err(ConflictableTransactionError::Abort)?;
+            tree.insert(old_hash.as_bytes(), old_value)?;
+            tree.insert(new_hash.as_bytes(), new_value.clone())?;
+            Ok(Rotate::Rotated(old))
+        }))
+    }
+}
+
+impl KeyStore for SledStore {
+    fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.keys
+            .iter()
+            .values()
+            .map(|v| decode(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
+        Self::put(&self.keys, &key.kid, key)
+    }
+
+    fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> StoreResult<Vec<u8>> {
+        if let Some(v) = self.secrets.get(name).map_err(backend)? {
+            return Ok(v.to_vec());
+        }
+        let fresh = make();
+        // Two first starts racing: whoever lands first wins, and both use that value.
+        match self
+            .secrets
+            .compare_and_swap(name, None as Option<&[u8]>, Some(fresh.clone()))
+            .map_err(backend)?
+        {
+            Ok(()) => Ok(fresh),
+            Err(e) => Ok(e.current.map(|v| v.to_vec()).unwrap_or(fresh)),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! Every cookie Usher sets is built here: HttpOnly, SameSite=Lax, and `Secure` with
+//! the `__Host-` prefix whenever the issuer is https (browsers refuse both over plain
+//! http, so a localhost development issuer gets plain names).
+
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+
+use crate::config::Config;
+
+/// The browser cookie: binds flows to the browser that started them and keys CSRF.
+pub const BROWSER: &str = "usher_browser";
+/// The SSO session cookie.
+pub const SESSION: &str = "usher_session";
+
+fn secure(config: &Config) -> bool {
+    config.issuer.scheme() == "https"
+}
+
+fn name(config: &Config, base: &str) -> String {
+    if secure(config) {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+fn build(config: &Config, base: &str, value: String, max_age: Option<u64>) -> Cookie<'static> {
+    let mut c = Cookie::new(name(config, base), value);
+    c.set_http_only(true);
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/");
+    c.set_secure(secure(config));
+    if let Some(secs) = max_age {
+        c.set_max_age(time_duration(secs));
+    }
+    c
+}
+
+fn time_duration(secs: u64) -> cookie::time::Duration {
+    cookie::time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
+pub fn get(jar: &CookieJar, config: &Config, base: &str) -> Option<String> {
+    jar.get(&name(config, base)).map(|c| c.value().to_string())
+}
+
+/// The browser id, creating one when the browser has none yet.
+pub fn ensure_browser(jar: CookieJar, config: &Config) -> (CookieJar, String) {
+    match get(&jar, config, BROWSER) {
+        Some(id) if id.len() >= 32 => (jar, id),
+        _ => {
+            let id = crate::crypto::random_token(32);
+            let jar = jar.add(build(config, BROWSER, id.clone(), Some(400 * 24 * 3600)));
+            (jar, id)
+        }
+    }
+}
+
+pub fn set_session(jar: CookieJar, config: &Config, value: String) -> CookieJar {
+    jar.add(build(config, SESSION, value, Some(config.security.session_ttl)))
+}
+
+pub fn clear_session(jar: CookieJar, config: &Config) -> CookieJar {
+    jar.remove(build(config, SESSION, String::new(), None))
+}

@@ -1,0 +1,562 @@
+//! The hosted sign-in: driving a flow from one page to the next, the step chooser, the
+//! password and sign-up forms, and completing the login with a code for the app.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use serde::Deserialize;
+
+use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
+use super::{cookies, see_other, Shared, WebError};
+use crate::authn::password;
+use crate::config::{App, Config, StepOption};
+use crate::crypto::{b64url, random_token, sha256, token_hash, unix_now};
+use crate::flow::{self, Flow, Next, Subject};
+use crate::oidc::authorize::response_url;
+use crate::oidc::OAuthError;
+use crate::store::{CodeRecord, GrantData, Session, User};
+
+const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
+const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
+
+/// Send an error back to the app (its redirect URI was verified when the flow began).
+pub(crate) fn redirect_error(
+    config: &Config,
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &OAuthError,
+) -> Result<Response, WebError> {
+    let url = response_url(redirect_uri, &crate::oidc::issuer(config), state, Err(error))
+        .ok_or_else(|| WebError::Internal("registered redirect URI does not parse".into()))?;
+    Ok(see_other(url.as_str()))
+}
+
+fn base(config: &Config) -> String {
+    config.issuer.path().trim_end_matches('/').to_string()
+}
+
+fn login_url(config: &Config, flow: &Flow) -> String {
+    format!("{}/login/{}", base(config), flow.id)
+}
+
+/// Move a flow forward: record what the SSO session satisfies, then show the next step,
+/// finish with a code, or fail back to the app. `at_page` is true when the browser is
+/// already at the flow's page (render it) rather than arriving from `/authorize`
+/// (redirect there, so reloading never re-submits the authorization request).
+pub(crate) async fn advance(
+    state: &Shared,
+    config: &Config,
+    mut flow: Flow,
+    jar: CookieJar,
+    now: u64,
+) -> Result<Response, WebError> {
+    advance_inner(state, config, &mut flow, jar, now, false).await
+}
+
+async fn advance_inner(
+    state: &Shared,
+    config: &Config,
+    flow: &mut Flow,
+    jar: CookieJar,
+    now: u64,
+    at_page: bool,
+) -> Result<Response, WebError> {
+    let Some(app) = config.apps.get(&flow.request.app_id).cloned() else {
+        state.store.delete_flow(&flow.id)?;
+        return Err(WebError::page(
+            StatusCode::BAD_REQUEST,
+            "This application is no longer available",
+            "The application you were signing in to has been removed from this server.",
+        ));
+    };
+    if flow.steps_fingerprint != flow::steps_fingerprint(&app) {
+        flow.restart(&app);
+    }
+    let session_cookie = cookies::get(&jar, config, cookies::SESSION);
+    let session = state.session(session_cookie.as_deref(), now)?;
+    let decision = flow::next(flow, &app, session.as_ref().map(|(_, s)| s), now);
+    match decision {
+        Next::Show { step, options } => {
+            if !at_page {
+                state.save_flow(flow)?;
+                return Ok((jar, see_other(&login_url(config, flow))).into_response());
+            }
+            let page = show_step(state, config, &app, flow, step, &options, &jar)?;
+            state.save_flow(flow)?;
+            Ok((jar, page).into_response())
+        }
+        Next::Fail(error) => {
+            tracing::info!(flow = %flow.id, trace = ?flow.trace, error = %error, "sign-in failed");
+            state.store.delete_flow(&flow.id)?;
+            let res = redirect_error(config, &flow.request.redirect_uri, flow.request.state.as_deref(), &error)?;
+            Ok((jar, res).into_response())
+        }
+        Next::Complete => complete(state, config, &app, flow, jar, session, now).await,
+    }
+}
+
+fn option_label(config: &Config, option: &StepOption) -> (String, &'static str) {
+    match option {
+        StepOption::Password => ("Email and password".into(), "local"),
+        StepOption::Totp => ("Authenticator app".into(), "local"),
+        StepOption::EmailOtp => ("Code by email".into(), "local"),
+        StepOption::RecoveryCode => ("Recovery code".into(), "local"),
+        StepOption::Connection(id) => (
+            config
+                .connections
+                .get(id)
+                .map(|c| c.display_name.clone())
+                .unwrap_or_else(|| id.clone()),
+            "federated",
+        ),
+    }
+}
+
+fn show_step(
+    state: &Shared,
+    config: &Config,
+    app: &App,
+    flow: &mut Flow,
+    step: usize,
+    options: &[StepOption],
+    jar: &CookieJar,
+) -> Result<Response, WebError> {
+    let browser = cookies::get(jar, config, cookies::BROWSER).unwrap_or_default();
+    let csrf = state.csrf_token(&browser);
+    let chosen = match (&flow.picked, options) {
+        (Some(p), _) => options.iter().find(|o| o.name() == p),
+        (None, [only]) => Some(only),
+        _ => None,
+    };
+    let sign_up_url = (app.sign_up && options.contains(&StepOption::Password))
+        .then(|| format!("{}/signup/{}", base(config), flow.id));
+    let title = format!("Sign in to {}", app.name);
+    match chosen {
+        None => state.render(
+            "login.html",
+            &LoginPage {
+                layout: state.layout(config, &title, Some(app)),
+                action: format!("{}/pick", login_url(config, flow)),
+                csrf,
+                step,
+                steps: app.sign_in.steps.len(),
+                options: options
+                    .iter()
+                    .map(|o| {
+                        let (label, kind) = option_label(config, o);
+                        OptionButton {
+                            id: o.name().to_string(),
+                            label,
+                            kind,
+                        }
+                    })
+                    .collect(),
+                sign_up_url,
+            },
+        ),
+        Some(StepOption::Password) => {
+            let username = flow
+                .last_login
+                .clone()
+                .or_else(|| flow.request.login_hint.clone())
+                .unwrap_or_default();
+            state.render(
+                "password.html",
+                &PasswordPage {
+                    layout: state.layout(config, &title, Some(app)),
+                    action: format!("{}/password", login_url(config, flow)),
+                    csrf,
+                    username,
+                    error: flow.notice.take(),
+                    back_url: (options.len() > 1).then(|| login_url(config, flow)),
+                    sign_up_url,
+                },
+            )
+        }
+        Some(other) => Err(WebError::page(
+            StatusCode::NOT_IMPLEMENTED,
+            "This sign-in option is not available yet",
+            format!("This server cannot offer `{}` yet.", other.name()),
+        )
+        .with_hint("Go back and choose another way to sign in, or ask your administrator.")),
+    }
+}
+
+/// Every step is satisfied: update the SSO session and send the app its code.
+async fn complete(
+    state: &Shared,
+    config: &Config,
+    app: &App,
+    flow: &mut Flow,
+    jar: CookieJar,
+    session: Option<(String, Session)>,
+    now: u64,
+) -> Result<Response, WebError> {
+    let subject = flow
+        .subject()
+        .cloned()
+        .ok_or_else(|| WebError::Internal("completed flow has no subject".into()))?;
+    if let Some(id) = &subject.user_id {
+        let live = state.store.user(id)?.map(|u| !u.disabled).unwrap_or(false);
+        if !live {
+            flow.trace.push("the account is disabled or was deleted".into());
+            state.store.delete_flow(&flow.id)?;
+            let e = OAuthError::access_denied("the account is disabled");
+            return redirect_error(config, &flow.request.redirect_uri, flow.request.state.as_deref(), &e);
+        }
+    }
+    let same = session.as_ref().filter(|(_, s)| s.sub == subject.sub);
+    let interactive = flow.interactive();
+    let mut satisfied: BTreeMap<String, u64> = same.map(|(_, s)| s.satisfied.clone()).unwrap_or_default();
+    satisfied.extend(flow::satisfied_options(flow));
+    let (auth_time, amr) = match same {
+        Some((_, s)) if !interactive => (s.auth_time, s.amr.clone()),
+        _ => (now, flow.amr()),
+    };
+    let mut clients = same.map(|(_, s)| s.clients.clone()).unwrap_or_default();
+    if !clients.contains(&app.client_id) {
+        clients.push(app.client_id.clone());
+    }
+    let new_session = Session {
+        sub: subject.sub.clone(),
+        user_id: subject.user_id.clone(),
+        auth_time,
+        amr: amr.clone(),
+        satisfied,
+        claims: same.map(|(_, s)| s.claims.clone()).unwrap_or_default(),
+        clients,
+        created_at: same.map(|(_, s)| s.created_at).unwrap_or(now),
+        expires_at: same
+            .map(|(_, s)| s.expires_at)
+            .unwrap_or(now + config.security.session_ttl),
+    };
+    // A fresh sign-in gets a fresh session id (no fixation); SSO keeps the one it has.
+    let (jar, session_hash) = match (same, interactive) {
+        (Some((hash, _)), false) => (jar, hash.clone()),
+        _ => {
+            if let Some((old, _)) = &session {
+                state.store.delete_session(old)?;
+            }
+            let value = random_token(32);
+            let hash = token_hash(&value);
+            (cookies::set_session(jar, config, value), hash)
+        }
+    };
+    state.store.put_session(&session_hash, &new_session)?;
+
+    let code = random_token(32);
+    let record = CodeRecord {
+        client_id: app.client_id.clone(),
+        redirect_uri: flow.request.redirect_uri.clone(),
+        code_challenge: flow.request.code_challenge.clone(),
+        nonce: flow.request.nonce.clone(),
+        scopes: flow.request.scopes.clone(),
+        grant: GrantData {
+            sub: subject.sub.clone(),
+            user_id: subject.user_id.clone(),
+            auth_time,
+            amr,
+            claims: Default::default(),
+            sid: Some(b64url(&sha256(session_hash.as_bytes())[..16])),
+        },
+        expires_at: now + config.security.code_ttl,
+        redeemed_by: None,
+    };
+    state.store.put_code(&token_hash(&code), &record)?;
+    state.store.delete_flow(&flow.id)?;
+    // The code must survive a crash before the app can try to redeem it.
+    state.flush().await?;
+    flow.trace.push(format!("signed in as {}", subject.sub));
+    tracing::debug!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in complete");
+    let url = response_url(
+        &flow.request.redirect_uri,
+        &crate::oidc::issuer(config),
+        flow.request.state.as_deref(),
+        Ok(&code),
+    )
+    .ok_or_else(|| WebError::Internal("registered redirect URI does not parse".into()))?;
+    Ok((jar, see_other(url.as_str())).into_response())
+}
+
+pub async fn login_get(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let browser = cookies::get(&jar, &config, cookies::BROWSER);
+        let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
+        advance_inner(&state, &config, &mut flow, jar, now, true).await
+    }
+    .await;
+    state.respond(r)
+}
+
+/// Load the flow a form posts to, after checking its CSRF token.
+fn posted_flow(state: &Shared, config: &Config, jar: &CookieJar, id: &str, csrf: &str, now: u64) -> Result<Flow, WebError> {
+    let browser = cookies::get(jar, config, cookies::BROWSER);
+    if !state.csrf_ok(browser.as_deref(), Some(csrf)) {
+        return Err(WebError::csrf());
+    }
+    state.load_flow(id, browser.as_deref(), now)
+}
+
+/// The step the flow is at, and its options (recording what the session satisfies).
+fn current_step(state: &Shared, config: &Config, jar: &CookieJar, flow: &mut Flow, now: u64) -> Result<Option<(usize, Vec<StepOption>, std::sync::Arc<App>)>, WebError> {
+    let Some(app) = config.apps.get(&flow.request.app_id).cloned() else {
+        return Ok(None);
+    };
+    if flow.steps_fingerprint != flow::steps_fingerprint(&app) {
+        flow.restart(&app);
+    }
+    let cookie = cookies::get(jar, config, cookies::SESSION);
+    let session = state.session(cookie.as_deref(), now)?;
+    Ok(match flow::next(flow, &app, session.as_ref().map(|(_, s)| s), now) {
+        Next::Show { step, options } => Some((step, options, app)),
+        _ => None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct PickForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    option: String,
+}
+
+pub async fn login_pick_post(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>, Form(form): Form<PickForm>) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+        if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now)? {
+            if options.iter().any(|o| o.name() == form.option) {
+                flow.picked = Some(form.option.clone());
+                flow.notice = None;
+            }
+        }
+        state.save_flow(&flow)?;
+        Ok(see_other(&login_url(&config, &flow)))
+    }
+    .await;
+    state.respond(r)
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn login_password_post(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>, Form(form): Form<PasswordForm>) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+        let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now)? else {
+            state.save_flow(&flow)?;
+            return Ok(see_other(&login_url(&config, &flow)));
+        };
+        if !options.contains(&StepOption::Password) {
+            state.save_flow(&flow)?;
+            return Ok(see_other(&login_url(&config, &flow)));
+        }
+        let login = form.username.trim().to_string();
+        flow.last_login = Some(login.clone());
+        flow.picked = Some("password".into());
+        if login.is_empty() || form.password.is_empty() {
+            flow.notice = Some("Enter your username and password.".into());
+            state.save_flow(&flow)?;
+            return Ok(see_other(&login_url(&config, &flow)));
+        }
+        let user = state.store.find_user(&login)?;
+        let key = password::attempts_key(user.as_ref(), &login);
+        if state.store.attempts(&key)?.locked_at(now) {
+            flow.notice = Some(LOCKED.into());
+            flow.trace.push(format!("step {step}: password refused, attempts locked"));
+            state.save_flow(&flow)?;
+            return Ok(see_other(&login_url(&config, &flow)));
+        }
+        let candidate = user.clone();
+        let presented = form.password.clone();
+        let ok = tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented)).await?;
+        match user {
+            Some(u) if ok => {
+                state.store.clear_attempts(&key)?;
+                if u.disabled {
+                    flow.notice = Some("This account is disabled. Contact your administrator.".into());
+                    flow.trace.push(format!("step {step}: account {} is disabled", u.id));
+                } else if let Err(e) = flow.step_succeeded(step, &StepOption::Password, local_subject(&u), vec!["pwd".into()], now) {
+                    flow.notice = Some(e.description);
+                }
+            }
+            _ => {
+                let a = state.store.record_failure(&key, now, config.security.max_password_attempts, config.security.lockout_seconds)?;
+                let locked = a.locked_at(now);
+                flow.notice = Some(if locked { LOCKED } else { BAD_CREDENTIALS }.into());
+                flow.trace.push(format!("step {step}: wrong password ({} of {} attempts)", a.failures, config.security.max_password_attempts));
+            }
+        }
+        state.save_flow(&flow)?;
+        Ok(see_other(&login_url(&config, &flow)))
+    }
+    .await;
+    state.respond(r)
+}
+
+fn local_subject(u: &User) -> Subject {
+    Subject {
+        sub: u.id.clone(),
+        user_id: Some(u.id.clone()),
+        username: Some(u.username.clone()),
+        email: u.email.clone(),
+        idp: "local".into(),
+    }
+}
+
+fn signup_allowed(app: &App, options: &[StepOption]) -> bool {
+    app.sign_up && options.contains(&StepOption::Password)
+}
+
+fn signup_unavailable() -> WebError {
+    WebError::page(
+        StatusCode::NOT_FOUND,
+        "Sign-up is not available",
+        "This application does not offer creating an account here.",
+    )
+}
+
+pub async fn signup_get(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let browser = cookies::get(&jar, &config, cookies::BROWSER);
+        let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
+        let Some((_, options, app)) = current_step(&state, &config, &jar, &mut flow, now)? else {
+            return Err(signup_unavailable());
+        };
+        if !signup_allowed(&app, &options) {
+            return Err(signup_unavailable());
+        }
+        let errors: Vec<String> = flow
+            .notice
+            .take()
+            .map(|n| n.lines().map(String::from).collect())
+            .unwrap_or_default();
+        let page = SignUpPage {
+            layout: state.layout(&config, &format!("Create your {} account", app.name), Some(&app)),
+            action: format!("{}/signup/{}", base(&config), flow.id),
+            csrf: state.csrf_token(browser.as_deref().unwrap_or_default()),
+            email: flow.last_login.clone().unwrap_or_default(),
+            errors,
+            rules: password::describe_policy(&config.security.password_policy),
+            sign_in_url: login_url(&config, &flow),
+        };
+        state.save_flow(&flow)?;
+        state.render("signup.html", &page)
+    }
+    .await;
+    state.respond(r)
+}
+
+#[derive(Deserialize)]
+pub struct SignUpForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+fn plausible_email(email: &str) -> bool {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && email.len() <= 254
+        }
+        None => false,
+    }
+}
+
+pub async fn signup_post(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>, Form(form): Form<SignUpForm>) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+        let Some((step, options, app)) = current_step(&state, &config, &jar, &mut flow, now)? else {
+            return Err(signup_unavailable());
+        };
+        if !signup_allowed(&app, &options) {
+            return Err(signup_unavailable());
+        }
+        let signup_url = format!("{}/signup/{}", base(&config), flow.id);
+        let email = form.email.trim().to_string();
+        flow.last_login = Some(email.clone());
+        let mut errors = Vec::new();
+        if !plausible_email(&email) {
+            errors.push("Enter a valid email address.".to_string());
+        }
+        errors.extend(password::check_policy(&config.security.password_policy, &form.password));
+        if form.password != form.password_confirm {
+            errors.push("The two passwords do not match.".into());
+        }
+        if errors.is_empty() && state.store.find_user(&email)?.is_some() {
+            errors.push("An account with this email already exists. Sign in instead.".into());
+        }
+        if !errors.is_empty() {
+            flow.notice = Some(errors.join("\n"));
+            state.save_flow(&flow)?;
+            return Ok(see_other(&signup_url));
+        }
+        let presented = form.password.clone();
+        let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
+            .await?
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        let user = User {
+            id: format!("u_{}", random_token(16)),
+            username: email.clone(),
+            email: Some(email),
+            email_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            roles: vec![],
+            password_hash: Some(hash),
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        };
+        match state.store.create_user(&user) {
+            Ok(()) => {}
+            Err(crate::store::StoreError::Conflict(_)) => {
+                flow.notice = Some("An account with this email already exists. Sign in instead.".into());
+                state.save_flow(&flow)?;
+                return Ok(see_other(&signup_url));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        state.flush().await?;
+        flow.trace.push(format!("step {step}: signed up as {}", user.id));
+        if let Err(e) = flow.step_succeeded(step, &StepOption::Password, local_subject(&user), vec!["pwd".into()], now) {
+            flow.notice = Some(e.description);
+        }
+        state.save_flow(&flow)?;
+        Ok(see_other(&login_url(&config, &flow)))
+    }
+    .await;
+    state.respond(r)
+}

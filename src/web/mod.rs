@@ -1,0 +1,252 @@
+//! The axum shell: routes, cookies, CSRF and pages. Handlers parse the request, call
+//! the core (`oidc`, `flow`, `authn`) and render the answer; no protocol or policy
+//! decision is made here.
+
+pub mod cookies;
+pub mod csrf;
+pub mod error;
+mod login;
+mod oidc_routes;
+pub mod pages;
+
+use std::sync::{Arc, RwLock};
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use minijinja::Environment;
+use serde::Serialize;
+
+use crate::config::{App, Config};
+use crate::flow::Flow;
+use crate::oidc::keys::Keys;
+use crate::store::{Session, Store};
+pub use error::WebError;
+use pages::{ErrorPage, Layout};
+
+/// Everything a request needs. The config and templates are swapped whole on reload;
+/// a request takes one snapshot and uses it throughout.
+pub struct AppState {
+    config: RwLock<Arc<Config>>,
+    templates: RwLock<Arc<Environment<'static>>>,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<Keys>,
+    csrf_key: Vec<u8>,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn new(config: Config, store: Arc<dyn Store>, keys: Arc<Keys>) -> Result<Shared, crate::store::StoreError> {
+        let csrf_key = store.secret("csrf", &|| {
+            crate::crypto::random_token(32).into_bytes()
+        })?;
+        let templates = pages::environment(config.theme.as_deref());
+        Ok(Arc::new(AppState {
+            config: RwLock::new(Arc::new(config)),
+            templates: RwLock::new(Arc::new(templates)),
+            store,
+            keys,
+            csrf_key,
+        }))
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swap in a new, already validated configuration.
+    pub fn replace_config(&self, config: Config) {
+        let templates = Arc::new(pages::environment(config.theme.as_deref()));
+        match self.templates.write() {
+            Ok(mut t) => *t = templates,
+            Err(poisoned) => *poisoned.into_inner() = templates,
+        }
+        match self.config.write() {
+            Ok(mut c) => *c = Arc::new(config),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
+        }
+    }
+
+    fn templates(&self) -> Arc<Environment<'static>> {
+        match self.templates.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn csrf_token(&self, browser: &str) -> String {
+        csrf::token(&self.csrf_key, browser)
+    }
+
+    pub(crate) fn csrf_ok(&self, browser: Option<&str>, presented: Option<&str>) -> bool {
+        csrf::verify(&self.csrf_key, browser, presented)
+    }
+
+    /// Render a page template with its typed context.
+    pub(crate) fn render<T: Serialize>(&self, name: &str, ctx: &T) -> Result<Response, WebError> {
+        let env = self.templates();
+        let html = env.get_template(name)?.render(ctx)?;
+        Ok(Html(html).into_response())
+    }
+
+    pub(crate) fn layout(&self, config: &Config, title: &str, app: Option<&App>) -> Layout {
+        Layout {
+            title: title.to_string(),
+            app_name: app.map(|a| a.name.clone()),
+            app_logo: app.and_then(|a| a.logo.clone()),
+            base: config.issuer.path().trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// Turn a handler's result into a response; errors become the error page.
+    pub(crate) fn respond(&self, result: Result<Response, WebError>) -> Response {
+        let err = match result {
+            Ok(r) => return r,
+            Err(e) => e,
+        };
+        let request_id = crate::crypto::random_token(9);
+        let config = self.config();
+        let (status, title, message, hint, back_url) = match err {
+            WebError::Page {
+                status,
+                title,
+                message,
+                hint,
+                back_url,
+            } => {
+                tracing::info!(%request_id, %status, %message, "request refused");
+                (status, title, message, hint, back_url)
+            }
+            WebError::Internal(detail) => {
+                tracing::error!(%request_id, %detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Usher could not complete this request.".to_string(),
+                    Some("Try again in a moment. If it keeps happening, quote the request ID to your administrator.".to_string()),
+                    None,
+                )
+            }
+        };
+        let page = ErrorPage {
+            layout: self.layout(&config, title, None),
+            message,
+            hint,
+            request_id: request_id.clone(),
+            back_url,
+        };
+        let body = match self.render("error.html", &page) {
+            Ok(r) => r,
+            // The error page itself failed to render (a broken theme): plain text.
+            Err(_) => format!("{title}\n\nRequest ID: {request_id}\n").into_response(),
+        };
+        (status, body).into_response()
+    }
+
+    /// Load a flow for this browser, refusing one that expired or belongs elsewhere.
+    pub(crate) fn load_flow(&self, id: &str, browser: Option<&str>, now: u64) -> Result<Flow, WebError> {
+        let bytes = self.store.flow(id)?.ok_or_else(WebError::flow_lost)?;
+        let flow: Flow = serde_json::from_slice(&bytes)
+            .map_err(|_| WebError::flow_lost())?;
+        let bound = browser
+            .map(|b| crate::secret::ct_eq(crate::crypto::token_hash(b).as_bytes(), flow.browser.as_bytes()))
+            .unwrap_or(false);
+        if !bound || flow.expires_at <= now {
+            return Err(WebError::flow_lost());
+        }
+        Ok(flow)
+    }
+
+    pub(crate) fn save_flow(&self, flow: &Flow) -> Result<(), WebError> {
+        let bytes = serde_json::to_vec(flow).map_err(|e| WebError::Internal(e.to_string()))?;
+        self.store.put_flow(&flow.id, &bytes)?;
+        Ok(())
+    }
+
+    /// The SSO session named by the cookie, if it is live.
+    pub(crate) fn session(&self, cookie: Option<&str>, now: u64) -> Result<Option<(String, Session)>, WebError> {
+        let Some(value) = cookie else { return Ok(None) };
+        let hash = crate::crypto::token_hash(value);
+        Ok(self
+            .store
+            .session(&hash)?
+            .filter(|s| s.expires_at > now)
+            .map(|s| (hash, s)))
+    }
+
+    /// Make every write so far durable, off the async runtime.
+    pub(crate) async fn flush(&self) -> Result<(), WebError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush()).await??;
+        Ok(())
+    }
+}
+
+/// 303 See Other: the answer to every successful form POST.
+pub(crate) fn see_other(url: &str) -> Response {
+    Redirect::to(url).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        pages::STYLESHEET,
+    )
+        .into_response()
+}
+
+/// Headers every response carries: no framing, no sniffing, no referrer leaks, and a
+/// policy that allows only our own stylesheet.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self' data: https: http:; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, "x-frame-options", "DENY");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    res
+}
+
+/// The whole server as a router (tests drive it without a socket).
+pub fn app(state: Shared) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/assets/usher.css", get(stylesheet))
+        .route("/.well-known/openid-configuration", get(oidc_routes::discovery))
+        .route("/jwks", get(oidc_routes::jwks))
+        .route("/authorize", get(oidc_routes::authorize_get).post(oidc_routes::authorize_post))
+        .route("/token", post(oidc_routes::token))
+        .route("/userinfo", get(oidc_routes::userinfo_get).post(oidc_routes::userinfo_post))
+        .route("/logout", get(oidc_routes::logout_get).post(oidc_routes::logout_post))
+        .route("/login/{flow}", get(login::login_get))
+        .route("/login/{flow}/pick", post(login::login_pick_post))
+        .route("/login/{flow}/password", post(login::login_password_post))
+        .route("/signup/{flow}", get(login::signup_get).post(login::signup_post))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state.clone());
+    let base = state.config().issuer.path().trim_end_matches('/').to_string();
+    if base.is_empty() {
+        routes
+    } else {
+        Router::new().nest(&base, routes)
+    }
+}

@@ -1,0 +1,153 @@
+//! Typed contexts for the hosted pages, and the template environment that renders them.
+//!
+//! Every page is a `Serialize` struct rendered by one template that extends
+//! `base.html`. Built-in templates are compiled into the binary; a theme folder named in
+//! the config overrides any of them by file name.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::Environment;
+use serde::Serialize;
+
+/// What every page needs from the layout.
+#[derive(Debug, Clone, Serialize)]
+pub struct Layout {
+    /// Page title (also the `<h1>` unless the page says otherwise).
+    pub title: String,
+    /// The app the user is signing in to, when there is one.
+    pub app_name: Option<String>,
+    pub app_logo: Option<String>,
+    /// Path prefix of the issuer (`""` when the issuer has no path), for links and assets.
+    pub base: String,
+}
+
+/// One button on the step chooser.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptionButton {
+    /// The option's id (`password`, `google`, …), posted back as `option`.
+    pub id: String,
+    /// "Email and password", "Google", …
+    pub label: String,
+    /// `local` or `federated`; lets the theme style connections differently.
+    pub kind: &'static str,
+}
+
+/// `login.html`: the options of the current step.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginPage {
+    pub layout: Layout,
+    /// Form action for picking an option.
+    pub action: String,
+    pub csrf: String,
+    /// 1-based step number and how many steps the app declares.
+    pub step: usize,
+    pub steps: usize,
+    pub options: Vec<OptionButton>,
+    /// Link to the sign-up page, when the app allows sign-up.
+    pub sign_up_url: Option<String>,
+}
+
+/// `password.html`: username and password.
+#[derive(Debug, Clone, Serialize)]
+pub struct PasswordPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    /// Prefilled username (from `login_hint` or the last attempt).
+    pub username: String,
+    /// A message for the user after a failed attempt.
+    pub error: Option<String>,
+    /// Back to the chooser, when the step has other options.
+    pub back_url: Option<String>,
+    pub sign_up_url: Option<String>,
+}
+
+/// `signup.html`: email and password for a new local account.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignUpPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    pub email: String,
+    /// Problems with what was entered, one per line.
+    pub errors: Vec<String>,
+    /// The password rules, shown as hints.
+    pub rules: Vec<String>,
+    pub sign_in_url: String,
+}
+
+/// `error.html`: something went wrong; never shows internals.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorPage {
+    pub layout: Layout,
+    /// A sentence for the user.
+    pub message: String,
+    /// What they can do about it, if anything.
+    pub hint: Option<String>,
+    /// Quoted to support; the logs carry the same id.
+    pub request_id: String,
+    /// A way back (the app, or a fresh sign-in), when there is one.
+    pub back_url: Option<String>,
+}
+
+/// `logout.html`: confirm signing out.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogoutPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    /// Passed through the confirmation form.
+    pub post_logout_redirect_uri: Option<String>,
+    pub state: Option<String>,
+    pub client_id: Option<String>,
+    /// Whether there is a session at all (otherwise the page says so).
+    pub signed_in: bool,
+}
+
+/// `message.html`: a plain informational page (signed out, nothing to do).
+#[derive(Debug, Clone, Serialize)]
+pub struct MessagePage {
+    pub layout: Layout,
+    pub message: String,
+}
+
+const BUILT_IN: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("password.html", include_str!("../../templates/password.html")),
+    ("signup.html", include_str!("../../templates/signup.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+    ("logout.html", include_str!("../../templates/logout.html")),
+    ("message.html", include_str!("../../templates/message.html")),
+];
+
+/// The stylesheet served at `/assets/usher.css`.
+pub const STYLESHEET: &str = include_str!("../../templates/usher.css");
+
+/// Build the template environment: the theme folder first, then the built-in templates.
+pub fn environment(theme: Option<&Path>) -> Environment<'static> {
+    let mut env = Environment::new();
+    let theme: Option<PathBuf> = theme.map(Path::to_path_buf);
+    env.set_loader(move |name| {
+        if let Some(dir) = &theme {
+            // Only plain file names: a template name must not walk out of the theme folder.
+            if !name.contains(['/', '\\']) && !name.starts_with('.') {
+                match std::fs::read_to_string(dir.join(name)) {
+                    Ok(text) => return Ok(Some(text)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(minijinja::Error::new(
+                            minijinja::ErrorKind::InvalidOperation,
+                            format!("cannot read theme template {name}: {e}"),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(BUILT_IN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, text)| (*text).to_string()))
+    });
+    env
+}

@@ -1,0 +1,336 @@
+//! The integration-test harness: a real Usher on an ephemeral port with a temporary
+//! store, a browser (reqwest with a cookie jar, redirects followed by hand so each hop
+//! can be checked) and a relying party built on the `openidconnect` crate.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope,
+};
+use reqwest::header::LOCATION;
+use reqwest::StatusCode;
+use tokio::net::TcpListener;
+use url::Url;
+use usher::server::Running;
+use usher::store::{SledStore, Store, User, UserStore};
+
+pub const REDIRECT: &str = "http://127.0.0.1:1/callback";
+pub const SECRET: &str = "thrift-test-secret";
+
+/// The default test config: Thrift (confidential, sign-up on, one password step) and a
+/// public SPA. `{issuer}` is filled in once the port is known.
+pub const BASE_CONFIG: &str = r#"
+issuer: "{issuer}"
+listen: "127.0.0.1:0"
+security:
+  max_password_attempts: 3
+  lockout_seconds: 600
+apps:
+  thrift:
+    name: Thrift
+    client_id: thrift
+    client_secret: thrift-test-secret
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    post_logout_redirect_uris: ["http://127.0.0.1:1/bye"]
+    sign_up: true
+    sign_in:
+      steps:
+        - [password]
+  spa:
+    name: Single Page
+    client_id: spa
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    signing_alg: ES256
+    sign_in:
+      steps:
+        - [password]
+"#;
+
+pub struct Usher {
+    pub running: Running,
+    pub issuer: String,
+    pub store: Arc<SledStore>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Usher {
+    /// Start Usher with `config` (with `{issuer}` placeholders).
+    pub async fn start(config: &str) -> Usher {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usher.yaml");
+        std::fs::write(&path, config.replace("{issuer}", &issuer)).unwrap();
+        let loaded = usher::config::load_with_env(&path, &|_| None)
+            .unwrap_or_else(|d| panic!("test config invalid:\n{d}"));
+        let store = Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let state = usher::server::state_with_store(loaded.config, dyn_store).unwrap();
+        let running = usher::server::spawn(state, listener).unwrap();
+        Usher {
+            running,
+            issuer,
+            store,
+            dir,
+        }
+    }
+
+    pub async fn default() -> Usher {
+        Self::start(BASE_CONFIG).await
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("usher.yaml")
+    }
+
+    /// Create a local account with a password.
+    pub fn add_user(&self, username: &str, email: &str, password: &str) -> User {
+        let user = User {
+            id: format!("u_{username}"),
+            username: username.into(),
+            email: Some(email.into()),
+            email_verified: true,
+            name: Some(format!("{username} Example")),
+            given_name: Some(username.into()),
+            family_name: Some("Example".into()),
+            picture: None,
+            roles: vec![],
+            password_hash: Some(usher::authn::password::hash(password).unwrap()),
+            disabled: false,
+            created_at: 1,
+            updated_at: 1,
+        };
+        self.store.create_user(&user).unwrap();
+        user
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+}
+
+/// A browser: keeps cookies, follows no redirect by itself.
+pub struct Browser {
+    pub http: reqwest::Client,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub url: String,
+    pub body: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snippet: String = self.body.chars().take(1500).collect();
+        write!(f, "{} {}\n{snippet}", self.status, self.url)
+    }
+}
+
+impl Page {
+    /// The value of a named hidden/text input.
+    pub fn input(&self, name: &str) -> Option<String> {
+        let needle = format!("name=\"{name}\"");
+        let at = self.body.find(&needle)?;
+        let start = self.body[..at].rfind('<')?;
+        let end = at + self.body[at..].find('>')?;
+        let tag = &self.body[start..end];
+        let v = tag.find("value=\"")? + 7;
+        let rest = &tag[v..];
+        Some(html_unescape(&rest[..rest.find('"')?]))
+    }
+
+    /// The `action` of the form that contains input `name` (or the first form).
+    pub fn form_action(&self, containing: Option<&str>) -> String {
+        let pos = containing
+            .and_then(|n| self.body.find(&format!("name=\"{n}\"")))
+            .unwrap_or(self.body.len());
+        let form_start = self.body[..pos]
+            .rfind("<form")
+            .or_else(|| self.body.find("<form"))
+            .expect("page has a form");
+        let tag = &self.body[form_start..];
+        let a = tag.find("action=\"").expect("form has an action") + 8;
+        html_unescape(&tag[a..a + tag[a..].find('"').unwrap()])
+    }
+
+    pub fn csrf(&self) -> String {
+        self.input("csrf").expect("page carries a csrf token")
+    }
+}
+
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&amp;", "&")
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn page(res: reqwest::Response) -> Page {
+        let status = res.status();
+        let url = res.url().to_string();
+        let headers = res.headers().clone();
+        let body = res.text().await.unwrap();
+        Page {
+            status,
+            url,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Page {
+        Self::page(self.http.get(url).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, url: &str, form: &[(&str, &str)]) -> Page {
+        Self::page(self.http.post(url).form(form).send().await.unwrap()).await
+    }
+
+    /// Follow redirects within Usher until a page is shown or the browser is sent to
+    /// the app's redirect URI (returned as `Err(url)`).
+    pub async fn follow(&self, usher: &Usher, mut page: Page) -> Result<Page, Url> {
+        for _ in 0..10 {
+            if !page.status.is_redirection() {
+                return Ok(page);
+            }
+            let loc = page.headers[LOCATION].to_str().unwrap().to_string();
+            let next = Url::parse(&page.url).unwrap().join(&loc).unwrap();
+            if !next.as_str().starts_with(&usher.issuer) {
+                return Err(next);
+            }
+            page = self.get(next.as_str()).await;
+        }
+        panic!("redirect loop");
+    }
+
+    /// Fill in the password form of `page` and follow where it leads.
+    pub async fn submit_password(&self, usher: &Usher, page: &Page, username: &str, password: &str) -> Result<Page, Url> {
+        let action = page.form_action(Some("password"));
+        let csrf = page.csrf();
+        let res = self
+            .post(&usher.url_of(&action), &[("csrf", &csrf), ("username", username), ("password", password)])
+            .await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "POST answers 303");
+        self.follow(usher, res).await
+    }
+}
+
+impl Usher {
+    /// A page-relative action (`/login/…`) as an absolute URL.
+    pub fn url_of(&self, action: &str) -> String {
+        if action.starts_with("http") {
+            action.to_string()
+        } else {
+            format!("{}{}", self.issuer, action)
+        }
+    }
+}
+
+/// A relying party using the certified-style `openidconnect` client.
+pub struct Rp {
+    pub client: openidconnect::core::CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+    pub http: reqwest::Client,
+}
+
+pub struct AuthStart {
+    pub url: Url,
+    pub state: CsrfToken,
+    pub nonce: Nonce,
+    pub verifier: PkceCodeVerifier,
+}
+
+impl Rp {
+    pub async fn discover(usher: &Usher, client_id: &str, secret: Option<&str>) -> Rp {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(usher.issuer.clone()).unwrap(), &http)
+            .await
+            .expect("discovery document accepted by openidconnect");
+        let client = CoreClient::from_provider_metadata(
+            meta,
+            ClientId::new(client_id.into()),
+            secret.map(|s| ClientSecret::new(s.into())),
+        )
+        .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
+        Rp { client, http }
+    }
+
+    pub fn start(&self, extra: &[(&str, &str)]) -> AuthStart {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = self
+            .client
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .add_scope(Scope::new("profile".into()))
+            .add_scope(Scope::new("email".into()))
+            .set_pkce_challenge(challenge);
+        for (k, v) in extra {
+            req = req.add_extra_param(*k, *v);
+        }
+        let (url, state, nonce) = req.url();
+        AuthStart {
+            url,
+            state,
+            nonce,
+            verifier,
+        }
+    }
+
+    pub async fn exchange(&self, code: &str, verifier: PkceCodeVerifier) -> Result<openidconnect::core::CoreTokenResponse, String> {
+        self.client
+            .exchange_code(AuthorizationCode::new(code.into()))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                openidconnect::RequestTokenError::ServerResponse(r) => r.error().to_string(),
+                other => format!("{other:?}"),
+            })
+    }
+}
+
+/// The query parameters of a redirect back to the app.
+pub fn query(url: &Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+/// Drive a whole password sign-in for `rp`, returning the callback URL.
+pub async fn password_login(usher: &Usher, browser: &Browser, start: &AuthStart, user: &str, pass: &str) -> Url {
+    let page = browser.follow(usher, browser.get(start.url.as_str()).await).await.expect("a sign-in page");
+    browser
+        .submit_password(usher, &page, user, pass)
+        .await
+        .expect_err("sign-in returns to the app")
+}
