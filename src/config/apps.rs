@@ -12,9 +12,7 @@ use std::sync::Arc;
 use url::Url;
 
 use super::locate::{child, item, Part};
-use super::model::{
-    App, Connection, ScriptSource, SignIn, SigningAlg, Step, StepOption,
-};
+use super::model::{App, Connection, ScriptSource, SignIn, SigningAlg, Step, StepOption};
 use super::raw::{RawAlg, RawApp, RawStep, StepShape};
 use super::report::{nearest, Report};
 use super::resolve::{check_id, resolve_path, Entry};
@@ -270,7 +268,10 @@ fn script(report: &mut Report, file: usize, path: &str, rel: &str) -> Option<Scr
                 file,
                 path,
                 Part::Value,
-                format!("cannot read script `{rel}` (looked for {}): {e}", full.display()),
+                format!(
+                    "cannot read script `{rel}` (looked for {}): {e}",
+                    full.display()
+                ),
             );
             None
         }
@@ -292,7 +293,9 @@ fn warn_mfa_without_account(
     let mut warned = BTreeSet::new();
     for (i, step) in app.sign_in.steps.iter().enumerate() {
         for option in &step.options {
-            let StepOption::Connection(id) = option else { continue };
+            let StepOption::Connection(id) = option else {
+                continue;
+            };
             let pass_through = connections.get(id).is_some_and(|c| !c.jit.provision);
             if !pass_through || warned.contains(id) {
                 continue;

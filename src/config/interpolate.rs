@@ -67,7 +67,10 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String,
             } else {
                 // As in the shell, `:-` also covers a variable that is set but empty:
                 // an empty secret is never what was meant.
-                match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                match (
+                    env(name).filter(|v| !v.is_empty() || default.is_none()),
+                    default,
+                ) {
                     (Some(value), _) => out.push_str(&value),
                     (None, Some(default)) => out.push_str(default),
                     (None, None) => {
@@ -156,8 +159,14 @@ mod tests {
 
     #[test]
     fn replaces_set_variables_and_defaults() {
-        assert_eq!(interpolate("${SECRET}", &env), ("s3cr:et #1".into(), vec![]));
-        assert_eq!(interpolate("a-${NOPE:-dev}-b", &env), ("a-dev-b".into(), vec![]));
+        assert_eq!(
+            interpolate("${SECRET}", &env),
+            ("s3cr:et #1".into(), vec![])
+        );
+        assert_eq!(
+            interpolate("a-${NOPE:-dev}-b", &env),
+            ("a-dev-b".into(), vec![])
+        );
         assert_eq!(interpolate("${EMPTY:-fallback}", &env).0, "fallback");
         assert_eq!(interpolate("${NOPE:-}", &env).0, "");
         assert_eq!(interpolate("${EMPTY}", &env).0, "");
@@ -165,7 +174,10 @@ mod tests {
 
     #[test]
     fn escapes_and_lone_dollars_pass_through() {
-        assert_eq!(interpolate("$${SECRET} costs $5", &env).0, "${SECRET} costs $5");
+        assert_eq!(
+            interpolate("$${SECRET} costs $5", &env).0,
+            "${SECRET} costs $5"
+        );
     }
 
     #[test]
@@ -186,7 +198,10 @@ mod tests {
         let mut v: Value =
             serde_yaml::from_str("a:\n  b: [x, '${MISSING}']\n  c: ${SECRET}\n").unwrap();
         let problems = interpolate_value(&mut v, "", &env);
-        assert_eq!(problems, vec![("a.b[1]".into(), Problem::Missing("MISSING".into()))]);
+        assert_eq!(
+            problems,
+            vec![("a.b[1]".into(), Problem::Missing("MISSING".into()))]
+        );
         assert_eq!(v["a"]["c"].as_str(), Some("s3cr:et #1"));
     }
 }

@@ -127,12 +127,10 @@ pub fn locate(source: &str, prefix: &str) -> Result<(LocateMap, Vec<DuplicateKey
         ..Walker::default()
     };
     let mut parser = Parser::new_from_str(source);
-    parser
-        .load(&mut walker, false)
-        .map_err(|e| SyntaxError {
-            message: e.info().to_string(),
-            pos: Pos::from_marker(e.marker()),
-        })?;
+    parser.load(&mut walker, false).map_err(|e| SyntaxError {
+        message: e.info().to_string(),
+        pos: Pos::from_marker(e.marker()),
+    })?;
     Ok((
         LocateMap {
             nodes: walker.nodes,
@@ -172,7 +170,10 @@ struct Walker {
 
 /// Where a new node goes.
 enum Slot {
-    Node { path: String, key: Option<Pos> },
+    Node {
+        path: String,
+        key: Option<Pos>,
+    },
     /// The node is a mapping key, already handled.
     Key,
     Ignored,
@@ -425,7 +426,10 @@ apps:
 
     #[test]
     fn parent_cuts_one_segment() {
-        assert_eq!(parent("apps.thrift.sign_in.steps[0][1]"), Some("apps.thrift.sign_in.steps[0]"));
+        assert_eq!(
+            parent("apps.thrift.sign_in.steps[0][1]"),
+            Some("apps.thrift.sign_in.steps[0]")
+        );
         assert_eq!(parent("apps.thrift"), Some("apps"));
         assert_eq!(parent("apps"), Some(""));
         assert_eq!(parent(""), None);

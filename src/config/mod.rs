@@ -147,9 +147,12 @@ struct Layout {
 fn discover(path: &Path) -> Result<Layout, Diagnostics> {
     let fail = |message: String| Diagnostics(vec![plain(path, message)]);
     // Absolute paths make the resolved model independent of the working directory.
-    let path = path
-        .canonicalize()
-        .map_err(|e| fail(format!("cannot open configuration `{}`: {e}", path.display())))?;
+    let path = path.canonicalize().map_err(|e| {
+        fail(format!(
+            "cannot open configuration `{}`: {e}",
+            path.display()
+        ))
+    })?;
     if path.is_file() {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         return Ok(Layout {
@@ -185,11 +188,7 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .is_some_and(|x| x == "yaml" || x == "yml")
-        })
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
     Ok(files)
@@ -276,11 +275,21 @@ fn read_root(
     let mut map = match value {
         Value::Mapping(map) => map,
         Value::Null => {
-            report.error(idx, "", Part::Value, "the file is empty; `issuer` is required");
+            report.error(
+                idx,
+                "",
+                Part::Value,
+                "the file is empty; `issuer` is required",
+            );
             return;
         }
         _ => {
-            report.error(idx, "", Part::Value, "the file must be a map of keys like `issuer:` and `apps:`");
+            report.error(
+                idx,
+                "",
+                Part::Value,
+                "the file must be a map of keys like `issuer:` and `apps:`",
+            );
             return;
         }
     };
@@ -328,7 +337,11 @@ fn read_entries<T: DeserializeOwned>(
             let (first_file, this_file) = (first.file, file);
             let first_place = report.place(first_file, &path, Part::Key);
             let this_place = report.place(this_file, &path, Part::Key);
-            let what = if section == "apps" { "app" } else { "connection" };
+            let what = if section == "apps" {
+                "app"
+            } else {
+                "connection"
+            };
             report.error(
                 file,
                 &path,
@@ -371,7 +384,11 @@ pub fn summary(config: &Config) -> String {
     let _ = writeln!(out, "listen:  {}", config.listen);
     let _ = writeln!(out, "apps ({}):", config.apps.len());
     for app in config.apps.values() {
-        let kind = if app.is_public() { "public" } else { "confidential" };
+        let kind = if app.is_public() {
+            "public"
+        } else {
+            "confidential"
+        };
         let n = app.redirect_uris.len();
         let _ = writeln!(
             out,
@@ -407,7 +424,11 @@ pub fn summary(config: &Config) -> String {
             ConnectionKind::Github => "github",
             ConnectionKind::Oauth2 => "oauth2",
         };
-        let jit = if conn.jit.provision { "on" } else { "off (pass-through)" };
+        let jit = if conn.jit.provision {
+            "on"
+        } else {
+            "off (pass-through)"
+        };
         let _ = writeln!(out, "  {} ({kind}) — JIT provision {jit}", conn.id);
     }
     out

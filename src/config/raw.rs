@@ -478,8 +478,7 @@ where
     T::Err: fmt::Display,
 {
     fn parse<E: de::Error>(text: &str) -> Result<T, E> {
-        T::from_str(text.trim())
-            .map_err(|e| E::custom(format_args!("invalid value `{text}`: {e}")))
+        T::from_str(text.trim()).map_err(|e| E::custom(format_args!("invalid value `{text}`: {e}")))
     }
 }
 
@@ -577,7 +576,12 @@ pub fn vocabulary() -> Vec<String> {
     }
     let values = [
         to_words(&[RawSmtpTls::None, RawSmtpTls::StartTls, RawSmtpTls::Tls]),
-        to_words(&[RawKind::Oidc, RawKind::Google, RawKind::Github, RawKind::Oauth2]),
+        to_words(&[
+            RawKind::Oidc,
+            RawKind::Google,
+            RawKind::Github,
+            RawKind::Oauth2,
+        ]),
         to_words(&[
             RawScheme::Silent,
             RawScheme::PromptConsent,

@@ -259,14 +259,36 @@ mod tests {
 
     #[test]
     fn nearest_catches_typos_and_ignores_strangers() {
-        let keys = ["issuer", "listen", "store", "email", "theme", "security", "connections", "apps"];
+        let keys = [
+            "issuer",
+            "listen",
+            "store",
+            "email",
+            "theme",
+            "security",
+            "connections",
+            "apps",
+        ];
         assert_eq!(nearest("isuer", keys).as_deref(), Some("issuer"));
         assert_eq!(nearest("lisen", keys).as_deref(), Some("listen"));
         assert_eq!(nearest("connection", keys).as_deref(), Some("connections"));
         assert_eq!(nearest("frobnicate", keys), None);
-        assert_eq!(nearest("rs256", ["RS256", "ES256", "EdDSA"]).as_deref(), Some("RS256"));
-        assert_eq!(nearest("RS265", ["RS256", "ES256", "EdDSA"]).as_deref(), Some("RS256"));
-        let options = ["password", "totp", "email_otp", "recovery_code", "google", "github"];
+        assert_eq!(
+            nearest("rs256", ["RS256", "ES256", "EdDSA"]).as_deref(),
+            Some("RS256")
+        );
+        assert_eq!(
+            nearest("RS265", ["RS256", "ES256", "EdDSA"]).as_deref(),
+            Some("RS256")
+        );
+        let options = [
+            "password",
+            "totp",
+            "email_otp",
+            "recovery_code",
+            "google",
+            "github",
+        ];
         assert_eq!(nearest("gooogle", options).as_deref(), Some("google"));
         assert_eq!(nearest("passwd", options).as_deref(), Some("password"));
         assert_eq!(nearest("sms", options), None);

@@ -168,10 +168,7 @@ fn issuer(report: &mut Report, file: usize, text: &str) -> Option<Url> {
         );
         return None;
     }
-    let local = matches!(
-        url.host_str(),
-        Some("localhost" | "127.0.0.1" | "[::1]")
-    );
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     if url.scheme() == "http" && !local {
         let line = report.pos(file, "issuer", Part::Value).line;
         report.warn(format!(
@@ -206,7 +203,12 @@ fn email(report: &mut Report, file: usize, raw: &RawRoot, sled: &Path) -> Option
 fn smtp_config(report: &mut Report, file: usize, raw: &RawSmtp) -> Option<SmtpConfig> {
     let mut ok = true;
     if raw.host.trim().is_empty() {
-        report.error(file, "email.smtp.host", Part::Value, "email.smtp.host is empty");
+        report.error(
+            file,
+            "email.smtp.host",
+            Part::Value,
+            "email.smtp.host is empty",
+        );
         ok = false;
     }
     if !raw.from.contains('@') {
@@ -247,13 +249,21 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity) -> Option<Secur
         ("refresh_token_ttl_seconds", raw.refresh_token_ttl_seconds),
         ("flow_ttl_seconds", raw.flow_ttl_seconds),
         ("session_ttl_seconds", raw.session_ttl_seconds),
-        ("max_password_attempts", u64::from(raw.max_password_attempts)),
+        (
+            "max_password_attempts",
+            u64::from(raw.max_password_attempts),
+        ),
         ("lockout_seconds", raw.lockout_seconds),
     ];
     for (key, value) in nonzero {
         if value == 0 {
             let path = child("security", key);
-            report.error(file, &path, Part::Value, format!("{path} must be greater than 0"));
+            report.error(
+                file,
+                &path,
+                Part::Value,
+                format!("{path} must be greater than 0"),
+            );
             ok = false;
         }
     }
@@ -281,7 +291,7 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity) -> Option<Secur
         );
         ok = false;
     }
-    ok.then(|| Security {
+    ok.then_some(Security {
         code_ttl: raw.code_ttl_seconds,
         access_token_ttl: raw.access_token_ttl_seconds,
         id_token_ttl: raw.id_token_ttl_seconds,
@@ -416,7 +426,10 @@ fn connection(
     let token_url = url("token_url", &raw.token_url, preset.token_url);
     let userinfo_url = url("userinfo_url", &raw.userinfo_url, preset.userinfo_url);
     let emails_url = url("emails_url", &raw.emails_url, preset.emails_url);
-    for (key, value) in [("client_id", &raw.client_id), ("client_secret", &raw.client_secret)] {
+    for (key, value) in [
+        ("client_id", &raw.client_id),
+        ("client_secret", &raw.client_secret),
+    ] {
         if value.trim().is_empty() {
             let key_path = child(path, key);
             report.error(file, &key_path, Part::Value, format!("{key_path} is empty"));

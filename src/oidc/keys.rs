@@ -163,6 +163,8 @@ impl Keys {
                 stored.push(key);
             }
         }
+        // A stable order, so the JWKS does not shuffle between restarts.
+        stored.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
         let keys = stored.iter().map(load).collect::<Result<Vec<_>, _>>()?;
         Ok(Keys { keys })
     }
