@@ -161,6 +161,45 @@ fn missing_environment_variable_is_named_with_its_key() {
 }
 
 #[test]
+fn an_unset_variable_is_reported_once_not_again_as_a_bad_value() {
+    let d = only_error(&valid_with(
+        "issuer: https://id.example.com",
+        "issuer: ${ISSUER}",
+    ));
+    assert!(
+        d.message
+            .starts_with("environment variable `ISSUER` is not set"),
+        "{}",
+        d.message
+    );
+    assert_eq!(at(&d), (1, 9));
+}
+
+#[test]
+fn a_number_where_a_string_belongs_says_to_quote_it() {
+    let d = only_error(&valid_with("    client_id: shop", "    client_id: 12345"));
+    assert_eq!(
+        d.message,
+        "wrong type for apps.shop.client_id: expected a string, found integer `12345`; put it in quotes to make it a string"
+    );
+    assert_eq!(at(&d), (5, 16));
+}
+
+#[test]
+fn misspelt_key_in_the_long_step_form() {
+    let d = only_error(&valid_with(
+        "        - [password]",
+        "        - { options: [password], forse: true }",
+    ));
+    assert_eq!(
+        d.message,
+        "unknown key `forse` in apps.shop.sign_in.steps[0]"
+    );
+    assert_eq!(d.suggestion.as_deref(), Some("force"));
+    assert_eq!(at(&d), (9, 34));
+}
+
+#[test]
 fn interpolation_uses_the_environment_then_the_default() {
     let text = valid_with(
         "    client_id: shop",

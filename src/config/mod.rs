@@ -259,6 +259,7 @@ fn parse_file(
     for (at, problem) in interpolate::interpolate_value(&mut value, prefix, env) {
         let message = problem.describe(&at);
         report.error(idx, &at, Part::Value, message);
+        report.taint(idx, &at);
     }
     Some((idx, value))
 }

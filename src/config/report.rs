@@ -6,6 +6,7 @@
 //! serde's errors are reworded here too, because "unknown field `nmae`, expected one of
 //! ..." and "expected struct RawApp" speak of Rust types, not of the user's file.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::error::Diagnostic;
@@ -26,6 +27,10 @@ pub struct Report {
     pub files: Vec<SourceFile>,
     pub diags: Vec<Diagnostic>,
     pub warnings: Vec<Warning>,
+    /// Values whose `${VAR}` could not be replaced. They still hold the reference as
+    /// written, so any later complaint about them ("not a URL") would only repeat the
+    /// real problem; such complaints are dropped.
+    tainted: HashSet<(usize, String)>,
 }
 
 impl Report {
@@ -89,6 +94,11 @@ impl Report {
         self.error_at(file, path, pos, message, suggestion);
     }
 
+    /// Marks the value at `path` as holding an unreplaced `${VAR}` (already reported).
+    pub fn taint(&mut self, file: usize, path: &str) {
+        self.tainted.insert((file, path.to_string()));
+    }
+
     pub fn error_at(
         &mut self,
         file: usize,
@@ -97,6 +107,9 @@ impl Report {
         message: impl Into<String>,
         suggestion: Option<String>,
     ) {
+        if self.tainted.contains(&(file, path.to_string())) {
+            return;
+        }
         let file_path = self
             .files
             .get(file)
@@ -179,12 +192,17 @@ fn reword(path: &str, inner: &str) -> (Part, String, String, Option<String>) {
     }
     if let Some(rest) = inner.strip_prefix("invalid type: ") {
         if let Some((found, expected)) = rest.split_once(", expected ") {
-            let message = format!(
+            let mut message = format!(
                 "wrong type for {}: expected {}, found {}",
                 shown_path(path),
                 plain_type(expected),
                 plain_type(found)
             );
+            // `client_id: 12345` reads as a number to YAML; the fix is not obvious.
+            let scalar = ["integer", "floating point", "boolean"];
+            if expected == "a string" && scalar.iter().any(|s| found.starts_with(s)) {
+                message.push_str("; put it in quotes to make it a string");
+            }
             return (Part::Value, path.to_string(), message, None);
         }
     }
