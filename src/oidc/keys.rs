@@ -68,7 +68,7 @@ fn generate(alg: SigningAlg, now: u64) -> Result<StoredKey, KeyError> {
     let mut rng = rand::rngs::OsRng;
     let der = match alg {
         SigningAlg::Rs256 => rsa::RsaPrivateKey::new(&mut rng, 2048)
-            .and_then(|k| k.to_pkcs1_der().map_err(|e| rsa::Error::from(e)))
+            .and_then(|k| k.to_pkcs1_der().map_err(rsa::Error::from))
             .map_err(|e| KeyError::Generate("RS256", e.to_string()))?
             .as_bytes()
             .to_vec(),

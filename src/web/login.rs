@@ -302,8 +302,11 @@ fn posted_flow(state: &Shared, config: &Config, jar: &CookieJar, id: &str, csrf:
     state.load_flow(id, browser.as_deref(), now)
 }
 
+/// The step a flow is waiting on: its number, its options, and the app.
+type CurrentStep = (usize, Vec<StepOption>, std::sync::Arc<App>);
+
 /// The step the flow is at, and its options (recording what the session satisfies).
-fn current_step(state: &Shared, config: &Config, jar: &CookieJar, flow: &mut Flow, now: u64) -> Result<Option<(usize, Vec<StepOption>, std::sync::Arc<App>)>, WebError> {
+fn current_step(state: &Shared, config: &Config, jar: &CookieJar, flow: &mut Flow, now: u64) -> Result<Option<CurrentStep>, WebError> {
     let Some(app) = config.apps.get(&flow.request.app_id).cloned() else {
         return Ok(None);
     };
