@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "usher", version, about = "An identity provider whose sign-in flows are declared, not coded.")]
+#[command(
+    name = "usher",
+    version,
+    about = "An identity provider whose sign-in flows are declared, not coded."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +47,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, strict } => check(&config, strict),
         Command::Serve { config } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");
@@ -69,7 +76,10 @@ fn check(path: &std::path::Path, strict: bool) -> ExitCode {
                 eprintln!("warning: {}", w.message);
             }
             if strict && !loaded.warnings.is_empty() {
-                eprintln!("{} warning(s); failing because of --strict", loaded.warnings.len());
+                eprintln!(
+                    "{} warning(s); failing because of --strict",
+                    loaded.warnings.len()
+                );
                 return ExitCode::FAILURE;
             }
             println!("config OK");

@@ -17,10 +17,13 @@ use crate::web::{self, AppState, Shared};
 
 /// Open the store and keys for a config. Blocking (RSA key generation on first start).
 pub fn open_state(config: Config) -> anyhow::Result<Shared> {
-    let store: Arc<dyn Store> = Arc::new(
-        SledStore::open(&config.store.sled_path)
-            .map_err(|e| anyhow::anyhow!("cannot open the store at {}: {e}", config.store.sled_path.display()))?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(&config.store.sled_path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the store at {}: {e}",
+                config.store.sled_path.display()
+            )
+        })?);
     state_with_store(config, store)
 }
 
@@ -120,7 +123,9 @@ pub fn reload(state: &Shared, path: &Path) -> bool {
                 tracing::warn!("{}", w.message);
             }
             let old = state.config();
-            if old.store.sled_path != loaded.config.store.sled_path || old.listen != loaded.config.listen {
+            if old.store.sled_path != loaded.config.store.sled_path
+                || old.listen != loaded.config.listen
+            {
                 tracing::warn!("store path and listen address changes take effect on restart");
             }
             state.replace_config(loaded.config);
@@ -200,13 +205,14 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},

@@ -14,18 +14,35 @@ async fn sign_up_creates_an_account_and_signs_in() {
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let start = rp.start(&[]);
-    let page = browser.follow(&usher, browser.get(start.url.as_str()).await).await.unwrap();
+    let page = browser
+        .follow(&usher, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
     let body = html_unescape(&page.body);
-    let signup_link = body.split("href=\"").find(|s| s.starts_with("/signup/")).expect("a sign-up link");
+    let signup_link = body
+        .split("href=\"")
+        .find(|s| s.starts_with("/signup/"))
+        .expect("a sign-up link");
     let signup_url = usher.url(&signup_link[..signup_link.find('"').unwrap()]);
     let form = browser.get(&signup_url).await;
     assert_eq!(form.status, StatusCode::OK);
-    assert!(form.body.contains("At least 10 characters"), "the policy is shown");
+    assert!(
+        form.body.contains("At least 10 characters"),
+        "the policy is shown"
+    );
 
     // Too short and mismatched: both problems reported, nothing created.
     let action = usher.url_of(&form.form_action(Some("email")));
     let res = browser
-        .post(&action, &[("csrf", &form.csrf()), ("email", "carol@example.com"), ("password", "short"), ("password_confirm", "other")])
+        .post(
+            &action,
+            &[
+                ("csrf", &form.csrf()),
+                ("email", "carol@example.com"),
+                ("password", "short"),
+                ("password_confirm", "other"),
+            ],
+        )
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     let again = browser.follow(&usher, res).await.unwrap();
@@ -36,15 +53,34 @@ async fn sign_up_creates_an_account_and_signs_in() {
     let res = browser
         .post(
             &action,
-            &[("csrf", &again.csrf()), ("email", "carol@example.com"), ("password", "a-long-enough-secret"), ("password_confirm", "a-long-enough-secret")],
+            &[
+                ("csrf", &again.csrf()),
+                ("email", "carol@example.com"),
+                ("password", "a-long-enough-secret"),
+                ("password_confirm", "a-long-enough-secret"),
+            ],
         )
         .await;
-    let back = browser.follow(&usher, res).await.expect_err("signed in after sign-up");
-    let user = usher.store.find_user("carol@example.com").unwrap().expect("account stored");
+    let back = browser
+        .follow(&usher, res)
+        .await
+        .expect_err("signed in after sign-up");
+    let user = usher
+        .store
+        .find_user("carol@example.com")
+        .unwrap()
+        .expect("account stored");
     assert!(user.password_hash.unwrap().0.starts_with("$argon2id$"));
-    let tokens = rp.exchange(&query(&back)["code"], start.verifier).await.unwrap();
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
     use openidconnect::TokenResponse;
-    let claims = tokens.id_token().unwrap().claims(&rp.client.id_token_verifier(), &start.nonce).unwrap();
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&rp.client.id_token_verifier(), &start.nonce)
+        .unwrap();
     assert_eq!(claims.subject().as_str(), user.id);
     assert_eq!(claims.email().unwrap().as_str(), "carol@example.com");
 }
@@ -54,10 +90,15 @@ async fn sign_up_is_not_offered_where_the_app_does_not_allow_it() {
     let usher = Usher::default().await;
     let rp = Rp::discover(&usher, "spa", None).await;
     let browser = Browser::new();
-    let page = browser.follow(&usher, browser.get(rp.start(&[]).url.as_str()).await).await.unwrap();
+    let page = browser
+        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
+        .await
+        .unwrap();
     assert!(!html_unescape(&page.body).contains("/signup/"));
     let flow = page.form_action(Some("password"));
-    let id = flow.trim_start_matches("/login/").trim_end_matches("/password");
+    let id = flow
+        .trim_start_matches("/login/")
+        .trim_end_matches("/password");
     let res = browser.get(&usher.url(&format!("/signup/{id}"))).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
 }
@@ -68,10 +109,19 @@ async fn logout_without_a_hint_asks_first_and_checks_the_return_address() {
     usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
-    password_login(&usher, &browser, &rp.start(&[]), "alice", "wonderland-rabbit").await;
+    password_login(
+        &usher,
+        &browser,
+        &rp.start(&[]),
+        "alice",
+        "wonderland-rabbit",
+    )
+    .await;
 
     let bad = browser
-        .get(&usher.url("/logout?client_id=thrift&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fbye%2F"))
+        .get(&usher.url(
+            "/logout?client_id=thrift&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fbye%2F",
+        ))
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "exact match only");
     assert!(bad.headers.get("location").is_none());
@@ -81,18 +131,30 @@ async fn logout_without_a_hint_asks_first_and_checks_the_return_address() {
         .await;
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.body.contains("Sign out"));
-    let forged = browser.post(&usher.url("/logout"), &[("client_id", "thrift")]).await;
+    let forged = browser
+        .post(&usher.url("/logout"), &[("client_id", "thrift")])
+        .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     let fields: Vec<(String, String)> = ["csrf", "client_id", "post_logout_redirect_uri", "state"]
         .iter()
         .map(|n| (n.to_string(), confirm.input(n).unwrap()))
         .collect();
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let done = browser.post(&usher.url("/logout"), &fields).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert_eq!(done.headers["location"], "http://127.0.0.1:1/bye?state=z");
     // The session is gone.
-    let page = browser.follow(&usher, browser.get(rp.start(&[("prompt", "none")]).url.as_str()).await).await;
+    let page = browser
+        .follow(
+            &usher,
+            browser
+                .get(rp.start(&[("prompt", "none")]).url.as_str())
+                .await,
+        )
+        .await;
     assert_eq!(query(&page.unwrap_err())["error"], "login_required");
 }
 
@@ -104,19 +166,36 @@ async fn a_disabled_account_cannot_sign_in_or_refresh() {
     let browser = Browser::new();
     let start = rp.start(&[]);
     let back = password_login(&usher, &browser, &start, "alice", "wonderland-rabbit").await;
-    let tokens = rp.exchange(&query(&back)["code"], start.verifier).await.unwrap();
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
 
     alice.disabled = true;
     usher.store.update_user(&alice).unwrap();
     use openidconnect::OAuth2TokenResponse;
-    let refresh = rp.client.exchange_refresh_token(tokens.refresh_token().unwrap()).unwrap().request_async(&rp.http).await;
+    let refresh = rp
+        .client
+        .exchange_refresh_token(tokens.refresh_token().unwrap())
+        .unwrap()
+        .request_async(&rp.http)
+        .await;
     assert!(format!("{refresh:?}").contains("invalid_grant"));
     // SSO does not carry a disabled account into an app either.
-    let silent = browser.follow(&usher, browser.get(rp.start(&[]).url.as_str()).await).await.unwrap_err();
+    let silent = browser
+        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
+        .await
+        .unwrap_err();
     assert_eq!(query(&silent)["error"], "access_denied");
     let fresh = Browser::new();
-    let page = fresh.follow(&usher, fresh.get(rp.start(&[]).url.as_str()).await).await.unwrap();
-    let page = fresh.submit_password(&usher, &page, "alice", "wonderland-rabbit").await.unwrap();
+    let page = fresh
+        .follow(&usher, fresh.get(rp.start(&[]).url.as_str()).await)
+        .await
+        .unwrap();
+    let page = fresh
+        .submit_password(&usher, &page, "alice", "wonderland-rabbit")
+        .await
+        .unwrap();
     assert!(page.body.contains("This account is disabled"));
 }
 
@@ -132,10 +211,17 @@ async fn reload_swaps_valid_configs_and_refuses_broken_ones() {
     let browser = Browser::new();
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let start = rp.start(&[]);
-    let page = browser.follow(&usher, browser.get(start.url.as_str()).await).await.unwrap();
+    let page = browser
+        .follow(&usher, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
 
     // …a broken config is refused and the old one keeps serving…
-    std::fs::write(&path, original.replace("client_id: thrift", "client_idd: thrift")).unwrap();
+    std::fs::write(
+        &path,
+        original.replace("client_id: thrift", "client_idd: thrift"),
+    )
+    .unwrap();
     assert!(!usher::server::reload(&state, &path));
     assert!(state.config().apps.contains_key("thrift"));
 
@@ -149,7 +235,10 @@ async fn reload_swaps_valid_configs_and_refuses_broken_ones() {
     std::fs::write(&path, &changed).unwrap();
     assert!(usher::server::reload(&state, &path));
     assert_eq!(state.config().apps["thrift"].sign_in.steps.len(), 2);
-    let after = browser.submit_password(&usher, &page, "alice", "wonderland-rabbit").await.unwrap();
+    let after = browser
+        .submit_password(&usher, &page, "alice", "wonderland-rabbit")
+        .await
+        .unwrap();
     assert_eq!(after.status, StatusCode::OK, "{after:?}");
     assert!(after.body.contains("name=\"password\""));
 }
@@ -161,7 +250,9 @@ async fn the_watcher_picks_up_a_changed_file() {
     let path = usher.config_path();
     let watcher = tokio::spawn(usher::server::watch_config(state.clone(), path.clone()));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let text = std::fs::read_to_string(&path).unwrap().replace("name: Thrift", "name: Thrift Shop");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("name: Thrift", "name: Thrift Shop");
     std::fs::write(&path, text).unwrap();
     let mut renamed = false;
     for _ in 0..50 {

@@ -44,9 +44,19 @@ async fn unregistered_redirect_uris_get_a_page_never_a_redirect() {
     ] {
         let page = browser.get(&authorize_url(&usher, &good(bad))).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}");
-        assert!(page.headers.get("location").is_none(), "{bad} must not be redirected to");
-        assert!(page.body.contains("redirect URI is not registered"), "{bad}: {}", page.body);
-        assert!(page.body.contains("Request ID"), "error pages carry a request id");
+        assert!(
+            page.headers.get("location").is_none(),
+            "{bad} must not be redirected to"
+        );
+        assert!(
+            page.body.contains("redirect URI is not registered"),
+            "{bad}: {}",
+            page.body
+        );
+        assert!(
+            page.body.contains("Request ID"),
+            "error pages carry a request id"
+        );
     }
     let mut unknown = good(REDIRECT);
     unknown[1] = ("client_id", "nobody");
@@ -56,7 +66,10 @@ async fn unregistered_redirect_uris_get_a_page_never_a_redirect() {
     assert!(page.headers.get("location").is_none());
 }
 
-async fn redirected_error(usher: &Usher, pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+async fn redirected_error(
+    usher: &Usher,
+    pairs: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
     let page = Browser::new().get(&authorize_url(usher, pairs)).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{page:?}");
     let loc = url::Url::parse(page.headers["location"].to_str().unwrap()).unwrap();
@@ -70,7 +83,13 @@ async fn pkce_rules_for_public_and_confidential_clients() {
     // A public client without PKCE.
     let q = redirected_error(
         &usher,
-        &[("response_type", "code"), ("client_id", "spa"), ("redirect_uri", REDIRECT), ("scope", "openid"), ("state", "s1")],
+        &[
+            ("response_type", "code"),
+            ("client_id", "spa"),
+            ("redirect_uri", REDIRECT),
+            ("scope", "openid"),
+            ("state", "s1"),
+        ],
     )
     .await;
     assert_eq!(q["error"], "invalid_request");
@@ -86,10 +105,16 @@ async fn pkce_rules_for_public_and_confidential_clients() {
     // Wrong response type and a missing openid scope.
     let mut implicit = good(REDIRECT);
     implicit[0] = ("response_type", "token");
-    assert_eq!(redirected_error(&usher, &implicit).await["error"], "unsupported_response_type");
+    assert_eq!(
+        redirected_error(&usher, &implicit).await["error"],
+        "unsupported_response_type"
+    );
     let mut no_openid = good(REDIRECT);
     no_openid[3] = ("scope", "email");
-    assert_eq!(redirected_error(&usher, &no_openid).await["error"], "invalid_scope");
+    assert_eq!(
+        redirected_error(&usher, &no_openid).await["error"],
+        "invalid_scope"
+    );
 }
 
 #[tokio::test]
@@ -104,15 +129,28 @@ async fn prompt_none_without_a_session_is_login_required() {
 
 /// Sign alice in with the fixed PKCE pair and return the code.
 async fn code_for_alice(usher: &Usher, browser: &Browser) -> String {
-    let back = match browser.follow(usher, browser.get(&authorize_url(usher, &good(REDIRECT))).await).await {
-        Ok(page) => browser.submit_password(usher, &page, "alice", "wonderland-rabbit").await.expect_err("code"),
+    let back = match browser
+        .follow(
+            usher,
+            browser.get(&authorize_url(usher, &good(REDIRECT))).await,
+        )
+        .await
+    {
+        Ok(page) => browser
+            .submit_password(usher, &page, "alice", "wonderland-rabbit")
+            .await
+            .expect_err("code"),
         // Already signed in: SSO sends the code straight back.
         Err(back) => back,
     };
     query(&back)["code"].clone()
 }
 
-async fn token_call(usher: &Usher, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (StatusCode, serde_json::Value, reqwest::header::HeaderMap) {
+async fn token_call(
+    usher: &Usher,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (StatusCode, serde_json::Value, reqwest::header::HeaderMap) {
     let mut req = reqwest::Client::new().post(usher.url("/token")).form(form);
     if let Some((id, secret)) = basic {
         req = req.basic_auth(id, Some(secret));
@@ -124,7 +162,12 @@ async fn token_call(usher: &Usher, form: &[(&str, &str)], basic: Option<(&str, &
 }
 
 fn code_form<'a>(code: &'a str, verifier: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", verifier)]
+    vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+    ]
 }
 
 #[tokio::test]
@@ -133,15 +176,30 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
     usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
     let browser = Browser::new();
     let code = code_for_alice(&usher, &browser).await;
-    let (status, first, headers) = token_call(&usher, &code_form(&code, VERIFIER), Some(("thrift", SECRET))).await;
+    let (status, first, headers) = token_call(
+        &usher,
+        &code_form(&code, VERIFIER),
+        Some(("thrift", SECRET)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(headers["cache-control"], "no-store");
-    let (status, again, _) = token_call(&usher, &code_form(&code, VERIFIER), Some(("thrift", SECRET))).await;
+    let (status, again, _) = token_call(
+        &usher,
+        &code_form(&code, VERIFIER),
+        Some(("thrift", SECRET)),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(again["error"], "invalid_grant");
     // The refresh token and access token from the first exchange are now dead.
     let refresh = first["refresh_token"].as_str().unwrap();
-    let (status, r, _) = token_call(&usher, &[("grant_type", "refresh_token"), ("refresh_token", refresh)], Some(("thrift", SECRET))).await;
+    let (status, r, _) = token_call(
+        &usher,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        Some(("thrift", SECRET)),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(r["error"], "invalid_grant");
     let info = reqwest::Client::new()
@@ -151,7 +209,10 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
         .await
         .unwrap();
     assert_eq!(info.status(), StatusCode::UNAUTHORIZED);
-    assert!(info.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(info.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
 }
 
 #[tokio::test]
@@ -162,27 +223,58 @@ async fn wrong_verifier_wrong_secret_and_wrong_redirect_are_refused() {
 
     let code = code_for_alice(&usher, &browser).await;
     let wrong = "x".repeat(43);
-    let (status, body, _) = token_call(&usher, &code_form(&code, &wrong), Some(("thrift", SECRET))).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
-    assert!(body["error_description"].as_str().unwrap().contains("code_verifier"));
+    let (status, body, _) =
+        token_call(&usher, &code_form(&code, &wrong), Some(("thrift", SECRET))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("code_verifier"));
 
     let code = code_for_alice(&usher, &browser).await;
-    let (status, body, headers) = token_call(&usher, &code_form(&code, VERIFIER), Some(("thrift", "not-the-secret"))).await;
+    let (status, body, headers) = token_call(
+        &usher,
+        &code_form(&code, VERIFIER),
+        Some(("thrift", "not-the-secret")),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
-    assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert!(headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
     // The failed client authentication did not burn the code.
-    let (status, _, _) = token_call(&usher, &code_form(&code, VERIFIER), Some(("thrift", SECRET))).await;
+    let (status, _, _) = token_call(
+        &usher,
+        &code_form(&code, VERIFIER),
+        Some(("thrift", SECRET)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     let code = code_for_alice(&usher, &browser).await;
     let mut form = code_form(&code, VERIFIER);
     form[2] = ("redirect_uri", "http://127.0.0.1:1/other");
     let (status, body, _) = token_call(&usher, &form, Some(("thrift", SECRET))).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
 
-    let (status, body, _) = token_call(&usher, &[("grant_type", "password")], Some(("thrift", SECRET))).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
+    let (status, body, _) = token_call(
+        &usher,
+        &[("grant_type", "password")],
+        Some(("thrift", SECRET)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
 }
 
 #[tokio::test]
@@ -205,16 +297,26 @@ async fn an_expired_code_is_invalid_grant() {
         expires_at: usher::crypto::unix_now() - 1,
         redeemed_by: None,
     };
-    usher.store.put_code(&usher::crypto::token_hash("old-code"), &record).unwrap();
+    usher
+        .store
+        .put_code(&usher::crypto::token_hash("old-code"), &record)
+        .unwrap();
     let (status, body, _) = token_call(
         &usher,
-        &[("grant_type", "authorization_code"), ("code", "old-code"), ("redirect_uri", REDIRECT)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "old-code"),
+            ("redirect_uri", REDIRECT),
+        ],
         Some(("thrift", SECRET)),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_grant");
-    assert!(body["error_description"].as_str().unwrap().contains("expired"));
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
 }
 
 #[tokio::test]
@@ -237,21 +339,47 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     let usher = Usher::default().await;
     usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
     let first = Browser::new();
-    let mut page = first.follow(&usher, first.get(&authorize_url(&usher, &good(REDIRECT))).await).await.unwrap();
+    let mut page = first
+        .follow(
+            &usher,
+            first.get(&authorize_url(&usher, &good(REDIRECT))).await,
+        )
+        .await
+        .unwrap();
     for _ in 0..2 {
-        page = first.submit_password(&usher, &page, "alice", "wrong-password").await.unwrap();
+        page = first
+            .submit_password(&usher, &page, "alice", "wrong-password")
+            .await
+            .unwrap();
         assert!(page.body.contains("The username or password is incorrect."));
     }
     // An unknown user gets exactly the same words.
-    let stranger = first.submit_password(&usher, &page, "mallory", "whatever-it-is").await.unwrap();
-    assert!(stranger.body.contains("The username or password is incorrect."));
+    let stranger = first
+        .submit_password(&usher, &page, "mallory", "whatever-it-is")
+        .await
+        .unwrap();
+    assert!(stranger
+        .body
+        .contains("The username or password is incorrect."));
     // The third failure (limit 3) locks the account.
-    page = first.submit_password(&usher, &stranger, "alice", "wrong-password").await.unwrap();
+    page = first
+        .submit_password(&usher, &stranger, "alice", "wrong-password")
+        .await
+        .unwrap();
     assert!(page.body.contains("Too many failed attempts"), "{page:?}");
     // Another browser, the right password: still locked.
     let second = Browser::new();
-    let page2 = second.follow(&usher, second.get(&authorize_url(&usher, &good(REDIRECT))).await).await.unwrap();
-    let page2 = second.submit_password(&usher, &page2, "alice", "wonderland-rabbit").await.unwrap();
+    let page2 = second
+        .follow(
+            &usher,
+            second.get(&authorize_url(&usher, &good(REDIRECT))).await,
+        )
+        .await
+        .unwrap();
+    let page2 = second
+        .submit_password(&usher, &page2, "alice", "wonderland-rabbit")
+        .await
+        .unwrap();
     assert!(page2.body.contains("Too many failed attempts"));
 }
 
@@ -260,18 +388,51 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
     let usher = Usher::default().await;
     usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
     let browser = Browser::new();
-    let page = browser.follow(&usher, browser.get(&authorize_url(&usher, &good(REDIRECT))).await).await.unwrap();
+    let page = browser
+        .follow(
+            &usher,
+            browser.get(&authorize_url(&usher, &good(REDIRECT))).await,
+        )
+        .await
+        .unwrap();
     let action = usher.url_of(&page.form_action(Some("password")));
-    let missing = browser.post(&action, &[("username", "alice"), ("password", "wonderland-rabbit")]).await;
+    let missing = browser
+        .post(
+            &action,
+            &[("username", "alice"), ("password", "wonderland-rabbit")],
+        )
+        .await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
     assert!(missing.body.contains("security token"));
-    let forged = browser.post(&action, &[("csrf", "forged"), ("username", "alice"), ("password", "wonderland-rabbit")]).await;
+    let forged = browser
+        .post(
+            &action,
+            &[
+                ("csrf", "forged"),
+                ("username", "alice"),
+                ("password", "wonderland-rabbit"),
+            ],
+        )
+        .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     // Another browser cannot post into this browser's flow, even with its own token.
     let other = Browser::new();
-    let other_page = other.follow(&usher, other.get(&authorize_url(&usher, &good(REDIRECT))).await).await.unwrap();
+    let other_page = other
+        .follow(
+            &usher,
+            other.get(&authorize_url(&usher, &good(REDIRECT))).await,
+        )
+        .await
+        .unwrap();
     let cross = other
-        .post(&action, &[("csrf", &other_page.csrf()), ("username", "alice"), ("password", "wonderland-rabbit")])
+        .post(
+            &action,
+            &[
+                ("csrf", &other_page.csrf()),
+                ("username", "alice"),
+                ("password", "wonderland-rabbit"),
+            ],
+        )
         .await;
     assert_eq!(cross.status, StatusCode::BAD_REQUEST);
     assert!(cross.body.contains("no longer valid"));
@@ -285,28 +446,71 @@ async fn sso_prompt_login_and_max_age() {
     let browser = Browser::new();
     let start = rp.start(&[]);
     let back = password_login(&usher, &browser, &start, "alice", "wonderland-rabbit").await;
-    let t1 = rp.exchange(&query(&back)["code"], start.verifier).await.unwrap();
-    let c1 = t1.id_token().unwrap().claims(&rp.client.id_token_verifier(), &start.nonce).unwrap().clone();
+    let t1 = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
+    let c1 = t1
+        .id_token()
+        .unwrap()
+        .claims(&rp.client.id_token_verifier(), &start.nonce)
+        .unwrap()
+        .clone();
 
     // prompt=none with a session: a code without any page.
     let silent = rp.start(&[("prompt", "none")]);
-    let back = browser.follow(&usher, browser.get(silent.url.as_str()).await).await.expect_err("silent");
-    let t2 = rp.exchange(&query(&back)["code"], silent.verifier).await.unwrap();
-    let c2 = t2.id_token().unwrap().claims(&rp.client.id_token_verifier(), &silent.nonce).unwrap().clone();
-    assert_eq!(c2.auth_time(), c1.auth_time(), "SSO keeps the original auth_time");
+    let back = browser
+        .follow(&usher, browser.get(silent.url.as_str()).await)
+        .await
+        .expect_err("silent");
+    let t2 = rp
+        .exchange(&query(&back)["code"], silent.verifier)
+        .await
+        .unwrap();
+    let c2 = t2
+        .id_token()
+        .unwrap()
+        .claims(&rp.client.id_token_verifier(), &silent.nonce)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        c2.auth_time(),
+        c1.auth_time(),
+        "SSO keeps the original auth_time"
+    );
     assert_eq!(c2.subject(), c1.subject());
 
     // prompt=login asks again even with a session; so does a max_age that has passed.
     let login = rp.start(&[("prompt", "login")]);
-    let page = browser.follow(&usher, browser.get(login.url.as_str()).await).await.unwrap();
+    let page = browser
+        .follow(&usher, browser.get(login.url.as_str()).await)
+        .await
+        .unwrap();
     assert!(page.body.contains("name=\"password\""));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let aged = rp.start(&[("max_age", "0")]);
-    let page = browser.follow(&usher, browser.get(aged.url.as_str()).await).await.unwrap();
+    let page = browser
+        .follow(&usher, browser.get(aged.url.as_str()).await)
+        .await
+        .unwrap();
     assert!(page.body.contains("name=\"password\""));
-    let back = browser.submit_password(&usher, &page, "alice", "wonderland-rabbit").await.expect_err("code");
-    let t3 = rp.exchange(&query(&back)["code"], aged.verifier).await.unwrap();
-    let c3 = t3.id_token().unwrap().claims(&rp.client.id_token_verifier(), &aged.nonce).unwrap().clone();
-    assert!(c3.auth_time().unwrap() > c1.auth_time().unwrap(), "a fresh sign-in moves auth_time");
+    let back = browser
+        .submit_password(&usher, &page, "alice", "wonderland-rabbit")
+        .await
+        .expect_err("code");
+    let t3 = rp
+        .exchange(&query(&back)["code"], aged.verifier)
+        .await
+        .unwrap();
+    let c3 = t3
+        .id_token()
+        .unwrap()
+        .claims(&rp.client.id_token_verifier(), &aged.nonce)
+        .unwrap()
+        .clone();
+    assert!(
+        c3.auth_time().unwrap() > c1.auth_time().unwrap(),
+        "a fresh sign-in moves auth_time"
+    );
     assert!(t3.access_token().secret().len() > 20);
 }

@@ -18,11 +18,18 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
 
     let start = rp.start(&[]);
     let first = browser.get(start.url.as_str()).await;
-    assert_eq!(first.status, StatusCode::SEE_OTHER, "authorize hands over to the sign-in page");
+    assert_eq!(
+        first.status,
+        StatusCode::SEE_OTHER,
+        "authorize hands over to the sign-in page"
+    );
     let page = browser.follow(&usher, first).await.unwrap();
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Thrift"), "the page names the app");
-    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(page.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
 
     let back = browser
         .submit_password(&usher, &page, "alice", "wonderland-rabbit")
@@ -30,10 +37,17 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
         .expect_err("back at the app");
     assert!(back.as_str().starts_with(REDIRECT));
     let q = query(&back);
-    assert_eq!(q["state"], *start.state.secret(), "state comes back unchanged");
+    assert_eq!(
+        q["state"],
+        *start.state.secret(),
+        "state comes back unchanged"
+    );
     assert_eq!(q["iss"], usher.issuer, "RFC 9207 iss in the response");
 
-    let tokens = rp.exchange(&q["code"], start.verifier).await.expect("code exchange");
+    let tokens = rp
+        .exchange(&q["code"], start.verifier)
+        .await
+        .expect("code exchange");
     let id_token = tokens.id_token().expect("an ID token");
     let claims = id_token
         .claims(&rp.client.id_token_verifier(), &start.nonce)
@@ -42,7 +56,12 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
     assert_eq!(claims.email().unwrap().as_str(), "alice@example.com");
     assert_eq!(claims.email_verified(), Some(true));
     assert_eq!(claims.preferred_username().unwrap().as_str(), "alice");
-    let amr: Vec<String> = claims.auth_method_refs().unwrap().iter().map(|a| a.to_string()).collect();
+    let amr: Vec<String> = claims
+        .auth_method_refs()
+        .unwrap()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     assert_eq!(amr, vec!["pwd"]);
     assert!(claims.auth_time().is_some());
 
@@ -66,9 +85,17 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
         .request_async(&rp.http)
         .await
         .expect("refresh works");
-    let r2 = refreshed.refresh_token().expect("a rotated refresh token").clone();
+    let r2 = refreshed
+        .refresh_token()
+        .expect("a rotated refresh token")
+        .clone();
     assert_ne!(r1.secret(), r2.secret());
-    let reuse = rp.client.exchange_refresh_token(&r1).unwrap().request_async(&rp.http).await;
+    let reuse = rp
+        .client
+        .exchange_refresh_token(&r1)
+        .unwrap()
+        .request_async(&rp.http)
+        .await;
     assert!(format!("{reuse:?}").contains("invalid_grant"), "{reuse:?}");
     let after = rp
         .client
@@ -76,7 +103,10 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
         .unwrap()
         .request_async(&rp.http)
         .await;
-    assert!(format!("{after:?}").contains("invalid_grant"), "family revoked after reuse: {after:?}");
+    assert!(
+        format!("{after:?}").contains("invalid_grant"),
+        "family revoked after reuse: {after:?}"
+    );
 
     // Logout with the ID token as hint returns to the registered address with state.
     let mut logout = url::Url::parse(&usher.url("/logout")).unwrap();
@@ -87,12 +117,21 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
         .append_pair("state", "s-123");
     let out = browser.get(logout.as_str()).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
-    assert_eq!(out.headers["location"], "http://127.0.0.1:1/bye?state=s-123");
+    assert_eq!(
+        out.headers["location"],
+        "http://127.0.0.1:1/bye?state=s-123"
+    );
 
     // Signed out: the next authorization asks for the password again.
     let again = rp.start(&[]);
-    let page = browser.follow(&usher, browser.get(again.url.as_str()).await).await.unwrap();
-    assert!(page.body.contains("name=\"password\""), "signed out means asked again");
+    let page = browser
+        .follow(&usher, browser.get(again.url.as_str()).await)
+        .await
+        .unwrap();
+    assert!(
+        page.body.contains("name=\"password\""),
+        "signed out means asked again"
+    );
 }
 
 #[tokio::test]
@@ -102,13 +141,28 @@ async fn public_client_with_es256_and_client_secret_post() {
     let rp = Rp::discover(&usher, "spa", None).await;
     let browser = Browser::new();
     let start = rp.start(&[]);
-    let back = password_login(&usher, &browser, &start, "bob@example.com", "builder-of-things").await;
-    let tokens = rp.exchange(&query(&back)["code"], start.verifier).await.unwrap();
+    let back = password_login(
+        &usher,
+        &browser,
+        &start,
+        "bob@example.com",
+        "builder-of-things",
+    )
+    .await;
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
     let id = tokens.id_token().unwrap();
-    id.claims(&rp.client.id_token_verifier(), &start.nonce).expect("ES256 ID token verifies");
+    id.claims(&rp.client.id_token_verifier(), &start.nonce)
+        .expect("ES256 ID token verifies");
     let header = id.to_string();
     let header: serde_json::Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header.split('.').next().unwrap()).unwrap(),
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            header.split('.').next().unwrap(),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(header["alg"], "ES256");
@@ -117,7 +171,10 @@ async fn public_client_with_es256_and_client_secret_post() {
     // A confidential client may authenticate with client_secret_post as well.
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let start = rp.start(&[]);
-    let back = browser.follow(&usher, browser.get(start.url.as_str()).await).await.expect_err("SSO");
+    let back = browser
+        .follow(&usher, browser.get(start.url.as_str()).await)
+        .await
+        .expect_err("SSO");
     let res = reqwest::Client::new()
         .post(usher.url("/token"))
         .form(&[
@@ -151,12 +208,30 @@ async fn public_client_with_es256_and_client_secret_post() {
 #[tokio::test]
 async fn discovery_and_jwks_publish_every_key() {
     let usher = Usher::default().await;
-    let d: serde_json::Value = reqwest::get(usher.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
+    let d: serde_json::Value = reqwest::get(usher.url("/.well-known/openid-configuration"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(d["issuer"], usher.issuer);
-    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
-    let jwks: serde_json::Value = reqwest::get(usher.url("/jwks")).await.unwrap().json().await.unwrap();
-    let algs: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["alg"].as_str().unwrap()).collect();
+    let jwks: serde_json::Value = reqwest::get(usher.url("/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
     for alg in ["RS256", "ES256", "EdDSA"] {
         assert!(algs.contains(&alg), "{alg} published");
     }

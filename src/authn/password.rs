@@ -140,11 +140,18 @@ mod tests {
     #[test]
     fn hashes_are_argon2id_with_owasp_parameters() {
         let h = hash("correct horse").unwrap();
-        assert!(h.0.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", h.0);
+        assert!(
+            h.0.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            h.0
+        );
         let u = user_with("correct horse");
         assert!(verify(Some(&u), "correct horse"));
         assert!(!verify(Some(&u), "correct horsf"));
-        assert!(!verify(None, "usher-decoy-password"), "the decoy must never sign anyone in");
+        assert!(
+            !verify(None, "usher-decoy-password"),
+            "the decoy must never sign anyone in"
+        );
     }
 
     #[test]

@@ -69,7 +69,10 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
     /// Show step `step` (1-based) offering `options`.
-    Show { step: usize, options: Vec<StepOption> },
+    Show {
+        step: usize,
+        options: Vec<StepOption>,
+    },
     /// Every step is satisfied: issue the code.
     Complete,
     /// The login ends with this error to the app.
@@ -80,10 +83,11 @@ pub enum Next {
 pub fn steps_fingerprint(app: &App) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (i, step) in app.sign_in.steps.iter().enumerate() {
-        for byte in format!("{i}:{}:", step.force)
-            .bytes()
-            .chain(step.options.iter().flat_map(|o| o.name().bytes().chain([b','])))
-        {
+        for byte in format!("{i}:{}:", step.force).bytes().chain(
+            step.options
+                .iter()
+                .flat_map(|o| o.name().bytes().chain([b','])),
+        ) {
             h ^= u64::from(byte);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -92,7 +96,14 @@ pub fn steps_fingerprint(app: &App) -> u64 {
 }
 
 impl Flow {
-    pub fn new(id: String, request: AuthRequest, app: &App, browser: String, now: u64, ttl: u64) -> Flow {
+    pub fn new(
+        id: String,
+        request: AuthRequest,
+        app: &App,
+        browser: String,
+        now: u64,
+        ttl: u64,
+    ) -> Flow {
         Flow {
             id,
             request,
@@ -159,11 +170,16 @@ impl Flow {
                     "step {step}: {} identified a different person than step 1; refused",
                     option.name()
                 ));
-                return Err(OAuthError::access_denied("a later step identified a different user"));
+                return Err(OAuthError::access_denied(
+                    "a later step identified a different user",
+                ));
             }
         }
-        self.trace
-            .push(format!("step {step}: {} succeeded for {}", option.name(), subject.sub));
+        self.trace.push(format!(
+            "step {step}: {} succeeded for {}",
+            option.name(),
+            subject.sub
+        ));
         self.done.push(StepRecord {
             step,
             option: option.name().to_string(),

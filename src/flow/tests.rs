@@ -18,7 +18,10 @@ fn app(steps: Vec<Vec<StepOption>>) -> App {
         sign_in: SignIn {
             steps: steps
                 .into_iter()
-                .map(|options| Step { options, force: false })
+                .map(|options| Step {
+                    options,
+                    force: false,
+                })
                 .collect(),
             script: None,
         },
@@ -58,7 +61,10 @@ fn session(satisfied: &[&str], auth_time: u64) -> Session {
         user_id: Some("u1".into()),
         auth_time,
         amr: vec!["pwd".into()],
-        satisfied: satisfied.iter().map(|s| (s.to_string(), auth_time)).collect::<BTreeMap<_, _>>(),
+        satisfied: satisfied
+            .iter()
+            .map(|s| (s.to_string(), auth_time))
+            .collect::<BTreeMap<_, _>>(),
         claims: Default::default(),
         clients: vec![],
         created_at: auth_time,
@@ -68,7 +74,10 @@ fn session(satisfied: &[&str], auth_time: u64) -> Session {
 
 fn two_steps() -> App {
     app(vec![
-        vec![StepOption::Password, StepOption::Connection("google".into())],
+        vec![
+            StepOption::Password,
+            StepOption::Connection("google".into()),
+        ],
         vec![StepOption::Totp, StepOption::EmailOtp],
     ])
 }
@@ -79,11 +88,25 @@ fn steps_run_in_order_and_mfa_is_added_to_amr() {
     let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);
     assert_eq!(
         next(&mut flow, &app, None, 100),
-        Next::Show { step: 1, options: app.sign_in.steps[0].options.clone() }
+        Next::Show {
+            step: 1,
+            options: app.sign_in.steps[0].options.clone()
+        }
     );
-    flow.step_succeeded(1, &StepOption::Password, subject("u1"), vec!["pwd".into()], 101).unwrap();
-    assert!(matches!(next(&mut flow, &app, None, 101), Next::Show { step: 2, .. }));
-    flow.step_succeeded(2, &StepOption::Totp, subject("u1"), vec!["otp".into()], 102).unwrap();
+    flow.step_succeeded(
+        1,
+        &StepOption::Password,
+        subject("u1"),
+        vec!["pwd".into()],
+        101,
+    )
+    .unwrap();
+    assert!(matches!(
+        next(&mut flow, &app, None, 101),
+        Next::Show { step: 2, .. }
+    ));
+    flow.step_succeeded(2, &StepOption::Totp, subject("u1"), vec!["otp".into()], 102)
+        .unwrap();
     assert_eq!(next(&mut flow, &app, None, 102), Next::Complete);
     assert_eq!(flow.amr(), vec!["pwd", "otp", "mfa"]);
 }
@@ -92,7 +115,14 @@ fn steps_run_in_order_and_mfa_is_added_to_amr() {
 fn a_second_step_for_another_person_is_refused() {
     let app = two_steps();
     let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);
-    flow.step_succeeded(1, &StepOption::Password, subject("u1"), vec!["pwd".into()], 101).unwrap();
+    flow.step_succeeded(
+        1,
+        &StepOption::Password,
+        subject("u1"),
+        vec!["pwd".into()],
+        101,
+    )
+    .unwrap();
     let err = flow
         .step_succeeded(2, &StepOption::Totp, subject("u2"), vec!["otp".into()], 102)
         .unwrap_err();
@@ -105,7 +135,10 @@ fn the_session_satisfies_what_it_holds_and_only_that() {
     let app = two_steps();
     let s = session(&["password"], 100);
     let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 200, 600);
-    assert!(matches!(next(&mut flow, &app, Some(&s), 200), Next::Show { step: 2, .. }));
+    assert!(matches!(
+        next(&mut flow, &app, Some(&s), 200),
+        Next::Show { step: 2, .. }
+    ));
     assert!(flow.done[0].from_session);
     assert!(flow.trace[0].contains("satisfied by the SSO session"));
     assert!(!flow.interactive());
@@ -115,18 +148,52 @@ fn the_session_satisfies_what_it_holds_and_only_that() {
 fn prompt_login_and_max_age_ignore_the_session() {
     let app = two_steps();
     let s = session(&["password", "totp"], 100);
-    let mut login = Flow::new("f".into(), request(&["login"], None), &app, "b".into(), 200, 600);
-    assert!(matches!(next(&mut login, &app, Some(&s), 200), Next::Show { step: 1, .. }));
-    let mut old = Flow::new("f".into(), request(&[], Some(50)), &app, "b".into(), 200, 600);
-    assert!(matches!(next(&mut old, &app, Some(&s), 200), Next::Show { step: 1, .. }));
-    let mut fresh = Flow::new("f".into(), request(&[], Some(500)), &app, "b".into(), 200, 600);
+    let mut login = Flow::new(
+        "f".into(),
+        request(&["login"], None),
+        &app,
+        "b".into(),
+        200,
+        600,
+    );
+    assert!(matches!(
+        next(&mut login, &app, Some(&s), 200),
+        Next::Show { step: 1, .. }
+    ));
+    let mut old = Flow::new(
+        "f".into(),
+        request(&[], Some(50)),
+        &app,
+        "b".into(),
+        200,
+        600,
+    );
+    assert!(matches!(
+        next(&mut old, &app, Some(&s), 200),
+        Next::Show { step: 1, .. }
+    ));
+    let mut fresh = Flow::new(
+        "f".into(),
+        request(&[], Some(500)),
+        &app,
+        "b".into(),
+        200,
+        600,
+    );
     assert_eq!(next(&mut fresh, &app, Some(&s), 200), Next::Complete);
 }
 
 #[test]
 fn prompt_none_fails_with_login_required_when_a_step_needs_the_user() {
     let app = two_steps();
-    let mut flow = Flow::new("f".into(), request(&["none"], None), &app, "b".into(), 200, 600);
+    let mut flow = Flow::new(
+        "f".into(),
+        request(&["none"], None),
+        &app,
+        "b".into(),
+        200,
+        600,
+    );
     match next(&mut flow, &app, None, 200) {
         Next::Fail(e) => assert_eq!(e.code.as_str(), "login_required"),
         other => panic!("{other:?}"),
@@ -139,14 +206,31 @@ fn a_forced_step_is_asked_again() {
     app.sign_in.steps[1].force = true;
     let s = session(&["password", "totp"], 100);
     let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 200, 600);
-    assert!(matches!(next(&mut flow, &app, Some(&s), 200), Next::Show { step: 2, .. }));
+    assert!(matches!(
+        next(&mut flow, &app, Some(&s), 200),
+        Next::Show { step: 2, .. }
+    ));
 }
 
 #[test]
 fn a_two_step_flow_serializes_small() {
     let app = two_steps();
-    let mut flow = Flow::new(crate::crypto::time_prefixed_id(100), request(&[], None), &app, "b".repeat(43), 100, 600);
-    flow.step_succeeded(1, &StepOption::Password, subject("u_abcdefghijklmnopqrstuv"), vec!["pwd".into()], 101).unwrap();
+    let mut flow = Flow::new(
+        crate::crypto::time_prefixed_id(100),
+        request(&[], None),
+        &app,
+        "b".repeat(43),
+        100,
+        600,
+    );
+    flow.step_succeeded(
+        1,
+        &StepOption::Password,
+        subject("u_abcdefghijklmnopqrstuv"),
+        vec!["pwd".into()],
+        101,
+    )
+    .unwrap();
     let bytes = serde_json::to_vec(&flow).unwrap();
     assert!(bytes.len() < 2048, "{} bytes", bytes.len());
 }

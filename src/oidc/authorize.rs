@@ -69,8 +69,7 @@ pub fn registered_redirect(registered: &[Url], presented: &str) -> bool {
 
 fn is_pkce_value(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
@@ -80,13 +79,18 @@ pub fn validate(
     params: &HashMap<String, String>,
 ) -> Result<AuthRequest, AuthorizeError> {
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let client_id = get("client_id")
-        .ok_or_else(|| AuthorizeError::Page("The request names no application (client_id is missing).".into()))?;
+    let client_id = get("client_id").ok_or_else(|| {
+        AuthorizeError::Page("The request names no application (client_id is missing).".into())
+    })?;
     let app = app_by_client_id(config, client_id).ok_or_else(|| {
-        AuthorizeError::Page(format!("The application `{client_id}` is not registered with this server."))
+        AuthorizeError::Page(format!(
+            "The application `{client_id}` is not registered with this server."
+        ))
     })?;
     let redirect_uri = get("redirect_uri").ok_or_else(|| {
-        AuthorizeError::Page("The request has no redirect_uri, so there is nowhere safe to send you back to.".into())
+        AuthorizeError::Page(
+            "The request has no redirect_uri, so there is nowhere safe to send you back to.".into(),
+        )
     })?;
     if !registered_redirect(&app.redirect_uris, redirect_uri) {
         return Err(AuthorizeError::Page(format!(
@@ -102,10 +106,16 @@ pub fn validate(
     };
 
     if get("request").is_some() {
-        return Err(fail(ErrorCode::RequestNotSupported, "request objects are not supported"));
+        return Err(fail(
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        ));
     }
     if get("request_uri").is_some() {
-        return Err(fail(ErrorCode::RequestUriNotSupported, "request_uri is not supported"));
+        return Err(fail(
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported",
+        ));
     }
     match get("response_type") {
         Some("code") => {}
@@ -119,7 +129,12 @@ pub fn validate(
     }
     match get("response_mode") {
         None | Some("query") => {}
-        Some(_) => return Err(fail(ErrorCode::InvalidRequest, "only response_mode=query is supported")),
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "only response_mode=query is supported",
+            ))
+        }
     }
     let scopes: Vec<String> = get("scope")
         .unwrap_or("")
@@ -128,29 +143,54 @@ pub fn validate(
         .map(str::to_string)
         .collect();
     if !scopes.iter().any(|s| s == "openid") {
-        return Err(fail(ErrorCode::InvalidScope, "the openid scope is required"));
+        return Err(fail(
+            ErrorCode::InvalidScope,
+            "the openid scope is required",
+        ));
     }
 
     let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
         (None, None) => None,
-        (None, Some(_)) => return Err(fail(ErrorCode::InvalidRequest, "code_challenge_method without code_challenge")),
+        (None, Some(_)) => {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "code_challenge_method without code_challenge",
+            ))
+        }
         (Some(_), Some("plain")) => {
-            return Err(fail(ErrorCode::InvalidRequest, "PKCE method plain is not allowed; use S256"))
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "PKCE method plain is not allowed; use S256",
+            ))
         }
         (Some(c), Some("S256")) => Some(c),
         // RFC 7636 makes a missing method mean plain, which is refused.
         (Some(_), None) => {
-            return Err(fail(ErrorCode::InvalidRequest, "code_challenge_method is required and must be S256"))
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "code_challenge_method is required and must be S256",
+            ))
         }
-        (Some(_), Some(_)) => return Err(fail(ErrorCode::InvalidRequest, "unsupported code_challenge_method; use S256")),
+        (Some(_), Some(_)) => {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "unsupported code_challenge_method; use S256",
+            ))
+        }
     };
     if let Some(c) = code_challenge {
         if !is_pkce_value(c) {
-            return Err(fail(ErrorCode::InvalidRequest, "code_challenge is malformed"));
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "code_challenge is malformed",
+            ));
         }
     }
     if code_challenge.is_none() && app.is_public() {
-        return Err(fail(ErrorCode::InvalidRequest, "PKCE (code_challenge with S256) is required for public clients"));
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "PKCE (code_challenge with S256) is required for public clients",
+        ));
     }
 
     let prompt: Vec<String> = get("prompt")
@@ -161,18 +201,26 @@ pub fn validate(
         .collect();
     for p in &prompt {
         if !matches!(p.as_str(), "none" | "login" | "consent" | "select_account") {
-            return Err(fail(ErrorCode::InvalidRequest, &format!("unknown prompt value `{p}`")));
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                &format!("unknown prompt value `{p}`"),
+            ));
         }
     }
     if prompt.len() > 1 && prompt.iter().any(|p| p == "none") {
-        return Err(fail(ErrorCode::InvalidRequest, "prompt=none cannot be combined with other values"));
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "prompt=none cannot be combined with other values",
+        ));
     }
     let max_age = match get("max_age") {
         None => None,
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| fail(ErrorCode::InvalidRequest, "max_age must be a non-negative integer"))?,
-        ),
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            fail(
+                ErrorCode::InvalidRequest,
+                "max_age must be a non-negative integer",
+            )
+        })?),
     };
     let acr_values = get("acr_values")
         .unwrap_or("")

@@ -6,7 +6,11 @@ use serde_json::{json, Map, Value};
 use crate::store::{GrantData, User};
 
 /// Standard claims the granted scopes release about a subject.
-pub fn scoped_claims(scopes: &[String], user: Option<&User>, grant: &GrantData) -> Map<String, Value> {
+pub fn scoped_claims(
+    scopes: &[String],
+    user: Option<&User>,
+    grant: &GrantData,
+) -> Map<String, Value> {
     let mut out = Map::new();
     let has = |s: &str| scopes.iter().any(|x| x == s);
     if let Some(u) = user {
@@ -72,6 +76,22 @@ fn is_standard(claim: &str) -> bool {
 
 /// Claims no script or upstream may override: the protocol's own.
 pub const RESERVED: &[&str] = &[
-    "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "nonce", "acr", "amr", "azp",
-    "at_hash", "c_hash", "sid", "client_id", "scope", "gid",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "sid",
+    "client_id",
+    "scope",
+    "gid",
 ];

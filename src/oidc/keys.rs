@@ -127,8 +127,8 @@ fn load(stored: &StoredKey) -> Result<Key, KeyError> {
             )
         }
         SigningAlg::EdDsa => {
-            let key = ed25519_dalek::SigningKey::from_pkcs8_der(der)
-                .map_err(|e| bad(e.to_string()))?;
+            let key =
+                ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|e| bad(e.to_string()))?;
             let x = b64url(key.verifying_key().as_bytes());
             let decoding = DecodingKey::from_ed_components(&x).map_err(|e| bad(e.to_string()))?;
             (
@@ -183,14 +183,20 @@ impl Keys {
     }
 
     /// Sign `claims` as a compact JWS with the active key of `alg`.
-    pub fn sign<T: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &T) -> Result<String, KeyError> {
+    pub fn sign<T: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, KeyError> {
         let key = self
             .active(alg)
             .ok_or_else(|| KeyError::Sign(format!("no {} key", alg.as_str())))?;
         let mut header = Header::new(jwt_alg(alg));
         header.kid = Some(key.kid.clone());
         header.typ = Some(typ.to_string());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| KeyError::Sign(e.to_string()))
     }
 
     /// Verify a token this server signed: known `kid`, matching algorithm, good
@@ -210,7 +216,13 @@ impl Keys {
         self.check(token, typ, issuer, false)
     }
 
-    fn check<T: DeserializeOwned>(&self, token: &str, typ: &str, issuer: &str, exp: bool) -> Option<T> {
+    fn check<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        typ: &str,
+        issuer: &str,
+        exp: bool,
+    ) -> Option<T> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.typ.as_deref() != Some(typ) {
             return None;
@@ -244,7 +256,11 @@ mod tests {
         let store = SledStore::temporary().unwrap();
         let keys = Keys::load_or_generate(&store, 100).unwrap();
         let again = Keys::load_or_generate(&store, 200).unwrap();
-        assert_eq!(keys.jwks(), again.jwks(), "keys must persist, not regenerate");
+        assert_eq!(
+            keys.jwks(),
+            again.jwks(),
+            "keys must persist, not regenerate"
+        );
         assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 3);
 
         let now = crate::crypto::unix_now();
@@ -254,7 +270,9 @@ mod tests {
             let back: Value = keys.verify(&token, "JWT", "http://i").unwrap();
             assert_eq!(back["sub"], "s");
             assert!(keys.verify::<Value>(&token, "at+jwt", "http://i").is_none());
-            assert!(keys.verify::<Value>(&token, "JWT", "http://other").is_none());
+            assert!(keys
+                .verify::<Value>(&token, "JWT", "http://other")
+                .is_none());
             let mut tampered = token.clone();
             tampered.insert(token.rfind('.').unwrap() + 2, 'A');
             assert!(keys.verify::<Value>(&tampered, "JWT", "http://i").is_none());

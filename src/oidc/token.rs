@@ -17,7 +17,7 @@ use super::keys::Keys;
 use crate::config::{App, Config, SigningAlg};
 use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
 use crate::secret::ct_eq;
-use crate::store::{Grant, RefreshRecord, Redeem, Rotate, Store, StoreError, User};
+use crate::store::{Grant, Redeem, RefreshRecord, Rotate, Store, StoreError, User};
 
 /// A token request, already split from its HTTP envelope.
 #[derive(Debug, Default)]
@@ -48,7 +48,9 @@ impl From<StoreError> for TokenError {
 /// Decode an `Authorization: Basic` header value into `(client_id, client_secret)`,
 /// undoing the form-encoding RFC 6749 §2.3.1 applies to both parts.
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
-    let b64 = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+    let b64 = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
     let raw = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
     let (id, secret) = raw.split_once(':')?;
     let dec = |s: &str| {
@@ -84,7 +86,9 @@ fn authenticate<'c>(config: &'c Config, req: &TokenRequest) -> Result<&'c App, T
         Some((id, secret)) => {
             if form_secret.is_some() {
                 return Err(TokenError {
-                    error: OAuthError::invalid_request("use one client authentication method, not two"),
+                    error: OAuthError::invalid_request(
+                        "use one client authentication method, not two",
+                    ),
                     basic_auth: false,
                 });
             }
@@ -121,12 +125,20 @@ pub fn exchange(
     req: &TokenRequest,
 ) -> Result<Value, TokenError> {
     let app = authenticate(config, req)?;
-    let param = |k: &str| req.params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let param = |k: &str| {
+        req.params
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
     match param("grant_type") {
         Some("authorization_code") => authorization_code(config, store, keys, now, app, req),
         Some("refresh_token") => refresh(config, store, keys, now, app, req),
         Some(_) => Err(TokenError {
-            error: OAuthError::new(ErrorCode::UnsupportedGrantType, "supported grants: authorization_code, refresh_token"),
+            error: OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "supported grants: authorization_code, refresh_token",
+            ),
             basic_auth: false,
         }),
         None => Err(TokenError {
@@ -174,18 +186,26 @@ fn authorization_code(
         return Err(grant_error("the code was issued to another client"));
     }
     if req.params.get("redirect_uri").map(String::as_str) != Some(record.redirect_uri.as_str()) {
-        return Err(grant_error("redirect_uri does not match the authorization request"));
+        return Err(grant_error(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     let verifier = req.params.get("code_verifier").filter(|v| !v.is_empty());
     match (&record.code_challenge, verifier) {
         (Some(challenge), Some(v)) => {
             let computed = b64url(&sha256(v.as_bytes()));
             if !ct_eq(computed.as_bytes(), challenge.as_bytes()) {
-                return Err(grant_error("code_verifier does not match the code_challenge"));
+                return Err(grant_error(
+                    "code_verifier does not match the code_challenge",
+                ));
             }
         }
         (Some(_), None) => return Err(grant_error("code_verifier is required")),
-        (None, Some(_)) => return Err(grant_error("code_verifier given but the request had no code_challenge")),
+        (None, Some(_)) => {
+            return Err(grant_error(
+                "code_verifier given but the request had no code_challenge",
+            ))
+        }
         (None, None) => {}
     }
     let user = live_user(store, record.grant.user_id.as_deref())?;
@@ -258,17 +278,26 @@ fn refresh(
     if grant.client_id != app.client_id {
         store.revoke_grant(&grant.id)?;
         store.flush()?;
-        return Err(grant_error("the refresh token was issued to another client"));
+        return Err(grant_error(
+            "the refresh token was issued to another client",
+        ));
     }
     if now > old.expires_at || now > grant.expires_at {
         return Err(grant_error("the refresh token has expired"));
     }
     let mut grant = grant;
     if let Some(scope) = req.params.get("scope").filter(|s| !s.is_empty()) {
-        let asked: Vec<String> = scope.split(' ').filter(|s| !s.is_empty()).map(String::from).collect();
+        let asked: Vec<String> = scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
         if asked.iter().any(|s| !grant.scopes.contains(s)) {
             return Err(TokenError {
-                error: OAuthError::new(ErrorCode::InvalidScope, "a refresh cannot widen the granted scopes"),
+                error: OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "a refresh cannot widen the granted scopes",
+                ),
                 basic_auth: false,
             });
         }

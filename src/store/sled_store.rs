@@ -105,8 +105,8 @@ impl UserStore for SledStore {
         let value = encode(user)?;
         let uname = fold(&user.username);
         let email = user.email.as_deref().map(fold);
-        tx_result(
-            (&self.users, &self.usernames, &self.emails).transaction(|(users, names, emails)| {
+        tx_result((&self.users, &self.usernames, &self.emails).transaction(
+            |(users, names, emails)| {
                 if names.get(uname.as_bytes())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                         "username",
@@ -121,13 +121,15 @@ impl UserStore for SledStore {
                     emails.insert(email.as_bytes(), user.id.as_bytes())?;
                 }
                 if users.get(user.id.as_bytes())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict("id")));
+                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                        "id",
+                    )));
                 }
                 names.insert(uname.as_bytes(), user.id.as_bytes())?;
                 users.insert(user.id.as_bytes(), value.clone())?;
                 Ok(())
-            }),
-        )
+            },
+        ))
     }
 
     fn user(&self, id: &str) -> StoreResult<Option<User>> {
@@ -150,8 +152,8 @@ impl UserStore for SledStore {
         let value = encode(user)?;
         let uname = fold(&user.username);
         let email = user.email.as_deref().map(fold);
-        tx_result(
-            (&self.users, &self.usernames, &self.emails).transaction(|(users, names, emails)| {
+        tx_result((&self.users, &self.usernames, &self.emails).transaction(
+            |(users, names, emails)| {
                 let old: User = match users.get(user.id.as_bytes())? {
                     Some(bytes) => decode(&bytes).map_err(ConflictableTransactionError::Abort)?,
                     None => return Err(ConflictableTransactionError::Abort(StoreError::NotFound)),
@@ -170,9 +172,9 @@ impl UserStore for SledStore {
                 if old_email != email {
                     if let Some(new) = &email {
                         if emails.get(new.as_bytes())?.is_some() {
-                            return Err(ConflictableTransactionError::Abort(
-                                StoreError::Conflict("email"),
-                            ));
+                            return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                                "email",
+                            )));
                         }
                         emails.insert(new.as_bytes(), user.id.as_bytes())?;
                     }
@@ -182,8 +184,8 @@ impl UserStore for SledStore {
                 }
                 users.insert(user.id.as_bytes(), value.clone())?;
                 Ok(())
-            }),
-        )
+            },
+        ))
     }
 
     fn user_count(&self) -> StoreResult<usize> {

@@ -46,7 +46,8 @@ fn code() -> CodeRecord {
 #[test]
 fn usernames_and_emails_are_unique_case_insensitively() {
     let s = SledStore::temporary().unwrap();
-    s.create_user(&user("u1", "Alice", "alice@example.com")).unwrap();
+    s.create_user(&user("u1", "Alice", "alice@example.com"))
+        .unwrap();
     let dup = s.create_user(&user("u2", "alice", "other@example.com"));
     assert!(matches!(dup, Err(StoreError::Conflict("username"))));
     let dup = s.create_user(&user("u3", "bob", "ALICE@example.com"));
@@ -80,7 +81,10 @@ fn parallel_redemptions_of_one_code_give_exactly_one_success() {
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let fresh = results.iter().filter(|r| matches!(r, Redeem::Fresh(_))).count();
+    let fresh = results
+        .iter()
+        .filter(|r| matches!(r, Redeem::Fresh(_)))
+        .count();
     assert_eq!(fresh, 1);
     let winner = results
         .iter()
@@ -160,7 +164,8 @@ fn data_survives_reopening_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = SledStore::open(dir.path()).unwrap();
-        s.create_user(&user("u1", "alice", "alice@example.com")).unwrap();
+        s.create_user(&user("u1", "alice", "alice@example.com"))
+            .unwrap();
         s.put_code("h", &code()).unwrap();
         s.redeem_code("h", "g1").unwrap();
         s.flush().unwrap();
@@ -168,7 +173,10 @@ fn data_survives_reopening_on_disk() {
     let s = SledStore::open(dir.path()).unwrap();
     assert_eq!(s.find_user("alice").unwrap().unwrap().id, "u1");
     // A consumed code stays consumed after a restart.
-    assert!(matches!(s.redeem_code("h", "g2").unwrap(), Redeem::Reused(_)));
+    assert!(matches!(
+        s.redeem_code("h", "g2").unwrap(),
+        Redeem::Reused(_)
+    ));
 }
 
 #[test]

@@ -56,7 +56,12 @@ pub fn ensure_browser(jar: CookieJar, config: &Config) -> (CookieJar, String) {
 }
 
 pub fn set_session(jar: CookieJar, config: &Config, value: String) -> CookieJar {
-    jar.add(build(config, SESSION, value, Some(config.security.session_ttl)))
+    jar.add(build(
+        config,
+        SESSION,
+        value,
+        Some(config.security.session_ttl),
+    ))
 }
 
 pub fn clear_session(jar: CookieJar, config: &Config) -> CookieJar {

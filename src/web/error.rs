@@ -38,7 +38,11 @@ impl WebError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::page(StatusCode::BAD_REQUEST, "Something is wrong with this request", message)
+        Self::page(
+            StatusCode::BAD_REQUEST,
+            "Something is wrong with this request",
+            message,
+        )
     }
 
     /// The flow is gone, expired, or belongs to another browser.

@@ -29,8 +29,13 @@ pub(crate) fn redirect_error(
     state: Option<&str>,
     error: &OAuthError,
 ) -> Result<Response, WebError> {
-    let url = response_url(redirect_uri, &crate::oidc::issuer(config), state, Err(error))
-        .ok_or_else(|| WebError::Internal("registered redirect URI does not parse".into()))?;
+    let url = response_url(
+        redirect_uri,
+        &crate::oidc::issuer(config),
+        state,
+        Err(error),
+    )
+    .ok_or_else(|| WebError::Internal("registered redirect URI does not parse".into()))?;
     Ok(see_other(url.as_str()))
 }
 
@@ -91,7 +96,12 @@ async fn advance_inner(
         Next::Fail(error) => {
             tracing::info!(flow = %flow.id, trace = ?flow.trace, error = %error, "sign-in failed");
             state.store.delete_flow(&flow.id)?;
-            let res = redirect_error(config, &flow.request.redirect_uri, flow.request.state.as_deref(), &error)?;
+            let res = redirect_error(
+                config,
+                &flow.request.redirect_uri,
+                flow.request.state.as_deref(),
+                &error,
+            )?;
             Ok((jar, res).into_response())
         }
         Next::Complete => complete(state, config, &app, flow, jar, session, now).await,
@@ -202,15 +212,22 @@ async fn complete(
     if let Some(id) = &subject.user_id {
         let live = state.store.user(id)?.map(|u| !u.disabled).unwrap_or(false);
         if !live {
-            flow.trace.push("the account is disabled or was deleted".into());
+            flow.trace
+                .push("the account is disabled or was deleted".into());
             state.store.delete_flow(&flow.id)?;
             let e = OAuthError::access_denied("the account is disabled");
-            return redirect_error(config, &flow.request.redirect_uri, flow.request.state.as_deref(), &e);
+            return redirect_error(
+                config,
+                &flow.request.redirect_uri,
+                flow.request.state.as_deref(),
+                &e,
+            );
         }
     }
     let same = session.as_ref().filter(|(_, s)| s.sub == subject.sub);
     let interactive = flow.interactive();
-    let mut satisfied: BTreeMap<String, u64> = same.map(|(_, s)| s.satisfied.clone()).unwrap_or_default();
+    let mut satisfied: BTreeMap<String, u64> =
+        same.map(|(_, s)| s.satisfied.clone()).unwrap_or_default();
     satisfied.extend(flow::satisfied_options(flow));
     let (auth_time, amr) = match same {
         Some((_, s)) if !interactive => (s.auth_time, s.amr.clone()),
@@ -281,7 +298,11 @@ async fn complete(
     Ok((jar, see_other(url.as_str())).into_response())
 }
 
-pub async fn login_get(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>) -> Response {
+pub async fn login_get(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> Response {
     let r = async {
         let config = state.config();
         let now = unix_now();
@@ -294,7 +315,14 @@ pub async fn login_get(State(state): State<Shared>, jar: CookieJar, Path(id): Pa
 }
 
 /// Load the flow a form posts to, after checking its CSRF token.
-fn posted_flow(state: &Shared, config: &Config, jar: &CookieJar, id: &str, csrf: &str, now: u64) -> Result<Flow, WebError> {
+fn posted_flow(
+    state: &Shared,
+    config: &Config,
+    jar: &CookieJar,
+    id: &str,
+    csrf: &str,
+    now: u64,
+) -> Result<Flow, WebError> {
     let browser = cookies::get(jar, config, cookies::BROWSER);
     if !state.csrf_ok(browser.as_deref(), Some(csrf)) {
         return Err(WebError::csrf());
@@ -306,7 +334,13 @@ fn posted_flow(state: &Shared, config: &Config, jar: &CookieJar, id: &str, csrf:
 type CurrentStep = (usize, Vec<StepOption>, std::sync::Arc<App>);
 
 /// The step the flow is at, and its options (recording what the session satisfies).
-fn current_step(state: &Shared, config: &Config, jar: &CookieJar, flow: &mut Flow, now: u64) -> Result<Option<CurrentStep>, WebError> {
+fn current_step(
+    state: &Shared,
+    config: &Config,
+    jar: &CookieJar,
+    flow: &mut Flow,
+    now: u64,
+) -> Result<Option<CurrentStep>, WebError> {
     let Some(app) = config.apps.get(&flow.request.app_id).cloned() else {
         return Ok(None);
     };
@@ -315,10 +349,12 @@ fn current_step(state: &Shared, config: &Config, jar: &CookieJar, flow: &mut Flo
     }
     let cookie = cookies::get(jar, config, cookies::SESSION);
     let session = state.session(cookie.as_deref(), now)?;
-    Ok(match flow::next(flow, &app, session.as_ref().map(|(_, s)| s), now) {
-        Next::Show { step, options } => Some((step, options, app)),
-        _ => None,
-    })
+    Ok(
+        match flow::next(flow, &app, session.as_ref().map(|(_, s)| s), now) {
+            Next::Show { step, options } => Some((step, options, app)),
+            _ => None,
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -329,7 +365,12 @@ pub struct PickForm {
     option: String,
 }
 
-pub async fn login_pick_post(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>, Form(form): Form<PickForm>) -> Response {
+pub async fn login_pick_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<PickForm>,
+) -> Response {
     let r = async {
         let config = state.config();
         let now = unix_now();
@@ -357,7 +398,12 @@ pub struct PasswordForm {
     password: String,
 }
 
-pub async fn login_password_post(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>, Form(form): Form<PasswordForm>) -> Response {
+pub async fn login_password_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
     let r = async {
         let config = state.config();
         let now = unix_now();
@@ -382,28 +428,47 @@ pub async fn login_password_post(State(state): State<Shared>, jar: CookieJar, Pa
         let key = password::attempts_key(user.as_ref(), &login);
         if state.store.attempts(&key)?.locked_at(now) {
             flow.notice = Some(LOCKED.into());
-            flow.trace.push(format!("step {step}: password refused, attempts locked"));
+            flow.trace
+                .push(format!("step {step}: password refused, attempts locked"));
             state.save_flow(&flow)?;
             return Ok(see_other(&login_url(&config, &flow)));
         }
         let candidate = user.clone();
         let presented = form.password.clone();
-        let ok = tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented)).await?;
+        let ok =
+            tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented))
+                .await?;
         match user {
             Some(u) if ok => {
                 state.store.clear_attempts(&key)?;
                 if u.disabled {
-                    flow.notice = Some("This account is disabled. Contact your administrator.".into());
-                    flow.trace.push(format!("step {step}: account {} is disabled", u.id));
-                } else if let Err(e) = flow.step_succeeded(step, &StepOption::Password, local_subject(&u), vec!["pwd".into()], now) {
+                    flow.notice =
+                        Some("This account is disabled. Contact your administrator.".into());
+                    flow.trace
+                        .push(format!("step {step}: account {} is disabled", u.id));
+                } else if let Err(e) = flow.step_succeeded(
+                    step,
+                    &StepOption::Password,
+                    local_subject(&u),
+                    vec!["pwd".into()],
+                    now,
+                ) {
                     flow.notice = Some(e.description);
                 }
             }
             _ => {
-                let a = state.store.record_failure(&key, now, config.security.max_password_attempts, config.security.lockout_seconds)?;
+                let a = state.store.record_failure(
+                    &key,
+                    now,
+                    config.security.max_password_attempts,
+                    config.security.lockout_seconds,
+                )?;
                 let locked = a.locked_at(now);
                 flow.notice = Some(if locked { LOCKED } else { BAD_CREDENTIALS }.into());
-                flow.trace.push(format!("step {step}: wrong password ({} of {} attempts)", a.failures, config.security.max_password_attempts));
+                flow.trace.push(format!(
+                    "step {step}: wrong password ({} of {} attempts)",
+                    a.failures, config.security.max_password_attempts
+                ));
             }
         }
         state.save_flow(&flow)?;
@@ -435,7 +500,11 @@ fn signup_unavailable() -> WebError {
     )
 }
 
-pub async fn signup_get(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>) -> Response {
+pub async fn signup_get(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> Response {
     let r = async {
         let config = state.config();
         let now = unix_now();
@@ -453,7 +522,11 @@ pub async fn signup_get(State(state): State<Shared>, jar: CookieJar, Path(id): P
             .map(|n| n.lines().map(String::from).collect())
             .unwrap_or_default();
         let page = SignUpPage {
-            layout: state.layout(&config, &format!("Create your {} account", app.name), Some(&app)),
+            layout: state.layout(
+                &config,
+                &format!("Create your {} account", app.name),
+                Some(&app),
+            ),
             action: format!("{}/signup/{}", base(&config), flow.id),
             csrf: state.csrf_token(browser.as_deref().unwrap_or_default()),
             email: flow.last_login.clone().unwrap_or_default(),
@@ -494,12 +567,18 @@ fn plausible_email(email: &str) -> bool {
     }
 }
 
-pub async fn signup_post(State(state): State<Shared>, jar: CookieJar, Path(id): Path<String>, Form(form): Form<SignUpForm>) -> Response {
+pub async fn signup_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<SignUpForm>,
+) -> Response {
     let r = async {
         let config = state.config();
         let now = unix_now();
         let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        let Some((step, options, app)) = current_step(&state, &config, &jar, &mut flow, now)? else {
+        let Some((step, options, app)) = current_step(&state, &config, &jar, &mut flow, now)?
+        else {
             return Err(signup_unavailable());
         };
         if !signup_allowed(&app, &options) {
@@ -512,7 +591,10 @@ pub async fn signup_post(State(state): State<Shared>, jar: CookieJar, Path(id): 
         if !plausible_email(&email) {
             errors.push("Enter a valid email address.".to_string());
         }
-        errors.extend(password::check_policy(&config.security.password_policy, &form.password));
+        errors.extend(password::check_policy(
+            &config.security.password_policy,
+            &form.password,
+        ));
         if form.password != form.password_confirm {
             errors.push("The two passwords do not match.".into());
         }
@@ -546,15 +628,23 @@ pub async fn signup_post(State(state): State<Shared>, jar: CookieJar, Path(id): 
         match state.store.create_user(&user) {
             Ok(()) => {}
             Err(crate::store::StoreError::Conflict(_)) => {
-                flow.notice = Some("An account with this email already exists. Sign in instead.".into());
+                flow.notice =
+                    Some("An account with this email already exists. Sign in instead.".into());
                 state.save_flow(&flow)?;
                 return Ok(see_other(&signup_url));
             }
             Err(e) => return Err(e.into()),
         }
         state.flush().await?;
-        flow.trace.push(format!("step {step}: signed up as {}", user.id));
-        if let Err(e) = flow.step_succeeded(step, &StepOption::Password, local_subject(&user), vec!["pwd".into()], now) {
+        flow.trace
+            .push(format!("step {step}: signed up as {}", user.id));
+        if let Err(e) = flow.step_succeeded(
+            step,
+            &StepOption::Password,
+            local_subject(&user),
+            vec!["pwd".into()],
+            now,
+        ) {
             flow.notice = Some(e.description);
         }
         state.save_flow(&flow)?;

@@ -38,10 +38,12 @@ pub struct AppState {
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>, keys: Arc<Keys>) -> Result<Shared, crate::store::StoreError> {
-        let csrf_key = store.secret("csrf", &|| {
-            crate::crypto::random_token(32).into_bytes()
-        })?;
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        keys: Arc<Keys>,
+    ) -> Result<Shared, crate::store::StoreError> {
+        let csrf_key = store.secret("csrf", &|| crate::crypto::random_token(32).into_bytes())?;
         let templates = pages::environment(config.theme.as_deref());
         Ok(Arc::new(AppState {
             config: RwLock::new(Arc::new(config)),
@@ -150,12 +152,21 @@ impl AppState {
     }
 
     /// Load a flow for this browser, refusing one that expired or belongs elsewhere.
-    pub(crate) fn load_flow(&self, id: &str, browser: Option<&str>, now: u64) -> Result<Flow, WebError> {
+    pub(crate) fn load_flow(
+        &self,
+        id: &str,
+        browser: Option<&str>,
+        now: u64,
+    ) -> Result<Flow, WebError> {
         let bytes = self.store.flow(id)?.ok_or_else(WebError::flow_lost)?;
-        let flow: Flow = serde_json::from_slice(&bytes)
-            .map_err(|_| WebError::flow_lost())?;
+        let flow: Flow = serde_json::from_slice(&bytes).map_err(|_| WebError::flow_lost())?;
         let bound = browser
-            .map(|b| crate::secret::ct_eq(crate::crypto::token_hash(b).as_bytes(), flow.browser.as_bytes()))
+            .map(|b| {
+                crate::secret::ct_eq(
+                    crate::crypto::token_hash(b).as_bytes(),
+                    flow.browser.as_bytes(),
+                )
+            })
             .unwrap_or(false);
         if !bound || flow.expires_at <= now {
             return Err(WebError::flow_lost());
@@ -170,7 +181,11 @@ impl AppState {
     }
 
     /// The SSO session named by the cookie, if it is live.
-    pub(crate) fn session(&self, cookie: Option<&str>, now: u64) -> Result<Option<(String, Session)>, WebError> {
+    pub(crate) fn session(
+        &self,
+        cookie: Option<&str>,
+        now: u64,
+    ) -> Result<Option<(String, Session)>, WebError> {
         let Some(value) = cookie else { return Ok(None) };
         let hash = crate::crypto::token_hash(value);
         Ok(self
@@ -231,19 +246,39 @@ pub fn app(state: Shared) -> Router {
     let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/assets/usher.css", get(stylesheet))
-        .route("/.well-known/openid-configuration", get(oidc_routes::discovery))
+        .route(
+            "/.well-known/openid-configuration",
+            get(oidc_routes::discovery),
+        )
         .route("/jwks", get(oidc_routes::jwks))
-        .route("/authorize", get(oidc_routes::authorize_get).post(oidc_routes::authorize_post))
+        .route(
+            "/authorize",
+            get(oidc_routes::authorize_get).post(oidc_routes::authorize_post),
+        )
         .route("/token", post(oidc_routes::token))
-        .route("/userinfo", get(oidc_routes::userinfo_get).post(oidc_routes::userinfo_post))
-        .route("/logout", get(oidc_routes::logout_get).post(oidc_routes::logout_post))
+        .route(
+            "/userinfo",
+            get(oidc_routes::userinfo_get).post(oidc_routes::userinfo_post),
+        )
+        .route(
+            "/logout",
+            get(oidc_routes::logout_get).post(oidc_routes::logout_post),
+        )
         .route("/login/{flow}", get(login::login_get))
         .route("/login/{flow}/pick", post(login::login_pick_post))
         .route("/login/{flow}/password", post(login::login_password_post))
-        .route("/signup/{flow}", get(login::signup_get).post(login::signup_post))
+        .route(
+            "/signup/{flow}",
+            get(login::signup_get).post(login::signup_post),
+        )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state.clone());
-    let base = state.config().issuer.path().trim_end_matches('/').to_string();
+    let base = state
+        .config()
+        .issuer
+        .path()
+        .trim_end_matches('/')
+        .to_string();
     if base.is_empty() {
         routes
     } else {

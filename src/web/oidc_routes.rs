@@ -126,14 +126,19 @@ pub async fn token(
                 } else {
                     "Basic realm=\"usher\", error=\"invalid_client\""
                 };
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
             }
             res
         }
         Err(join) => {
             tracing::error!(error = %join, "token task failed");
-            token_response(StatusCode::INTERNAL_SERVER_ERROR, oauth_body(&OAuthError::server_error()))
+            token_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                oauth_body(&OAuthError::server_error()),
+            )
         }
     }
 }
@@ -141,7 +146,9 @@ pub async fn token(
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 async fn userinfo(state: &Shared, token: Option<String>) -> Response {
@@ -160,7 +167,13 @@ async fn userinfo(state: &Shared, token: Option<String>) -> Response {
         return challenge(None);
     };
     let config = state.config();
-    match token::userinfo(&config, state.store.as_ref(), &state.keys, unix_now(), &token) {
+    match token::userinfo(
+        &config,
+        state.store.as_ref(),
+        &state.keys,
+        unix_now(),
+        &token,
+    ) {
         Ok(Some(claims)) => {
             let mut res = Json(claims).into_response();
             res.headers_mut()
@@ -179,7 +192,11 @@ pub async fn userinfo_get(State(state): State<Shared>, headers: HeaderMap) -> Re
     userinfo(&state, bearer(&headers)).await
 }
 
-pub async fn userinfo_post(State(state): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn userinfo_post(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     // The token may come in the header or, form-encoded, in the body (RFC 6750 §2.2);
     // a body is optional, so it is read raw rather than through the Form extractor.
     let token = bearer(&headers).or_else(|| {
@@ -199,7 +216,10 @@ struct LogoutTarget {
     hinted_sub: Option<String>,
 }
 
-fn logout_target(state: &Shared, params: &HashMap<String, String>) -> Result<LogoutTarget, WebError> {
+fn logout_target(
+    state: &Shared,
+    params: &HashMap<String, String>,
+) -> Result<LogoutTarget, WebError> {
     let config = state.config();
     let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
     #[derive(serde::Deserialize)]
@@ -207,8 +227,11 @@ fn logout_target(state: &Shared, params: &HashMap<String, String>) -> Result<Log
         sub: String,
         aud: String,
     }
-    let hint: Option<Hint> = get("id_token_hint")
-        .and_then(|t| state.keys.verify_ignoring_expiry(&t, "JWT", &crate::oidc::issuer(&config)));
+    let hint: Option<Hint> = get("id_token_hint").and_then(|t| {
+        state
+            .keys
+            .verify_ignoring_expiry(&t, "JWT", &crate::oidc::issuer(&config))
+    });
     let client_id = get("client_id").or_else(|| hint.as_ref().map(|h| h.aud.clone()));
     let redirect = match get("post_logout_redirect_uri") {
         None => None,
@@ -236,7 +259,11 @@ fn logout_target(state: &Shared, params: &HashMap<String, String>) -> Result<Log
     })
 }
 
-async fn finish_logout(state: &Shared, jar: CookieJar, target: LogoutTarget) -> Result<Response, WebError> {
+async fn finish_logout(
+    state: &Shared,
+    jar: CookieJar,
+    target: LogoutTarget,
+) -> Result<Response, WebError> {
     let config = state.config();
     if let Some(value) = cookies::get(&jar, &config, cookies::SESSION) {
         state.store.delete_session(&token_hash(&value))?;
@@ -270,7 +297,10 @@ pub async fn logout_get(
     let r = async {
         let config = state.config();
         let target = logout_target(&state, &params)?;
-        let session = state.session(cookies::get(&jar, &config, cookies::SESSION).as_deref(), unix_now())?;
+        let session = state.session(
+            cookies::get(&jar, &config, cookies::SESSION).as_deref(),
+            unix_now(),
+        )?;
         // A valid hint for the signed-in user (or no session at all) proves the request
         // came from the user's own app: sign out without asking.
         let confirmed = match (&session, &target.hinted_sub) {

@@ -114,7 +114,10 @@ pub struct MessagePage {
 const BUILT_IN: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("login.html", include_str!("../../templates/login.html")),
-    ("password.html", include_str!("../../templates/password.html")),
+    (
+        "password.html",
+        include_str!("../../templates/password.html"),
+    ),
     ("signup.html", include_str!("../../templates/signup.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("logout.html", include_str!("../../templates/logout.html")),

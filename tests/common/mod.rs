@@ -227,11 +227,24 @@ impl Browser {
     }
 
     /// Fill in the password form of `page` and follow where it leads.
-    pub async fn submit_password(&self, usher: &Usher, page: &Page, username: &str, password: &str) -> Result<Page, Url> {
+    pub async fn submit_password(
+        &self,
+        usher: &Usher,
+        page: &Page,
+        username: &str,
+        password: &str,
+    ) -> Result<Page, Url> {
         let action = page.form_action(Some("password"));
         let csrf = page.csrf();
         let res = self
-            .post(&usher.url_of(&action), &[("csrf", &csrf), ("username", username), ("password", password)])
+            .post(
+                &usher.url_of(&action),
+                &[
+                    ("csrf", &csrf),
+                    ("username", username),
+                    ("password", password),
+                ],
+            )
             .await;
         assert_eq!(res.status, StatusCode::SEE_OTHER, "POST answers 303");
         self.follow(usher, res).await
@@ -275,9 +288,12 @@ impl Rp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(usher.issuer.clone()).unwrap(), &http)
-            .await
-            .expect("discovery document accepted by openidconnect");
+        let meta = CoreProviderMetadata::discover_async(
+            IssuerUrl::new(usher.issuer.clone()).unwrap(),
+            &http,
+        )
+        .await
+        .expect("discovery document accepted by openidconnect");
         let client = CoreClient::from_provider_metadata(
             meta,
             ClientId::new(client_id.into()),
@@ -291,7 +307,11 @@ impl Rp {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = self
             .client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
             .add_scope(Scope::new("profile".into()))
             .add_scope(Scope::new("email".into()))
             .set_pkce_challenge(challenge);
@@ -307,7 +327,11 @@ impl Rp {
         }
     }
 
-    pub async fn exchange(&self, code: &str, verifier: PkceCodeVerifier) -> Result<openidconnect::core::CoreTokenResponse, String> {
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: PkceCodeVerifier,
+    ) -> Result<openidconnect::core::CoreTokenResponse, String> {
         self.client
             .exchange_code(AuthorizationCode::new(code.into()))
             .unwrap()
@@ -327,8 +351,17 @@ pub fn query(url: &Url) -> HashMap<String, String> {
 }
 
 /// Drive a whole password sign-in for `rp`, returning the callback URL.
-pub async fn password_login(usher: &Usher, browser: &Browser, start: &AuthStart, user: &str, pass: &str) -> Url {
-    let page = browser.follow(usher, browser.get(start.url.as_str()).await).await.expect("a sign-in page");
+pub async fn password_login(
+    usher: &Usher,
+    browser: &Browser,
+    start: &AuthStart,
+    user: &str,
+    pass: &str,
+) -> Url {
+    let page = browser
+        .follow(usher, browser.get(start.url.as_str()).await)
+        .await
+        .expect("a sign-in page");
     browser
         .submit_password(usher, &page, user, pass)
         .await
