@@ -381,7 +381,7 @@ pub fn vocabulary() -> Vec<String> {
 /// A short human summary, as `usher check` prints it.
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "issuer:  {}", config.issuer);
+    let _ = writeln!(out, "issuer:  {}", config.issuer_id());
     let _ = writeln!(out, "listen:  {}", config.listen);
     let _ = writeln!(out, "apps ({}):", config.apps.len());
     for app in config.apps.values() {

@@ -37,6 +37,14 @@ pub struct Config {
     pub files: Vec<PathBuf>,
 }
 
+impl Config {
+    /// The issuer as it appears in `iss` and discovery: the configured URL without a
+    /// trailing slash, since clients compare it byte for byte.
+    pub fn issuer_id(&self) -> String {
+        self.issuer.as_str().trim_end_matches('/').to_string()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub sled_path: PathBuf,

@@ -11,10 +11,9 @@ pub use error::{ErrorCode, OAuthError};
 
 use crate::config::Config;
 
-/// The issuer as it appears in `iss` and discovery: the configured URL without a
-/// trailing slash, since clients compare it byte for byte.
+/// The issuer as it appears in `iss` and discovery (see [`Config::issuer_id`]).
 pub fn issuer(config: &Config) -> String {
-    config.issuer.as_str().trim_end_matches('/').to_string()
+    config.issuer_id()
 }
 
 /// The discovery document.
