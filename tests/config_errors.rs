@@ -7,7 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use usher::config::{
-    load_with_env, summary, Diagnostic, Diagnostics, EmailConfig, Loaded, StepOption,
+    load_with_env, summary, CredentialsKey, Diagnostic, Diagnostics, EmailConfig, Loaded,
+    StepOption,
 };
 
 fn no_env(_: &str) -> Option<String> {
@@ -606,6 +607,74 @@ fn security_limits_are_checked() {
         ]
     );
     assert_eq!(at(&d[0]), (11, 21));
+}
+
+#[test]
+fn inline_credentials_key_must_be_32_bytes_of_base64() {
+    // "c2hvcnQ=" is base64 of "short": valid base64, wrong length.
+    let d = only_error(&format!("{VALID}security:\n  credentials_key: c2hvcnQ=\n"));
+    assert_eq!(d.path, "security.credentials_key");
+    assert!(
+        d.message
+            .starts_with("security.credentials_key decodes to 5 bytes; it must be 32;"),
+        "{}",
+        d.message
+    );
+    assert_eq!(at(&d), (11, 20));
+    // The value is a secret: the message describes it but never repeats it.
+    assert!(!d.to_string().contains("c2hvcnQ"), "{d}");
+
+    let d = only_error(&format!("{VALID}security:\n  credentials_key: not*base64\n"));
+    assert!(
+        d.message.starts_with("security.credentials_key is not base64"),
+        "{}",
+        d.message
+    );
+
+    // A good key, from the environment as the docs recommend, in either alphabet.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "usher.yaml",
+        &format!("{VALID}security:\n  credentials_key: ${{USHER_CREDENTIALS_KEY}}\n"),
+    );
+    for key in [
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        "_-8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0",
+    ] {
+        let env = |name: &str| (name == "USHER_CREDENTIALS_KEY").then(|| key.to_string());
+        let loaded = load_with_env(&path, &env).unwrap_or_else(|d| panic!("{d}"));
+        match &loaded.config.security.credentials_key {
+            CredentialsKey::Inline(secret) => assert!(secret.matches(key)),
+            other => panic!("expected an inline key, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn credentials_key_defaults_to_a_file_beside_the_store_and_is_given_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "usher.yaml",
+        &format!("{VALID}store: {{ sled: {{ path: ./db }} }}\n"),
+    );
+    let loaded = load_with_env(&path, &no_env).unwrap();
+    match &loaded.config.security.credentials_key {
+        CredentialsKey::File(file) => assert_eq!(file, &loaded.config.store.sled_path.join("credentials.key")),
+        other => panic!("expected the default key file, got {other:?}"),
+    }
+    // Loading a configuration never creates the key; the server does when it starts.
+    assert!(!loaded.config.store.sled_path.join("credentials.key").exists());
+
+    let d = only_error(&format!(
+        "{VALID}security:\n  credentials_key_file: /etc/usher/key\n  credentials_key: c2hvcnQ=\n"
+    ));
+    assert_eq!(
+        d.message,
+        "security has both `credentials_key` and `credentials_key_file`; keep one"
+    );
+    assert_eq!(at(&d), (12, 3));
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use url::Url;
 
 use super::locate::{child, item, Part};
+use super::error::Diagnostic;
 use super::model::{App, Connection, ScriptSource, SignIn, SigningAlg, Step, StepOption};
 use super::raw::{RawAlg, RawApp, RawStep, StepShape};
 use super::report::{nearest, Report};
@@ -259,10 +260,28 @@ fn script(report: &mut Report, file: usize, path: &str, rel: &str) -> Option<Scr
         .map_or_else(|| report.base.clone(), Path::to_path_buf);
     let full = resolve_path(&dir, rel);
     match std::fs::read_to_string(&full) {
-        Ok(source) => Some(ScriptSource {
-            path: full.canonicalize().unwrap_or(full),
-            source,
-        }),
+        Ok(source) => {
+            let file_path = full.canonicalize().unwrap_or(full);
+            match crate::policy::compile(&source) {
+                Ok(compiled) => Some(ScriptSource {
+                    path: file_path,
+                    source,
+                    compiled: Arc::new(compiled),
+                }),
+                Err(e) => {
+                    // The problem is in the script, so the diagnostic points into it.
+                    report.diags.push(Diagnostic {
+                        file: file_path,
+                        line: e.line,
+                        column: e.column,
+                        path: path.to_string(),
+                        message: format!("script error: {}", e.message),
+                        suggestion: e.suggestion,
+                    });
+                    None
+                }
+            }
+        }
         Err(e) => {
             report.error(
                 file,

@@ -95,6 +95,51 @@ pub struct Security {
     pub lockout_seconds: u64,
     /// Rules for new passwords.
     pub password_policy: PasswordPolicy,
+    /// The key that encrypts TOTP secrets at rest.
+    pub credentials_key: CredentialsKey,
+}
+
+/// Where the credential encryption key comes from. Only where: the key itself is read
+/// (and a missing key file created) by `authn::sealing` when the server starts, so
+/// loading a configuration — `usher check` — never writes anything.
+#[derive(Debug, Clone)]
+pub enum CredentialsKey {
+    /// A file of 32 raw bytes (or their base64), created with mode 0600 when missing.
+    File(PathBuf),
+    /// The key as base64 text, already checked to decode to 32 bytes.
+    Inline(Secret),
+}
+
+/// Length of the credential encryption key in bytes.
+pub const CREDENTIALS_KEY_LEN: usize = 32;
+
+/// Why a base64 key text is not a usable key. Never carries the text itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyTextError {
+    #[error("is not base64")]
+    NotBase64,
+    #[error("decodes to {0} bytes; it must be {CREDENTIALS_KEY_LEN}")]
+    WrongLength(usize),
+}
+
+/// Decodes a base64 key (standard or URL-safe alphabet, padding optional, surrounding
+/// whitespace ignored). Shared by the config check and the key loader so both accept
+/// exactly the same spellings.
+pub fn decode_key_text(text: &str) -> Result<[u8; CREDENTIALS_KEY_LEN], KeyTextError> {
+    use base64::alphabet;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+
+    // Keys come from `openssl rand -base64 32` (standard, padded) as often as from
+    // tools that emit URL-safe text without padding; refusing either would only annoy.
+    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let text = text.trim();
+    let bytes = GeneralPurpose::new(&alphabet::STANDARD, config)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&alphabet::URL_SAFE, config).decode(text))
+        .map_err(|_| KeyTextError::NotBase64)?;
+    let len = bytes.len();
+    bytes.try_into().map_err(|_| KeyTextError::WrongLength(len))
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +206,8 @@ pub struct SignIn {
 pub struct ScriptSource {
     pub path: PathBuf,
     pub source: String,
+    /// Compiled at load, so a broken script is a config error, not a failed login.
+    pub compiled: Arc<crate::policy::Script>,
 }
 
 /// One sign-in step: the user passes it with any one of its options.

@@ -140,6 +140,14 @@ pub struct RawSecurity {
     /// Rules for new passwords.
     #[serde(default)]
     pub password_policy: RawPasswordPolicy,
+    /// File holding the key that encrypts TOTP secrets at rest, relative to the config
+    /// folder (default `credentials.key` in the store folder, created on first start).
+    #[serde(default)]
+    pub credentials_key_file: Option<String>,
+    /// The same key given inline, base64 of 32 bytes; use `${VAR}`. Excludes
+    /// `credentials_key_file`.
+    #[serde(default)]
+    pub credentials_key: Option<String>,
 }
 
 /// `security.password_policy:`.
@@ -206,6 +214,8 @@ impl Default for RawSecurity {
             max_password_attempts: d_attempts(),
             lockout_seconds: d_lockout(),
             password_policy: RawPasswordPolicy::default(),
+            credentials_key_file: None,
+            credentials_key: None,
         }
     }
 }

@@ -13,8 +13,9 @@ use url::Url;
 
 use super::locate::{child, Part};
 use super::model::{
-    Connection, ConnectionKind, EmailConfig, Jit, JitAttributes, JitLink, JitScheme,
-    PasswordPolicy, Security, SmtpConfig, SmtpTls, StepOption, StoreConfig,
+    decode_key_text, Connection, ConnectionKind, CredentialsKey, EmailConfig, Jit,
+    JitAttributes, JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls,
+    StepOption, StoreConfig,
 };
 use super::raw::{
     RawAttributes, RawConnection, RawKind, RawLink, RawRoot, RawScheme, RawSecurity, RawSmtp,
@@ -146,7 +147,7 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
             }
         }
     };
-    let security = security(report, file, &raw.security);
+    let security = security(report, file, &raw.security, &sled_path);
     Some(Top {
         issuer: issuer?,
         listen: listen?,
@@ -240,8 +241,14 @@ fn smtp_config(report: &mut Report, file: usize, raw: &RawSmtp) -> Option<SmtpCo
     })
 }
 
-fn security(report: &mut Report, file: usize, raw: &RawSecurity) -> Option<Security> {
-    let mut ok = true;
+fn security(
+    report: &mut Report,
+    file: usize,
+    raw: &RawSecurity,
+    sled: &Path,
+) -> Option<Security> {
+    let credentials_key = credentials_key(report, file, raw, sled);
+    let mut ok = credentials_key.is_some();
     let nonzero = [
         ("code_ttl_seconds", raw.code_ttl_seconds),
         ("access_token_ttl_seconds", raw.access_token_ttl_seconds),
@@ -307,7 +314,53 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity) -> Option<Secur
             require_symbol: policy.require_symbol,
             require_mixed_case: policy.require_mixed_case,
         },
+        credentials_key: credentials_key?,
     })
+}
+
+/// Default name of the credential key file inside the store folder.
+const CREDENTIALS_KEY_FILE: &str = "credentials.key";
+
+fn credentials_key(
+    report: &mut Report,
+    file: usize,
+    raw: &RawSecurity,
+    sled: &Path,
+) -> Option<CredentialsKey> {
+    match (&raw.credentials_key_file, &raw.credentials_key) {
+        (Some(_), Some(_)) => {
+            report.error(
+                file,
+                "security.credentials_key",
+                Part::Key,
+                "security has both `credentials_key` and `credentials_key_file`; keep one",
+            );
+            None
+        }
+        (None, None) => Some(CredentialsKey::File(sled.join(CREDENTIALS_KEY_FILE))),
+        (Some(rel), None) => {
+            if rel.trim().is_empty() {
+                let path = "security.credentials_key_file";
+                report.error(file, path, Part::Value, format!("{path} is empty"));
+                return None;
+            }
+            Some(CredentialsKey::File(resolve_path(&report.base, rel)))
+        }
+        (None, Some(text)) => match decode_key_text(text) {
+            Ok(_) => Some(CredentialsKey::Inline(Secret::new(text.trim()))),
+            Err(e) => {
+                // The message describes the value but never repeats it: it is a secret.
+                let path = "security.credentials_key";
+                report.error(
+                    file,
+                    path,
+                    Part::Value,
+                    format!("{path} {e}; give base64 of 32 random bytes, e.g. the output of `openssl rand -base64 32`"),
+                );
+                None
+            }
+        },
+    }
 }
 
 /// Checks every connection; returns those that resolved.

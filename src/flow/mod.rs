@@ -1,21 +1,26 @@
-//! The flow interpreter: given a login's record and the app's steps, what happens next.
+//! The flow interpreter: given a login's record and the app's steps (and script), what
+//! happens next.
 //!
 //! Pure logic: no HTTP, no store, no clock (callers pass `now`). The web layer and the
-//! fixture runner drive the same code. A flow records each step as it is satisfied
-//! (by the user now, or by the browser's SSO session); [`next`] walks the app's steps in
-//! order and stops at the first one not yet satisfied.
+//! fixture runner drive the same code. A flow records each step as it is satisfied (by
+//! the user now, or by the browser's SSO session) or fails; [`next`] replays the app's
+//! policy over that record — the steps in order, or the app's Rhai script from the top —
+//! and says what to do: show a step, complete, or fail.
+
+mod run;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::config::{App, StepOption};
 use crate::oidc::authorize::AuthRequest;
 use crate::oidc::OAuthError;
-use crate::store::Session;
+pub use run::{Halt, Resolved, Run, RunError, SessionView};
 
-/// Who the login is about, once a step has identified them.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Who a step identified.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Subject {
     /// `sub` for the tokens.
     pub sub: String,
@@ -23,8 +28,29 @@ pub struct Subject {
     pub user_id: Option<String>,
     pub username: Option<String>,
     pub email: Option<String>,
-    /// `local` or a connection id.
+    /// `local`, or the id of the connection that identified them.
     pub idp: String,
+    /// Upstream (mapped) claims of a federated subject.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, Value>,
+    /// Second factors the account has enrolled (`totp`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enrolled: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// What the upstream provider says it did (its `amr`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream_amr: Vec<String>,
+}
+
+impl Subject {
+    pub fn is_federated(&self) -> bool {
+        self.idp != "local"
+    }
+
+    pub fn has_account(&self) -> bool {
+        self.user_id.is_some()
+    }
 }
 
 /// A satisfied step.
@@ -39,7 +65,17 @@ pub struct StepRecord {
     pub amr: Vec<String>,
     pub at: u64,
     /// True when the SSO session satisfied it and the user did nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_session: bool,
+}
+
+/// A step that failed for good (attempts exhausted, upstream denied, user cancelled).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepFailure {
+    pub step: usize,
+    pub option: String,
+    pub reason: String,
+    pub at: u64,
 }
 
 /// One login in progress. Serialized into the store between requests.
@@ -47,50 +83,72 @@ pub struct StepRecord {
 pub struct Flow {
     pub id: String,
     pub request: AuthRequest,
-    /// Fingerprint of the app's steps when the flow started; a reload that changes them
-    /// restarts the flow rather than mixing two configurations.
+    /// The client's address and user agent when the flow began (for scripts).
+    #[serde(default)]
+    pub ip: String,
+    #[serde(default)]
+    pub user_agent: String,
+    /// Fingerprint of the app's steps and script when the flow started; a reload that
+    /// changes them restarts the flow rather than mixing two configurations.
     pub steps_fingerprint: u64,
     /// Hash of the browser cookie the flow is bound to.
     pub browser: String,
     pub created_at: u64,
     pub expires_at: u64,
     pub done: Vec<StepRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<StepFailure>,
     /// The option the user picked in the current step, if any.
     pub picked: Option<String>,
     /// A message for the next page (a failed attempt), shown once.
     pub notice: Option<String>,
     /// The last login name typed, to prefill the form.
     pub last_login: Option<String>,
-    /// Why things happened, for the audit record and fixture failures.
+    /// Wrong passwords in this login; the step fails for good at the limit.
+    #[serde(default)]
+    pub password_failures: u32,
+    /// Claims the script set in its latest run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, Value>,
+    /// Why things happened: events, and the latest script run's `log` lines.
     pub trace: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script_log: Vec<String>,
 }
 
 /// What the caller should do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
     /// Show step `step` (1-based) offering `options`.
-    Show {
-        step: usize,
-        options: Vec<StepOption>,
-    },
-    /// Every step is satisfied: issue the code.
+    Show { step: usize, options: Vec<StepOption> },
+    /// The policy is satisfied: issue the code.
     Complete,
     /// The login ends with this error to the app.
     Fail(OAuthError),
+    /// The script broke (a limit, a thrown error): this login fails with a page; the
+    /// message names the script line.
+    ScriptError(String),
 }
 
-/// A stable fingerprint of an app's steps (FNV-1a over the option names).
+/// A stable fingerprint of an app's sign-in policy (FNV-1a over the option names, the
+/// force flags and the script source).
 pub fn steps_fingerprint(app: &App) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (i, step) in app.sign_in.steps.iter().enumerate() {
-        for byte in format!("{i}:{}:", step.force).bytes().chain(
-            step.options
-                .iter()
-                .flat_map(|o| o.name().bytes().chain([b','])),
-        ) {
-            h ^= u64::from(byte);
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
+    };
+    for (i, step) in app.sign_in.steps.iter().enumerate() {
+        eat(format!("{i}:{}:", step.force).as_bytes());
+        for o in &step.options {
+            eat(o.name().as_bytes());
+            eat(b",");
+        }
+    }
+    if let Some(s) = &app.sign_in.script {
+        eat(s.source.as_bytes());
     }
     h
 }
@@ -107,15 +165,21 @@ impl Flow {
         Flow {
             id,
             request,
+            ip: String::new(),
+            user_agent: String::new(),
             steps_fingerprint: steps_fingerprint(app),
             browser,
             created_at: now,
             expires_at: now + ttl,
             done: Vec::new(),
+            failed: Vec::new(),
             picked: None,
             notice: None,
             last_login: None,
+            password_failures: 0,
+            claims: BTreeMap::new(),
             trace: Vec::new(),
+            script_log: Vec::new(),
         }
     }
 
@@ -129,7 +193,8 @@ impl Flow {
         self.done.iter().any(|r| !r.from_session)
     }
 
-    /// The `amr` of the whole login: each method once, plus `mfa` for two or more.
+    /// The `amr` of the whole login: each method once, plus `mfa` when two or more
+    /// distinct factors were used.
     pub fn amr(&self) -> Vec<String> {
         let mut amr: Vec<String> = Vec::new();
         for r in &self.done {
@@ -139,22 +204,26 @@ impl Flow {
                 }
             }
         }
-        if self.done.len() >= 2 && !amr.iter().any(|m| m == "mfa") {
+        let factors = amr.iter().filter(|m| *m != "mfa").count();
+        if factors >= 2 && !amr.iter().any(|m| m == "mfa") {
             amr.push("mfa".into());
         }
         amr
     }
 
-    /// Restart from step 1 (a config reload changed the app's steps).
+    /// Restart from the beginning (a config reload changed the app's policy).
     pub fn restart(&mut self, app: &App) {
         self.done.clear();
+        self.failed.clear();
         self.picked = None;
+        self.claims.clear();
+        self.script_log.clear();
         self.steps_fingerprint = steps_fingerprint(app);
         self.trace
-            .push("the app's steps changed while signing in; starting again".into());
+            .push("the app's sign-in policy changed while signing in; starting again".into());
     }
 
-    /// Record that the current step succeeded with `option` for `subject`.
+    /// Record that step `step` succeeded with `option` for `subject`.
     /// A later step must be about the same person as the first.
     pub fn step_succeeded(
         &mut self,
@@ -167,7 +236,7 @@ impl Flow {
         if let Some(first) = self.subject() {
             if first.sub != subject.sub {
                 self.trace.push(format!(
-                    "step {step}: {} identified a different person than step 1; refused",
+                    "step {step}: {} identified a different person than the first step; refused",
                     option.name()
                 ));
                 return Err(OAuthError::access_denied(
@@ -192,83 +261,39 @@ impl Flow {
         self.notice = None;
         Ok(())
     }
+
+    /// Record that step `step` failed for good. The next [`next`] ends the login with
+    /// `access_denied`, unless the script's `on_fail` takes over.
+    pub fn step_failed(&mut self, step: usize, option: &str, reason: &str, now: u64) {
+        self.trace
+            .push(format!("step {step}: {option} failed: {reason}"));
+        self.failed.push(StepFailure {
+            step,
+            option: option.to_string(),
+            reason: reason.to_string(),
+            at: now,
+        });
+        self.picked = None;
+        self.notice = None;
+    }
 }
 
-/// Whether the SSO session may stand in for the user on this request at all.
-fn session_usable(flow: &Flow, session: Option<&Session>, now: u64) -> bool {
-    let Some(s) = session else { return false };
-    if s.expires_at <= now || flow.request.prompt_login() {
-        return false;
-    }
-    match flow.request.max_age {
-        Some(max) => now.saturating_sub(s.auth_time) <= max,
-        None => true,
-    }
-}
-
-/// Decide what happens next. May record steps the session satisfies.
-pub fn next(flow: &mut Flow, app: &App, session: Option<&Session>, now: u64) -> Next {
-    let use_session = session_usable(flow, session, now);
-    for (i, step) in app.sign_in.steps.iter().enumerate() {
-        let n = i + 1;
-        if flow.done.iter().any(|r| r.step == n) {
-            continue;
-        }
-        if use_session && !step.force {
-            if let Some(s) = session {
-                let satisfied = step
-                    .options
-                    .iter()
-                    .find(|o| s.satisfied.contains_key(o.name()));
-                if let Some(option) = satisfied {
-                    let subject = Subject {
-                        sub: s.sub.clone(),
-                        user_id: s.user_id.clone(),
-                        username: None,
-                        email: None,
-                        idp: "session".into(),
-                    };
-                    let same = flow.subject().map(|f| f.sub == s.sub).unwrap_or(true);
-                    if same {
-                        flow.trace.push(format!(
-                            "step {n}: satisfied by the SSO session ({})",
-                            option.name()
-                        ));
-                        flow.done.push(StepRecord {
-                            step: n,
-                            option: option.name().to_string(),
-                            subject,
-                            amr: session_amr(option),
-                            at: now,
-                            from_session: true,
-                        });
-                        continue;
-                    }
-                }
-            }
-        }
-        if flow.request.prompt_none() {
-            flow.trace
-                .push(format!("step {n} needs the user but prompt=none was asked"));
-            return Next::Fail(OAuthError::new(
-                crate::oidc::ErrorCode::LoginRequired,
-                "the user must sign in",
-            ));
-        }
-        return Next::Show {
-            step: n,
-            options: step.options.clone(),
-        };
-    }
-    Next::Complete
+/// Decide what happens next, replaying the app's policy over the flow's record.
+/// Steps the SSO session satisfies along the way are recorded into the flow.
+pub fn next(flow: &mut Flow, app: &App, session: Option<&SessionView>, now: u64) -> Next {
+    let run = Run::new(flow, app, session, now);
+    let (run, outcome) = match &app.sign_in.script {
+        Some(script) => crate::policy::run(&script.compiled, run, app, flow),
+        None => run.in_order(),
+    };
+    run.apply(flow, outcome)
 }
 
 /// The `amr` an option contributes.
-pub fn session_amr(option: &StepOption) -> Vec<String> {
+pub fn option_amr(option: &StepOption) -> Vec<String> {
     match option {
         StepOption::Password => vec!["pwd".into()],
-        StepOption::Totp | StepOption::EmailOtp => vec!["otp".into()],
-        StepOption::RecoveryCode => vec!["otp".into()],
+        StepOption::Totp | StepOption::EmailOtp | StepOption::RecoveryCode => vec!["otp".into()],
         StepOption::Connection(_) => vec!["fed".into()],
     }
 }

@@ -49,25 +49,19 @@ fn subject(sub: &str) -> Subject {
     Subject {
         sub: sub.into(),
         user_id: Some(sub.into()),
-        username: None,
-        email: None,
         idp: "local".into(),
+        ..Subject::default()
     }
 }
 
-fn session(satisfied: &[&str], auth_time: u64) -> Session {
-    Session {
-        sub: "u1".into(),
-        user_id: Some("u1".into()),
+fn session(satisfied: &[&str], auth_time: u64) -> SessionView {
+    SessionView {
+        subject: subject("u1"),
         auth_time,
-        amr: vec!["pwd".into()],
         satisfied: satisfied
             .iter()
             .map(|s| (s.to_string(), auth_time))
             .collect::<BTreeMap<_, _>>(),
-        claims: Default::default(),
-        clients: vec![],
-        created_at: auth_time,
         expires_at: auth_time + 10_000,
     }
 }
@@ -142,6 +136,9 @@ fn the_session_satisfies_what_it_holds_and_only_that() {
     assert!(flow.done[0].from_session);
     assert!(flow.trace[0].contains("satisfied by the SSO session"));
     assert!(!flow.interactive());
+    // Replaying again does not record the session's step twice.
+    assert!(matches!(next(&mut flow, &app, Some(&s), 201), Next::Show { step: 2, .. }));
+    assert_eq!(flow.done.len(), 1);
 }
 
 #[test]
@@ -233,4 +230,18 @@ fn a_two_step_flow_serializes_small() {
     .unwrap();
     let bytes = serde_json::to_vec(&flow).unwrap();
     assert!(bytes.len() < 2048, "{} bytes", bytes.len());
+}
+
+#[test]
+fn a_failed_step_ends_the_login_with_access_denied() {
+    let app = two_steps();
+    let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);
+    flow.step_failed(1, "google", "the user denied access upstream", 101);
+    match next(&mut flow, &app, None, 101) {
+        Next::Fail(e) => {
+            assert_eq!(e.code.as_str(), "access_denied");
+            assert!(e.description.contains("denied access upstream"));
+        }
+        other => panic!("{other:?}"),
+    }
 }

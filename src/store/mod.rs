@@ -1,7 +1,8 @@
 //! Storage: small capability traits, the records they hold, and sled behind them.
 //!
 //! Nothing outside this module touches sled. Each trait is one capability (users,
-//! sessions, flows, codes and tokens, keys, attempt counters) so a second backend can be
+//! second-factor credentials, sessions, flows, codes and tokens, keys, attempt counters)
+//! so a second backend can be
 //! added trait by trait, and code that needs only one capability says so in its bounds.
 //! Single-use things are consumed with compare-and-swap so that N parallel attempts give
 //! exactly one success; writes a response depends on are made durable with
@@ -99,6 +100,9 @@ pub struct Session {
     /// Options satisfied in this session (`password`, `totp`, a connection id), with the
     /// time each was satisfied; later logins may skip steps these satisfy.
     pub satisfied: BTreeMap<String, u64>,
+    /// `local`, or the connection that identified the subject.
+    #[serde(default = "local_idp")]
+    pub idp: String,
     /// Claims of a subject without an account (pass-through), so SSO can serve them.
     #[serde(default)]
     pub claims: BTreeMap<String, serde_json::Value>,
@@ -107,6 +111,10 @@ pub struct Session {
     pub clients: Vec<String>,
     pub created_at: u64,
     pub expires_at: u64,
+}
+
+fn local_idp() -> String {
+    "local".into()
 }
 
 /// Everything an authorization code stands for. Stored under the code's hash.
@@ -196,6 +204,78 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// A TOTP authenticator of one account.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TotpCredential {
+    /// The shared secret, sealed by `authn::sealing` with the user id as associated data.
+    pub sealed_secret: Vec<u8>,
+    pub created_at: u64,
+    /// The last time step accepted; a code of this step or an earlier one is refused,
+    /// so an observed code cannot be replayed.
+    pub last_step: u64,
+    /// Enrolment finished: the user proved the authenticator works with one code.
+    pub confirmed: bool,
+}
+
+impl std::fmt::Debug for TotpCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpCredential")
+            .field("created_at", &self.created_at)
+            .field("last_step", &self.last_step)
+            .field("confirmed", &self.confirmed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pending e-mail code of one account, and its sending history.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EmailCode {
+    /// Hash of the code (`authn::email_otp::hash_code`); empty once the code has been
+    /// used, burned or has expired — the record stays so the resend limit still counts
+    /// what was sent.
+    pub code_hash: String,
+    pub expires_at: u64,
+    /// When codes were sent within the resend window, oldest first.
+    pub sent_at: Vec<u64>,
+    /// Wrong codes tried against the current code.
+    pub wrong: u32,
+}
+
+impl std::fmt::Debug for EmailCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailCode")
+            .field("pending", &!self.code_hash.is_empty())
+            .field("expires_at", &self.expires_at)
+            .field("sent_at", &self.sent_at)
+            .field("wrong", &self.wrong)
+            .finish()
+    }
+}
+
+/// Outcome of asking for a new e-mail code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailIssue {
+    /// Stored; it replaced any earlier code. Send it now.
+    Issued,
+    /// Too many codes were sent recently; nothing was stored. Another may be sent at
+    /// `retry_at`.
+    TooMany { retry_at: u64 },
+}
+
+/// Outcome of checking an e-mail code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailCheck {
+    /// The code matched and is now used up.
+    Ok,
+    /// The code did not match. At 0 tries left the pending code has been burned and the
+    /// user must ask for a new one.
+    Wrong { tries_left: u32 },
+    /// The code's time ran out (it is now cleared).
+    Expired,
+    /// No code is pending.
+    Missing,
+}
+
 pub trait UserStore {
     /// Create an account; fails with `Conflict` if the username or email is taken.
     fn create_user(&self, user: &User) -> StoreResult<()>;
@@ -213,6 +293,52 @@ pub trait AttemptStore {
     /// one window. Returns the new state.
     fn record_failure(&self, key: &str, now: u64, max: u32, window: u64) -> StoreResult<Attempts>;
     fn clear_attempts(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Second factors: TOTP authenticators, recovery codes and e-mail codes, all keyed by
+/// user id. Everything single-use is consumed atomically.
+pub trait CredentialStore {
+    /// Store (or replace) the account's TOTP authenticator.
+    fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()>;
+    fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>>;
+    /// Remove the authenticator (a reset: the user enrols again).
+    fn delete_totp(&self, user_id: &str) -> StoreResult<()>;
+    /// Record `step` as used, atomically, only if it is later than the last accepted
+    /// one. `true` means the code may be accepted; of N parallel calls with the same
+    /// step exactly one gets `true`. `false` also when there is no authenticator.
+    fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool>;
+
+    /// Replace all recovery codes of the account with these hashes.
+    fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()>;
+    /// Remove one recovery code, atomically: `true` for exactly one caller.
+    fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool>;
+    fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize>;
+
+    /// Store a code record as is, replacing the key's previous one (fixtures, tests).
+    fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()>;
+    fn email_code(&self, key: &str) -> StoreResult<Option<EmailCode>>;
+    /// Make `code_hash` the key's only pending code, valid until `now + ttl`, unless
+    /// `max_sends` codes were already sent within `window` seconds; atomic, so parallel
+    /// requests cannot slip past the limit together.
+    fn issue_email_code(
+        &self,
+        key: &str,
+        code_hash: &str,
+        now: u64,
+        ttl: u64,
+        window: u64,
+        max_sends: usize,
+    ) -> StoreResult<EmailIssue>;
+    /// Check a code against the pending one, atomically: a match uses it up (only one
+    /// of N parallel checks sees `Ok`); a miss counts, and the `max_wrong`-th miss
+    /// burns the code.
+    fn consume_email_code(
+        &self,
+        key: &str,
+        code_hash: &str,
+        now: u64,
+        max_wrong: u32,
+    ) -> StoreResult<EmailCheck>;
 }
 
 pub trait SessionStore {
@@ -257,7 +383,15 @@ pub trait KeyStore {
 
 /// Every capability, plus durability.
 pub trait Store:
-    UserStore + AttemptStore + SessionStore + FlowStore + TokenStore + KeyStore + Send + Sync
+    UserStore
+    + CredentialStore
+    + AttemptStore
+    + SessionStore
+    + FlowStore
+    + TokenStore
+    + KeyStore
+    + Send
+    + Sync
 {
     /// Make every write so far durable. Blocking: call it off the async runtime.
     fn flush(&self) -> StoreResult<()>;

@@ -12,12 +12,16 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::*;
+use crate::secret::ct_eq;
 
 pub struct SledStore {
     db: sled::Db,
     users: sled::Tree,
     usernames: sled::Tree,
     emails: sled::Tree,
+    totp: sled::Tree,
+    recovery: sled::Tree,
+    email_codes: sled::Tree,
     attempts: sled::Tree,
     sessions: sled::Tree,
     flows: sled::Tree,
@@ -66,6 +70,9 @@ impl SledStore {
             users: tree("users")?,
             usernames: tree("usernames")?,
             emails: tree("emails")?,
+            totp: tree("totp")?,
+            recovery: tree("recovery_codes")?,
+            email_codes: tree("email_codes")?,
             attempts: tree("attempts")?,
             sessions: tree("sessions")?,
             flows: tree("flows")?,
@@ -88,6 +95,46 @@ impl SledStore {
     fn put<T: Serialize>(tree: &sled::Tree, key: &str, value: &T) -> StoreResult<()> {
         tree.insert(key, encode(value)?).map_err(backend)?;
         Ok(())
+    }
+}
+
+/// What a compare-and-swap update does with the record it was shown.
+enum Change<T> {
+    Keep,
+    Put(T),
+    Remove,
+}
+
+/// Read-decide-write on one key, retried until the write lands on the value the
+/// decision was made from. A parallel writer makes the swap fail and the decision is
+/// taken again on what that writer stored, so single-use things are used once.
+fn cas_update<T, R>(
+    tree: &sled::Tree,
+    key: &str,
+    mut decide: impl FnMut(Option<T>) -> (Change<T>, R),
+) -> StoreResult<R>
+where
+    T: Serialize + DeserializeOwned,
+{
+    loop {
+        let current = tree.get(key).map_err(backend)?;
+        let value = match &current {
+            Some(bytes) => Some(decode(bytes)?),
+            None => None,
+        };
+        let (change, result) = decide(value);
+        let new = match change {
+            Change::Keep => return Ok(result),
+            Change::Put(v) => Some(encode(&v)?),
+            Change::Remove => None,
+        };
+        if tree
+            .compare_and_swap(key, current, new)
+            .map_err(backend)?
+            .is_ok()
+        {
+            return Ok(result);
+        }
     }
 }
 
@@ -190,6 +237,134 @@ impl UserStore for SledStore {
 
     fn user_count(&self) -> StoreResult<usize> {
         Ok(self.users.len())
+    }
+}
+
+impl CredentialStore for SledStore {
+    fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()> {
+        Self::put(&self.totp, user_id, credential)
+    }
+
+    fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>> {
+        Self::get(&self.totp, user_id)
+    }
+
+    fn delete_totp(&self, user_id: &str) -> StoreResult<()> {
+        self.totp.remove(user_id).map_err(backend)?;
+        Ok(())
+    }
+
+    fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool> {
+        cas_update(&self.totp, user_id, |current: Option<TotpCredential>| {
+            match current {
+                Some(mut c) if step > c.last_step => {
+                    c.last_step = step;
+                    (Change::Put(c), true)
+                }
+                _ => (Change::Keep, false),
+            }
+        })
+    }
+
+    fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
+        Self::put(&self.recovery, user_id, &hashes)
+    }
+
+    fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool> {
+        cas_update(&self.recovery, user_id, |current: Option<Vec<String>>| {
+            let Some(mut hashes) = current else {
+                return (Change::Keep, false);
+            };
+            // Look at every entry, so the time taken does not say which one matched.
+            let mut found = None;
+            for (i, h) in hashes.iter().enumerate() {
+                if ct_eq(h.as_bytes(), hash.as_bytes()) {
+                    found = Some(i);
+                }
+            }
+            match found {
+                Some(i) => {
+                    hashes.remove(i);
+                    (Change::Put(hashes), true)
+                }
+                None => (Change::Keep, false),
+            }
+        })
+    }
+
+    fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize> {
+        let hashes: Option<Vec<String>> = Self::get(&self.recovery, user_id)?;
+        Ok(hashes.map_or(0, |h| h.len()))
+    }
+
+    fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()> {
+        Self::put(&self.email_codes, key, code)
+    }
+
+    fn email_code(&self, key: &str) -> StoreResult<Option<EmailCode>> {
+        Self::get(&self.email_codes, key)
+    }
+
+    fn issue_email_code(
+        &self,
+        key: &str,
+        code_hash: &str,
+        now: u64,
+        ttl: u64,
+        window: u64,
+        max_sends: usize,
+    ) -> StoreResult<EmailIssue> {
+        cas_update(&self.email_codes, key, |current: Option<EmailCode>| {
+            let mut sent: Vec<u64> = current
+                .map(|c| c.sent_at)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|&t| t.saturating_add(window) > now)
+                .collect();
+            if sent.len() >= max_sends {
+                let oldest = sent.iter().copied().min().unwrap_or(now);
+                let retry_at = oldest.saturating_add(window);
+                return (Change::Keep, EmailIssue::TooMany { retry_at });
+            }
+            sent.push(now);
+            let record = EmailCode {
+                code_hash: code_hash.to_string(),
+                expires_at: now.saturating_add(ttl),
+                sent_at: sent,
+                wrong: 0,
+            };
+            (Change::Put(record), EmailIssue::Issued)
+        })
+    }
+
+    fn consume_email_code(
+        &self,
+        key: &str,
+        code_hash: &str,
+        now: u64,
+        max_wrong: u32,
+    ) -> StoreResult<EmailCheck> {
+        cas_update(&self.email_codes, key, |current: Option<EmailCode>| {
+            let Some(mut record) = current.filter(|c| !c.code_hash.is_empty()) else {
+                return (Change::Keep, EmailCheck::Missing);
+            };
+            // The record outlives its code (cleared, not removed) so that the send
+            // history keeps counting against the resend limit.
+            if record.expires_at <= now {
+                record.code_hash.clear();
+                return (Change::Put(record), EmailCheck::Expired);
+            }
+            if ct_eq(record.code_hash.as_bytes(), code_hash.as_bytes()) {
+                record.code_hash.clear();
+                return (Change::Put(record), EmailCheck::Ok);
+            }
+            record.wrong = record.wrong.saturating_add(1);
+            let tries_left = max_wrong.saturating_sub(record.wrong);
+            if tries_left == 0 {
+                record.code_hash.clear();
+            }
+            (Change::Put(record), EmailCheck::Wrong { tries_left })
+        })
     }
 }
 

@@ -187,3 +187,187 @@ fn server_secrets_are_created_once() {
     assert_eq!(a, vec![1, 2, 3]);
     assert_eq!(a, b);
 }
+
+fn totp_credential() -> TotpCredential {
+    TotpCredential {
+        sealed_secret: vec![1, 2, 3],
+        created_at: 1,
+        last_step: 0,
+        confirmed: true,
+    }
+}
+
+/// Runs `f` on 16 threads at once and returns their answers.
+fn race<T: Send + 'static>(f: impl Fn() -> T + Send + Sync + 'static) -> Vec<T> {
+    let f = Arc::new(f);
+    let start = Arc::new(std::sync::Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let (f, start) = (f.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                f()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn a_totp_step_is_accepted_once_even_in_parallel() {
+    let s = Arc::new(SledStore::temporary().unwrap());
+    s.put_totp("u1", &totp_credential()).unwrap();
+    let store = s.clone();
+    let results = race(move || store.accept_totp_step("u1", 1000).unwrap());
+    assert_eq!(results.iter().filter(|&&ok| ok).count(), 1, "{results:?}");
+    assert_eq!(s.totp("u1").unwrap().unwrap().last_step, 1000);
+    // The same step again, or an earlier one, is a replay.
+    assert!(!s.accept_totp_step("u1", 1000).unwrap());
+    assert!(!s.accept_totp_step("u1", 999).unwrap());
+    assert!(s.accept_totp_step("u1", 1001).unwrap());
+    // No authenticator, nothing to accept.
+    assert!(!s.accept_totp_step("u2", 1).unwrap());
+    s.delete_totp("u1").unwrap();
+    assert!(s.totp("u1").unwrap().is_none());
+    assert!(!s.accept_totp_step("u1", 2000).unwrap());
+}
+
+#[test]
+fn totp_debug_hides_the_sealed_secret() {
+    let shown = format!("{:?}", totp_credential());
+    assert!(!shown.contains("sealed_secret"), "{shown}");
+    assert!(shown.contains("last_step: 0"), "{shown}");
+}
+
+#[test]
+fn a_recovery_code_is_consumed_once_across_threads() {
+    let s = Arc::new(SledStore::temporary().unwrap());
+    let hashes: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
+    s.put_recovery_codes("u1", &hashes).unwrap();
+    assert_eq!(s.recovery_codes_left("u1").unwrap(), 10);
+    let store = s.clone();
+    let results = race(move || store.consume_recovery_code("u1", "h3").unwrap());
+    assert_eq!(results.iter().filter(|&&ok| ok).count(), 1, "{results:?}");
+    assert_eq!(s.recovery_codes_left("u1").unwrap(), 9);
+    assert!(!s.consume_recovery_code("u1", "h3").unwrap());
+    assert!(!s.consume_recovery_code("u1", "nope").unwrap());
+    // Another account's codes are not this account's.
+    assert!(!s.consume_recovery_code("u2", "h4").unwrap());
+    // New codes replace every old one.
+    s.put_recovery_codes("u1", &["n1".to_string()]).unwrap();
+    assert!(!s.consume_recovery_code("u1", "h4").unwrap());
+    assert!(s.consume_recovery_code("u1", "n1").unwrap());
+    assert_eq!(s.recovery_codes_left("u1").unwrap(), 0);
+    assert_eq!(s.recovery_codes_left("nobody").unwrap(), 0);
+}
+
+/// E-mail policy used by these tests: 300 s life, 3 sends per 600 s, 5 wrong tries.
+fn issue(s: &SledStore, hash: &str, now: u64) -> EmailIssue {
+    s.issue_email_code("u1", hash, now, 300, 600, 3).unwrap()
+}
+
+fn check(s: &SledStore, hash: &str, now: u64) -> EmailCheck {
+    s.consume_email_code("u1", hash, now, 5).unwrap()
+}
+
+#[test]
+fn an_email_code_works_once_and_a_new_one_supersedes_it() {
+    let s = SledStore::temporary().unwrap();
+    assert_eq!(check(&s, "a", 1000), EmailCheck::Missing);
+    assert_eq!(issue(&s, "a", 1000), EmailIssue::Issued);
+    assert_eq!(issue(&s, "b", 1010), EmailIssue::Issued);
+    assert_eq!(check(&s, "a", 1020), EmailCheck::Wrong { tries_left: 4 });
+    assert_eq!(check(&s, "b", 1030), EmailCheck::Ok);
+    assert_eq!(check(&s, "b", 1031), EmailCheck::Missing);
+    let record = s.email_code("u1").unwrap().unwrap();
+    assert!(record.code_hash.is_empty());
+    assert_eq!(record.sent_at, vec![1000, 1010]);
+}
+
+#[test]
+fn parallel_checks_of_one_email_code_give_one_success() {
+    let s = Arc::new(SledStore::temporary().unwrap());
+    assert_eq!(issue(&s, "a", 1000), EmailIssue::Issued);
+    let store = s.clone();
+    let results = race(move || store.consume_email_code("u1", "a", 1001, 5).unwrap());
+    let ok = results.iter().filter(|r| **r == EmailCheck::Ok).count();
+    assert_eq!(ok, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, EmailCheck::Ok | EmailCheck::Missing)));
+}
+
+#[test]
+fn an_expired_email_code_is_refused() {
+    let s = SledStore::temporary().unwrap();
+    issue(&s, "a", 1000);
+    assert_eq!(check(&s, "a", 1300), EmailCheck::Expired);
+    assert_eq!(check(&s, "a", 1301), EmailCheck::Missing);
+    issue(&s, "b", 1400);
+    assert_eq!(check(&s, "b", 1699), EmailCheck::Ok);
+}
+
+#[test]
+fn five_wrong_tries_burn_an_email_code() {
+    let s = SledStore::temporary().unwrap();
+    issue(&s, "a", 1000);
+    for left in (1..5).rev() {
+        assert_eq!(check(&s, "x", 1001), EmailCheck::Wrong { tries_left: left });
+    }
+    assert_eq!(check(&s, "x", 1001), EmailCheck::Wrong { tries_left: 0 });
+    // Burned: even the right code no longer works.
+    assert_eq!(check(&s, "a", 1002), EmailCheck::Missing);
+    // A fresh code starts a fresh count.
+    issue(&s, "c", 1003);
+    assert_eq!(check(&s, "x", 1004), EmailCheck::Wrong { tries_left: 4 });
+}
+
+#[test]
+fn resending_is_limited_per_window_even_after_codes_are_used() {
+    let s = SledStore::temporary().unwrap();
+    assert_eq!(issue(&s, "a", 1000), EmailIssue::Issued);
+    assert_eq!(check(&s, "a", 1001), EmailCheck::Ok);
+    assert_eq!(issue(&s, "b", 1100), EmailIssue::Issued);
+    assert_eq!(issue(&s, "c", 1200), EmailIssue::Issued);
+    assert_eq!(
+        issue(&s, "d", 1300),
+        EmailIssue::TooMany { retry_at: 1600 }
+    );
+    // The refused request stored nothing: "c" is still the pending code.
+    assert_eq!(check(&s, "d", 1301), EmailCheck::Wrong { tries_left: 4 });
+    // Once the first send leaves the window, one more may go out.
+    assert_eq!(issue(&s, "e", 1600), EmailIssue::Issued);
+    assert_eq!(s.email_code("u1").unwrap().unwrap().sent_at, vec![1100, 1200, 1600]);
+}
+
+#[test]
+fn parallel_sends_cannot_pass_the_resend_limit_together() {
+    let s = Arc::new(SledStore::temporary().unwrap());
+    let store = s.clone();
+    let results = race(move || {
+        store
+            .issue_email_code("u1", "h", 1000, 300, 600, 3)
+            .unwrap()
+    });
+    let issued = results
+        .iter()
+        .filter(|r| **r == EmailIssue::Issued)
+        .count();
+    assert_eq!(issued, 3, "{results:?}");
+}
+
+#[test]
+fn second_factors_survive_reopening_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.put_totp("u1", &totp_credential()).unwrap();
+        assert!(s.accept_totp_step("u1", 50).unwrap());
+        s.put_recovery_codes("u1", &["h1".to_string()]).unwrap();
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    // An accepted step stays used after a restart.
+    assert!(!s.accept_totp_step("u1", 50).unwrap());
+    assert_eq!(s.recovery_codes_left("u1").unwrap(), 1);
+}

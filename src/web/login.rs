@@ -14,7 +14,7 @@ use super::{cookies, see_other, Shared, WebError};
 use crate::authn::password;
 use crate::config::{App, Config, StepOption};
 use crate::crypto::{b64url, random_token, sha256, token_hash, unix_now};
-use crate::flow::{self, Flow, Next, Subject};
+use crate::flow::{self, Flow, Next, SessionView, Subject};
 use crate::oidc::authorize::response_url;
 use crate::oidc::OAuthError;
 use crate::store::{CodeRecord, GrantData, Session, User};
@@ -47,6 +47,68 @@ fn login_url(config: &Config, flow: &Flow) -> String {
     format!("{}/login/{}", base(config), flow.id)
 }
 
+/// The SSO session as the interpreter sees it, with its subject rebuilt from the store.
+fn session_view(state: &Shared, session: &Session) -> Result<Option<SessionView>, WebError> {
+    let subject = match &session.user_id {
+        Some(id) => match state.store.user(id)? {
+            Some(u) if !u.disabled => {
+                let mut s = local_subject(&u);
+                s.idp = session.idp.clone();
+                s
+            }
+            // A disabled or deleted account's session stands in for nobody.
+            _ => return Ok(None),
+        },
+        None => Subject {
+            sub: session.sub.clone(),
+            idp: session.idp.clone(),
+            claims: session.claims.clone(),
+            ..Subject::default()
+        },
+    };
+    Ok(Some(SessionView {
+        subject,
+        auth_time: session.auth_time,
+        expires_at: session.expires_at,
+        satisfied: session.satisfied.clone(),
+    }))
+}
+
+/// Replay the app's policy over the flow. Scripts run on the blocking pool: a replay is
+/// microseconds, but a script that hits its operation limit takes milliseconds and must
+/// not hold up the async workers.
+async fn decide(
+    state: &Shared,
+    config: &Config,
+    flow: Flow,
+    app: &std::sync::Arc<App>,
+    jar: &CookieJar,
+    now: u64,
+) -> Result<(Flow, Next, Option<(String, Session)>), WebError> {
+    let mut flow = flow;
+    if flow.steps_fingerprint != flow::steps_fingerprint(app) {
+        flow.restart(app);
+    }
+    let cookie = cookies::get(jar, config, cookies::SESSION);
+    let session = state.session(cookie.as_deref(), now)?;
+    let view = match &session {
+        Some((_, s)) => session_view(state, s)?,
+        None => None,
+    };
+    if app.sign_in.script.is_some() {
+        let app = app.clone();
+        let (flow, next) = tokio::task::spawn_blocking(move || {
+            let next = flow::next(&mut flow, &app, view.as_ref(), now);
+            (flow, next)
+        })
+        .await?;
+        Ok((flow, next, session))
+    } else {
+        let next = flow::next(&mut flow, app, view.as_ref(), now);
+        Ok((flow, next, session))
+    }
+}
+
 /// Move a flow forward: record what the SSO session satisfies, then show the next step,
 /// finish with a code, or fail back to the app. `at_page` is true when the browser is
 /// already at the flow's page (render it) rather than arriving from `/authorize`
@@ -77,12 +139,8 @@ async fn advance_inner(
             "The application you were signing in to has been removed from this server.",
         ));
     };
-    if flow.steps_fingerprint != flow::steps_fingerprint(&app) {
-        flow.restart(&app);
-    }
-    let session_cookie = cookies::get(&jar, config, cookies::SESSION);
-    let session = state.session(session_cookie.as_deref(), now)?;
-    let decision = flow::next(flow, &app, session.as_ref().map(|(_, s)| s), now);
+    let (decided, decision, session) = decide(state, config, flow.clone(), &app, &jar, now).await?;
+    *flow = decided;
     match decision {
         Next::Show { step, options } => {
             if !at_page {
@@ -94,7 +152,7 @@ async fn advance_inner(
             Ok((jar, page).into_response())
         }
         Next::Fail(error) => {
-            tracing::info!(flow = %flow.id, trace = ?flow.trace, error = %error, "sign-in failed");
+            tracing::info!(flow = %flow.id, trace = ?flow.trace, script_log = ?flow.script_log, error = %error, "sign-in failed");
             state.store.delete_flow(&flow.id)?;
             let res = redirect_error(
                 config,
@@ -103,6 +161,16 @@ async fn advance_inner(
                 &error,
             )?;
             Ok((jar, res).into_response())
+        }
+        Next::ScriptError(message) => {
+            tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in script failed: {message}");
+            state.store.delete_flow(&flow.id)?;
+            Err(WebError::page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "This sign-in could not be completed",
+                format!("{}'s sign-in policy stopped with an error, so you could not be signed in.", app.name),
+            )
+            .with_hint("Try again later. Your administrator can find the cause in the server log under the request ID below."))
         }
         Next::Complete => complete(state, config, &app, flow, jar, session, now).await,
     }
@@ -243,7 +311,13 @@ async fn complete(
         auth_time,
         amr: amr.clone(),
         satisfied,
-        claims: same.map(|(_, s)| s.claims.clone()).unwrap_or_default(),
+        idp: subject.idp.clone(),
+        // A subject without an account lives only in the session: keep its claims.
+        claims: if subject.has_account() {
+            Default::default()
+        } else {
+            subject.claims.clone()
+        },
         clients,
         created_at: same.map(|(_, s)| s.created_at).unwrap_or(now),
         expires_at: same
@@ -276,7 +350,7 @@ async fn complete(
             user_id: subject.user_id.clone(),
             auth_time,
             amr,
-            claims: Default::default(),
+            claims: grant_claims(&subject, flow),
             sid: Some(b64url(&sha256(session_hash.as_bytes())[..16])),
         },
         expires_at: now + config.security.code_ttl,
@@ -296,6 +370,18 @@ async fn complete(
     )
     .ok_or_else(|| WebError::Internal("registered redirect URI does not parse".into()))?;
     Ok((jar, see_other(url.as_str())).into_response())
+}
+
+/// Claims fixed at sign-in: a pass-through subject's upstream claims, then whatever
+/// the script set (which wins).
+fn grant_claims(subject: &Subject, flow: &Flow) -> BTreeMap<String, serde_json::Value> {
+    let mut claims = if subject.has_account() {
+        BTreeMap::new()
+    } else {
+        subject.claims.clone()
+    };
+    claims.extend(flow.claims.clone());
+    claims
 }
 
 pub async fn login_get(
@@ -334,7 +420,7 @@ fn posted_flow(
 type CurrentStep = (usize, Vec<StepOption>, std::sync::Arc<App>);
 
 /// The step the flow is at, and its options (recording what the session satisfies).
-fn current_step(
+async fn current_step(
     state: &Shared,
     config: &Config,
     jar: &CookieJar,
@@ -344,17 +430,12 @@ fn current_step(
     let Some(app) = config.apps.get(&flow.request.app_id).cloned() else {
         return Ok(None);
     };
-    if flow.steps_fingerprint != flow::steps_fingerprint(&app) {
-        flow.restart(&app);
-    }
-    let cookie = cookies::get(jar, config, cookies::SESSION);
-    let session = state.session(cookie.as_deref(), now)?;
-    Ok(
-        match flow::next(flow, &app, session.as_ref().map(|(_, s)| s), now) {
-            Next::Show { step, options } => Some((step, options, app)),
-            _ => None,
-        },
-    )
+    let (decided, next, _) = decide(state, config, flow.clone(), &app, jar, now).await?;
+    *flow = decided;
+    Ok(match next {
+        Next::Show { step, options } => Some((step, options, app)),
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -375,7 +456,7 @@ pub async fn login_pick_post(
         let config = state.config();
         let now = unix_now();
         let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now)? {
+        if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
             if options.iter().any(|o| o.name() == form.option) {
                 flow.picked = Some(form.option.clone());
                 flow.notice = None;
@@ -408,7 +489,7 @@ pub async fn login_password_post(
         let config = state.config();
         let now = unix_now();
         let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now)? else {
+        let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? else {
             state.save_flow(&flow)?;
             return Ok(see_other(&login_url(&config, &flow)));
         };
@@ -485,6 +566,8 @@ fn local_subject(u: &User) -> Subject {
         username: Some(u.username.clone()),
         email: u.email.clone(),
         idp: "local".into(),
+        roles: u.roles.clone(),
+        ..Subject::default()
     }
 }
 
@@ -510,7 +593,7 @@ pub async fn signup_get(
         let now = unix_now();
         let browser = cookies::get(&jar, &config, cookies::BROWSER);
         let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
-        let Some((_, options, app)) = current_step(&state, &config, &jar, &mut flow, now)? else {
+        let Some((_, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await? else {
             return Err(signup_unavailable());
         };
         if !signup_allowed(&app, &options) {
@@ -577,7 +660,7 @@ pub async fn signup_post(
         let config = state.config();
         let now = unix_now();
         let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        let Some((step, options, app)) = current_step(&state, &config, &jar, &mut flow, now)?
+        let Some((step, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await?
         else {
             return Err(signup_unavailable());
         };

@@ -1,0 +1,269 @@
+//! Scripts replayed over recorded flows, without HTTP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{ScriptSource, SignIn, SigningAlg, Step, StepOption};
+use crate::flow::{next, Next, Subject};
+use crate::oidc::authorize::AuthRequest;
+
+fn app_with(script: &str) -> App {
+    let compiled = compile(script).unwrap_or_else(|e| panic!("{e:?}"));
+    App {
+        id: "thrift".into(),
+        name: "Thrift".into(),
+        logo: None,
+        client_id: "thrift".into(),
+        client_secret: None,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        signing_alg: SigningAlg::Rs256,
+        sign_in: SignIn {
+            steps: vec![
+                Step {
+                    options: vec![
+                        StepOption::Password,
+                        StepOption::Connection("google".into()),
+                        StepOption::Connection("github".into()),
+                    ],
+                    force: false,
+                },
+                Step {
+                    options: vec![StepOption::Totp, StepOption::EmailOtp],
+                    force: false,
+                },
+            ],
+            script: Some(ScriptSource {
+                path: PathBuf::from("test.rhai"),
+                source: script.into(),
+                compiled: Arc::new(compiled),
+            }),
+        },
+        sign_up: false,
+    }
+}
+
+fn flow_for(app: &App, acr: &[&str]) -> Flow {
+    let request = AuthRequest {
+        app_id: "thrift".into(),
+        client_id: "thrift".into(),
+        redirect_uri: "http://localhost/cb".into(),
+        state: None,
+        nonce: None,
+        scopes: vec!["openid".into()],
+        code_challenge: None,
+        prompt: vec![],
+        max_age: None,
+        login_hint: None,
+        acr_values: acr.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut f = Flow::new("f".into(), request, app, "b".into(), 1000, 600);
+    f.ip = "10.1.2.3".into();
+    f
+}
+
+fn local() -> Subject {
+    Subject {
+        sub: "u1".into(),
+        user_id: Some("u1".into()),
+        idp: "local".into(),
+        ..Subject::default()
+    }
+}
+
+fn github_passthrough() -> Subject {
+    Subject {
+        sub: "github|583231".into(),
+        user_id: None,
+        idp: "github".into(),
+        ..Subject::default()
+    }
+}
+
+const STRAIGHT: &str = r#"
+let first = execute_step(1);
+if first.user.has_account {
+    execute_step(2);
+}
+"#;
+
+const CALLBACKS: &str = r#"
+fn on_login_request(ctx) {
+    execute_step(1, #{
+        on_success: |ctx| {
+            if ctx.steps[1].idp == "local" { execute_step(2); }
+        }
+    });
+}
+"#;
+
+/// Drive a script through: step 1 by `who`, then step 2 if asked. Returns the steps
+/// that were shown.
+fn drive(script: &str, who: Subject) -> Vec<usize> {
+    let app = app_with(script);
+    let mut flow = flow_for(&app, &[]);
+    let mut shown = Vec::new();
+    for _ in 0..5 {
+        match next(&mut flow, &app, None, 1001) {
+            Next::Show { step, .. } => {
+                shown.push(step);
+                let option = if step == 1 { StepOption::Password } else { StepOption::Totp };
+                flow.step_succeeded(step, &option, who.clone(), vec![], 1002).unwrap();
+            }
+            Next::Complete => return shown,
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("did not finish")
+}
+
+#[test]
+fn straight_line_and_callback_styles_decide_alike() {
+    for script in [STRAIGHT, CALLBACKS] {
+        assert_eq!(drive(script, local()), vec![1, 2], "local user passes MFA");
+        assert_eq!(
+            drive(script, github_passthrough()),
+            vec![1],
+            "pass-through user skips MFA"
+        );
+    }
+}
+
+#[test]
+fn closure_captured_variables_survive_round_trips() {
+    let script = r#"
+        let greeting = "hello from before step 1";
+        let remember = |x| greeting + " / " + x;
+        let first = execute_step(1);
+        set_claim("memo", remember.call(first.option));
+    "#;
+    let app = app_with(script);
+    let mut flow = flow_for(&app, &[]);
+    assert!(matches!(next(&mut flow, &app, None, 1001), Next::Show { step: 1, .. }));
+    // A new HTTP round trip: nothing of the first run is kept but the record.
+    let mut flow: Flow = serde_json::from_slice(&serde_json::to_vec(&flow).unwrap()).unwrap();
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002).unwrap();
+    assert_eq!(next(&mut flow, &app, None, 1003), Next::Complete);
+    assert_eq!(flow.claims["memo"], "hello from before step 1 / password");
+}
+
+#[test]
+fn try_catch_cannot_swallow_the_halt() {
+    let script = r#"
+        try {
+            execute_step(1);
+        } catch (e) {
+            log("caught it");
+            set_claim("escaped", true);
+        }
+    "#;
+    let app = app_with(script);
+    let mut flow = flow_for(&app, &[]);
+    assert!(matches!(next(&mut flow, &app, None, 1001), Next::Show { step: 1, .. }));
+    assert!(flow.claims.is_empty());
+}
+
+#[test]
+fn an_infinite_loop_fails_its_login_naming_the_line() {
+    let app = app_with("let x = 0;\nloop {\n  x += 1;\n}\n");
+    let mut flow = flow_for(&app, &[]);
+    match next(&mut flow, &app, None, 1001) {
+        Next::ScriptError(m) => {
+            assert!(m.contains("ran too long"), "{m}");
+            assert!(m.starts_with("line "), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(flow.trace.last().unwrap().contains("script error"));
+}
+
+#[test]
+fn a_thrown_error_names_its_line() {
+    let app = app_with("let a = 1;\nthrow \"no way\";\n");
+    let mut flow = flow_for(&app, &[]);
+    assert_eq!(
+        next(&mut flow, &app, None, 1001),
+        Next::ScriptError("line 2: the script threw: no way".into())
+    );
+}
+
+#[test]
+fn fail_reaches_the_app_as_an_oauth_error() {
+    let app = app_with(r#"if ip_in_range(ctx.request.ip, "10.0.0.0/8") { fail("internal addresses may not sign in"); } execute_step(1);"#);
+    let mut flow = flow_for(&app, &[]);
+    match next(&mut flow, &app, None, 1001) {
+        Next::Fail(e) => {
+            assert_eq!(e.code.as_str(), "access_denied");
+            assert_eq!(e.description, "internal addresses may not sign in");
+        }
+        other => panic!("{other:?}"),
+    }
+    let app = app_with(r#"fail(#{ error: "interaction_required", description: "nope" });"#);
+    let mut flow = flow_for(&app, &[]);
+    assert!(matches!(next(&mut flow, &app, None, 1001), Next::Fail(e) if e.code.as_str() == "interaction_required"));
+}
+
+#[test]
+fn step_up_on_acr_values() {
+    let script = r#"
+        execute_step(1);
+        if ctx.request.acr_values.contains("mfa") { execute_step(2); }
+    "#;
+    let app = app_with(script);
+    let mut flow = flow_for(&app, &["mfa"]);
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002).unwrap();
+    assert!(matches!(next(&mut flow, &app, None, 1003), Next::Show { step: 2, .. }));
+    let mut flow = flow_for(&app, &[]);
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002).unwrap();
+    assert_eq!(next(&mut flow, &app, None, 1003), Next::Complete);
+}
+
+#[test]
+fn options_narrow_a_step_and_on_fail_takes_over() {
+    let script = r#"
+        execute_step(1, #{ options: ["password"], on_fail: |ctx| { log("password failed"); fail("no luck"); } });
+    "#;
+    let app = app_with(script);
+    let mut flow = flow_for(&app, &[]);
+    assert_eq!(
+        next(&mut flow, &app, None, 1001),
+        Next::Show { step: 1, options: vec![StepOption::Password] }
+    );
+    flow.step_failed(1, "password", "too many attempts", 1002);
+    assert!(matches!(next(&mut flow, &app, None, 1003), Next::Fail(e) if e.description == "no luck"));
+    assert_eq!(
+        flow.script_log,
+        vec!["step 1 failed; on_fail decides", "password failed", "fail(): access_denied: no luck"]
+    );
+}
+
+#[test]
+fn compile_errors_carry_line_column_and_suggestion() {
+    let e = compile("let x = 1;\nlet y = ;\n").unwrap_err();
+    assert_eq!(e.line, 2);
+    let e = compile("let first = excute_step(1);\n").unwrap_err();
+    assert_eq!((e.line, e.column), (1, 13));
+    assert_eq!(e.message, "unknown function `excute_step`");
+    assert_eq!(e.suggestion.as_deref(), Some("execute_step"));
+    let e = compile("execute_step(1);\nif user.has_account { }\n").unwrap_err();
+    assert_eq!(e.line, 2, "undefined variables are compile errors: {e:?}");
+    assert!(compile(&"// padding\n".repeat(7000)).is_err(), "size limit");
+    // Methods, closures and script functions are all known.
+    compile("fn helper(x) { x + 1 }\nlet f = |y| helper(y);\nlet s = \"ab\".to_upper();\nf.call(1); f(2);").unwrap();
+}
+
+#[test]
+fn scripts_cannot_reach_the_clock_or_eval() {
+    assert!(compile("let t = timestamp();").is_err());
+    assert!(compile("eval(\"1\");").is_err());
+}
+
+#[test]
+fn ip_ranges() {
+    assert!(api::ip_in_range("10.1.2.3", "10.0.0.0/8"));
+    assert!(!api::ip_in_range("11.1.2.3", "10.0.0.0/8"));
+    assert!(api::ip_in_range("2001:db8::1", "2001:db8::/32"));
+    assert!(!api::ip_in_range("garbage", "10.0.0.0/8"));
+    assert!(api::ip_in_range("192.168.1.1", "192.168.1.1"));
+}
