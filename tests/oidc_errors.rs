@@ -338,12 +338,21 @@ async fn the_openidconnect_client_sees_a_wrong_verifier_as_invalid_grant() {
 async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     let usher = Usher::default().await;
     usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    // An unknown user gets exactly the words a wrong password gets.
+    let probe = Browser::new();
+    let page = probe
+        .follow(&usher, probe.get(&authorize_url(&usher, &good(REDIRECT))).await)
+        .await
+        .unwrap();
+    let stranger = probe
+        .submit_password(&usher, &page, "mallory", "whatever-it-is")
+        .await
+        .unwrap();
+    assert!(stranger.body.contains("The username or password is incorrect."));
+
     let first = Browser::new();
     let mut page = first
-        .follow(
-            &usher,
-            first.get(&authorize_url(&usher, &good(REDIRECT))).await,
-        )
+        .follow(&usher, first.get(&authorize_url(&usher, &good(REDIRECT))).await)
         .await
         .unwrap();
     for _ in 0..2 {
@@ -353,34 +362,47 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
             .unwrap();
         assert!(page.body.contains("The username or password is incorrect."));
     }
-    // An unknown user gets exactly the same words.
-    let stranger = first
-        .submit_password(&usher, &page, "mallory", "whatever-it-is")
+    // The third failure (limit 3) locks the account and ends this login for good:
+    // the app hears access_denied.
+    let back = first
+        .submit_password(&usher, &page, "alice", "wrong-password")
         .await
-        .unwrap();
-    assert!(stranger
-        .body
-        .contains("The username or password is incorrect."));
-    // The third failure (limit 3) locks the account.
-    page = first
-        .submit_password(&usher, &stranger, "alice", "wrong-password")
-        .await
-        .unwrap();
-    assert!(page.body.contains("Too many failed attempts"), "{page:?}");
+        .expect_err("the login ends at the limit");
+    let q = query(&back);
+    assert_eq!(q["error"], "access_denied");
+    assert!(q["error_description"].contains("too many failed password attempts"));
     // Another browser, the right password: still locked.
     let second = Browser::new();
     let page2 = second
-        .follow(
-            &usher,
-            second.get(&authorize_url(&usher, &good(REDIRECT))).await,
-        )
+        .follow(&usher, second.get(&authorize_url(&usher, &good(REDIRECT))).await)
         .await
         .unwrap();
     let page2 = second
         .submit_password(&usher, &page2, "alice", "wonderland-rabbit")
         .await
         .unwrap();
-    assert!(page2.body.contains("Too many failed attempts"));
+    assert!(page2.body.contains("Too many failed attempts"), "{page2:?}");
+}
+
+#[tokio::test]
+async fn cancelling_a_step_returns_access_denied_to_the_app() {
+    let usher = Usher::default().await;
+    let browser = Browser::new();
+    let page = browser
+        .follow(&usher, browser.get(&authorize_url(&usher, &good(REDIRECT))).await)
+        .await
+        .unwrap();
+    let cancel = html_unescape(&page.body)
+        .split("action=\"")
+        .find(|s| s.contains("/cancel\""))
+        .map(|s| s[..s.find('"').unwrap()].to_string())
+        .expect("a cancel form");
+    let res = browser.post(&usher.url(&cancel), &[("csrf", &page.csrf())]).await;
+    let back = browser.follow(&usher, res).await.expect_err("back at the app");
+    let q = query(&back);
+    assert_eq!(q["error"], "access_denied");
+    assert!(q["error_description"].contains("cancelled"));
+    assert_eq!(q["state"], "st");
 }
 
 #[tokio::test]

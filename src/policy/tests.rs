@@ -267,3 +267,71 @@ fn ip_ranges() {
     assert!(!api::ip_in_range("garbage", "10.0.0.0/8"));
     assert!(api::ip_in_range("192.168.1.1", "192.168.1.1"));
 }
+
+#[test]
+fn every_sample_policy_compiles_and_decides() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rhai") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let app = app_with(&source);
+        // Every sample starts by showing step 1 (or refusing the network outright).
+        let mut flow = flow_for(&app, &[]);
+        flow.ip = "192.0.2.10".into();
+        let first = next(&mut flow, &app, None, 1001);
+        assert!(
+            matches!(first, Next::Show { step: 1, .. }),
+            "{}: {first:?}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 6, "the six documented samples are there");
+}
+
+#[test]
+fn deny_ip_range_sample_refuses_the_listed_network() {
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/deny-ip-range.rhai"),
+    )
+    .unwrap();
+    let app = app_with(&source);
+    let mut flow = flow_for(&app, &[]);
+    flow.ip = "203.0.113.7".into();
+    assert!(matches!(next(&mut flow, &app, None, 1001), Next::Fail(e) if e.description.contains("not allowed from this network")));
+}
+
+#[test]
+fn roles_sample_asks_admins_only() {
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/mfa-for-roles.rhai"),
+    )
+    .unwrap();
+    let mut admin = local();
+    admin.roles = vec!["admin".into()];
+    assert_eq!(drive(&source, admin), vec![1, 2]);
+    assert_eq!(drive(&source, local()), vec![1]);
+}
+
+#[test]
+fn trust_upstream_mfa_sample() {
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/trust-upstream-mfa.rhai"),
+    )
+    .unwrap();
+    let mut google = Subject {
+        sub: "u9".into(),
+        user_id: Some("u9".into()),
+        idp: "google".into(),
+        upstream_amr: vec!["pwd".into(), "mfa".into()],
+        ..Subject::default()
+    };
+    assert_eq!(drive(&source, google.clone()), vec![1]);
+    google.upstream_amr = vec!["pwd".into()];
+    assert_eq!(drive(&source, google), vec![1, 2]);
+    assert_eq!(drive(&source, local()), vec![1, 2]);
+}

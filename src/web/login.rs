@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -233,6 +233,7 @@ fn show_step(
                     })
                     .collect(),
                 sign_up_url,
+                cancel_url: Some(format!("{}/cancel", login_url(config, flow))),
             },
         ),
         Some(StepOption::Password) => {
@@ -249,8 +250,10 @@ fn show_step(
                     csrf,
                     username,
                     error: flow.notice.take(),
-                    back_url: (options.len() > 1).then(|| login_url(config, flow)),
+                    back_url: (options.len() > 1)
+                        .then(|| format!("{}?back=1", login_url(config, flow))),
                     sign_up_url,
+                    cancel_url: Some(format!("{}/cancel", login_url(config, flow))),
                 },
             )
         }
@@ -384,16 +387,28 @@ fn grant_claims(subject: &Subject, flow: &Flow) -> BTreeMap<String, serde_json::
     claims
 }
 
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    /// `back=1`: return from an option's page to the step's chooser.
+    #[serde(default)]
+    back: Option<String>,
+}
+
 pub async fn login_get(
     State(state): State<Shared>,
     jar: CookieJar,
     Path(id): Path<String>,
+    Query(q): Query<LoginQuery>,
 ) -> Response {
     let r = async {
         let config = state.config();
         let now = unix_now();
         let browser = cookies::get(&jar, &config, cookies::BROWSER);
         let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
+        if q.back.is_some() {
+            flow.picked = None;
+            flow.notice = None;
+        }
         advance_inner(&state, &config, &mut flow, jar, now, true).await
     }
     .await;
@@ -461,6 +476,35 @@ pub async fn login_pick_post(
                 flow.picked = Some(form.option.clone());
                 flow.notice = None;
             }
+        }
+        state.save_flow(&flow)?;
+        Ok(see_other(&login_url(&config, &flow)))
+    }
+    .await;
+    state.respond(r)
+}
+
+#[derive(Deserialize)]
+pub struct CancelForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The user gave up on the current step: it fails for good, and the app hears
+/// `access_denied` unless the script's `on_fail` offers another way.
+pub async fn login_cancel_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CancelForm>,
+) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+        if let Some((step, _, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
+            let option = flow.picked.clone().unwrap_or_else(|| "-".into());
+            flow.step_failed(step, &option, "the user cancelled", now);
         }
         state.save_flow(&flow)?;
         Ok(see_other(&login_url(&config, &flow)))
@@ -550,6 +594,12 @@ pub async fn login_password_post(
                     "step {step}: wrong password ({} of {} attempts)",
                     a.failures, config.security.max_password_attempts
                 ));
+                // The same limit also bounds one login: at it, the step fails for good
+                // and the app hears `access_denied` (or the script's on_fail decides).
+                flow.password_failures += 1;
+                if flow.password_failures >= config.security.max_password_attempts {
+                    flow.step_failed(step, "password", "too many failed password attempts", now);
+                }
             }
         }
         state.save_flow(&flow)?;

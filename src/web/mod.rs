@@ -267,6 +267,7 @@ pub fn app(state: Shared) -> Router {
         .route("/login/{flow}", get(login::login_get))
         .route("/login/{flow}/pick", post(login::login_pick_post))
         .route("/login/{flow}/password", post(login::login_password_post))
+        .route("/login/{flow}/cancel", post(login::login_cancel_post))
         .route(
             "/signup/{flow}",
             get(login::signup_get).post(login::signup_post),

@@ -45,6 +45,8 @@ pub struct LoginPage {
     pub options: Vec<OptionButton>,
     /// Link to the sign-up page, when the app allows sign-up.
     pub sign_up_url: Option<String>,
+    /// Form action that gives up on this sign-in.
+    pub cancel_url: Option<String>,
 }
 
 /// `password.html`: username and password.
@@ -60,6 +62,7 @@ pub struct PasswordPage {
     /// Back to the chooser, when the step has other options.
     pub back_url: Option<String>,
     pub sign_up_url: Option<String>,
+    pub cancel_url: Option<String>,
 }
 
 /// `signup.html`: email and password for a new local account.
@@ -122,6 +125,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("error.html", include_str!("../../templates/error.html")),
     ("logout.html", include_str!("../../templates/logout.html")),
     ("message.html", include_str!("../../templates/message.html")),
+    ("cancel.html", include_str!("../../templates/cancel.html")),
 ];
 
 /// The stylesheet served at `/assets/usher.css`.
