@@ -59,6 +59,8 @@ pub fn known_functions(engine: &Engine, ast: &AST) -> Result<(), CompileError> {
         let call = match path.last() {
             Some(ASTNode::Expr(Expr::FnCall(x, pos))) => Some((x, *pos)),
             Some(ASTNode::Expr(Expr::MethodCall(x, pos))) => Some((x, *pos)),
+            // A call on its own as a statement.
+            Some(ASTNode::Stmt(Stmt::FnCall(x, pos))) => Some((x, *pos)),
             _ => None,
         };
         if let Some((x, pos)) = call {

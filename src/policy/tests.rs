@@ -246,6 +246,8 @@ fn compile_errors_carry_line_column_and_suggestion() {
     assert_eq!((e.line, e.column), (1, 13));
     assert_eq!(e.message, "unknown function `excute_step`");
     assert_eq!(e.suggestion.as_deref(), Some("execute_step"));
+    let e = compile("execute_step(1);\nexcute_step(2);\n").unwrap_err();
+    assert_eq!((e.line, e.column), (2, 1), "a call as a statement is checked too");
     let e = compile("execute_step(1);\nif user.has_account { }\n").unwrap_err();
     assert_eq!(e.line, 2, "undefined variables are compile errors: {e:?}");
     assert!(compile(&"// padding\n".repeat(7000)).is_err(), "size limit");

@@ -62,9 +62,13 @@ pub struct Usher {
 impl Usher {
     /// Start Usher with `config` (with `{issuer}` placeholders).
     pub async fn start(config: &str) -> Usher {
+        Self::start_in(tempfile::tempdir().unwrap(), config).await
+    }
+
+    /// Start Usher with its config written into `dir` (which may hold scripts).
+    pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Usher {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
-        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("usher.yaml");
         std::fs::write(&path, config.replace("{issuer}", &issuer)).unwrap();
         let loaded = usher::config::load_with_env(&path, &|_| None)
@@ -366,4 +370,11 @@ pub async fn password_login(
         .submit_password(usher, &page, user, pass)
         .await
         .expect_err("sign-in returns to the app")
+}
+
+/// The payload of a JWT, unverified (the caller verified it already).
+pub fn decode_payload(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
