@@ -624,9 +624,12 @@ fn inline_credentials_key_must_be_32_bytes_of_base64() {
     // The value is a secret: the message describes it but never repeats it.
     assert!(!d.to_string().contains("c2hvcnQ"), "{d}");
 
-    let d = only_error(&format!("{VALID}security:\n  credentials_key: not*base64\n"));
+    let d = only_error(&format!(
+        "{VALID}security:\n  credentials_key: not*base64\n"
+    ));
     assert!(
-        d.message.starts_with("security.credentials_key is not base64"),
+        d.message
+            .starts_with("security.credentials_key is not base64"),
         "{}",
         d.message
     );
@@ -661,11 +664,18 @@ fn credentials_key_defaults_to_a_file_beside_the_store_and_is_given_once() {
     );
     let loaded = load_with_env(&path, &no_env).unwrap();
     match &loaded.config.security.credentials_key {
-        CredentialsKey::File(file) => assert_eq!(file, &loaded.config.store.sled_path.join("credentials.key")),
+        CredentialsKey::File(file) => {
+            assert_eq!(file, &loaded.config.store.sled_path.join("credentials.key"))
+        }
         other => panic!("expected the default key file, got {other:?}"),
     }
     // Loading a configuration never creates the key; the server does when it starts.
-    assert!(!loaded.config.store.sled_path.join("credentials.key").exists());
+    assert!(!loaded
+        .config
+        .store
+        .sled_path
+        .join("credentials.key")
+        .exists());
 
     let d = only_error(&format!(
         "{VALID}security:\n  credentials_key_file: /etc/usher/key\n  credentials_key: c2hvcnQ=\n"

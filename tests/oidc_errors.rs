@@ -341,18 +341,26 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     // An unknown user gets exactly the words a wrong password gets.
     let probe = Browser::new();
     let page = probe
-        .follow(&usher, probe.get(&authorize_url(&usher, &good(REDIRECT))).await)
+        .follow(
+            &usher,
+            probe.get(&authorize_url(&usher, &good(REDIRECT))).await,
+        )
         .await
         .unwrap();
     let stranger = probe
         .submit_password(&usher, &page, "mallory", "whatever-it-is")
         .await
         .unwrap();
-    assert!(stranger.body.contains("The username or password is incorrect."));
+    assert!(stranger
+        .body
+        .contains("The username or password is incorrect."));
 
     let first = Browser::new();
     let mut page = first
-        .follow(&usher, first.get(&authorize_url(&usher, &good(REDIRECT))).await)
+        .follow(
+            &usher,
+            first.get(&authorize_url(&usher, &good(REDIRECT))).await,
+        )
         .await
         .unwrap();
     for _ in 0..2 {
@@ -374,7 +382,10 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     // Another browser, the right password: still locked.
     let second = Browser::new();
     let page2 = second
-        .follow(&usher, second.get(&authorize_url(&usher, &good(REDIRECT))).await)
+        .follow(
+            &usher,
+            second.get(&authorize_url(&usher, &good(REDIRECT))).await,
+        )
         .await
         .unwrap();
     let page2 = second
@@ -389,7 +400,10 @@ async fn cancelling_a_step_returns_access_denied_to_the_app() {
     let usher = Usher::default().await;
     let browser = Browser::new();
     let page = browser
-        .follow(&usher, browser.get(&authorize_url(&usher, &good(REDIRECT))).await)
+        .follow(
+            &usher,
+            browser.get(&authorize_url(&usher, &good(REDIRECT))).await,
+        )
         .await
         .unwrap();
     let cancel = html_unescape(&page.body)
@@ -397,8 +411,13 @@ async fn cancelling_a_step_returns_access_denied_to_the_app() {
         .find(|s| s.contains("/cancel\""))
         .map(|s| s[..s.find('"').unwrap()].to_string())
         .expect("a cancel form");
-    let res = browser.post(&usher.url(&cancel), &[("csrf", &page.csrf())]).await;
-    let back = browser.follow(&usher, res).await.expect_err("back at the app");
+    let res = browser
+        .post(&usher.url(&cancel), &[("csrf", &page.csrf())])
+        .await;
+    let back = browser
+        .follow(&usher, res)
+        .await
+        .expect_err("back at the app");
     let q = query(&back);
     assert_eq!(q["error"], "access_denied");
     assert!(q["error_description"].contains("cancelled"));

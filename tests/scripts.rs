@@ -24,7 +24,11 @@ log("claims set");
 "#,
     )
     .unwrap();
-    std::fs::write(dir.join("loop.rhai"), "let n = 0;\nwhile true {\n    n += 1;\n}\n").unwrap();
+    std::fs::write(
+        dir.join("loop.rhai"),
+        "let n = 0;\nwhile true {\n    n += 1;\n}\n",
+    )
+    .unwrap();
     r#"
 issuer: "{issuer}"
 security:
@@ -66,7 +70,10 @@ async fn set_claim_reaches_the_id_token() {
     let browser = Browser::new();
     let start = rp.start(&[]);
     let back = password_login(&usher, &browser, &start, "alice", "wonderland-rabbit").await;
-    let tokens = rp.exchange(&query(&back)["code"], start.verifier).await.unwrap();
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
     let raw = tokens.id_token().unwrap().to_string();
     let claims = decode_payload(&raw);
     assert_eq!(claims["greeting"], "signed in with password");
@@ -99,7 +106,11 @@ async fn fail_reaches_the_app_as_an_oauth_error() {
 async fn a_runaway_script_fails_its_own_login_while_others_sign_in() {
     let usher = start().await;
     for i in 0..20 {
-        usher.add_user(&format!("user{i}"), &format!("user{i}@example.com"), "pass-word-123");
+        usher.add_user(
+            &format!("user{i}"),
+            &format!("user{i}@example.com"),
+            "pass-word-123",
+        );
     }
     let loopy = {
         let rp = Rp::discover(&usher, "loopy", Some("loopy-secret")).await;
@@ -125,17 +136,29 @@ async fn a_runaway_script_fails_its_own_login_while_others_sign_in() {
             let page = browser.get(&format!("{usher_issuer}{loc}")).await;
             let action = format!("{usher_issuer}{}", page.form_action(Some("password")));
             let res = browser
-                .post(&action, &[("csrf", &page.csrf()), ("username", &format!("user{i}")), ("password", "pass-word-123")])
+                .post(
+                    &action,
+                    &[
+                        ("csrf", &page.csrf()),
+                        ("username", &format!("user{i}")),
+                        ("password", "pass-word-123"),
+                    ],
+                )
                 .await;
             let loc = res.headers["location"].to_str().unwrap().to_string();
             let page = browser.get(&format!("{usher_issuer}{loc}")).await;
             let back = url::Url::parse(page.headers["location"].to_str().unwrap()).unwrap();
-            rp.exchange(&query(&back)["code"], start.verifier).await.is_ok()
+            rp.exchange(&query(&back)["code"], start.verifier)
+                .await
+                .is_ok()
         }));
     }
     let (status, body) = loopy.await.unwrap();
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(body.contains("sign-in policy stopped with an error"), "{body}");
+    assert!(
+        body.contains("sign-in policy stopped with an error"),
+        "{body}"
+    );
     assert!(body.contains("Request ID"));
     for o in ordinary {
         assert!(o.await.unwrap(), "an ordinary login failed");
@@ -145,8 +168,16 @@ async fn a_runaway_script_fails_its_own_login_while_others_sign_in() {
 #[tokio::test]
 async fn a_script_syntax_error_is_reported_at_load_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("broken.rhai"), "let first = execute_step(1);\nif first.user.has_account {\n    execute_step(2)\n").unwrap();
-    std::fs::write(dir.path().join("typo.rhai"), "let first = execute_step(1);\nexcute_step(2);\n").unwrap();
+    std::fs::write(
+        dir.path().join("broken.rhai"),
+        "let first = execute_step(1);\nif first.user.has_account {\n    execute_step(2)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("typo.rhai"),
+        "let first = execute_step(1);\nexcute_step(2);\n",
+    )
+    .unwrap();
     let yaml = r#"
 issuer: http://localhost:9000
 apps:
@@ -167,11 +198,23 @@ apps:
 "#;
     std::fs::write(dir.path().join("usher.yaml"), yaml).unwrap();
     let err = usher::config::load_with_env(&dir.path().join("usher.yaml"), &|_| None).unwrap_err();
-    let broken = err.0.iter().find(|d| d.file.ends_with("broken.rhai")).expect("broken.rhai reported");
+    let broken = err
+        .0
+        .iter()
+        .find(|d| d.file.ends_with("broken.rhai"))
+        .expect("broken.rhai reported");
     assert!(broken.line >= 3, "{broken}");
     assert!(broken.message.starts_with("script error"), "{broken}");
-    let typo = err.0.iter().find(|d| d.file.ends_with("typo.rhai")).unwrap_or_else(|| panic!("typo.rhai reported: {err}"));
+    let typo = err
+        .0
+        .iter()
+        .find(|d| d.file.ends_with("typo.rhai"))
+        .unwrap_or_else(|| panic!("typo.rhai reported: {err}"));
     assert_eq!((typo.line, typo.column), (2, 1));
     assert_eq!(typo.suggestion.as_deref(), Some("execute_step"));
-    assert!(typo.to_string().contains("typo.rhai:2:1: script error: unknown function `excute_step`"), "{typo}");
+    assert!(
+        typo.to_string()
+            .contains("typo.rhai:2:1: script error: unknown function `excute_step`"),
+        "{typo}"
+    );
 }

@@ -147,7 +147,10 @@ mod tests {
             EmailCheck::Expired
         );
 
-        assert!(matches!(issue(&store, "u1", 1020).unwrap(), Issued::Send(_)));
+        assert!(matches!(
+            issue(&store, "u1", 1020).unwrap(),
+            Issued::Send(_)
+        ));
         assert!(matches!(
             issue(&store, "u1", 1030).unwrap(),
             Issued::TooMany { retry_at } if retry_at == 1000 + RESEND_WINDOW

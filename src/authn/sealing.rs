@@ -87,7 +87,7 @@ impl SealingKey {
         // The only failure is a plaintext beyond the cipher's limit (about 256 GiB).
         let ciphertext = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), payload)
+            .encrypt(&XNonce::from(nonce), payload)
             .map_err(|_| SealingError::TooLong)?;
         let mut sealed = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         sealed.push(VERSION);
@@ -104,13 +104,12 @@ impl SealingKey {
             return None;
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
         let payload = Payload {
             msg: ciphertext,
             aad: associated_data,
         };
-        self.cipher
-            .decrypt(XNonce::from_slice(nonce), payload)
-            .ok()
+        self.cipher.decrypt(&XNonce::from(nonce), payload).ok()
     }
 }
 
@@ -258,11 +257,7 @@ mod tests {
         let raw = dir.path().join("raw.key");
         std::fs::write(&raw, [7u8; 32]).unwrap();
         let text = dir.path().join("text.key");
-        std::fs::write(
-            &text,
-            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n",
-        )
-        .unwrap();
+        std::fs::write(&text, "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n").unwrap();
         let sealed = key().seal(b"s", b"u").unwrap();
         for path in [raw, text] {
             let loaded = SealingKey::load(&CredentialsKey::File(path)).unwrap();
@@ -278,12 +273,14 @@ mod tests {
 
     #[test]
     fn an_inline_key_is_decoded() {
-        let inline = CredentialsKey::Inline(Secret::new(
-            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
-        ));
+        let inline =
+            CredentialsKey::Inline(Secret::new("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="));
         let sealed = key().seal(b"s", b"u").unwrap();
         assert_eq!(
-            SealingKey::load(&inline).unwrap().open(&sealed, b"u").unwrap(),
+            SealingKey::load(&inline)
+                .unwrap()
+                .open(&sealed, b"u")
+                .unwrap(),
             b"s"
         );
         let short = CredentialsKey::Inline(Secret::new("c2hvcnQ="));

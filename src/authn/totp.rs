@@ -4,7 +4,9 @@
 //! These functions are pure: the caller passes `now`, opens the sealed secret
 //! (`authn::sealing`) and, after [`verify`] names the matching time step, records that
 //! step with `CredentialStore::accept_totp_step` — which refuses a step already used, so
-//! a code seen over someone's shoulder cannot be replayed within its window.
+//! a code seen over someone's shoulder cannot be replayed within its window. Three
+//! steps are live at any time, so a guess wins with odds of 3 in a million: the caller
+//! also counts failures per account (`AttemptStore`, key `totp:<user id>`).
 
 use rand::RngCore;
 use subtle::ConstantTimeEq;
@@ -165,12 +167,14 @@ mod tests {
     #[test]
     fn two_steps_away_is_refused() {
         let secret = generate_secret();
-        let now = 1_700_000_015;
+        let now: u64 = 1_700_000_015;
         for offset in [-60i64, 60, -90, 90] {
             let then = now.checked_add_signed(offset).unwrap();
             let code = code_at(&secret, then);
             // A code can repeat by chance across steps; skip that one-in-a-million case.
-            if (-1..=1).any(|d: i64| code_at(&secret, now.checked_add_signed(d * 30).unwrap()) == code) {
+            if (-1..=1)
+                .any(|d: i64| code_at(&secret, now.checked_add_signed(d * 30).unwrap()) == code)
+            {
                 continue;
             }
             assert_eq!(verify(&secret, &code, now), None, "offset {offset}");
@@ -184,7 +188,14 @@ mod tests {
         let code = code_at(&secret, now);
         let spaced = format!(" {} {} ", &code[..3], &code[3..]);
         assert_eq!(verify(&secret, &spaced, now), Some(now / 30));
-        for bad in ["", "12345", "1234567", "12345a", "１２３４５６", &format!("{code}0")] {
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "12345a",
+            "１２３４５６",
+            &format!("{code}0"),
+        ] {
             assert_eq!(verify(&secret, bad, now), None, "{bad:?}");
         }
         let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
@@ -213,7 +224,11 @@ mod tests {
         assert!(e.otpauth_uri.contains(&e.secret_base32));
         assert!(e.otpauth_uri.contains("issuer=Thrift%20%20Shop"));
         // base64 of the PNG signature.
-        assert!(e.qr_png_base64.starts_with("iVBORw0KGgo"), "{}", &e.qr_png_base64[..20]);
+        assert!(
+            e.qr_png_base64.starts_with("iVBORw0KGgo"),
+            "{}",
+            &e.qr_png_base64[..20]
+        );
         assert_eq!(format!("{e:?}"), "Enrolment(***)");
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::locate::{child, item, Part};
 use super::error::Diagnostic;
+use super::locate::{child, item, Part};
 use super::model::{App, Connection, ScriptSource, SignIn, SigningAlg, Step, StepOption};
 use super::raw::{RawAlg, RawApp, RawStep, StepShape};
 use super::report::{nearest, Report};

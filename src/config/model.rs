@@ -132,7 +132,8 @@ pub fn decode_key_text(text: &str) -> Result<[u8; CREDENTIALS_KEY_LEN], KeyTextE
 
     // Keys come from `openssl rand -base64 32` (standard, padded) as often as from
     // tools that emit URL-safe text without padding; refusing either would only annoy.
-    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let text = text.trim();
     let bytes = GeneralPurpose::new(&alphabet::STANDARD, config)
         .decode(text)

@@ -13,9 +13,8 @@ use url::Url;
 
 use super::locate::{child, Part};
 use super::model::{
-    decode_key_text, Connection, ConnectionKind, CredentialsKey, EmailConfig, Jit,
-    JitAttributes, JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls,
-    StepOption, StoreConfig,
+    decode_key_text, Connection, ConnectionKind, CredentialsKey, EmailConfig, Jit, JitAttributes,
+    JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls, StepOption, StoreConfig,
 };
 use super::raw::{
     RawAttributes, RawConnection, RawKind, RawLink, RawRoot, RawScheme, RawSecurity, RawSmtp,
@@ -241,12 +240,7 @@ fn smtp_config(report: &mut Report, file: usize, raw: &RawSmtp) -> Option<SmtpCo
     })
 }
 
-fn security(
-    report: &mut Report,
-    file: usize,
-    raw: &RawSecurity,
-    sled: &Path,
-) -> Option<Security> {
+fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) -> Option<Security> {
     let credentials_key = credentials_key(report, file, raw, sled);
     let mut ok = credentials_key.is_some();
     let nonzero = [

@@ -120,7 +120,10 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
     /// Show step `step` (1-based) offering `options`.
-    Show { step: usize, options: Vec<StepOption> },
+    Show {
+        step: usize,
+        options: Vec<StepOption>,
+    },
     /// The policy is satisfied: issue the code.
     Complete,
     /// The login ends with this error to the app.

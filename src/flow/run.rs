@@ -25,14 +25,17 @@ pub struct SessionView {
 /// Why a run stopped before the policy was satisfied.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Halt {
-    Show { step: usize, options: Vec<StepOption> },
+    Show {
+        step: usize,
+        options: Vec<StepOption>,
+    },
     Fail(OAuthError),
 }
 
 /// How step `n` stands in the record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolved {
-    Done(StepRecord),
+    Done(Box<StepRecord>),
     Failed(StepFailure),
 }
 
@@ -99,15 +102,15 @@ impl Run {
             None => step.options.clone(),
         };
         if let Some(r) = self.done.iter().find(|r| r.step == n) {
-            return Ok(Resolved::Done(r.clone()));
+            return Ok(Resolved::Done(Box::new(r.clone())));
         }
         if let Some(f) = self.failed.iter().find(|f| f.step == n) {
             return Ok(Resolved::Failed(f.clone()));
         }
-        if let Some(record) = self.from_session(n, &step, &options) {
+        if let Some(record) = self.satisfied_by_session(n, &step, &options) {
             self.done.push(record.clone());
             self.from_session.push(record.clone());
-            return Ok(Resolved::Done(record));
+            return Ok(Resolved::Done(Box::new(record)));
         }
         if self.prompt_none {
             self.log
@@ -120,7 +123,12 @@ impl Run {
         Err(Halt::Show { step: n, options })
     }
 
-    fn from_session(&self, n: usize, step: &Step, options: &[StepOption]) -> Option<StepRecord> {
+    fn satisfied_by_session(
+        &self,
+        n: usize,
+        step: &Step,
+        options: &[StepOption],
+    ) -> Option<StepRecord> {
         let s = self.session.as_ref()?;
         if step.force {
             return None;
@@ -130,13 +138,19 @@ impl Run {
                 return None;
             }
         }
-        let option = options.iter().find(|o| s.satisfied.contains_key(o.name()))?;
+        let option = options
+            .iter()
+            .find(|o| s.satisfied.contains_key(o.name()))?;
         Some(StepRecord {
             step: n,
             option: option.name().to_string(),
             subject: s.subject.clone(),
             amr: option_amr(option),
-            at: s.satisfied.get(option.name()).copied().unwrap_or(s.auth_time),
+            at: s
+                .satisfied
+                .get(option.name())
+                .copied()
+                .unwrap_or(s.auth_time),
             from_session: true,
         })
     }

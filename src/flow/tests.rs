@@ -137,7 +137,10 @@ fn the_session_satisfies_what_it_holds_and_only_that() {
     assert!(flow.trace[0].contains("satisfied by the SSO session"));
     assert!(!flow.interactive());
     // Replaying again does not record the session's step twice.
-    assert!(matches!(next(&mut flow, &app, Some(&s), 201), Next::Show { step: 2, .. }));
+    assert!(matches!(
+        next(&mut flow, &app, Some(&s), 201),
+        Next::Show { step: 2, .. }
+    ));
     assert_eq!(flow.done.len(), 1);
 }
 

@@ -35,7 +35,8 @@ fn strs(items: &[String]) -> Array {
 }
 
 fn opt_str(s: &Option<String>) -> Dynamic {
-    s.as_ref().map_or(Dynamic::UNIT, |v| Dynamic::from(v.clone()))
+    s.as_ref()
+        .map_or(Dynamic::UNIT, |v| Dynamic::from(v.clone()))
 }
 
 /// JSON → Rhai, for upstream claims.
@@ -204,7 +205,10 @@ fn halt(h: Halt) -> Box<EvalAltResult> {
             cur.halt = Some(h);
         }
     });
-    Box::new(EvalAltResult::ErrorTerminated(Dynamic::UNIT, Position::NONE))
+    Box::new(EvalAltResult::ErrorTerminated(
+        Dynamic::UNIT,
+        Position::NONE,
+    ))
 }
 
 fn halted() -> bool {
@@ -242,18 +246,21 @@ fn execute_step(ncc: NativeCallContext, n: i64, opts: Map) -> RhaiResult<Dynamic
                 match configured.iter().find(|o| o.name() == name) {
                     Some(o) => out.push(o.clone()),
                     None => {
-                        return Err(format!(
-                            "execute_step({n}): step {n} has no option `{name}`"
+                        return Err(
+                            format!("execute_step({n}): step {n} has no option `{name}`").into(),
                         )
-                        .into())
                     }
                 }
             }
             Some(out)
         }
     };
-    let on_success = opts.get("on_success").and_then(|d| d.clone().try_cast::<FnPtr>());
-    let on_fail = opts.get("on_fail").and_then(|d| d.clone().try_cast::<FnPtr>());
+    let on_success = opts
+        .get("on_success")
+        .and_then(|d| d.clone().try_cast::<FnPtr>());
+    let on_fail = opts
+        .get("on_fail")
+        .and_then(|d| d.clone().try_cast::<FnPtr>());
     let resolved = with_current(|cur| cur.run.execute(step, narrowed.as_deref()))?;
     match resolved {
         Ok(Resolved::Done(record)) => {
@@ -340,19 +347,27 @@ fn log(msg: &str) -> RhaiResult<()> {
 /// Whether `ip` falls in `cidr` (`10.0.0.0/8`, `2001:db8::/32`). Malformed input is
 /// simply not in range.
 pub fn ip_in_range(ip: &str, cidr: &str) -> bool {
-    let Ok(ip) = ip.trim().parse::<IpAddr>() else { return false };
+    let Ok(ip) = ip.trim().parse::<IpAddr>() else {
+        return false;
+    };
     let (net, bits) = match cidr.split_once('/') {
         Some((n, b)) => (n, b.parse::<u32>().ok()),
         None => (cidr, None),
     };
-    let Ok(net) = net.trim().parse::<IpAddr>() else { return false };
+    let Ok(net) = net.trim().parse::<IpAddr>() else {
+        return false;
+    };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
             let bits = bits.unwrap_or(32);
             if bits > 32 {
                 return false;
             }
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             (u32::from(a) & mask) == (u32::from(b) & mask)
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
@@ -360,7 +375,11 @@ pub fn ip_in_range(ip: &str, cidr: &str) -> bool {
             if bits > 128 {
                 return false;
             }
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             (u128::from(a) & mask) == (u128::from(b) & mask)
         }
         _ => false,

@@ -10,7 +10,15 @@ use super::{position, CompileError};
 
 /// Names the engine resolves itself rather than as registered functions.
 const KEYWORDS: &[&str] = &[
-    "Fn", "call", "curry", "is_shared", "is_def_fn", "is_def_var", "type_of", "print", "debug",
+    "Fn",
+    "call",
+    "curry",
+    "is_shared",
+    "is_def_fn",
+    "is_def_var",
+    "type_of",
+    "print",
+    "debug",
 ];
 
 fn registered(engine: &Engine) -> &'static HashSet<String> {
@@ -24,7 +32,11 @@ fn registered(engine: &Engine) -> &'static HashSet<String> {
                 // leading `get$`/`set$` for properties.
                 let head = sig.split('(').next()?.trim();
                 let name = head.rsplit(' ').next()?;
-                Some(name.trim_start_matches("get$").trim_start_matches("set$").to_string())
+                Some(
+                    name.trim_start_matches("get$")
+                        .trim_start_matches("set$")
+                        .to_string(),
+                )
             })
             .collect();
         names.extend(KEYWORDS.iter().map(|s| s.to_string()));

@@ -62,9 +62,7 @@ pub(crate) fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let mut e = Engine::new_raw();
-        e.register_global_module(
-            rhai::packages::StandardPackage::new().as_shared_module(),
-        );
+        e.register_global_module(rhai::packages::StandardPackage::new().as_shared_module());
         e.set_max_operations(MAX_OPERATIONS);
         e.set_max_call_levels(MAX_CALL_LEVELS);
         e.set_max_expr_depths(MAX_EXPR_DEPTH.0, MAX_EXPR_DEPTH.1);
@@ -103,17 +101,15 @@ pub fn compile(source: &str) -> Result<Script, CompileError> {
     }
     let engine = engine();
     let scope = base_scope(Dynamic::UNIT);
-    let ast = engine
-        .compile_with_scope(&scope, source)
-        .map_err(|e| {
-            let (line, column) = position(e.1);
-            CompileError {
-                line,
-                column,
-                message: e.0.to_string(),
-                suggestion: None,
-            }
-        })?;
+    let ast = engine.compile_with_scope(&scope, source).map_err(|e| {
+        let (line, column) = position(e.1);
+        CompileError {
+            line,
+            column,
+            message: e.0.to_string(),
+            suggestion: None,
+        }
+    })?;
     check::known_functions(engine, &ast)?;
     let has_entry_fn = ast
         .iter_functions()
@@ -173,9 +169,9 @@ pub fn describe(err: &EvalAltResult) -> String {
         .map(|l| format!("line {l}: "))
         .unwrap_or_default();
     let what = match e {
-        EvalAltResult::ErrorTooManyOperations(_) => format!(
-            "the script ran too long (more than {MAX_OPERATIONS} operations)"
-        ),
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            format!("the script ran too long (more than {MAX_OPERATIONS} operations)")
+        }
         EvalAltResult::ErrorStackOverflow(_) => {
             format!("calls nested deeper than {MAX_CALL_LEVELS} levels")
         }

@@ -108,8 +108,13 @@ fn drive(script: &str, who: Subject) -> Vec<usize> {
         match next(&mut flow, &app, None, 1001) {
             Next::Show { step, .. } => {
                 shown.push(step);
-                let option = if step == 1 { StepOption::Password } else { StepOption::Totp };
-                flow.step_succeeded(step, &option, who.clone(), vec![], 1002).unwrap();
+                let option = if step == 1 {
+                    StepOption::Password
+                } else {
+                    StepOption::Totp
+                };
+                flow.step_succeeded(step, &option, who.clone(), vec![], 1002)
+                    .unwrap();
             }
             Next::Complete => return shown,
             other => panic!("{other:?}"),
@@ -140,10 +145,14 @@ fn closure_captured_variables_survive_round_trips() {
     "#;
     let app = app_with(script);
     let mut flow = flow_for(&app, &[]);
-    assert!(matches!(next(&mut flow, &app, None, 1001), Next::Show { step: 1, .. }));
+    assert!(matches!(
+        next(&mut flow, &app, None, 1001),
+        Next::Show { step: 1, .. }
+    ));
     // A new HTTP round trip: nothing of the first run is kept but the record.
     let mut flow: Flow = serde_json::from_slice(&serde_json::to_vec(&flow).unwrap()).unwrap();
-    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002).unwrap();
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002)
+        .unwrap();
     assert_eq!(next(&mut flow, &app, None, 1003), Next::Complete);
     assert_eq!(flow.claims["memo"], "hello from before step 1 / password");
 }
@@ -160,7 +169,10 @@ fn try_catch_cannot_swallow_the_halt() {
     "#;
     let app = app_with(script);
     let mut flow = flow_for(&app, &[]);
-    assert!(matches!(next(&mut flow, &app, None, 1001), Next::Show { step: 1, .. }));
+    assert!(matches!(
+        next(&mut flow, &app, None, 1001),
+        Next::Show { step: 1, .. }
+    ));
     assert!(flow.claims.is_empty());
 }
 
@@ -190,7 +202,9 @@ fn a_thrown_error_names_its_line() {
 
 #[test]
 fn fail_reaches_the_app_as_an_oauth_error() {
-    let app = app_with(r#"if ip_in_range(ctx.request.ip, "10.0.0.0/8") { fail("internal addresses may not sign in"); } execute_step(1);"#);
+    let app = app_with(
+        r#"if ip_in_range(ctx.request.ip, "10.0.0.0/8") { fail("internal addresses may not sign in"); } execute_step(1);"#,
+    );
     let mut flow = flow_for(&app, &[]);
     match next(&mut flow, &app, None, 1001) {
         Next::Fail(e) => {
@@ -201,7 +215,9 @@ fn fail_reaches_the_app_as_an_oauth_error() {
     }
     let app = app_with(r#"fail(#{ error: "interaction_required", description: "nope" });"#);
     let mut flow = flow_for(&app, &[]);
-    assert!(matches!(next(&mut flow, &app, None, 1001), Next::Fail(e) if e.code.as_str() == "interaction_required"));
+    assert!(
+        matches!(next(&mut flow, &app, None, 1001), Next::Fail(e) if e.code.as_str() == "interaction_required")
+    );
 }
 
 #[test]
@@ -212,10 +228,15 @@ fn step_up_on_acr_values() {
     "#;
     let app = app_with(script);
     let mut flow = flow_for(&app, &["mfa"]);
-    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002).unwrap();
-    assert!(matches!(next(&mut flow, &app, None, 1003), Next::Show { step: 2, .. }));
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002)
+        .unwrap();
+    assert!(matches!(
+        next(&mut flow, &app, None, 1003),
+        Next::Show { step: 2, .. }
+    ));
     let mut flow = flow_for(&app, &[]);
-    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002).unwrap();
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002)
+        .unwrap();
     assert_eq!(next(&mut flow, &app, None, 1003), Next::Complete);
 }
 
@@ -228,13 +249,22 @@ fn options_narrow_a_step_and_on_fail_takes_over() {
     let mut flow = flow_for(&app, &[]);
     assert_eq!(
         next(&mut flow, &app, None, 1001),
-        Next::Show { step: 1, options: vec![StepOption::Password] }
+        Next::Show {
+            step: 1,
+            options: vec![StepOption::Password]
+        }
     );
     flow.step_failed(1, "password", "too many attempts", 1002);
-    assert!(matches!(next(&mut flow, &app, None, 1003), Next::Fail(e) if e.description == "no luck"));
+    assert!(
+        matches!(next(&mut flow, &app, None, 1003), Next::Fail(e) if e.description == "no luck")
+    );
     assert_eq!(
         flow.script_log,
-        vec!["step 1 failed; on_fail decides", "password failed", "fail(): access_denied: no luck"]
+        vec![
+            "step 1 failed; on_fail decides",
+            "password failed",
+            "fail(): access_denied: no luck"
+        ]
     );
 }
 
@@ -247,7 +277,11 @@ fn compile_errors_carry_line_column_and_suggestion() {
     assert_eq!(e.message, "unknown function `excute_step`");
     assert_eq!(e.suggestion.as_deref(), Some("execute_step"));
     let e = compile("execute_step(1);\nexcute_step(2);\n").unwrap_err();
-    assert_eq!((e.line, e.column), (2, 1), "a call as a statement is checked too");
+    assert_eq!(
+        (e.line, e.column),
+        (2, 1),
+        "a call as a statement is checked too"
+    );
     let e = compile("execute_step(1);\nif user.has_account { }\n").unwrap_err();
     assert_eq!(e.line, 2, "undefined variables are compile errors: {e:?}");
     assert!(compile(&"// padding\n".repeat(7000)).is_err(), "size limit");
@@ -304,7 +338,9 @@ fn deny_ip_range_sample_refuses_the_listed_network() {
     let app = app_with(&source);
     let mut flow = flow_for(&app, &[]);
     flow.ip = "203.0.113.7".into();
-    assert!(matches!(next(&mut flow, &app, None, 1001), Next::Fail(e) if e.description.contains("not allowed from this network")));
+    assert!(
+        matches!(next(&mut flow, &app, None, 1001), Next::Fail(e) if e.description.contains("not allowed from this network"))
+    );
 }
 
 #[test]

@@ -102,7 +102,6 @@ impl SledStore {
 enum Change<T> {
     Keep,
     Put(T),
-    Remove,
 }
 
 /// Read-decide-write on one key, retried until the write lands on the value the
@@ -125,11 +124,10 @@ where
         let (change, result) = decide(value);
         let new = match change {
             Change::Keep => return Ok(result),
-            Change::Put(v) => Some(encode(&v)?),
-            Change::Remove => None,
+            Change::Put(v) => encode(&v)?,
         };
         if tree
-            .compare_and_swap(key, current, new)
+            .compare_and_swap(key, current, Some(new))
             .map_err(backend)?
             .is_ok()
         {
@@ -255,15 +253,17 @@ impl CredentialStore for SledStore {
     }
 
     fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool> {
-        cas_update(&self.totp, user_id, |current: Option<TotpCredential>| {
-            match current {
+        cas_update(
+            &self.totp,
+            user_id,
+            |current: Option<TotpCredential>| match current {
                 Some(mut c) if step > c.last_step => {
                     c.last_step = step;
                     (Change::Put(c), true)
                 }
                 _ => (Change::Keep, false),
-            }
-        })
+            },
+        )
     }
 
     fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {

@@ -329,15 +329,15 @@ fn resending_is_limited_per_window_even_after_codes_are_used() {
     assert_eq!(check(&s, "a", 1001), EmailCheck::Ok);
     assert_eq!(issue(&s, "b", 1100), EmailIssue::Issued);
     assert_eq!(issue(&s, "c", 1200), EmailIssue::Issued);
-    assert_eq!(
-        issue(&s, "d", 1300),
-        EmailIssue::TooMany { retry_at: 1600 }
-    );
+    assert_eq!(issue(&s, "d", 1300), EmailIssue::TooMany { retry_at: 1600 });
     // The refused request stored nothing: "c" is still the pending code.
     assert_eq!(check(&s, "d", 1301), EmailCheck::Wrong { tries_left: 4 });
     // Once the first send leaves the window, one more may go out.
     assert_eq!(issue(&s, "e", 1600), EmailIssue::Issued);
-    assert_eq!(s.email_code("u1").unwrap().unwrap().sent_at, vec![1100, 1200, 1600]);
+    assert_eq!(
+        s.email_code("u1").unwrap().unwrap().sent_at,
+        vec![1100, 1200, 1600]
+    );
 }
 
 #[test]
@@ -349,10 +349,7 @@ fn parallel_sends_cannot_pass_the_resend_limit_together() {
             .issue_email_code("u1", "h", 1000, 300, 600, 3)
             .unwrap()
     });
-    let issued = results
-        .iter()
-        .filter(|r| **r == EmailIssue::Issued)
-        .count();
+    let issued = results.iter().filter(|r| **r == EmailIssue::Issued).count();
     assert_eq!(issued, 3, "{results:?}");
 }
 

@@ -533,7 +533,8 @@ pub async fn login_password_post(
         let config = state.config();
         let now = unix_now();
         let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? else {
+        let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await?
+        else {
             state.save_flow(&flow)?;
             return Ok(see_other(&login_url(&config, &flow)));
         };
@@ -643,7 +644,8 @@ pub async fn signup_get(
         let now = unix_now();
         let browser = cookies::get(&jar, &config, cookies::BROWSER);
         let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
-        let Some((_, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await? else {
+        let Some((_, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await?
+        else {
             return Err(signup_unavailable());
         };
         if !signup_allowed(&app, &options) {
@@ -710,7 +712,8 @@ pub async fn signup_post(
         let config = state.config();
         let now = unix_now();
         let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        let Some((step, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await?
+        let Some((step, options, app)) =
+            current_step(&state, &config, &jar, &mut flow, now).await?
         else {
             return Err(signup_unavailable());
         };
