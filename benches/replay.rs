@@ -43,6 +43,7 @@ fn app(script: Option<(&str, String)>) -> App {
             }),
         },
         sign_up: false,
+        mfa_enrolment: true,
     }
 }
 

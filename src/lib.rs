@@ -12,5 +12,6 @@ pub mod oidc;
 pub mod policy;
 pub mod secret;
 pub mod server;
+pub mod standin;
 pub mod store;
 pub mod web;

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 
+use crate::authn::sealing::SealingKey;
 use crate::config::{self, Config};
 use crate::crypto::unix_now;
 use crate::oidc::keys::Keys;
@@ -31,7 +32,8 @@ pub fn open_state(config: Config) -> anyhow::Result<Shared> {
 pub fn state_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Shared> {
     let keys = Keys::load_or_generate(store.as_ref(), unix_now())?;
     store.flush()?;
-    Ok(AppState::new(config, store, Arc::new(keys))?)
+    let sealing = SealingKey::load(&config.security.credentials_key)?;
+    AppState::new(config, store, Arc::new(keys), sealing)
 }
 
 /// A running server: its address, and a handle to stop it.

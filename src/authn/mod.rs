@@ -6,3 +6,13 @@ pub mod password;
 pub mod recovery;
 pub mod sealing;
 pub mod totp;
+
+/// Reset an account's TOTP: the authenticator and its recovery codes are removed and its
+/// lock cleared, so the next sign-in that needs TOTP enrols again. For the admin API and
+/// My Account. Blocking (flushes).
+pub fn reset_totp(store: &dyn crate::store::Store, user_id: &str) -> crate::store::StoreResult<()> {
+    store.delete_totp(user_id)?;
+    store.put_recovery_codes(user_id, &[])?;
+    store.clear_attempts(&format!("totp:{user_id}"))?;
+    store.flush()
+}

@@ -128,6 +128,7 @@ fn app(
         },
         sign_in: SignIn { steps, script },
         sign_up: raw.sign_up,
+        mfa_enrolment: raw.mfa_enrolment,
     })
 }
 

@@ -93,6 +93,10 @@ pub struct Security {
     pub max_password_attempts: u32,
     /// How long a lock lasts, and the window failures are counted in (default 900).
     pub lockout_seconds: u64,
+    /// Wrong one-time codes before the account's second factor locks (default 5).
+    pub max_otp_attempts: u32,
+    /// How long a second-factor lock lasts (default 900).
+    pub otp_lockout_seconds: u64,
     /// Rules for new passwords.
     pub password_policy: PasswordPolicy,
     /// The key that encrypts TOTP secrets at rest.
@@ -187,6 +191,8 @@ pub struct App {
     pub sign_in: SignIn,
     /// Whether the sign-up page is offered for this app.
     pub sign_up: bool,
+    /// Whether users may enrol TOTP while signing in (default yes).
+    pub mfa_enrolment: bool,
 }
 
 impl App {

@@ -137,6 +137,12 @@ pub struct RawSecurity {
     /// How long a lock lasts, and the window failures are counted in.
     #[serde(default = "d_lockout", deserialize_with = "lenient")]
     pub lockout_seconds: u64,
+    /// Wrong one-time codes (TOTP, recovery) before the account's second factor is locked.
+    #[serde(default = "d_attempts", deserialize_with = "lenient")]
+    pub max_otp_attempts: u32,
+    /// How long a second-factor lock lasts, and the window its failures are counted in.
+    #[serde(default = "d_lockout", deserialize_with = "lenient")]
+    pub otp_lockout_seconds: u64,
     /// Rules for new passwords.
     #[serde(default)]
     pub password_policy: RawPasswordPolicy,
@@ -213,6 +219,8 @@ impl Default for RawSecurity {
             session_ttl_seconds: d_session(),
             max_password_attempts: d_attempts(),
             lockout_seconds: d_lockout(),
+            max_otp_attempts: d_attempts(),
+            otp_lockout_seconds: d_lockout(),
             password_policy: RawPasswordPolicy::default(),
             credentials_key_file: None,
             credentials_key: None,
@@ -368,6 +376,9 @@ pub struct RawApp {
     /// Offer the sign-up page for this app.
     #[serde(default, deserialize_with = "lenient")]
     pub sign_up: bool,
+    /// Let users without a second factor enrol one (TOTP) while signing in.
+    #[serde(default = "d_true", deserialize_with = "lenient")]
+    pub mfa_enrolment: bool,
     /// How users sign in.
     pub sign_in: RawSignIn,
 }
@@ -570,6 +581,7 @@ pub fn vocabulary() -> Vec<String> {
             post_logout_redirect_uris: Vec::new(),
             signing_alg: None,
             sign_up: false,
+            mfa_enrolment: true,
             sign_in: RawSignIn {
                 steps: vec![RawStep {
                     options: Vec::new(),

@@ -255,6 +255,8 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
             u64::from(raw.max_password_attempts),
         ),
         ("lockout_seconds", raw.lockout_seconds),
+        ("max_otp_attempts", u64::from(raw.max_otp_attempts)),
+        ("otp_lockout_seconds", raw.otp_lockout_seconds),
     ];
     for (key, value) in nonzero {
         if value == 0 {
@@ -301,6 +303,8 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
         session_ttl: raw.session_ttl_seconds,
         max_password_attempts: raw.max_password_attempts,
         lockout_seconds: raw.lockout_seconds,
+        max_otp_attempts: raw.max_otp_attempts,
+        otp_lockout_seconds: raw.otp_lockout_seconds,
         password_policy: PasswordPolicy {
             min_length: policy.min_length,
             max_length: policy.max_length,

@@ -107,6 +107,13 @@ pub struct Flow {
     /// Wrong passwords in this login; the step fails for good at the limit.
     #[serde(default)]
     pub password_failures: u32,
+    /// Whether this login already mailed an email-OTP code (sent once, on first show).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_sent: bool,
+    /// Recovery codes just generated at TOTP enrolment, shown once before the login
+    /// goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_codes: Vec<String>,
     /// Claims the script set in its latest run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, Value>,
@@ -180,6 +187,8 @@ impl Flow {
             notice: None,
             last_login: None,
             password_failures: 0,
+            email_sent: false,
+            pending_codes: Vec::new(),
             claims: BTreeMap::new(),
             trace: Vec::new(),
             script_log: Vec::new(),

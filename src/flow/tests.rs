@@ -26,6 +26,7 @@ fn app(steps: Vec<Vec<StepOption>>) -> App {
             script: None,
         },
         sign_up: false,
+        mfa_enrolment: true,
     }
 }
 

@@ -41,6 +41,7 @@ fn app_with(script: &str) -> App {
             }),
         },
         sign_up: false,
+        mfa_enrolment: true,
     }
 }
 

@@ -10,7 +10,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
-use super::{cookies, see_other, Shared, WebError};
+use super::{cookies, factors, see_other, Shared, WebError};
 use crate::authn::password;
 use crate::config::{App, Config, StepOption};
 use crate::crypto::{b64url, random_token, sha256, token_hash, unix_now};
@@ -43,7 +43,7 @@ fn base(config: &Config) -> String {
     config.issuer.path().trim_end_matches('/').to_string()
 }
 
-fn login_url(config: &Config, flow: &Flow) -> String {
+pub(crate) fn login_url(config: &Config, flow: &Flow) -> String {
     format!("{}/login/{}", base(config), flow.id)
 }
 
@@ -139,15 +139,30 @@ async fn advance_inner(
             "The application you were signing in to has been removed from this server.",
         ));
     };
+    // Recovery codes just issued are shown once before anything else happens.
+    if !flow.pending_codes.is_empty() {
+        if !at_page {
+            state.save_flow(flow)?;
+            return Ok((jar, see_other(&login_url(config, flow))).into_response());
+        }
+        let browser = cookies::get(&jar, config, cookies::BROWSER).unwrap_or_default();
+        let page =
+            factors::recovery_codes_page(state, config, &app, flow, state.csrf_token(&browser))?;
+        return Ok((jar, page).into_response());
+    }
     let (decided, decision, session) = decide(state, config, flow.clone(), &app, &jar, now).await?;
     *flow = decided;
     match decision {
         Next::Show { step, options } => {
+            let usable = factors::usable_options(&options, flow.subject());
+            if usable.is_empty() {
+                return factors::mfa_conflict(state, config, &app, flow, step);
+            }
             if !at_page {
                 state.save_flow(flow)?;
                 return Ok((jar, see_other(&login_url(config, flow))).into_response());
             }
-            let page = show_step(state, config, &app, flow, step, &options, &jar)?;
+            let page = show_step(state, config, &app, flow, step, &usable, &jar).await?;
             state.save_flow(flow)?;
             Ok((jar, page).into_response())
         }
@@ -193,7 +208,7 @@ fn option_label(config: &Config, option: &StepOption) -> (String, &'static str) 
     }
 }
 
-fn show_step(
+async fn show_step(
     state: &Shared,
     config: &Config,
     app: &App,
@@ -256,6 +271,16 @@ fn show_step(
                     cancel_url: Some(format!("{}/cancel", login_url(config, flow))),
                 },
             )
+        }
+        Some(factor @ (StepOption::Totp | StepOption::EmailOtp | StepOption::RecoveryCode)) => {
+            let back_url =
+                (options.len() > 1).then(|| format!("{}?back=1", login_url(config, flow)));
+            let cancel_url = Some(format!("{}/cancel", login_url(config, flow)));
+            let factor = factor.clone();
+            factors::render(
+                state, config, app, flow, &factor, csrf, back_url, cancel_url,
+            )
+            .await
         }
         Some(other) => Err(WebError::page(
             StatusCode::NOT_IMPLEMENTED,
@@ -416,7 +441,7 @@ pub async fn login_get(
 }
 
 /// Load the flow a form posts to, after checking its CSRF token.
-fn posted_flow(
+pub(crate) fn posted_flow(
     state: &Shared,
     config: &Config,
     jar: &CookieJar,
@@ -435,7 +460,7 @@ fn posted_flow(
 type CurrentStep = (usize, Vec<StepOption>, std::sync::Arc<App>);
 
 /// The step the flow is at, and its options (recording what the session satisfies).
-async fn current_step(
+pub(crate) async fn current_step(
     state: &Shared,
     config: &Config,
     jar: &CookieJar,
@@ -575,7 +600,10 @@ pub async fn login_password_post(
                 } else if let Err(e) = flow.step_succeeded(
                     step,
                     &StepOption::Password,
-                    local_subject(&u),
+                    Subject {
+                        enrolled: factors::enrolled(&state, &u.id)?,
+                        ..local_subject(&u)
+                    },
                     vec!["pwd".into()],
                     now,
                 ) {

@@ -5,6 +5,7 @@
 pub mod cookies;
 pub mod csrf;
 pub mod error;
+mod factors;
 mod login;
 mod oidc_routes;
 pub mod pages;
@@ -18,8 +19,10 @@ use axum::Router;
 use minijinja::Environment;
 use serde::Serialize;
 
+use crate::authn::sealing::SealingKey;
 use crate::config::{App, Config};
 use crate::flow::Flow;
+use crate::mail::Mailer;
 use crate::oidc::keys::Keys;
 use crate::store::{Session, Store};
 pub use error::WebError;
@@ -32,6 +35,9 @@ pub struct AppState {
     templates: RwLock<Arc<Environment<'static>>>,
     pub store: Arc<dyn Store>,
     pub keys: Arc<Keys>,
+    /// Encrypts TOTP secrets at rest.
+    pub sealing: Arc<SealingKey>,
+    mailer: RwLock<Arc<Mailer>>,
     csrf_key: Vec<u8>,
 }
 
@@ -42,7 +48,9 @@ impl AppState {
         config: Config,
         store: Arc<dyn Store>,
         keys: Arc<Keys>,
-    ) -> Result<Shared, crate::store::StoreError> {
+        sealing: SealingKey,
+    ) -> anyhow::Result<Shared> {
+        let mailer = Mailer::from_config(&config.email)?;
         let csrf_key = store.secret("csrf", &|| crate::crypto::random_token(32).into_bytes())?;
         let templates = pages::environment(config.theme.as_deref());
         Ok(Arc::new(AppState {
@@ -50,6 +58,8 @@ impl AppState {
             templates: RwLock::new(Arc::new(templates)),
             store,
             keys,
+            sealing: Arc::new(sealing),
+            mailer: RwLock::new(Arc::new(mailer)),
             csrf_key,
         }))
     }
@@ -62,8 +72,25 @@ impl AppState {
         }
     }
 
+    /// Where mail goes, as currently configured.
+    pub fn mailer(&self) -> Arc<Mailer> {
+        match self.mailer.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Swap in a new, already validated configuration.
     pub fn replace_config(&self, config: Config) {
+        match Mailer::from_config(&config.email) {
+            Ok(m) => match self.mailer.write() {
+                Ok(mut w) => *w = Arc::new(m),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(m),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "mail settings not applied; keeping the previous ones")
+            }
+        }
         let templates = Arc::new(pages::environment(config.theme.as_deref()));
         match self.templates.write() {
             Ok(mut t) => *t = templates,
@@ -268,6 +295,16 @@ pub fn app(state: Shared) -> Router {
         .route("/login/{flow}/pick", post(login::login_pick_post))
         .route("/login/{flow}/password", post(login::login_password_post))
         .route("/login/{flow}/cancel", post(login::login_cancel_post))
+        .route("/login/{flow}/totp", post(factors::login_totp_post))
+        .route(
+            "/login/{flow}/email_otp",
+            post(factors::login_email_otp_post),
+        )
+        .route(
+            "/login/{flow}/recovery_code",
+            post(factors::login_recovery_code_post),
+        )
+        .route("/login/{flow}/continue", post(factors::login_continue_post))
         .route(
             "/signup/{flow}",
             get(login::signup_get).post(login::signup_post),

@@ -65,6 +65,60 @@ pub struct PasswordPage {
     pub cancel_url: Option<String>,
 }
 
+/// `totp.html`: a code from the authenticator app, or enrolling one first.
+#[derive(Debug, Clone, Serialize)]
+pub struct TotpPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    /// Present while enrolling: the QR code and the key as text.
+    pub enrol: Option<TotpEnrol>,
+    pub error: Option<String>,
+    pub back_url: Option<String>,
+    pub cancel_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TotpEnrol {
+    /// `data:image/png;base64,…`
+    pub qr_data_url: String,
+    /// The key in base32, grouped for reading.
+    pub secret: String,
+    pub otpauth_uri: String,
+}
+
+/// `email_code.html`: the code sent by email.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmailOtpPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    pub info: String,
+    pub error: Option<String>,
+    pub back_url: Option<String>,
+    pub cancel_url: Option<String>,
+}
+
+/// `recovery_code.html`: one of the saved recovery codes.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryCodePage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    pub error: Option<String>,
+    pub back_url: Option<String>,
+    pub cancel_url: Option<String>,
+}
+
+/// `recovery_codes.html`: the recovery codes, shown once after enrolment.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryCodesPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    pub codes: Vec<String>,
+}
+
 /// `signup.html`: email and password for a new local account.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignUpPage {
@@ -126,6 +180,23 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("logout.html", include_str!("../../templates/logout.html")),
     ("message.html", include_str!("../../templates/message.html")),
     ("cancel.html", include_str!("../../templates/cancel.html")),
+    (
+        "otp_links.html",
+        include_str!("../../templates/otp_links.html"),
+    ),
+    ("totp.html", include_str!("../../templates/totp.html")),
+    (
+        "email_code.html",
+        include_str!("../../templates/email_code.html"),
+    ),
+    (
+        "recovery_code.html",
+        include_str!("../../templates/recovery_code.html"),
+    ),
+    (
+        "recovery_codes.html",
+        include_str!("../../templates/recovery_codes.html"),
+    ),
 ];
 
 /// The stylesheet served at `/assets/usher.css`.

@@ -1,0 +1,575 @@
+//! Second factors in the hosted sign-in: TOTP (with enrolment during sign-in), email
+//! OTP, recovery codes, and the page for a subject who has no account to hold one.
+//!
+//! The checks themselves live in `authn`; this module renders the pages, reads the
+//! forms, and records the step's outcome in the flow.
+
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum_extra::extract::cookie::CookieJar;
+use serde::Deserialize;
+
+use super::login::{current_step, login_url, posted_flow};
+use super::pages::{EmailOtpPage, RecoveryCodePage, RecoveryCodesPage, TotpEnrol, TotpPage};
+use super::{see_other, Shared, WebError};
+use crate::authn::{email_otp, recovery, totp};
+use crate::config::{App, Config, StepOption};
+use crate::crypto::unix_now;
+use crate::flow::{Flow, Subject};
+use crate::oidc::OAuthError;
+use crate::store::{EmailCheck, TotpCredential};
+
+const LOCKED_OTP: &str =
+    "Too many wrong codes. Your second factor is locked for a while; try again later or use another way.";
+const WRONG_CODE: &str = "That code is not right. Check it and try again.";
+
+/// The options of a step that this subject can use: a subject without an account has
+/// nowhere to keep a second factor, so account-bound options are left out for them.
+pub(crate) fn usable_options(options: &[StepOption], subject: Option<&Subject>) -> Vec<StepOption> {
+    let has_account = subject.map(Subject::has_account).unwrap_or(true);
+    options
+        .iter()
+        .filter(|o| has_account || !o.needs_account())
+        .cloned()
+        .collect()
+}
+
+/// Second factors an account holds, for the script's `subject.enrolled`.
+pub(crate) fn enrolled(state: &Shared, user_id: &str) -> Result<Vec<String>, WebError> {
+    let mut out = Vec::new();
+    if state.store.totp(user_id)?.is_some_and(|c| c.confirmed) {
+        out.push("totp".to_string());
+    }
+    if state.store.recovery_codes_left(user_id)? > 0 {
+        out.push("recovery_code".to_string());
+    }
+    Ok(out)
+}
+
+/// The MFA conflict: every option of this step needs an account and the subject has
+/// none. The user gets a page that says so, the app gets `access_denied`, and the trace
+/// names the two fixes for the admin.
+pub(crate) fn mfa_conflict(
+    state: &Shared,
+    config: &Config,
+    app: &App,
+    flow: &mut Flow,
+    step: usize,
+) -> Result<Response, WebError> {
+    let idp = flow.subject().map(|s| s.idp.clone()).unwrap_or_default();
+    flow.trace.push(format!(
+        "step {step} needs an account (its options all keep a credential on one) but the user \
+         signed in through `{idp}` without one; fix: enable jit.provision on connection `{idp}`, \
+         or skip step {step} for users without an account in the app's script"
+    ));
+    tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in cannot continue: second factor without an account");
+    state.store.delete_flow(&flow.id)?;
+    let error = OAuthError::access_denied(format!(
+        "step {step} requires a local account, and this user has none"
+    ));
+    let back = crate::oidc::authorize::response_url(
+        &flow.request.redirect_uri,
+        &crate::oidc::issuer(config),
+        flow.request.state.as_deref(),
+        Err(&error),
+    )
+    .map(|u| u.to_string());
+    Err(WebError::Page {
+        status: StatusCode::FORBIDDEN,
+        title: "This sign-in cannot be completed",
+        message: format!(
+            "{} asks for a second sign-in step that needs an account with {}, and you signed in without one.",
+            app.name,
+            crate::oidc::issuer(config)
+        ),
+        hint: Some("Go back to the application. Its administrator can let accounts be created when you sign in, or skip this step for you.".into()),
+        back_url: back,
+    })
+}
+
+fn subject_account(flow: &Flow) -> Option<(Subject, String)> {
+    let s = flow.subject()?.clone();
+    let uid = s.user_id.clone()?;
+    Some((s, uid))
+}
+
+fn group(secret_b32: &str) -> String {
+    secret_b32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Render the page of an account-bound option (`totp`, `email_otp`, `recovery_code`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn render(
+    state: &Shared,
+    config: &Config,
+    app: &App,
+    flow: &mut Flow,
+    option: &StepOption,
+    csrf: String,
+    back_url: Option<String>,
+    cancel_url: Option<String>,
+) -> Result<Response, WebError> {
+    let Some((subject, uid)) = subject_account(flow) else {
+        return Err(WebError::Internal(
+            "second factor shown without an account".into(),
+        ));
+    };
+    let layout = state.layout(config, &format!("Sign in to {}", app.name), Some(app));
+    let error = flow.notice.take();
+    match option {
+        StepOption::Totp => {
+            let credential = state.store.totp(&uid)?;
+            let enrol = match credential {
+                Some(c) if c.confirmed => None,
+                existing => {
+                    if !app.mfa_enrolment {
+                        return Err(WebError::page(
+                            StatusCode::FORBIDDEN,
+                            "No authenticator app is set up",
+                            "This account has no authenticator app, and this application does not let you set one up while signing in.",
+                        )
+                        .with_hint("Choose another way to verify, or ask your administrator."));
+                    }
+                    Some(enrolment(state, app, &subject, &uid, existing).await?)
+                }
+            };
+            state.render(
+                "totp.html",
+                &TotpPage {
+                    layout,
+                    action: format!("{}/totp", login_url(config, flow)),
+                    csrf,
+                    enrol,
+                    error,
+                    back_url,
+                    cancel_url,
+                },
+            )
+        }
+        StepOption::EmailOtp => {
+            if !flow.email_sent {
+                flow.email_sent = true;
+                send_email_code(state, app, &uid, unix_now()).await?;
+            }
+            state.render(
+                "email_code.html",
+                &EmailOtpPage {
+                    layout,
+                    action: format!("{}/email_otp", login_url(config, flow)),
+                    csrf,
+                    info: format!(
+                        "If your account has an email address, we sent a {}-digit code to it. It works for {} minutes.",
+                        email_otp::DIGITS,
+                        email_otp::CODE_TTL_MINUTES
+                    ),
+                    error,
+                    back_url,
+                    cancel_url,
+                },
+            )
+        }
+        StepOption::RecoveryCode => state.render(
+            "recovery_code.html",
+            &RecoveryCodePage {
+                layout,
+                action: format!("{}/recovery_code", login_url(config, flow)),
+                csrf,
+                error,
+                back_url,
+                cancel_url,
+            },
+        ),
+        other => Err(WebError::Internal(format!(
+            "`{}` is not a second factor",
+            other.name()
+        ))),
+    }
+}
+
+/// The enrolment page's QR code and key: the pending (unconfirmed) secret if there is
+/// one, so a reload shows the same key, else a new one sealed into the store.
+async fn enrolment(
+    state: &Shared,
+    app: &App,
+    subject: &Subject,
+    uid: &str,
+    existing: Option<TotpCredential>,
+) -> Result<TotpEnrol, WebError> {
+    let secret = match existing.and_then(|c| state.sealing.open(&c.sealed_secret, uid.as_bytes())) {
+        Some(s) => s,
+        None => {
+            let secret = totp::generate_secret();
+            let sealed = state
+                .sealing
+                .seal(&secret, uid.as_bytes())
+                .map_err(|e| WebError::Internal(e.to_string()))?;
+            state.store.put_totp(
+                uid,
+                &TotpCredential {
+                    sealed_secret: sealed,
+                    created_at: unix_now(),
+                    last_step: 0,
+                    confirmed: false,
+                },
+            )?;
+            state.flush().await?;
+            secret
+        }
+    };
+    let account = subject
+        .email
+        .clone()
+        .or_else(|| subject.username.clone())
+        .unwrap_or_else(|| subject.sub.clone());
+    let issuer = app.name.clone();
+    let e = tokio::task::spawn_blocking(move || totp::enrolment(&secret, &issuer, &account))
+        .await?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok(TotpEnrol {
+        qr_data_url: format!("data:image/png;base64,{}", e.qr_png_base64),
+        secret: group(&e.secret_base32),
+        otpauth_uri: e.otpauth_uri,
+    })
+}
+
+/// Issue and mail a code (subject to the resend limit). An account without an email
+/// address gets nothing, and the page says the same either way.
+async fn send_email_code(state: &Shared, app: &App, uid: &str, now: u64) -> Result<bool, WebError> {
+    let Some(email) = state.store.user(uid)?.and_then(|u| u.email) else {
+        return Ok(true);
+    };
+    let code = match email_otp::issue(state.store.as_ref(), uid, now)? {
+        email_otp::Issued::Send(code) => code,
+        email_otp::Issued::TooMany { .. } => return Ok(false),
+    };
+    state.flush().await?;
+    let mail = crate::mail::render_email_otp(&app.name, code.expose(), email_otp::CODE_TTL_MINUTES)
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let mailer = state.mailer();
+    let sent = tokio::task::spawn_blocking(move || {
+        mailer.send(&email, &mail.subject, &mail.text, &mail.html)
+    })
+    .await?;
+    if let Err(e) = sent {
+        tracing::error!(error = %e, "could not send the email code");
+        return Err(WebError::page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The email could not be sent",
+            "Usher could not send the code right now.",
+        )
+        .with_hint("Try again in a moment, or choose another way to verify."));
+    }
+    Ok(true)
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    resend: Option<String>,
+}
+
+/// Count a wrong code against the account's second factor, shared by every session.
+fn wrong_code(
+    state: &Shared,
+    config: &Config,
+    flow: &mut Flow,
+    key: &str,
+    step: usize,
+    what: &str,
+    now: u64,
+) -> Result<(), WebError> {
+    let a = state.store.record_failure(
+        key,
+        now,
+        config.security.max_otp_attempts,
+        config.security.otp_lockout_seconds,
+    )?;
+    flow.notice = Some(
+        if a.locked_at(now) {
+            LOCKED_OTP
+        } else {
+            WRONG_CODE
+        }
+        .into(),
+    );
+    flow.trace.push(format!(
+        "step {step}: wrong {what} ({} of {} attempts)",
+        a.failures, config.security.max_otp_attempts
+    ));
+    Ok(())
+}
+
+fn succeeded(
+    flow: &mut Flow,
+    step: usize,
+    option: StepOption,
+    mut subject: Subject,
+    enrolled: Vec<String>,
+    now: u64,
+) {
+    subject.enrolled = enrolled;
+    if let Err(e) = flow.step_succeeded(step, &option, subject, vec!["otp".into()], now) {
+        flow.notice = Some(e.description);
+    }
+}
+
+/// Common start of every code form: CSRF, the flow, the step and its account.
+async fn code_step(
+    state: &Shared,
+    config: &Config,
+    jar: &CookieJar,
+    id: &str,
+    csrf: &str,
+    option: &StepOption,
+    now: u64,
+) -> Result<(Flow, Option<(usize, Subject, String)>), WebError> {
+    let mut flow = posted_flow(state, config, jar, id, csrf, now)?;
+    let step = current_step(state, config, jar, &mut flow, now).await?;
+    let ready = match (step, subject_account(&flow)) {
+        (Some((n, options, _)), Some((subject, uid))) if options.contains(option) => {
+            Some((n, subject, uid))
+        }
+        _ => None,
+    };
+    Ok((flow, ready))
+}
+
+pub async fn login_totp_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let (mut flow, ready) = code_step(
+            &state,
+            &config,
+            &jar,
+            &id,
+            &form.csrf,
+            &StepOption::Totp,
+            now,
+        )
+        .await?;
+        let Some((step, subject, uid)) = ready else {
+            state.save_flow(&flow)?;
+            return Ok(see_other(&login_url(&config, &flow)));
+        };
+        flow.picked = Some("totp".into());
+        let key = format!("totp:{uid}");
+        if state.store.attempts(&key)?.locked_at(now) {
+            flow.notice = Some(LOCKED_OTP.into());
+        } else if let Some(credential) = state.store.totp(&uid)? {
+            let secret = state
+                .sealing
+                .open(&credential.sealed_secret, uid.as_bytes())
+                .ok_or_else(|| WebError::Internal("a stored TOTP secret does not open".into()))?;
+            let accepted = match totp::verify(&secret, &form.code, now) {
+                // Compare-and-swap on the account's last step: a code is good once.
+                Some(time_step) => state.store.accept_totp_step(&uid, time_step)?,
+                None => false,
+            };
+            if accepted {
+                state.store.clear_attempts(&key)?;
+                if !credential.confirmed {
+                    confirm_enrolment(&state, &mut flow, &uid)?;
+                }
+                state.flush().await?;
+                let enrolled = enrolled(&state, &uid)?;
+                succeeded(&mut flow, step, StepOption::Totp, subject, enrolled, now);
+            } else {
+                wrong_code(
+                    &state,
+                    &config,
+                    &mut flow,
+                    &key,
+                    step,
+                    "authenticator code",
+                    now,
+                )?;
+            }
+        } else {
+            flow.notice = Some("Set up your authenticator app first.".into());
+        }
+        state.save_flow(&flow)?;
+        Ok(see_other(&login_url(&config, &flow)))
+    }
+    .await;
+    state.respond(r)
+}
+
+/// The first good code finishes enrolment: mark it confirmed and hand out recovery
+/// codes, which the next page shows once.
+fn confirm_enrolment(state: &Shared, flow: &mut Flow, uid: &str) -> Result<(), WebError> {
+    if let Some(mut c) = state.store.totp(uid)? {
+        c.confirmed = true;
+        state.store.put_totp(uid, &c)?;
+    }
+    let (codes, hashes) = recovery::generate(uid);
+    state.store.put_recovery_codes(uid, &hashes)?;
+    flow.pending_codes = codes;
+    flow.trace
+        .push("authenticator app enrolled; recovery codes issued".into());
+    Ok(())
+}
+
+pub async fn login_email_otp_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let (mut flow, ready) = code_step(&state, &config, &jar, &id, &form.csrf, &StepOption::EmailOtp, now).await?;
+        let Some((step, subject, uid)) = ready else {
+            state.save_flow(&flow)?;
+            return Ok(see_other(&login_url(&config, &flow)));
+        };
+        flow.picked = Some("email_otp".into());
+        let app = config.apps.get(&flow.request.app_id).cloned();
+        if form.resend.is_some() {
+            let sent = match &app {
+                Some(app) => send_email_code(&state, app, &uid, now).await?,
+                None => false,
+            };
+            flow.email_sent = true;
+            flow.notice = Some(if sent {
+                "If your account has an email address, a new code is on its way. Earlier codes no longer work.".into()
+            } else {
+                "Too many codes were sent. Wait a few minutes before asking for another.".into()
+            });
+        } else {
+            match email_otp::check(state.store.as_ref(), &uid, &form.code, now)? {
+                EmailCheck::Ok => {
+                    state.flush().await?;
+                    let enrolled = enrolled(&state, &uid)?;
+                    succeeded(&mut flow, step, StepOption::EmailOtp, subject, enrolled, now);
+                }
+                EmailCheck::Wrong { .. } => {
+                    flow.notice = Some(WRONG_CODE.into());
+                    flow.trace.push(format!("step {step}: wrong email code"));
+                }
+                EmailCheck::Expired | EmailCheck::Missing => {
+                    flow.notice = Some("That code has expired or was replaced by a newer one. Send a new code.".into());
+                    flow.trace.push(format!("step {step}: expired or superseded email code"));
+                }
+            }
+        }
+        state.save_flow(&flow)?;
+        Ok(see_other(&login_url(&config, &flow)))
+    }
+    .await;
+    state.respond(r)
+}
+
+pub async fn login_recovery_code_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let (mut flow, ready) = code_step(
+            &state,
+            &config,
+            &jar,
+            &id,
+            &form.csrf,
+            &StepOption::RecoveryCode,
+            now,
+        )
+        .await?;
+        let Some((step, subject, uid)) = ready else {
+            state.save_flow(&flow)?;
+            return Ok(see_other(&login_url(&config, &flow)));
+        };
+        flow.picked = Some("recovery_code".into());
+        // Recovery codes share the second factor's attempt counter with TOTP.
+        let key = format!("totp:{uid}");
+        if state.store.attempts(&key)?.locked_at(now) {
+            flow.notice = Some(LOCKED_OTP.into());
+        } else if state
+            .store
+            .consume_recovery_code(&uid, &recovery::hash(&uid, &form.code))?
+        {
+            state.store.clear_attempts(&key)?;
+            state.flush().await?;
+            flow.trace
+                .push(format!("step {step}: a recovery code was used"));
+            let enrolled = enrolled(&state, &uid)?;
+            succeeded(
+                &mut flow,
+                step,
+                StepOption::RecoveryCode,
+                subject,
+                enrolled,
+                now,
+            );
+        } else {
+            wrong_code(&state, &config, &mut flow, &key, step, "recovery code", now)?;
+        }
+        state.save_flow(&flow)?;
+        Ok(see_other(&login_url(&config, &flow)))
+    }
+    .await;
+    state.respond(r)
+}
+
+/// The page that shows freshly issued recovery codes, once.
+pub(crate) fn recovery_codes_page(
+    state: &Shared,
+    config: &Config,
+    app: &App,
+    flow: &Flow,
+    csrf: String,
+) -> Result<Response, WebError> {
+    state.render(
+        "recovery_codes.html",
+        &RecoveryCodesPage {
+            layout: state.layout(config, &format!("Sign in to {}", app.name), Some(app)),
+            action: format!("{}/continue", login_url(config, flow)),
+            csrf,
+            codes: flow.pending_codes.clone(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ContinueForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn login_continue_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<ContinueForm>,
+) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+        flow.pending_codes.clear();
+        state.save_flow(&flow)?;
+        Ok(see_other(&login_url(&config, &flow)))
+    }
+    .await;
+    state.respond(r)
+}

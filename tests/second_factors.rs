@@ -1,0 +1,453 @@
+//! Second factors over real HTTP: TOTP enrolment during sign-in and later use, single
+//! use of codes (also under parallel requests), lockout shared across browsers, email
+//! OTP through a real SMTP conversation, recovery codes, and the SSO/step-up behaviour
+//! of two-step apps.
+
+mod common;
+mod smtp_sink;
+
+use std::time::Duration;
+
+use common::*;
+use openidconnect::TokenResponse;
+use reqwest::StatusCode;
+use smtp_sink::SmtpSink;
+use usher::store::CredentialStore;
+
+fn config(smtp_port: u16) -> String {
+    format!(
+        r#"
+issuer: "{{issuer}}"
+email:
+  smtp: {{ host: 127.0.0.1, port: {smtp_port}, tls: none, from: "Usher <usher@example.com>" }}
+security:
+  max_otp_attempts: 3
+apps:
+  thrift:
+    name: Thrift
+    client_id: thrift
+    client_secret: thrift-test-secret
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    sign_in:
+      steps:
+        - [password]
+        - [totp, email_otp, recovery_code]
+  shop:
+    name: Shop
+    client_id: shop
+    client_secret: shop-secret
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    sign_in:
+      steps:
+        - [password]
+  bank:
+    name: Bank
+    client_id: bank
+    client_secret: bank-secret
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    sign_in:
+      steps:
+        - [password]
+        - [totp]
+"#
+    )
+}
+
+async fn start() -> (Usher, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let usher = Usher::start(&config(sink.port())).await;
+    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    (usher, sink)
+}
+
+/// The base32 key shown on the enrolment page, as bytes.
+fn enrolment_secret(page: &Page) -> Vec<u8> {
+    let body = html_unescape(&page.body);
+    let at = body
+        .find("id=\"totp-secret\">")
+        .expect("the key is shown as text")
+        + 17;
+    let text: String = body[at..body[at..].find('<').unwrap() + at]
+        .split_whitespace()
+        .collect();
+    totp_rs::Secret::Encoded(text)
+        .to_bytes()
+        .expect("valid base32")
+}
+
+/// Post a code to the page's form and follow.
+async fn submit_code(
+    usher: &Usher,
+    browser: &Browser,
+    page: &Page,
+    code: &str,
+) -> Result<Page, url::Url> {
+    let action = usher.url_of(&page.form_action(Some("code")));
+    let res = browser
+        .post(&action, &[("csrf", &page.csrf()), ("code", code)])
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    browser.follow(usher, res).await
+}
+
+/// Password, then arrive at step 2 with `option` picked.
+async fn to_step_two(usher: &Usher, browser: &Browser, rp: &Rp, option: &str) -> (Page, AuthStart) {
+    let start = rp.start(&[]);
+    let page = browser
+        .follow(usher, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
+    let chooser = browser
+        .submit_password(usher, &page, "alice", "wonderland-rabbit")
+        .await
+        .unwrap();
+    assert!(chooser.body.contains("Step 2 of 2"), "{chooser:?}");
+    let res = browser
+        .post(
+            &usher.url_of(&chooser.form_action(Some("option"))),
+            &[("csrf", &chooser.csrf()), ("option", option)],
+        )
+        .await;
+    (browser.follow(usher, res).await.unwrap(), start)
+}
+
+/// Wait until the next TOTP time step, so a test's codes do not straddle a boundary.
+async fn fresh_step() {
+    let now = usher::crypto::unix_now();
+    if now % 30 > 25 {
+        tokio::time::sleep(Duration::from_secs(31 - now % 30)).await;
+    }
+}
+
+#[tokio::test]
+async fn totp_enrolment_then_sign_in_with_a_code() {
+    let (usher, _sink) = start().await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    fresh_step().await;
+    let (page, start) = to_step_two(&usher, &browser, &rp, "totp").await;
+    assert!(page.body.contains("Set up your authenticator app"));
+    assert!(
+        html_unescape(&page.body).contains("src=\"data:image/png;base64,"),
+        "a QR code"
+    );
+    let secret = enrolment_secret(&page);
+    assert!(secret.len() >= 20, "at least 160 bits");
+    // A reload shows the same key (the pending secret is kept).
+    let again = browser.get(&page.url).await;
+    assert_eq!(enrolment_secret(&again), secret);
+    // At rest the secret is sealed, not stored in the clear.
+    let stored = usher.store.totp("u_alice").unwrap().unwrap();
+    assert!(!stored
+        .sealed_secret
+        .windows(secret.len())
+        .any(|w| w == secret.as_slice()));
+
+    let wrong = submit_code(&usher, &browser, &page, "000000")
+        .await
+        .unwrap();
+    assert!(wrong.body.contains("That code is not right"));
+    let now = usher::crypto::unix_now();
+    let codes = submit_code(
+        &usher,
+        &browser,
+        &wrong,
+        &usher::authn::totp::code_at(&secret, now),
+    )
+    .await
+    .unwrap();
+    assert!(codes.body.contains("Save your recovery codes"));
+    let recovery: Vec<String> = html_unescape(&codes.body)
+        .split("<li><code>")
+        .skip(1)
+        .map(|s| s[..s.find('<').unwrap()].to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    let res = browser
+        .post(
+            &usher.url_of(&codes.form_action(None)),
+            &[("csrf", &codes.csrf())],
+        )
+        .await;
+    let back = browser.follow(&usher, res).await.expect_err("signed in");
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&rp.client.id_token_verifier(), &start.nonce)
+        .unwrap();
+    let amr: Vec<String> = claims
+        .auth_method_refs()
+        .unwrap()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(amr, vec!["pwd", "otp", "mfa"]);
+
+    // Second sign-in in a fresh browser: a code, no enrolment, and the same code twice
+    // is refused (its time step was used).
+    let browser2 = Browser::new();
+    let (page, start) = to_step_two(&usher, &browser2, &rp, "totp").await;
+    assert!(page.body.contains("Enter your authenticator code"));
+    let used = usher::authn::totp::code_at(&secret, now);
+    let refused = submit_code(&usher, &browser2, &page, &used).await.unwrap();
+    assert!(
+        refused.body.contains("That code is not right"),
+        "a used time step is refused"
+    );
+    let old = usher::authn::totp::code_at(&secret, now - 60);
+    let refused = submit_code(&usher, &browser2, &refused, &old)
+        .await
+        .unwrap();
+    assert!(
+        refused.body.contains("That code is not right"),
+        "two steps ago is refused"
+    );
+    tokio::time::sleep(Duration::from_secs(30 - usher::crypto::unix_now() % 30)).await;
+    let next = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let back = submit_code(&usher, &browser2, &refused, &next)
+        .await
+        .expect_err("signed in");
+    assert!(rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .is_ok());
+
+    // A recovery code works once.
+    let browser3 = Browser::new();
+    let (page, _) = to_step_two(&usher, &browser3, &rp, "recovery_code").await;
+    let back = submit_code(&usher, &browser3, &page, &recovery[0].to_uppercase())
+        .await
+        .expect_err("signed in");
+    assert!(query(&back).contains_key("code"));
+    let browser4 = Browser::new();
+    let (page, _) = to_step_two(&usher, &browser4, &rp, "recovery_code").await;
+    let refused = submit_code(&usher, &browser4, &page, &recovery[0])
+        .await
+        .unwrap();
+    assert!(refused.body.contains("That code is not right"));
+}
+
+/// Enrol alice's TOTP directly and return the secret.
+async fn enrol(usher: &Usher, rp: &Rp) -> Vec<u8> {
+    let browser = Browser::new();
+    fresh_step().await;
+    let (page, _) = to_step_two(usher, &browser, rp, "totp").await;
+    let secret = enrolment_secret(&page);
+    let codes = submit_code(
+        usher,
+        &browser,
+        &page,
+        &usher::authn::totp::code_at(&secret, usher::crypto::unix_now()),
+    )
+    .await
+    .unwrap();
+    assert!(codes.body.contains("recovery codes"));
+    // Let the enrolment's time step pass so the next code is fresh.
+    tokio::time::sleep(Duration::from_secs(30 - usher::crypto::unix_now() % 30)).await;
+    secret
+}
+
+#[tokio::test]
+async fn parallel_requests_with_one_code_give_one_success() {
+    let (usher, _sink) = start().await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let secret = enrol(&usher, &rp).await;
+    let mut pages = Vec::new();
+    for _ in 0..4 {
+        let browser = Browser::new();
+        let (page, _) = to_step_two(&usher, &browser, &rp, "totp").await;
+        pages.push((browser, page));
+    }
+    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let mut tasks = Vec::new();
+    for (browser, page) in pages {
+        let action = usher.url_of(&page.form_action(Some("code")));
+        let code = code.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = browser
+                .post(&action, &[("csrf", &page.csrf()), ("code", &code)])
+                .await;
+            let loc = res.headers["location"].to_str().unwrap().to_string();
+            let issuer = action.split("/login/").next().unwrap().to_string();
+            let next = browser.get(&format!("{issuer}{loc}")).await;
+            next.status == StatusCode::SEE_OTHER
+                && next.headers["location"].to_str().unwrap().contains("code=")
+        }));
+    }
+    let mut successes = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            successes += 1;
+        }
+    }
+    assert_eq!(successes, 1, "one code, one sign-in");
+}
+
+#[tokio::test]
+async fn wrong_codes_lock_the_factor_across_browsers() {
+    let (usher, _sink) = start().await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let secret = enrol(&usher, &rp).await;
+    let b1 = Browser::new();
+    let (mut page, _) = to_step_two(&usher, &b1, &rp, "totp").await;
+    for _ in 0..2 {
+        page = submit_code(&usher, &b1, &page, "111111").await.unwrap();
+        assert!(page.body.contains("That code is not right"));
+    }
+    let b2 = Browser::new();
+    let (page2, _) = to_step_two(&usher, &b2, &rp, "totp").await;
+    let locked = submit_code(&usher, &b2, &page2, "222222").await.unwrap();
+    assert!(
+        locked.body.contains("Too many wrong codes"),
+        "the third failure, from another browser, locks"
+    );
+    let good = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let still = submit_code(&usher, &b1, &page, &good).await.unwrap();
+    assert!(
+        still.body.contains("Too many wrong codes"),
+        "even the right code waits out the lock"
+    );
+}
+
+fn code_in_mail(mail: &str) -> String {
+    let words: Vec<&str> = mail.split(|c: char| !c.is_ascii_digit()).collect();
+    words
+        .into_iter()
+        .find(|w| w.len() == 6)
+        .expect("a 6-digit code in the mail")
+        .to_string()
+}
+
+#[tokio::test]
+async fn email_otp_over_smtp_with_expiry_and_supersession() {
+    let (usher, sink) = start().await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    let (page, start) = to_step_two(&usher, &browser, &rp, "email_otp").await;
+    assert!(page.body.contains("Check your email"));
+    let mail = sink
+        .wait_for_message(Duration::from_secs(10))
+        .await
+        .expect("a mail over SMTP");
+    assert!(mail.contains("alice@example.com"));
+    let first = code_in_mail(&mail);
+
+    // Ask for a new one: the first is superseded.
+    let res = browser
+        .post(
+            &usher.url_of(&page.form_action(Some("code"))),
+            &[("csrf", &page.csrf()), ("resend", "1")],
+        )
+        .await;
+    let page = browser.follow(&usher, res).await.unwrap();
+    let second = code_in_mail(
+        &sink
+            .wait_for_message(Duration::from_secs(10))
+            .await
+            .expect("a second mail"),
+    );
+    if first != second {
+        let refused = submit_code(&usher, &browser, &page, &first).await.unwrap();
+        assert!(
+            refused.body.contains("expired or was replaced") || refused.body.contains("not right"),
+            "{refused:?}"
+        );
+    }
+
+    // Expire the current code in the store: refused as expired.
+    let mut record = usher.store.email_code("u_alice").unwrap().unwrap();
+    let saved = record.clone();
+    record.expires_at = usher::crypto::unix_now() - 1;
+    usher.store.put_email_code("u_alice", &record).unwrap();
+    let refused = submit_code(&usher, &browser, &page, &second).await.unwrap();
+    assert!(
+        refused.body.contains("expired or was replaced"),
+        "{refused:?}"
+    );
+
+    // Restore it and sign in with it.
+    usher.store.put_email_code("u_alice", &saved).unwrap();
+    let back = submit_code(&usher, &browser, &refused, &second)
+        .await
+        .expect_err("signed in");
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&rp.client.id_token_verifier(), &start.nonce)
+        .unwrap();
+    let amr: Vec<String> = claims
+        .auth_method_refs()
+        .unwrap()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(amr, vec!["pwd", "otp", "mfa"]);
+}
+
+#[tokio::test]
+async fn sso_skips_satisfied_steps_for_the_next_app() {
+    let (usher, _sink) = start().await;
+    let thrift = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let secret = enrol(&usher, &thrift).await;
+    let browser = Browser::new();
+    // Sign in to Shop (password only).
+    let shop = Rp::discover(&usher, "shop", Some("shop-secret")).await;
+    password_login(
+        &usher,
+        &browser,
+        &shop.start(&[]),
+        "alice",
+        "wonderland-rabbit",
+    )
+    .await;
+    // Shop again: silent.
+    let silent = browser
+        .follow(&usher, browser.get(shop.start(&[]).url.as_str()).await)
+        .await;
+    assert!(query(&silent.expect_err("no page at all")).contains_key("code"));
+    // Bank needs step 2 too: only the TOTP page is shown, the password is not asked.
+    let bank = Rp::discover(&usher, "bank", Some("bank-secret")).await;
+    let start = bank.start(&[]);
+    let page = browser
+        .follow(&usher, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
+    assert!(
+        page.body.contains("Enter your authenticator code"),
+        "{page:?}"
+    );
+    assert!(!page.body.contains("name=\"password\""));
+    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let back = submit_code(&usher, &browser, &page, &code)
+        .await
+        .expect_err("signed in");
+    let tokens = bank
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&bank.client.id_token_verifier(), &start.nonce)
+        .unwrap();
+    let amr: Vec<String> = claims
+        .auth_method_refs()
+        .unwrap()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(amr, vec!["pwd", "otp", "mfa"]);
+    // And after that, Bank is silent too.
+    let silent = browser
+        .follow(&usher, browser.get(bank.start(&[]).url.as_str()).await)
+        .await;
+    assert!(query(&silent.expect_err("silent")).contains_key("code"));
+}
