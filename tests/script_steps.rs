@@ -52,11 +52,19 @@ async fn start() -> Usher {
 }
 
 /// Sign in with a password; return where that leads (a page, or back at the app).
-async fn after_password(usher: &Usher, app: &str, user: &str, pass: &str) -> (Browser, Result<Page, url::Url>, AuthStart, Rp) {
+async fn after_password(
+    usher: &Usher,
+    app: &str,
+    user: &str,
+    pass: &str,
+) -> (Browser, Result<Page, url::Url>, AuthStart, Rp) {
     let rp = Rp::discover(usher, app, Some(&format!("s3cret-{app}"))).await;
     let browser = Browser::new();
     let start = rp.start(&[]);
-    let page = browser.follow(usher, browser.get(start.url.as_str()).await).await.unwrap();
+    let page = browser
+        .follow(usher, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
     let next = browser.submit_password(usher, &page, user, pass).await;
     (browser, next, start, rp)
 }
@@ -67,37 +75,76 @@ async fn both_styles_skip_or_ask_step_two_alike() {
     for app in ["straight", "callbacks"] {
         let (_, alice, _, _) = after_password(&usher, app, "alice", "wonderland-rabbit").await;
         let page = alice.unwrap_or_else(|u| panic!("{app}: alice should see step 2, went to {u}"));
-        assert!(page.body.contains("Set up your authenticator app"), "{app}: {page:?}");
+        assert!(
+            page.body.contains("Set up your authenticator app"),
+            "{app}: {page:?}"
+        );
         let (_, bob, start, rp) = after_password(&usher, app, "bob", "builder-of-things").await;
         let back = bob.expect_err("bob skips step 2");
-        let tokens = rp.exchange(&query(&back)["code"], start.verifier).await.unwrap();
+        let tokens = rp
+            .exchange(&query(&back)["code"], start.verifier)
+            .await
+            .unwrap();
         use openidconnect::TokenResponse;
-        let claims = tokens.id_token().unwrap().claims(&rp.client.id_token_verifier(), &start.nonce).unwrap();
-        let amr: Vec<String> = claims.auth_method_refs().unwrap().iter().map(|a| a.to_string()).collect();
+        let claims = tokens
+            .id_token()
+            .unwrap()
+            .claims(&rp.client.id_token_verifier(), &start.nonce)
+            .unwrap();
+        let amr: Vec<String> = claims
+            .auth_method_refs()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(amr, vec!["pwd"], "{app}: one factor, no mfa");
     }
+    use usher::store::AuditStore;
+    let events = usher.store.events(0, 100).unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.outcome == "success").count(),
+        2,
+        "bob's two sign-ins"
+    );
 }
 
 async fn finish_totp(usher: &Usher, browser: &Browser, page: Page) -> url::Url {
     let body = html_unescape(&page.body);
     let at = body.find("id=\"totp-secret\">").unwrap() + 17;
-    let text: String = body[at..body[at..].find('<').unwrap() + at].split_whitespace().collect();
+    let text: String = body[at..body[at..].find('<').unwrap() + at]
+        .split_whitespace()
+        .collect();
     let secret = totp_rs::Secret::Encoded(text).to_bytes().unwrap();
     let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
     let res = browser
-        .post(&usher.url_of(&page.form_action(Some("code"))), &[("csrf", &page.csrf()), ("code", &code)])
+        .post(
+            &usher.url_of(&page.form_action(Some("code"))),
+            &[("csrf", &page.csrf()), ("code", &code)],
+        )
         .await;
     let codes = browser.follow(usher, res).await.unwrap();
-    let res = browser.post(&usher.url_of(&codes.form_action(None)), &[("csrf", &codes.csrf())]).await;
-    browser.follow(usher, res).await.expect_err("back at the app")
+    let res = browser
+        .post(
+            &usher.url_of(&codes.form_action(None)),
+            &[("csrf", &codes.csrf())],
+        )
+        .await;
+    browser
+        .follow(usher, res)
+        .await
+        .expect_err("back at the app")
 }
 
 #[tokio::test]
 async fn a_captured_variable_survives_the_round_trips() {
     let usher = start().await;
-    let (browser, page, start, rp) = after_password(&usher, "closure", "alice", "wonderland-rabbit").await;
+    let (browser, page, start, rp) =
+        after_password(&usher, "closure", "alice", "wonderland-rabbit").await;
     let back = finish_totp(&usher, &browser, page.unwrap()).await;
-    let tokens = rp.exchange(&query(&back)["code"], start.verifier).await.unwrap();
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
     use openidconnect::TokenResponse;
     let claims = decode_payload(&tokens.id_token().unwrap().to_string());
     assert_eq!(claims["memo"], "captured at closure then totp");
@@ -106,13 +153,20 @@ async fn a_captured_variable_survives_the_round_trips() {
 #[tokio::test]
 async fn try_catch_does_not_swallow_the_pause() {
     let usher = start().await;
-    let (browser, page, start, rp) = after_password(&usher, "trycatch", "alice", "wonderland-rabbit").await;
+    let (browser, page, start, rp) =
+        after_password(&usher, "trycatch", "alice", "wonderland-rabbit").await;
     let page = page.expect("step 2 is shown despite the catch");
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Set up your authenticator app"));
     let back = finish_totp(&usher, &browser, page).await;
-    let tokens = rp.exchange(&query(&back)["code"], start.verifier).await.unwrap();
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
     use openidconnect::TokenResponse;
     let claims = decode_payload(&tokens.id_token().unwrap().to_string());
-    assert!(claims.get("escaped").is_none(), "the catch block never ran: {claims}");
+    assert!(
+        claims.get("escaped").is_none(),
+        "the catch block never ran: {claims}"
+    );
 }

@@ -100,6 +100,28 @@ async fn fail_reaches_the_app_as_an_oauth_error() {
     assert_eq!(q["error_description"], "mallory is not welcome");
     assert_eq!(q["state"], *start.state.secret());
     assert!(!q.contains_key("code"));
+    // The audit trail says why.
+    use usher::store::AuditStore;
+    let events = usher.store.events(0, 100).unwrap();
+    let e = events
+        .iter()
+        .find(|e| e.kind == "sign_in")
+        .expect("an audit event");
+    assert_eq!(e.outcome, "access_denied: mallory is not welcome");
+    assert!(
+        e.detail
+            .iter()
+            .any(|l| l == "script: fail(): access_denied: mallory is not welcome"),
+        "{:?}",
+        e.detail
+    );
+    assert!(
+        e.detail
+            .iter()
+            .any(|l| l.starts_with("step 1: password succeeded")),
+        "{:?}",
+        e.detail
+    );
 }
 
 #[tokio::test]

@@ -382,8 +382,31 @@ pub trait KeyStore {
 }
 
 /// Every capability, plus durability.
+/// Something that happened, for the audit trail ("why did this user skip MFA?").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEvent {
+    /// Time-prefixed, so events list in order.
+    pub id: String,
+    pub at: u64,
+    /// `sign_in`, …
+    pub kind: String,
+    pub app: Option<String>,
+    pub sub: Option<String>,
+    /// `success`, or what went wrong (`access_denied: …`).
+    pub outcome: String,
+    /// The flow's trace and the script's log lines.
+    pub detail: Vec<String>,
+}
+
+pub trait AuditStore {
+    fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Events from `since` on, oldest first, at most `limit`.
+    fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>>;
+}
+
 pub trait Store:
     UserStore
+    + AuditStore
     + CredentialStore
     + AttemptStore
     + SessionStore

@@ -22,6 +22,7 @@ pub struct SledStore {
     totp: sled::Tree,
     recovery: sled::Tree,
     email_codes: sled::Tree,
+    audit: sled::Tree,
     attempts: sled::Tree,
     sessions: sled::Tree,
     flows: sled::Tree,
@@ -73,6 +74,7 @@ impl SledStore {
             totp: tree("totp")?,
             recovery: tree("recovery_codes")?,
             email_codes: tree("email_codes")?,
+            audit: tree("audit")?,
             attempts: tree("attempts")?,
             sessions: tree("sessions")?,
             flows: tree("flows")?,
@@ -580,5 +582,23 @@ impl Store for SledStore {
     fn flush(&self) -> StoreResult<()> {
         self.db.flush().map_err(backend)?;
         Ok(())
+    }
+}
+
+impl AuditStore for SledStore {
+    fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
+        Self::put(&self.audit, &event.id, event)
+    }
+
+    fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
+        let start = format!("{since:016x}");
+        self.audit
+            .range(start.as_bytes()..)
+            .take(limit)
+            .map(|kv| {
+                let (_, v) = kv.map_err(backend)?;
+                decode(&v)
+            })
+            .collect()
     }
 }

@@ -64,6 +64,12 @@ pub(crate) fn mfa_conflict(
          or skip step {step} for users without an account in the app's script"
     ));
     tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in cannot continue: second factor without an account");
+    super::login::audit_sign_in(
+        state,
+        flow,
+        "access_denied: second factor without an account",
+        crate::crypto::unix_now(),
+    );
     state.store.delete_flow(&flow.id)?;
     let error = OAuthError::access_denied(format!(
         "step {step} requires a local account, and this user has none"

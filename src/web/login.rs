@@ -22,6 +22,26 @@ use crate::store::{CodeRecord, GrantData, Session, User};
 const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
 const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
 
+/// Write a sign-in's outcome and trace into the audit trail. A failure to write is
+/// logged, never allowed to turn a sign-in into an error page.
+pub(crate) fn audit_sign_in(state: &Shared, flow: &Flow, outcome: &str, now: u64) {
+    let mut detail = flow.trace.clone();
+    detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
+    let event = crate::store::AuditEvent {
+        id: crate::crypto::time_prefixed_id(now),
+        at: now,
+        kind: "sign_in".into(),
+        app: Some(flow.request.app_id.clone()),
+        sub: flow.subject().map(|s| s.sub.clone()),
+        outcome: outcome.to_string(),
+        detail,
+    };
+    tracing::debug!(flow = %flow.id, outcome, trace = ?event.detail, "sign-in trace");
+    if let Err(e) = state.store.append_event(&event) {
+        tracing::error!(error = %e, "could not write the audit event");
+    }
+}
+
 /// Send an error back to the app (its redirect URI was verified when the flow began).
 pub(crate) fn redirect_error(
     config: &Config,
@@ -168,6 +188,7 @@ async fn advance_inner(
         }
         Next::Fail(error) => {
             tracing::info!(flow = %flow.id, trace = ?flow.trace, script_log = ?flow.script_log, error = %error, "sign-in failed");
+            audit_sign_in(state, flow, &error.to_string(), now);
             state.store.delete_flow(&flow.id)?;
             let res = redirect_error(
                 config,
@@ -179,6 +200,7 @@ async fn advance_inner(
         }
         Next::ScriptError(message) => {
             tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in script failed: {message}");
+            audit_sign_in(state, flow, &format!("script_error: {message}"), now);
             state.store.delete_flow(&flow.id)?;
             Err(WebError::page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -389,6 +411,7 @@ async fn complete(
     // The code must survive a crash before the app can try to redeem it.
     state.flush().await?;
     flow.trace.push(format!("signed in as {}", subject.sub));
+    audit_sign_in(state, flow, "success", now);
     tracing::debug!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in complete");
     let url = response_url(
         &flow.request.redirect_uri,
