@@ -287,6 +287,26 @@ pub trait UserStore {
     fn user_count(&self) -> StoreResult<usize>;
 }
 
+/// Federated identities: (connection, upstream subject) → local account. The pair is
+/// unique, so concurrent first logins of one person make exactly one account.
+pub trait IdentityStore {
+    fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>>;
+    /// Create `user` linked to the identity, atomically. If the identity already has an
+    /// account (a concurrent first login won), that account is returned instead and
+    /// `user` is not created. `Conflict("username")`/`Conflict("email")` when those are
+    /// taken by someone else.
+    fn create_federated_user(
+        &self,
+        user: &User,
+        connection: &str,
+        subject: &str,
+    ) -> StoreResult<User>;
+    /// Link the identity to an existing account; false if it is already linked.
+    fn link_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
+    /// The (connection, subject) pairs linked to an account.
+    fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
+}
+
 pub trait AttemptStore {
     fn attempts(&self, key: &str) -> StoreResult<Attempts>;
     /// Count one failure atomically; locks for `window` once `max` failures fall within
@@ -406,6 +426,7 @@ pub trait AuditStore {
 
 pub trait Store:
     UserStore
+    + IdentityStore
     + AuditStore
     + CredentialStore
     + AttemptStore

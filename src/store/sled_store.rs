@@ -23,6 +23,8 @@ pub struct SledStore {
     recovery: sled::Tree,
     email_codes: sled::Tree,
     audit: sled::Tree,
+    identities: sled::Tree,
+    user_identities: sled::Tree,
     attempts: sled::Tree,
     sessions: sled::Tree,
     flows: sled::Tree,
@@ -75,6 +77,8 @@ impl SledStore {
             recovery: tree("recovery_codes")?,
             email_codes: tree("email_codes")?,
             audit: tree("audit")?,
+            identities: tree("identities")?,
+            user_identities: tree("user_identities")?,
             attempts: tree("attempts")?,
             sessions: tree("sessions")?,
             flows: tree("flows")?,
@@ -598,6 +602,99 @@ impl AuditStore for SledStore {
             .map(|kv| {
                 let (_, v) = kv.map_err(backend)?;
                 decode(&v)
+            })
+            .collect()
+    }
+}
+
+/// Key of an identity: the connection id cannot contain a NUL, so the pair is unambiguous.
+fn identity_key(connection: &str, subject: &str) -> String {
+    format!("{connection}\0{subject}")
+}
+
+impl IdentityStore for SledStore {
+    fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .identities
+            .get(identity_key(connection, subject))
+            .map_err(backend)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn create_federated_user(
+        &self,
+        user: &User,
+        connection: &str,
+        subject: &str,
+    ) -> StoreResult<User> {
+        let value = encode(user)?;
+        let uname = fold(&user.username);
+        let email = user.email.as_deref().map(fold);
+        let ikey = identity_key(connection, subject);
+        let rkey = format!("{}\0{ikey}", user.id);
+        let winner: Option<String> = tx_result(
+            (
+                &self.users,
+                &self.usernames,
+                &self.emails,
+                &self.identities,
+                &self.user_identities,
+            )
+                .transaction(|(users, names, emails, identities, reverse)| {
+                    if let Some(existing) = identities.get(ikey.as_bytes())? {
+                        return Ok(Some(String::from_utf8_lossy(&existing).into_owned()));
+                    }
+                    if names.get(uname.as_bytes())?.is_some() {
+                        return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                            "username",
+                        )));
+                    }
+                    if let Some(email) = &email {
+                        if emails.get(email.as_bytes())?.is_some() {
+                            return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                                "email",
+                            )));
+                        }
+                        emails.insert(email.as_bytes(), user.id.as_bytes())?;
+                    }
+                    names.insert(uname.as_bytes(), user.id.as_bytes())?;
+                    users.insert(user.id.as_bytes(), value.clone())?;
+                    identities.insert(ikey.as_bytes(), user.id.as_bytes())?;
+                    reverse.insert(rkey.as_bytes(), &[] as &[u8])?;
+                    Ok(None)
+                }),
+        )?;
+        match winner {
+            None => Ok(user.clone()),
+            Some(id) => self.user(&id)?.ok_or(StoreError::NotFound),
+        }
+    }
+
+    fn link_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool> {
+        let ikey = identity_key(connection, subject);
+        let rkey = format!("{user_id}\0{ikey}");
+        tx_result(
+            (&self.identities, &self.user_identities).transaction(|(identities, reverse)| {
+                if identities.get(ikey.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                identities.insert(ikey.as_bytes(), user_id.as_bytes())?;
+                reverse.insert(rkey.as_bytes(), &[] as &[u8])?;
+                Ok(true)
+            }),
+        )
+    }
+
+    fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>> {
+        let prefix = format!("{user_id}\0");
+        self.user_identities
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .map(|k| {
+                let k = k.map_err(backend)?;
+                let text = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let (c, s) = text.split_once('\0').unwrap_or((text.as_str(), ""));
+                Ok((c.to_string(), s.to_string()))
             })
             .collect()
     }

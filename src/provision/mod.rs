@@ -1,0 +1,269 @@
+//! Just-in-time provisioning: turning an upstream identity into a subject under the
+//! connection's `jit:` rules — a local account found, created or linked (JIT on), or a
+//! pass-through subject with no account (JIT off).
+//!
+//! The account is created the moment the federated step succeeds, so later steps of the
+//! same sign-in (TOTP enrolment) can use it. Creation is one store transaction keyed on
+//! (connection, upstream subject), so concurrent first logins make exactly one account.
+//! Never linked silently on an email match.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{Connection, JitAttributes, JitLink, JitScheme};
+use crate::crypto::random_token;
+use crate::flow::Subject;
+use crate::store::{Store, StoreError, StoreResult, User};
+use crate::upstream::UpstreamIdentity;
+
+/// What provisioning decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provisioned {
+    /// The step succeeds for this subject.
+    Subject(Subject),
+    /// The user must confirm creating an account (`scheme: prompt_consent`).
+    NeedsConsent,
+    /// The user must choose a username (`scheme: prompt_username`).
+    NeedsUsername,
+    /// An account with this verified email exists; its owner must prove its password
+    /// before the identity is linked to it (`link: verified_email_with_proof`).
+    NeedsLinkProof { user_id: String },
+    /// The step fails, with a reason for the user.
+    Refused(String),
+}
+
+/// An interaction provisioning is waiting for, kept in the flow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingFederation {
+    pub step: usize,
+    pub identity: UpstreamIdentity,
+    pub need: Need,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Need {
+    Consent,
+    Username,
+    LinkProof { user_id: String },
+}
+
+/// The `sub` of a pass-through subject: distinct per connection and upstream subject,
+/// and never a local id (those start with `u_`, connection ids cannot contain `|`).
+pub fn passthrough_sub(connection: &str, subject: &str) -> String {
+    format!("{connection}|{subject}")
+}
+
+/// A subject for an identity with no account.
+pub fn passthrough(identity: &UpstreamIdentity) -> Subject {
+    Subject {
+        sub: passthrough_sub(&identity.connection, &identity.subject),
+        user_id: None,
+        username: identity.claim_str("preferred_username"),
+        email: identity.claim_str("email"),
+        idp: identity.connection.clone(),
+        claims: identity.claims.clone(),
+        upstream_amr: identity.amr.clone(),
+        ..Subject::default()
+    }
+}
+
+/// The subject of an account reached through a connection.
+pub fn account_subject(user: &User, identity: &UpstreamIdentity) -> Subject {
+    Subject {
+        sub: user.id.clone(),
+        user_id: Some(user.id.clone()),
+        username: Some(user.username.clone()),
+        email: user.email.clone(),
+        idp: identity.connection.clone(),
+        claims: identity.claims.clone(),
+        roles: user.roles.clone(),
+        upstream_amr: identity.amr.clone(),
+        ..Subject::default()
+    }
+}
+
+/// The `amr` a connection step contributes: `fed`, plus the upstream's own methods when
+/// the connection trusts them.
+pub fn step_amr(conn: &Connection, identity: &UpstreamIdentity) -> Vec<String> {
+    let mut amr = vec!["fed".to_string()];
+    if conn.trust_upstream_mfa {
+        for m in &identity.amr {
+            if !amr.contains(m) {
+                amr.push(m.clone());
+            }
+        }
+    }
+    amr
+}
+
+/// Decide what an upstream identity becomes. May write (attribute re-sync); the caller
+/// flushes before answering.
+pub fn provision(
+    store: &dyn Store,
+    conn: &Connection,
+    identity: &UpstreamIdentity,
+    now: u64,
+) -> StoreResult<Provisioned> {
+    if let Some(user_id) = store.identity(&conn.id, &identity.subject)? {
+        let Some(user) = store.user(&user_id)? else {
+            return Ok(Provisioned::Refused(
+                "the linked account no longer exists".into(),
+            ));
+        };
+        if user.disabled {
+            return Ok(Provisioned::Refused("this account is disabled".into()));
+        }
+        let user = sync_attributes(store, conn, identity, user, now)?;
+        return Ok(Provisioned::Subject(account_subject(&user, identity)));
+    }
+    if !conn.jit.provision {
+        return Ok(Provisioned::Subject(passthrough(identity)));
+    }
+    if let Some(email) = identity.claim_str("email") {
+        if let Some(existing) = store.find_user(&email)? {
+            return Ok(match conn.jit.link {
+                JitLink::VerifiedEmailWithProof if identity.email_verified() => {
+                    Provisioned::NeedsLinkProof { user_id: existing.id }
+                }
+                _ => Provisioned::Refused(format!(
+                    "an account with the email address {email} already exists, and this connection does not link to existing accounts"
+                )),
+            });
+        }
+    }
+    Ok(match conn.jit.scheme {
+        JitScheme::Silent => create(store, conn, identity, None, now)?,
+        JitScheme::PromptConsent => Provisioned::NeedsConsent,
+        JitScheme::PromptUsername => Provisioned::NeedsUsername,
+    })
+}
+
+fn str_claim(identity: &UpstreamIdentity, name: &str) -> Option<String> {
+    identity
+        .claims
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// A new account from an identity's claims.
+fn new_user(identity: &UpstreamIdentity, username: String, now: u64) -> User {
+    User {
+        id: format!("u_{}", random_token(16)),
+        username,
+        email: str_claim(identity, "email"),
+        email_verified: identity.email_verified(),
+        name: str_claim(identity, "name"),
+        given_name: str_claim(identity, "given_name"),
+        family_name: str_claim(identity, "family_name"),
+        picture: str_claim(identity, "picture"),
+        roles: vec![],
+        password_hash: None,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Create the account (with `username` if the user chose one). Silent creation tries
+/// the upstream's email, then its username, then `<connection>-<subject>`.
+pub fn create(
+    store: &dyn Store,
+    conn: &Connection,
+    identity: &UpstreamIdentity,
+    chosen: Option<&str>,
+    now: u64,
+) -> StoreResult<Provisioned> {
+    let candidates: Vec<String> = match chosen {
+        Some(name) => vec![name.trim().to_string()],
+        None => [
+            str_claim(identity, "email"),
+            str_claim(identity, "preferred_username"),
+            Some(format!("{}-{}", conn.id, identity.subject)),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|c| !c.trim().is_empty())
+        .collect(),
+    };
+    for username in candidates {
+        let user = new_user(identity, username, now);
+        match store.create_federated_user(&user, &conn.id, &identity.subject) {
+            Ok(winner) if winner.disabled => {
+                return Ok(Provisioned::Refused("this account is disabled".into()))
+            }
+            Ok(winner) => return Ok(Provisioned::Subject(account_subject(&winner, identity))),
+            Err(StoreError::Conflict("username")) if chosen.is_some() => {
+                return Ok(Provisioned::Refused("that username is taken".into()))
+            }
+            Err(StoreError::Conflict("username")) => continue,
+            Err(StoreError::Conflict("email")) => {
+                return Ok(Provisioned::Refused(
+                    "an account with this email address already exists".into(),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Provisioned::Refused(
+        "no free username could be found".into(),
+    ))
+}
+
+/// Link the identity to an account whose owner proved its password.
+pub fn link(
+    store: &dyn Store,
+    identity: &UpstreamIdentity,
+    user: &User,
+) -> StoreResult<Provisioned> {
+    if user.disabled {
+        return Ok(Provisioned::Refused("this account is disabled".into()));
+    }
+    if !store.link_identity(&identity.connection, &identity.subject, &user.id)? {
+        // Linked meanwhile (to this or another account): follow the link that exists.
+        return Ok(
+            match store.identity(&identity.connection, &identity.subject)? {
+                Some(id) if id == user.id => Provisioned::Subject(account_subject(user, identity)),
+                _ => Provisioned::Refused(
+                    "this identity is already linked to another account".into(),
+                ),
+            },
+        );
+    }
+    Ok(Provisioned::Subject(account_subject(user, identity)))
+}
+
+/// Re-sync profile attributes from the upstream, per `jit.attributes`.
+fn sync_attributes(
+    store: &dyn Store,
+    conn: &Connection,
+    identity: &UpstreamIdentity,
+    user: User,
+    now: u64,
+) -> StoreResult<User> {
+    if conn.jit.attributes == JitAttributes::None {
+        return Ok(user);
+    }
+    let overwrite = conn.jit.attributes == JitAttributes::Override;
+    let mut updated = user.clone();
+    let set = |field: &mut Option<String>, claim: &str| {
+        if let Some(v) = str_claim(identity, claim) {
+            if overwrite || field.is_none() {
+                *field = Some(v);
+            }
+        }
+    };
+    set(&mut updated.name, "name");
+    set(&mut updated.given_name, "given_name");
+    set(&mut updated.family_name, "family_name");
+    set(&mut updated.picture, "picture");
+    if updated == user {
+        return Ok(user);
+    }
+    updated.updated_at = now;
+    store.update_user(&updated)?;
+    Ok(updated)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! Provisioning against a temporary store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::{ConnectionKind, Jit};
+use crate::secret::Secret;
+use crate::store::{IdentityStore, SledStore, UserStore};
+
+fn conn(
+    provision: bool,
+    scheme: JitScheme,
+    attributes: JitAttributes,
+    link: JitLink,
+) -> Connection {
+    Connection {
+        id: "google".into(),
+        kind: ConnectionKind::Google,
+        display_name: "Google".into(),
+        client_id: "c".into(),
+        client_secret: Secret::new("s"),
+        issuer: None,
+        authorize_url: None,
+        token_url: None,
+        userinfo_url: None,
+        emails_url: None,
+        scopes: vec![],
+        claims: BTreeMap::new(),
+        jit: Jit {
+            provision,
+            scheme,
+            attributes,
+            link,
+        },
+        trust_upstream_mfa: false,
+    }
+}
+
+fn identity(sub: &str, name: &str) -> UpstreamIdentity {
+    let mut claims = BTreeMap::new();
+    claims.insert("email".into(), json!(format!("{sub}@example.com")));
+    claims.insert("email_verified".into(), json!(true));
+    claims.insert("name".into(), json!(name));
+    UpstreamIdentity {
+        connection: "google".into(),
+        subject: sub.into(),
+        claims,
+        amr: vec![],
+    }
+}
+
+fn silent() -> Connection {
+    conn(
+        true,
+        JitScheme::Silent,
+        JitAttributes::Override,
+        JitLink::Never,
+    )
+}
+
+#[test]
+fn first_login_creates_and_the_second_finds() {
+    let store = SledStore::temporary().unwrap();
+    let c = silent();
+    let Provisioned::Subject(first) = provision(&store, &c, &identity("ada", "Ada"), 1).unwrap()
+    else {
+        panic!()
+    };
+    let user = store
+        .user(first.user_id.as_deref().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.email.as_deref(), Some("ada@example.com"));
+    assert_eq!(user.name.as_deref(), Some("Ada"));
+    let Provisioned::Subject(second) = provision(&store, &c, &identity("ada", "Ada"), 2).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(first.sub, second.sub);
+    assert_eq!(store.user_count().unwrap(), 1);
+}
+
+#[test]
+fn override_resyncs_and_preserve_local_does_not() {
+    let store = SledStore::temporary().unwrap();
+    let c = silent();
+    provision(&store, &c, &identity("ada", "Ada"), 1).unwrap();
+    let Provisioned::Subject(s) =
+        provision(&store, &c, &identity("ada", "Ada Lovelace"), 2).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        store
+            .user(s.user_id.as_deref().unwrap())
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("Ada Lovelace")
+    );
+    let keep = conn(
+        true,
+        JitScheme::Silent,
+        JitAttributes::PreserveLocal,
+        JitLink::Never,
+    );
+    let Provisioned::Subject(s) =
+        provision(&store, &keep, &identity("ada", "Someone Else"), 3).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        store
+            .user(s.user_id.as_deref().unwrap())
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("Ada Lovelace")
+    );
+}
+
+#[test]
+fn pass_through_writes_nothing_and_has_a_distinct_sub() {
+    let store = SledStore::temporary().unwrap();
+    let c = conn(
+        false,
+        JitScheme::Silent,
+        JitAttributes::Override,
+        JitLink::Never,
+    );
+    let Provisioned::Subject(s) = provision(&store, &c, &identity("583231", "Octo"), 1).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(s.sub, "google|583231");
+    assert!(!s.has_account() && s.is_federated());
+    assert_eq!(store.user_count().unwrap(), 0);
+}
+
+#[test]
+fn an_existing_email_is_never_linked_silently() {
+    let store = SledStore::temporary().unwrap();
+    let mut local = crate::store::User {
+        id: "u_local".into(),
+        username: "ada".into(),
+        email: Some("ada@example.com".into()),
+        email_verified: true,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: vec![],
+        password_hash: None,
+        disabled: false,
+        created_at: 0,
+        updated_at: 0,
+    };
+    store.create_user(&local).unwrap();
+    assert!(matches!(
+        provision(&store, &silent(), &identity("ada", "Ada"), 1).unwrap(),
+        Provisioned::Refused(_)
+    ));
+    let linking = conn(
+        true,
+        JitScheme::Silent,
+        JitAttributes::Override,
+        JitLink::VerifiedEmailWithProof,
+    );
+    assert_eq!(
+        provision(&store, &linking, &identity("ada", "Ada"), 1).unwrap(),
+        Provisioned::NeedsLinkProof {
+            user_id: "u_local".into()
+        }
+    );
+    assert!(
+        store.identity("google", "ada").unwrap().is_none(),
+        "nothing linked before proof"
+    );
+    let Provisioned::Subject(s) = link(&store, &identity("ada", "Ada"), &local).unwrap() else {
+        panic!()
+    };
+    assert_eq!(s.sub, "u_local");
+    local.disabled = true;
+    store.update_user(&local).unwrap();
+    assert!(
+        matches!(provision(&store, &linking, &identity("ada", "Ada"), 2).unwrap(), Provisioned::Refused(r) if r.contains("disabled"))
+    );
+}
+
+#[test]
+fn a_chosen_username_that_exists_is_refused() {
+    let store = SledStore::temporary().unwrap();
+    let c = conn(
+        true,
+        JitScheme::PromptUsername,
+        JitAttributes::Override,
+        JitLink::Never,
+    );
+    assert_eq!(
+        provision(&store, &c, &identity("ada", "Ada"), 1).unwrap(),
+        Provisioned::NeedsUsername
+    );
+    let Provisioned::Subject(a) =
+        create(&store, &c, &identity("ada", "Ada"), Some("ada"), 1).unwrap()
+    else {
+        panic!()
+    };
+    let taken = create(&store, &c, &identity("bob", "Bob"), Some("ADA"), 1).unwrap();
+    assert!(matches!(taken, Provisioned::Refused(r) if r.contains("taken")));
+    assert_eq!(store.identity("google", "ada").unwrap(), a.user_id);
+    assert!(store.identity("google", "bob").unwrap().is_none());
+}
+
+#[test]
+fn parallel_first_logins_make_one_account() {
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                match provision(store.as_ref(), &silent(), &identity("ada", "Ada"), 1).unwrap() {
+                    Provisioned::Subject(s) => s.sub,
+                    other => panic!("{other:?}"),
+                }
+            })
+        })
+        .collect();
+    let subs: std::collections::BTreeSet<String> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(store.user_count().unwrap(), 1);
+}
