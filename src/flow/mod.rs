@@ -114,6 +114,12 @@ pub struct Flow {
     /// goes on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_codes: Vec<String>,
+    /// An upstream round trip in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::upstream::Pending>,
+    /// Provisioning waiting for the user (consent, a username, proof for linking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<crate::provision::PendingFederation>,
     /// Claims the script set in its latest run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, Value>,
@@ -189,6 +195,8 @@ impl Flow {
             password_failures: 0,
             email_sent: false,
             pending_codes: Vec::new(),
+            upstream: None,
+            federation: None,
             claims: BTreeMap::new(),
             trace: Vec::new(),
             script_log: Vec::new(),

@@ -26,44 +26,25 @@ use crate::crypto::{random_token, unix_now};
 const GITHUB_ACCESS_DENIED_URI: &str = "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/#access-denied";
 
 /// Check the two things that must hold before any error may be sent back by redirect
-/// (RFC 6749 §4.1.2.1): the client is known and the redirect URI is usable. Otherwise
-/// the user gets an error page. Returns the redirect URI.
-pub(super) fn client_and_redirect(shared: &Shared, params: &Params) -> Result<String, Response> {
+/// (RFC 6749 §4.1.2.1): the client is known and the redirect URI is usable. Returns the
+/// redirect URI, or the reason to show the user on an error page instead.
+pub(super) fn client_and_redirect(shared: &Shared, params: &Params) -> Result<String, String> {
     if let Some(name) = params.duplicate() {
-        return Err(pages::error(
-            StatusCode::BAD_REQUEST,
-            &format!("The parameter {name} appears more than once."),
-        ));
+        return Err(format!("The parameter {name} appears more than once."));
     }
     match params.get("client_id") {
         Some(id) if id == shared.client_id => {}
-        Some(id) => {
-            return Err(pages::error(
-                StatusCode::BAD_REQUEST,
-                &format!("This stand-in does not know the client {id:?}."),
-            ))
-        }
-        None => {
-            return Err(pages::error(
-                StatusCode::BAD_REQUEST,
-                "The request has no client_id.",
-            ))
-        }
+        Some(id) => return Err(format!("This stand-in does not know the client {id:?}.")),
+        None => return Err("The request has no client_id.".into()),
     }
     let Some(redirect_uri) = params.get("redirect_uri") else {
-        return Err(pages::error(
-            StatusCode::BAD_REQUEST,
-            "The request has no redirect_uri.",
-        ));
+        return Err("The request has no redirect_uri.".into());
     };
     match Url::parse(redirect_uri) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.fragment().is_none() => {
             Ok(redirect_uri.to_string())
         }
-        _ => Err(pages::error(
-            StatusCode::BAD_REQUEST,
-            "The redirect_uri is not an absolute http(s) URL without a fragment.",
-        )),
+        _ => Err("The redirect_uri is not an absolute http(s) URL without a fragment.".into()),
     }
 }
 

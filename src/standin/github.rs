@@ -49,7 +49,7 @@ async fn authorize_get(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
     let params = Params::parse(query.unwrap_or_default().as_bytes());
     let redirect_uri = match consent::client_and_redirect(&shared, &params) {
         Ok(uri) => uri,
-        Err(page) => return page,
+        Err(reason) => return pages::error(StatusCode::BAD_REQUEST, &reason),
     };
     let state = params.get("state");
     let challenge = params.get("code_challenge");
@@ -244,20 +244,35 @@ fn api_error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-/// The signed-in user and the token's scopes, or the error GitHub would give.
-fn api_user(shared: &Shared, headers: &HeaderMap) -> Result<(StandinUser, String), Response> {
+/// Why the API refuses a request.
+enum ApiRefusal {
+    NoUserAgent,
+    BadCredentials,
+}
+
+impl IntoResponse for ApiRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            ApiRefusal::NoUserAgent => (
+                StatusCode::FORBIDDEN,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "Request forbidden by administrative rules. \
+                 Please make sure your request has a User-Agent header.\n",
+            )
+                .into_response(),
+            ApiRefusal::BadCredentials => api_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+        }
+    }
+}
+
+/// The signed-in user and the token's scopes.
+fn api_user(shared: &Shared, headers: &HeaderMap) -> Result<(StandinUser, String), ApiRefusal> {
     if !headers.contains_key(header::USER_AGENT) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "Request forbidden by administrative rules. \
-             Please make sure your request has a User-Agent header.\n",
-        )
-            .into_response());
+        return Err(ApiRefusal::NoUserAgent);
     }
     shared
         .bearer_user(headers, &["Bearer", "token"], unix_now())
-        .ok_or_else(|| api_error(StatusCode::UNAUTHORIZED, "Bad credentials"))
+        .ok_or(ApiRefusal::BadCredentials)
 }
 
 /// The `/user` object: GitHub's fields, then the user's extra claims over them.
@@ -303,14 +318,14 @@ fn user_json(shared: &Shared, user: &StandinUser) -> Value {
 async fn user_get(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     match api_user(&shared, &headers) {
         Ok((user, _)) => Json(user_json(&shared, &user)).into_response(),
-        Err(res) => res,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
 async fn user_emails_get(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let (user, scope) = match api_user(&shared, &headers) {
         Ok(found) => found,
-        Err(res) => return res,
+        Err(refusal) => return refusal.into_response(),
     };
     // GitHub hides this endpoint from tokens without an email scope.
     if !scopes(&scope)

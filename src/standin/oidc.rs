@@ -104,7 +104,7 @@ async fn authorize_get(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
     let params = Params::parse(query.unwrap_or_default().as_bytes());
     let redirect_uri = match consent::client_and_redirect(&shared, &params) {
         Ok(uri) => uri,
-        Err(page) => return page,
+        Err(reason) => return pages::error(StatusCode::BAD_REQUEST, &reason),
     };
     let state = params.get("state");
     let refuse = |error: &str, description: &str| {

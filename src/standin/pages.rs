@@ -92,11 +92,11 @@ impl Consent<'_> {
         } else {
             body.push_str("<fieldset>\n<legend>Sign in as</legend>\n");
             for (i, user) in self.users.iter().enumerate() {
-                let _ = write!(
+                let _ = writeln!(
                     body,
                     "<label class=\"user\" for=\"user-{i}\"><input type=\"radio\" \
 name=\"user\" id=\"user-{i}\" value=\"{id}\"{checked}><span>{name}\
-<small>{email}</small></span></label>\n",
+<small>{email}</small></span></label>",
                     id = escape(&user.id),
                     checked = if i == 0 { " checked" } else { "" },
                     name = escape(&user.name),

@@ -374,6 +374,11 @@ pub trait FlowStore {
     fn delete_flow(&self, id: &str) -> StoreResult<()>;
     /// Remove flows whose time-prefixed id is older than `cutoff`; returns how many.
     fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize>;
+    /// Remember which flow an upstream round trip's `state` belongs to.
+    fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()>;
+    /// Take (and forget) the flow of a `state`: of two callbacks with one state, only
+    /// one gets it.
+    fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>>;
 }
 
 pub trait TokenStore {

@@ -24,6 +24,7 @@ pub struct SledStore {
     email_codes: sled::Tree,
     audit: sled::Tree,
     identities: sled::Tree,
+    upstream_states: sled::Tree,
     user_identities: sled::Tree,
     attempts: sled::Tree,
     sessions: sled::Tree,
@@ -78,6 +79,7 @@ impl SledStore {
             email_codes: tree("email_codes")?,
             audit: tree("audit")?,
             identities: tree("identities")?,
+            upstream_states: tree("upstream_states")?,
             user_identities: tree("user_identities")?,
             attempts: tree("attempts")?,
             sessions: tree("sessions")?,
@@ -450,6 +452,22 @@ impl FlowStore for SledStore {
     fn delete_flow(&self, id: &str) -> StoreResult<()> {
         self.flows.remove(id).map_err(backend)?;
         Ok(())
+    }
+
+    fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()> {
+        self.upstream_states
+            .insert(state_hash, flow_id.as_bytes())
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>> {
+        // `remove` is atomic: exactly one caller sees the value.
+        Ok(self
+            .upstream_states
+            .remove(state_hash)
+            .map_err(backend)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize> {

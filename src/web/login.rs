@@ -10,7 +10,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
-use super::{cookies, factors, see_other, Shared, WebError};
+use super::{cookies, factors, federation, see_other, Shared, WebError};
 use crate::authn::password;
 use crate::config::{App, Config, StepOption};
 use crate::crypto::{b64url, random_token, sha256, token_hash, unix_now};
@@ -170,6 +170,16 @@ async fn advance_inner(
             factors::recovery_codes_page(state, config, &app, flow, state.csrf_token(&browser))?;
         return Ok((jar, page).into_response());
     }
+    if flow.federation.is_some() {
+        if !at_page {
+            state.save_flow(flow)?;
+            return Ok((jar, see_other(&login_url(config, flow))).into_response());
+        }
+        let browser = cookies::get(&jar, config, cookies::BROWSER).unwrap_or_default();
+        let page = federation::page(state, config, &app, flow, state.csrf_token(&browser))?;
+        state.save_flow(flow)?;
+        return Ok((jar, page).into_response());
+    }
     let (decided, decision, session) = decide(state, config, flow.clone(), &app, &jar, now).await?;
     *flow = decided;
     match decision {
@@ -304,12 +314,10 @@ async fn show_step(
             )
             .await
         }
-        Some(other) => Err(WebError::page(
-            StatusCode::NOT_IMPLEMENTED,
-            "This sign-in option is not available yet",
-            format!("This server cannot offer `{}` yet.", other.name()),
-        )
-        .with_hint("Go back and choose another way to sign in, or ask your administrator.")),
+        Some(StepOption::Connection(id)) => {
+            let id = id.clone();
+            federation::begin(state, config, flow, &id, step, unix_now()).await
+        }
     }
 }
 
@@ -552,6 +560,8 @@ pub async fn login_cancel_post(
         let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
         if let Some((step, _, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
             let option = flow.picked.clone().unwrap_or_else(|| "-".into());
+            flow.federation = None;
+            flow.upstream = None;
             flow.step_failed(step, &option, "the user cancelled", now);
         }
         state.save_flow(&flow)?;

@@ -6,6 +6,7 @@ pub mod cookies;
 pub mod csrf;
 pub mod error;
 mod factors;
+mod federation;
 mod login;
 mod oidc_routes;
 pub mod pages;
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Encrypts TOTP secrets at rest.
     pub sealing: Arc<SealingKey>,
     mailer: RwLock<Arc<Mailer>>,
+    /// Upstream providers' discovery documents and the HTTP client to reach them.
+    pub upstreams: crate::upstream::Upstreams,
     csrf_key: Vec<u8>,
 }
 
@@ -60,6 +63,7 @@ impl AppState {
             keys,
             sealing: Arc::new(sealing),
             mailer: RwLock::new(Arc::new(mailer)),
+            upstreams: crate::upstream::Upstreams::new(),
             csrf_key,
         }))
     }
@@ -305,6 +309,11 @@ pub fn app(state: Shared) -> Router {
             post(factors::login_recovery_code_post),
         )
         .route("/login/{flow}/continue", post(factors::login_continue_post))
+        .route(
+            "/login/{flow}/federation",
+            post(federation::login_federation_post),
+        )
+        .route("/callback/{connection}", get(federation::callback_get))
         .route(
             "/signup/{flow}",
             get(login::signup_get).post(login::signup_post),

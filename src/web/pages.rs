@@ -119,6 +119,32 @@ pub struct RecoveryCodesPage {
     pub codes: Vec<String>,
 }
 
+/// `federation.html`: what just-in-time provisioning needs from the user.
+#[derive(Debug, Clone, Serialize)]
+pub struct FederationPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    /// `consent`, `username` or `link`.
+    pub need: &'static str,
+    /// The connection's display name.
+    pub connection: String,
+    /// What the new account will hold (consent).
+    pub details: Vec<Detail>,
+    /// Prefilled username.
+    pub username: String,
+    /// The existing account's email (link).
+    pub email: String,
+    pub error: Option<String>,
+    pub cancel_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Detail {
+    pub label: String,
+    pub value: String,
+}
+
 /// `signup.html`: email and password for a new local account.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignUpPage {
@@ -196,6 +222,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         "recovery_codes.html",
         include_str!("../../templates/recovery_codes.html"),
+    ),
+    (
+        "federation.html",
+        include_str!("../../templates/federation.html"),
     ),
 ];
 

@@ -1,0 +1,395 @@
+//! Federated steps in the hosted sign-in: sending the browser to a connection, the
+//! callback that brings it back, and the pages provisioning may need (consent, a
+//! username, proof of an existing account's password before linking).
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum_extra::extract::cookie::CookieJar;
+use serde::Deserialize;
+
+use super::login::{login_url, posted_flow};
+use super::pages::{Detail, FederationPage};
+use super::{cookies, factors, see_other, Shared, WebError};
+use crate::authn::password;
+use crate::config::{App, Config, Connection, StepOption};
+use crate::crypto::{token_hash, unix_now};
+use crate::flow::Flow;
+use crate::provision::{self, Need, PendingFederation, Provisioned};
+use crate::secret::ct_eq;
+use crate::upstream::{Callback, UpstreamError, UpstreamIdentity};
+
+/// The one callback URL of a connection.
+pub(crate) fn callback_url(config: &Config, connection: &str) -> String {
+    format!("{}/callback/{connection}", config.issuer_id())
+}
+
+/// Send the browser to the connection for step `step`.
+pub(crate) async fn begin(
+    state: &Shared,
+    config: &Config,
+    flow: &mut Flow,
+    connection: &str,
+    step: usize,
+    now: u64,
+) -> Result<Response, WebError> {
+    let conn = config
+        .connections
+        .get(connection)
+        .ok_or_else(|| WebError::Internal(format!("step names unknown connection {connection}")))?;
+    let (url, pending, _state) = state
+        .upstreams
+        .begin(conn, &callback_url(config, connection), step, now)
+        .await
+        .map_err(|e| {
+            tracing::warn!(connection, error = %e, "cannot start the upstream round trip");
+            WebError::page(
+                StatusCode::BAD_GATEWAY,
+                "The sign-in provider is unavailable",
+                format!("{} could not be reached.", conn.display_name),
+            )
+            .with_hint("Try again in a moment, or choose another way to sign in.")
+        })?;
+    state
+        .store
+        .put_upstream_state(&pending.state_hash, &flow.id)?;
+    flow.upstream = Some(pending);
+    flow.trace
+        .push(format!("step {step}: sent to {connection}"));
+    Ok(see_other(&url))
+}
+
+fn failed_page(conn: &Connection, config: &Config, flow: &Flow, reason: &str) -> WebError {
+    WebError::Page {
+        status: StatusCode::BAD_REQUEST,
+        title: "Signing in did not work",
+        message: format!("Signing in with {} failed: {reason}.", conn.display_name),
+        hint: Some("Continue to go back to the application.".into()),
+        back_url: Some(login_url(config, flow)),
+    }
+}
+
+fn stale() -> WebError {
+    WebError::page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in answer cannot be used",
+        "The answer from the sign-in provider was already used, has expired, or does not belong to this browser.",
+    )
+    .with_hint("Go back to the application and start signing in again.")
+}
+
+pub async fn callback_get(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(connection): Path<String>,
+    Query(answer): Query<Callback>,
+) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let presented = answer.state.clone().filter(|s| !s.is_empty()).ok_or_else(stale)?;
+        let hash = token_hash(&presented);
+        // Single use: the state is forgotten as it is looked up.
+        let flow_id = state.store.take_upstream_state(&hash)?.ok_or_else(stale)?;
+        let browser = cookies::get(&jar, &config, cookies::BROWSER);
+        let mut flow = state.load_flow(&flow_id, browser.as_deref(), now)?;
+        let pending = flow.upstream.take().ok_or_else(stale)?;
+        if !ct_eq(pending.state_hash.as_bytes(), hash.as_bytes())
+            || pending.connection != connection
+            || now > pending.started_at + config.security.flow_ttl
+        {
+            return Err(stale());
+        }
+        let conn = config.connections.get(&connection).cloned().ok_or_else(stale)?;
+        let step = pending.step;
+        let result = state
+            .upstreams
+            .finish(&conn, &callback_url(&config, &connection), &pending, &answer)
+            .await;
+        match result {
+            Err(UpstreamError::Denied(_)) => {
+                flow.step_failed(step, &connection, &format!("the user denied access at {}", conn.display_name), now);
+                state.save_flow(&flow)?;
+                Ok(see_other(&login_url(&config, &flow)))
+            }
+            Err(e) => {
+                tracing::warn!(flow = %flow.id, connection, error = %e, "upstream round trip failed");
+                flow.step_failed(step, &connection, &e.to_string(), now);
+                state.save_flow(&flow)?;
+                Err(failed_page(&conn, &config, &flow, &e.to_string()))
+            }
+            Ok(identity) => {
+                let existed = state.store.identity(&connection, &identity.subject)?.is_some();
+                let store = state.store.clone();
+                let (c, id) = (conn.clone(), identity.clone());
+                let decided = tokio::task::spawn_blocking(move || provision::provision(store.as_ref(), &c, &id, now)).await??;
+                let how = if existed { "found the linked account" } else { "provisioned" };
+                settle(&state, &config, &mut flow, &conn, step, identity, decided, how, now).await
+            }
+        }
+    }
+    .await;
+    state.respond(r)
+}
+
+/// Apply provisioning's decision to the flow and say where the browser goes next.
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    state: &Shared,
+    config: &Config,
+    flow: &mut Flow,
+    conn: &Connection,
+    step: usize,
+    identity: UpstreamIdentity,
+    decided: Provisioned,
+    how: &str,
+    now: u64,
+) -> Result<Response, WebError> {
+    let need = match decided {
+        Provisioned::Subject(mut subject) => {
+            flow.federation = None;
+            match &subject.user_id {
+                Some(uid) => {
+                    // The account exists on disk before anything can name it.
+                    state.flush().await?;
+                    subject.enrolled = factors::enrolled(state, uid)?;
+                    flow.trace.push(format!("step {step}: {} identity {}: {how} {uid}", conn.id, identity.subject));
+                }
+                None => flow.trace.push(format!(
+                    "step {step}: {} identity {} passed through without an account (jit.provision is off)",
+                    conn.id, identity.subject
+                )),
+            }
+            let amr = provision::step_amr(conn, &identity);
+            if let Err(e) = flow.step_succeeded(
+                step,
+                &StepOption::Connection(conn.id.clone()),
+                subject,
+                amr,
+                now,
+            ) {
+                flow.notice = Some(e.description);
+            }
+            state.save_flow(flow)?;
+            return Ok(see_other(&login_url(config, flow)));
+        }
+        Provisioned::Refused(reason) => {
+            flow.federation = None;
+            flow.step_failed(
+                step,
+                &conn.id,
+                &format!("provisioning refused: {reason}"),
+                now,
+            );
+            state.save_flow(flow)?;
+            return Err(failed_page(conn, config, flow, &reason));
+        }
+        Provisioned::NeedsConsent => Need::Consent,
+        Provisioned::NeedsUsername => Need::Username,
+        Provisioned::NeedsLinkProof { user_id } => Need::LinkProof { user_id },
+    };
+    flow.trace.push(format!(
+        "step {step}: provisioning waits for the user ({need:?})"
+    ));
+    flow.federation = Some(PendingFederation {
+        step,
+        identity,
+        need,
+    });
+    state.save_flow(flow)?;
+    Ok(see_other(&login_url(config, flow)))
+}
+
+/// Render what provisioning is waiting for.
+pub(crate) fn page(
+    state: &Shared,
+    config: &Config,
+    app: &App,
+    flow: &mut Flow,
+    csrf: String,
+) -> Result<Response, WebError> {
+    let Some(pending) = flow.federation.clone() else {
+        return Err(WebError::Internal("no provisioning is pending".into()));
+    };
+    let conn = config.connections.get(&pending.identity.connection);
+    let connection = conn.map(|c| c.display_name.clone()).unwrap_or_default();
+    let id = &pending.identity;
+    let mut details = Vec::new();
+    for (label, claim) in [
+        ("Name", "name"),
+        ("Email", "email"),
+        ("Username", "preferred_username"),
+    ] {
+        if let Some(v) = id.claim_str(claim) {
+            details.push(Detail {
+                label: label.into(),
+                value: v,
+            });
+        }
+    }
+    let (need, email) = match &pending.need {
+        Need::Consent => ("consent", String::new()),
+        Need::Username => ("username", String::new()),
+        Need::LinkProof { .. } => ("link", id.claim_str("email").unwrap_or_default()),
+    };
+    state.render(
+        "federation.html",
+        &FederationPage {
+            layout: state.layout(config, &format!("Sign in to {}", app.name), Some(app)),
+            action: format!("{}/federation", login_url(config, flow)),
+            csrf,
+            need,
+            connection,
+            details: if need == "consent" {
+                details
+            } else {
+                Vec::new()
+            },
+            username: id.claim_str("preferred_username").unwrap_or_default(),
+            email,
+            error: flow.notice.take(),
+            cancel_url: Some(format!("{}/cancel", login_url(config, flow))),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct FederationForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn login_federation_post(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<FederationForm>,
+) -> Response {
+    let r = async {
+        let config = state.config();
+        let now = unix_now();
+        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+        let Some(pending) = flow.federation.clone() else {
+            return Ok(see_other(&login_url(&config, &flow)));
+        };
+        let Some(conn) = config
+            .connections
+            .get(&pending.identity.connection)
+            .cloned()
+        else {
+            return Err(WebError::flow_lost());
+        };
+        let store = state.store.clone();
+        let identity = pending.identity.clone();
+        let decided = match &pending.need {
+            Need::Consent => {
+                let c = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    provision::create(store.as_ref(), &c, &identity, None, now)
+                })
+                .await??
+            }
+            Need::Username => {
+                let chosen = form.username.trim().to_string();
+                if chosen.is_empty()
+                    || chosen.len() > 64
+                    || chosen.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    flow.notice =
+                        Some("Choose a username of 1 to 64 characters, without spaces.".into());
+                    state.save_flow(&flow)?;
+                    return Ok(see_other(&login_url(&config, &flow)));
+                }
+                let c = conn.clone();
+                let decided = tokio::task::spawn_blocking(move || {
+                    provision::create(store.as_ref(), &c, &identity, Some(&chosen), now)
+                })
+                .await??;
+                if matches!(&decided, Provisioned::Refused(r) if r.contains("taken")) {
+                    // Never another person's account: just ask again.
+                    flow.notice = Some("That username is taken. Choose another.".into());
+                    state.save_flow(&flow)?;
+                    return Ok(see_other(&login_url(&config, &flow)));
+                }
+                decided
+            }
+            Need::LinkProof { user_id } => {
+                match prove(&state, &config, &mut flow, user_id, &form.password, now).await? {
+                    Some(user) => {
+                        let store = state.store.clone();
+                        tokio::task::spawn_blocking(move || {
+                            provision::link(store.as_ref(), &identity, &user)
+                        })
+                        .await??
+                    }
+                    None => {
+                        state.save_flow(&flow)?;
+                        return Ok(see_other(&login_url(&config, &flow)));
+                    }
+                }
+            }
+        };
+        let how = match pending.need {
+            Need::LinkProof { .. } => "linked to",
+            _ => "provisioned",
+        };
+        settle(
+            &state,
+            &config,
+            &mut flow,
+            &conn,
+            pending.step,
+            pending.identity,
+            decided,
+            how,
+            now,
+        )
+        .await
+    }
+    .await;
+    state.respond(r)
+}
+
+/// Check the existing account's password before linking, with the same attempt limits
+/// as signing in with it.
+async fn prove(
+    state: &Shared,
+    config: &Config,
+    flow: &mut Flow,
+    user_id: &str,
+    presented: &str,
+    now: u64,
+) -> Result<Option<crate::store::User>, WebError> {
+    let user = state.store.user(user_id)?;
+    let key = password::attempts_key(user.as_ref(), user_id);
+    if state.store.attempts(&key)?.locked_at(now) {
+        flow.notice =
+            Some("Too many failed attempts. Wait a few minutes before trying again.".into());
+        return Ok(None);
+    }
+    let candidate = user.clone();
+    let presented = presented.to_string();
+    let ok = tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented))
+        .await?;
+    if ok {
+        state.store.clear_attempts(&key)?;
+        flow.trace.push(format!(
+            "the owner of account {user_id} proved its password for linking"
+        ));
+        return Ok(user);
+    }
+    state.store.record_failure(
+        &key,
+        now,
+        config.security.max_password_attempts,
+        config.security.lockout_seconds,
+    )?;
+    flow.notice = Some("That password is not right.".into());
+    flow.trace
+        .push("linking: wrong password for the existing account".into());
+    Ok(None)
+}
