@@ -98,7 +98,24 @@ async fn consent_page(http: &reqwest::Client, url: &str) -> ConsentPage {
     parse_consent(&res.text().await.unwrap())
 }
 
-/// Answer the consent page as `user` with `decision`; returns where the client is sent.
+/// Post the consent form as `user` with `decision`.
+async fn post_decision(
+    http: &reqwest::Client,
+    standin: &Standin,
+    page: &ConsentPage,
+    user: &str,
+    decision: &str,
+) -> reqwest::Response {
+    let form = [
+        ("request", page.request.as_str()),
+        ("user", user),
+        ("decision", decision),
+    ];
+    let url = format!("{}{}", standin.base_url, page.action);
+    http.post(url).form(&form).send().await.unwrap()
+}
+
+/// Answer the consent page; returns where the client is sent.
 async fn decide(
     http: &reqwest::Client,
     standin: &Standin,
@@ -106,21 +123,12 @@ async fn decide(
     user: &str,
     decision: &str,
 ) -> Url {
-    let res = http
-        .post(format!("{}{}", standin.base_url, page.action))
-        .form(&[
-            ("request", page.request.as_str()),
-            ("user", user),
-            ("decision", decision),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::SEE_OTHER,
-        "303 after the consent POST"
-    );
+    let res = post_decision(http, standin, page, user, decision).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "303 after a POST");
+    location(&res)
+}
+
+fn location(res: &reqwest::Response) -> Url {
     Url::parse(res.headers()[LOCATION].to_str().unwrap()).unwrap()
 }
 
@@ -204,6 +212,21 @@ fn payload(jwt: &str) -> Value {
         .decode(part)
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A whole sign-in as `user`; the ID token's claims once the library has verified it.
+async fn sign_in_and_verify(
+    rp: &Client,
+    http: &reqwest::Client,
+    standin: &Standin,
+    user: &str,
+) -> Result<Value, openidconnect::ClaimsVerificationError> {
+    let login = oidc_login(rp, http, standin, user).await;
+    let code = query(&login.callback)["code"].clone();
+    let tokens = exchange(rp, http, &code, login.verifier).await.unwrap();
+    let id_token = tokens.id_token().expect("an ID token");
+    id_token.claims(&rp.id_token_verifier(), &login.nonce)?;
+    Ok(payload(&id_token.to_string()))
 }
 
 #[tokio::test]
@@ -327,16 +350,7 @@ async fn consent_page_lists_users_escaped_and_posts_back_to_itself() {
 
     // A request id is good for one decision only.
     decide(&http, &standin, &page, "1001", "authorize").await;
-    let again = http
-        .post(format!("{}{}", standin.base_url, page.action))
-        .form(&[
-            ("request", page.request.as_str()),
-            ("user", "1001"),
-            ("decision", "authorize"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let again = post_decision(&http, &standin, &page, "1001", "authorize").await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -345,61 +359,44 @@ async fn each_id_token_fault_fails_verification() {
     let standin = start(Kind::Oidc).await;
     let http = http();
     let rp = relying_party(&standin, &http).await;
-    let faults = [
-        (
-            "wrong issuer",
-            Faults {
-                wrong_issuer_in_id_token: true,
-                ..Faults::default()
-            },
-        ),
-        (
-            "wrong audience",
-            Faults {
-                wrong_audience: true,
-                ..Faults::default()
-            },
-        ),
-        (
-            "wrong nonce",
-            Faults {
-                wrong_nonce: true,
-                ..Faults::default()
-            },
-        ),
-        (
-            "expired",
-            Faults {
-                expired_id_token: true,
-                ..Faults::default()
-            },
-        ),
-        (
-            "bad signature",
-            Faults {
-                bad_signature: true,
-                ..Faults::default()
-            },
-        ),
-        ("none", Faults::default()),
+    use openidconnect::ClaimsVerificationError as E;
+    let no = Faults::default;
+    // Each fault must be caught, and caught for its own reason.
+    type Expect = fn(&E) -> bool;
+    let fault = |set: fn(&mut Faults)| {
+        let mut faults = no();
+        set(&mut faults);
+        faults
+    };
+    let cases: [(Faults, Expect); 5] = [
+        (fault(|f| f.wrong_issuer_in_id_token = true), |e| {
+            matches!(e, E::InvalidIssuer(_))
+        }),
+        (fault(|f| f.wrong_audience = true), |e| {
+            matches!(e, E::InvalidAudience(_))
+        }),
+        (fault(|f| f.wrong_nonce = true), |e| {
+            matches!(e, E::InvalidNonce(_))
+        }),
+        (fault(|f| f.expired_id_token = true), |e| {
+            matches!(e, E::Expired(_))
+        }),
+        (fault(|f| f.bad_signature = true), |e| {
+            matches!(e, E::SignatureVerification(_))
+        }),
     ];
-    for (what, fault) in faults {
-        standin.set_faults(fault);
-        let login = oidc_login(&rp, &http, &standin, "1001").await;
-        let code = query(&login.callback)["code"].clone();
-        let tokens = exchange(&rp, &http, &code, login.verifier).await.unwrap();
-        let verified = tokens
-            .id_token()
-            .unwrap()
-            .claims(&rp.id_token_verifier(), &login.nonce)
-            .map(|c| c.subject().to_string());
-        if what == "none" {
-            assert_eq!(verified.unwrap(), "1001", "faults cleared at runtime");
-        } else {
-            eprintln!("DBG {what}: {:?}", verified.as_ref().err());
-            assert!(verified.is_err(), "{what}: the ID token must not verify");
+    for (fault, expected) in cases {
+        standin.set_faults(fault.clone());
+        match sign_in_and_verify(&rp, &http, &standin, "1001").await {
+            Err(e) => assert!(expected(&e), "{fault:?} failed for another reason: {e:?}"),
+            Ok(claims) => panic!("{fault:?}: the ID token verified: {claims:?}"),
         }
     }
+
+    // Cleared at runtime, the same flow verifies again.
+    standin.set_faults(no());
+    let claims = sign_in_and_verify(&rp, &http, &standin, "1001").await;
+    assert_eq!(claims.unwrap()["sub"], "1001");
 }
 
 #[tokio::test]
@@ -486,8 +483,7 @@ async fn authorize_refuses_requests_without_pkce_or_from_strangers() {
         .append_pair("nonce", "n-1");
     let res = http.get(url.as_str()).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let back = Url::parse(res.headers()[LOCATION].to_str().unwrap()).unwrap();
-    let q = query(&back);
+    let q = query(&location(&res));
     assert_eq!(q["error"], "invalid_request");
     assert_eq!(q["state"], "st-1");
     assert_eq!(q["iss"], standin.issuer());
@@ -527,16 +523,16 @@ async fn token_endpoint_takes_client_secret_post_and_refuses_a_wrong_secret() {
 
     let login = oidc_login(&rp, &http, &standin, "1002").await;
     let code = query(&login.callback)["code"].clone();
-    let res = token(code, "wrong", login.verifier.secret().clone()).await;
+    let verifier = login.verifier.secret().clone();
+    let res = token(code.clone(), "wrong", verifier.clone()).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
         "invalid_client"
     );
 
-    let login = oidc_login(&rp, &http, &standin, "1002").await;
-    let code = query(&login.callback)["code"].clone();
-    let res = token(code, SECRET, login.verifier.secret().clone()).await;
+    // A failed client authentication does not use up the code.
+    let res = token(code, SECRET, verifier).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let body: Value = res.json().await.unwrap();
@@ -555,18 +551,8 @@ async fn set_user_changes_what_the_next_login_says() {
     let mut renamed = alice();
     renamed.name = "Alice Pleasance".into();
     standin.set_user(renamed);
-    let login = oidc_login(&rp, &http, &standin, "1001").await;
-    let code = query(&login.callback)["code"].clone();
-    let tokens = exchange(&rp, &http, &code, login.verifier).await.unwrap();
-    let claims = tokens
-        .id_token()
-        .unwrap()
-        .claims(&rp.id_token_verifier(), &login.nonce)
-        .unwrap();
-    assert_eq!(
-        claims.name().unwrap().get(None).unwrap().as_str(),
-        "Alice Pleasance"
-    );
+    let claims = sign_in_and_verify(&rp, &http, &standin, "1001").await;
+    assert_eq!(claims.unwrap()["name"], "Alice Pleasance");
 }
 
 /// The GitHub authorize URL for `state`, with an optional PKCE challenge.
