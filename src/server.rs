@@ -62,7 +62,8 @@ pub fn spawn(state: Shared, listener: TcpListener) -> std::io::Result<Running> {
     let sweeper_state = state.clone();
     let sweeper = tokio::spawn(async move { sweep_forever(sweeper_state).await });
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async {
             let _ = rx.await;
         });
         if let Err(e) = serve.await {

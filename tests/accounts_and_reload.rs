@@ -265,3 +265,35 @@ async fn the_watcher_picks_up_a_changed_file() {
     watcher.abort();
     assert!(renamed, "the edited file was reloaded");
 }
+
+#[tokio::test]
+async fn a_theme_folder_overrides_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("theme")).unwrap();
+    std::fs::write(
+        dir.path().join("theme/password.html"),
+        "{% extends \"base.html\" %}{% block content %}<p>Welcome to the Acme door</p>\
+         <form method=\"post\" action=\"{{ action }}\"><input type=\"hidden\" name=\"csrf\" value=\"{{ csrf }}\">\
+         <input name=\"username\"><input name=\"password\" type=\"password\"></form>{% endblock %}",
+    )
+    .unwrap();
+    let config = BASE_CONFIG.replace(
+        "listen: \"127.0.0.1:0\"",
+        "listen: \"127.0.0.1:0\"\ntheme: theme",
+    );
+    let usher = Usher::start_in(dir, &config).await;
+    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    let start = rp.start(&[]);
+    let page = browser
+        .follow(&usher, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
+    assert!(page.body.contains("Welcome to the Acme door"), "{page:?}");
+    // The other pages keep the built-in look, and the themed form still works.
+    let back = browser
+        .submit_password(&usher, &page, "alice", "wonderland-rabbit")
+        .await;
+    assert!(query(&back.expect_err("signed in")).contains_key("code"));
+}

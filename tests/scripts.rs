@@ -20,6 +20,8 @@ if first.user.username == "mallory" {
 let greeting = "signed in with " + first.option;
 set_claim("greeting", greeting);
 set_claim("tier", #{ level: 3, perks: ["early", "free-shipping"] });
+set_claim("seen_from", ctx.request.ip);
+set_claim("agent", ctx.request.user_agent);
 log("claims set");
 "#,
     )
@@ -79,6 +81,11 @@ async fn set_claim_reaches_the_id_token() {
     assert_eq!(claims["greeting"], "signed in with password");
     assert_eq!(claims["tier"]["level"], 3);
     assert_eq!(claims["tier"]["perks"][1], "free-shipping");
+    assert_eq!(
+        claims["seen_from"], "127.0.0.1",
+        "the script sees the client's address"
+    );
+    assert_eq!(claims["agent"], "UsherTestBrowser/1.0");
     // The library still validates the token with the extra claims in it.
     tokens
         .id_token()

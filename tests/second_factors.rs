@@ -451,3 +451,21 @@ async fn sso_skips_satisfied_steps_for_the_next_app() {
         .await;
     assert!(query(&silent.expect_err("silent")).contains_key("code"));
 }
+
+#[tokio::test]
+async fn a_reset_totp_is_enrolled_again() {
+    let (usher, _sink) = start().await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let first = enrol(&usher, &rp).await;
+    let store: &dyn usher::store::Store = usher.store.as_ref();
+    usher::authn::reset_totp(store, "u_alice").unwrap();
+    assert!(usher.store.totp("u_alice").unwrap().is_none());
+    assert_eq!(usher.store.recovery_codes_left("u_alice").unwrap(), 0);
+    let browser = Browser::new();
+    let (page, _) = to_step_two(&usher, &browser, &rp, "totp").await;
+    assert!(
+        page.body.contains("Set up your authenticator app"),
+        "enrolment again after a reset"
+    );
+    assert_ne!(enrolment_secret(&page), first, "a new key");
+}

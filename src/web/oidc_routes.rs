@@ -28,26 +28,58 @@ pub async fn jwks(State(state): State<Shared>) -> Response {
         .into_response()
 }
 
+/// Who is asking: the peer address and user agent, recorded into the flow for scripts.
+pub struct ClientInfo {
+    ip: String,
+    user_agent: String,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Without a socket (a router driven in-process) there is no peer: empty.
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect())
+            .unwrap_or_default();
+        Ok(ClientInfo { ip, user_agent })
+    }
+}
+
 pub async fn authorize_get(
     State(state): State<Shared>,
+    client: ClientInfo,
     jar: CookieJar,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let r = authorize(&state, jar, params).await;
+    let r = authorize(&state, client, jar, params).await;
     state.respond(r)
 }
 
 pub async fn authorize_post(
     State(state): State<Shared>,
+    client: ClientInfo,
     jar: CookieJar,
     Form(params): Form<HashMap<String, String>>,
 ) -> Response {
-    let r = authorize(&state, jar, params).await;
+    let r = authorize(&state, client, jar, params).await;
     state.respond(r)
 }
 
 async fn authorize(
     state: &Shared,
+    client: ClientInfo,
     jar: CookieJar,
     params: HashMap<String, String>,
 ) -> Result<Response, WebError> {
@@ -72,7 +104,7 @@ async fn authorize(
         .ok_or_else(|| WebError::Internal("validated app vanished".into()))?
         .clone();
     let (jar, browser) = cookies::ensure_browser(jar, &config);
-    let flow = Flow::new(
+    let mut flow = Flow::new(
         time_prefixed_id(now),
         request,
         &app,
@@ -80,6 +112,8 @@ async fn authorize(
         now,
         config.security.flow_ttl,
     );
+    flow.ip = client.ip;
+    flow.user_agent = client.user_agent;
     login::advance(state, &config, flow, jar, now).await
 }
 

@@ -186,6 +186,7 @@ impl Browser {
         Browser {
             http: reqwest::Client::builder()
                 .cookie_store(true)
+                .user_agent("UsherTestBrowser/1.0")
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
