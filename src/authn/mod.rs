@@ -5,6 +5,7 @@ pub mod email_otp;
 pub mod password;
 pub mod recovery;
 pub mod sealing;
+pub mod steps;
 pub mod totp;
 
 /// Reset an account's TOTP: the authenticator and its recovery codes are removed and its

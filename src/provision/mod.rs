@@ -267,3 +267,67 @@ fn sync_attributes(
 
 #[cfg(test)]
 mod tests;
+
+/// What [`settle`] did to the flow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// The step succeeded (`account`: the subject has an account, which the caller
+    /// must make durable before answering).
+    Passed { account: bool },
+    /// Provisioning waits for the user; `flow.federation` says what for.
+    Waiting,
+    /// The step failed; the reason is for the user.
+    Refused(String),
+}
+
+/// Apply provisioning's decision to the flow — the same for a real sign-in and for a
+/// fixture. `how` says what happened for the trace ("provisioned", "found the linked
+/// account", "linked to").
+#[allow(clippy::too_many_arguments)]
+pub fn settle(
+    store: &dyn Store,
+    flow: &mut crate::flow::Flow,
+    conn: &Connection,
+    step: usize,
+    identity: UpstreamIdentity,
+    decided: Provisioned,
+    how: &str,
+    now: u64,
+) -> StoreResult<Settled> {
+    let need = match decided {
+        Provisioned::Subject(mut subject) => {
+            flow.federation = None;
+            let account = subject.user_id.clone();
+            match &account {
+                Some(uid) => {
+                    subject.enrolled = crate::authn::steps::enrolled(store, uid)?;
+                    flow.trace.push(format!(
+                        "step {step}: {} identity {}: {how} {uid}",
+                        conn.id, identity.subject
+                    ));
+                }
+                None => flow.trace.push(format!(
+                    "step {step}: {} identity {} passed through without an account (jit.provision is off)",
+                    conn.id, identity.subject
+                )),
+            }
+            let amr = step_amr(conn, &identity);
+            let option = crate::config::StepOption::Connection(conn.id.clone());
+            if let Err(e) = flow.step_succeeded(step, &option, subject, amr, now) {
+                flow.notice = Some(e.description);
+            }
+            return Ok(Settled::Passed { account: account.is_some() });
+        }
+        Provisioned::Refused(reason) => {
+            flow.federation = None;
+            flow.step_failed(step, &conn.id, &format!("provisioning refused: {reason}"), now);
+            return Ok(Settled::Refused(reason));
+        }
+        Provisioned::NeedsConsent => Need::Consent,
+        Provisioned::NeedsUsername => Need::Username,
+        Provisioned::NeedsLinkProof { user_id } => Need::LinkProof { user_id },
+    };
+    flow.trace.push(format!("step {step}: provisioning waits for the user ({need:?})"));
+    flow.federation = Some(PendingFederation { step, identity, need });
+    Ok(Settled::Waiting)
+}

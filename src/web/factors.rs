@@ -13,16 +13,11 @@ use serde::Deserialize;
 use super::login::{current_step, login_url, posted_flow};
 use super::pages::{EmailOtpPage, RecoveryCodePage, RecoveryCodesPage, TotpEnrol, TotpPage};
 use super::{see_other, Shared, WebError};
-use crate::authn::{email_otp, recovery, totp};
+use crate::authn::{email_otp, recovery, steps, totp};
 use crate::config::{App, Config, StepOption};
 use crate::crypto::unix_now;
 use crate::flow::{Flow, Subject};
-use crate::oidc::OAuthError;
 use crate::store::{EmailCheck, TotpCredential};
-
-const LOCKED_OTP: &str =
-    "Too many wrong codes. Your second factor is locked for a while; try again later or use another way.";
-const WRONG_CODE: &str = "That code is not right. Check it and try again.";
 
 /// The options of a step that this subject can use: a subject without an account has
 /// nowhere to keep a second factor, so account-bound options are left out for them.
@@ -35,18 +30,6 @@ pub(crate) fn usable_options(options: &[StepOption], subject: Option<&Subject>) 
         .collect()
 }
 
-/// Second factors an account holds, for the script's `subject.enrolled`.
-pub(crate) fn enrolled(state: &Shared, user_id: &str) -> Result<Vec<String>, WebError> {
-    let mut out = Vec::new();
-    if state.store.totp(user_id)?.is_some_and(|c| c.confirmed) {
-        out.push("totp".to_string());
-    }
-    if state.store.recovery_codes_left(user_id)? > 0 {
-        out.push("recovery_code".to_string());
-    }
-    Ok(out)
-}
-
 /// The MFA conflict: every option of this step needs an account and the subject has
 /// none. The user gets a page that says so, the app gets `access_denied`, and the trace
 /// names the two fixes for the admin.
@@ -57,12 +40,7 @@ pub(crate) fn mfa_conflict(
     flow: &mut Flow,
     step: usize,
 ) -> Result<Response, WebError> {
-    let idp = flow.subject().map(|s| s.idp.clone()).unwrap_or_default();
-    flow.trace.push(format!(
-        "step {step} needs an account (its options all keep a credential on one) but the user \
-         signed in through `{idp}` without one; fix: enable jit.provision on connection `{idp}`, \
-         or skip step {step} for users without an account in the app's script"
-    ));
+    let error = steps::mfa_conflict(flow, step);
     tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in cannot continue: second factor without an account");
     super::login::audit_sign_in(
         state,
@@ -71,9 +49,6 @@ pub(crate) fn mfa_conflict(
         crate::crypto::unix_now(),
     );
     state.store.delete_flow(&flow.id)?;
-    let error = OAuthError::access_denied(format!(
-        "step {step} requires a local account, and this user has none"
-    ));
     let back = crate::oidc::authorize::response_url(
         &flow.request.redirect_uri,
         &crate::oidc::issuer(config),
@@ -284,51 +259,6 @@ pub struct CodeForm {
     resend: Option<String>,
 }
 
-/// Count a wrong code against the account's second factor, shared by every session.
-fn wrong_code(
-    state: &Shared,
-    config: &Config,
-    flow: &mut Flow,
-    key: &str,
-    step: usize,
-    what: &str,
-    now: u64,
-) -> Result<(), WebError> {
-    let a = state.store.record_failure(
-        key,
-        now,
-        config.security.max_otp_attempts,
-        config.security.otp_lockout_seconds,
-    )?;
-    flow.notice = Some(
-        if a.locked_at(now) {
-            LOCKED_OTP
-        } else {
-            WRONG_CODE
-        }
-        .into(),
-    );
-    flow.trace.push(format!(
-        "step {step}: wrong {what} ({} of {} attempts)",
-        a.failures, config.security.max_otp_attempts
-    ));
-    Ok(())
-}
-
-fn succeeded(
-    flow: &mut Flow,
-    step: usize,
-    option: StepOption,
-    mut subject: Subject,
-    enrolled: Vec<String>,
-    now: u64,
-) {
-    subject.enrolled = enrolled;
-    if let Err(e) = flow.step_succeeded(step, &option, subject, vec!["otp".into()], now) {
-        flow.notice = Some(e.description);
-    }
-}
-
 /// Common start of every code form: CSRF, the flow, the step and its account.
 async fn code_step(
     state: &Shared,
@@ -374,9 +304,9 @@ pub async fn login_totp_post(
             return Ok(see_other(&login_url(&config, &flow)));
         };
         flow.picked = Some("totp".into());
-        let key = format!("totp:{uid}");
-        if state.store.attempts(&key)?.locked_at(now) {
-            flow.notice = Some(LOCKED_OTP.into());
+        let store = state.store.as_ref();
+        if steps::otp_locked(store, &mut flow, &uid, now)? {
+            // The message is set; nothing is checked while locked.
         } else if let Some(credential) = state.store.totp(&uid)? {
             let secret = state
                 .sealing
@@ -388,19 +318,17 @@ pub async fn login_totp_post(
                 None => false,
             };
             if accepted {
-                state.store.clear_attempts(&key)?;
                 if !credential.confirmed {
-                    confirm_enrolment(&state, &mut flow, &uid)?;
+                    steps::confirm_enrolment(store, &mut flow, &uid)?;
                 }
                 state.flush().await?;
-                let enrolled = enrolled(&state, &uid)?;
-                succeeded(&mut flow, step, StepOption::Totp, subject, enrolled, now);
+                steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
             } else {
-                wrong_code(
-                    &state,
+                steps::otp_wrong(
+                    store,
                     &config,
                     &mut flow,
-                    &key,
+                    &uid,
                     step,
                     "authenticator code",
                     now,
@@ -414,21 +342,6 @@ pub async fn login_totp_post(
     }
     .await;
     state.respond(r)
-}
-
-/// The first good code finishes enrolment: mark it confirmed and hand out recovery
-/// codes, which the next page shows once.
-fn confirm_enrolment(state: &Shared, flow: &mut Flow, uid: &str) -> Result<(), WebError> {
-    if let Some(mut c) = state.store.totp(uid)? {
-        c.confirmed = true;
-        state.store.put_totp(uid, &c)?;
-    }
-    let (codes, hashes) = recovery::generate(uid);
-    state.store.put_recovery_codes(uid, &hashes)?;
-    flow.pending_codes = codes;
-    flow.trace
-        .push("authenticator app enrolled; recovery codes issued".into());
-    Ok(())
 }
 
 pub async fn login_email_otp_post(
@@ -462,11 +375,10 @@ pub async fn login_email_otp_post(
             match email_otp::check(state.store.as_ref(), &uid, &form.code, now)? {
                 EmailCheck::Ok => {
                     state.flush().await?;
-                    let enrolled = enrolled(&state, &uid)?;
-                    succeeded(&mut flow, step, StepOption::EmailOtp, subject, enrolled, now);
+                    steps::otp_passed(state.store.as_ref(), &mut flow, step, StepOption::EmailOtp, subject, now)?;
                 }
                 EmailCheck::Wrong { .. } => {
-                    flow.notice = Some(WRONG_CODE.into());
+                    flow.notice = Some(steps::WRONG_CODE.into());
                     flow.trace.push(format!("step {step}: wrong email code"));
                 }
                 EmailCheck::Expired | EmailCheck::Missing => {
@@ -507,28 +419,23 @@ pub async fn login_recovery_code_post(
         };
         flow.picked = Some("recovery_code".into());
         // Recovery codes share the second factor's attempt counter with TOTP.
-        let key = format!("totp:{uid}");
-        if state.store.attempts(&key)?.locked_at(now) {
-            flow.notice = Some(LOCKED_OTP.into());
-        } else if state
-            .store
-            .consume_recovery_code(&uid, &recovery::hash(&uid, &form.code))?
-        {
-            state.store.clear_attempts(&key)?;
+        let store = state.store.as_ref();
+        if steps::otp_locked(store, &mut flow, &uid, now)? {
+            // The message is set; nothing is checked while locked.
+        } else if store.consume_recovery_code(&uid, &recovery::hash(&uid, &form.code))? {
             state.flush().await?;
             flow.trace
                 .push(format!("step {step}: a recovery code was used"));
-            let enrolled = enrolled(&state, &uid)?;
-            succeeded(
+            steps::otp_passed(
+                store,
                 &mut flow,
                 step,
                 StepOption::RecoveryCode,
                 subject,
-                enrolled,
                 now,
-            );
+            )?;
         } else {
-            wrong_code(&state, &config, &mut flow, &key, step, "recovery code", now)?;
+            steps::otp_wrong(store, &config, &mut flow, &uid, step, "recovery code", now)?;
         }
         state.save_flow(&flow)?;
         Ok(see_other(&login_url(&config, &flow)))

@@ -10,12 +10,12 @@ use serde::Deserialize;
 
 use super::login::{login_url, posted_flow};
 use super::pages::{Detail, FederationPage};
-use super::{cookies, factors, see_other, Shared, WebError};
+use super::{cookies, see_other, Shared, WebError};
 use crate::authn::password;
-use crate::config::{App, Config, Connection, StepOption};
+use crate::config::{App, Config, Connection};
 use crate::crypto::{token_hash, unix_now};
 use crate::flow::Flow;
-use crate::provision::{self, Need, PendingFederation, Provisioned};
+use crate::provision::{self, Need, Provisioned, Settled};
 use crate::secret::ct_eq;
 use crate::upstream::{Callback, UpstreamError, UpstreamIdentity};
 
@@ -145,59 +145,25 @@ async fn settle(
     how: &str,
     now: u64,
 ) -> Result<Response, WebError> {
-    let need = match decided {
-        Provisioned::Subject(mut subject) => {
-            flow.federation = None;
-            match &subject.user_id {
-                Some(uid) => {
-                    // The account exists on disk before anything can name it.
-                    state.flush().await?;
-                    subject.enrolled = factors::enrolled(state, uid)?;
-                    flow.trace.push(format!("step {step}: {} identity {}: {how} {uid}", conn.id, identity.subject));
-                }
-                None => flow.trace.push(format!(
-                    "step {step}: {} identity {} passed through without an account (jit.provision is off)",
-                    conn.id, identity.subject
-                )),
-            }
-            let amr = provision::step_amr(conn, &identity);
-            if let Err(e) = flow.step_succeeded(
-                step,
-                &StepOption::Connection(conn.id.clone()),
-                subject,
-                amr,
-                now,
-            ) {
-                flow.notice = Some(e.description);
+    let settled = provision::settle(state.store.as_ref(), flow, conn, step, identity, decided, how, now)?;
+    match settled {
+        Settled::Passed { account } => {
+            if account {
+                // The account exists on disk before anything can name it.
+                state.flush().await?;
             }
             state.save_flow(flow)?;
-            return Ok(see_other(&login_url(config, flow)));
+            Ok(see_other(&login_url(config, flow)))
         }
-        Provisioned::Refused(reason) => {
-            flow.federation = None;
-            flow.step_failed(
-                step,
-                &conn.id,
-                &format!("provisioning refused: {reason}"),
-                now,
-            );
+        Settled::Waiting => {
             state.save_flow(flow)?;
-            return Err(failed_page(conn, config, flow, &reason));
+            Ok(see_other(&login_url(config, flow)))
         }
-        Provisioned::NeedsConsent => Need::Consent,
-        Provisioned::NeedsUsername => Need::Username,
-        Provisioned::NeedsLinkProof { user_id } => Need::LinkProof { user_id },
-    };
-    flow.trace.push(format!(
-        "step {step}: provisioning waits for the user ({need:?})"
-    ));
-    flow.federation = Some(PendingFederation {
-        step,
-        identity,
-        need,
-    });
-    state.save_flow(flow)?;
-    Ok(see_other(&login_url(config, flow)))
+        Settled::Refused(reason) => {
+            state.save_flow(flow)?;
+            Err(failed_page(conn, config, flow, &reason))
+        }
+    }
 }
 
 /// Render what provisioning is waiting for.

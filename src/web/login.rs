@@ -11,16 +11,13 @@ use serde::Deserialize;
 
 use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
 use super::{cookies, factors, federation, see_other, Shared, WebError};
-use crate::authn::password;
+use crate::authn::{password, steps};
 use crate::config::{App, Config, StepOption};
 use crate::crypto::{b64url, random_token, sha256, token_hash, unix_now};
 use crate::flow::{self, Flow, Next, SessionView, Subject};
 use crate::oidc::authorize::response_url;
 use crate::oidc::OAuthError;
 use crate::store::{CodeRecord, GrantData, Session, User};
-
-const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
-const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
 
 /// Write a sign-in's outcome and trace into the audit trail. A failure to write is
 /// logged, never allowed to turn a sign-in into an error page.
@@ -72,7 +69,7 @@ fn session_view(state: &Shared, session: &Session) -> Result<Option<SessionView>
     let subject = match &session.user_id {
         Some(id) => match state.store.user(id)? {
             Some(u) if !u.disabled => {
-                let mut s = local_subject(&u);
+                let mut s = steps::local_subject(&u, Vec::new());
                 s.idp = session.idp.clone();
                 s
             }
@@ -601,86 +598,28 @@ pub async fn login_password_post(
             return Ok(see_other(&login_url(&config, &flow)));
         }
         let login = form.username.trim().to_string();
-        flow.last_login = Some(login.clone());
-        flow.picked = Some("password".into());
         if login.is_empty() || form.password.is_empty() {
+            flow.last_login = Some(login);
+            flow.picked = Some("password".into());
             flow.notice = Some("Enter your username and password.".into());
             state.save_flow(&flow)?;
             return Ok(see_other(&login_url(&config, &flow)));
         }
-        let user = state.store.find_user(&login)?;
-        let key = password::attempts_key(user.as_ref(), &login);
-        if state.store.attempts(&key)?.locked_at(now) {
-            flow.notice = Some(LOCKED.into());
-            flow.trace
-                .push(format!("step {step}: password refused, attempts locked"));
-            state.save_flow(&flow)?;
-            return Ok(see_other(&login_url(&config, &flow)));
-        }
-        let candidate = user.clone();
-        let presented = form.password.clone();
-        let ok =
-            tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented))
-                .await?;
-        match user {
-            Some(u) if ok => {
-                state.store.clear_attempts(&key)?;
-                if u.disabled {
-                    flow.notice =
-                        Some("This account is disabled. Contact your administrator.".into());
-                    flow.trace
-                        .push(format!("step {step}: account {} is disabled", u.id));
-                } else if let Err(e) = flow.step_succeeded(
-                    step,
-                    &StepOption::Password,
-                    Subject {
-                        enrolled: factors::enrolled(&state, &u.id)?,
-                        ..local_subject(&u)
-                    },
-                    vec!["pwd".into()],
-                    now,
-                ) {
-                    flow.notice = Some(e.description);
-                }
-            }
-            _ => {
-                let a = state.store.record_failure(
-                    &key,
-                    now,
-                    config.security.max_password_attempts,
-                    config.security.lockout_seconds,
-                )?;
-                let locked = a.locked_at(now);
-                flow.notice = Some(if locked { LOCKED } else { BAD_CREDENTIALS }.into());
-                flow.trace.push(format!(
-                    "step {step}: wrong password ({} of {} attempts)",
-                    a.failures, config.security.max_password_attempts
-                ));
-                // The same limit also bounds one login: at it, the step fails for good
-                // and the app hears `access_denied` (or the script's on_fail decides).
-                flow.password_failures += 1;
-                if flow.password_failures >= config.security.max_password_attempts {
-                    flow.step_failed(step, "password", "too many failed password attempts", now);
-                }
-            }
+        let store = state.store.as_ref();
+        if let Some(attempt) = steps::password_begin(store, &mut flow, step, &login, now)? {
+            let candidate = attempt.user.clone();
+            let presented = form.password.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                password::verify(candidate.as_ref(), &presented)
+            })
+            .await?;
+            steps::password_end(store, &config, &mut flow, step, attempt, ok, now)?;
         }
         state.save_flow(&flow)?;
         Ok(see_other(&login_url(&config, &flow)))
     }
     .await;
     state.respond(r)
-}
-
-fn local_subject(u: &User) -> Subject {
-    Subject {
-        sub: u.id.clone(),
-        user_id: Some(u.id.clone()),
-        username: Some(u.username.clone()),
-        email: u.email.clone(),
-        idp: "local".into(),
-        roles: u.roles.clone(),
-        ..Subject::default()
-    }
 }
 
 fn signup_allowed(app: &App, options: &[StepOption]) -> bool {
@@ -838,7 +777,7 @@ pub async fn signup_post(
         if let Err(e) = flow.step_succeeded(
             step,
             &StepOption::Password,
-            local_subject(&user),
+            steps::local_subject(&user, Vec::new()),
             vec!["pwd".into()],
             now,
         ) {
