@@ -3,17 +3,22 @@
 //! The core (`config`, `flow`, `oidc`, `authn`, `store`) knows nothing about HTTP;
 //! `web` is the axum shell around it and `server` runs it with config reloading.
 
+pub mod account;
+pub mod audit;
 pub mod authn;
 pub mod config;
 pub mod crypto;
+pub mod fixtures;
 pub mod flow;
 pub mod mail;
 pub mod oidc;
 pub mod policy;
 pub mod provision;
+pub mod scim;
 pub mod secret;
 pub mod server;
 pub mod standin;
+pub mod timefmt;
 pub mod store;
 pub mod upstream;
 pub mod web;

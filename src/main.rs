@@ -24,6 +24,23 @@ enum Command {
         #[arg(long, short, env = "USHER_CONFIG", default_value = "examples/thrift")]
         config: PathBuf,
     },
+    /// Run policy fixtures (`*.test.yaml`) offline against a config.
+    Test {
+        /// Fixture files or folders (default: the config folder's `tests/`).
+        paths: Vec<PathBuf>,
+        /// A config file, or a folder holding usher.yaml plus apps/ and connections/.
+        #[arg(long, short, env = "USHER_CONFIG", default_value = "examples/thrift")]
+        config: PathBuf,
+        /// `text` (default) or `junit`.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write the report here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Run only cases whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
     /// Validate a config and print a summary of its apps, connections and steps.
     Check {
         /// A config file, or a folder holding usher.yaml plus apps/ and connections/.
@@ -46,6 +63,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config, strict } => check(&config, strict),
+        Command::Test {
+            paths,
+            config,
+            format,
+            output,
+            filter,
+        } => {
+            let options = usher::fixtures::TestOptions {
+                config,
+                paths,
+                junit: format == "junit",
+                output,
+                filter,
+            };
+            match usher::fixtures::test_command(&options) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve { config } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -73,7 +73,27 @@ pub fn load_with_env(
         .and_then(|(file, raw)| resolve::top(&mut report, *file, raw));
     let connections = resolve::connections(&mut report, &doc.connections);
     let known: BTreeSet<String> = doc.connections.iter().map(|e| e.id.clone()).collect();
-    let apps = apps::apps(&mut report, &doc.apps, &known, &connections);
+    let mut apps = apps::apps(&mut report, &doc.apps, &known, &connections);
+    let (my_account, built_in) = match &doc.root {
+        Some((file, raw)) => apps::my_account(
+            &mut report,
+            *file,
+            raw.my_account.as_ref(),
+            top.as_ref().map(|t| &t.issuer),
+            &known,
+            &connections,
+        ),
+        None => (
+            MyAccount {
+                enabled: false,
+                editable: Vec::new(),
+            },
+            None,
+        ),
+    };
+    if let Some(app) = built_in {
+        apps.insert(app.id.clone(), std::sync::Arc::new(app));
+    }
 
     let mut files: Vec<PathBuf> = report.files.iter().map(|f| f.path.clone()).collect();
     files.extend(
@@ -104,6 +124,8 @@ pub fn load_with_env(
             security: top.security,
             connections,
             apps,
+            my_account,
+            audit: top.audit,
             files,
         },
         warnings: report.warnings,
@@ -371,6 +393,23 @@ fn typed<T: DeserializeOwned>(
     }
 }
 
+/// Loads one YAML document of another kind (a fixture file) through the same pipeline
+/// as the configuration, so its problems get the same diagnostics: file, line, column,
+/// key path and the nearest valid key.
+pub fn load_document<T: DeserializeOwned>(path: &Path) -> Result<T, Diagnostics> {
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut report = Report::new(base);
+    let env = |name: &str| std::env::var(name).ok();
+    let Some((idx, value)) = parse_file(&mut report, path, "", &env) else {
+        return Err(sorted(report));
+    };
+    let out = typed::<T>(&mut report, idx, "", value);
+    if !report.diags.is_empty() {
+        return Err(sorted(report));
+    }
+    out.ok_or_else(|| Diagnostics(vec![plain(path, "the file could not be read")]))
+}
+
 /// Every key and enum value the configuration accepts; `docs/config.md` is checked
 /// against this list by the test suite.
 #[doc(hidden)]
@@ -410,6 +449,17 @@ pub fn summary(config: &Config) -> String {
                 format!("{}: {}{force}", i + 1, names.join(" | "))
             })
             .collect();
+        if !app.allows(GrantType::AuthorizationCode) {
+            let grants: Vec<&str> = app.grants.iter().map(|g| g.as_str()).collect();
+            let scopes: Vec<&str> = app.scopes.iter().map(|s| s.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "    grants: {}  scopes: {}",
+                grants.join(", "),
+                scopes.join(" ")
+            );
+            continue;
+        }
         let _ = writeln!(out, "    steps:  {}", steps.join("  "));
         let script = match &app.sign_in.script {
             Some(s) => s.path.display().to_string(),

@@ -231,6 +231,17 @@ impl Flow {
         amr
     }
 
+    /// Claims fixed at sign-in for the tokens: a pass-through subject's upstream claims,
+    /// then whatever the script set (which wins).
+    pub fn token_claims(&self) -> BTreeMap<String, Value> {
+        let mut claims = match self.subject() {
+            Some(s) if !s.has_account() => s.claims.clone(),
+            _ => BTreeMap::new(),
+        };
+        claims.extend(self.claims.clone());
+        claims
+    }
+
     /// Restart from the beginning (a config reload changed the app's policy).
     pub fn restart(&mut self, app: &App) {
         self.done.clear();
@@ -307,6 +318,18 @@ pub fn next(flow: &mut Flow, app: &App, session: Option<&SessionView>, now: u64)
         None => run.in_order(),
     };
     run.apply(flow, outcome)
+}
+
+/// The options of a step that a subject can use: one without an account has nowhere to
+/// keep a second factor, so account-bound options are left out for them. Empty means
+/// the MFA conflict.
+pub fn usable_options(options: &[StepOption], subject: Option<&Subject>) -> Vec<StepOption> {
+    let has_account = subject.map(Subject::has_account).unwrap_or(true);
+    options
+        .iter()
+        .filter(|o| has_account || !o.needs_account())
+        .cloned()
+        .collect()
 }
 
 /// The `amr` an option contributes.

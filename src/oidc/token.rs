@@ -1,5 +1,6 @@
 //! The token endpoint: client authentication, the `authorization_code` and
-//! `refresh_token` grants, and minting ID and access tokens.
+//! `refresh_token` grants, and minting ID and access tokens. The `client_credentials`
+//! grant for the admin APIs lives in `client_credentials.rs`.
 //!
 //! Signing and the store's flush are blocking work; the web layer runs [`exchange`] on
 //! the blocking pool.
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 use super::claims::{scoped_claims, RESERVED};
 use super::error::{ErrorCode, OAuthError};
 use super::keys::Keys;
-use crate::config::{App, Config, SigningAlg};
+use crate::config::{App, Config, GrantType, SigningAlg};
 use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
 use crate::secret::ct_eq;
 use crate::store::{Grant, Redeem, RefreshRecord, Rotate, Store, StoreError, User};
@@ -73,6 +74,8 @@ pub struct AccessClaims {
     pub iat: u64,
     pub jti: String,
     /// The grant (token family); revoking it invalidates this token at userinfo.
+    /// Empty for `client_credentials` tokens, which belong to no user grant.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub gid: String,
 }
 
@@ -131,13 +134,33 @@ pub fn exchange(
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     };
+    let user_grant = |grant: &str| {
+        if app.allows(GrantType::AuthorizationCode) {
+            Ok(())
+        } else {
+            Err(TokenError {
+                error: OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    format!("this client may not use the {grant} grant"),
+                ),
+                basic_auth: false,
+            })
+        }
+    };
     match param("grant_type") {
-        Some("authorization_code") => authorization_code(config, store, keys, now, app, req),
-        Some("refresh_token") => refresh(config, store, keys, now, app, req),
+        Some("authorization_code") => {
+            user_grant("authorization_code")?;
+            authorization_code(config, store, keys, now, app, req)
+        }
+        Some("refresh_token") => {
+            user_grant("refresh_token")?;
+            refresh(config, store, keys, now, app, req)
+        }
+        Some("client_credentials") => super::client_credentials::grant(config, keys, now, app, req),
         Some(_) => Err(TokenError {
             error: OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
-                "supported grants: authorization_code, refresh_token",
+                "supported grants: authorization_code, refresh_token, client_credentials",
             ),
             basic_auth: false,
         }),
@@ -361,26 +384,7 @@ fn issue(
         .sign(app.signing_alg, "at+jwt", &access_claims)
         .map_err(sign_failed)?;
 
-    let mut id = serde_json::Map::new();
-    for (k, v) in scoped_claims(&grant.scopes, user, &grant.data) {
-        if !RESERVED.contains(&k.as_str()) {
-            id.insert(k, v);
-        }
-    }
-    id.insert("iss".into(), json!(iss));
-    id.insert("sub".into(), json!(grant.data.sub));
-    id.insert("aud".into(), json!(app.client_id));
-    id.insert("azp".into(), json!(app.client_id));
-    id.insert("iat".into(), json!(now));
-    id.insert("exp".into(), json!(now + config.security.id_token_ttl));
-    id.insert("auth_time".into(), json!(grant.data.auth_time));
-    id.insert("amr".into(), json!(grant.data.amr));
-    if let Some(nonce) = &grant.nonce {
-        id.insert("nonce".into(), json!(nonce));
-    }
-    if let Some(sid) = &grant.data.sid {
-        id.insert("sid".into(), json!(sid));
-    }
+    let mut id = id_token_claims(config, app, &grant.scopes, grant.nonce.as_deref(), &grant.data, user, now);
     if matches!(app.signing_alg, SigningAlg::Rs256 | SigningAlg::Es256) {
         let digest = sha256(access_token.as_bytes());
         id.insert("at_hash".into(), json!(b64url(&digest[..16])));
@@ -410,6 +414,40 @@ fn issue(
     }
     store.flush()?;
     Ok(body)
+}
+
+/// The claims of an ID token (without `at_hash`, which needs the access token). The
+/// fixture runner checks exactly these.
+pub fn id_token_claims(
+    config: &Config,
+    app: &App,
+    scopes: &[String],
+    nonce: Option<&str>,
+    data: &crate::store::GrantData,
+    user: Option<&User>,
+    now: u64,
+) -> serde_json::Map<String, Value> {
+    let mut id = serde_json::Map::new();
+    for (k, v) in scoped_claims(scopes, user, data) {
+        if !RESERVED.contains(&k.as_str()) {
+            id.insert(k, v);
+        }
+    }
+    id.insert("iss".into(), json!(super::issuer(config)));
+    id.insert("sub".into(), json!(data.sub));
+    id.insert("aud".into(), json!(app.client_id));
+    id.insert("azp".into(), json!(app.client_id));
+    id.insert("iat".into(), json!(now));
+    id.insert("exp".into(), json!(now + config.security.id_token_ttl));
+    id.insert("auth_time".into(), json!(data.auth_time));
+    id.insert("amr".into(), json!(data.amr));
+    if let Some(nonce) = nonce {
+        id.insert("nonce".into(), json!(nonce));
+    }
+    if let Some(sid) = &data.sid {
+        id.insert("sid".into(), json!(sid));
+    }
+    id
 }
 
 /// Userinfo for a bearer access token; `None` means `invalid_token`.

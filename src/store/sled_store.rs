@@ -14,6 +14,8 @@ use sled::Transactional;
 use super::*;
 use crate::secret::ct_eq;
 
+mod accounts;
+
 pub struct SledStore {
     db: sled::Db,
     users: sled::Tree,
@@ -28,6 +30,10 @@ pub struct SledStore {
     user_identities: sled::Tree,
     attempts: sled::Tree,
     sessions: sled::Tree,
+    /// `<user id>\0<session hash>` → nothing: the per-account session index.
+    user_sessions: sled::Tree,
+    /// user id → SCIM `externalId`.
+    external_ids: sled::Tree,
     flows: sled::Tree,
     codes: sled::Tree,
     grants: sled::Tree,
@@ -70,7 +76,7 @@ impl SledStore {
 
     fn from_db(db: sled::Db) -> StoreResult<Self> {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
-        Ok(SledStore {
+        let store = SledStore {
             users: tree("users")?,
             usernames: tree("usernames")?,
             emails: tree("emails")?,
@@ -83,6 +89,8 @@ impl SledStore {
             user_identities: tree("user_identities")?,
             attempts: tree("attempts")?,
             sessions: tree("sessions")?,
+            user_sessions: tree("user_sessions")?,
+            external_ids: tree("external_ids")?,
             flows: tree("flows")?,
             codes: tree("codes")?,
             grants: tree("grants")?,
@@ -90,7 +98,9 @@ impl SledStore {
             keys: tree("keys")?,
             secrets: tree("secrets")?,
             db,
-        })
+        };
+        store.index_old_sessions()?;
+        Ok(store)
     }
 
     fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> StoreResult<Option<T>> {
@@ -244,7 +254,37 @@ impl UserStore for SledStore {
     fn user_count(&self) -> StoreResult<usize> {
         Ok(self.users.len())
     }
+
+    fn users(&self) -> StoreResult<Vec<User>> {
+        self.users
+            .iter()
+            .values()
+            .map(|v| decode(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn delete_user(&self, id: &str) -> StoreResult<()> {
+        self.delete_account(id)
+    }
+
+    fn external_id(&self, user_id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .external_ids
+            .get(user_id)
+            .map_err(backend)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()> {
+        match external_id {
+            Some(v) => self.external_ids.insert(user_id, v.as_bytes()),
+            None => self.external_ids.remove(user_id),
+        }
+        .map_err(backend)?;
+        Ok(())
+    }
 }
+
 
 impl CredentialStore for SledStore {
     fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()> {
@@ -424,21 +464,6 @@ impl AttemptStore for SledStore {
     }
 }
 
-impl SessionStore for SledStore {
-    fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()> {
-        Self::put(&self.sessions, id_hash, session)
-    }
-
-    fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
-        Self::get(&self.sessions, id_hash)
-    }
-
-    fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        self.sessions.remove(id_hash).map_err(backend)?;
-        Ok(())
-    }
-}
-
 impl FlowStore for SledStore {
     fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()> {
         self.flows.insert(id, bytes).map_err(backend)?;
@@ -607,24 +632,6 @@ impl Store for SledStore {
     }
 }
 
-impl AuditStore for SledStore {
-    fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
-        Self::put(&self.audit, &event.id, event)
-    }
-
-    fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
-        let start = format!("{since:016x}");
-        self.audit
-            .range(start.as_bytes()..)
-            .take(limit)
-            .map(|kv| {
-                let (_, v) = kv.map_err(backend)?;
-                decode(&v)
-            })
-            .collect()
-    }
-}
-
 /// Key of an identity: the connection id cannot contain a NUL, so the pair is unambiguous.
 fn identity_key(connection: &str, subject: &str) -> String {
     format!("{connection}\0{subject}")
@@ -715,5 +722,41 @@ impl IdentityStore for SledStore {
                 Ok((c.to_string(), s.to_string()))
             })
             .collect()
+    }
+
+    fn unlink_identity(
+        &self,
+        connection: &str,
+        subject: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
+        let ikey = identity_key(connection, subject);
+        let rkey = format!("{user_id}\0{ikey}");
+        tx_result(
+            (&self.identities, &self.user_identities).transaction(|(identities, reverse)| {
+                match identities.get(ikey.as_bytes())? {
+                    Some(owner) if owner == user_id.as_bytes() => {
+                        identities.remove(ikey.as_bytes())?;
+                        reverse.remove(rkey.as_bytes())?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            }),
+        )
+    }
+}
+
+impl SledStore {
+    /// Empty every tree: the fixture runner reuses one temporary store across cases,
+    /// which is far cheaper than opening a new one each time.
+    pub fn clear_all(&self) -> StoreResult<()> {
+        for name in self.db.tree_names() {
+            if name.as_ref() == b"__sled__default" {
+                continue;
+            }
+            self.db.open_tree(&name).map_err(backend)?.clear().map_err(backend)?;
+        }
+        Ok(())
     }
 }

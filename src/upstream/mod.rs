@@ -270,6 +270,33 @@ fn check_iss(
     }
 }
 
+/// An identity from claims given directly — what the fixture runner and recorded
+/// fixtures use in place of a live round trip. The claims are in the upstream's own
+/// shape (an ID token's payload, or GitHub's `/user` with the verified primary
+/// `email`), and are mapped exactly as a live answer would be.
+pub fn identity_from_claims(conn: &Connection, raw: &serde_json::Map<String, Value>) -> Result<UpstreamIdentity, UpstreamError> {
+    let (claims, subject) = match conn.kind {
+        ConnectionKind::Oidc | ConnectionKind::Google => (map_claims(conn, raw, oidc::DEFAULTS), raw.get("sub")),
+        ConnectionKind::Github | ConnectionKind::Oauth2 => (oauth::map_profile(conn, raw), raw.get("id").or_else(|| raw.get("sub"))),
+    };
+    let subject = match subject {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(UpstreamError::NoSubject(conn.display_name.clone())),
+    };
+    let amr = raw
+        .get("amr")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    Ok(UpstreamIdentity {
+        connection: conn.id.clone(),
+        subject,
+        claims,
+        amr,
+    })
+}
+
 /// Map upstream claims to local attribute names: the kind's defaults, then the
 /// connection's `claims:` (local ← upstream), which win.
 pub fn map_claims(

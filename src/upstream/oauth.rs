@@ -114,10 +114,6 @@ pub async fn exchange(
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(UpstreamError::NoSubject(name())),
     };
-    let defaults = match conn.kind {
-        ConnectionKind::Github => GITHUB,
-        _ => GENERIC,
-    };
     if conn.kind == ConnectionKind::Github {
         // The profile's email is only the public one, and says nothing of
         // verification: take the verified primary address, or none.
@@ -135,16 +131,28 @@ pub async fn exchange(
             }
         }
     }
-    let mut claims = map_claims(conn, &profile, defaults);
-    if conn.kind == ConnectionKind::Github && claims.contains_key("email") {
-        claims.insert("email_verified".into(), json!(true));
-    }
+    let claims = map_profile(conn, &profile);
     Ok(UpstreamIdentity {
         connection: conn.id.clone(),
         subject,
         claims,
         amr: Vec::new(),
     })
+}
+
+/// Map a profile (GitHub's `/user` with the verified primary address as `email`, or a
+/// generic userinfo) to local attributes.
+pub(super) fn map_profile(conn: &Connection, profile: &serde_json::Map<String, Value>) -> std::collections::BTreeMap<String, Value> {
+    let defaults = match conn.kind {
+        ConnectionKind::Github => GITHUB,
+        _ => GENERIC,
+    };
+    let mut claims = map_claims(conn, profile, defaults);
+    if conn.kind == ConnectionKind::Github && claims.contains_key("email") {
+        // Only the verified primary address is ever put in `email` for GitHub.
+        claims.insert("email_verified".into(), json!(true));
+    }
+    claims
 }
 
 async fn get_json_value(

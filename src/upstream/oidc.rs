@@ -30,7 +30,7 @@ impl Metadata {
 }
 
 /// Local attribute ← OIDC standard claim.
-const DEFAULTS: &[(&str, &str)] = &[
+pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("email", "email"),
     ("email_verified", "email_verified"),
     ("name", "name"),

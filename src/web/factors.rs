@@ -17,18 +17,8 @@ use crate::authn::{email_otp, recovery, steps, totp};
 use crate::config::{App, Config, StepOption};
 use crate::crypto::unix_now;
 use crate::flow::{Flow, Subject};
+pub(crate) use crate::flow::usable_options;
 use crate::store::{EmailCheck, TotpCredential};
-
-/// The options of a step that this subject can use: a subject without an account has
-/// nowhere to keep a second factor, so account-bound options are left out for them.
-pub(crate) fn usable_options(options: &[StepOption], subject: Option<&Subject>) -> Vec<StepOption> {
-    let has_account = subject.map(Subject::has_account).unwrap_or(true);
-    options
-        .iter()
-        .filter(|o| has_account || !o.needs_account())
-        .cloned()
-        .collect()
-}
 
 /// The MFA conflict: every option of this step needs an account and the subject has
 /// none. The user gets a page that says so, the app gets `access_denied`, and the trace

@@ -405,7 +405,7 @@ async fn complete(
             user_id: subject.user_id.clone(),
             auth_time,
             amr,
-            claims: grant_claims(&subject, flow),
+            claims: flow.token_claims(),
             sid: Some(b64url(&sha256(session_hash.as_bytes())[..16])),
         },
         expires_at: now + config.security.code_ttl,
@@ -426,18 +426,6 @@ async fn complete(
     )
     .ok_or_else(|| WebError::Internal("registered redirect URI does not parse".into()))?;
     Ok((jar, see_other(url.as_str())).into_response())
-}
-
-/// Claims fixed at sign-in: a pass-through subject's upstream claims, then whatever
-/// the script set (which wins).
-fn grant_claims(subject: &Subject, flow: &Flow) -> BTreeMap<String, serde_json::Value> {
-    let mut claims = if subject.has_account() {
-        BTreeMap::new()
-    } else {
-        subject.claims.clone()
-    };
-    claims.extend(flow.claims.clone());
-    claims
 }
 
 #[derive(Deserialize)]
