@@ -1,4 +1,4 @@
-//! The `usher` command line: serve, check.
+//! The `usher` command line: serve, demo, check, test, users, events.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,11 +18,46 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Manage accounts on a running server (through its SCIM API).
+    Users(usher::cli::UsersArgs),
+    /// List audit events of a running server (through its admin API).
+    Events(usher::cli::EventsArgs),
     /// Run the identity provider.
     Serve {
         /// A config file, or a folder holding usher.yaml plus apps/ and connections/.
         #[arg(long, short, env = "USHER_CONFIG", default_value = "examples/thrift")]
         config: PathBuf,
+        /// Write every finished sign-in into this folder as a fixture for `usher test`.
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
+    },
+    /// Run the Thrift demo: Usher, the Thrift sample shop and stand-ins for Google and
+    /// GitHub, in one process, offline. Prints the URLs to open and the demo users.
+    Demo {
+        /// The config folder Usher runs (its URLs and ports are set by the demo).
+        #[arg(long, short, default_value = "examples/thrift")]
+        config: PathBuf,
+        /// Keep the store, keys and outbox here (default: a temporary folder, removed on exit).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Usher's port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// Thrift's port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 3000)]
+        app_port: u16,
+        /// The Google stand-in's port (default: any free port).
+        #[arg(long, default_value_t = 0)]
+        google_port: u16,
+        /// The GitHub stand-in's port (default: any free port).
+        #[arg(long, default_value_t = 0)]
+        github_port: u16,
+        /// Run Thrift without its adaptive script, to see the MFA conflict.
+        #[arg(long)]
+        no_script: bool,
+        /// Turn JIT provisioning on for GitHub (the other fix of the conflict).
+        #[arg(long)]
+        github_jit: bool,
     },
     /// Run policy fixtures (`*.test.yaml`) offline against a config.
     Test {
@@ -62,7 +97,28 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Users(args) => usher::cli::users(args),
+        Command::Events(args) => usher::cli::events(args),
         Command::Check { config, strict } => check(&config, strict),
+        Command::Demo {
+            config,
+            data,
+            port,
+            app_port,
+            google_port,
+            github_port,
+            no_script,
+            github_jit,
+        } => demo(usher::demo::DemoOptions {
+            config,
+            data,
+            usher_port: port,
+            thrift_port: app_port,
+            google_port,
+            github_port,
+            script: !no_script,
+            github_jit,
+        }),
         Command::Test {
             paths,
             config,
@@ -86,7 +142,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config } => {
+        Command::Serve { config, record } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -97,13 +153,33 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(usher::server::serve(config)) {
+            match runtime.block_on(usher::server::serve(config, record)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn demo(options: usher::demo::DemoOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(usher::demo::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -92,6 +92,31 @@ async fn sweep_forever(state: Shared) {
             Ok(Err(e)) => tracing::warn!(error = %e, "sweeping expired sign-ins failed"),
             _ => {}
         }
+        sweep_sessions_and_audit(&state).await;
+    }
+}
+
+/// Drop expired SSO sessions, and audit events past `audit.retention_days`.
+async fn sweep_sessions_and_audit(state: &Shared) {
+    let store = state.store.clone();
+    let retention = state.config().audit.retention_days;
+    let now = unix_now();
+    let swept = tokio::task::spawn_blocking(move || {
+        let sessions = store.sweep_sessions(now)?;
+        let events = crate::audit::sweep(store.as_ref(), now, retention)?;
+        Ok::<_, crate::store::StoreError>((sessions, events))
+    })
+    .await;
+    match swept {
+        Ok(Ok((sessions, events))) if sessions + events > 0 => {
+            tracing::debug!(
+                sessions,
+                events,
+                "expired sessions and old audit events swept"
+            )
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "sweeping sessions and audit events failed"),
+        _ => {}
     }
 }
 
@@ -183,7 +208,7 @@ pub async fn watch_config(state: Shared, path: PathBuf) {
 }
 
 /// `usher serve`: run until Ctrl-C or SIGTERM.
-pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+pub async fn serve(config_path: PathBuf, record: Option<PathBuf>) -> anyhow::Result<()> {
     let loaded = config::load(&config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
     for w in &loaded.warnings {
         tracing::warn!("{}", w.message);
@@ -194,6 +219,10 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    if let Some(dir) = record {
+        tracing::info!(dir = %dir.display(), "recording every finished sign-in as a fixture");
+        state.record_to(dir);
+    }
     let running = spawn(state.clone(), listener)?;
     tracing::info!(%issuer, addr = %running.addr, "Usher is serving");
     println!("Usher is serving {issuer} on http://{}", running.addr);
@@ -205,7 +234,8 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Wait for Ctrl-C or SIGTERM (`usher serve` and `usher demo` stop on either).
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term =

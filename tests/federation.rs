@@ -83,23 +83,6 @@ async fn plain() -> World {
     world("", "").await
 }
 
-/// Follow redirects across hosts until a page is shown or the app's redirect URI is
-/// reached (returned as Err).
-async fn follow_all(browser: &Browser, mut page: Page) -> Result<Page, url::Url> {
-    for _ in 0..12 {
-        if !page.status.is_redirection() {
-            return Ok(page);
-        }
-        let loc = page.headers["location"].to_str().unwrap().to_string();
-        let next = url::Url::parse(&page.url).unwrap().join(&loc).unwrap();
-        if next.as_str().starts_with(REDIRECT) {
-            return Err(next);
-        }
-        page = browser.get(next.as_str()).await;
-    }
-    panic!("redirect loop")
-}
-
 /// The id of the flow a page belongs to (from its form's action).
 fn flow_id(page: &Page) -> String {
     let action = page.form_action(None);
@@ -141,27 +124,6 @@ async fn to_consent_in(
         "the upstream's consent page: {consent:?}"
     );
     (consent, start, flow)
-}
-
-/// Answer the consent page; returns the redirect to Usher's callback (not followed).
-async fn decide(browser: &Browser, consent: &Page, user: &str, decision: &str) -> Page {
-    let base = url::Url::parse(&consent.url).unwrap();
-    let action = base
-        .join(&html_unescape(&consent.form_action(Some("request"))))
-        .unwrap();
-    let request = consent.input("request").unwrap();
-    let res = browser
-        .post(
-            action.as_str(),
-            &[
-                ("request", request.as_str()),
-                ("user", user),
-                ("decision", decision),
-            ],
-        )
-        .await;
-    assert!(res.status.is_redirection(), "{res:?}");
-    res
 }
 
 async fn login_with(

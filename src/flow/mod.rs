@@ -120,6 +120,9 @@ pub struct Flow {
     /// Provisioning waiting for the user (consent, a username, proof for linking).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federation: Option<crate::provision::PendingFederation>,
+    /// What a recording server keeps of this sign-in, to write it as a fixture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<crate::fixtures::record::Recording>,
     /// Claims the script set in its latest run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, Value>,
@@ -197,6 +200,7 @@ impl Flow {
             pending_codes: Vec::new(),
             upstream: None,
             federation: None,
+            recording: None,
             claims: BTreeMap::new(),
             trace: Vec::new(),
             script_log: Vec::new(),

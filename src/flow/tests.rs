@@ -27,6 +27,8 @@ fn app(steps: Vec<Vec<StepOption>>) -> App {
         },
         sign_up: false,
         mfa_enrolment: true,
+        grants: vec![crate::config::GrantType::AuthorizationCode],
+        scopes: vec![],
     }
 }
 

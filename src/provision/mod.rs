@@ -316,18 +316,31 @@ pub fn settle(
             if let Err(e) = flow.step_succeeded(step, &option, subject, amr, now) {
                 flow.notice = Some(e.description);
             }
-            return Ok(Settled::Passed { account: account.is_some() });
+            return Ok(Settled::Passed {
+                account: account.is_some(),
+            });
         }
         Provisioned::Refused(reason) => {
             flow.federation = None;
-            flow.step_failed(step, &conn.id, &format!("provisioning refused: {reason}"), now);
+            flow.step_failed(
+                step,
+                &conn.id,
+                &format!("provisioning refused: {reason}"),
+                now,
+            );
             return Ok(Settled::Refused(reason));
         }
         Provisioned::NeedsConsent => Need::Consent,
         Provisioned::NeedsUsername => Need::Username,
         Provisioned::NeedsLinkProof { user_id } => Need::LinkProof { user_id },
     };
-    flow.trace.push(format!("step {step}: provisioning waits for the user ({need:?})"));
-    flow.federation = Some(PendingFederation { step, identity, need });
+    flow.trace.push(format!(
+        "step {step}: provisioning waits for the user ({need:?})"
+    ));
+    flow.federation = Some(PendingFederation {
+        step,
+        identity,
+        need,
+    });
     Ok(Settled::Waiting)
 }

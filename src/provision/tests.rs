@@ -49,6 +49,7 @@ fn identity(sub: &str, name: &str) -> UpstreamIdentity {
         subject: sub.into(),
         claims,
         amr: vec![],
+        raw: Default::default(),
     }
 }
 

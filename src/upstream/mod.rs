@@ -31,6 +31,10 @@ pub struct UpstreamIdentity {
     pub claims: BTreeMap<String, Value>,
     /// What the upstream says it did (its `amr`).
     pub amr: Vec<String>,
+    /// The upstream's answer as it came (an ID token's claims without the protocol
+    /// ones, or the profile), so a recorded sign-in can be replayed as a fixture.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub raw: serde_json::Map<String, Value>,
 }
 
 impl UpstreamIdentity {
@@ -274,10 +278,18 @@ fn check_iss(
 /// fixtures use in place of a live round trip. The claims are in the upstream's own
 /// shape (an ID token's payload, or GitHub's `/user` with the verified primary
 /// `email`), and are mapped exactly as a live answer would be.
-pub fn identity_from_claims(conn: &Connection, raw: &serde_json::Map<String, Value>) -> Result<UpstreamIdentity, UpstreamError> {
+pub fn identity_from_claims(
+    conn: &Connection,
+    raw: &serde_json::Map<String, Value>,
+) -> Result<UpstreamIdentity, UpstreamError> {
     let (claims, subject) = match conn.kind {
-        ConnectionKind::Oidc | ConnectionKind::Google => (map_claims(conn, raw, oidc::DEFAULTS), raw.get("sub")),
-        ConnectionKind::Github | ConnectionKind::Oauth2 => (oauth::map_profile(conn, raw), raw.get("id").or_else(|| raw.get("sub"))),
+        ConnectionKind::Oidc | ConnectionKind::Google => {
+            (map_claims(conn, raw, oidc::DEFAULTS), raw.get("sub"))
+        }
+        ConnectionKind::Github | ConnectionKind::Oauth2 => (
+            oauth::map_profile(conn, raw),
+            raw.get("id").or_else(|| raw.get("sub")),
+        ),
     };
     let subject = match subject {
         Some(Value::Number(n)) => n.to_string(),
@@ -287,13 +299,18 @@ pub fn identity_from_claims(conn: &Connection, raw: &serde_json::Map<String, Val
     let amr = raw
         .get("amr")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(UpstreamIdentity {
         connection: conn.id.clone(),
         subject,
         claims,
         amr,
+        raw: raw.clone(),
     })
 }
 

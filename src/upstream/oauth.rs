@@ -137,12 +137,16 @@ pub async fn exchange(
         subject,
         claims,
         amr: Vec::new(),
+        raw: profile,
     })
 }
 
 /// Map a profile (GitHub's `/user` with the verified primary address as `email`, or a
 /// generic userinfo) to local attributes.
-pub(super) fn map_profile(conn: &Connection, profile: &serde_json::Map<String, Value>) -> std::collections::BTreeMap<String, Value> {
+pub(super) fn map_profile(
+    conn: &Connection,
+    profile: &serde_json::Map<String, Value>,
+) -> std::collections::BTreeMap<String, Value> {
     let defaults = match conn.kind {
         ConnectionKind::Github => GITHUB,
         _ => GENERIC,

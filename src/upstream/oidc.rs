@@ -186,12 +186,31 @@ pub async fn exchange(
         .unwrap_or_default();
     // The library has verified the token; read its whole payload for claim mapping,
     // including claims the typed view does not carry.
-    let raw = payload(&id_token.to_string()).unwrap_or_default();
+    let mut raw = payload(&id_token.to_string()).unwrap_or_default();
+    let claims = map_claims(conn, &raw, DEFAULTS);
+    // Keep what describes the user; the protocol's own claims mean nothing offline.
+    for k in [
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "nonce",
+        "at_hash",
+        "c_hash",
+        "azp",
+        "auth_time",
+        "jti",
+        "sid",
+    ] {
+        raw.remove(k);
+    }
     Ok(UpstreamIdentity {
         connection: conn.id.clone(),
         subject,
-        claims: map_claims(conn, &raw, DEFAULTS),
+        claims,
         amr,
+        raw,
     })
 }
 

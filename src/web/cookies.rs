@@ -10,6 +10,12 @@ use crate::config::Config;
 pub const BROWSER: &str = "usher_browser";
 /// The SSO session cookie.
 pub const SESSION: &str = "usher_session";
+/// My Account's access token (an `at+jwt` of the built-in app, bound to the session).
+pub const ACCOUNT: &str = "usher_account";
+/// My Account's sign-in in progress: its `state` and PKCE verifier.
+pub const ACCOUNT_START: &str = "usher_account_start";
+/// A one-time message or recovery codes for the next My Account page.
+pub const ACCOUNT_FLASH: &str = "usher_account_flash";
 
 fn secure(config: &Config) -> bool {
     config.issuer.scheme() == "https"
@@ -66,4 +72,13 @@ pub fn set_session(jar: CookieJar, config: &Config, value: String) -> CookieJar 
 
 pub fn clear_session(jar: CookieJar, config: &Config) -> CookieJar {
     jar.remove(build(config, SESSION, String::new(), None))
+}
+
+/// Set one of the other cookies above, for `max_age` seconds.
+pub fn set(jar: CookieJar, config: &Config, base: &str, value: String, max_age: u64) -> CookieJar {
+    jar.add(build(config, base, value, Some(max_age)))
+}
+
+pub fn clear(jar: CookieJar, config: &Config, base: &str) -> CookieJar {
+    jar.remove(build(config, base, String::new(), None))
 }

@@ -16,8 +16,8 @@ use super::{see_other, Shared, WebError};
 use crate::authn::{email_otp, recovery, steps, totp};
 use crate::config::{App, Config, StepOption};
 use crate::crypto::unix_now;
-use crate::flow::{Flow, Subject};
 pub(crate) use crate::flow::usable_options;
+use crate::flow::{Flow, Subject};
 use crate::store::{EmailCheck, TotpCredential};
 
 /// The MFA conflict: every option of this step needs an account and the subject has
@@ -37,6 +37,11 @@ pub(crate) fn mfa_conflict(
         flow,
         "access_denied: second factor without an account",
         crate::crypto::unix_now(),
+    );
+    state.record_end(
+        flow,
+        crate::fixtures::record::Ended::Error(&error),
+        Some("mfa_conflict"),
     );
     state.store.delete_flow(&flow.id)?;
     let back = crate::oidc::authorize::response_url(
@@ -239,6 +244,18 @@ async fn send_email_code(state: &Shared, app: &App, uid: &str, now: u64) -> Resu
     Ok(true)
 }
 
+/// For a recording server: the code input, as a `valid`/`invalid` marker.
+fn record_code(flow: &mut Flow, option: &str, done_before: usize) {
+    let passed = flow.done.len() > done_before;
+    if let Some(rec) = flow.recording.as_mut() {
+        rec.inputs.push(crate::fixtures::format::Input {
+            pick: Some(option.to_string()),
+            code: Some(crate::fixtures::record::marker(passed)),
+            ..Default::default()
+        });
+    }
+}
+
 #[derive(Deserialize)]
 pub struct CodeForm {
     #[serde(default)]
@@ -294,6 +311,7 @@ pub async fn login_totp_post(
             return Ok(see_other(&login_url(&config, &flow)));
         };
         flow.picked = Some("totp".into());
+        let before = flow.done.len();
         let store = state.store.as_ref();
         if steps::otp_locked(store, &mut flow, &uid, now)? {
             // The message is set; nothing is checked while locked.
@@ -310,6 +328,14 @@ pub async fn login_totp_post(
             if accepted {
                 if !credential.confirmed {
                     steps::confirm_enrolment(store, &mut flow, &uid)?;
+                    crate::audit::record(
+                        store,
+                        now,
+                        crate::audit::kind::MFA_ENROLLED,
+                        Some(&flow.request.app_id),
+                        Some(&uid),
+                        vec!["authenticator app enrolled while signing in".into()],
+                    );
                 }
                 state.flush().await?;
                 steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
@@ -327,6 +353,7 @@ pub async fn login_totp_post(
         } else {
             flow.notice = Some("Set up your authenticator app first.".into());
         }
+        record_code(&mut flow, "totp", before);
         state.save_flow(&flow)?;
         Ok(see_other(&login_url(&config, &flow)))
     }
@@ -349,6 +376,7 @@ pub async fn login_email_otp_post(
             return Ok(see_other(&login_url(&config, &flow)));
         };
         flow.picked = Some("email_otp".into());
+        let before = flow.done.len();
         let app = config.apps.get(&flow.request.app_id).cloned();
         if form.resend.is_some() {
             let sent = match &app {
@@ -376,6 +404,9 @@ pub async fn login_email_otp_post(
                     flow.trace.push(format!("step {step}: expired or superseded email code"));
                 }
             }
+        }
+        if form.resend.is_none() {
+            record_code(&mut flow, "email_otp", before);
         }
         state.save_flow(&flow)?;
         Ok(see_other(&login_url(&config, &flow)))
@@ -408,6 +439,7 @@ pub async fn login_recovery_code_post(
             return Ok(see_other(&login_url(&config, &flow)));
         };
         flow.picked = Some("recovery_code".into());
+        let before = flow.done.len();
         // Recovery codes share the second factor's attempt counter with TOTP.
         let store = state.store.as_ref();
         if steps::otp_locked(store, &mut flow, &uid, now)? {
@@ -427,6 +459,7 @@ pub async fn login_recovery_code_post(
         } else {
             steps::otp_wrong(store, &config, &mut flow, &uid, step, "recovery code", now)?;
         }
+        record_code(&mut flow, "recovery_code", before);
         state.save_flow(&flow)?;
         Ok(see_other(&login_url(&config, &flow)))
     }

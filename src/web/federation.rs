@@ -108,18 +108,33 @@ pub async fn callback_get(
             .await;
         match result {
             Err(UpstreamError::Denied(_)) => {
+                record_marker(&mut flow, &connection, "deny");
                 flow.step_failed(step, &connection, &format!("the user denied access at {}", conn.display_name), now);
                 state.save_flow(&flow)?;
                 Ok(see_other(&login_url(&config, &flow)))
             }
             Err(e) => {
                 tracing::warn!(flow = %flow.id, connection, error = %e, "upstream round trip failed");
+                let marker = match &e {
+                    UpstreamError::InvalidToken(..) => "invalid_id_token",
+                    UpstreamError::WrongIssuer { .. } => "wrong_issuer",
+                    _ => "error",
+                };
+                record_marker(&mut flow, &connection, marker);
                 flow.step_failed(step, &connection, &e.to_string(), now);
                 state.save_flow(&flow)?;
                 Err(failed_page(&conn, &config, &flow, &e.to_string()))
             }
             Ok(identity) => {
-                let existed = state.store.identity(&connection, &identity.subject)?.is_some();
+                let linked = state.store.identity(&connection, &identity.subject)?;
+                let existed = linked.is_some();
+                if let Some(rec) = flow.recording.as_mut() {
+                    // The account as it was, before this sign-in re-syncs it.
+                    if let Some(uid) = &linked {
+                        rec.user(state.store.as_ref(), uid)?;
+                    }
+                    rec.upstream(&connection, &identity);
+                }
                 let store = state.store.clone();
                 let (c, id) = (conn.clone(), identity.clone());
                 let decided = tokio::task::spawn_blocking(move || provision::provision(store.as_ref(), &c, &id, now)).await??;
@@ -145,7 +160,31 @@ async fn settle(
     how: &str,
     now: u64,
 ) -> Result<Response, WebError> {
-    let settled = provision::settle(state.store.as_ref(), flow, conn, step, identity, decided, how, now)?;
+    let creating = how == "provisioned";
+    let target = match &decided {
+        Provisioned::NeedsLinkProof { user_id } => Some(user_id.clone()),
+        _ => None,
+    };
+    let settled = provision::settle(
+        state.store.as_ref(),
+        flow,
+        conn,
+        step,
+        identity,
+        decided,
+        how,
+        now,
+    )?;
+    let with_account = settled == (Settled::Passed { account: true });
+    crate::audit::federated(state.store.as_ref(), flow, how, with_account, now);
+    if let Some(rec) = flow.recording.as_mut() {
+        if let Some(uid) = target {
+            rec.user(state.store.as_ref(), &uid)?;
+        }
+        if creating && settled == (Settled::Passed { account: true }) {
+            rec.provisioned = true;
+        }
+    }
     match settled {
         Settled::Passed { account } => {
             if account {
@@ -163,6 +202,27 @@ async fn settle(
             state.save_flow(flow)?;
             Err(failed_page(conn, config, flow, &reason))
         }
+    }
+}
+
+/// For a recording server: an upstream answer that was not an identity.
+fn record_marker(flow: &mut Flow, connection: &str, marker: &str) {
+    if let Some(rec) = flow.recording.as_mut() {
+        rec.inputs.push(crate::fixtures::format::Input {
+            pick: Some(connection.to_string()),
+            upstream: Some(crate::fixtures::format::Upstream::Marker(
+                marker.to_string(),
+            )),
+            ..Default::default()
+        });
+    }
+}
+
+/// For a recording server: the answer to provisioning's question joins the input that
+/// raised it (the upstream's answer).
+fn record_answer(flow: &mut Flow, answer: impl FnOnce(&mut crate::fixtures::format::Input)) {
+    if let Some(last) = flow.recording.as_mut().and_then(|r| r.inputs.last_mut()) {
+        answer(last);
     }
 }
 
@@ -253,6 +313,7 @@ pub async fn login_federation_post(
         let identity = pending.identity.clone();
         let decided = match &pending.need {
             Need::Consent => {
+                record_answer(&mut flow, |i| i.consent = Some(true));
                 let c = conn.clone();
                 tokio::task::spawn_blocking(move || {
                     provision::create(store.as_ref(), &c, &identity, None, now)
@@ -271,10 +332,12 @@ pub async fn login_federation_post(
                     return Ok(see_other(&login_url(&config, &flow)));
                 }
                 let c = conn.clone();
+                let name = chosen.clone();
                 let decided = tokio::task::spawn_blocking(move || {
                     provision::create(store.as_ref(), &c, &identity, Some(&chosen), now)
                 })
                 .await??;
+                record_answer(&mut flow, |i| i.choose_username = Some(name));
                 if matches!(&decided, Provisioned::Refused(r) if r.contains("taken")) {
                     // Never another person's account: just ask again.
                     flow.notice = Some("That username is taken. Choose another.".into());
@@ -286,6 +349,7 @@ pub async fn login_federation_post(
             Need::LinkProof { user_id } => {
                 match prove(&state, &config, &mut flow, user_id, &form.password, now).await? {
                     Some(user) => {
+                        record_answer(&mut flow, |i| i.link_password = Some("valid".into()));
                         let store = state.store.clone();
                         tokio::task::spawn_blocking(move || {
                             provision::link(store.as_ref(), &identity, &user)

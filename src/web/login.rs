@@ -196,6 +196,7 @@ async fn advance_inner(
         Next::Fail(error) => {
             tracing::info!(flow = %flow.id, trace = ?flow.trace, script_log = ?flow.script_log, error = %error, "sign-in failed");
             audit_sign_in(state, flow, &error.to_string(), now);
+            state.record_end(flow, crate::fixtures::record::Ended::Error(&error), None);
             state.store.delete_flow(&flow.id)?;
             let res = redirect_error(
                 config,
@@ -208,6 +209,11 @@ async fn advance_inner(
         Next::ScriptError(message) => {
             tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in script failed: {message}");
             audit_sign_in(state, flow, &format!("script_error: {message}"), now);
+            state.record_end(
+                flow,
+                crate::fixtures::record::Ended::ScriptError(&message),
+                Some("script_error"),
+            );
             state.store.delete_flow(&flow.id)?;
             Err(WebError::page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -417,6 +423,23 @@ async fn complete(
     state.flush().await?;
     flow.trace.push(format!("signed in as {}", subject.sub));
     audit_sign_in(state, flow, "success", now);
+    crate::audit::skipped_mfa(state.store.as_ref(), app, flow, now);
+    if flow.recording.is_some() {
+        let user = match &subject.user_id {
+            Some(id) => state.store.user(id)?,
+            None => None,
+        };
+        let claims = crate::oidc::token::id_token_claims(
+            config,
+            app,
+            &record.scopes,
+            None,
+            &record.grant,
+            user.as_ref(),
+            now,
+        );
+        state.record_end(flow, crate::fixtures::record::Ended::Success(&claims), None);
+    }
     tracing::debug!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in complete");
     let url = response_url(
         &flow.request.redirect_uri,
@@ -545,6 +568,12 @@ pub async fn login_cancel_post(
         let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
         if let Some((step, _, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
             let option = flow.picked.clone().unwrap_or_else(|| "-".into());
+            if let Some(rec) = flow.recording.as_mut() {
+                rec.inputs.push(crate::fixtures::format::Input {
+                    cancel: true,
+                    ..Default::default()
+                });
+            }
             flow.federation = None;
             flow.upstream = None;
             flow.step_failed(step, &option, "the user cancelled", now);
@@ -594,6 +623,7 @@ pub async fn login_password_post(
             return Ok(see_other(&login_url(&config, &flow)));
         }
         let store = state.store.as_ref();
+        let mut accepted = false;
         if let Some(attempt) = steps::password_begin(store, &mut flow, step, &login, now)? {
             let candidate = attempt.user.clone();
             let presented = form.password.clone();
@@ -601,7 +631,19 @@ pub async fn login_password_post(
                 password::verify(candidate.as_ref(), &presented)
             })
             .await?;
+            if let (Some(rec), Some(u)) = (flow.recording.as_mut(), &attempt.user) {
+                rec.user(store, &u.id)?;
+            }
+            accepted = ok;
             steps::password_end(store, &config, &mut flow, step, attempt, ok, now)?;
+        }
+        if let Some(rec) = flow.recording.as_mut() {
+            rec.inputs.push(crate::fixtures::format::Input {
+                pick: Some("password".into()),
+                username: Some(login.clone()),
+                password: Some(crate::fixtures::record::marker(accepted)),
+                ..Default::default()
+            });
         }
         state.save_flow(&flow)?;
         Ok(see_other(&login_url(&config, &flow)))
@@ -760,6 +802,14 @@ pub async fn signup_post(
             Err(e) => return Err(e.into()),
         }
         state.flush().await?;
+        crate::audit::record(
+            state.store.as_ref(),
+            now,
+            crate::audit::kind::USER_SIGNED_UP,
+            Some(&app.id),
+            Some(&user.id),
+            Vec::new(),
+        );
         flow.trace
             .push(format!("step {step}: signed up as {}", user.id));
         if let Err(e) = flow.step_succeeded(

@@ -2,6 +2,9 @@
 //! the core (`oidc`, `flow`, `authn`) and render the answer; no protocol or policy
 //! decision is made here.
 
+mod account;
+mod account_forms;
+mod admin;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
@@ -10,6 +13,7 @@ mod federation;
 mod login;
 mod oidc_routes;
 pub mod pages;
+mod scim;
 
 use std::sync::{Arc, RwLock};
 
@@ -42,6 +46,8 @@ pub struct AppState {
     /// Upstream providers' discovery documents and the HTTP client to reach them.
     pub upstreams: crate::upstream::Upstreams,
     csrf_key: Vec<u8>,
+    /// Where finished sign-ins are written as fixtures (`usher serve --record DIR`).
+    record_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -65,6 +71,7 @@ impl AppState {
             mailer: RwLock::new(Arc::new(mailer)),
             upstreams: crate::upstream::Upstreams::new(),
             csrf_key,
+            record_dir: std::sync::OnceLock::new(),
         }))
     }
 
@@ -110,6 +117,32 @@ impl AppState {
         match self.templates.read() {
             Ok(t) => t.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Record every finished sign-in as a fixture file in `dir`.
+    pub fn record_to(&self, dir: std::path::PathBuf) {
+        let _ = self.record_dir.set(dir);
+    }
+
+    pub(crate) fn recording(&self) -> bool {
+        self.record_dir.get().is_some()
+    }
+
+    /// Write a finished, recorded sign-in as a fixture. Failing to write is logged; it
+    /// never changes the sign-in's outcome.
+    pub(crate) fn record_end(
+        &self,
+        flow: &Flow,
+        ended: crate::fixtures::record::Ended<'_>,
+        page: Option<&str>,
+    ) {
+        let (Some(dir), Some(_)) = (self.record_dir.get(), &flow.recording) else {
+            return;
+        };
+        match crate::fixtures::record::write(dir, flow, ended, page) {
+            Ok(path) => tracing::info!(file = %path.display(), "sign-in recorded"),
+            Err(e) => tracing::error!(error = %e, "could not record the sign-in"),
         }
     }
 
@@ -272,6 +305,70 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
+/// My Account, SCIM 2.0 and the admin API.
+fn self_service_and_admin_routes() -> Router<Shared> {
+    Router::new()
+        .route("/myaccount", get(account::account_get))
+        .route("/myaccount/callback", get(account::account_callback_get))
+        .route(
+            "/myaccount/signed-out",
+            get(account::account_signed_out_get),
+        )
+        .route("/myaccount/logout", post(account::account_logout_post))
+        .route(
+            "/myaccount/profile",
+            post(account_forms::account_profile_post),
+        )
+        .route(
+            "/myaccount/password",
+            post(account_forms::account_password_post),
+        )
+        .route(
+            "/myaccount/totp",
+            get(account_forms::account_totp_get).post(account_forms::account_totp_post),
+        )
+        .route(
+            "/myaccount/totp/reset",
+            post(account_forms::account_totp_reset_post),
+        )
+        .route(
+            "/myaccount/recovery-codes",
+            post(account_forms::account_recovery_codes_post),
+        )
+        .route(
+            "/myaccount/identities/unlink",
+            post(account_forms::account_unlink_post),
+        )
+        .route(
+            "/myaccount/sessions/end",
+            post(account_forms::account_session_end_post),
+        )
+        .route(
+            "/scim/v2/Users",
+            get(scim::users_get).post(scim::users_post),
+        )
+        .route(
+            "/scim/v2/Users/{id}",
+            get(scim::user_get)
+                .put(scim::user_put)
+                .patch(scim::user_patch)
+                .delete(scim::user_delete),
+        )
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(scim::service_provider_config),
+        )
+        .route("/scim/v2/ResourceTypes", get(scim::resource_types))
+        .route("/scim/v2/ResourceTypes/{id}", get(scim::resource_type))
+        .route("/scim/v2/Schemas", get(scim::schemas_get))
+        .route("/scim/v2/Schemas/{id}", get(scim::schema_get))
+        .route(
+            "/admin/v1/users/{id}/reset-totp",
+            post(admin::reset_totp_post),
+        )
+        .route("/admin/v1/events", get(admin::events_get))
+}
+
 /// The whole server as a router (tests drive it without a socket).
 pub fn app(state: Shared) -> Router {
     let routes = Router::new()
@@ -318,6 +415,7 @@ pub fn app(state: Shared) -> Router {
             "/signup/{flow}",
             get(login::signup_get).post(login::signup_post),
         )
+        .merge(self_service_and_admin_routes())
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state.clone());
     let base = state

@@ -114,6 +114,9 @@ async fn authorize(
     );
     flow.ip = client.ip;
     flow.user_agent = client.user_agent;
+    if state.recording() {
+        flow.recording = Some(Default::default());
+    }
     login::advance(state, &config, flow, jar, now).await
 }
 

@@ -227,6 +227,11 @@ const BUILT_IN: &[(&str, &str)] = &[
         "federation.html",
         include_str!("../../templates/federation.html"),
     ),
+    ("account.html", include_str!("../../templates/account.html")),
+    (
+        "account_totp.html",
+        include_str!("../../templates/account_totp.html"),
+    ),
 ];
 
 /// The stylesheet served at `/assets/usher.css`.

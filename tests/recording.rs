@@ -1,0 +1,249 @@
+//! `usher serve --record`: real sign-ins over HTTP (password with TOTP enrolment, Google
+//! with JIT, GitHub pass-through, Deny) are written as fixtures, and `usher test`
+//! replays every recorded file green, unedited.
+
+mod common;
+
+use common::*;
+use usher::standin::{Kind, Standin, StandinConfig, StandinUser};
+
+#[tokio::test]
+async fn recorded_sign_ins_replay_green() {
+    let google = Standin::start(
+        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret").with_user(
+            StandinUser::new("g-1001", "ada", "Ada Lovelace", "ada@example.com"),
+        ),
+    )
+    .await
+    .unwrap();
+    let github = Standin::start(
+        StandinConfig::new(Kind::Github, "usher-github", "github-secret").with_user(
+            StandinUser::new("583231", "octocat", "The Octocat", "octocat@github.example"),
+        ),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("policies/mfa-only-with-account.rhai"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("mfa.rhai"), script).unwrap();
+    let h = github.base_url.clone();
+    let config = format!(
+        r#"
+issuer: "{{issuer}}"
+connections:
+  google: {{ kind: google, client_id: usher-google, client_secret: google-secret, issuer: "{g}" }}
+  github:
+    kind: github
+    client_id: usher-github
+    client_secret: github-secret
+    authorize_url: "{h}/login/oauth/authorize"
+    token_url: "{h}/login/oauth/access_token"
+    userinfo_url: "{h}/user"
+    emails_url: "{h}/user/emails"
+    jit: {{ provision: false }}
+apps:
+  thrift:
+    name: Thrift
+    client_id: thrift
+    client_secret: thrift-test-secret
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    sign_in:
+      steps:
+        - [password, google, github]
+        - [totp, email_otp]
+      script: mfa.rhai
+"#,
+        g = google.issuer()
+    );
+    let config_path = dir.path().join("usher.yaml");
+    let usher = Usher::start_in(dir, &config).await;
+    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    let recorded = tempfile::tempdir().unwrap();
+    usher.running.state.record_to(recorded.path().to_path_buf());
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+
+    // 1. A local user: a wrong password, the right one, then TOTP enrolment.
+    let browser = Browser::new();
+    let page = browser
+        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
+        .await
+        .unwrap();
+    let res = browser
+        .post(
+            &usher.url_of(&page.form_action(Some("option"))),
+            &[("csrf", &page.csrf()), ("option", "password")],
+        )
+        .await;
+    let page = browser.follow(&usher, res).await.unwrap();
+    let page = browser
+        .submit_password(&usher, &page, "alice", "not-her-password")
+        .await
+        .unwrap();
+    let chooser = browser
+        .submit_password(&usher, &page, "alice", "wonderland-rabbit")
+        .await
+        .unwrap();
+    let res = browser
+        .post(
+            &usher.url_of(&chooser.form_action(Some("option"))),
+            &[("csrf", &chooser.csrf()), ("option", "totp")],
+        )
+        .await;
+    let enrol = browser.follow(&usher, res).await.unwrap();
+    let body = html_unescape(&enrol.body);
+    let at = body.find("id=\"totp-secret\">").unwrap() + 17;
+    let key: String = body[at..body[at..].find('<').unwrap() + at]
+        .split_whitespace()
+        .collect();
+    let secret = totp_rs::Secret::Encoded(key).to_bytes().unwrap();
+    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let res = browser
+        .post(
+            &usher.url_of(&enrol.form_action(Some("code"))),
+            &[("csrf", &enrol.csrf()), ("code", &code)],
+        )
+        .await;
+    let codes = browser.follow(&usher, res).await.unwrap();
+    let res = browser
+        .post(
+            &usher.url_of(&codes.form_action(None)),
+            &[("csrf", &codes.csrf())],
+        )
+        .await;
+    assert!(
+        browser.follow(&usher, res).await.is_err(),
+        "alice signed in"
+    );
+
+    // 2. Google, first time: an account is provisioned; the script asks for step 2.
+    let browser = Browser::new();
+    let chooser = browser
+        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
+        .await
+        .unwrap();
+    let res = browser
+        .post(
+            &usher.url_of(&chooser.form_action(Some("option"))),
+            &[("csrf", &chooser.csrf()), ("option", "google")],
+        )
+        .await;
+    let consent = follow_all(&browser, res).await.unwrap();
+    let step2 = follow_all(
+        &browser,
+        decide(&browser, &consent, "g-1001", "authorize").await,
+    )
+    .await
+    .unwrap();
+    let res = browser
+        .post(
+            &usher.url_of(&step2.form_action(Some("option"))),
+            &[("csrf", &step2.csrf()), ("option", "totp")],
+        )
+        .await;
+    let enrol = browser.follow(&usher, res).await.unwrap();
+    let body = html_unescape(&enrol.body);
+    let at = body.find("id=\"totp-secret\">").unwrap() + 17;
+    let key: String = body[at..body[at..].find('<').unwrap() + at]
+        .split_whitespace()
+        .collect();
+    let secret = totp_rs::Secret::Encoded(key).to_bytes().unwrap();
+    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let res = browser
+        .post(
+            &usher.url_of(&enrol.form_action(Some("code"))),
+            &[("csrf", &enrol.csrf()), ("code", &code)],
+        )
+        .await;
+    let codes = browser.follow(&usher, res).await.unwrap();
+    let res = browser
+        .post(
+            &usher.url_of(&codes.form_action(None)),
+            &[("csrf", &codes.csrf())],
+        )
+        .await;
+    assert!(browser.follow(&usher, res).await.is_err(), "ada signed in");
+
+    // 3. GitHub: passed through, one step.
+    let browser = Browser::new();
+    let chooser = browser
+        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
+        .await
+        .unwrap();
+    let res = browser
+        .post(
+            &usher.url_of(&chooser.form_action(Some("option"))),
+            &[("csrf", &chooser.csrf()), ("option", "github")],
+        )
+        .await;
+    let consent = follow_all(&browser, res).await.unwrap();
+    assert!(follow_all(
+        &browser,
+        decide(&browser, &consent, "583231", "authorize").await
+    )
+    .await
+    .is_err());
+
+    // 4. Deny at GitHub.
+    let browser = Browser::new();
+    let chooser = browser
+        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
+        .await
+        .unwrap();
+    let res = browser
+        .post(
+            &usher.url_of(&chooser.form_action(Some("option"))),
+            &[("csrf", &chooser.csrf()), ("option", "github")],
+        )
+        .await;
+    let consent = follow_all(&browser, res).await.unwrap();
+    let back = follow_all(&browser, decide(&browser, &consent, "", "deny").await)
+        .await
+        .unwrap_err();
+    assert_eq!(query(&back)["error"], "access_denied");
+
+    let files: Vec<_> = std::fs::read_dir(recorded.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        4,
+        "one fixture per finished sign-in: {files:?}"
+    );
+    let all = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    assert!(
+        !all.contains("wonderland-rabbit") && !all.contains("not-her-password"),
+        "no password is written"
+    );
+    assert!(!all.contains(&code), "no code is written");
+    assert!(
+        all.contains("password: invalid") && all.contains("password: valid"),
+        "{all}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .arg("test")
+        .arg("--config")
+        .arg(&config_path)
+        .arg(recorded.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{all}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.lines().any(|l| l == "4 passed, 0 failed"),
+        "{stdout}"
+    );
+}
