@@ -636,40 +636,10 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
         .identity("google", "g-1001")
         .unwrap()
         .expect("the account exists already, before step 2");
-    let res = browser
-        .post(
-            &w.usher.url_of(&chooser.form_action(Some("option"))),
-            &[("csrf", &chooser.csrf()), ("option", "totp")],
-        )
-        .await;
-    let enrol = browser.follow(&w.usher, res).await.unwrap();
+    let enrol = pick(&w.usher, &browser, &chooser, "totp").await;
     assert!(enrol.body.contains("Set up your authenticator app"));
-    let body = html_unescape(&enrol.body);
-    let at = body.find("id=\"totp-secret\">").unwrap() + 17;
-    let text: String = body[at..body[at..].find('<').unwrap() + at]
-        .split_whitespace()
-        .collect();
-    let secret = totp_rs::Secret::Encoded(text).to_bytes().unwrap();
-    let res = browser
-        .post(
-            &w.usher.url_of(&enrol.form_action(Some("code"))),
-            &[
-                ("csrf", &enrol.csrf()),
-                (
-                    "code",
-                    &usher::authn::totp::code_at(&secret, usher::crypto::unix_now()),
-                ),
-            ],
-        )
-        .await;
-    let codes = browser.follow(&w.usher, res).await.unwrap();
-    let res = browser
-        .post(
-            &w.usher.url_of(&codes.form_action(None)),
-            &[("csrf", &codes.csrf())],
-        )
-        .await;
-    let back = browser.follow(&w.usher, res).await.expect_err("signed in");
+    let (secret, done) = enrol_totp(&w.usher, &browser, &enrol).await;
+    let back = done.expect_err("signed in");
     let claims = id_claims(&rp, &back, start).await;
     assert_eq!(claims["sub"], uid);
     assert_eq!(claims["amr"], serde_json::json!(["fed", "otp", "mfa"]));
@@ -681,13 +651,7 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
     .await;
     let (chooser, start, browser) = login_with(&w, &rp, "google", "g-1001").await;
     let chooser = chooser.expect("step 2");
-    let res = browser
-        .post(
-            &w.usher.url_of(&chooser.form_action(Some("option"))),
-            &[("csrf", &chooser.csrf()), ("option", "totp")],
-        )
-        .await;
-    let page = browser.follow(&w.usher, res).await.unwrap();
+    let page = pick(&w.usher, &browser, &chooser, "totp").await;
     assert!(page.body.contains("Enter your authenticator code"));
     let res = browser
         .post(

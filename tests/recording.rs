@@ -68,17 +68,11 @@ apps:
 
     // 1. A local user: a wrong password, the right one, then TOTP enrolment.
     let browser = Browser::new();
-    let page = browser
+    let chooser = browser
         .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
         .await
         .unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&page.form_action(Some("option"))),
-            &[("csrf", &page.csrf()), ("option", "password")],
-        )
-        .await;
-    let page = browser.follow(&usher, res).await.unwrap();
+    let page = pick(&usher, &browser, &chooser, "password").await;
     let page = browser
         .submit_password(&usher, &page, "alice", "not-her-password")
         .await
@@ -87,37 +81,10 @@ apps:
         .submit_password(&usher, &page, "alice", "wonderland-rabbit")
         .await
         .unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&chooser.form_action(Some("option"))),
-            &[("csrf", &chooser.csrf()), ("option", "totp")],
-        )
-        .await;
-    let enrol = browser.follow(&usher, res).await.unwrap();
-    let body = html_unescape(&enrol.body);
-    let at = body.find("id=\"totp-secret\">").unwrap() + 17;
-    let key: String = body[at..body[at..].find('<').unwrap() + at]
-        .split_whitespace()
-        .collect();
-    let secret = totp_rs::Secret::Encoded(key).to_bytes().unwrap();
-    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
-    let res = browser
-        .post(
-            &usher.url_of(&enrol.form_action(Some("code"))),
-            &[("csrf", &enrol.csrf()), ("code", &code)],
-        )
-        .await;
-    let codes = browser.follow(&usher, res).await.unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&codes.form_action(None)),
-            &[("csrf", &codes.csrf())],
-        )
-        .await;
-    assert!(
-        browser.follow(&usher, res).await.is_err(),
-        "alice signed in"
-    );
+    let enrol = pick(&usher, &browser, &chooser, "totp").await;
+    let (alice_secret, done) = enrol_totp(&usher, &browser, &enrol).await;
+    assert!(done.is_err(), "alice signed in");
+    let code = usher::authn::totp::code_at(&alice_secret, usher::crypto::unix_now());
 
     // 2. Google, first time: an account is provisioned; the script asks for step 2.
     let browser = Browser::new();
@@ -125,47 +92,23 @@ apps:
         .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
         .await
         .unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&chooser.form_action(Some("option"))),
-            &[("csrf", &chooser.csrf()), ("option", "google")],
-        )
-        .await;
-    let consent = follow_all(&browser, res).await.unwrap();
+    let consent = follow_all(
+        &browser,
+        pick_raw(&usher, &browser, &chooser, "google").await,
+    )
+    .await
+    .unwrap();
     let step2 = follow_all(
         &browser,
         decide(&browser, &consent, "g-1001", "authorize").await,
     )
     .await
     .unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&step2.form_action(Some("option"))),
-            &[("csrf", &step2.csrf()), ("option", "totp")],
-        )
-        .await;
-    let enrol = browser.follow(&usher, res).await.unwrap();
-    let body = html_unescape(&enrol.body);
-    let at = body.find("id=\"totp-secret\">").unwrap() + 17;
-    let key: String = body[at..body[at..].find('<').unwrap() + at]
-        .split_whitespace()
-        .collect();
-    let secret = totp_rs::Secret::Encoded(key).to_bytes().unwrap();
-    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
-    let res = browser
-        .post(
-            &usher.url_of(&enrol.form_action(Some("code"))),
-            &[("csrf", &enrol.csrf()), ("code", &code)],
-        )
-        .await;
-    let codes = browser.follow(&usher, res).await.unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&codes.form_action(None)),
-            &[("csrf", &codes.csrf())],
-        )
-        .await;
-    assert!(browser.follow(&usher, res).await.is_err(), "ada signed in");
+    let enrol = pick(&usher, &browser, &step2, "totp").await;
+    assert!(
+        enrol_totp(&usher, &browser, &enrol).await.1.is_err(),
+        "ada signed in"
+    );
 
     // 3. GitHub: passed through, one step.
     let browser = Browser::new();
@@ -173,13 +116,12 @@ apps:
         .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
         .await
         .unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&chooser.form_action(Some("option"))),
-            &[("csrf", &chooser.csrf()), ("option", "github")],
-        )
-        .await;
-    let consent = follow_all(&browser, res).await.unwrap();
+    let consent = follow_all(
+        &browser,
+        pick_raw(&usher, &browser, &chooser, "github").await,
+    )
+    .await
+    .unwrap();
     assert!(follow_all(
         &browser,
         decide(&browser, &consent, "583231", "authorize").await
@@ -193,13 +135,12 @@ apps:
         .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
         .await
         .unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&chooser.form_action(Some("option"))),
-            &[("csrf", &chooser.csrf()), ("option", "github")],
-        )
-        .await;
-    let consent = follow_all(&browser, res).await.unwrap();
+    let consent = follow_all(
+        &browser,
+        pick_raw(&usher, &browser, &chooser, "github").await,
+    )
+    .await
+    .unwrap();
     let back = follow_all(&browser, decide(&browser, &consent, "", "deny").await)
         .await
         .unwrap_err();

@@ -109,29 +109,9 @@ async fn both_styles_skip_or_ask_step_two_alike() {
 }
 
 async fn finish_totp(usher: &Usher, browser: &Browser, page: Page) -> url::Url {
-    let body = html_unescape(&page.body);
-    let at = body.find("id=\"totp-secret\">").unwrap() + 17;
-    let text: String = body[at..body[at..].find('<').unwrap() + at]
-        .split_whitespace()
-        .collect();
-    let secret = totp_rs::Secret::Encoded(text).to_bytes().unwrap();
-    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
-    let res = browser
-        .post(
-            &usher.url_of(&page.form_action(Some("code"))),
-            &[("csrf", &page.csrf()), ("code", &code)],
-        )
-        .await;
-    let codes = browser.follow(usher, res).await.unwrap();
-    let res = browser
-        .post(
-            &usher.url_of(&codes.form_action(None)),
-            &[("csrf", &codes.csrf())],
-        )
-        .await;
-    browser
-        .follow(usher, res)
+    enrol_totp(usher, browser, &page)
         .await
+        .1
         .expect_err("back at the app")
 }
 

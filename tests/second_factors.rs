@@ -60,21 +60,6 @@ async fn start() -> (Usher, SmtpSink) {
     (usher, sink)
 }
 
-/// The base32 key shown on the enrolment page, as bytes.
-fn enrolment_secret(page: &Page) -> Vec<u8> {
-    let body = html_unescape(&page.body);
-    let at = body
-        .find("id=\"totp-secret\">")
-        .expect("the key is shown as text")
-        + 17;
-    let text: String = body[at..body[at..].find('<').unwrap() + at]
-        .split_whitespace()
-        .collect();
-    totp_rs::Secret::Encoded(text)
-        .to_bytes()
-        .expect("valid base32")
-}
-
 /// Post a code to the page's form and follow.
 async fn submit_code(
     usher: &Usher,
@@ -102,13 +87,7 @@ async fn to_step_two(usher: &Usher, browser: &Browser, rp: &Rp, option: &str) ->
         .await
         .unwrap();
     assert!(chooser.body.contains("Step 2 of 2"), "{chooser:?}");
-    let res = browser
-        .post(
-            &usher.url_of(&chooser.form_action(Some("option"))),
-            &[("csrf", &chooser.csrf()), ("option", option)],
-        )
-        .await;
-    (browser.follow(usher, res).await.unwrap(), start)
+    (pick(usher, browser, &chooser, option).await, start)
 }
 
 /// Wait until the next TOTP time step, so a test's codes do not straddle a boundary.
@@ -131,11 +110,11 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
         html_unescape(&page.body).contains("src=\"data:image/png;base64,"),
         "a QR code"
     );
-    let secret = enrolment_secret(&page);
+    let secret = totp_secret(&page);
     assert!(secret.len() >= 20, "at least 160 bits");
     // A reload shows the same key (the pending secret is kept).
     let again = browser.get(&page.url).await;
-    assert_eq!(enrolment_secret(&again), secret);
+    assert_eq!(totp_secret(&again), secret);
     // At rest the secret is sealed, not stored in the clear.
     let stored = usher.store.totp("u_alice").unwrap().unwrap();
     assert!(!stored
@@ -236,7 +215,7 @@ async fn enrol(usher: &Usher, rp: &Rp) -> Vec<u8> {
     let browser = Browser::new();
     fresh_step().await;
     let (page, _) = to_step_two(usher, &browser, rp, "totp").await;
-    let secret = enrolment_secret(&page);
+    let secret = totp_secret(&page);
     let codes = submit_code(
         usher,
         &browser,
@@ -467,5 +446,5 @@ async fn a_reset_totp_is_enrolled_again() {
         page.body.contains("Set up your authenticator app"),
         "enrolment again after a reset"
     );
-    assert_ne!(enrolment_secret(&page), first, "a new key");
+    assert_ne!(totp_secret(&page), first, "a new key");
 }

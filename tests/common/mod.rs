@@ -422,3 +422,59 @@ pub async fn decide(browser: &Browser, consent: &Page, user: &str, decision: &st
     assert!(res.status.is_redirection(), "{res:?}");
     res
 }
+
+/// The base32 key shown on a TOTP enrolment page, as bytes.
+pub fn totp_secret(page: &Page) -> Vec<u8> {
+    let body = html_unescape(&page.body);
+    let at = body
+        .find("id=\"totp-secret\">")
+        .expect("the key is shown as text")
+        + 17;
+    let text: String = body[at..body[at..].find('<').unwrap() + at]
+        .split_whitespace()
+        .collect();
+    totp_rs::Secret::Encoded(text)
+        .to_bytes()
+        .expect("valid base32")
+}
+
+/// Pick `option` on a step's chooser; the answer (a redirect), not followed.
+pub async fn pick_raw(usher: &Usher, browser: &Browser, chooser: &Page, option: &str) -> Page {
+    let action = usher.url_of(&chooser.form_action(Some("option")));
+    browser
+        .post(&action, &[("csrf", &chooser.csrf()), ("option", option)])
+        .await
+}
+
+/// Pick `option` on a step's chooser and follow to the option's page.
+pub async fn pick(usher: &Usher, browser: &Browser, chooser: &Page, option: &str) -> Page {
+    let res = pick_raw(usher, browser, chooser, option).await;
+    browser.follow(usher, res).await.expect("the option's page")
+}
+
+/// On a TOTP enrolment page: enter the current code, pass the recovery codes page, and
+/// follow to wherever the sign-in goes next. Returns the enrolled secret too.
+pub async fn enrol_totp(
+    usher: &Usher,
+    browser: &Browser,
+    enrol: &Page,
+) -> (Vec<u8>, Result<Page, Url>) {
+    let secret = totp_secret(enrol);
+    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let action = usher.url_of(&enrol.form_action(Some("code")));
+    let res = browser
+        .post(&action, &[("csrf", &enrol.csrf()), ("code", &code)])
+        .await;
+    let codes = browser
+        .follow(usher, res)
+        .await
+        .expect("the recovery codes page");
+    assert!(codes.body.contains("Save your recovery codes"), "{codes:?}");
+    let res = browser
+        .post(
+            &usher.url_of(&codes.form_action(None)),
+            &[("csrf", &codes.csrf())],
+        )
+        .await;
+    (secret, browser.follow(usher, res).await)
+}
