@@ -102,7 +102,7 @@ async fn sweep_sessions_and_audit(state: &Shared) {
     let retention = state.config().audit.retention_days;
     let now = unix_now();
     let swept = tokio::task::spawn_blocking(move || {
-        let sessions = store.sweep_sessions(now)?;
+        let sessions = store.sweep_sessions(now)? + store.sweep_tokens(now)?;
         let events = crate::audit::sweep(store.as_ref(), now, retention)?;
         Ok::<_, crate::store::StoreError>((sessions, events))
     })

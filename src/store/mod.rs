@@ -285,6 +285,15 @@ pub trait UserStore {
     /// Replace an account (username and email indexes follow).
     fn update_user(&self, user: &User) -> StoreResult<()>;
     fn user_count(&self) -> StoreResult<usize>;
+    /// Every account, in id order (the admin listing; a one-machine store is small
+    /// enough to filter in memory).
+    fn users(&self) -> StoreResult<Vec<User>>;
+    /// Delete an account together with its username and email indexes, its federated
+    /// identities and its external id, atomically. `NotFound` if there is none.
+    fn delete_user(&self, id: &str) -> StoreResult<()>;
+    /// The id a provisioning system knows the account by (SCIM `externalId`).
+    fn external_id(&self, user_id: &str) -> StoreResult<Option<String>>;
+    fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()>;
 }
 
 /// Federated identities: (connection, upstream subject) → local account. The pair is
@@ -305,6 +314,9 @@ pub trait IdentityStore {
     fn link_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
     /// The (connection, subject) pairs linked to an account.
     fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
+    /// Remove the link of an identity to `user_id`; false if it was not linked to that
+    /// account. The next sign-in through the identity provisions afresh (JIT on).
+    fn unlink_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
 }
 
 pub trait AttemptStore {
@@ -361,10 +373,17 @@ pub trait CredentialStore {
     ) -> StoreResult<EmailCheck>;
 }
 
+/// SSO sessions, stored under the hash of the cookie value, with a per-account index
+/// kept in step by `put_session` and `delete_session` (My Account lists and ends them;
+/// disabling or deleting an account ends them all).
 pub trait SessionStore {
     fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
     fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
     fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// The sessions of an account, with their hashes, expired ones included.
+    fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
+    /// Remove sessions that expired at or before `now`; returns how many.
+    fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
 }
 
 /// In-progress logins, as opaque bytes (the flow module owns their format).
@@ -374,6 +393,8 @@ pub trait FlowStore {
     fn delete_flow(&self, id: &str) -> StoreResult<()>;
     /// Remove flows whose time-prefixed id is older than `cutoff`; returns how many.
     fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize>;
+    /// How many flows are stored (the `usher_flows_active` gauge). Cheap: no scan.
+    fn flow_count(&self) -> usize;
     /// Remember which flow an upstream round trip's `state` belongs to.
     fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()>;
     /// Take (and forget) the flow of a `state`: of two callbacks with one state, only
@@ -383,6 +404,8 @@ pub trait FlowStore {
 
 pub trait TokenStore {
     fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()>;
+    /// Remove expired codes, refresh tokens and grants; returns how many.
+    fn sweep_tokens(&self, now: u64) -> StoreResult<usize>;
     /// Mark a code redeemed by `grant_id`, atomically: of N parallel calls one sees
     /// `Fresh`, the rest `Reused`.
     fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
@@ -427,6 +450,11 @@ pub trait AuditStore {
     fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Events from `since` on, oldest first, at most `limit`.
     fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>>;
+    /// Show `visit` the events from `since` on, oldest first, until it returns false.
+    fn scan_events(&self, since: u64, visit: &mut dyn FnMut(AuditEvent) -> bool)
+        -> StoreResult<()>;
+    /// Remove events older than `cutoff`; returns how many (retention).
+    fn sweep_events(&self, cutoff: u64) -> StoreResult<usize>;
 }
 
 pub trait Store:
@@ -448,3 +476,5 @@ pub trait Store:
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_admin;

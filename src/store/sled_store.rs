@@ -5,6 +5,7 @@
 //! its index or an index pointing at nothing.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,6 +36,9 @@ pub struct SledStore {
     /// user id → SCIM `externalId`.
     external_ids: sled::Tree,
     flows: sled::Tree,
+    /// How many entries `flows` holds, kept by every insert and removal so the
+    /// metrics gauge needs no scan of what may be 100,000 sign-ins in progress.
+    live_flows: std::sync::atomic::AtomicUsize,
     codes: sled::Tree,
     grants: sled::Tree,
     refresh: sled::Tree,
@@ -76,6 +80,8 @@ impl SledStore {
 
     fn from_db(db: sled::Db) -> StoreResult<Self> {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let flows = tree("flows")?;
+        let live_flows = std::sync::atomic::AtomicUsize::new(flows.len());
         let store = SledStore {
             users: tree("users")?,
             usernames: tree("usernames")?,
@@ -91,7 +97,8 @@ impl SledStore {
             sessions: tree("sessions")?,
             user_sessions: tree("user_sessions")?,
             external_ids: tree("external_ids")?,
-            flows: tree("flows")?,
+            flows,
+            live_flows,
             codes: tree("codes")?,
             grants: tree("grants")?,
             refresh: tree("refresh")?,
@@ -285,7 +292,6 @@ impl UserStore for SledStore {
     }
 }
 
-
 impl CredentialStore for SledStore {
     fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()> {
         Self::put(&self.totp, user_id, credential)
@@ -466,7 +472,9 @@ impl AttemptStore for SledStore {
 
 impl FlowStore for SledStore {
     fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()> {
-        self.flows.insert(id, bytes).map_err(backend)?;
+        if self.flows.insert(id, bytes).map_err(backend)?.is_none() {
+            self.live_flows.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -475,8 +483,14 @@ impl FlowStore for SledStore {
     }
 
     fn delete_flow(&self, id: &str) -> StoreResult<()> {
-        self.flows.remove(id).map_err(backend)?;
+        if self.flows.remove(id).map_err(backend)?.is_some() {
+            self.forget_flows(1);
+        }
         Ok(())
+    }
+
+    fn flow_count(&self) -> usize {
+        self.live_flows.load(Ordering::Relaxed)
     }
 
     fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()> {
@@ -502,14 +516,56 @@ impl FlowStore for SledStore {
         let mut removed = 0;
         for entry in self.flows.range(..end.as_bytes()) {
             let (key, _) = entry.map_err(backend)?;
-            self.flows.remove(key).map_err(backend)?;
-            removed += 1;
+            // A flow finished meanwhile is not counted twice.
+            if self.flows.remove(key).map_err(backend)?.is_some() {
+                removed += 1;
+            }
+        }
+        self.forget_flows(removed);
+        // Round trips that never came back: their value is the (time-prefixed) flow id.
+        for entry in self.upstream_states.iter() {
+            let (key, flow_id) = entry.map_err(backend)?;
+            let started = crate::crypto::id_time(&String::from_utf8_lossy(&flow_id));
+            if started.is_none_or(|t| t < cutoff) {
+                self.upstream_states.remove(key).map_err(backend)?;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl SledStore {
+    /// Remove every record of `tree` (JSON with an `expires_at`) that expired before
+    /// `cutoff`.
+    fn sweep_expired(tree: &sled::Tree, cutoff: u64) -> StoreResult<usize> {
+        #[derive(serde::Deserialize)]
+        struct Expiring {
+            expires_at: u64,
+        }
+        let mut removed = 0;
+        for entry in tree.iter() {
+            let (key, value) = entry.map_err(backend)?;
+            let expired = serde_json::from_slice::<Expiring>(&value)
+                .map(|e| e.expires_at < cutoff)
+                .unwrap_or(false);
+            if expired && tree.remove(key).map_err(backend)?.is_some() {
+                removed += 1;
+            }
         }
         Ok(removed)
     }
 }
 
 impl TokenStore for SledStore {
+    fn sweep_tokens(&self, now: u64) -> StoreResult<usize> {
+        // Codes are kept an hour past their expiry, so a late second use is still
+        // recognised as reuse and revokes what the first use issued.
+        let codes = Self::sweep_expired(&self.codes, now.saturating_sub(3600))?;
+        let refresh = Self::sweep_expired(&self.refresh, now)?;
+        let grants = Self::sweep_expired(&self.grants, now)?;
+        Ok(codes + refresh + grants)
+    }
+
     fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()> {
         Self::put(&self.codes, code_hash, record)
     }
@@ -724,12 +780,7 @@ impl IdentityStore for SledStore {
             .collect()
     }
 
-    fn unlink_identity(
-        &self,
-        connection: &str,
-        subject: &str,
-        user_id: &str,
-    ) -> StoreResult<bool> {
+    fn unlink_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool> {
         let ikey = identity_key(connection, subject);
         let rkey = format!("{user_id}\0{ikey}");
         tx_result(
@@ -748,6 +799,15 @@ impl IdentityStore for SledStore {
 }
 
 impl SledStore {
+    /// Count `n` flows as gone, never below zero.
+    fn forget_flows(&self, n: usize) {
+        let _ = self
+            .live_flows
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_sub(n))
+            });
+    }
+
     /// Empty every tree: the fixture runner reuses one temporary store across cases,
     /// which is far cheaper than opening a new one each time.
     pub fn clear_all(&self) -> StoreResult<()> {
@@ -755,8 +815,13 @@ impl SledStore {
             if name.as_ref() == b"__sled__default" {
                 continue;
             }
-            self.db.open_tree(&name).map_err(backend)?.clear().map_err(backend)?;
+            self.db
+                .open_tree(&name)
+                .map_err(backend)?
+                .clear()
+                .map_err(backend)?;
         }
+        self.live_flows.store(0, Ordering::Relaxed);
         Ok(())
     }
 }

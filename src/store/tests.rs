@@ -368,3 +368,29 @@ fn second_factors_survive_reopening_on_disk() {
     assert!(!s.accept_totp_step("u1", 50).unwrap());
     assert_eq!(s.recovery_codes_left("u1").unwrap(), 1);
 }
+
+#[test]
+fn expired_tokens_and_abandoned_round_trips_are_swept() {
+    let s = SledStore::temporary().unwrap();
+    let mut c = code();
+    c.expires_at = 100;
+    s.put_code("old", &c).unwrap();
+    c.expires_at = 10_000;
+    s.put_code("fresh", &c).unwrap();
+    // A code is kept an hour past its expiry, to still recognise reuse.
+    assert_eq!(s.sweep_tokens(3000).unwrap(), 0);
+    assert_eq!(s.sweep_tokens(3701).unwrap(), 1);
+    assert!(matches!(
+        s.redeem_code("fresh", "g").unwrap(),
+        Redeem::Fresh(_)
+    ));
+    assert_eq!(s.redeem_code("old", "g").unwrap(), Redeem::Unknown);
+
+    let old_flow = crate::crypto::time_prefixed_id(1000);
+    s.put_upstream_state("st-old", &old_flow).unwrap();
+    s.put_upstream_state("st-new", &crate::crypto::time_prefixed_id(9000))
+        .unwrap();
+    s.sweep_flows(5000).unwrap();
+    assert!(s.take_upstream_state("st-old").unwrap().is_none());
+    assert!(s.take_upstream_state("st-new").unwrap().is_some());
+}
