@@ -44,6 +44,8 @@ fn app(script: Option<(&str, String)>) -> App {
         },
         sign_up: false,
         mfa_enrolment: true,
+        grants: vec![usher::config::GrantType::AuthorizationCode],
+        scopes: vec![],
     }
 }
 

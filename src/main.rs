@@ -76,6 +76,10 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Measure complete sign-ins over HTTP: throughput, latency, CPU time and memory,
+    /// against the Argon2id and signing limits of the same cores (see
+    /// docs/performance.md).
+    Bench(Box<usher::bench::BenchArgs>),
     /// Validate a config and print a summary of its apps, connections and steps.
     Check {
         /// A config file, or a folder holding usher.yaml plus apps/ and connections/.
@@ -100,6 +104,13 @@ fn main() -> ExitCode {
         Command::Users(args) => usher::cli::users(args),
         Command::Events(args) => usher::cli::events(args),
         Command::Check { config, strict } => check(&config, strict),
+        Command::Bench(args) => match usher::bench::run(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo {
             config,
             data,

@@ -153,8 +153,11 @@ pub fn reload(state: &Shared, path: &Path) -> bool {
             let old = state.config();
             if old.store.sled_path != loaded.config.store.sled_path
                 || old.listen != loaded.config.listen
+                || old.metrics.bind != loaded.config.metrics.bind
             {
-                tracing::warn!("store path and listen address changes take effect on restart");
+                tracing::warn!(
+                    "store path, listen and metrics.bind address changes take effect on restart"
+                );
             }
             state.replace_config(loaded.config);
             tracing::info!(config = %path.display(), "configuration reloaded");
@@ -226,12 +229,37 @@ pub async fn serve(config_path: PathBuf, record: Option<PathBuf>) -> anyhow::Res
     let running = spawn(state.clone(), listener)?;
     tracing::info!(%issuer, addr = %running.addr, "Usher is serving");
     println!("Usher is serving {issuer} on http://{}", running.addr);
+    let metrics = spawn_metrics_listener(&state).await?;
     let watcher = tokio::spawn(watch_config(state, config_path));
     shutdown_signal().await;
     tracing::info!("shutting down");
     watcher.abort();
+    if let Some(task) = metrics {
+        task.abort();
+    }
     running.stop().await;
     Ok(())
+}
+
+/// Serve `/metrics` on its own address when `metrics.bind` asks for one, so it can stay
+/// off the public listener. Changing `bind` takes effect on restart.
+async fn spawn_metrics_listener(
+    state: &Shared,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let settings = state.config().metrics.clone();
+    let (true, Some(bind)) = (settings.enabled, settings.bind) else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {bind}: {e}"))?;
+    tracing::info!(addr = %bind, "metrics at /metrics");
+    let router = web::metrics::router(state.clone());
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the metrics listener stopped with an error");
+        }
+    })))
 }
 
 /// Wait for Ctrl-C or SIGTERM (`usher serve` and `usher demo` stop on either).

@@ -788,7 +788,8 @@ fn folder_config_merges_apps_and_connections() {
     write(dir.path(), "policy.rhai", "execute_step(1);\n");
     let loaded = load_with_env(dir.path(), &no_env).unwrap();
     let config = &loaded.config;
-    assert_eq!(config.apps.len(), 1);
+    // The app in the files, and the built-in My Account app.
+    assert_eq!(config.apps.len(), 2);
     assert_eq!(config.connections.len(), 2);
     assert_eq!(
         config.apps["shop"].sign_in.script.as_ref().unwrap().source,
@@ -815,7 +816,8 @@ fn the_thrift_example_loads_without_environment() {
     let loaded = load_with_env(&dir, &no_env).unwrap_or_else(|d| panic!("{d}"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let config = &loaded.config;
-    assert_eq!(config.apps.len(), 1);
+    // The app in the files, and the built-in My Account app.
+    assert_eq!(config.apps.len(), 2);
     assert_eq!(config.connections.len(), 2);
     let thrift = &config.apps["thrift"];
     assert!(!thrift.is_public());

@@ -509,6 +509,14 @@ async fn linking_needs_the_existing_accounts_password() {
         w.usher.store.identity("linky", "g-1001").unwrap(),
         Some(local.id.clone())
     );
+    use usher::store::AuditStore;
+    let linked = w.usher.store.events(0, 100).unwrap();
+    assert!(
+        linked
+            .iter()
+            .any(|e| e.kind == "identity.linked" && e.sub.as_deref() == Some(local.id.as_str())),
+        "the link is in the audit trail"
+    );
 }
 
 #[tokio::test]

@@ -2,11 +2,17 @@
 //! per-account failure limit shared by every session.
 //!
 //! Hashing is deliberately slow (OWASP minimum: 19 MiB, 2 passes, 1 lane); callers run
-//! [`hash`] and [`verify`] on the blocking pool, never on the async runtime.
+//! [`hash`] and [`verify`] on the blocking pool, never on the async runtime. At most one
+//! hash per CPU core runs at a time: more would not finish sooner, but each would hold
+//! its 19 MiB, so a burst of sign-ins would grow memory without bound. Verification, the
+//! hot path, reuses one 19 MiB work area per core instead of allocating it every time:
+//! freed blocks that size stay with whichever allocator arena last held them, and a busy
+//! server's blocking threads would otherwise keep hundreds of MiB of them resident.
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
 
 use crate::config::PasswordPolicy;
 use crate::store::{PasswordHash, User};
@@ -23,6 +29,105 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Admits as many hashes at once as there are cores; the rest wait their turn. It
+/// keeps the work areas of finished verifications for the next ones.
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+    freed: std::sync::Condvar,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct GateState {
+    running: usize,
+    spare: Vec<Vec<Block>>,
+}
+
+/// One admitted hash, with a work area to use (empty until asked for).
+struct Turn<'a> {
+    gate: &'a Gate,
+    memory: Vec<Block>,
+}
+
+impl Gate {
+    fn global() -> &'static Gate {
+        static GATE: std::sync::OnceLock<Gate> = std::sync::OnceLock::new();
+        GATE.get_or_init(|| Gate {
+            state: std::sync::Mutex::new(GateState::default()),
+            freed: std::sync::Condvar::new(),
+            limit: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait (blocking) for a free core.
+    fn enter(&self) -> Turn<'_> {
+        let mut state = self.lock();
+        while state.running >= self.limit {
+            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.running += 1;
+        let memory = state.spare.pop().unwrap_or_default();
+        Turn { gate: self, memory }
+    }
+}
+
+impl Turn<'_> {
+    /// A work area of at least `blocks` blocks, kept for the next turn.
+    fn memory(&mut self, blocks: usize) -> &mut [Block] {
+        if self.memory.len() < blocks {
+            self.memory = vec![Block::default(); blocks];
+        }
+        &mut self.memory
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut state = self.gate.lock();
+        state.running = state.running.saturating_sub(1);
+        if !self.memory.is_empty() && state.spare.len() < self.gate.limit {
+            state.spare.push(std::mem::take(&mut self.memory));
+        }
+        self.gate.freed.notify_one();
+    }
+}
+
+/// Does `password` hash to the PHC string's hash, under the PHC string's own
+/// algorithm, version, parameters and salt? The comparison is constant-time.
+fn matches(phc: &argon2::PasswordHash<'_>, password: &[u8]) -> bool {
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(phc.algorithm) else {
+        return false;
+    };
+    let version = match phc.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(phc) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut computed = vec![0u8; expected.len()];
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut turn = Gate::global().enter();
+    let ok = argon2
+        .hash_password_into_with_memory(password, salt, &mut computed, turn.memory(blocks))
+        .is_ok();
+    drop(turn);
+    ok && bool::from(expected.as_bytes().ct_eq(&computed))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
@@ -30,6 +135,7 @@ pub struct HashError(String);
 /// Hash a new password. Blocking.
 pub fn hash(password: &str) -> Result<PasswordHash, HashError> {
     let salt = SaltString::generate(&mut OsRng);
+    let _turn = Gate::global().enter();
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| PasswordHash(h.to_string()))
@@ -58,9 +164,7 @@ pub fn verify(user: Option<&User>, password: &str) -> bool {
         None => decoy(),
     };
     let ok = match argon2::PasswordHash::new(phc) {
-        Ok(parsed) => argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => matches(&parsed, password.as_bytes()),
         Err(_) => false,
     };
     ok && stored.is_some()
@@ -152,6 +256,35 @@ mod tests {
             !verify(None, "usher-decoy-password"),
             "the decoy must never sign anyone in"
         );
+    }
+
+    #[test]
+    fn pooled_verification_agrees_with_the_argon2_crate() {
+        use argon2::password_hash::PasswordVerifier;
+        // Other parameters and variants than ours, as hashes imported from elsewhere
+        // or made before a parameter change would have.
+        let salt = SaltString::generate(&mut OsRng);
+        let cases = [
+            (Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap()),
+            (Algorithm::Argon2i, Version::V0x13, Params::new(128, 2, 2, None).unwrap()),
+            (Algorithm::Argon2d, Version::V0x10, Params::new(256, 1, 1, Some(16)).unwrap()),
+            (Algorithm::Argon2id, Version::V0x13, Params::new(M_COST * 2, 1, 1, None).unwrap()),
+        ];
+        for (alg, version, params) in cases {
+            let phc = Argon2::new(alg, version, params)
+                .hash_password(b"s3cret", &salt)
+                .unwrap()
+                .to_string();
+            let parsed = argon2::PasswordHash::new(&phc).unwrap();
+            for attempt in [&b"s3cret"[..], b"s3creT", b""] {
+                assert_eq!(
+                    matches(&parsed, attempt),
+                    argon2().verify_password(attempt, &parsed).is_ok(),
+                    "{phc} with {attempt:?}"
+                );
+            }
+            assert!(matches(&parsed, b"s3cret"));
+        }
     }
 
     #[test]

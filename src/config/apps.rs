@@ -13,8 +13,13 @@ use url::Url;
 
 use super::error::Diagnostic;
 use super::locate::{child, item, Part};
-use super::model::{App, Connection, ScriptSource, SignIn, SigningAlg, Step, StepOption};
-use super::raw::{RawAlg, RawApp, RawStep, StepShape};
+use super::model::{
+    ApiScope, App, Connection, GrantType, MyAccount, ProfileField, ScriptSource, SignIn,
+    SigningAlg, Step, StepOption, MY_ACCOUNT_APP,
+};
+use super::raw::{
+    RawAlg, RawApiScope, RawApp, RawGrant, RawMyAccount, RawProfileField, RawStep, StepShape,
+};
 use super::report::{nearest, Report};
 use super::resolve::{check_id, resolve_path, Entry};
 use crate::secret::Secret;
@@ -33,8 +38,24 @@ pub fn apps(
     for entry in entries {
         let path = child("apps", &entry.id);
         check_id(report, entry.file, &path, "app", &entry.id);
+        if entry.id == MY_ACCOUNT_APP {
+            report.error(
+                entry.file,
+                &path,
+                Part::Key,
+                format!("app id `{MY_ACCOUNT_APP}` is reserved for the built-in My Account app; configure it under `my_account:` or rename this app"),
+            );
+        }
         let Some(raw) = &entry.raw else { continue };
         let cid_path = child(&path, "client_id");
+        if raw.client_id == MY_ACCOUNT_APP {
+            report.error(
+                entry.file,
+                &cid_path,
+                Part::Value,
+                format!("client_id `{MY_ACCOUNT_APP}` is reserved for the built-in My Account app"),
+            );
+        }
         match client_ids.get(&raw.client_id) {
             Some((other, other_file)) => {
                 let other_place = report.place(
@@ -88,8 +109,10 @@ fn app(
             format!("{p} is empty; remove the key to make a public client (PKCE is then required)"),
         );
     }
+    let grants = grants(report, file, &path, raw);
+    let interactive = grants.contains(&GrantType::AuthorizationCode);
     let redirects_path = child(&path, "redirect_uris");
-    if raw.redirect_uris.is_empty() {
+    if raw.redirect_uris.is_empty() && interactive {
         report.error(
             file,
             &redirects_path,
@@ -105,11 +128,36 @@ fn app(
         &raw.post_logout_redirect_uris,
     );
     let sign_in_path = child(&path, "sign_in");
-    let steps = steps(report, file, &sign_in_path, &raw.sign_in.steps, known);
-    let script = match &raw.sign_in.script {
-        None => None,
-        Some(rel) => script(report, file, &child(&sign_in_path, "script"), rel),
+    let (steps, script) = match &raw.sign_in {
+        Some(sign_in) => (
+            steps(report, file, &sign_in_path, &sign_in.steps, known),
+            match &sign_in.script {
+                None => None,
+                Some(rel) => script(report, file, &child(&sign_in_path, "script"), rel),
+            },
+        ),
+        None => {
+            if interactive {
+                report.error(
+                    file,
+                    &sign_in_path,
+                    Part::Key,
+                    format!("missing required key `sign_in` in {path}; an app with the `authorization_code` grant signs users in and needs `sign_in.steps`"),
+                );
+            }
+            (Vec::new(), None)
+        }
     };
+    let mut scopes: Vec<ApiScope> = raw
+        .scopes
+        .iter()
+        .map(|s| match s {
+            RawApiScope::Scim => ApiScope::Scim,
+            RawApiScope::Audit => ApiScope::Audit,
+        })
+        .collect();
+    scopes.sort();
+    scopes.dedup();
     if report.diags.len() > before {
         return None;
     }
@@ -129,7 +177,135 @@ fn app(
         sign_in: SignIn { steps, script },
         sign_up: raw.sign_up,
         mfa_enrolment: raw.mfa_enrolment,
+        grants,
+        scopes,
     })
+}
+
+/// The app's grants, and the rules tying them to its other keys: `client_credentials`
+/// needs a secret (a public client cannot authenticate as itself), and API `scopes`
+/// are only ever granted through `client_credentials`.
+fn grants(report: &mut Report, file: usize, path: &str, raw: &RawApp) -> Vec<GrantType> {
+    let grants_path = child(path, "grants");
+    let mut grants: Vec<GrantType> = match &raw.grants {
+        None => vec![GrantType::AuthorizationCode],
+        Some(list) => list
+            .iter()
+            .map(|g| match g {
+                RawGrant::AuthorizationCode => GrantType::AuthorizationCode,
+                RawGrant::ClientCredentials => GrantType::ClientCredentials,
+            })
+            .collect(),
+    };
+    grants.dedup();
+    if grants.is_empty() {
+        report.error(
+            file,
+            &grants_path,
+            Part::Value,
+            format!("{grants_path} is empty; give `[authorization_code]`, `[client_credentials]` or both"),
+        );
+    }
+    let machine = grants.contains(&GrantType::ClientCredentials);
+    if machine && raw.client_secret.is_none() {
+        report.error(
+            file,
+            &grants_path,
+            Part::Value,
+            format!("{grants_path} has `client_credentials`, which needs a `client_secret`: a public client cannot authenticate as itself"),
+        );
+    }
+    if !raw.scopes.is_empty() && !machine && !grants.is_empty() {
+        let scopes_path = child(path, "scopes");
+        report.error(
+            file,
+            &scopes_path,
+            Part::Value,
+            format!("{scopes_path} are granted only through the `client_credentials` grant; add it to `grants`, e.g. `grants: [client_credentials]`"),
+        );
+    }
+    grants
+}
+
+/// `my_account:`: its settings, and the built-in app users sign in to it through. The
+/// app is a confidential client whose secret is drawn afresh at every load: only this
+/// process redeems its codes (in-process, at `/myaccount/callback`), so nobody else
+/// needs to know it.
+pub fn my_account(
+    report: &mut Report,
+    file: usize,
+    raw: Option<&RawMyAccount>,
+    issuer: Option<&Url>,
+    known: &BTreeSet<String>,
+    connections: &BTreeMap<String, Arc<Connection>>,
+) -> (MyAccount, Option<App>) {
+    let editable = match raw.and_then(|r| r.editable.as_ref()) {
+        None => ProfileField::ALL.to_vec(),
+        Some(list) => {
+            let mut out: Vec<ProfileField> = Vec::new();
+            for f in list {
+                let field = match f {
+                    RawProfileField::Name => ProfileField::Name,
+                    RawProfileField::GivenName => ProfileField::GivenName,
+                    RawProfileField::FamilyName => ProfileField::FamilyName,
+                    RawProfileField::Picture => ProfileField::Picture,
+                };
+                if !out.contains(&field) {
+                    out.push(field);
+                }
+            }
+            out
+        }
+    };
+    let enabled = raw.is_none_or(|r| r.enabled);
+    let settings = MyAccount { enabled, editable };
+    if !enabled {
+        return (settings, None);
+    }
+    let before = report.diags.len();
+    let steps = match raw.and_then(|r| r.steps.as_ref()) {
+        Some(given) => steps(report, file, "my_account", given, known),
+        None => {
+            let mut options = vec![StepOption::Password];
+            options.extend(connections.keys().cloned().map(StepOption::Connection));
+            vec![Step {
+                options,
+                force: false,
+            }]
+        }
+    };
+    let script = match raw.and_then(|r| r.script.as_deref()) {
+        None => None,
+        Some(rel) => script(report, file, "my_account.script", rel),
+    };
+    let Some(issuer) = issuer else {
+        return (settings, None);
+    };
+    let callback = format!(
+        "{}/myaccount/callback",
+        issuer.as_str().trim_end_matches('/')
+    );
+    let redirect = Url::parse(&callback).ok();
+    if report.diags.len() > before {
+        return (settings, None);
+    }
+    let app = App {
+        id: MY_ACCOUNT_APP.to_string(),
+        name: "My Account".to_string(),
+        logo: None,
+        client_id: MY_ACCOUNT_APP.to_string(),
+        client_secret: Some(Secret::new(crate::crypto::random_token(32))),
+        redirect_uris: redirect.into_iter().collect(),
+        post_logout_redirect_uris: Vec::new(),
+        signing_alg: SigningAlg::Rs256,
+        sign_in: SignIn { steps, script },
+        sign_up: false,
+        mfa_enrolment: true,
+        grants: vec![GrantType::AuthorizationCode],
+        scopes: Vec::new(),
+    };
+    warn_mfa_without_account(report, &app, connections);
+    (settings, Some(app))
 }
 
 /// Redirect targets are compared exactly and a fragment would never reach the server,

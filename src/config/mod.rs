@@ -126,6 +126,7 @@ pub fn load_with_env(
             apps,
             my_account,
             audit: top.audit,
+            metrics: top.metrics,
             files,
         },
         warnings: report.warnings,

@@ -31,10 +31,79 @@ pub struct Config {
     pub security: Security,
     /// Upstream identity providers, by id.
     pub connections: BTreeMap<String, Arc<Connection>>,
-    /// OIDC clients, by id.
+    /// OIDC clients, by id. Includes the built-in My Account app
+    /// ([`MY_ACCOUNT_APP`]) unless `my_account.enabled` is off.
     pub apps: BTreeMap<String, Arc<App>>,
+    /// The self-service account pages.
+    pub my_account: MyAccount,
+    /// The audit trail.
+    pub audit: AuditSettings,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsSettings,
     /// Every file the config was read from (watched for changes by `usher serve`).
     pub files: Vec<PathBuf>,
+}
+
+/// Id and client id of the built-in app My Account signs in through.
+pub const MY_ACCOUNT_APP: &str = "usher-myaccount";
+
+/// `my_account:`, resolved. The steps live on the built-in app in [`Config::apps`].
+#[derive(Debug, Clone)]
+pub struct MyAccount {
+    pub enabled: bool,
+    /// Profile attributes users may change themselves.
+    pub editable: Vec<ProfileField>,
+}
+
+/// A profile attribute My Account can offer for editing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileField {
+    Name,
+    GivenName,
+    FamilyName,
+    Picture,
+}
+
+impl ProfileField {
+    pub const ALL: [ProfileField; 4] = [
+        ProfileField::Name,
+        ProfileField::GivenName,
+        ProfileField::FamilyName,
+        ProfileField::Picture,
+    ];
+
+    /// The claim and form field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileField::Name => "name",
+            ProfileField::GivenName => "given_name",
+            ProfileField::FamilyName => "family_name",
+            ProfileField::Picture => "picture",
+        }
+    }
+}
+
+/// `metrics:`, resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// A separate address to serve it on; `None` serves it on `listen`.
+    pub bind: Option<SocketAddr>,
+}
+
+impl MetricsSettings {
+    /// Whether the main listener answers `/metrics`.
+    pub fn on_main_listener(&self) -> bool {
+        self.enabled && self.bind.is_none()
+    }
+}
+
+/// `audit:`, resolved.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Events older than this many days are swept (default 90).
+    pub retention_days: u64,
 }
 
 impl Config {
@@ -89,6 +158,8 @@ pub struct Security {
     pub flow_ttl: u64,
     /// SSO session lifetime (default 12 hours).
     pub session_ttl: u64,
+    /// Lifetime of `client_credentials` access tokens (default 600).
+    pub client_credentials_ttl: u64,
     /// Failed password attempts before an account is locked (default 5).
     pub max_password_attempts: u32,
     /// How long a lock lasts, and the window failures are counted in (default 900).
@@ -193,11 +264,63 @@ pub struct App {
     pub sign_up: bool,
     /// Whether users may enrol TOTP while signing in (default yes).
     pub mfa_enrolment: bool,
+    /// OAuth grants the app may use (default `authorization_code`, which brings
+    /// `refresh_token` with it).
+    pub grants: Vec<GrantType>,
+    /// API scopes the app may obtain with `client_credentials`.
+    pub scopes: Vec<ApiScope>,
 }
 
 impl App {
     pub fn is_public(&self) -> bool {
         self.client_secret.is_none()
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grants.contains(&grant)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    /// Users sign in (and `refresh_token` after it).
+    AuthorizationCode,
+    /// The app authenticates as itself for the admin APIs.
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// A scope of Usher's own APIs, granted to apps by config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ApiScope {
+    /// User administration: SCIM 2.0 and the admin user endpoints.
+    Scim,
+    /// Reading the audit trail.
+    Audit,
+}
+
+impl ApiScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Scim => "scim",
+            ApiScope::Audit => "audit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ApiScope> {
+        match s {
+            "scim" => Some(ApiScope::Scim),
+            "audit" => Some(ApiScope::Audit),
+            _ => None,
+        }
     }
 }
 

@@ -43,6 +43,79 @@ pub struct RawRoot {
     /// OIDC clients by id; read one by one like `connections`.
     #[serde(default)]
     pub apps: BTreeMap<String, RawApp>,
+    /// The self-service account pages at `/myaccount` and the built-in app they sign
+    /// in through (default: on, one step of password and every connection).
+    #[serde(default)]
+    pub my_account: Option<RawMyAccount>,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: Option<RawAudit>,
+    /// The Prometheus `/metrics` endpoint (default: off).
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `metrics:`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Serve `/metrics` in the Prometheus text format (default false).
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Serve it on this socket address only (e.g. `127.0.0.1:9464`) instead of on
+    /// `listen` next to the sign-in pages.
+    #[serde(default)]
+    pub bind: Option<String>,
+}
+
+/// `my_account:`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMyAccount {
+    /// Serve My Account at all (default true).
+    #[serde(default = "d_true", deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Sign-in steps of the built-in `usher-myaccount` app, like an app's
+    /// `sign_in.steps` (default: one step offering password and every connection).
+    #[serde(default)]
+    pub steps: Option<Vec<RawStep>>,
+    /// An adaptive script for those steps, relative to the file naming it.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// Profile attributes users may change themselves (default all four).
+    #[serde(default)]
+    pub editable: Option<Vec<RawProfileField>>,
+}
+
+/// `my_account.editable[]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawProfileField {
+    Name,
+    GivenName,
+    FamilyName,
+    Picture,
+}
+
+/// `audit:`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Days an audit event is kept before the sweeper removes it (default 90).
+    #[serde(default = "d_retention", deserialize_with = "lenient")]
+    pub retention_days: u64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            retention_days: d_retention(),
+        }
+    }
+}
+
+fn d_retention() -> u64 {
+    90
 }
 
 /// `store:`.
@@ -143,6 +216,9 @@ pub struct RawSecurity {
     /// How long a second-factor lock lasts, and the window its failures are counted in.
     #[serde(default = "d_lockout", deserialize_with = "lenient")]
     pub otp_lockout_seconds: u64,
+    /// Lifetime of access tokens from the `client_credentials` grant (admin APIs).
+    #[serde(default = "d_service_token", deserialize_with = "lenient")]
+    pub client_credentials_ttl_seconds: u64,
     /// Rules for new passwords.
     #[serde(default)]
     pub password_policy: RawPasswordPolicy,
@@ -189,6 +265,9 @@ fn d_refresh() -> u64 {
 fn d_flow() -> u64 {
     600
 }
+fn d_service_token() -> u64 {
+    600
+}
 fn d_session() -> u64 {
     12 * 3600
 }
@@ -221,6 +300,7 @@ impl Default for RawSecurity {
             lockout_seconds: d_lockout(),
             max_otp_attempts: d_attempts(),
             otp_lockout_seconds: d_lockout(),
+            client_credentials_ttl_seconds: d_service_token(),
             password_policy: RawPasswordPolicy::default(),
             credentials_key_file: None,
             credentials_key: None,
@@ -379,8 +459,31 @@ pub struct RawApp {
     /// Let users without a second factor enrol one (TOTP) while signing in.
     #[serde(default = "d_true", deserialize_with = "lenient")]
     pub mfa_enrolment: bool,
-    /// How users sign in.
-    pub sign_in: RawSignIn,
+    /// OAuth grants the app may use (default `[authorization_code]`).
+    #[serde(default)]
+    pub grants: Option<Vec<RawGrant>>,
+    /// API scopes the app may ask for with `client_credentials`.
+    #[serde(default)]
+    pub scopes: Vec<RawApiScope>,
+    /// How users sign in; required with the `authorization_code` grant.
+    #[serde(default)]
+    pub sign_in: Option<RawSignIn>,
+}
+
+/// `apps.<id>.grants[]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawGrant {
+    AuthorizationCode,
+    ClientCredentials,
+}
+
+/// `apps.<id>.scopes[]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawApiScope {
+    Scim,
+    Audit,
 }
 
 /// `apps.<id>.signing_alg`.
@@ -551,6 +654,17 @@ pub fn vocabulary() -> Vec<String> {
         security: RawSecurity::default(),
         connections: BTreeMap::new(),
         apps: BTreeMap::new(),
+        my_account: Some(RawMyAccount {
+            enabled: true,
+            steps: Some(Vec::new()),
+            script: Some(String::new()),
+            editable: Some(Vec::new()),
+        }),
+        audit: Some(RawAudit::default()),
+        metrics: Some(RawMetrics {
+            enabled: false,
+            bind: Some(String::new()),
+        }),
     };
     root.connections.insert(
         String::new(),
@@ -582,14 +696,16 @@ pub fn vocabulary() -> Vec<String> {
             signing_alg: None,
             sign_up: false,
             mfa_enrolment: true,
-            sign_in: RawSignIn {
+            grants: Some(Vec::new()),
+            scopes: Vec::new(),
+            sign_in: Some(RawSignIn {
                 steps: vec![RawStep {
                     options: Vec::new(),
                     force: false,
                     shape: StepShape::Map,
                 }],
                 script: None,
-            },
+            }),
         },
     );
     let mut words = Vec::new();
@@ -616,6 +732,14 @@ pub fn vocabulary() -> Vec<String> {
         ]),
         to_words(&[RawLink::Never, RawLink::VerifiedEmailWithProof]),
         to_words(&[RawAlg::Rs256, RawAlg::Es256, RawAlg::EdDsa]),
+        to_words(&[RawGrant::AuthorizationCode, RawGrant::ClientCredentials]),
+        to_words(&[RawApiScope::Scim, RawApiScope::Audit]),
+        to_words(&[
+            RawProfileField::Name,
+            RawProfileField::GivenName,
+            RawProfileField::FamilyName,
+            RawProfileField::Picture,
+        ]),
     ];
     words.extend(values.into_iter().flatten());
     words.sort();

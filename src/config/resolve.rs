@@ -12,9 +12,11 @@ use std::sync::Arc;
 use url::Url;
 
 use super::locate::{child, Part};
+use super::model::MetricsSettings;
 use super::model::{
-    decode_key_text, Connection, ConnectionKind, CredentialsKey, EmailConfig, Jit, JitAttributes,
-    JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls, StepOption, StoreConfig,
+    decode_key_text, AuditSettings, Connection, ConnectionKind, CredentialsKey, EmailConfig, Jit,
+    JitAttributes, JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls, StepOption,
+    StoreConfig,
 };
 use super::raw::{
     RawAttributes, RawConnection, RawKind, RawLink, RawRoot, RawScheme, RawSecurity, RawSmtp,
@@ -43,6 +45,8 @@ pub struct Top {
     pub email: EmailConfig,
     pub theme: Option<PathBuf>,
     pub security: Security,
+    pub audit: AuditSettings,
+    pub metrics: MetricsSettings,
 }
 
 /// `base.join(rel)` without the `./` noise, so paths in messages read cleanly.
@@ -147,6 +151,17 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
         }
     };
     let security = security(report, file, &raw.security, &sled_path);
+    let retention_days = raw.audit.as_ref().map_or(90, |a| a.retention_days);
+    if retention_days == 0 {
+        let path = "audit.retention_days";
+        report.error(
+            file,
+            path,
+            Part::Value,
+            format!("{path} must be greater than 0; events are kept this many days"),
+        );
+    }
+    let metrics = metrics(report, file, raw);
     Some(Top {
         issuer: issuer?,
         listen: listen?,
@@ -154,6 +169,37 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
         email: email?,
         theme: theme?,
         security: security?,
+        audit: (retention_days > 0).then_some(AuditSettings { retention_days })?,
+        metrics: metrics?,
+    })
+}
+
+fn metrics(report: &mut Report, file: usize, raw: &RawRoot) -> Option<MetricsSettings> {
+    let Some(m) = &raw.metrics else {
+        return Some(MetricsSettings::default());
+    };
+    let bind = match m.bind.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                let suggestion = text
+                    .strip_prefix("localhost:")
+                    .map(|port| format!("127.0.0.1:{port}"));
+                report.suggest(
+                    file,
+                    "metrics.bind",
+                    Part::Value,
+                    format!("metrics.bind `{text}` is not a socket address like `127.0.0.1:9464` (an IP address and a port)"),
+                    suggestion,
+                );
+                return None;
+            }
+        },
+    };
+    Some(MetricsSettings {
+        enabled: m.enabled,
+        bind,
     })
 }
 
@@ -257,6 +303,10 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
         ("lockout_seconds", raw.lockout_seconds),
         ("max_otp_attempts", u64::from(raw.max_otp_attempts)),
         ("otp_lockout_seconds", raw.otp_lockout_seconds),
+        (
+            "client_credentials_ttl_seconds",
+            raw.client_credentials_ttl_seconds,
+        ),
     ];
     for (key, value) in nonzero {
         if value == 0 {
@@ -305,6 +355,7 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
         lockout_seconds: raw.lockout_seconds,
         max_otp_attempts: raw.max_otp_attempts,
         otp_lockout_seconds: raw.otp_lockout_seconds,
+        client_credentials_ttl: raw.client_credentials_ttl_seconds,
         password_policy: PasswordPolicy {
             min_length: policy.min_length,
             max_length: policy.max_length,

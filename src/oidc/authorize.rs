@@ -87,6 +87,12 @@ pub fn validate(
             "The application `{client_id}` is not registered with this server."
         ))
     })?;
+    if !app.allows(crate::config::GrantType::AuthorizationCode) {
+        return Err(AuthorizeError::Page(format!(
+            "{} is a service client (client_credentials only); it cannot sign users in.",
+            app.name
+        )));
+    }
     let redirect_uri = get("redirect_uri").ok_or_else(|| {
         AuthorizeError::Page(
             "The request has no redirect_uri, so there is nowhere safe to send you back to.".into(),

@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod claims;
+pub mod client_credentials;
 pub mod error;
 pub mod keys;
 pub mod token;
@@ -28,7 +29,7 @@ pub fn discovery(config: &Config) -> serde_json::Value {
         "end_session_endpoint": format!("{iss}/logout"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

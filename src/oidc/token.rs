@@ -384,7 +384,15 @@ fn issue(
         .sign(app.signing_alg, "at+jwt", &access_claims)
         .map_err(sign_failed)?;
 
-    let mut id = id_token_claims(config, app, &grant.scopes, grant.nonce.as_deref(), &grant.data, user, now);
+    let mut id = id_token_claims(
+        config,
+        app,
+        &grant.scopes,
+        grant.nonce.as_deref(),
+        &grant.data,
+        user,
+        now,
+    );
     if matches!(app.signing_alg, SigningAlg::Rs256 | SigningAlg::Es256) {
         let digest = sha256(access_token.as_bytes());
         id.insert("at_hash".into(), json!(b64url(&digest[..16])));

@@ -42,6 +42,8 @@ fn app_with(script: &str) -> App {
         },
         sign_up: false,
         mfa_enrolment: true,
+        grants: vec![crate::config::GrantType::AuthorizationCode],
+        scopes: vec![],
     }
 }
 

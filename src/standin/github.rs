@@ -74,7 +74,7 @@ async fn authorize_get(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
         expires_at: 0,
     };
     let request_id = consent::hold(&shared, pending, unix_now());
-    let users = shared.users();
+    let users = shared.listed_users();
     pages::Consent {
         heading: format!("Authorize {}", shared.client_id),
         intro: format!(

@@ -128,6 +128,9 @@ pub struct Faults {
     pub iss_param: Option<String>,
 }
 
+/// How many users the consent page lists at most.
+const LISTED_USERS: usize = 50;
+
 /// How long a consent request and a code stay usable.
 const PENDING_TTL: u64 = 600;
 const CODE_TTL: u64 = 300;
@@ -208,15 +211,22 @@ impl Shared {
         }
     }
 
-    fn users(&self) -> Vec<StandinUser> {
-        match self.users.read() {
-            Ok(u) => u.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    fn user(&self, id: &str) -> Option<StandinUser> {
+        let users = match self.users.read() {
+            Ok(u) => u,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        users.iter().find(|u| u.id == id).cloned()
     }
 
-    fn user(&self, id: &str) -> Option<StandinUser> {
-        self.users().into_iter().find(|u| u.id == id)
+    /// The users the consent page lists: the first [`LISTED_USERS`]. Any user can
+    /// still be chosen by id (a load test adds thousands).
+    fn listed_users(&self) -> Vec<StandinUser> {
+        let users = match self.users.read() {
+            Ok(u) => u,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        users.iter().take(LISTED_USERS).cloned().collect()
     }
 
     /// The user an `Authorization` header's access token belongs to, with its scope.

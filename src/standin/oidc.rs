@@ -16,7 +16,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use serde_json::{json, Map, Value};
@@ -26,10 +25,11 @@ use super::params::{is_pkce_string, pkce_matches, ClientAuth, Params};
 use super::{pages, AccessGrant, Grant, Pending, Shared, StandinUser, ACCESS_TTL};
 use crate::crypto::{b64url, random_token, sha256, unix_now};
 
-/// The RS256 key that signs ID tokens, made fresh at every start.
+/// The RS256 key that signs ID tokens, made fresh at every start, and parsed once (a
+/// load test signs an ID token per sign-in).
 pub(super) struct SigningKey {
     kid: String,
-    encoding: EncodingKey,
+    pair: ring::signature::RsaKeyPair,
     jwk: Value,
 }
 
@@ -47,18 +47,27 @@ impl SigningKey {
             "n": b64url(&key.n().to_bytes_be()),
             "e": b64url(&key.e().to_bytes_be()),
         });
-        Ok(SigningKey {
-            kid,
-            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
-            jwk,
-        })
+        let pair = ring::signature::RsaKeyPair::from_der(der.as_bytes())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(SigningKey { kid, pair, jwk })
     }
 
-    fn sign(&self, claims: &Map<String, Value>) -> Result<String, jsonwebtoken::errors::Error> {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
+    fn sign(&self, claims: &Map<String, Value>) -> Result<String, String> {
+        let header = json!({ "typ": "JWT", "alg": "RS256", "kid": self.kid });
+        let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+        let mut jws = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(&payload));
+        let mut sig = vec![0u8; self.pair.public().modulus_len()];
+        self.pair
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                jws.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| "RSA signing failed".to_string())?;
+        jws.push('.');
+        jws.push_str(&b64url(&sig));
+        Ok(jws)
     }
 }
 
@@ -158,7 +167,7 @@ async fn authorize_get(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
         expires_at: 0,
     };
     let request_id = consent::hold(&shared, pending, unix_now());
-    let users = shared.users();
+    let users = shared.listed_users();
     pages::Consent {
         heading: format!("{} wants to sign you in", shared.client_id),
         intro: format!(

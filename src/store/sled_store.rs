@@ -16,9 +16,12 @@ use super::*;
 use crate::secret::ct_eq;
 
 mod accounts;
+mod group_commit;
 
 pub struct SledStore {
     db: sled::Db,
+    /// Concurrent flushes share one fsync.
+    group_commit: group_commit::GroupCommit,
     users: sled::Tree,
     usernames: sled::Tree,
     emails: sled::Tree,
@@ -105,6 +108,7 @@ impl SledStore {
             keys: tree("keys")?,
             secrets: tree("secrets")?,
             db,
+            group_commit: Default::default(),
         };
         store.index_old_sessions()?;
         Ok(store)
@@ -263,11 +267,7 @@ impl UserStore for SledStore {
     }
 
     fn users(&self) -> StoreResult<Vec<User>> {
-        self.users
-            .iter()
-            .values()
-            .map(|v| decode(&v.map_err(backend)?))
-            .collect()
+        self.all_users()
     }
 
     fn delete_user(&self, id: &str) -> StoreResult<()> {
@@ -275,20 +275,11 @@ impl UserStore for SledStore {
     }
 
     fn external_id(&self, user_id: &str) -> StoreResult<Option<String>> {
-        Ok(self
-            .external_ids
-            .get(user_id)
-            .map_err(backend)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        self.external_id_of(user_id)
     }
 
     fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()> {
-        match external_id {
-            Some(v) => self.external_ids.insert(user_id, v.as_bytes()),
-            None => self.external_ids.remove(user_id),
-        }
-        .map_err(backend)?;
-        Ok(())
+        self.put_external_id(user_id, external_id)
     }
 }
 
@@ -683,8 +674,9 @@ impl KeyStore for SledStore {
 
 impl Store for SledStore {
     fn flush(&self) -> StoreResult<()> {
-        self.db.flush().map_err(backend)?;
-        Ok(())
+        self.group_commit
+            .flush(|| self.db.flush().map(|_| ()).map_err(|e| e.to_string()))
+            .map_err(StoreError::Backend)
     }
 }
 
@@ -781,20 +773,7 @@ impl IdentityStore for SledStore {
     }
 
     fn unlink_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool> {
-        let ikey = identity_key(connection, subject);
-        let rkey = format!("{user_id}\0{ikey}");
-        tx_result(
-            (&self.identities, &self.user_identities).transaction(|(identities, reverse)| {
-                match identities.get(ikey.as_bytes())? {
-                    Some(owner) if owner == user_id.as_bytes() => {
-                        identities.remove(ikey.as_bytes())?;
-                        reverse.remove(rkey.as_bytes())?;
-                        Ok(true)
-                    }
-                    _ => Ok(false),
-                }
-            }),
-        )
+        self.unlink(connection, subject, user_id)
     }
 }
 

@@ -96,23 +96,25 @@ pub async fn events_get(
     }
     let now = unix_now();
     let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let time = |k: &str| match get(k) {
+    // The error is the parameter's name; the response is built once, below.
+    let time = |k: &'static str| match get(k) {
         None => Ok(None),
-        Some(v) => parse_time(v, now).map(Some).ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!("{k} must be Unix seconds, an RFC 3339 time or a duration like 24h"),
-            )
-        }),
+        Some(v) => parse_time(v, now).map(Some).ok_or(k),
+    };
+    let bad_time = |k: &str| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("{k} must be Unix seconds, an RFC 3339 time or a duration like 24h"),
+        )
     };
     let since = match time("since") {
         Ok(v) => v.unwrap_or(0),
-        Err(res) => return res,
+        Err(k) => return bad_time(k),
     };
     let until = match time("until") {
         Ok(v) => v,
-        Err(res) => return res,
+        Err(k) => return bad_time(k),
     };
     let limit = match get("limit").map(str::parse::<usize>) {
         None => 100,

@@ -37,11 +37,15 @@ pub(crate) async fn begin(
         .connections
         .get(connection)
         .ok_or_else(|| WebError::Internal(format!("step names unknown connection {connection}")))?;
-    let (url, pending, _state) = state
+    let started = std::time::Instant::now();
+    let begun = state
         .upstreams
         .begin(conn, &callback_url(config, connection), step, now)
-        .await
-        .map_err(|e| {
+        .await;
+    state
+        .metrics
+        .upstream(connection, "begin", started.elapsed());
+    let (url, pending, _state) = begun.map_err(|e| {
             tracing::warn!(connection, error = %e, "cannot start the upstream round trip");
             WebError::page(
                 StatusCode::BAD_GATEWAY,
@@ -102,10 +106,12 @@ pub async fn callback_get(
         }
         let conn = config.connections.get(&connection).cloned().ok_or_else(stale)?;
         let step = pending.step;
+        let started = std::time::Instant::now();
         let result = state
             .upstreams
             .finish(&conn, &callback_url(&config, &connection), &pending, &answer)
             .await;
+        state.metrics.upstream(&connection, "finish", started.elapsed());
         match result {
             Err(UpstreamError::Denied(_)) => {
                 record_marker(&mut flow, &connection, "deny");
@@ -176,6 +182,15 @@ async fn settle(
         now,
     )?;
     let with_account = settled == (Settled::Passed { account: true });
+    let result = match (&settled, how) {
+        (Settled::Passed { account: false }, _) => "pass_through",
+        (Settled::Passed { account: true }, "provisioned") => "created",
+        (Settled::Passed { account: true }, "linked to") => "linked",
+        (Settled::Passed { account: true }, _) => "existing",
+        (Settled::Waiting, _) => "waiting",
+        (Settled::Refused(_), _) => "refused",
+    };
+    state.metrics.provisioned(&conn.id, result);
     crate::audit::federated(state.store.as_ref(), flow, how, with_account, now);
     if let Some(rec) = flow.recording.as_mut() {
         if let Some(uid) = target {
@@ -187,8 +202,10 @@ async fn settle(
     }
     match settled {
         Settled::Passed { account } => {
-            if account {
-                // The account exists on disk before anything can name it.
+            // A new account or link is on disk before anything can name it. An account
+            // found linked already is; a re-sync of its attributes becomes durable
+            // with the code, which is flushed before the app hears of the sign-in.
+            if account && how != "found the linked account" {
                 state.flush().await?;
             }
             state.save_flow(flow)?;

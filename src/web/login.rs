@@ -25,7 +25,7 @@ pub(crate) fn audit_sign_in(state: &Shared, flow: &Flow, outcome: &str, now: u64
     let mut detail = flow.trace.clone();
     detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
     let event = crate::store::AuditEvent {
-        id: crate::crypto::time_prefixed_id(now),
+        id: crate::audit::event_id(now),
         at: now,
         kind: "sign_in".into(),
         app: Some(flow.request.app_id.clone()),
@@ -34,6 +34,10 @@ pub(crate) fn audit_sign_in(state: &Shared, flow: &Flow, outcome: &str, now: u64
         detail,
     };
     tracing::debug!(flow = %flow.id, outcome, trace = ?event.detail, "sign-in trace");
+    let connection = flow.subject().map_or("none", |s| s.idp.as_str());
+    state
+        .metrics
+        .sign_in(&flow.request.app_id, outcome, connection);
     if let Err(e) = state.store.append_event(&event) {
         tracing::error!(error = %e, "could not write the audit event");
     }

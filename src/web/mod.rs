@@ -11,6 +11,7 @@ pub mod error;
 mod factors;
 mod federation;
 mod login;
+pub mod metrics;
 mod oidc_routes;
 pub mod pages;
 mod scim;
@@ -48,6 +49,8 @@ pub struct AppState {
     csrf_key: Vec<u8>,
     /// Where finished sign-ins are written as fixtures (`usher serve --record DIR`).
     record_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// Counters and latencies for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -62,6 +65,8 @@ impl AppState {
         let mailer = Mailer::from_config(&config.email)?;
         let csrf_key = store.secret("csrf", &|| crate::crypto::random_token(32).into_bytes())?;
         let templates = pages::environment(config.theme.as_deref());
+        let metrics = crate::metrics::Metrics::new()
+            .map_err(|e| anyhow::anyhow!("cannot set up the metrics: {e}"))?;
         Ok(Arc::new(AppState {
             config: RwLock::new(Arc::new(config)),
             templates: RwLock::new(Arc::new(templates)),
@@ -72,6 +77,7 @@ impl AppState {
             upstreams: crate::upstream::Upstreams::new(),
             csrf_key,
             record_dir: std::sync::OnceLock::new(),
+            metrics: Arc::new(metrics),
         }))
     }
 
@@ -415,7 +421,12 @@ pub fn app(state: Shared) -> Router {
             "/signup/{flow}",
             get(login::signup_get).post(login::signup_post),
         )
+        .route("/metrics", get(metrics::metrics_get))
         .merge(self_service_and_admin_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state.clone());
     let base = state

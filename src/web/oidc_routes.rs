@@ -141,6 +141,7 @@ pub async fn token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(token::parse_basic);
+    let grant_type = params.get("grant_type").cloned();
     let req = TokenRequest { params, basic };
     let st = state.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -148,6 +149,12 @@ pub async fn token(
         token::exchange(&config, st.store.as_ref(), &st.keys, unix_now(), &req)
     })
     .await;
+    let outcome = match &result {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(e)) => e.error.code.as_str(),
+        Err(_) => "server_error",
+    };
+    state.metrics.token(grant_type.as_deref(), outcome);
     match result {
         Ok(Ok(body)) => token_response(StatusCode::OK, body),
         Ok(Err(e)) => {

@@ -1,0 +1,424 @@
+//! My Account, without HTTP: what a signed-in user may see and change about their own
+//! account — profile attributes the config marks editable, linked connections (never
+//! the last way in), the password (old one required, policy enforced), the
+//! authenticator app and recovery codes, and their SSO sessions.
+//!
+//! Every change is audited with the built-in app as actor. Functions that hash or
+//! verify passwords or flush are blocking; the web layer calls them on the blocking
+//! pool.
+
+use std::collections::BTreeMap;
+
+use crate::audit::{self, kind};
+use crate::authn::sealing::SealingKey;
+use crate::authn::{password, recovery, totp};
+use crate::config::{Config, ProfileField, MY_ACCOUNT_APP};
+use crate::crypto::{b64url, sha256};
+use crate::store::{Session, Store, StoreError, StoreResult, TotpCredential, User};
+
+/// Why a change was refused, in words for the page; or a store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn refuse<T>(message: impl Into<String>) -> Result<T, AccountError> {
+    Err(AccountError::Refused(message.into()))
+}
+
+fn record(store: &dyn Store, now: u64, kind: &str, user_id: &str, detail: Vec<String>) {
+    audit::record(
+        store,
+        now,
+        kind,
+        Some(MY_ACCOUNT_APP),
+        Some(user_id),
+        detail,
+    );
+}
+
+/// The public handle of a session: the `sid` its tokens carry. The store key (the hash
+/// of the cookie) never leaves the server.
+pub fn session_handle(session_hash: &str) -> String {
+    b64url(&sha256(session_hash.as_bytes())[..16])
+}
+
+/// End every SSO session of an account (disabled, deleted, new password); returns how
+/// many there were.
+pub fn end_sessions(store: &dyn Store, user_id: &str) -> StoreResult<usize> {
+    let sessions = store.sessions_of(user_id)?;
+    for (hash, _) in &sessions {
+        store.delete_session(hash)?;
+    }
+    Ok(sessions.len())
+}
+
+/// A session as My Account lists it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub handle: String,
+    /// The session of the browser asking.
+    pub current: bool,
+    pub session: Session,
+}
+
+/// Everything the My Account page shows.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub user: User,
+    pub identities: Vec<(String, String)>,
+    /// A confirmed authenticator app.
+    pub totp: bool,
+    pub recovery_codes_left: usize,
+    /// Live sessions, newest first.
+    pub sessions: Vec<SessionInfo>,
+}
+
+impl Overview {
+    /// Whether an identity may be unlinked: not when it is the account's only way in
+    /// (no password and no other identity).
+    pub fn can_unlink(&self) -> bool {
+        self.user.password_hash.is_some() || self.identities.len() > 1
+    }
+}
+
+pub fn overview(
+    store: &dyn Store,
+    user: User,
+    current_hash: &str,
+    now: u64,
+) -> StoreResult<Overview> {
+    let mut sessions: Vec<SessionInfo> = store
+        .sessions_of(&user.id)?
+        .into_iter()
+        .filter(|(_, s)| s.expires_at > now)
+        .map(|(hash, session)| SessionInfo {
+            handle: session_handle(&hash),
+            current: hash == current_hash,
+            session,
+        })
+        .collect();
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.session.auth_time));
+    Ok(Overview {
+        identities: store.identities_of(&user.id)?,
+        totp: store.totp(&user.id)?.is_some_and(|c| c.confirmed),
+        recovery_codes_left: store.recovery_codes_left(&user.id)?,
+        sessions,
+        user,
+    })
+}
+
+/// Change the editable profile attributes from a form (`name`, `given_name`, …). A
+/// field the config does not mark editable is ignored even if posted. Returns the names
+/// of what changed.
+pub fn update_profile(
+    store: &dyn Store,
+    config: &Config,
+    user: &User,
+    form: &BTreeMap<String, String>,
+    now: u64,
+) -> Result<Vec<String>, AccountError> {
+    let mut updated = user.clone();
+    let mut changed = Vec::new();
+    for field in &config.my_account.editable {
+        let Some(posted) = form.get(field.as_str()) else {
+            continue;
+        };
+        let value = posted.trim();
+        if value.chars().count() > 256 || value.chars().any(char::is_control) {
+            return refuse(format!(
+                "{} is too long or has odd characters.",
+                label(*field)
+            ));
+        }
+        if *field == ProfileField::Picture && !value.is_empty() {
+            let ok = url::Url::parse(value).is_ok_and(|u| matches!(u.scheme(), "https" | "http"));
+            if !ok {
+                return refuse("The picture must be a web address starting with https://.");
+            }
+        }
+        let new = (!value.is_empty()).then(|| value.to_string());
+        let slot = match field {
+            ProfileField::Name => &mut updated.name,
+            ProfileField::GivenName => &mut updated.given_name,
+            ProfileField::FamilyName => &mut updated.family_name,
+            ProfileField::Picture => &mut updated.picture,
+        };
+        if *slot != new {
+            *slot = new;
+            changed.push(field.as_str().to_string());
+        }
+    }
+    if changed.is_empty() {
+        return Ok(changed);
+    }
+    updated.updated_at = now;
+    store.update_user(&updated)?;
+    store.flush()?;
+    record(
+        store,
+        now,
+        kind::ACCOUNT_PROFILE,
+        &user.id,
+        vec![format!("changed: {}", changed.join(", "))],
+    );
+    Ok(changed)
+}
+
+/// The label of a profile field on the page.
+pub fn label(field: ProfileField) -> &'static str {
+    match field {
+        ProfileField::Name => "Full name",
+        ProfileField::GivenName => "Given name",
+        ProfileField::FamilyName => "Family name",
+        ProfileField::Picture => "Picture URL",
+    }
+}
+
+/// Unlink a connection from the account, unless it is the only way in.
+pub fn unlink(
+    store: &dyn Store,
+    user: &User,
+    connection: &str,
+    subject: &str,
+    now: u64,
+) -> Result<(), AccountError> {
+    let identities = store.identities_of(&user.id)?;
+    if !identities
+        .iter()
+        .any(|(c, s)| c == connection && s == subject)
+    {
+        return refuse("That connection is not linked to your account.");
+    }
+    if user.password_hash.is_none() && identities.len() <= 1 {
+        return refuse("This is the only way you can sign in, so it cannot be unlinked. Link another connection first.");
+    }
+    if !store.unlink_identity(connection, subject, &user.id)? {
+        return refuse("That connection is not linked to your account.");
+    }
+    store.flush()?;
+    record(
+        store,
+        now,
+        kind::ACCOUNT_UNLINKED,
+        &user.id,
+        vec![format!("connection {connection}, subject {subject}")],
+    );
+    Ok(())
+}
+
+/// Change the password: the old one must be right (counted against the same lock as
+/// signing in), the new one must meet the policy. Other sessions of the account end.
+/// Blocking (Argon2). Returns how many other sessions ended.
+#[allow(clippy::too_many_arguments)]
+pub fn change_password(
+    store: &dyn Store,
+    config: &Config,
+    user: &User,
+    old: &str,
+    new: &str,
+    confirm: &str,
+    keep_session: &str,
+    now: u64,
+) -> Result<usize, AccountError> {
+    if user.password_hash.is_none() {
+        return refuse("Your account signs in through a connection and has no password to change.");
+    }
+    let key = password::attempts_key(Some(user), &user.username);
+    if store.attempts(&key)?.locked_at(now) {
+        return refuse("Too many wrong passwords. Wait a few minutes before trying again.");
+    }
+    if !password::verify(Some(user), old) {
+        store.record_failure(
+            &key,
+            now,
+            config.security.max_password_attempts,
+            config.security.lockout_seconds,
+        )?;
+        return refuse("Your current password is not right.");
+    }
+    store.clear_attempts(&key)?;
+    let mut problems = password::check_policy(&config.security.password_policy, new);
+    if new != confirm {
+        problems.push("The two new passwords do not match.".into());
+    }
+    if !problems.is_empty() {
+        return refuse(problems.join(" "));
+    }
+    let hash = password::hash(new).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut updated = user.clone();
+    updated.password_hash = Some(hash);
+    updated.updated_at = now;
+    store.update_user(&updated)?;
+    let mut ended = 0;
+    for (hash, _) in store.sessions_of(&user.id)? {
+        if hash != keep_session {
+            store.delete_session(&hash)?;
+            ended += 1;
+        }
+    }
+    store.flush()?;
+    record(
+        store,
+        now,
+        kind::ACCOUNT_PASSWORD,
+        &user.id,
+        vec![format!("{ended} other session(s) ended")],
+    );
+    Ok(ended)
+}
+
+/// The secret of the authenticator being set up: the pending one if there is one (a
+/// reload shows the same key), else a new one sealed into the store. `None` when an
+/// authenticator is already confirmed. Blocking (flush).
+pub fn totp_secret(
+    store: &dyn Store,
+    sealing: &SealingKey,
+    user_id: &str,
+    now: u64,
+) -> Result<Option<Vec<u8>>, AccountError> {
+    let existing = store.totp(user_id)?;
+    if existing.as_ref().is_some_and(|c| c.confirmed) {
+        return Ok(None);
+    }
+    if let Some(secret) = existing.and_then(|c| sealing.open(&c.sealed_secret, user_id.as_bytes()))
+    {
+        return Ok(Some(secret));
+    }
+    let secret = totp::generate_secret();
+    let sealed = sealing
+        .seal(&secret, user_id.as_bytes())
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    store.put_totp(
+        user_id,
+        &TotpCredential {
+            sealed_secret: sealed,
+            created_at: now,
+            last_step: 0,
+            confirmed: false,
+        },
+    )?;
+    store.flush()?;
+    Ok(Some(secret))
+}
+
+/// Finish setting up the authenticator with one code from it; returns the new recovery
+/// codes (shown once). Wrong codes count against the account's second-factor lock.
+pub fn confirm_totp(
+    store: &dyn Store,
+    config: &Config,
+    sealing: &SealingKey,
+    user_id: &str,
+    code: &str,
+    now: u64,
+) -> Result<Vec<String>, AccountError> {
+    let key = format!("totp:{user_id}");
+    if store.attempts(&key)?.locked_at(now) {
+        return refuse("Too many wrong codes. Wait a few minutes before trying again.");
+    }
+    let Some(mut credential) = store.totp(user_id)?.filter(|c| !c.confirmed) else {
+        return refuse("Start setting up your authenticator app again.");
+    };
+    let Some(secret) = sealing.open(&credential.sealed_secret, user_id.as_bytes()) else {
+        return Err(StoreError::Corrupt("a stored TOTP secret does not open".into()).into());
+    };
+    let accepted = match totp::verify(&secret, code, now) {
+        Some(step) => store.accept_totp_step(user_id, step)?,
+        None => false,
+    };
+    if !accepted {
+        store.record_failure(
+            &key,
+            now,
+            config.security.max_otp_attempts,
+            config.security.otp_lockout_seconds,
+        )?;
+        return refuse(
+            "That code is not right. Check the time on your phone and try the newest code.",
+        );
+    }
+    store.clear_attempts(&key)?;
+    if let Some(latest) = store.totp(user_id)? {
+        credential = latest;
+    }
+    credential.confirmed = true;
+    store.put_totp(user_id, &credential)?;
+    let (codes, hashes) = recovery::generate(user_id);
+    store.put_recovery_codes(user_id, &hashes)?;
+    store.flush()?;
+    record(
+        store,
+        now,
+        kind::ACCOUNT_TOTP_ENROLLED,
+        user_id,
+        vec!["authenticator app set up; recovery codes issued".into()],
+    );
+    Ok(codes)
+}
+
+/// Remove the authenticator app and recovery codes (to move to a new phone). Blocking.
+pub fn reset_totp(store: &dyn Store, user_id: &str, now: u64) -> Result<(), AccountError> {
+    crate::authn::reset_totp(store, user_id)?;
+    record(store, now, kind::ACCOUNT_TOTP_RESET, user_id, Vec::new());
+    Ok(())
+}
+
+/// Replace the recovery codes with ten new ones (shown once). Only with an
+/// authenticator app: the codes stand in for it. Blocking.
+pub fn regenerate_recovery_codes(
+    store: &dyn Store,
+    user_id: &str,
+    now: u64,
+) -> Result<Vec<String>, AccountError> {
+    if !store.totp(user_id)?.is_some_and(|c| c.confirmed) {
+        return refuse("Set up an authenticator app first; recovery codes stand in for it.");
+    }
+    let (codes, hashes) = recovery::generate(user_id);
+    store.put_recovery_codes(user_id, &hashes)?;
+    store.flush()?;
+    record(
+        store,
+        now,
+        kind::ACCOUNT_RECOVERY_CODES,
+        user_id,
+        Vec::new(),
+    );
+    Ok(codes)
+}
+
+/// End one of the account's sessions by its handle; `Ok(None)` if it is not theirs.
+/// Returns the store key of the ended session. Blocking.
+pub fn end_session(
+    store: &dyn Store,
+    user_id: &str,
+    handle: &str,
+    now: u64,
+) -> Result<Option<String>, AccountError> {
+    let found = store
+        .sessions_of(user_id)?
+        .into_iter()
+        .find(|(hash, _)| crate::secret::ct_eq(session_handle(hash).as_bytes(), handle.as_bytes()));
+    let Some((hash, session)) = found else {
+        return Ok(None);
+    };
+    store.delete_session(&hash)?;
+    store.flush()?;
+    record(
+        store,
+        now,
+        kind::ACCOUNT_SESSION_ENDED,
+        user_id,
+        vec![format!(
+            "session signed in at {} through {}",
+            crate::timefmt::rfc3339(session.auth_time),
+            session.idp
+        )],
+    );
+    Ok(Some(hash))
+}
+
+#[cfg(test)]
+mod tests;

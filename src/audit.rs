@@ -1,0 +1,333 @@
+//! The audit trail: what happened to accounts and who did it, beyond the sign-ins the
+//! web layer records — provisioning, linking, second-factor enrolment and skips, My
+//! Account changes and admin (SCIM) writes — plus the query the admin API answers and
+//! the retention sweep.
+//!
+//! Events reuse [`AuditEvent`]'s fields: `app` names who acted (an app id, the built-in
+//! `usher-myaccount`, or the admin client's id), `sub` the account acted on, `kind` the
+//! dotted event name below, and `detail` what changed. Writing an event never fails the
+//! action it describes: a store error is logged and the action stands.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::{App, StepOption};
+use crate::crypto::time_prefixed_id;
+use crate::flow::Flow;
+use crate::store::{AuditEvent, AuditStore, StoreResult};
+
+/// Event kinds. A query for `admin` matches every `admin.*` kind.
+pub mod kind {
+    pub const SIGN_IN: &str = "sign_in";
+    pub const USER_PROVISIONED: &str = "user.provisioned";
+    pub const USER_SIGNED_UP: &str = "user.signed_up";
+    pub const IDENTITY_LINKED: &str = "identity.linked";
+    pub const MFA_ENROLLED: &str = "mfa.enrolled";
+    pub const MFA_SKIPPED: &str = "mfa.skipped";
+    pub const ACCOUNT_REFUSED: &str = "account.refused";
+    pub const ACCOUNT_PROFILE: &str = "account.profile_updated";
+    pub const ACCOUNT_PASSWORD: &str = "account.password_changed";
+    pub const ACCOUNT_TOTP_ENROLLED: &str = "account.totp_enrolled";
+    pub const ACCOUNT_TOTP_RESET: &str = "account.totp_reset";
+    pub const ACCOUNT_RECOVERY_CODES: &str = "account.recovery_codes_regenerated";
+    pub const ACCOUNT_UNLINKED: &str = "account.identity_unlinked";
+    pub const ACCOUNT_SESSION_ENDED: &str = "account.session_ended";
+    pub const ADMIN_USER_CREATED: &str = "admin.user_created";
+    pub const ADMIN_USER_UPDATED: &str = "admin.user_updated";
+    pub const ADMIN_USER_DISABLED: &str = "admin.user_disabled";
+    pub const ADMIN_USER_ENABLED: &str = "admin.user_enabled";
+    pub const ADMIN_USER_DELETED: &str = "admin.user_deleted";
+    pub const ADMIN_TOTP_RESET: &str = "admin.totp_reset";
+}
+
+/// The id of a new event: its time, then a per-process sequence number, then random
+/// bytes. Ids sort by time like every time-prefixed id (so the retention sweep is a
+/// key range), and events of the same second keep the order they happened in.
+pub fn event_id(now: u64) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let id = time_prefixed_id(now);
+    format!("{}{seq:012x}{}", &id[..16], &id[16..])
+}
+
+/// Write one event. Store failures are logged, never returned.
+pub fn record(
+    store: &dyn AuditStore,
+    now: u64,
+    kind: &str,
+    actor: Option<&str>,
+    sub: Option<&str>,
+    detail: Vec<String>,
+) {
+    write(store, now, kind, "success", (actor, sub), detail);
+}
+
+fn write(
+    store: &dyn AuditStore,
+    now: u64,
+    kind: &str,
+    outcome: &str,
+    (actor, sub): (Option<&str>, Option<&str>),
+    detail: Vec<String>,
+) {
+    let event = AuditEvent {
+        id: event_id(now),
+        at: now,
+        kind: kind.to_string(),
+        app: actor.map(str::to_string),
+        sub: sub.map(str::to_string),
+        outcome: outcome.to_string(),
+        detail,
+    };
+    if let Err(e) = store.append_event(&event) {
+        tracing::error!(error = %e, kind, "could not write the audit event");
+    }
+}
+
+/// After a federated step settled: a JIT-created account (`how` is `provisioned`) or a
+/// newly linked identity (`linked to`) is recorded against the app signed in to. The
+/// step's trace line (connection, upstream subject, account) is the detail.
+pub fn federated(store: &dyn AuditStore, flow: &Flow, how: &str, with_account: bool, now: u64) {
+    let kind = match how {
+        "provisioned" => kind::USER_PROVISIONED,
+        "linked to" => kind::IDENTITY_LINKED,
+        _ => return,
+    };
+    let Some(uid) = flow
+        .subject()
+        .and_then(|s| s.user_id.clone())
+        .filter(|_| with_account)
+    else {
+        return;
+    };
+    let detail = flow.trace.last().cloned().into_iter().collect();
+    record(
+        store,
+        now,
+        kind,
+        Some(&flow.request.app_id),
+        Some(&uid),
+        detail,
+    );
+}
+
+/// After a successful sign-in: every step that offers only second factors and was not
+/// taken (a script decided so) is recorded as `mfa.skipped`, with the script's log, so
+/// "why did this user skip MFA?" has an answer in the trail as well as in the trace.
+pub fn skipped_mfa(store: &dyn AuditStore, app: &App, flow: &Flow, now: u64) {
+    let Some(subject) = flow.subject() else {
+        return;
+    };
+    for (i, step) in app.sign_in.steps.iter().enumerate() {
+        let n = i + 1;
+        let mfa = !step.options.is_empty() && step.options.iter().all(StepOption::needs_account);
+        if !mfa || flow.done.iter().any(|d| d.step == n) {
+            continue;
+        }
+        let names: Vec<&str> = step.options.iter().map(StepOption::name).collect();
+        let mut detail = vec![format!(
+            "step {n} ({}) was not asked; the user signed in through `{}`{}",
+            names.join(" | "),
+            subject.idp,
+            if subject.has_account() {
+                ""
+            } else {
+                " without an account"
+            }
+        )];
+        detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
+        let who = (Some(app.id.as_str()), Some(subject.sub.as_str()));
+        write(store, now, kind::MFA_SKIPPED, "skipped", who, detail);
+    }
+}
+
+/// Most events the admin API returns at once.
+pub const MAX_LIMIT: usize = 1000;
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// The account (`sub`) the events are about.
+    pub user: Option<String>,
+    /// An exact kind, or a prefix before a dot (`admin` for `admin.*`).
+    pub kind: Option<String>,
+    /// From this time on (inclusive).
+    pub since: u64,
+    /// Up to this time (inclusive).
+    pub until: Option<u64>,
+    /// At most this many: the latest ones, if more match.
+    pub limit: usize,
+}
+
+impl Query {
+    fn matches(&self, e: &AuditEvent) -> bool {
+        let user_ok = self
+            .user
+            .as_deref()
+            .is_none_or(|u| e.sub.as_deref() == Some(u));
+        let kind_ok = self.kind.as_deref().is_none_or(|k| {
+            e.kind == k
+                || e.kind
+                    .strip_prefix(k)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        });
+        user_ok && kind_ok
+    }
+}
+
+/// The latest `q.limit` events matching `q`, oldest first.
+pub fn query(store: &dyn AuditStore, q: &Query) -> StoreResult<Vec<AuditEvent>> {
+    let limit = q.limit.clamp(1, MAX_LIMIT);
+    let mut kept: VecDeque<AuditEvent> = VecDeque::with_capacity(limit);
+    store.scan_events(q.since, &mut |e| {
+        if q.until.is_some_and(|u| e.at > u) {
+            return false;
+        }
+        if q.matches(&e) {
+            if kept.len() == limit {
+                kept.pop_front();
+            }
+            kept.push_back(e);
+        }
+        true
+    })?;
+    Ok(kept.into())
+}
+
+/// Remove events older than the retention period; returns how many.
+pub fn sweep(store: &dyn AuditStore, now: u64, retention_days: u64) -> StoreResult<usize> {
+    let cutoff = now.saturating_sub(retention_days.saturating_mul(86_400));
+    store.sweep_events(cutoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    #[test]
+    fn query_filters_by_user_kind_and_time_and_keeps_the_latest() {
+        let store = SledStore::temporary().unwrap();
+        record(
+            &store,
+            100,
+            kind::ADMIN_USER_CREATED,
+            Some("ops"),
+            Some("u_a"),
+            vec![],
+        );
+        record(
+            &store,
+            200,
+            kind::ADMIN_USER_DISABLED,
+            Some("ops"),
+            Some("u_a"),
+            vec![],
+        );
+        record(
+            &store,
+            300,
+            kind::ACCOUNT_PASSWORD,
+            Some("usher-myaccount"),
+            Some("u_b"),
+            vec![],
+        );
+        record(
+            &store,
+            400,
+            kind::ADMIN_USER_DELETED,
+            Some("ops"),
+            Some("u_a"),
+            vec![],
+        );
+        let all = |q: Query| query(&store, &Query { limit: 10, ..q }).unwrap();
+        let kinds = |v: Vec<AuditEvent>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+        assert_eq!(all(Query::default()).len(), 4);
+        assert_eq!(
+            kinds(all(Query {
+                user: Some("u_a".into()),
+                ..Query::default()
+            })),
+            [
+                "admin.user_created",
+                "admin.user_disabled",
+                "admin.user_deleted"
+            ]
+        );
+        assert_eq!(
+            all(Query {
+                kind: Some("admin".into()),
+                ..Query::default()
+            })
+            .len(),
+            3
+        );
+        assert_eq!(
+            all(Query {
+                kind: Some("adm".into()),
+                ..Query::default()
+            })
+            .len(),
+            0
+        );
+        assert_eq!(
+            kinds(all(Query {
+                since: 150,
+                until: Some(300),
+                ..Query::default()
+            })),
+            ["admin.user_disabled", "account.password_changed"]
+        );
+        let latest = query(
+            &store,
+            &Query {
+                limit: 1,
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(kinds(latest), ["admin.user_deleted"]);
+    }
+
+    #[test]
+    fn events_of_one_second_keep_their_order() {
+        let ids: Vec<String> = (0..50).map(|_| event_id(7)).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert_eq!(crate::crypto::id_time(&ids[0]), Some(7));
+    }
+
+    #[test]
+    fn the_sweep_removes_only_what_retention_lets_go() {
+        let store = SledStore::temporary().unwrap();
+        let day = 86_400;
+        record(
+            &store,
+            10 * day,
+            kind::MFA_ENROLLED,
+            None,
+            Some("u_a"),
+            vec![],
+        );
+        record(
+            &store,
+            50 * day,
+            kind::MFA_ENROLLED,
+            None,
+            Some("u_a"),
+            vec![],
+        );
+        assert_eq!(sweep(&store, 100 * day, 60).unwrap(), 1);
+        let left = query(
+            &store,
+            &Query {
+                limit: 10,
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].at, 50 * day);
+    }
+}

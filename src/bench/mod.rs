@@ -1,0 +1,407 @@
+//! `usher bench`: complete sign-ins over real HTTP, measured the way an operator sizing
+//! a deployment needs — throughput, latency percentiles, CPU time per sign-in, memory —
+//! next to the physical limits of the work on the same cores (Argon2id hashes and
+//! signatures per second), so each figure can be read as a fraction of its ceiling.
+//!
+//! It is a subcommand rather than an example binary so that it ships with the server:
+//! an operator can point it at a deployment (`--url`, `--pid`) with the binary they
+//! already have. By default it starts Usher in-process on a loopback port with a
+//! temporary store, local stand-ins for Google and GitHub and seeded users; every run
+//! is bounded in time and count and talks to loopback only.
+
+mod client;
+mod logins;
+pub mod measure;
+mod scenarios;
+mod world;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::SigningAlg;
+pub use scenarios::ScenarioResult;
+use world::{Target, Upstream};
+
+/// The scenarios, in the order `all` runs them.
+pub const SCENARIOS: [&str; 8] = [
+    "password",
+    "jit",
+    "federated",
+    "federated-half",
+    "refresh",
+    "client-credentials",
+    "script",
+    "pending",
+];
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Scenarios, comma-separated: password, jit, federated, federated-half (returning
+    /// federated sign-ins at half the rate `federated` reached), refresh,
+    /// client-credentials, script, pending; or all.
+    #[arg(long, short, value_delimiter = ',', default_value = "all")]
+    pub scenario: Vec<String>,
+    /// Sign-ins (or grants) in flight at once.
+    #[arg(long, short, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds each scenario is measured for.
+    #[arg(long, short, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Stop a scenario after this many operations even if time is left.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_ops: u64,
+    /// ID-token algorithm of the in-process apps: RS256, ES256 or EdDSA.
+    #[arg(long, default_value = "RS256")]
+    pub alg: String,
+    /// The stand-in the federated scenarios go through: google (OIDC) or github.
+    #[arg(long, default_value = "google")]
+    pub upstream: String,
+    /// Users seeded per pool (password users, returning federated users, two-step
+    /// users; each two-step user signs in at most twice per 30-second TOTP window).
+    #[arg(long, default_value_t = 200)]
+    pub users: u64,
+    /// Sign-ins the `pending` scenario starts and leaves unfinished.
+    #[arg(long, default_value_t = 10_000)]
+    pub pending: u64,
+    /// `security.flow_ttl_seconds` of the in-process Usher.
+    #[arg(long, default_value_t = 600)]
+    pub flow_ttl: u64,
+    /// After `pending`, wait for its sign-ins to expire and be swept (flow_ttl plus up
+    /// to two minutes), checking that they stop working on time.
+    #[arg(long)]
+    pub wait_expiry: bool,
+    /// Check the signature of the ID token of every refresh too (the client's CPU
+    /// competes with Usher's in-process).
+    #[arg(long)]
+    pub verify_refresh: bool,
+    /// Skip measuring the Argon2id and signing limits.
+    #[arg(long)]
+    pub no_limits: bool,
+    /// Seconds each limit is measured for.
+    #[arg(long, default_value_t = 2.0)]
+    pub limit_seconds: f64,
+    /// Target a running Usher at this issuer URL instead (password, refresh,
+    /// client-credentials and pending only: the others need the in-process stand-ins).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// With --url: the app to sign in to.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    #[arg(long, env = "USHER_BENCH_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// With --url: a redirect URI registered for the app (never contacted).
+    #[arg(long)]
+    pub redirect_uri: Option<String>,
+    /// With --url: an account with a password (the password and refresh scenarios).
+    #[arg(long)]
+    pub username: Option<String>,
+    #[arg(long, env = "USHER_BENCH_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// With --url: a client allowed the client_credentials grant.
+    #[arg(long)]
+    pub service_client_id: Option<String>,
+    #[arg(long, env = "USHER_BENCH_SERVICE_SECRET", hide_env_values = true)]
+    pub service_secret: Option<String>,
+    /// With --url on this machine: the Usher process, for its CPU time and memory.
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+/// The physical limits, measured on the same cores in the same run.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub argon2_per_second: f64,
+    /// (algorithm, signatures per second).
+    pub signatures_per_second: Vec<(SigningAlg, f64)>,
+}
+
+impl Limits {
+    pub fn signing(&self, alg: SigningAlg) -> Option<f64> {
+        self.signatures_per_second
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, r)| *r)
+    }
+}
+
+/// Everything a run measured.
+pub struct Report {
+    pub idle_rss: Option<u64>,
+    pub limits: Option<Limits>,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+fn parse_alg(s: &str) -> anyhow::Result<SigningAlg> {
+    match s.to_ascii_uppercase().as_str() {
+        "RS256" => Ok(SigningAlg::Rs256),
+        "ES256" => Ok(SigningAlg::Es256),
+        "EDDSA" => Ok(SigningAlg::EdDsa),
+        _ => anyhow::bail!("--alg must be RS256, ES256 or EdDSA, not {s}"),
+    }
+}
+
+fn parse_scenarios(names: &[String]) -> anyhow::Result<Vec<&'static str>> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for name in names.iter().map(|n| n.trim()) {
+        if name == "all" {
+            out.extend(SCENARIOS);
+            continue;
+        }
+        match SCENARIOS.iter().find(|s| **s == name) {
+            Some(s) => out.push(s),
+            None => anyhow::bail!("unknown scenario {name}; choose from {}", SCENARIOS.join(", ")),
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// Mebibytes, for the report.
+pub fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// The CPU model, from `/proc/cpuinfo`.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Run the benchmark and print its figures as they come.
+pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+    let scenarios = parse_scenarios(&args.scenario)?;
+    let alg = parse_alg(&args.alg)?;
+    let upstream = match args.upstream.as_str() {
+        "google" => Upstream::Google,
+        "github" => Upstream::Github,
+        other => anyhow::bail!("--upstream must be google or github, not {other}"),
+    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .thread_name(measure::CLIENT_THREADS)
+        .enable_all()
+        .build()?;
+    let target = match &args.url {
+        Some(url) => Target::external(args, url)?,
+        None => Target::local(args, upstream, alg.as_str())?,
+    };
+    let target = Arc::new(target);
+    println!(
+        "usher bench: {} on {cores} cores ({}); {} ID tokens; concurrency {}; {} s per scenario",
+        match &args.url {
+            Some(u) => format!("Usher at {u}"),
+            None => format!("in-process Usher, upstream {}", args.upstream),
+        },
+        cpu_model(),
+        alg.as_str(),
+        args.concurrency,
+        args.duration
+    );
+    let idle_rss = match (target.pid, &target.local) {
+        (Some(pid), _) => crate::metrics::ProcessStats::of_pid(pid).rss_bytes,
+        (None, Some(_)) => crate::metrics::ProcessStats::read().rss_bytes,
+        _ => None,
+    };
+    println!("RSS before the first sign-in: {}", mib(idle_rss));
+    let limits = (!args.no_limits)
+        .then(|| measure_limits(&target, cores, args.limit_seconds))
+        .transpose()?;
+    if let Some(l) = &limits {
+        print_limits(l, cores);
+    }
+    let ctx = scenarios::Ctx {
+        target: target.clone(),
+        concurrency: args.concurrency.max(1),
+        duration: Duration::from_secs_f64(args.duration.max(0.1)),
+        max_ops: args.max_ops,
+        users: args.users.max(1),
+        verify_refresh: args.verify_refresh,
+    };
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    let mut seeded = false;
+    for name in scenarios {
+        let outcome = client_rt.block_on(async {
+            match name {
+                "password" => scenarios::password(&ctx).await,
+                "jit" => scenarios::jit(&ctx).await,
+                "federated" => scenarios::federated(&ctx, None, seeded).await,
+                "federated-half" => {
+                    let full = results
+                        .iter()
+                        .find(|r| r.name == "federated")
+                        .map(|r| r.outcome.per_second());
+                    let full = match full {
+                        Some(f) => f,
+                        None => {
+                            let r = scenarios::federated(&ctx, None, seeded).await?;
+                            r.outcome.per_second()
+                        }
+                    };
+                    scenarios::federated(&ctx, Some((full / 2.0).max(1.0)), true).await
+                }
+                "refresh" => scenarios::refresh(&ctx).await,
+                "client-credentials" => scenarios::client_credentials(&ctx).await,
+                "script" => scenarios::script(&ctx).await,
+                _ => {
+                    let wait = args.wait_expiry.then_some(args.flow_ttl);
+                    scenarios::pending(&ctx, args.pending, wait).await
+                }
+            }
+        });
+        match outcome {
+            Ok(r) => {
+                seeded |= r.name.starts_with("federated");
+                print_result(&r);
+                results.push(r);
+            }
+            Err(e) => println!("{name}: not run: {e:#}"),
+        }
+    }
+    if let Some(l) = &limits {
+        print_ratios(l, alg, &results);
+    }
+    drop(ctx);
+    match Arc::try_unwrap(target) {
+        Ok(t) => t.stop(),
+        Err(_) => tracing::warn!("the bench target is still in use; not stopped cleanly"),
+    }
+    client_rt.shutdown_timeout(Duration::from_secs(2));
+    Ok(Report {
+        idle_rss,
+        limits,
+        scenarios: results,
+    })
+}
+
+fn measure_limits(target: &Target, cores: usize, seconds: f64) -> anyhow::Result<Limits> {
+    let d = Duration::from_secs_f64(seconds.max(0.1));
+    let keys = match &target.local {
+        Some(l) => l.state.keys.clone(),
+        None => {
+            let store = crate::store::SledStore::temporary()?;
+            Arc::new(crate::oidc::keys::Keys::load_or_generate(
+                &store,
+                crate::crypto::unix_now(),
+            )?)
+        }
+    };
+    let mut signatures = Vec::new();
+    for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
+        signatures.push((alg, measure::signing_rate(keys.clone(), alg, cores, d)));
+    }
+    Ok(Limits {
+        argon2_per_second: measure::argon2_rate(cores, d),
+        signatures_per_second: signatures,
+    })
+}
+
+fn print_limits(l: &Limits, cores: usize) {
+    use crate::authn::password::{M_COST, P_COST, T_COST};
+    println!("limits on these cores ({cores} threads):");
+    println!(
+        "  Argon2id (m={M_COST} KiB, t={T_COST}, p={P_COST}): {:>10.1} hashes/s",
+        l.argon2_per_second
+    );
+    for (alg, r) in &l.signatures_per_second {
+        println!("  {:<32} {:>10.0} signatures/s", alg.as_str(), r);
+    }
+}
+
+fn print_result(r: &ScenarioResult) {
+    let o = &r.outcome;
+    println!();
+    println!(
+        "{}: {} ok, {} failed in {:.2} s = {:.1}/s; latency ms p50 {} p95 {} p99 {} max {}",
+        r.name,
+        o.ops,
+        o.errors,
+        o.elapsed.as_secs_f64(),
+        o.per_second(),
+        ms(o.quantile(0.50)),
+        ms(o.quantile(0.95)),
+        ms(o.quantile(0.99)),
+        ms(o.latencies.last().copied().unwrap_or_default()),
+    );
+    if let Some(e) = &o.first_error {
+        println!("  first failure: {e}");
+    }
+    if o.ops > 0 {
+        let per = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6 / o.ops as f64);
+        match r.target_cpu {
+            Some(t) => println!("  CPU per op: Usher process {}", per(t)),
+            None => println!(
+                "  CPU per op: Usher {}, upstream stand-ins {}, load generator {}, whole process {}",
+                per(r.cpu.usher),
+                per(r.cpu.upstream),
+                per(r.cpu.client),
+                per(r.cpu.process)
+            ),
+        }
+    }
+    println!(
+        "  memory: RSS {}, peak {}",
+        mib(r.memory.rss_bytes),
+        mib(r.memory.peak_rss_bytes)
+    );
+    if let Some(((slow, all), (slow_cpu, _))) = r.slow_polls {
+        println!(
+            "  requests holding an async worker over 1 ms in one poll: {slow} of {all} by the clock, {slow_cpu} by CPU time"
+        );
+    }
+    if !r.routes.is_empty() && o.ops > 0 {
+        let mut routes = r.routes.clone();
+        routes.sort_by(|a, b| (b.2 * b.1 as u32).cmp(&(a.2 * a.1 as u32)));
+        println!("  Usher's time per op, by route (requests per op × mean):");
+        for (route, n, mean) in routes.iter().take(8) {
+            println!(
+                "    {route:<28} {:>5.2} × {:>7} ms",
+                *n as f64 / o.ops as f64,
+                ms(*mean)
+            );
+        }
+    }
+    for note in &r.notes {
+        println!("  {note}");
+    }
+}
+
+fn print_ratios(l: &Limits, alg: SigningAlg, results: &[ScenarioResult]) {
+    println!();
+    println!("against the limits measured above:");
+    let rate = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.outcome.per_second())
+    };
+    if let Some(p) = rate("password").filter(|_| l.argon2_per_second > 0.0) {
+        println!(
+            "  password sign-ins / Argon2id hashes:            {:>6.1} %",
+            100.0 * p / l.argon2_per_second
+        );
+    }
+    let Some(sig) = l.signing(alg).filter(|s| *s > 0.0) else {
+        return;
+    };
+    for name in ["federated", "refresh", "client-credentials", "jit", "script"] {
+        if let Some(r) = rate(name) {
+            println!(
+                "  {name} / {} signatures (2 per sign-in or refresh, 1 per client_credentials): {:>6.1} %",
+                alg.as_str(),
+                100.0 * r / sig
+            );
+        }
+    }
+}

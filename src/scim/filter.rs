@@ -1,0 +1,403 @@
+//! SCIM filters (RFC 7644 §3.4.2.2): parsing the expression and testing resources
+//! against it.
+//!
+//! Supported: the comparison operators `eq ne co sw ew gt ge lt le`, `pr`, `and`, `or`,
+//! `not (…)` and parentheses, with `and` binding tighter than `or`. Keywords and
+//! attribute names are case-insensitive. Value-path filters (`emails[type eq "work"]`)
+//! are refused with a clear error rather than half-supported. The attributes a filter
+//! may name are decided by the resource (see `resource::filter_values`).
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Co,
+    Sw,
+    Ew,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+/// A literal on the right of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Str(String),
+    Bool(bool),
+    Num(f64),
+    Null,
+}
+
+/// A value an attribute holds, as a filter sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Str(String),
+    Bool(bool),
+}
+
+/// A parsed filter. Attribute paths are lower-cased.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    And(Box<Filter>, Box<Filter>),
+    Or(Box<Filter>, Box<Filter>),
+    Not(Box<Filter>),
+    Present(String),
+    Compare(String, Op, Literal),
+}
+
+impl Filter {
+    /// Every attribute path the filter names.
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                let mut v = a.paths();
+                v.extend(b.paths());
+                v
+            }
+            Filter::Not(f) => f.paths(),
+            Filter::Present(p) | Filter::Compare(p, _, _) => vec![p.as_str()],
+        }
+    }
+
+    /// Test a resource. `lookup` gives an attribute's values and whether it compares
+    /// case-exactly; a multi-valued attribute matches when any value does.
+    pub fn matches(&self, lookup: &dyn Fn(&str) -> (Vec<Val>, bool)) -> bool {
+        match self {
+            Filter::And(a, b) => a.matches(lookup) && b.matches(lookup),
+            Filter::Or(a, b) => a.matches(lookup) || b.matches(lookup),
+            Filter::Not(f) => !f.matches(lookup),
+            Filter::Present(p) => lookup(p)
+                .0
+                .iter()
+                .any(|v| !matches!(v, Val::Str(s) if s.is_empty())),
+            Filter::Compare(p, op, lit) => {
+                let (values, exact) = lookup(p);
+                if matches!(lit, Literal::Null) {
+                    // `eq null` is "has no value"; `ne null` is "has one".
+                    return match op {
+                        Op::Eq => values.is_empty(),
+                        Op::Ne => !values.is_empty(),
+                        _ => false,
+                    };
+                }
+                if *op == Op::Ne {
+                    return !values.iter().any(|v| compare(v, Op::Eq, lit, exact));
+                }
+                values.iter().any(|v| compare(v, *op, lit, exact))
+            }
+        }
+    }
+}
+
+fn compare(value: &Val, op: Op, lit: &Literal, exact: bool) -> bool {
+    match (value, lit) {
+        (Val::Bool(v), Literal::Bool(l)) => match op {
+            Op::Eq => v == l,
+            Op::Ne => v != l,
+            _ => false,
+        },
+        (Val::Str(v), Literal::Str(l)) => {
+            let (v, l) = if exact {
+                (v.clone(), l.clone())
+            } else {
+                (v.to_lowercase(), l.to_lowercase())
+            };
+            match op {
+                Op::Eq => v == l,
+                Op::Ne => v != l,
+                Op::Co => v.contains(&l),
+                Op::Sw => v.starts_with(&l),
+                Op::Ew => v.ends_with(&l),
+                Op::Gt => v > l,
+                Op::Ge => v >= l,
+                Op::Lt => v < l,
+                Op::Le => v <= l,
+            }
+        }
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Open,
+    Close,
+    OpenBracket,
+    Word(String),
+    Str(String),
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                out.push(Token::Open);
+                i += 1;
+            }
+            ')' => {
+                out.push(Token::Close);
+                i += 1;
+            }
+            '[' | ']' => {
+                out.push(Token::OpenBracket);
+                i += 1;
+            }
+            '"' => {
+                // A JSON string: find the closing quote, honouring backslash escapes,
+                // and let serde_json undo the escapes.
+                let start = i;
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                if i >= chars.len() {
+                    return Err("a string is not closed with `\"`".into());
+                }
+                i += 1;
+                let raw: String = chars[start..i].iter().collect();
+                let s: String = serde_json::from_str(&raw)
+                    .map_err(|_| format!("{raw} is not a valid string"))?;
+                out.push(Token::Str(s));
+            }
+            _ => {
+                let start = i;
+                while i < chars.len()
+                    && !chars[i].is_whitespace()
+                    && !matches!(chars[i], '(' | ')' | '[' | ']' | '"')
+                {
+                    i += 1;
+                }
+                out.push(Token::Word(chars[start..i].iter().collect()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let t = self.tokens.get(self.at).cloned();
+        self.at += 1;
+        t
+    }
+
+    fn keyword(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Token::Word(w)) if w.eq_ignore_ascii_case(word))
+    }
+
+    fn or(&mut self) -> Result<Filter, String> {
+        let mut left = self.and()?;
+        while self.keyword("or") {
+            self.at += 1;
+            let right = self.and()?;
+            left = Filter::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Filter, String> {
+        let mut left = self.unary()?;
+        while self.keyword("and") {
+            self.at += 1;
+            let right = self.unary()?;
+            left = Filter::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn group(&mut self) -> Result<Filter, String> {
+        let inner = self.or()?;
+        match self.next() {
+            Some(Token::Close) => Ok(inner),
+            _ => Err("a `(` is not closed with `)`".into()),
+        }
+    }
+
+    fn unary(&mut self) -> Result<Filter, String> {
+        if self.keyword("not") {
+            self.at += 1;
+            return match self.next() {
+                Some(Token::Open) => Ok(Filter::Not(Box::new(self.group()?))),
+                _ => Err("`not` must be followed by `(`".into()),
+            };
+        }
+        match self.next() {
+            Some(Token::Open) => self.group(),
+            Some(Token::Word(path)) => self.comparison(path),
+            Some(Token::Str(s)) => Err(format!("expected an attribute name, found \"{s}\"")),
+            Some(_) => Err("expected an attribute name".into()),
+            None => Err("the filter ends too early".into()),
+        }
+    }
+
+    fn comparison(&mut self, path: String) -> Result<Filter, String> {
+        if matches!(self.peek(), Some(Token::OpenBracket)) {
+            return Err(format!(
+                "value filters like `{path}[...]` are not supported; compare a sub-attribute instead, e.g. `{path}.value eq \"...\"`"
+            ));
+        }
+        let path = path.to_lowercase();
+        let op = match self.next() {
+            Some(Token::Word(w)) => w.to_lowercase(),
+            _ => return Err(format!("expected an operator after `{path}`")),
+        };
+        let op = match op.as_str() {
+            "pr" => return Ok(Filter::Present(path)),
+            "eq" => Op::Eq,
+            "ne" => Op::Ne,
+            "co" => Op::Co,
+            "sw" => Op::Sw,
+            "ew" => Op::Ew,
+            "gt" => Op::Gt,
+            "ge" => Op::Ge,
+            "lt" => Op::Lt,
+            "le" => Op::Le,
+            other => {
+                return Err(format!(
+                    "unknown operator `{other}`; use eq, ne, co, sw, ew, gt, ge, lt, le or pr"
+                ))
+            }
+        };
+        let literal = match self.next() {
+            Some(Token::Str(s)) => Literal::Str(s),
+            Some(Token::Word(w)) => match w.to_lowercase().as_str() {
+                "true" => Literal::Bool(true),
+                "false" => Literal::Bool(false),
+                "null" => Literal::Null,
+                _ => Literal::Num(
+                    w.parse()
+                        .map_err(|_| format!("`{w}` is not a value; quote strings: \"{w}\""))?,
+                ),
+            },
+            _ => return Err(format!("expected a value after `{path}`")),
+        };
+        Ok(Filter::Compare(path, op, literal))
+    }
+}
+
+/// Parse a filter expression.
+pub fn parse(text: &str) -> Result<Filter, String> {
+    let mut p = Parser {
+        tokens: tokenize(text)?,
+        at: 0,
+    };
+    if p.tokens.is_empty() {
+        return Err("the filter is empty".into());
+    }
+    let f = p.or()?;
+    match p.peek() {
+        None => Ok(f),
+        Some(Token::Word(w)) => Err(format!(
+            "unexpected `{w}`; join conditions with `and` or `or`"
+        )),
+        Some(_) => Err("unexpected text after the filter".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(path: &str) -> (Vec<Val>, bool) {
+        match path {
+            "username" => (vec![Val::Str("Alice".into())], false),
+            "emails.value" => (
+                vec![
+                    Val::Str("alice@example.com".into()),
+                    Val::Str("a@work.example".into()),
+                ],
+                false,
+            ),
+            "externalid" => (vec![Val::Str("HR-7".into())], true),
+            "active" => (vec![Val::Bool(true)], false),
+            _ => (vec![], false),
+        }
+    }
+
+    fn check(text: &str) -> bool {
+        parse(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .matches(&lookup)
+    }
+
+    #[test]
+    fn operators_follow_case_rules() {
+        assert!(check("userName eq \"alice\""), "userName is not case-exact");
+        assert!(
+            check("USERNAME Eq \"ALICE\""),
+            "names and keywords are case-insensitive"
+        );
+        assert!(!check("externalId eq \"hr-7\""), "externalId is case-exact");
+        assert!(check("externalId eq \"HR-7\""));
+        assert!(check("emails.value co \"@work\""));
+        assert!(check("emails.value sw \"ALICE@\""));
+        assert!(check("emails.value ew \".example\""));
+        assert!(check("userName gt \"aaa\" and userName lt \"b\""));
+        assert!(check("active eq true"));
+        assert!(!check("active eq false"));
+        assert!(check("userName ne \"bob\""));
+        assert!(check("externalId pr"));
+        assert!(!check("name.givenName pr"));
+        assert!(check("name.givenName eq null"));
+    }
+
+    #[test]
+    fn and_binds_tighter_than_or_and_not_negates() {
+        assert!(check(
+            "userName eq \"x\" or userName eq \"alice\" and active eq true"
+        ));
+        assert!(!check(
+            "(userName eq \"x\" or userName eq \"alice\") and active eq false"
+        ));
+        assert!(check("not (userName eq \"bob\")"));
+        assert!(!check("not(userName eq \"alice\")"));
+        assert_eq!(
+            parse("a eq \"1\" and b pr").unwrap().paths(),
+            vec!["a", "b"]
+        );
+    }
+
+    #[test]
+    fn escapes_in_strings_are_honoured() {
+        let f = parse(r#"userName eq "quote\"d""#).unwrap();
+        assert_eq!(
+            f,
+            Filter::Compare("username".into(), Op::Eq, Literal::Str("quote\"d".into()))
+        );
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        for (text, says) in [
+            ("", "empty"),
+            ("userName", "operator"),
+            ("userName eq", "value"),
+            ("userName eq alice", "quote strings"),
+            ("userName like \"a\"", "unknown operator"),
+            ("(userName eq \"a\"", "not closed"),
+            ("userName eq \"a", "not closed"),
+            ("userName eq \"a\" userName eq \"b\"", "join conditions"),
+            ("emails[type eq \"work\"]", "not supported"),
+            ("not userName eq \"a\"", "followed by `(`"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The SCIM `User` resource: an account as SCIM shows it, the writable part of it
+//! ([`Draft`]) that POST, PUT and PATCH edit, the attribute paths they may name, and
+//! the values a filter compares.
+//!
+//! Mapping: `userName` ↔ username; `displayName` and `name.formatted` ↔ the account's
+//! name; `name.givenName`/`familyName`; the primary of `emails` ↔ the email address;
+//! the primary of `photos` ↔ the picture; `roles[].value` ↔ roles; `active` ↔ not
+//! disabled; `password` is write-only. The Usher extension adds the linked federated
+//! `identities` (read-only), `emailVerified` and `totp` (read-only).
+
+use serde_json::{json, Map, Value};
+
+use super::filter::Val;
+use super::{ScimError, USER_SCHEMA, USHER_USER_SCHEMA};
+use crate::store::{Store, StoreResult, User};
+use crate::timefmt::rfc3339;
+
+/// An account with everything its SCIM representation shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub user: User,
+    pub external_id: Option<String>,
+    /// Linked (connection, upstream subject) pairs.
+    pub identities: Vec<(String, String)>,
+    /// An authenticator app is enrolled.
+    pub totp: bool,
+}
+
+impl Record {
+    pub fn load(store: &dyn Store, id: &str) -> StoreResult<Option<Record>> {
+        match store.user(id)? {
+            Some(user) => Self::of(store, user).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn of(store: &dyn Store, user: User) -> StoreResult<Record> {
+        Ok(Record {
+            external_id: store.external_id(&user.id)?,
+            identities: store.identities_of(&user.id)?,
+            totp: store.totp(&user.id)?.is_some_and(|c| c.confirmed),
+            user,
+        })
+    }
+
+    /// The resource without `meta`: what the version is computed from.
+    fn core(&self) -> Value {
+        let u = &self.user;
+        let mut out = json!({
+            "schemas": [USER_SCHEMA, USHER_USER_SCHEMA],
+            "id": u.id,
+            "userName": u.username,
+            "active": !u.disabled,
+        });
+        let o = out.as_object_mut();
+        let Some(o) = o else { return out };
+        if let Some(x) = &self.external_id {
+            o.insert("externalId".into(), json!(x));
+        }
+        let mut name = Map::new();
+        if let Some(n) = &u.name {
+            o.insert("displayName".into(), json!(n));
+            name.insert("formatted".into(), json!(n));
+        }
+        if let Some(g) = &u.given_name {
+            name.insert("givenName".into(), json!(g));
+        }
+        if let Some(f) = &u.family_name {
+            name.insert("familyName".into(), json!(f));
+        }
+        if !name.is_empty() {
+            o.insert("name".into(), Value::Object(name));
+        }
+        if let Some(e) = &u.email {
+            o.insert("emails".into(), json!([{ "value": e, "primary": true }]));
+        }
+        if let Some(p) = &u.picture {
+            o.insert(
+                "photos".into(),
+                json!([{ "value": p, "type": "photo", "primary": true }]),
+            );
+        }
+        if !u.roles.is_empty() {
+            let roles: Vec<Value> = u.roles.iter().map(|r| json!({ "value": r })).collect();
+            o.insert("roles".into(), Value::Array(roles));
+        }
+        let identities: Vec<Value> = self
+            .identities
+            .iter()
+            .map(|(c, s)| json!({ "connection": c, "subject": s }))
+            .collect();
+        o.insert(
+            USHER_USER_SCHEMA.into(),
+            json!({
+                "identities": identities,
+                "emailVerified": u.email_verified,
+                "hasPassword": u.password_hash.is_some(),
+                "totp": self.totp,
+            }),
+        );
+        out
+    }
+
+    /// `meta.version`: a weak ETag over everything the resource shows.
+    pub fn version(&self) -> String {
+        let bytes = serde_json::to_vec(&self.core()).unwrap_or_default();
+        format!("W/\"{}\"", hex::encode(&crate::crypto::sha256(&bytes)[..8]))
+    }
+
+    /// The full resource; `base` is the `/scim/v2` URL, for `meta.location`.
+    pub fn to_json(&self, base: &str) -> Value {
+        let mut out = self.core();
+        out["meta"] = json!({
+            "resourceType": "User",
+            "created": rfc3339(self.user.created_at),
+            "lastModified": rfc3339(self.user.updated_at),
+            "location": format!("{base}/Users/{}", self.user.id),
+            "version": self.version(),
+        });
+        out
+    }
+
+    /// The values a filter compares for `path` (lower-cased), and whether they compare
+    /// case-exactly; `None` for an attribute filters cannot name.
+    pub fn filter_values(&self, path: &str) -> Option<(Vec<Val>, bool)> {
+        let u = &self.user;
+        let s = |v: &Option<String>| v.iter().map(|x| Val::Str(x.clone())).collect::<Vec<_>>();
+        let one = |v: &str| vec![Val::Str(v.to_string())];
+        Some(match strip_schema(path)?.as_str() {
+            "id" => (one(&u.id), true),
+            "externalid" => (s(&self.external_id), true),
+            "username" => (one(&u.username), false),
+            "displayname" | "name.formatted" => (s(&u.name), false),
+            "name.givenname" => (s(&u.given_name), false),
+            "name.familyname" => (s(&u.family_name), false),
+            "emails" | "emails.value" => (s(&u.email), false),
+            "photos" | "photos.value" => (s(&u.picture), true),
+            "roles" | "roles.value" => {
+                (u.roles.iter().map(|r| Val::Str(r.clone())).collect(), false)
+            }
+            "active" => (vec![Val::Bool(!u.disabled)], false),
+            "meta.created" => (one(&rfc3339(u.created_at)), true),
+            "meta.lastmodified" => (one(&rfc3339(u.updated_at)), true),
+            "ext:identities.connection" => (
+                self.identities
+                    .iter()
+                    .map(|(c, _)| Val::Str(c.clone()))
+                    .collect(),
+                true,
+            ),
+            "ext:identities.subject" => (
+                self.identities
+                    .iter()
+                    .map(|(_, s)| Val::Str(s.clone()))
+                    .collect(),
+                true,
+            ),
+            "ext:emailverified" => (vec![Val::Bool(u.email_verified)], false),
+            "ext:totp" => (vec![Val::Bool(self.totp)], false),
+            _ => return None,
+        })
+    }
+}
+
+/// A lower-cased attribute path with its schema URN reduced: the core User schema is
+/// dropped, Usher's extension becomes `ext:`, and `None` means another extension's
+/// attribute (which Usher does not keep).
+pub fn strip_schema(path: &str) -> Option<String> {
+    let p = path.to_lowercase();
+    let core = format!("{}:", USER_SCHEMA.to_lowercase());
+    let ext = USHER_USER_SCHEMA.to_lowercase();
+    if let Some(rest) = p.strip_prefix(&core) {
+        return Some(rest.to_string());
+    }
+    if let Some(rest) = p.strip_prefix(&ext) {
+        return Some(match rest.strip_prefix(':') {
+            Some(attr) => format!("ext:{attr}"),
+            None => "ext".to_string(),
+        });
+    }
+    if p.starts_with("urn:") {
+        return None;
+    }
+    Some(p)
+}
+
+/// The writable part of a user, as POST, PUT and PATCH edit it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Draft {
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub picture: Option<String>,
+    pub roles: Vec<String>,
+    pub active: bool,
+    /// A new password to set (write-only; never read back).
+    pub password: Option<String>,
+}
+
+fn string(value: &Value, what: &str) -> Result<Option<String>, ScimError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) if s.trim().is_empty() => Ok(None),
+        Value::String(s) => Ok(Some(s.trim().to_string())),
+        _ => Err(ScimError::bad(
+            "invalidValue",
+            format!("{what} must be a string"),
+        )),
+    }
+}
+
+fn boolean(value: &Value, what: &str) -> Result<bool, ScimError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        // Some provisioning clients send booleans as strings ("False").
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(ScimError::bad(
+            "invalidValue",
+            format!("{what} must be true or false"),
+        )),
+    }
+}
+
+/// The value of a multi-valued attribute (`emails`, `photos`) to keep: the primary
+/// entry, else the first. Accepts a list of `{value, primary}`, one such object, or a
+/// bare string.
+fn primary_value(value: &Value, what: &str) -> Result<Option<String>, ScimError> {
+    let entries: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => return Ok(None),
+        other => vec![other],
+    };
+    let pick = entries
+        .iter()
+        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
+        .or_else(|| entries.first());
+    match pick {
+        None => Ok(None),
+        Some(Value::String(s)) => string(&Value::String(s.clone()), what),
+        Some(entry) => string(entry.get("value").unwrap_or(&Value::Null), what),
+    }
+}
+
+fn roles_of(value: &Value) -> Result<Vec<String>, ScimError> {
+    let entries: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => return Ok(Vec::new()),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let v = match e {
+            Value::String(s) => Some(s.clone()),
+            other => string(other.get("value").unwrap_or(&Value::Null), "roles.value")?,
+        };
+        if let Some(v) = v.filter(|v| !out.contains(v)) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Look a key up case-insensitively (SCIM attribute names are).
+pub fn get_ci<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+/// How [`Draft::set`] treats a path it does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// A whole resource or a PATCH value object: extra attributes are ignored.
+    Ignore,
+    /// A PATCH path: naming an attribute Usher does not have is an error.
+    Refuse,
+}
+
+impl Draft {
+    pub fn from_record(r: &Record) -> Draft {
+        let u = &r.user;
+        Draft {
+            user_name: u.username.clone(),
+            external_id: r.external_id.clone(),
+            name: u.name.clone(),
+            given_name: u.given_name.clone(),
+            family_name: u.family_name.clone(),
+            email: u.email.clone(),
+            email_verified: u.email_verified,
+            picture: u.picture.clone(),
+            roles: u.roles.clone(),
+            active: !u.disabled,
+            password: None,
+        }
+    }
+
+    /// A whole resource (POST, PUT): attributes it leaves out are cleared.
+    pub fn from_json(body: &Value) -> Result<Draft, ScimError> {
+        let obj = body.as_object().ok_or_else(|| {
+            ScimError::bad(
+                "invalidSyntax",
+                "the body must be a JSON object (a User resource)",
+            )
+        })?;
+        let mut d = Draft {
+            active: true,
+            ..Draft::default()
+        };
+        // `displayName` wins over `name.formatted`, so it is applied last.
+        for (key, value) in obj
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("displayName"))
+        {
+            d.set(key, value, Unknown::Ignore)?;
+        }
+        if let Some(v) = get_ci(obj, "displayName") {
+            d.set("displayName", v, Unknown::Ignore)?;
+        }
+        Ok(d)
+    }
+
+    /// Set the attribute at `path` (add or replace).
+    pub fn set(&mut self, path: &str, value: &Value, unknown: Unknown) -> Result<(), ScimError> {
+        let Some(p) = strip_schema(path) else {
+            return Ok(()); // another extension's attribute: not kept
+        };
+        // `emails[type eq "work"].value` and the like name the primary value.
+        let p = match (p.find('['), p.find(']')) {
+            (Some(open), Some(close)) if close > open => {
+                format!("{}{}", &p[..open], &p[close + 1..])
+            }
+            _ => p,
+        };
+        match p.as_str() {
+            "username" => {
+                self.user_name = string(value, "userName")?.ok_or_else(|| {
+                    ScimError::bad("invalidValue", "userName is required and cannot be empty")
+                })?
+            }
+            "externalid" => self.external_id = string(value, "externalId")?,
+            "displayname" | "name.formatted" => self.name = string(value, "displayName")?,
+            "name.givenname" => self.given_name = string(value, "name.givenName")?,
+            "name.familyname" => self.family_name = string(value, "name.familyName")?,
+            "name" => match value {
+                Value::Object(o) => {
+                    for (k, v) in o {
+                        self.set(&format!("name.{k}"), v, unknown)?;
+                    }
+                }
+                Value::Null => {
+                    self.given_name = None;
+                    self.family_name = None;
+                }
+                _ => return Err(ScimError::bad("invalidValue", "name must be an object")),
+            },
+            "emails" => self.email = primary_value(value, "emails.value")?,
+            "emails.value" => self.email = string(value, "emails.value")?,
+            "photos" => self.picture = primary_value(value, "photos.value")?,
+            "photos.value" => self.picture = string(value, "photos.value")?,
+            "roles" => self.roles = roles_of(value)?,
+            "active" => self.active = boolean(value, "active")?,
+            "password" => {
+                self.password = match value {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    _ => {
+                        return Err(ScimError::bad(
+                            "invalidValue",
+                            "password must be a non-empty string",
+                        ))
+                    }
+                }
+            }
+            "ext" => {
+                if let Value::Object(o) = value {
+                    for (k, v) in o {
+                        self.set(&format!("{USHER_USER_SCHEMA}:{k}"), v, Unknown::Ignore)?;
+                    }
+                }
+            }
+            "ext:emailverified" => self.email_verified = boolean(value, "emailVerified")?,
+            "schemas" | "id" | "meta" | "groups" | "ext:identities" | "ext:haspassword"
+            | "ext:totp" => {
+                if unknown == Unknown::Refuse {
+                    return Err(ScimError::bad("mutability", format!("{path} is read-only")));
+                }
+            }
+            _ => {
+                if unknown == Unknown::Refuse {
+                    return Err(ScimError::bad(
+                        "invalidPath",
+                        format!("`{path}` is not an attribute Usher keeps"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Add values to a multi-valued attribute (PATCH `add` on `roles`); other attributes
+    /// are simply set.
+    pub fn add(&mut self, path: &str, value: &Value) -> Result<(), ScimError> {
+        if strip_schema(path).as_deref() == Some("roles") {
+            for r in roles_of(value)? {
+                if !self.roles.contains(&r) {
+                    self.roles.push(r);
+                }
+            }
+            return Ok(());
+        }
+        self.set(path, value, Unknown::Refuse)
+    }
+
+    /// Remove the attribute at `path` (PATCH `remove`). `roles[value eq "x"]` removes
+    /// one role.
+    pub fn remove(&mut self, path: &str) -> Result<(), ScimError> {
+        let Some(p) = strip_schema(path) else {
+            return Ok(());
+        };
+        if let Some(rest) = p.strip_prefix("roles[") {
+            let role = rest
+                .split('"')
+                .nth(1)
+                .filter(|_| rest.starts_with("value eq"))
+                .ok_or_else(|| {
+                    ScimError::bad(
+                        "invalidFilter",
+                        "remove one role with roles[value eq \"name\"]",
+                    )
+                })?;
+            // The path was lower-cased; roles compare case-insensitively here.
+            self.roles.retain(|r| !r.eq_ignore_ascii_case(role));
+            return Ok(());
+        }
+        let base = p.split('[').next().unwrap_or(&p).to_string();
+        match base.as_str() {
+            "username" | "active" | "password" => Err(ScimError::bad(
+                "mutability",
+                format!("{path} cannot be removed; replace it instead"),
+            )),
+            _ => self.set(path, &Value::Null, Unknown::Refuse),
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The admin operations on users: list (filter, paging), get, create, replace, patch,
+//! delete, and the TOTP reset the CLI offers. Each write is checked (username, email,
+//! picture URL, password policy), made durable before the answer, and audited.
+//! Deactivating or deleting an account also ends its SSO sessions.
+
+use serde_json::{json, Value};
+
+use super::filter;
+use super::patch;
+use super::resource::{Draft, Record};
+use super::{Answer, ScimError, LIST_RESPONSE};
+use crate::audit::{self, kind};
+use crate::authn::password;
+use crate::config::Config;
+use crate::crypto::random_token;
+use crate::store::{Store, User};
+
+/// Results per page when the request does not say, and the most it may ask for.
+pub const DEFAULT_COUNT: usize = 100;
+pub const MAX_COUNT: usize = 200;
+
+/// One admin client acting on the store.
+pub struct Admin<'a> {
+    pub store: &'a dyn Store,
+    pub config: &'a Config,
+    /// The client acting; audited as the event's `app`.
+    pub client_id: &'a str,
+    pub now: u64,
+}
+
+fn number(text: Option<&str>, name: &str) -> Result<Option<i64>, ScimError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => t
+            .parse()
+            .map(Some)
+            .map_err(|_| ScimError::bad("invalidValue", format!("{name} must be an integer"))),
+    }
+}
+
+fn plausible_email(email: &str) -> bool {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && email.len() <= 254
+        }
+        None => false,
+    }
+}
+
+/// The names of the attributes that differ, for the audit trail (never their values:
+/// the trail outlives the data it describes).
+fn changes(old: &Draft, new: &Draft) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut diff = |name: &str, changed: bool| {
+        if changed {
+            out.push(name.to_string());
+        }
+    };
+    diff("userName", old.user_name != new.user_name);
+    diff("externalId", old.external_id != new.external_id);
+    diff("displayName", old.name != new.name);
+    diff("name.givenName", old.given_name != new.given_name);
+    diff("name.familyName", old.family_name != new.family_name);
+    diff("emails", old.email != new.email);
+    diff("emailVerified", old.email_verified != new.email_verified);
+    diff("photos", old.picture != new.picture);
+    diff("roles", old.roles != new.roles);
+    diff("active", old.active != new.active);
+    diff("password", new.password.is_some());
+    out
+}
+
+impl Admin<'_> {
+    /// The SCIM base URL, for `meta.location`.
+    pub fn base(&self) -> String {
+        format!("{}/scim/v2", crate::oidc::issuer(self.config))
+    }
+
+    fn answer(&self, status: u16, record: &Record) -> Answer {
+        Answer {
+            status,
+            body: Some(record.to_json(&self.base())),
+            etag: Some(record.version()),
+            location: (status == 201).then(|| format!("{}/Users/{}", self.base(), record.user.id)),
+        }
+    }
+
+    fn load(&self, id: &str) -> Result<Record, ScimError> {
+        Record::load(self.store, id)?.ok_or_else(|| ScimError::not_found(&format!("User {id}")))
+    }
+
+    /// `If-Match`: the request goes ahead only on the current version (or `*`).
+    fn check_version(record: &Record, if_match: Option<&str>) -> Result<(), ScimError> {
+        let Some(header) = if_match else {
+            return Ok(());
+        };
+        let current = record.version();
+        let strip = |v: &str| v.trim().trim_start_matches("W/").to_string();
+        let ok = header
+            .split(',')
+            .any(|v| v.trim() == "*" || strip(v) == strip(&current));
+        if ok {
+            Ok(())
+        } else {
+            Err(ScimError::precondition())
+        }
+    }
+
+    fn validate(&self, d: &Draft) -> Result<(), ScimError> {
+        let invalid = |m: String| Err(ScimError::bad("invalidValue", m));
+        if d.user_name.is_empty()
+            || d.user_name.chars().count() > 256
+            || d.user_name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return invalid("userName must be 1 to 256 characters without spaces".into());
+        }
+        if let Some(e) = &d.email {
+            if !plausible_email(e) {
+                return invalid(format!("`{e}` is not an email address"));
+            }
+        }
+        if let Some(p) = &d.picture {
+            let ok = url::Url::parse(p).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return invalid("photos.value must be an http:// or https:// URL".into());
+            }
+        }
+        if let Some(p) = &d.password {
+            let problems = password::check_policy(&self.config.security.password_policy, p);
+            if !problems.is_empty() {
+                return invalid(format!(
+                    "the password does not meet the policy: {}",
+                    problems.join(" ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /Users`: filter, then page (1-based `startIndex`, `count`).
+    pub fn list(
+        &self,
+        filter_text: Option<&str>,
+        start_index: Option<&str>,
+        count: Option<&str>,
+    ) -> Result<Answer, ScimError> {
+        let parsed = match filter_text.filter(|f| !f.trim().is_empty()) {
+            None => None,
+            Some(text) => {
+                let f = filter::parse(text).map_err(|e| ScimError::bad("invalidFilter", e))?;
+                let probe = Record {
+                    user: blank_user(),
+                    external_id: None,
+                    identities: Vec::new(),
+                    totp: false,
+                };
+                if let Some(p) = f
+                    .paths()
+                    .into_iter()
+                    .find(|p| probe.filter_values(p).is_none())
+                {
+                    return Err(ScimError::bad(
+                        "invalidFilter",
+                        format!("`{p}` cannot be filtered on; try userName, emails.value, externalId, displayName, active or id"),
+                    ));
+                }
+                Some(f)
+            }
+        };
+        let start = number(start_index, "startIndex")?.unwrap_or(1).max(1);
+        let count = number(count, "count")?
+            .map_or(DEFAULT_COUNT, |c| usize::try_from(c.max(0)).unwrap_or(0))
+            .min(MAX_COUNT);
+        let mut users = self.store.users()?;
+        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let mut matched = Vec::new();
+        for user in users {
+            let record = Record::of(self.store, user)?;
+            let keep = parsed
+                .as_ref()
+                .is_none_or(|f| f.matches(&|p| record.filter_values(p).unwrap_or_default()));
+            if keep {
+                matched.push(record);
+            }
+        }
+        let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
+        let page: Vec<Value> = matched
+            .iter()
+            .skip(skip)
+            .take(count)
+            .map(|r| r.to_json(&self.base()))
+            .collect();
+        Ok(Answer::ok(json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": matched.len(),
+            "startIndex": start,
+            "itemsPerPage": page.len(),
+            "Resources": page,
+        })))
+    }
+
+    pub fn get(&self, id: &str) -> Result<Answer, ScimError> {
+        Ok(self.answer(200, &self.load(id)?))
+    }
+
+    /// `POST /Users`. Blocking (Argon2 when a password is given).
+    pub fn create(&self, body: &Value) -> Result<Answer, ScimError> {
+        let draft = Draft::from_json(body)?;
+        self.validate(&draft)?;
+        let mut user = blank_user();
+        user.id = format!("u_{}", random_token(16));
+        user.created_at = self.now;
+        apply(&mut user, &draft, self.now)?;
+        self.store.create_user(&user)?;
+        self.store
+            .set_external_id(&user.id, draft.external_id.as_deref())?;
+        self.store.flush()?;
+        let record = self.load(&user.id)?;
+        let mut detail = vec![format!("userName {}", user.username)];
+        if !draft.active {
+            detail.push("created inactive".into());
+        }
+        audit::record(
+            self.store,
+            self.now,
+            kind::ADMIN_USER_CREATED,
+            Some(self.client_id),
+            Some(&user.id),
+            detail,
+        );
+        Ok(self.answer(201, &record))
+    }
+
+    /// `PUT /Users/{id}`: the body replaces every writable attribute.
+    pub fn replace(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Answer, ScimError> {
+        let record = self.load(id)?;
+        Self::check_version(&record, if_match)?;
+        let mut draft = Draft::from_json(body)?;
+        // emailVerified is Usher's own; a resource from elsewhere need not carry it.
+        let carries_verified = body
+            .get(super::USHER_USER_SCHEMA)
+            .and_then(|e| e.get("emailVerified"))
+            .is_some();
+        if !carries_verified && draft.email == record.user.email {
+            draft.email_verified = record.user.email_verified;
+        }
+        self.write(record, draft)
+    }
+
+    /// `PATCH /Users/{id}`: all operations apply, or none.
+    pub fn patch(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Answer, ScimError> {
+        let record = self.load(id)?;
+        Self::check_version(&record, if_match)?;
+        let mut draft = Draft::from_record(&record);
+        patch::apply(&mut draft, body)?;
+        if draft.email != record.user.email && draft.email_verified == record.user.email_verified {
+            // A new address is unproven unless the request says otherwise.
+            draft.email_verified = false;
+        }
+        self.write(record, draft)
+    }
+
+    fn write(&self, record: Record, draft: Draft) -> Result<Answer, ScimError> {
+        self.validate(&draft)?;
+        let before = Draft::from_record(&record);
+        let changed = changes(&before, &draft);
+        if changed.is_empty() {
+            return Ok(self.answer(200, &record));
+        }
+        let mut user = record.user.clone();
+        apply(&mut user, &draft, self.now)?;
+        self.store.update_user(&user)?;
+        self.store
+            .set_external_id(&user.id, draft.external_id.as_deref())?;
+        let mut detail = vec![format!("changed: {}", changed.join(", "))];
+        if user.disabled && !record.user.disabled {
+            let ended = crate::account::end_sessions(self.store, &user.id)?;
+            detail.push(format!("{ended} session(s) ended"));
+        }
+        self.store.flush()?;
+        let kind = match (record.user.disabled, user.disabled) {
+            (false, true) => kind::ADMIN_USER_DISABLED,
+            (true, false) => kind::ADMIN_USER_ENABLED,
+            _ => kind::ADMIN_USER_UPDATED,
+        };
+        audit::record(
+            self.store,
+            self.now,
+            kind,
+            Some(self.client_id),
+            Some(&user.id),
+            detail,
+        );
+        Ok(self.answer(200, &self.load(&user.id)?))
+    }
+
+    /// `DELETE /Users/{id}`: the account, its identities, second factors and sessions.
+    pub fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Answer, ScimError> {
+        let record = self.load(id)?;
+        Self::check_version(&record, if_match)?;
+        let ended = crate::account::end_sessions(self.store, id)?;
+        crate::authn::reset_totp(self.store, id)?;
+        self.store.clear_attempts(&format!("password:{id}"))?;
+        self.store.delete_user(id)?;
+        self.store.flush()?;
+        audit::record(
+            self.store,
+            self.now,
+            kind::ADMIN_USER_DELETED,
+            Some(self.client_id),
+            Some(id),
+            vec![
+                format!("userName {}", record.user.username),
+                format!(
+                    "{} identity link(s) removed, {ended} session(s) ended",
+                    record.identities.len()
+                ),
+            ],
+        );
+        Ok(Answer {
+            status: 204,
+            body: None,
+            etag: None,
+            location: None,
+        })
+    }
+
+    /// Remove the account's authenticator app and recovery codes; it enrols again at
+    /// its next sign-in that needs TOTP.
+    pub fn reset_totp(&self, id: &str) -> Result<Answer, ScimError> {
+        let record = self.load(id)?;
+        crate::authn::reset_totp(self.store, id)?;
+        audit::record(
+            self.store,
+            self.now,
+            kind::ADMIN_TOTP_RESET,
+            Some(self.client_id),
+            Some(id),
+            vec![format!("had an authenticator: {}", record.totp)],
+        );
+        Ok(self.answer(200, &self.load(id)?))
+    }
+}
+
+fn blank_user() -> User {
+    User {
+        id: String::new(),
+        username: String::new(),
+        email: None,
+        email_verified: false,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: Vec::new(),
+        password_hash: None,
+        disabled: false,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+/// Write a draft into an account. Blocking when it sets a password (Argon2).
+fn apply(user: &mut User, d: &Draft, now: u64) -> Result<(), ScimError> {
+    user.username = d.user_name.clone();
+    user.email = d.email.clone();
+    user.email_verified = d.email.is_some() && d.email_verified;
+    user.name = d.name.clone();
+    user.given_name = d.given_name.clone();
+    user.family_name = d.family_name.clone();
+    user.picture = d.picture.clone();
+    user.roles = d.roles.clone();
+    user.disabled = !d.active;
+    if let Some(p) = &d.password {
+        let hash = password::hash(p).map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ScimError::new(500, None, "the server could not complete the request")
+        })?;
+        user.password_hash = Some(hash);
+    }
+    user.updated_at = now;
+    Ok(())
+}
