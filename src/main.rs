@@ -46,10 +46,10 @@ enum Command {
         /// Thrift's port on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 3000)]
         app_port: u16,
-        /// The Google stand-in's port (default: any free port).
+        /// The Google stand-in's port (0: any free port).
         #[arg(long, default_value_t = 0)]
         google_port: u16,
-        /// The GitHub stand-in's port (default: any free port).
+        /// The GitHub stand-in's port (0: any free port).
         #[arg(long, default_value_t = 0)]
         github_port: u16,
         /// Run Thrift without its adaptive script, to see the MFA conflict.

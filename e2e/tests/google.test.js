@@ -18,6 +18,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await demo?.stop();
+  assert.equal(demo?.exitCode, 0, 'Ctrl-C stops the demo cleanly');
 });
 
 test('Google with JIT on: account created at the first sign-in, then MFA, then sign-out', async () => {
