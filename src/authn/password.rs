@@ -265,10 +265,26 @@ mod tests {
         // or made before a parameter change would have.
         let salt = SaltString::generate(&mut OsRng);
         let cases = [
-            (Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap()),
-            (Algorithm::Argon2i, Version::V0x13, Params::new(128, 2, 2, None).unwrap()),
-            (Algorithm::Argon2d, Version::V0x10, Params::new(256, 1, 1, Some(16)).unwrap()),
-            (Algorithm::Argon2id, Version::V0x13, Params::new(M_COST * 2, 1, 1, None).unwrap()),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(64, 1, 1, None).unwrap(),
+            ),
+            (
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(128, 2, 2, None).unwrap(),
+            ),
+            (
+                Algorithm::Argon2d,
+                Version::V0x10,
+                Params::new(256, 1, 1, Some(16)).unwrap(),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(M_COST * 2, 1, 1, None).unwrap(),
+            ),
         ];
         for (alg, version, params) in cases {
             let phc = Argon2::new(alg, version, params)

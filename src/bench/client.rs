@@ -80,7 +80,11 @@ pub struct Browser<'a> {
 }
 
 fn host_key(url: &Url) -> String {
-    format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
 }
 
 impl<'a> Browser<'a> {
@@ -156,11 +160,7 @@ impl<'a> Browser<'a> {
 
     /// Follow redirects until a page is shown (`Ok(page)`) or the browser is sent to
     /// the app's redirect URI (`Err(callback)`), at most `limit` hops.
-    pub async fn follow(
-        &mut self,
-        mut hop: Hop,
-        redirect_uri: &str,
-    ) -> OpResult<Result<Hop, Url>> {
+    pub async fn follow(&mut self, mut hop: Hop, redirect_uri: &str) -> OpResult<Result<Hop, Url>> {
         for _ in 0..12 {
             let Some(next) = hop.location.clone().filter(|_| hop.status / 100 == 3) else {
                 return Ok(Ok(hop));
@@ -174,7 +174,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Follow to a page; a return to the app at this point is a failure.
-    pub async fn to_page(&mut self, hop: Hop, redirect_uri: &str, what: &str) -> OpResult<Hop> {
+    pub async fn until_page(&mut self, hop: Hop, redirect_uri: &str, what: &str) -> OpResult<Hop> {
         match self.follow(hop, redirect_uri).await? {
             Ok(page) if page.status == 200 => Ok(page),
             Ok(page) => Err(format!("expected {what}, got {}", page.describe())),
@@ -183,10 +183,13 @@ impl<'a> Browser<'a> {
     }
 
     /// Follow to the app's redirect URI; a page at this point is a failure.
-    pub async fn to_app(&mut self, hop: Hop, redirect_uri: &str) -> OpResult<Url> {
+    pub async fn until_app(&mut self, hop: Hop, redirect_uri: &str) -> OpResult<Url> {
         match self.follow(hop, redirect_uri).await? {
             Err(back) => Ok(back),
-            Ok(page) => Err(format!("expected the way back to the app, got {}", page.describe())),
+            Ok(page) => Err(format!(
+                "expected the way back to the app, got {}",
+                page.describe()
+            )),
         }
     }
 }
@@ -277,7 +280,10 @@ impl Rp {
     ) -> OpResult<Tokens> {
         let params: HashMap<String, String> = callback.query_pairs().into_owned().collect();
         if let Some(e) = params.get("error") {
-            return Err(format!("the sign-in ended with {e}: {:?}", params.get("error_description")));
+            return Err(format!(
+                "the sign-in ended with {e}: {:?}",
+                params.get("error_description")
+            ));
         }
         if params.get("state").map(String::as_str) != Some(start.state.secret().as_str()) {
             return Err("the callback's state does not match".into());

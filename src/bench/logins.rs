@@ -30,7 +30,7 @@ pub async fn password(
     let start = rp.start();
     let hop = browser.get(start.url.clone()).await?;
     let page = browser
-        .to_page(hop, &rp.redirect_uri, "the password page")
+        .until_page(hop, &rp.redirect_uri, "the password page")
         .await?;
     let hop = submit(
         &mut browser,
@@ -38,7 +38,7 @@ pub async fn password(
         &[("username", login), ("password", password)],
     )
     .await?;
-    let back = browser.to_app(hop, &rp.redirect_uri).await?;
+    let back = browser.until_app(hop, &rp.redirect_uri).await?;
     rp.finish(http, start, &back).await
 }
 
@@ -52,11 +52,9 @@ async fn via_upstream(
 ) -> OpResult<Hop> {
     let hop = browser.get(start.url.clone()).await?;
     let consent = browser
-        .to_page(hop, &rp.redirect_uri, "the upstream's consent page")
+        .until_page(hop, &rp.redirect_uri, "the upstream's consent page")
         .await?;
-    let action = consent
-        .form_action()
-        .ok_or("no form on the consent page")?;
+    let action = consent.form_action().ok_or("no form on the consent page")?;
     let request = consent
         .input("request")
         .ok_or("no request id on the consent page")?;
@@ -77,7 +75,7 @@ pub async fn federated(http: &reqwest::Client, rp: &Rp, user: &str) -> OpResult<
     let mut browser = Browser::new(http);
     let start = rp.start();
     let hop = via_upstream(&mut browser, rp, &start, user).await?;
-    let back = browser.to_app(hop, &rp.redirect_uri).await?;
+    let back = browser.until_app(hop, &rp.redirect_uri).await?;
     rp.finish(http, start, &back).await
 }
 
@@ -92,10 +90,10 @@ pub async fn federated_then_totp(
     let start = rp.start();
     let hop = via_upstream(&mut browser, rp, &start, user).await?;
     let page = browser
-        .to_page(hop, &rp.redirect_uri, "the TOTP page")
+        .until_page(hop, &rp.redirect_uri, "the TOTP page")
         .await?;
     let hop = submit(&mut browser, &page, &[("code", code)]).await?;
-    let back = browser.to_app(hop, &rp.redirect_uri).await?;
+    let back = browser.until_app(hop, &rp.redirect_uri).await?;
     rp.finish(http, start, &back).await
 }
 
@@ -108,7 +106,12 @@ pub async fn abandoned(http: &reqwest::Client, rp: &Rp) -> OpResult<(Url, Option
     let next = hop
         .location
         .filter(|l| hop.status == 303 && l.path().contains("/login/"))
-        .ok_or_else(|| format!("expected a redirect to the sign-in page, got {}", hop.status))?;
+        .ok_or_else(|| {
+            format!(
+                "expected a redirect to the sign-in page, got {}",
+                hop.status
+            )
+        })?;
     let cookies = browser.cookies(&next);
     Ok((next, cookies))
 }

@@ -74,12 +74,18 @@ impl CpuSnapshot {
     }
 }
 
+/// An operation failing with a message that starts with this ends the whole run (not
+/// counted as a failure): the scenario has used up something it needs.
+pub const STOP: &str = "stop: ";
+
 /// What a load run produced.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub ops: u64,
     pub errors: u64,
     pub first_error: Option<String>,
+    /// Why the run ended before its time, if an operation said [`STOP`].
+    pub stopped_early: Option<String>,
     pub elapsed: Duration,
     /// Sorted.
     pub latencies: Vec<Duration>,
@@ -125,6 +131,8 @@ where
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let stop: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -135,10 +143,11 @@ where
             errors.clone(),
             first_error.clone(),
         );
+        let (stop, stopped) = (stop.clone(), stopped.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
-                if Instant::now() >= deadline {
+                if Instant::now() >= deadline || stopped.load(Ordering::Relaxed) {
                     break;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -155,6 +164,13 @@ where
                 let t = Instant::now();
                 match op(i).await {
                     Ok(()) => latencies.push(t.elapsed()),
+                    Err(e) if e.starts_with(STOP) => {
+                        stopped.store(true, Ordering::Relaxed);
+                        if let Ok(mut s) = stop.lock() {
+                            s.get_or_insert(e[STOP.len()..].to_string());
+                        }
+                        break;
+                    }
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut first) = first_error.lock() {
@@ -175,10 +191,12 @@ where
     let elapsed = start.elapsed();
     latencies.sort();
     let first_error = first_error.lock().ok().and_then(|mut f| f.take());
+    let stopped_early = stop.lock().ok().and_then(|mut s| s.take());
     Outcome {
         ops: latencies.len() as u64,
         errors: errors.load(Ordering::Relaxed),
         first_error,
+        stopped_early,
         elapsed,
         latencies,
     }

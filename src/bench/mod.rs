@@ -50,7 +50,8 @@ pub struct BenchArgs {
     /// Stop a scenario after this many operations even if time is left.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_ops: u64,
-    /// ID-token algorithm of the in-process apps: RS256, ES256 or EdDSA.
+    /// ID-token algorithm of the in-process apps: RS256, ES256 or EdDSA (with --url:
+    /// the algorithm the target's app uses, for the comparison with signing).
     #[arg(long, default_value = "RS256")]
     pub alg: String,
     /// The stand-in the federated scenarios go through: google (OIDC) or github.
@@ -87,6 +88,7 @@ pub struct BenchArgs {
     /// With --url: the app to sign in to.
     #[arg(long)]
     pub client_id: Option<String>,
+    /// With --url: that app's secret.
     #[arg(long, env = "USHER_BENCH_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: Option<String>,
     /// With --url: a redirect URI registered for the app (never contacted).
@@ -95,11 +97,13 @@ pub struct BenchArgs {
     /// With --url: an account with a password (the password and refresh scenarios).
     #[arg(long)]
     pub username: Option<String>,
+    /// With --url: that account's password.
     #[arg(long, env = "USHER_BENCH_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// With --url: a client allowed the client_credentials grant.
     #[arg(long)]
     pub service_client_id: Option<String>,
+    /// With --url: that client's secret.
     #[arg(long, env = "USHER_BENCH_SERVICE_SECRET", hide_env_values = true)]
     pub service_secret: Option<String>,
     /// With --url on this machine: the Usher process, for its CPU time and memory.
@@ -149,7 +153,10 @@ fn parse_scenarios(names: &[String]) -> anyhow::Result<Vec<&'static str>> {
         }
         match SCENARIOS.iter().find(|s| **s == name) {
             Some(s) => out.push(s),
-            None => anyhow::bail!("unknown scenario {name}; choose from {}", SCENARIOS.join(", ")),
+            None => anyhow::bail!(
+                "unknown scenario {name}; choose from {}",
+                SCENARIOS.join(", ")
+            ),
         }
     }
     out.dedup();
@@ -270,7 +277,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         }
     }
     if let Some(l) = &limits {
-        print_ratios(l, alg, &results);
+        print_ratios(l, alg, cores, &results);
     }
     drop(ctx);
     match Arc::try_unwrap(target) {
@@ -337,6 +344,9 @@ fn print_result(r: &ScenarioResult) {
     if let Some(e) = &o.first_error {
         println!("  first failure: {e}");
     }
+    if let Some(why) = &o.stopped_early {
+        println!("  stopped early: {why}");
+    }
     if o.ops > 0 {
         let per = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6 / o.ops as f64);
         match r.target_cpu {
@@ -362,7 +372,7 @@ fn print_result(r: &ScenarioResult) {
     }
     if !r.routes.is_empty() && o.ops > 0 {
         let mut routes = r.routes.clone();
-        routes.sort_by(|a, b| (b.2 * b.1 as u32).cmp(&(a.2 * a.1 as u32)));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.2 * r.1 as u32));
         println!("  Usher's time per op, by route (requests per op × mean):");
         for (route, n, mean) in routes.iter().take(8) {
             println!(
@@ -377,9 +387,9 @@ fn print_result(r: &ScenarioResult) {
     }
 }
 
-fn print_ratios(l: &Limits, alg: SigningAlg, results: &[ScenarioResult]) {
+fn print_ratios(l: &Limits, alg: SigningAlg, cores: usize, results: &[ScenarioResult]) {
     println!();
-    println!("against the limits measured above:");
+    println!("against the limits measured above (same cores, same run):");
     let rate = |name: &str| {
         results
             .iter()
@@ -388,19 +398,36 @@ fn print_ratios(l: &Limits, alg: SigningAlg, results: &[ScenarioResult]) {
     };
     if let Some(p) = rate("password").filter(|_| l.argon2_per_second > 0.0) {
         println!(
-            "  password sign-ins / Argon2id hashes:            {:>6.1} %",
+            "  password sign-ins/s ÷ Argon2id hashes/s:                 {:>6.1} %",
             100.0 * p / l.argon2_per_second
         );
     }
-    let Some(sig) = l.signing(alg).filter(|s| *s > 0.0) else {
-        return;
-    };
-    for name in ["federated", "refresh", "client-credentials", "jit", "script"] {
-        if let Some(r) = rate(name) {
+    if let Some(sig) = l.signing(alg).filter(|s| *s > 0.0) {
+        // A sign-in or a refresh signs twice (access and ID token); client_credentials once.
+        for (name, per_op) in [
+            ("federated", 2),
+            ("jit", 2),
+            ("script", 2),
+            ("refresh", 2),
+            ("client-credentials", 1),
+        ] {
+            if let Some(r) = rate(name) {
+                println!(
+                    "  {name:<18} per s ÷ {} signatures/s:    {:>6.1} %  (ceiling {} %)",
+                    alg.as_str(),
+                    100.0 * r / sig,
+                    100 / per_op
+                );
+            }
+        }
+    }
+    println!("what the cores would give Usher alone ({cores} cores ÷ Usher's CPU time per op):");
+    for r in results {
+        if let Some(cpu) = r.usher_cpu_per_op().filter(|c| !c.is_zero()) {
             println!(
-                "  {name} / {} signatures (2 per sign-in or refresh, 1 per client_credentials): {:>6.1} %",
-                alg.as_str(),
-                100.0 * r / sig
+                "  {:<22} {:>9.0}/s",
+                r.name,
+                cores as f64 / cpu.as_secs_f64()
             );
         }
     }

@@ -129,7 +129,9 @@ where
 
 fn local(ctx: &Ctx, scenario: &str) -> anyhow::Result<()> {
     if ctx.target.local.is_none() {
-        anyhow::bail!("the {scenario} scenario needs the in-process Usher and its stand-ins (no --url)");
+        anyhow::bail!(
+            "the {scenario} scenario needs the in-process Usher and its stand-ins (no --url)"
+        );
     }
     Ok(())
 }
@@ -174,7 +176,9 @@ pub async fn password(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     };
     let op = Arc::new(op);
     let o = op.clone();
-    warm_up(ctx, move |i| o(i)).await.map_err(anyhow::Error::msg)?;
+    warm_up(ctx, move |i| o(i))
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(measured(ctx, "password", None, move |i| op(i)).await)
 }
 
@@ -226,12 +230,19 @@ pub async fn jit(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         .await
         .map_err(anyhow::Error::msg)?;
     let c = counter.clone();
-    Ok(measured(ctx, "jit", None, move |_| op(c.fetch_add(1, Ordering::Relaxed))).await)
+    Ok(measured(ctx, "jit", None, move |_| {
+        op(c.fetch_add(1, Ordering::Relaxed))
+    })
+    .await)
 }
 
 /// (c) Federated returning sign-ins over a pool of provisioned users; at `rate` per
 /// second when given (the latency-under-load run).
-pub async fn federated(ctx: &Ctx, rate: Option<f64>, seeded: bool) -> anyhow::Result<ScenarioResult> {
+pub async fn federated(
+    ctx: &Ctx,
+    rate: Option<f64>,
+    seeded: bool,
+) -> anyhow::Result<ScenarioResult> {
     local(ctx, "federated")?;
     let rp = rp(&ctx.target, world::FEDERATED_APP).await?;
     let pool = ctx.users.max(1);
@@ -252,7 +263,10 @@ pub async fn refresh(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     let mut tokens = Vec::new();
     if target.local.is_some() {
         let rp = rp(&target, world::FEDERATED_APP).await?;
-        let local = target.local.as_ref().ok_or_else(|| anyhow::anyhow!("no Usher"))?;
+        let local = target
+            .local
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no Usher"))?;
         for n in 0..ctx.concurrency as u64 {
             let user = local.upstream_user(FAMILY_RETURNING, n);
             let t = logins::federated(&target.http, &rp, &user)
@@ -302,9 +316,10 @@ async fn run_refresh(
     })
     .await;
     if !verify {
-        result
-            .notes
-            .push("ID tokens of refreshes parsed, signatures not checked (--verify-refresh checks them)".into());
+        result.notes.push(
+            "ID tokens of refreshes parsed, signatures not checked (--verify-refresh checks them)"
+                .into(),
+        );
     }
     Ok(result)
 }
@@ -318,12 +333,19 @@ pub async fn client_credentials(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         .ok_or_else(|| anyhow::anyhow!("--url needs --service-client-id and --service-secret"))?;
     let token_url = format!("{}/token", target.issuer);
     let op = move |_| {
-        let (target, id, secret, url) = (target.clone(), id.clone(), secret.clone(), token_url.clone());
+        let (target, id, secret, url) = (
+            target.clone(),
+            id.clone(),
+            secret.clone(),
+            token_url.clone(),
+        );
         async move { client::client_credentials(&target.http, &url, &id, &secret).await }
     };
     let op = Arc::new(op);
     let o = op.clone();
-    warm_up(ctx, move |i| o(i)).await.map_err(anyhow::Error::msg)?;
+    warm_up(ctx, move |i| o(i))
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(measured(ctx, "client-credentials", None, move |i| op(i)).await)
 }
 
@@ -352,7 +374,10 @@ impl TotpPool {
                 return Ok((u, crate::authn::totp::code_at(secret, step * 30)));
             }
         }
-        Err("every two-step user has used its codes for this 30-second window; raise --users".into())
+        Err(format!(
+            "{}every two-step user has used its codes for this 30-second window; raise --users",
+            super::measure::STOP
+        ))
     }
 }
 
@@ -360,7 +385,10 @@ impl TotpPool {
 pub async fn script(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     local(ctx, "script")?;
     let target = ctx.target.clone();
-    let local = target.local.as_ref().ok_or_else(|| anyhow::anyhow!("no Usher"))?;
+    let local = target
+        .local
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no Usher"))?;
     let pool_size = ctx.users.max(ctx.concurrency as u64 * 2);
     let fed = rp(&target, world::FEDERATED_APP).await?;
     provision(ctx, fed, FAMILY_SCRIPT, pool_size).await?;
@@ -389,6 +417,9 @@ pub async fn script(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     Ok(measured(ctx, "script", None, op).await)
 }
 
+/// A sign-in page to come back to, with the browser's cookies.
+type Revisit = (url::Url, Option<String>);
+
 /// Sign-ins started and never finished: how much memory `count` of them hold, and —
 /// with `wait_expiry` — that they stop working at `flow_ttl` and are swept.
 pub async fn pending(
@@ -398,7 +429,7 @@ pub async fn pending(
 ) -> anyhow::Result<ScenarioResult> {
     let target = ctx.target.clone();
     let rp = rp(&target, world::PASSWORD_APP).await?;
-    let sample: Arc<Mutex<Option<(url::Url, Option<String>)>>> = Arc::new(Mutex::new(None));
+    let sample: Arc<Mutex<Option<Revisit>>> = Arc::new(Mutex::new(None));
     let started = Instant::now();
     let bounded = Ctx {
         target: target.clone(),

@@ -30,7 +30,8 @@ pub const SCRIPT_APP: &str = "bench-script";
 pub const SERVICE_APP: &str = "bench-service";
 
 /// The script of the two-step scenario: the JIT article's "MFA only with an account".
-const SCRIPT: &str = "let first = execute_step(1);\nif first.user.has_account {\n    execute_step(2);\n}\n";
+const SCRIPT: &str =
+    "let first = execute_step(1);\nif first.user.has_account {\n    execute_step(2);\n}\n";
 
 /// Which stand-in the federated scenarios go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,10 +80,8 @@ struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn new() -> std::io::Result<TempDir> {
-        let path = std::env::temp_dir().join(format!(
-            "usher-bench-{}",
-            crate::crypto::random_token(6)
-        ));
+        let path =
+            std::env::temp_dir().join(format!("usher-bench-{}", crate::crypto::random_token(6)));
         std::fs::create_dir_all(&path)?;
         Ok(TempDir(path))
     }
@@ -138,10 +137,9 @@ pub fn http_client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
 impl Target {
     /// An Usher someone else started.
     pub fn external(args: &BenchArgs, url: &str) -> anyhow::Result<Target> {
-        let client_id = args
-            .client_id
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("--url needs --client-id (and usually --client-secret)"))?;
+        let client_id = args.client_id.clone().ok_or_else(|| {
+            anyhow::anyhow!("--url needs --client-id (and usually --client-secret)")
+        })?;
         Ok(Target {
             issuer: url.trim_end_matches('/').to_string(),
             http: http_client(args.concurrency)?,
@@ -153,7 +151,10 @@ impl Target {
                 .clone()
                 .unwrap_or_else(|| REDIRECT_URI.to_string()),
             external_user: args.username.clone().zip(args.password.clone()),
-            service_client: args.service_client_id.clone().zip(args.service_secret.clone()),
+            service_client: args
+                .service_client_id
+                .clone()
+                .zip(args.service_secret.clone()),
         })
     }
 
@@ -181,9 +182,8 @@ impl Target {
         std::fs::write(&path, yaml)?;
         let loaded = crate::config::load_with_env(&path, &|_| None)
             .map_err(|d| anyhow::anyhow!("the bench config does not load:\n{d}"))?;
-        let store: Arc<dyn Store> = Arc::new(crate::store::SledStore::open(
-            &dir.path().join("data"),
-        )?);
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SledStore::open(&dir.path().join("data"))?);
         let state = crate::server::state_with_store(loaded.config, store)?;
         let running = server.block_on(async { crate::server::spawn(state.clone(), listener) })?;
         seed_password_users(&state, args.users)?;
@@ -214,7 +214,10 @@ impl Target {
             if let Some(running) = local.running.take() {
                 local.server.block_on(running.stop());
             }
-            for standin in [local.google.take(), local.github.take()].into_iter().flatten() {
+            for standin in [local.google.take(), local.github.take()]
+                .into_iter()
+                .flatten()
+            {
                 local.upstream_rt.block_on(standin.stop());
             }
             local.server.shutdown_timeout(Duration::from_secs(2));

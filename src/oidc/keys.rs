@@ -345,7 +345,11 @@ mod tests {
                 SigningAlg::Es256 => matches!(key.signer, Signer::RingEs256(_)),
                 SigningAlg::EdDsa => matches!(key.signer, Signer::EdDsa(_)),
             };
-            assert!(fast, "{} key is signed with the slow fallback", key.alg.as_str());
+            assert!(
+                fast,
+                "{} key is signed with the slow fallback",
+                key.alg.as_str()
+            );
         }
         // The fallbacks make tokens that verify too.
         for key in &keys.keys {
@@ -379,7 +383,11 @@ mod tests {
             };
             let now = crate::crypto::unix_now();
             let token = one
-                .sign(key.alg, "JWT", &json!({ "iss": "http://i", "exp": now + 60 }))
+                .sign(
+                    key.alg,
+                    "JWT",
+                    &json!({ "iss": "http://i", "exp": now + 60 }),
+                )
                 .unwrap();
             assert!(one.verify::<Value>(&token, "JWT", "http://i").is_some());
         }

@@ -201,7 +201,27 @@ fn authorization_code(
             return Err(grant_error("the code has already been used"));
         }
     };
-    store.flush()?;
+    let result = redeemed(config, store, keys, now, app, req, record, grant_id);
+    if result.is_err() {
+        // The code is used up whatever went wrong; that is durable before the answer.
+        // (A success is made durable by `issue`, with everything it wrote: one fsync.)
+        store.flush()?;
+    }
+    result
+}
+
+/// The rest of a code exchange, once the code is marked redeemed.
+#[allow(clippy::too_many_arguments)]
+fn redeemed(
+    config: &Config,
+    store: &dyn Store,
+    keys: &Keys,
+    now: u64,
+    app: &App,
+    req: &TokenRequest,
+    record: crate::store::CodeRecord,
+    grant_id: String,
+) -> Result<Value, TokenError> {
     if now > record.expires_at {
         return Err(grant_error("the code has expired"));
     }

@@ -55,7 +55,11 @@ impl SigningKey {
     fn sign(&self, claims: &Map<String, Value>) -> Result<String, String> {
         let header = json!({ "typ": "JWT", "alg": "RS256", "kid": self.kid });
         let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
-        let mut jws = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(&payload));
+        let mut jws = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(&payload)
+        );
         let mut sig = vec![0u8; self.pair.public().modulus_len()];
         self.pair
             .sign(

@@ -46,14 +46,14 @@ pub(crate) async fn begin(
         .metrics
         .upstream(connection, "begin", started.elapsed());
     let (url, pending, _state) = begun.map_err(|e| {
-            tracing::warn!(connection, error = %e, "cannot start the upstream round trip");
-            WebError::page(
-                StatusCode::BAD_GATEWAY,
-                "The sign-in provider is unavailable",
-                format!("{} could not be reached.", conn.display_name),
-            )
-            .with_hint("Try again in a moment, or choose another way to sign in.")
-        })?;
+        tracing::warn!(connection, error = %e, "cannot start the upstream round trip");
+        WebError::page(
+            StatusCode::BAD_GATEWAY,
+            "The sign-in provider is unavailable",
+            format!("{} could not be reached.", conn.display_name),
+        )
+        .with_hint("Try again in a moment, or choose another way to sign in.")
+    })?;
     state
         .store
         .put_upstream_state(&pending.state_hash, &flow.id)?;

@@ -79,8 +79,12 @@ mod tests {
         let flushes = Arc::new(AtomicU64::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
-                let (gc, written, durable, flushes) =
-                    (gc.clone(), written.clone(), durable.clone(), flushes.clone());
+                let (gc, written, durable, flushes) = (
+                    gc.clone(),
+                    written.clone(),
+                    durable.clone(),
+                    flushes.clone(),
+                );
                 std::thread::spawn(move || {
                     for _ in 0..200 {
                         let mine = written.fetch_add(1, Ordering::SeqCst) + 1;
@@ -92,7 +96,10 @@ mod tests {
                             Ok(())
                         })
                         .unwrap();
-                        assert!(durable.load(Ordering::SeqCst) >= mine, "returned before its write was flushed");
+                        assert!(
+                            durable.load(Ordering::SeqCst) >= mine,
+                            "returned before its write was flushed"
+                        );
                     }
                 })
             })
@@ -106,7 +113,10 @@ mod tests {
     #[test]
     fn a_failed_flush_fails_its_callers() {
         let gc = GroupCommit::default();
-        assert_eq!(gc.flush(|| Err("disk full".into())), Err("disk full".into()));
+        assert_eq!(
+            gc.flush(|| Err("disk full".into())),
+            Err("disk full".into())
+        );
         assert_eq!(gc.flush(|| Ok(())), Ok(()));
     }
 }
