@@ -7,46 +7,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use usher::config::{App, ScriptSource, SignIn, SigningAlg, Step, StepOption};
+use usher::config::{App, ScriptSource, StepOption};
 use usher::flow::{next, Flow, Subject};
 use usher::oidc::authorize::AuthRequest;
 
 fn app(script: Option<(&str, String)>) -> App {
-    App {
-        id: "thrift".into(),
-        name: "Thrift".into(),
-        logo: None,
-        client_id: "thrift".into(),
-        client_secret: None,
-        redirect_uris: vec![],
-        post_logout_redirect_uris: vec![],
-        signing_alg: SigningAlg::Rs256,
-        sign_in: SignIn {
-            steps: vec![
-                Step {
-                    options: vec![
-                        StepOption::Password,
-                        StepOption::Connection("google".into()),
-                        StepOption::Connection("github".into()),
-                    ],
-                    force: false,
-                },
-                Step {
-                    options: vec![StepOption::Totp, StepOption::EmailOtp],
-                    force: false,
-                },
-            ],
-            script: script.map(|(name, source)| ScriptSource {
-                path: PathBuf::from(name),
-                compiled: Arc::new(usher::policy::compile(&source).expect("sample compiles")),
-                source,
-            }),
-        },
-        sign_up: false,
-        mfa_enrolment: true,
-        grants: vec![usher::config::GrantType::AuthorizationCode],
-        scopes: vec![],
-    }
+    let steps = vec![
+        vec![
+            StepOption::Password,
+            StepOption::Connection("google".into()),
+            StepOption::Connection("github".into()),
+        ],
+        vec![StepOption::Totp, StepOption::EmailOtp],
+    ];
+    let script = script.map(|(name, source)| ScriptSource {
+        path: PathBuf::from(name),
+        compiled: Arc::new(usher::policy::compile(&source).expect("sample compiles")),
+        source,
+    });
+    App::with_steps("thrift", steps, script)
 }
 
 /// A flow whose step 1 is done by a local user with an account, as it stands when the

@@ -272,6 +272,35 @@ pub struct App {
 }
 
 impl App {
+    /// A public app `id` with these steps and the defaults of every other setting: what
+    /// tests, benchmarks and tools build when they need an app without a config file.
+    pub fn with_steps(id: &str, steps: Vec<Vec<StepOption>>, script: Option<ScriptSource>) -> App {
+        App {
+            id: id.to_string(),
+            name: id.to_string(),
+            logo: None,
+            client_id: id.to_string(),
+            client_secret: None,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            signing_alg: SigningAlg::Rs256,
+            sign_in: SignIn {
+                steps: steps
+                    .into_iter()
+                    .map(|options| Step {
+                        options,
+                        force: false,
+                    })
+                    .collect(),
+                script,
+            },
+            sign_up: false,
+            mfa_enrolment: true,
+            grants: vec![GrantType::AuthorizationCode],
+            scopes: Vec::new(),
+        }
+    }
+
     pub fn is_public(&self) -> bool {
         self.client_secret.is_none()
     }

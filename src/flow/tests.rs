@@ -3,33 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::config::{SignIn, SigningAlg, Step};
 
 fn app(steps: Vec<Vec<StepOption>>) -> App {
-    App {
-        id: "thrift".into(),
-        name: "Thrift".into(),
-        logo: None,
-        client_id: "thrift".into(),
-        client_secret: None,
-        redirect_uris: vec![],
-        post_logout_redirect_uris: vec![],
-        signing_alg: SigningAlg::Rs256,
-        sign_in: SignIn {
-            steps: steps
-                .into_iter()
-                .map(|options| Step {
-                    options,
-                    force: false,
-                })
-                .collect(),
-            script: None,
-        },
-        sign_up: false,
-        mfa_enrolment: true,
-        grants: vec![crate::config::GrantType::AuthorizationCode],
-        scopes: vec![],
-    }
+    App::with_steps("thrift", steps, None)
 }
 
 fn request(prompt: &[&str], max_age: Option<u64>) -> AuthRequest {

@@ -4,47 +4,30 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::*;
-use crate::config::{ScriptSource, SignIn, SigningAlg, Step, StepOption};
+use crate::config::{ScriptSource, StepOption};
 use crate::flow::{next, Next, Subject};
 use crate::oidc::authorize::AuthRequest;
 
+/// The Thrift steps: password, Google or GitHub; then TOTP or email OTP.
+fn thrift_steps() -> Vec<Vec<StepOption>> {
+    vec![
+        vec![
+            StepOption::Password,
+            StepOption::Connection("google".into()),
+            StepOption::Connection("github".into()),
+        ],
+        vec![StepOption::Totp, StepOption::EmailOtp],
+    ]
+}
+
 fn app_with(script: &str) -> App {
     let compiled = compile(script).unwrap_or_else(|e| panic!("{e:?}"));
-    App {
-        id: "thrift".into(),
-        name: "Thrift".into(),
-        logo: None,
-        client_id: "thrift".into(),
-        client_secret: None,
-        redirect_uris: vec![],
-        post_logout_redirect_uris: vec![],
-        signing_alg: SigningAlg::Rs256,
-        sign_in: SignIn {
-            steps: vec![
-                Step {
-                    options: vec![
-                        StepOption::Password,
-                        StepOption::Connection("google".into()),
-                        StepOption::Connection("github".into()),
-                    ],
-                    force: false,
-                },
-                Step {
-                    options: vec![StepOption::Totp, StepOption::EmailOtp],
-                    force: false,
-                },
-            ],
-            script: Some(ScriptSource {
-                path: PathBuf::from("test.rhai"),
-                source: script.into(),
-                compiled: Arc::new(compiled),
-            }),
-        },
-        sign_up: false,
-        mfa_enrolment: true,
-        grants: vec![crate::config::GrantType::AuthorizationCode],
-        scopes: vec![],
-    }
+    let source = ScriptSource {
+        path: PathBuf::from("test.rhai"),
+        source: script.into(),
+        compiled: Arc::new(compiled),
+    };
+    App::with_steps("thrift", thrift_steps(), Some(source))
 }
 
 fn flow_for(app: &App, acr: &[&str]) -> Flow {
