@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use openidconnect::TokenResponse;
 use reqwest::StatusCode;
-use usher::standin::{Faults, Kind, Standin, StandinConfig, StandinUser};
+use usher::standin::{Faults, Standin};
 use usher::store::{IdentityStore, UserStore};
 
 struct World {
@@ -18,47 +18,15 @@ struct World {
     _github: Standin,
 }
 
-fn ada() -> StandinUser {
-    StandinUser::new("g-1001", "ada", "Ada Lovelace", "ada@example.com")
-}
-
-fn octocat() -> StandinUser {
-    StandinUser::new("583231", "octocat", "The Octocat", "octocat@github.example")
-}
-
 /// Usher with google (JIT on), github (JIT off), and variants, and apps using them.
 async fn world(extra_connections: &str, apps: &str) -> World {
-    let google = Standin::start(
-        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret").with_user(ada()),
-    )
-    .await
-    .unwrap();
-    let github = Standin::start(
-        StandinConfig::new(Kind::Github, "usher-github", "github-secret").with_user(octocat()),
-    )
-    .await
-    .unwrap();
-    let g = google.issuer();
-    let h = github.base_url.clone();
+    let (google, github) = standins().await;
+    let extra = extra_connections.replace("{google}", &google.issuer());
+    let connections = connections_yaml(&google, &github, &extra);
     let config = format!(
         r#"
 issuer: "{{issuer}}"
-connections:
-  google:
-    kind: google
-    client_id: usher-google
-    client_secret: google-secret
-    issuer: "{g}"
-  github:
-    kind: github
-    client_id: usher-github
-    client_secret: github-secret
-    authorize_url: "{h}/login/oauth/authorize"
-    token_url: "{h}/login/oauth/access_token"
-    userinfo_url: "{h}/user"
-    emails_url: "{h}/user/emails"
-    jit: {{ provision: false }}
-{extra}
+{connections}
 apps:
   thrift:
     name: Thrift
@@ -68,8 +36,7 @@ apps:
     sign_in:
       steps:
         - [password, google, github]
-{apps}"#,
-        extra = extra_connections.replace("{google}", &g),
+{apps}"#
     );
     let usher = Usher::start(&config).await;
     World {

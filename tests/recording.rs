@@ -5,24 +5,10 @@
 mod common;
 
 use common::*;
-use usher::standin::{Kind, Standin, StandinConfig, StandinUser};
 
 #[tokio::test]
 async fn recorded_sign_ins_replay_green() {
-    let google = Standin::start(
-        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret").with_user(
-            StandinUser::new("g-1001", "ada", "Ada Lovelace", "ada@example.com"),
-        ),
-    )
-    .await
-    .unwrap();
-    let github = Standin::start(
-        StandinConfig::new(Kind::Github, "usher-github", "github-secret").with_user(
-            StandinUser::new("583231", "octocat", "The Octocat", "octocat@github.example"),
-        ),
-    )
-    .await
-    .unwrap();
+    let (google, github) = standins().await;
     let dir = tempfile::tempdir().unwrap();
     let script = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,22 +16,11 @@ async fn recorded_sign_ins_replay_green() {
     )
     .unwrap();
     std::fs::write(dir.path().join("mfa.rhai"), script).unwrap();
-    let h = github.base_url.clone();
+    let connections = connections_yaml(&google, &github, "");
     let config = format!(
         r#"
 issuer: "{{issuer}}"
-connections:
-  google: {{ kind: google, client_id: usher-google, client_secret: google-secret, issuer: "{g}" }}
-  github:
-    kind: github
-    client_id: usher-github
-    client_secret: github-secret
-    authorize_url: "{h}/login/oauth/authorize"
-    token_url: "{h}/login/oauth/access_token"
-    userinfo_url: "{h}/user"
-    emails_url: "{h}/user/emails"
-    jit: {{ provision: false }}
-apps:
+{connections}apps:
   thrift:
     name: Thrift
     client_id: thrift
@@ -56,8 +31,7 @@ apps:
         - [password, google, github]
         - [totp, email_otp]
       script: mfa.rhai
-"#,
-        g = google.issuer()
+"#
     );
     let config_path = dir.path().join("usher.yaml");
     let usher = Usher::start_in(dir, &config).await;

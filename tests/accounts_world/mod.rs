@@ -7,7 +7,7 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use usher::standin::{Kind, Standin, StandinConfig, StandinUser};
+use usher::standin::Standin;
 use usher::store::AuditStore;
 
 use crate::common::*;
@@ -16,14 +16,6 @@ pub struct World {
     pub usher: Usher,
     pub google: Standin,
     pub github: Standin,
-}
-
-pub fn ada() -> StandinUser {
-    StandinUser::new("g-1001", "ada", "Ada Lovelace", "ada@example.com")
-}
-
-pub fn octocat() -> StandinUser {
-    StandinUser::new("583231", "octocat", "The Octocat", "octocat@github.example")
 }
 
 pub const OPS_SECRET: &str = "ops-secret";
@@ -39,39 +31,14 @@ pub async fn world() -> World {
 
 /// The world with another `my_account:` section, its config written into `dir`.
 pub async fn world_with(dir: tempfile::TempDir, my_account: &str) -> World {
-    let google = Standin::start(
-        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret").with_user(ada()),
-    )
-    .await
-    .unwrap();
-    let github = Standin::start(
-        StandinConfig::new(Kind::Github, "usher-github", "github-secret").with_user(octocat()),
-    )
-    .await
-    .unwrap();
-    let g = google.issuer();
-    let h = github.base_url.clone();
+    let (google, github) = standins().await;
+    let connections = connections_yaml(&google, &github, "");
     let config = format!(
         r#"
 issuer: "{{issuer}}"
 security:
   max_password_attempts: 5
-connections:
-  google:
-    kind: google
-    client_id: usher-google
-    client_secret: google-secret
-    issuer: "{g}"
-  github:
-    kind: github
-    client_id: usher-github
-    client_secret: github-secret
-    authorize_url: "{h}/login/oauth/authorize"
-    token_url: "{h}/login/oauth/access_token"
-    userinfo_url: "{h}/user"
-    emails_url: "{h}/user/emails"
-    jit: {{ provision: false }}
-apps:
+{connections}apps:
   thrift:
     name: Thrift
     client_id: thrift

@@ -478,3 +478,58 @@ pub async fn enrol_totp(
         .await;
     (secret, browser.follow(usher, res).await)
 }
+
+/// Ada Lovelace at the Google stand-in.
+pub fn ada() -> usher::standin::StandinUser {
+    usher::standin::StandinUser::new("g-1001", "ada", "Ada Lovelace", "ada@example.com")
+}
+
+/// The Octocat at the GitHub stand-in (numeric id, as GitHub's).
+pub fn octocat() -> usher::standin::StandinUser {
+    usher::standin::StandinUser::new("583231", "octocat", "The Octocat", "octocat@github.example")
+}
+
+/// Stand-ins for Google (with Ada) and GitHub (with the Octocat).
+pub async fn standins() -> (usher::standin::Standin, usher::standin::Standin) {
+    use usher::standin::{Kind, Standin, StandinConfig};
+    let google = Standin::start(
+        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret").with_user(ada()),
+    )
+    .await
+    .unwrap();
+    let github = Standin::start(
+        StandinConfig::new(Kind::Github, "usher-github", "github-secret").with_user(octocat()),
+    )
+    .await
+    .unwrap();
+    (google, github)
+}
+
+/// A `connections:` section pointing `google` (JIT on) and `github` (pass-through) at
+/// the stand-ins, followed by `extra` connection entries.
+pub fn connections_yaml(
+    google: &usher::standin::Standin,
+    github: &usher::standin::Standin,
+    extra: &str,
+) -> String {
+    let g = google.issuer();
+    let h = github.base_url.clone();
+    format!(
+        r#"connections:
+  google:
+    kind: google
+    client_id: usher-google
+    client_secret: google-secret
+    issuer: "{g}"
+  github:
+    kind: github
+    client_id: usher-github
+    client_secret: github-secret
+    authorize_url: "{h}/login/oauth/authorize"
+    token_url: "{h}/login/oauth/access_token"
+    userinfo_url: "{h}/user"
+    emails_url: "{h}/user/emails"
+    jit: {{ provision: false }}
+{extra}"#
+    )
+}
