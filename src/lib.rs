@@ -3,6 +3,10 @@
 //! The core (`config`, `flow`, `oidc`, `authn`, `store`) knows nothing about HTTP;
 //! `web` is the axum shell around it and `server` runs it with config reloading.
 
+// A request must never panic the server: unwrap, expect and panic are refused outside
+// tests (tests may use them).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod account;
 pub mod audit;
 pub mod authn;
