@@ -5,7 +5,10 @@
 
 // A request must never panic the server: unwrap, expect and panic are refused outside
 // tests (tests may use them).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod account;
 pub mod audit;

@@ -127,6 +127,12 @@ async fn prompt_none_without_a_session_is_login_required() {
     assert_eq!(q["state"], "st");
 }
 
+/// A fresh sign-in page for Thrift (the fixed PKCE pair, state `st`).
+async fn sign_in_page(usher: &Usher, browser: &Browser) -> Page {
+    let res = browser.get(&authorize_url(usher, &good(REDIRECT))).await;
+    browser.follow(usher, res).await.expect("a sign-in page")
+}
+
 /// Sign alice in with the fixed PKCE pair and return the code.
 async fn code_for_alice(usher: &Usher, browser: &Browser) -> String {
     let back = match browser
@@ -340,13 +346,7 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
     // An unknown user gets exactly the words a wrong password gets.
     let probe = Browser::new();
-    let page = probe
-        .follow(
-            &usher,
-            probe.get(&authorize_url(&usher, &good(REDIRECT))).await,
-        )
-        .await
-        .unwrap();
+    let page = sign_in_page(&usher, &probe).await;
     let stranger = probe
         .submit_password(&usher, &page, "mallory", "whatever-it-is")
         .await
@@ -356,13 +356,7 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
         .contains("The username or password is incorrect."));
 
     let first = Browser::new();
-    let mut page = first
-        .follow(
-            &usher,
-            first.get(&authorize_url(&usher, &good(REDIRECT))).await,
-        )
-        .await
-        .unwrap();
+    let mut page = sign_in_page(&usher, &first).await;
     for _ in 0..2 {
         page = first
             .submit_password(&usher, &page, "alice", "wrong-password")
@@ -381,13 +375,7 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     assert!(q["error_description"].contains("too many failed password attempts"));
     // Another browser, the right password: still locked.
     let second = Browser::new();
-    let page2 = second
-        .follow(
-            &usher,
-            second.get(&authorize_url(&usher, &good(REDIRECT))).await,
-        )
-        .await
-        .unwrap();
+    let page2 = sign_in_page(&usher, &second).await;
     let page2 = second
         .submit_password(&usher, &page2, "alice", "wonderland-rabbit")
         .await
@@ -399,13 +387,7 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
 async fn cancelling_a_step_returns_access_denied_to_the_app() {
     let usher = Usher::default().await;
     let browser = Browser::new();
-    let page = browser
-        .follow(
-            &usher,
-            browser.get(&authorize_url(&usher, &good(REDIRECT))).await,
-        )
-        .await
-        .unwrap();
+    let page = sign_in_page(&usher, &browser).await;
     let cancel = html_unescape(&page.body)
         .split("action=\"")
         .find(|s| s.contains("/cancel\""))
@@ -429,13 +411,7 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
     let usher = Usher::default().await;
     usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
     let browser = Browser::new();
-    let page = browser
-        .follow(
-            &usher,
-            browser.get(&authorize_url(&usher, &good(REDIRECT))).await,
-        )
-        .await
-        .unwrap();
+    let page = sign_in_page(&usher, &browser).await;
     let action = usher.url_of(&page.form_action(Some("password")));
     let missing = browser
         .post(
@@ -458,13 +434,7 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     // Another browser cannot post into this browser's flow, even with its own token.
     let other = Browser::new();
-    let other_page = other
-        .follow(
-            &usher,
-            other.get(&authorize_url(&usher, &good(REDIRECT))).await,
-        )
-        .await
-        .unwrap();
+    let other_page = sign_in_page(&usher, &other).await;
     let cross = other
         .post(
             &action,
