@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use openidconnect::TokenResponse;
 use reqwest::StatusCode;
 use usher::standin::{Faults, Standin};
 use usher::store::{IdentityStore, UserStore};
@@ -105,25 +104,13 @@ async fn login_with(
     (follow_all(&browser, res).await, start, browser)
 }
 
-async fn id_claims(rp: &Rp, back: &url::Url, start: AuthStart) -> serde_json::Value {
-    let tokens = rp
-        .exchange(&query(back)["code"], start.verifier)
-        .await
-        .expect("code exchange");
-    let token = tokens.id_token().unwrap();
-    token
-        .claims(&rp.client.id_token_verifier(), &start.nonce)
-        .expect("valid ID token");
-    decode_payload(&token.to_string())
-}
-
 #[tokio::test]
 async fn google_with_jit_creates_an_account_once_and_resyncs() {
     let w = plain().await;
     let rp = Rp::discover(&w.usher, "thrift", Some(SECRET)).await;
     let (back, start, _) = login_with(&w, &rp, "google", "g-1001").await;
     let back = back.expect_err("signed in");
-    let claims = id_claims(&rp, &back, start).await;
+    let claims = rp.claims(&back, start).await;
     let user_id = w
         .usher
         .store
@@ -143,7 +130,7 @@ async fn google_with_jit_creates_an_account_once_and_resyncs() {
     renamed.name = "Augusta Ada King".into();
     w.google.set_user(renamed);
     let (back, start, _) = login_with(&w, &rp, "google", "g-1001").await;
-    let claims = id_claims(&rp, &back.unwrap_err(), start).await;
+    let claims = rp.claims(&back.unwrap_err(), start).await;
     assert_eq!(claims["sub"], user_id, "found, not created again");
     assert_eq!(w.usher.store.user_count().unwrap(), 1);
     assert_eq!(
@@ -204,7 +191,7 @@ async fn github_without_jit_passes_claims_through_and_stores_nothing() {
     let w = plain().await;
     let rp = Rp::discover(&w.usher, "thrift", Some(SECRET)).await;
     let (back, start, _) = login_with(&w, &rp, "github", "583231").await;
-    let claims = id_claims(&rp, &back.expect_err("signed in"), start).await;
+    let claims = rp.claims(&back.expect_err("signed in"), start).await;
     assert_eq!(
         claims["sub"], "github|583231",
         "stable, per connection, not a local id"
@@ -412,7 +399,7 @@ async fn prompt_username_refuses_a_taken_name() {
         .post(&action, &[("csrf", &again.csrf()), ("username", "ada")])
         .await;
     let back = browser.follow(&w.usher, res).await.expect_err("signed in");
-    let claims = id_claims(&rp, &back, start).await;
+    let claims = rp.claims(&back, start).await;
     assert_ne!(claims["sub"], alice.id);
     assert_eq!(
         w.usher.store.find_user("ada").unwrap().unwrap().id,
@@ -470,7 +457,7 @@ async fn linking_needs_the_existing_accounts_password() {
         )
         .await;
     let back = browser.follow(&w.usher, res).await.expect_err("signed in");
-    let claims = id_claims(&rp, &back, start).await;
+    let claims = rp.claims(&back, start).await;
     assert_eq!(claims["sub"], local.id, "linked to the proven account");
     assert_eq!(
         w.usher.store.identity("linky", "g-1001").unwrap(),
@@ -615,7 +602,7 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
     assert!(enrol.body.contains("Set up your authenticator app"));
     let (secret, done) = enrol_totp(&w.usher, &browser, &enrol).await;
     let back = done.expect_err("signed in");
-    let claims = id_claims(&rp, &back, start).await;
+    let claims = rp.claims(&back, start).await;
     assert_eq!(claims["sub"], uid);
     assert_eq!(claims["amr"], serde_json::json!(["fed", "otp", "mfa"]));
 
@@ -641,5 +628,5 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
         )
         .await;
     let back = browser.follow(&w.usher, res).await.expect_err("signed in");
-    assert_eq!(id_claims(&rp, &back, start).await["sub"], uid);
+    assert_eq!(rp.claims(&back, start).await["sub"], uid);
 }

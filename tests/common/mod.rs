@@ -332,6 +332,21 @@ impl Rp {
         }
     }
 
+    /// Redeem the code of `back` and return the ID token's claims, after the library
+    /// has verified its signature, issuer, audience, expiry and nonce.
+    pub async fn claims(&self, back: &Url, start: AuthStart) -> serde_json::Value {
+        use openidconnect::TokenResponse;
+        let tokens = self
+            .exchange(&query(back)["code"], start.verifier)
+            .await
+            .expect("code exchange");
+        let token = tokens.id_token().expect("an ID token");
+        token
+            .claims(&self.client.id_token_verifier(), &start.nonce)
+            .expect("a valid ID token");
+        decode_payload(&token.to_string())
+    }
+
     pub async fn exchange(
         &self,
         code: &str,
