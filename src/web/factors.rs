@@ -266,7 +266,19 @@ pub struct CodeForm {
     resend: Option<String>,
 }
 
-/// Common start of every code form: CSRF, the flow, the step and its account.
+/// A code form's flow at the step it answers.
+struct CodeStep {
+    flow: Flow,
+    step: usize,
+    subject: Subject,
+    uid: String,
+    /// Steps done before this answer, for the recorder.
+    before: usize,
+}
+
+/// Common start of every code form: CSRF, the flow, the step and its account. `Err`
+/// holds the answer when the form does not fit the flow's current step (the flow is
+/// saved and the browser sent back to it).
 async fn code_step(
     state: &Shared,
     config: &Config,
@@ -275,16 +287,26 @@ async fn code_step(
     csrf: &str,
     option: &StepOption,
     now: u64,
-) -> Result<(Flow, Option<(usize, Subject, String)>), WebError> {
+) -> Result<Result<CodeStep, Response>, WebError> {
     let mut flow = posted_flow(state, config, jar, id, csrf, now)?;
     let step = current_step(state, config, jar, &mut flow, now).await?;
-    let ready = match (step, subject_account(&flow)) {
-        (Some((n, options, _)), Some((subject, uid))) if options.contains(option) => {
-            Some((n, subject, uid))
+    match (step, subject_account(&flow)) {
+        (Some((step, options, _)), Some((subject, uid))) if options.contains(option) => {
+            flow.picked = Some(option.name().to_string());
+            let before = flow.done.len();
+            Ok(Ok(CodeStep {
+                flow,
+                step,
+                subject,
+                uid,
+                before,
+            }))
         }
-        _ => None,
-    };
-    Ok((flow, ready))
+        _ => {
+            state.save_flow(&flow)?;
+            Ok(Err(see_other(&login_url(config, &flow))))
+        }
+    }
 }
 
 pub async fn login_totp_post(
@@ -296,7 +318,13 @@ pub async fn login_totp_post(
     let r = async {
         let config = state.config();
         let now = unix_now();
-        let (mut flow, ready) = code_step(
+        let CodeStep {
+            mut flow,
+            step,
+            subject,
+            uid,
+            before,
+        } = match code_step(
             &state,
             &config,
             &jar,
@@ -305,13 +333,11 @@ pub async fn login_totp_post(
             &StepOption::Totp,
             now,
         )
-        .await?;
-        let Some((step, subject, uid)) = ready else {
-            state.save_flow(&flow)?;
-            return Ok(see_other(&login_url(&config, &flow)));
+        .await?
+        {
+            Ok(ready) => ready,
+            Err(elsewhere) => return Ok(elsewhere),
         };
-        flow.picked = Some("totp".into());
-        let before = flow.done.len();
         let store = state.store.as_ref();
         if steps::otp_locked(store, &mut flow, &uid, now)? {
             // The message is set; nothing is checked while locked.
@@ -370,13 +396,11 @@ pub async fn login_email_otp_post(
     let r = async {
         let config = state.config();
         let now = unix_now();
-        let (mut flow, ready) = code_step(&state, &config, &jar, &id, &form.csrf, &StepOption::EmailOtp, now).await?;
-        let Some((step, subject, uid)) = ready else {
-            state.save_flow(&flow)?;
-            return Ok(see_other(&login_url(&config, &flow)));
-        };
-        flow.picked = Some("email_otp".into());
-        let before = flow.done.len();
+        let CodeStep { mut flow, step, subject, uid, before } =
+            match code_step(&state, &config, &jar, &id, &form.csrf, &StepOption::EmailOtp, now).await? {
+                Ok(ready) => ready,
+                Err(elsewhere) => return Ok(elsewhere),
+            };
         let app = config.apps.get(&flow.request.app_id).cloned();
         if form.resend.is_some() {
             let sent = match &app {
@@ -424,7 +448,13 @@ pub async fn login_recovery_code_post(
     let r = async {
         let config = state.config();
         let now = unix_now();
-        let (mut flow, ready) = code_step(
+        let CodeStep {
+            mut flow,
+            step,
+            subject,
+            uid,
+            before,
+        } = match code_step(
             &state,
             &config,
             &jar,
@@ -433,13 +463,11 @@ pub async fn login_recovery_code_post(
             &StepOption::RecoveryCode,
             now,
         )
-        .await?;
-        let Some((step, subject, uid)) = ready else {
-            state.save_flow(&flow)?;
-            return Ok(see_other(&login_url(&config, &flow)));
+        .await?
+        {
+            Ok(ready) => ready,
+            Err(elsewhere) => return Ok(elsewhere),
         };
-        flow.picked = Some("recovery_code".into());
-        let before = flow.done.len();
         // Recovery codes share the second factor's attempt counter with TOTP.
         let store = state.store.as_ref();
         if steps::otp_locked(store, &mut flow, &uid, now)? {

@@ -224,27 +224,35 @@ pub async fn user_get(
     answer(result)
 }
 
+/// A write to one user with a JSON body and an optional `If-Match`: PUT and PATCH.
+async fn write_user(
+    state: &Shared,
+    headers: &HeaderMap,
+    body: &Bytes,
+    op: impl FnOnce(&Admin, &Value, Option<&str>) -> Result<Answer, ScimError> + Send + 'static,
+) -> Response {
+    let client = match check(state, headers, ApiScope::Scim) {
+        Ok(c) => c,
+        Err(d) => return denied(d),
+    };
+    let body = match json_body(body) {
+        Ok(b) => b,
+        Err(e) => return scim_error(&e),
+    };
+    let version = if_match(headers);
+    answer(run(state, client, move |a| op(a, &body, version.as_deref())).await)
+}
+
 pub async fn user_put(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let client = match check(&state, &headers, ApiScope::Scim) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
-    };
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(e) => return scim_error(&e),
-    };
-    let version = if_match(&headers);
-    answer(
-        run(&state, client, move |a| {
-            a.replace(&id, &body, version.as_deref())
-        })
-        .await,
-    )
+    write_user(&state, &headers, &body, move |a, body, version| {
+        a.replace(&id, body, version)
+    })
+    .await
 }
 
 pub async fn user_patch(
@@ -253,21 +261,10 @@ pub async fn user_patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let client = match check(&state, &headers, ApiScope::Scim) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
-    };
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(e) => return scim_error(&e),
-    };
-    let version = if_match(&headers);
-    answer(
-        run(&state, client, move |a| {
-            a.patch(&id, &body, version.as_deref())
-        })
-        .await,
-    )
+    write_user(&state, &headers, &body, move |a, body, version| {
+        a.patch(&id, body, version)
+    })
+    .await
 }
 
 pub async fn user_delete(
