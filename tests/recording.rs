@@ -6,6 +6,18 @@ mod common;
 
 use common::*;
 
+/// A new browser at the upstream's consent page, having picked `option` at step 1.
+async fn to_consent(usher: &Usher, rp: &Rp, option: &str) -> (Browser, Page) {
+    let browser = Browser::new();
+    let chooser = browser
+        .follow(usher, browser.get(rp.start(&[]).url.as_str()).await)
+        .await
+        .expect("the chooser");
+    let res = pick_raw(usher, &browser, &chooser, option).await;
+    let consent = follow_all(&browser, res).await.expect("the consent page");
+    (browser, consent)
+}
+
 #[tokio::test]
 async fn recorded_sign_ins_replay_green() {
     let (google, github) = standins().await;
@@ -61,17 +73,7 @@ issuer: "{{issuer}}"
     let code = usher::authn::totp::code_at(&alice_secret, usher::crypto::unix_now());
 
     // 2. Google, first time: an account is provisioned; the script asks for step 2.
-    let browser = Browser::new();
-    let chooser = browser
-        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
-        .await
-        .unwrap();
-    let consent = follow_all(
-        &browser,
-        pick_raw(&usher, &browser, &chooser, "google").await,
-    )
-    .await
-    .unwrap();
+    let (browser, consent) = to_consent(&usher, &rp, "google").await;
     let step2 = follow_all(
         &browser,
         decide(&browser, &consent, "g-1001", "authorize").await,
@@ -85,17 +87,7 @@ issuer: "{{issuer}}"
     );
 
     // 3. GitHub: passed through, one step.
-    let browser = Browser::new();
-    let chooser = browser
-        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
-        .await
-        .unwrap();
-    let consent = follow_all(
-        &browser,
-        pick_raw(&usher, &browser, &chooser, "github").await,
-    )
-    .await
-    .unwrap();
+    let (browser, consent) = to_consent(&usher, &rp, "github").await;
     assert!(follow_all(
         &browser,
         decide(&browser, &consent, "583231", "authorize").await
@@ -104,17 +96,7 @@ issuer: "{{issuer}}"
     .is_err());
 
     // 4. Deny at GitHub.
-    let browser = Browser::new();
-    let chooser = browser
-        .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
-        .await
-        .unwrap();
-    let consent = follow_all(
-        &browser,
-        pick_raw(&usher, &browser, &chooser, "github").await,
-    )
-    .await
-    .unwrap();
+    let (browser, consent) = to_consent(&usher, &rp, "github").await;
     let back = follow_all(&browser, decide(&browser, &consent, "", "deny").await)
         .await
         .unwrap_err();
