@@ -639,7 +639,7 @@ where
 }
 
 /// Every key and every enum value the raw types accept, found by serializing an example
-/// in which every optional section is present. `tests/config_errors.rs` checks that
+/// in which every optional section is present. `tests/suite/config_errors.rs` checks that
 /// `docs/config.md` names each of them, so the reference cannot silently fall behind.
 pub fn vocabulary() -> Vec<String> {
     let mut root = RawRoot {

@@ -1,9 +1,7 @@
 //! `/metrics`: off by default, what it counts after real sign-ins (password, federated
 //! with JIT, a refused one, token grants), and its separate listener setting.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use usher::standin::{Kind, Standin, StandinConfig, StandinUser};
 

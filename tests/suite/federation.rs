@@ -3,9 +3,7 @@
 //! failure, username choice, linking with proof, the MFA conflict, concurrency, and a
 //! disabled account.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use usher::standin::{Faults, Standin};
 use usher::store::{IdentityStore, UserStore};

@@ -3,11 +3,8 @@
 //! account then cannot sign in), delete, the discovery documents, federated links on
 //! the user, and the audit trail of every write.
 
-mod accounts_world;
-mod common;
-
-use accounts_world::*;
-use common::*;
+use crate::accounts_world::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use usher::store::{AuditStore, IdentityStore, SessionStore, UserStore};

@@ -1,9 +1,7 @@
 //! What Usher refuses, and how: bad redirect URIs get a page and no redirect, protocol
 //! errors are the RFC's, and every single-use thing is single use.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use openidconnect::{OAuth2TokenResponse, PkceCodeVerifier, TokenResponse};
 use reqwest::StatusCode;
 use usher::store::{CodeRecord, GrantData, TokenStore};

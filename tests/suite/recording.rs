@@ -2,9 +2,7 @@
 //! with JIT, GitHub pass-through, Deny) are written as fixtures, and `usher test`
 //! replays every recorded file green, unedited.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// A new browser at the upstream's consent page, having picked `option` at step 1.
 async fn to_consent(usher: &Usher, rp: &Rp, option: &str) -> (Browser, Page) {

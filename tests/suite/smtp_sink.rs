@@ -5,8 +5,6 @@
 //! Speaks just enough of RFC 5321 for a well-behaved client: EHLO/HELO, MAIL FROM,
 //! RCPT TO, DATA, RSET, NOOP and QUIT, with the usual sequence checks.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

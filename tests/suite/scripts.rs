@@ -2,9 +2,7 @@
 //! scripts, `fail()`, a runaway script failing only its own login, and script errors
 //! reported when the config loads.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use openidconnect::TokenResponse;
 use reqwest::StatusCode;
 

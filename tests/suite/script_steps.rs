@@ -2,9 +2,7 @@
 //! styles deciding alike, a closure's captured value surviving the round trips, and a
 //! `try`/`catch` that cannot swallow the pause at `execute_step`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 
 fn write(dir: &std::path::Path, name: &str, text: &str) {

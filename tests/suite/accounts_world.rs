@@ -3,8 +3,6 @@
 //! client with `scim` and `audit` (`ops`) and one with `audit` only (`auditor`), plus
 //! helpers to sign in to My Account and to get API tokens.
 
-#![allow(dead_code)]
-
 use reqwest::StatusCode;
 use serde_json::Value;
 use usher::standin::Standin;
@@ -14,8 +12,9 @@ use crate::common::*;
 
 pub struct World {
     pub usher: Usher,
-    pub google: Standin,
-    pub github: Standin,
+    /// The stand-ins live as long as the world (dropping one stops it).
+    _google: Standin,
+    _github: Standin,
 }
 
 pub const OPS_SECRET: &str = "ops-secret";
@@ -64,8 +63,8 @@ security:
     let usher = Usher::start_in(dir, &config).await;
     World {
         usher,
-        google,
-        github,
+        _google: google,
+        _github: github,
     }
 }
 

@@ -2,12 +2,10 @@
 //! sink arrives with the code in it, and the development outbox writes it as an `.eml`
 //! file someone can open.
 
-mod smtp_sink;
-
 use std::path::Path;
 use std::time::Duration;
 
-use smtp_sink::SmtpSink;
+use crate::smtp_sink::SmtpSink;
 use usher::authn::email_otp::{generate_code, CODE_TTL_MINUTES};
 use usher::config::{EmailConfig, SmtpConfig, SmtpTls};
 use usher::mail::{render_email_otp, MailError, Mailer};

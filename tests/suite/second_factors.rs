@@ -3,14 +3,11 @@
 //! OTP through a real SMTP conversation, recovery codes, and the SSO/step-up behaviour
 //! of two-step apps.
 
-mod common;
-mod smtp_sink;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
+use crate::smtp_sink::SmtpSink;
 use reqwest::StatusCode;
-use smtp_sink::SmtpSink;
 use usher::store::CredentialStore;
 
 fn config(smtp_port: u16) -> String {

@@ -2,9 +2,7 @@
 //! discovery, authorization code + PKCE, token exchange with ID-token validation,
 //! userinfo, refresh rotation and logout.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use openidconnect::core::CoreUserInfoClaims;
 use openidconnect::{OAuth2TokenResponse, RefreshToken, TokenResponse};
 use reqwest::StatusCode;

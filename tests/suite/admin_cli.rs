@@ -1,12 +1,9 @@
 //! `usher users` and `usher events`: the built binary against a running server's SCIM
 //! and admin APIs, with credentials from flags and from the environment.
 
-mod accounts_world;
-mod common;
-
 use std::process::Output;
 
-use accounts_world::*;
+use crate::accounts_world::*;
 use usher::store::{IdentityStore, UserStore};
 
 /// Run the CLI off the async runtime (the server under test runs on it).
@@ -38,7 +35,7 @@ fn stderr(o: &Output) -> String {
 async fn the_cli_lists_manages_and_audits_users() {
     let w = world().await;
     // Ada arrives through Google and is provisioned.
-    my_account_via(&w, &common::Browser::new(), "google", "g-1001").await;
+    my_account_via(&w, &crate::common::Browser::new(), "google", "g-1001").await;
     let uid = w.usher.store.identity("google", "g-1001").unwrap().unwrap();
     let server = w.usher.issuer.clone();
     let env = [

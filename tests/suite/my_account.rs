@@ -3,11 +3,8 @@
 //! reason, the last way in kept, profile and password changes, sessions, CSRF, and an
 //! audit event for each.
 
-mod accounts_world;
-mod common;
-
-use accounts_world::*;
-use common::*;
+use crate::accounts_world::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use usher::store::{AuditStore, CredentialStore, IdentityStore, SessionStore, UserStore};
 

@@ -2,8 +2,6 @@
 //! store, a browser (reqwest with a cookie jar, redirects followed by hand so each hop
 //! can be checked) and a relying party built on the `openidconnect` crate.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

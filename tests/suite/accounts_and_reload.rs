@@ -2,9 +2,7 @@
 //! server (valid configs swap in, invalid ones are refused, logins in progress restart
 //! cleanly).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use usher::store::UserStore;
 

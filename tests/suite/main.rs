@@ -1,0 +1,26 @@
+//! Usher's integration tests, built as one binary so the suite links once: real
+//! servers on ephemeral ports, temporary stores, stand-in upstreams and an SMTP sink.
+
+mod accounts_world;
+mod common;
+mod smtp_sink;
+
+mod accounts_and_reload;
+mod admin_cli;
+mod bench;
+mod config_admin;
+mod config_errors;
+mod demo;
+mod federation;
+mod fixtures;
+mod mail;
+mod metrics;
+mod my_account;
+mod oidc_errors;
+mod oidc_login;
+mod recording;
+mod scim;
+mod script_steps;
+mod scripts;
+mod second_factors;
+mod standin;
