@@ -8,7 +8,7 @@
 use super::{password, recovery};
 use crate::config::{Config, StepOption};
 use crate::flow::{Flow, Subject};
-use crate::store::{Store, StoreResult, User};
+use crate::store::{Attempts, Store, StoreResult, User};
 
 pub const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
 pub const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
@@ -146,16 +146,20 @@ pub fn otp_locked(
     Ok(locked)
 }
 
-/// A wrong one-time code: counted per account, across every browser.
-pub fn otp_wrong(
+/// Take one of the account's attempts before a code is checked: it counts as a failure
+/// at once and `otp_passed` forgives it, so a burst of parallel guesses cannot get past
+/// the limit the way check-then-count would let it. `None` when the factor is locked
+/// (the message is set and nothing may be checked).
+pub fn otp_attempt(
     store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
     user_id: &str,
-    step: usize,
-    what: &str,
     now: u64,
-) -> StoreResult<()> {
+) -> StoreResult<Option<Attempts>> {
+    if otp_locked(store, flow, user_id, now)? {
+        return Ok(None);
+    }
     let max = config.security.max_otp_attempts;
     let a = store.record_failure(
         &otp_key(user_id),
@@ -163,8 +167,26 @@ pub fn otp_wrong(
         max,
         config.security.otp_lockout_seconds,
     )?;
+    if a.failures > max {
+        // Other attempts in flight took the last ones.
+        flow.notice = Some(LOCKED_OTP.into());
+        return Ok(None);
+    }
+    Ok(Some(a))
+}
+
+/// A wrong one-time code, already counted by `otp_attempt`: per account, across every
+/// browser.
+pub fn otp_wrong(
+    config: &Config,
+    flow: &mut Flow,
+    attempt: &Attempts,
+    step: usize,
+    what: &str,
+    now: u64,
+) {
     flow.notice = Some(
-        if a.locked_at(now) {
+        if attempt.locked_at(now) {
             LOCKED_OTP
         } else {
             WRONG_CODE
@@ -172,10 +194,9 @@ pub fn otp_wrong(
         .into(),
     );
     flow.trace.push(format!(
-        "step {step}: wrong {what} ({} of {max} attempts)",
-        a.failures
+        "step {step}: wrong {what} ({} of {} attempts)",
+        attempt.failures, config.security.max_otp_attempts
     ));
-    Ok(())
 }
 
 /// A good one-time code: the step succeeds with `otp`.

@@ -218,18 +218,25 @@ impl Flow {
     }
 
     /// The `amr` of the whole login: each method once, plus `mfa` when two or more
-    /// distinct factors were used.
+    /// distinct factors were used. A federated step whose upstream methods are trusted
+    /// counts as those methods, not as one more factor on top of them: an upstream
+    /// password alone is one factor.
     pub fn amr(&self) -> Vec<String> {
         let mut amr: Vec<String> = Vec::new();
+        let mut factors: Vec<&str> = Vec::new();
         for r in &self.done {
+            let explained = r.amr.iter().any(|m| m != "fed" && m != "mfa");
             for m in &r.amr {
                 if !amr.contains(m) {
                     amr.push(m.clone());
                 }
+                let counts = m != "mfa" && !(m == "fed" && explained);
+                if counts && !factors.contains(&m.as_str()) {
+                    factors.push(m);
+                }
             }
         }
-        let factors = amr.iter().filter(|m| *m != "mfa").count();
-        if factors >= 2 && !amr.iter().any(|m| m == "mfa") {
+        if factors.len() >= 2 && !amr.iter().any(|m| m == "mfa") {
             amr.push("mfa".into());
         }
         amr

@@ -85,6 +85,25 @@ fn steps_run_in_order_and_mfa_is_added_to_amr() {
 }
 
 #[test]
+fn an_upstream_password_alone_is_not_mfa() {
+    let app = two_steps();
+    let google = StepOption::Connection("google".into());
+    let amr = |upstream: &[&str]| {
+        let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);
+        let mut methods = vec!["fed".to_string()];
+        methods.extend(upstream.iter().map(|m| m.to_string()));
+        flow.step_succeeded(1, &google, subject("u1"), methods, 101)
+            .unwrap();
+        flow.amr()
+    };
+    // Trusted upstream methods: one password is one factor, password and OTP are two.
+    assert_eq!(amr(&["pwd"]), vec!["fed", "pwd"]);
+    assert_eq!(amr(&["pwd", "otp"]), vec!["fed", "pwd", "otp", "mfa"]);
+    // Untrusted (nothing reported): the federated sign-in is the one factor.
+    assert_eq!(amr(&[]), vec!["fed"]);
+}
+
+#[test]
 fn a_second_step_for_another_person_is_refused() {
     let app = two_steps();
     let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);

@@ -194,7 +194,18 @@ fn authorization_code(
         Redeem::Reused(r) => {
             // A second use means the code leaked: revoke what the first use issued.
             if let Some(first) = &r.redeemed_by {
-                store.revoke_grant(first)?;
+                // The first exchange may not have written its grant yet: bar it, so
+                // it cannot issue tokens afterwards.
+                store.bar_grant(&Grant {
+                    id: first.clone(),
+                    client_id: r.client_id.clone(),
+                    scopes: r.scopes.clone(),
+                    nonce: r.nonce.clone(),
+                    data: r.grant.clone(),
+                    revoked: true,
+                    created_at: now,
+                    expires_at: now + config.security.refresh_token_ttl,
+                })?;
                 store.flush()?;
                 tracing::warn!(client = %r.client_id, grant = %first, "authorization code reused; grant revoked");
             }
@@ -262,7 +273,9 @@ fn redeemed(
         created_at: now,
         expires_at: now + config.security.refresh_token_ttl,
     };
-    store.put_grant(&grant)?;
+    if !store.create_grant(&grant)? {
+        return Err(grant_error("the code has already been used"));
+    }
     issue(config, store, keys, now, app, &grant, user.as_ref(), true)
 }
 

@@ -105,22 +105,19 @@ pub fn provision(
     now: u64,
 ) -> StoreResult<Provisioned> {
     if let Some(user_id) = store.identity(&conn.id, &identity.subject)? {
-        let Some(user) = store.user(&user_id)? else {
-            return Ok(Provisioned::Refused(
-                "the linked account no longer exists".into(),
-            ));
-        };
-        if user.disabled {
-            return Ok(Provisioned::Refused("this account is disabled".into()));
-        }
-        let user = sync_attributes(store, conn, identity, user, now)?;
-        return Ok(Provisioned::Subject(account_subject(&user, identity)));
+        return returning(store, conn, identity, &user_id, now);
     }
     if !conn.jit.provision {
         return Ok(Provisioned::Subject(passthrough(identity)));
     }
     if let Some(email) = identity.claim_str("email") {
         if let Some(existing) = store.find_user(&email)? {
+            // A parallel first login of this same identity may have created the account
+            // between the two reads; the identity index, written in the same
+            // transaction as the email, tells that apart from someone else's account.
+            if let Some(user_id) = store.identity(&conn.id, &identity.subject)? {
+                return returning(store, conn, identity, &user_id, now);
+            }
             return Ok(match conn.jit.link {
                 JitLink::VerifiedEmailWithProof if identity.email_verified() => {
                     Provisioned::NeedsLinkProof { user_id: existing.id }
@@ -136,6 +133,26 @@ pub fn provision(
         JitScheme::PromptConsent => Provisioned::NeedsConsent,
         JitScheme::PromptUsername => Provisioned::NeedsUsername,
     })
+}
+
+/// The account an identity is already linked to, re-synced under the connection's rules.
+fn returning(
+    store: &dyn Store,
+    conn: &Connection,
+    identity: &UpstreamIdentity,
+    user_id: &str,
+    now: u64,
+) -> StoreResult<Provisioned> {
+    let Some(user) = store.user(user_id)? else {
+        return Ok(Provisioned::Refused(
+            "the linked account no longer exists".into(),
+        ));
+    };
+    if user.disabled {
+        return Ok(Provisioned::Refused("this account is disabled".into()));
+    }
+    let user = sync_attributes(store, conn, identity, user, now)?;
+    Ok(Provisioned::Subject(account_subject(&user, identity)))
 }
 
 fn str_claim(identity: &UpstreamIdentity, name: &str) -> Option<String> {

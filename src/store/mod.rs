@@ -409,9 +409,14 @@ pub trait TokenStore {
     /// Mark a code redeemed by `grant_id`, atomically: of N parallel calls one sees
     /// `Fresh`, the rest `Reused`.
     fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
-    fn put_grant(&self, grant: &Grant) -> StoreResult<()>;
+    /// Write a new grant; `false` if one with that id is already there (a reuse of its
+    /// code barred it first), and then nothing is written.
+    fn create_grant(&self, grant: &Grant) -> StoreResult<bool>;
     fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     fn revoke_grant(&self, id: &str) -> StoreResult<()>;
+    /// Revoke grant `barred.id`, or, when its code exchange has not written it yet,
+    /// write `barred` (revoked) in its place so that exchange cannot issue tokens.
+    fn bar_grant(&self, barred: &Grant) -> StoreResult<()>;
     fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
     /// Mark `old` used and store `new`, atomically.
     fn rotate_refresh(

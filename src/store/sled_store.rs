@@ -582,8 +582,12 @@ impl TokenStore for SledStore {
         }
     }
 
-    fn put_grant(&self, grant: &Grant) -> StoreResult<()> {
-        Self::put(&self.grants, &grant.id, grant)
+    fn create_grant(&self, grant: &Grant) -> StoreResult<bool> {
+        let created = self
+            .grants
+            .compare_and_swap(&grant.id, None as Option<&[u8]>, Some(encode(grant)?))
+            .map_err(backend)?;
+        Ok(created.is_ok())
     }
 
     fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
@@ -611,6 +615,15 @@ impl TokenStore for SledStore {
             Some(e) => Err(StoreError::Corrupt(e)),
             None => Ok(()),
         }
+    }
+
+    fn bar_grant(&self, barred: &Grant) -> StoreResult<()> {
+        let mut barred = barred.clone();
+        barred.revoked = true;
+        if self.create_grant(&barred)? {
+            return Ok(());
+        }
+        self.revoke_grant(&barred.id)
     }
 
     fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()> {

@@ -102,6 +102,33 @@ fn parallel_redemptions_of_one_code_give_exactly_one_success() {
     assert_eq!(s.redeem_code("nope", "g").unwrap(), Redeem::Unknown);
 }
 
+fn grant(id: &str) -> Grant {
+    let c = code();
+    Grant {
+        id: id.into(),
+        client_id: c.client_id,
+        scopes: c.scopes,
+        nonce: None,
+        data: c.grant,
+        revoked: false,
+        created_at: 1,
+        expires_at: 100,
+    }
+}
+
+#[test]
+fn a_reuse_that_beats_the_first_exchange_bars_its_grant() {
+    let s = SledStore::temporary().unwrap();
+    // The reuse is noticed before the first exchange has written its grant.
+    s.bar_grant(&grant("g1")).unwrap();
+    assert!(!s.create_grant(&grant("g1")).unwrap());
+    assert!(s.grant("g1").unwrap().unwrap().revoked);
+    // Noticed afterwards, it revokes the grant that was written.
+    assert!(s.create_grant(&grant("g2")).unwrap());
+    s.bar_grant(&grant("g2")).unwrap();
+    assert!(s.grant("g2").unwrap().unwrap().revoked);
+}
+
 #[test]
 fn refresh_rotation_detects_reuse() {
     let s = SledStore::temporary().unwrap();

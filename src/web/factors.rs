@@ -250,7 +250,7 @@ fn record_code(flow: &mut Flow, option: &str, done_before: usize) {
     if let Some(rec) = flow.recording.as_mut() {
         rec.inputs.push(crate::fixtures::format::Input {
             pick: Some(option.to_string()),
-            code: Some(crate::fixtures::record::marker(passed)),
+            code: Some(crate::fixtures::format::CodeMarker::accepted(passed)),
             ..Default::default()
         });
     }
@@ -346,6 +346,11 @@ pub async fn login_totp_post(
                 .sealing
                 .open(&credential.sealed_secret, uid.as_bytes())
                 .ok_or_else(|| WebError::Internal("a stored TOTP secret does not open".into()))?;
+            let Some(attempt) = steps::otp_attempt(store, &config, &mut flow, &uid, now)? else {
+                record_code(&mut flow, "totp", before);
+                state.save_flow(&flow)?;
+                return Ok(see_other(&login_url(&config, &flow)));
+            };
             let accepted = match totp::verify(&secret, &form.code, now) {
                 // Compare-and-swap on the account's last step: a code is good once.
                 Some(time_step) => state.store.accept_totp_step(&uid, time_step)?,
@@ -367,14 +372,13 @@ pub async fn login_totp_post(
                 steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
             } else {
                 steps::otp_wrong(
-                    store,
                     &config,
                     &mut flow,
-                    &uid,
+                    &attempt,
                     step,
                     "authenticator code",
                     now,
-                )?;
+                );
             }
         } else {
             flow.notice = Some("Set up your authenticator app first.".into());
@@ -470,22 +474,23 @@ pub async fn login_recovery_code_post(
         };
         // Recovery codes share the second factor's attempt counter with TOTP.
         let store = state.store.as_ref();
-        if steps::otp_locked(store, &mut flow, &uid, now)? {
-            // The message is set; nothing is checked while locked.
-        } else if store.consume_recovery_code(&uid, &recovery::hash(&uid, &form.code))? {
-            state.flush().await?;
-            flow.trace
-                .push(format!("step {step}: a recovery code was used"));
-            steps::otp_passed(
-                store,
-                &mut flow,
-                step,
-                StepOption::RecoveryCode,
-                subject,
-                now,
-            )?;
-        } else {
-            steps::otp_wrong(store, &config, &mut flow, &uid, step, "recovery code", now)?;
+        let attempt = steps::otp_attempt(store, &config, &mut flow, &uid, now)?;
+        if let Some(attempt) = attempt {
+            if store.consume_recovery_code(&uid, &recovery::hash(&uid, &form.code))? {
+                state.flush().await?;
+                flow.trace
+                    .push(format!("step {step}: a recovery code was used"));
+                steps::otp_passed(
+                    store,
+                    &mut flow,
+                    step,
+                    StepOption::RecoveryCode,
+                    subject,
+                    now,
+                )?;
+            } else {
+                steps::otp_wrong(&config, &mut flow, &attempt, step, "recovery code", now);
+            }
         }
         record_code(&mut flow, "recovery_code", before);
         state.save_flow(&flow)?;

@@ -146,6 +146,15 @@ impl AppState {
         let (Some(dir), Some(_)) = (self.record_dir.get(), &flow.recording) else {
             return;
         };
+        if flow.done.iter().any(|r| r.from_session) {
+            // A fixture has no SSO session to start from, so such a file would not
+            // replay as it happened; better no file than one that fails.
+            tracing::info!(
+                flow = %flow.id,
+                "sign-in not recorded: the SSO session satisfied a step, which fixtures cannot replay"
+            );
+            return;
+        }
         match crate::fixtures::record::write(dir, flow, ended, page) {
             Ok(path) => tracing::info!(file = %path.display(), "sign-in recorded"),
             Err(e) => tracing::error!(error = %e, "could not record the sign-in"),

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Json, Redirect, Response};
@@ -132,11 +133,38 @@ fn oauth_body(e: &OAuthError) -> serde_json::Value {
     json!({ "error": e.code.as_str(), "error_description": e.description })
 }
 
+/// A token request's parameters, each at most once (RFC 6749 section 3.2).
+fn single_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, OAuthError> {
+    let mut params = HashMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if params.contains_key(&name) {
+            return Err(OAuthError::invalid_request(format!(
+                "the parameter {name} is given more than once"
+            )));
+        }
+        params.insert(name, value);
+    }
+    Ok(params)
+}
+
 pub async fn token(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Form(params): Form<HashMap<String, String>>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
+    let params = match form {
+        Ok(Form(pairs)) => single_params(pairs),
+        Err(_) => Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )),
+    };
+    let params = match params {
+        Ok(p) => p,
+        Err(e) => {
+            state.metrics.token(None, e.code.as_str());
+            return token_response(StatusCode::BAD_REQUEST, oauth_body(&e));
+        }
+    };
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

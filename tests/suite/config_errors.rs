@@ -920,3 +920,47 @@ fn docs_name_every_key_and_value() {
         "docs/config.md does not mention: {missing:?}"
     );
 }
+
+#[test]
+fn usher_check_on_a_broken_config_exits_non_zero_with_the_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("usher.yaml");
+    fs::write(
+        &file,
+        "\
+issuer: https://id.example.com
+apps:
+  shop:
+    name: Shop
+    client_id: shop
+    redirect_uris: [https://shop.example.com/cb]
+    sign_in:
+      steps:
+        - [pasword]
+",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let at = format!("{}:9:12:", file.display());
+    assert!(stderr.contains(&at), "{stderr}");
+    assert!(stderr.contains("did you mean `password`?"), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["serve", "check", "test", "demo", "users", "events", "bench"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+            .args([sub, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "usher {sub} --help: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage: usher"), "usher {sub} --help: {text}");
+    }
+}

@@ -135,6 +135,27 @@ fn a_bad_fixture_gets_file_line_key_and_suggestion() {
     assert!(stderr.contains("usrname"), "{stderr}");
     assert!(stderr.contains("did you mean `username`?"), "{stderr}");
 
+    // A misspelt code marker is a mistake in the file, not a wrong code.
+    std::fs::write(
+        &bad,
+        "app: thrift\ncases:\n  - name: typo\n    login:\n      - { pick: password, username: alice, password: valid }\n      - { pick: totp, code: vaild }\n    expect: { outcome: success }\n",
+    )
+    .unwrap();
+    let out = usher()
+        .arg("test")
+        .arg("--config")
+        .arg(&config)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.test.yaml:6:"), "{stderr}");
+    assert!(
+        stderr.contains("unknown value `vaild`") && stderr.contains("did you mean `valid`?"),
+        "{stderr}"
+    );
+
     std::fs::write(&bad, "app: thirft\ncases: []\n").unwrap();
     let out = usher()
         .arg("test")

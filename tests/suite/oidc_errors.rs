@@ -175,6 +175,41 @@ fn code_form<'a>(code: &'a str, verifier: &'a str) -> Vec<(&'a str, &'a str)> {
 }
 
 #[tokio::test]
+async fn a_malformed_token_request_gets_an_oauth_error_not_a_bare_status() {
+    let usher = Usher::default().await;
+    let res = reqwest::Client::new()
+        .post(usher.url("/token"))
+        .basic_auth("thrift", Some(SECRET))
+        .json(&serde_json::json!({ "grant_type": "client_credentials" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("x-www-form-urlencoded"));
+
+    // A parameter given twice is refused rather than one copy silently winning.
+    let (status, body, _) = token_call(
+        &usher,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "a"),
+            ("code", "b"),
+        ],
+        Some(("thrift", SECRET)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_request");
+    assert!(body["error_description"].as_str().unwrap().contains("code"));
+}
+
+#[tokio::test]
 async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
     let usher = Usher::default().await;
     usher.add_user("alice", "alice@example.com", "wonderland-rabbit");

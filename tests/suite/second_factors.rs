@@ -274,6 +274,49 @@ async fn wrong_codes_lock_the_factor_across_browsers() {
     );
 }
 
+#[tokio::test]
+async fn parallel_guesses_get_no_more_tries_than_the_limit() {
+    let (usher, _sink) = start().await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let secret = enrol(&usher, &rp).await;
+    let mut pages = Vec::new();
+    for _ in 0..8 {
+        let browser = Browser::new();
+        let (page, _) = to_step_two(&usher, &browser, &rp, "totp").await;
+        pages.push((browser, page));
+    }
+    let mut tasks = Vec::new();
+    for (i, (browser, page)) in pages.into_iter().enumerate() {
+        let action = usher.url_of(&page.form_action(Some("code")));
+        let issuer = usher.issuer.clone();
+        tasks.push(tokio::spawn(async move {
+            let guess = format!("{:06}", 100_000 + i);
+            let res = browser
+                .post(&action, &[("csrf", &page.csrf()), ("code", &guess)])
+                .await;
+            let loc = res.headers["location"].to_str().unwrap().to_string();
+            browser.get(&format!("{issuer}{loc}")).await.body
+        }));
+    }
+    let (mut wrong, mut locked) = (0, 0);
+    for t in tasks {
+        let body = t.await.unwrap();
+        if body.contains("That code is not right") {
+            wrong += 1;
+        } else if body.contains("Too many wrong codes") {
+            locked += 1;
+        }
+    }
+    // The limit is 3: two guesses are told "wrong", the third locks, the rest find it
+    // locked, however the eight requests interleave.
+    assert_eq!((wrong, locked), (2, 6));
+    let b = Browser::new();
+    let (page, _) = to_step_two(&usher, &b, &rp, "totp").await;
+    let good = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let after = submit_code(&usher, &b, &page, &good).await.unwrap();
+    assert!(after.body.contains("Too many wrong codes"));
+}
+
 fn code_in_mail(mail: &str) -> String {
     let words: Vec<&str> = mail.split(|c: char| !c.is_ascii_digit()).collect();
     words
