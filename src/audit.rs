@@ -24,6 +24,8 @@ pub mod kind {
     pub const IDENTITY_LINKED: &str = "identity.linked";
     pub const MFA_ENROLLED: &str = "mfa.enrolled";
     pub const MFA_SKIPPED: &str = "mfa.skipped";
+    /// A wrong password or one-time code inside a sign-in that may still go on.
+    pub const CREDENTIAL_REJECTED: &str = "credential.rejected";
     pub const ACCOUNT_REFUSED: &str = "account.refused";
     pub const ACCOUNT_PROFILE: &str = "account.profile_updated";
     pub const ACCOUNT_PASSWORD: &str = "account.password_changed";
@@ -60,6 +62,24 @@ pub fn record(
     detail: Vec<String>,
 ) {
     write(store, now, kind, "success", (actor, sub), detail);
+}
+
+/// A credential refused inside a sign-in (a wrong password or code), recorded when it
+/// happens: a sign-in given up after wrong passwords still leaves its attempts in the
+/// trail, not only sign-ins that ended.
+pub fn rejected(store: &dyn AuditStore, flow: &Flow, user_id: Option<&str>, what: &str, now: u64) {
+    let mut detail = vec![what.to_string()];
+    if !flow.ip.is_empty() {
+        detail.push(format!("from {}", flow.ip));
+    }
+    write(
+        store,
+        now,
+        kind::CREDENTIAL_REJECTED,
+        "failure",
+        (Some(&flow.request.app_id), user_id),
+        detail,
+    );
 }
 
 fn write(

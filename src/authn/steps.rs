@@ -178,9 +178,10 @@ pub fn otp_attempt(
 /// A wrong one-time code, already counted by `otp_attempt`: per account, across every
 /// browser.
 pub fn otp_wrong(
+    store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
-    attempt: &Attempts,
+    (user_id, attempt): (&str, &Attempts),
     step: usize,
     what: &str,
     now: u64,
@@ -193,10 +194,12 @@ pub fn otp_wrong(
         }
         .into(),
     );
-    flow.trace.push(format!(
+    let line = format!(
         "step {step}: wrong {what} ({} of {} attempts)",
         attempt.failures, config.security.max_otp_attempts
-    ));
+    );
+    crate::audit::rejected(store, flow, Some(user_id), &line, now);
+    flow.trace.push(line);
 }
 
 /// A good one-time code: the step succeeds with `otp`.

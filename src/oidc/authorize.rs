@@ -58,13 +58,18 @@ pub fn app_by_client_id<'c>(config: &'c Config, client_id: &str) -> Option<&'c A
     config.apps.values().find(|a| a.client_id == client_id)
 }
 
-/// Exact match of a redirect URI against the registered ones (after URL parsing, so
-/// `/cb/`, `/cb?x=1` and `/CB` all differ from `/cb`).
+/// Exact match of a redirect URI against the registered ones, character for character
+/// with the registered URI as Usher writes it: `/cb/`, `/cb?x=1`, `/CB`, `/x/../cb`,
+/// `%63b` and an explicit default port all differ from `/cb`. The one leniency is a
+/// bare origin, registered or presented with or without its `/`.
 pub fn registered_redirect(registered: &[Url], presented: &str) -> bool {
-    match Url::parse(presented) {
-        Ok(url) => registered.iter().any(|r| r == &url) && url.fragment().is_none(),
-        Err(_) => false,
-    }
+    registered.iter().any(|r| {
+        let written = r.as_str();
+        presented == written
+            || (r.path() == "/"
+                && r.query().is_none()
+                && written.strip_suffix('/') == Some(presented))
+    })
 }
 
 fn is_pkce_value(s: &str) -> bool {
@@ -276,4 +281,27 @@ pub fn response_url(
         q.append_pair("iss", issuer);
     }
     Some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_match_exactly_but_a_bare_origin_takes_its_slash_or_not() {
+        let cb = vec![Url::parse("https://shop.example/cb").unwrap()];
+        assert!(registered_redirect(&cb, "https://shop.example/cb"));
+        for other in [
+            "https://shop.example/cb/",
+            "https://shop.example:443/cb",
+            "https://shop.example/a/../cb",
+            "https://SHOP.example/cb",
+        ] {
+            assert!(!registered_redirect(&cb, other), "{other}");
+        }
+        let origin = vec![Url::parse("https://shop.example").unwrap()];
+        assert!(registered_redirect(&origin, "https://shop.example"));
+        assert!(registered_redirect(&origin, "https://shop.example/"));
+        assert!(!registered_redirect(&origin, "https://shop.example/x"));
+    }
 }

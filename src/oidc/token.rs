@@ -307,8 +307,9 @@ fn refresh(
             basic_auth: false,
         })?;
     let new_token = random_token(32);
-    // Peek first, so a token of another client or a revoked family is refused without
-    // being consumed.
+    // Rotate first: a presented refresh token is spent whatever comes next, so two
+    // parallel uses cannot both succeed. One presented by another client has leaked,
+    // and its family is revoked.
     let old_hash = token_hash(presented);
     let next = RefreshRecord {
         grant_id: String::new(),

@@ -372,9 +372,10 @@ pub async fn login_totp_post(
                 steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
             } else {
                 steps::otp_wrong(
+                    store,
                     &config,
                     &mut flow,
-                    &attempt,
+                    (&uid, &attempt),
                     step,
                     "authenticator code",
                     now,
@@ -425,7 +426,9 @@ pub async fn login_email_otp_post(
                 }
                 EmailCheck::Wrong { .. } => {
                     flow.notice = Some(steps::WRONG_CODE.into());
-                    flow.trace.push(format!("step {step}: wrong email code"));
+                    let line = format!("step {step}: wrong email code");
+                    crate::audit::rejected(state.store.as_ref(), &flow, Some(&uid), &line, now);
+                    flow.trace.push(line);
                 }
                 EmailCheck::Expired | EmailCheck::Missing => {
                     flow.notice = Some("That code has expired or was replaced by a newer one. Send a new code.".into());
@@ -489,7 +492,15 @@ pub async fn login_recovery_code_post(
                     now,
                 )?;
             } else {
-                steps::otp_wrong(&config, &mut flow, &attempt, step, "recovery code", now);
+                steps::otp_wrong(
+                    store,
+                    &config,
+                    &mut flow,
+                    (&uid, &attempt),
+                    step,
+                    "recovery code",
+                    now,
+                );
             }
         }
         record_code(&mut flow, "recovery_code", before);

@@ -73,7 +73,8 @@ fn session_view(state: &Shared, session: &Session) -> Result<Option<SessionView>
     let subject = match &session.user_id {
         Some(id) => match state.store.user(id)? {
             Some(u) if !u.disabled => {
-                let mut s = steps::local_subject(&u, Vec::new());
+                let enrolled = steps::enrolled(state.store.as_ref(), &u.id)?;
+                let mut s = steps::local_subject(&u, enrolled);
                 s.idp = session.idp.clone();
                 s
             }
@@ -639,7 +640,14 @@ pub async fn login_password_post(
                 rec.user(store, &u.id)?;
             }
             accepted = ok;
+            let user_id = attempt.user.as_ref().map(|u| u.id.clone());
             steps::password_end(store, &config, &mut flow, step, attempt, ok, now)?;
+            if !ok {
+                let what = format!("step {step}: wrong password for `{login}`");
+                crate::audit::rejected(store, &flow, user_id.as_deref(), &what, now);
+                // The failure counts towards the account's lock: keep it across a crash.
+                state.flush().await?;
+            }
         }
         if let Some(rec) = flow.recording.as_mut() {
             rec.inputs.push(crate::fixtures::format::Input {

@@ -4,7 +4,7 @@
 use crate::common::*;
 use openidconnect::{OAuth2TokenResponse, PkceCodeVerifier, TokenResponse};
 use reqwest::StatusCode;
-use usher::store::{CodeRecord, GrantData, TokenStore};
+use usher::store::{AuditStore, CodeRecord, GrantData, TokenStore, UserStore};
 
 fn authorize_url(usher: &Usher, pairs: &[(&str, &str)]) -> String {
     let mut url = url::Url::parse(&usher.url("/authorize")).unwrap();
@@ -37,6 +37,9 @@ async fn unregistered_redirect_uris_get_a_page_never_a_redirect() {
         "http://127.0.0.1:1/callback?x=1",
         "http://127.0.0.1:1/CALLBACK",
         "http://127.0.0.1:1/callback#frag",
+        "http://127.0.0.1:1/x/../callback",
+        "http://127.0.0.1:1/%63allback",
+        "HTTP://127.0.0.1:1/callback",
         "http://evil.example/callback",
         "not a url",
     ] {
@@ -414,6 +417,22 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
         .await
         .unwrap();
     assert!(page2.body.contains("Too many failed attempts"), "{page2:?}");
+    // Every wrong password is in the audit trail when it happens, the stranger's too,
+    // even though the stranger's sign-in was never finished.
+    let rejected: Vec<_> = usher
+        .store
+        .events(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "credential.rejected")
+        .collect();
+    assert_eq!(rejected.len(), 4, "{rejected:?}");
+    assert!(rejected.iter().all(|e| e.outcome == "failure"));
+    assert!(rejected[0].sub.is_none() && rejected[0].detail[0].contains("`mallory`"));
+    let alice = usher.store.find_user("alice").unwrap().unwrap();
+    assert!(rejected[1..]
+        .iter()
+        .all(|e| e.sub.as_deref() == Some(alice.id.as_str())));
 }
 
 #[tokio::test]

@@ -62,6 +62,31 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
         .collect();
     assert_eq!(amr, vec!["pwd"]);
     assert!(claims.auth_time().is_some());
+    // Signed RS256 by default, with a kid the JWKS publishes.
+    let raw = id_token.to_string();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            raw.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "RS256", "{header}");
+    let jwks: serde_json::Value = reqwest::get(usher.url("/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == header["kid"] && k["kty"] == "RSA"),
+        "{jwks}"
+    );
 
     let info: CoreUserInfoClaims = rp
         .client

@@ -369,6 +369,22 @@ async fn create_filter_page_patch_replace_deactivate_and_delete() {
         .await;
     assert_eq!(s, StatusCode::NOT_MODIFIED);
 
+    // PATCH remove takes an attribute away.
+    let (s, _, removed) = api
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/Users/{gid}"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "remove", "path": "roles" }],
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{removed}");
+    assert!(removed.get("roles").is_none(), "{removed}");
+    assert_eq!(removed["name"]["familyName"], "Hopper", "the rest stays");
+
     // PUT replaces: what the body leaves out is gone.
     let (s, _, replaced) = api
         .send(
@@ -421,8 +437,8 @@ async fn create_filter_page_patch_replace_deactivate_and_delete() {
     );
     assert_eq!(
         kinds.iter().filter(|k| **k == "admin.user_updated").count(),
-        2,
-        "{kinds:?}"
+        3,
+        "two PATCHes and a PUT; the refused PATCH changed nothing: {kinds:?}"
     );
     assert!(kinds.contains(&"admin.user_deleted"));
     assert!(admin.iter().all(|(_, app)| app == "ops"));
