@@ -84,13 +84,15 @@ pub(super) fn grant(
         jti: random_token(16),
         gid: String::new(),
     };
-    let token = keys.sign(app.signing_alg, "at+jwt", &claims).map_err(|e| {
-        tracing::error!(error = %e, "signing failed");
-        refuse(
-            ErrorCode::ServerError,
-            "the server could not complete the request",
-        )
-    })?;
+    let token = keys
+        .sign(super::ACCESS_TOKEN_ALG, "at+jwt", &claims)
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing failed");
+            refuse(
+                ErrorCode::ServerError,
+                "the server could not complete the request",
+            )
+        })?;
     Ok(json!({
         "access_token": token,
         "token_type": "Bearer",

@@ -10,6 +10,13 @@ pub mod token;
 
 pub use error::{ErrorCode, OAuthError};
 
+/// Access tokens are always ES256, whatever an app picks for its ID tokens: the app's
+/// `signing_alg` is about what its client library can check, while access tokens are
+/// checked by Usher itself (userinfo, the admin APIs) and by resource servers that find
+/// the key in the JWKS by `kid`. An RSA signature costs thirty ES256 ones, so RS256 apps
+/// pay for one RSA signature per sign-in or refresh instead of two.
+pub const ACCESS_TOKEN_ALG: crate::config::SigningAlg = crate::config::SigningAlg::Es256;
+
 use crate::config::Config;
 
 /// The issuer as it appears in `iss` and discovery (see [`Config::issuer_id`]).

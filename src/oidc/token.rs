@@ -415,7 +415,7 @@ fn issue(
         gid: grant.id.clone(),
     };
     let access_token = keys
-        .sign(app.signing_alg, "at+jwt", &access_claims)
+        .sign(super::ACCESS_TOKEN_ALG, "at+jwt", &access_claims)
         .map_err(sign_failed)?;
 
     let mut id = id_token_claims(

@@ -62,31 +62,36 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
         .collect();
     assert_eq!(amr, vec!["pwd"]);
     assert!(claims.auth_time().is_some());
-    // Signed RS256 by default, with a kid the JWKS publishes.
-    let raw = id_token.to_string();
-    let header: serde_json::Value = serde_json::from_slice(
-        &base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            raw.split('.').next().unwrap(),
+    // The ID token is RS256 by default and the access token ES256, each with a kid the
+    // JWKS publishes.
+    let header = |jwt: &str| -> serde_json::Value {
+        let b64 = jwt.split('.').next().unwrap();
+        serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b64)
+                .unwrap(),
         )
-        .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(header["alg"], "RS256", "{header}");
+        .unwrap()
+    };
     let jwks: serde_json::Value = reqwest::get(usher.url("/jwks"))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert!(
+    let published = |h: &serde_json::Value, kty: &str| {
         jwks["keys"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|k| k["kid"] == header["kid"] && k["kty"] == "RSA"),
-        "{jwks}"
-    );
+            .any(|k| k["kid"] == h["kid"] && k["kty"] == kty)
+    };
+    let id_header = header(&id_token.to_string());
+    assert_eq!(id_header["alg"], "RS256", "{id_header}");
+    assert!(published(&id_header, "RSA"), "{jwks}");
+    let at_header = header(tokens.access_token().secret());
+    assert_eq!(at_header["alg"], "ES256", "{at_header}");
+    assert_eq!(at_header["typ"], "at+jwt");
+    assert!(published(&at_header, "EC"), "{jwks}");
 
     let info: CoreUserInfoClaims = rp
         .client

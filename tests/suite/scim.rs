@@ -466,6 +466,7 @@ async fn create_filter_page_patch_replace_deactivate_and_delete() {
         [
             "admin.user_created",
             "admin.user_updated",
+            "admin.user_updated",
             "admin.user_updated"
         ]
     );
