@@ -274,12 +274,36 @@ fn sync_attributes(
     set(&mut updated.given_name, "given_name");
     set(&mut updated.family_name, "family_name");
     set(&mut updated.picture, "picture");
+    // An address is taken over only when the upstream vouches for it: an unverified one
+    // must never become the account's (it is a sign-in and recovery channel).
+    if let Some(email) = str_claim(identity, "email").filter(|_| identity.email_verified()) {
+        if (overwrite && updated.email.as_deref() != Some(email.as_str()))
+            || updated.email.is_none()
+        {
+            updated.email = Some(email);
+            updated.email_verified = true;
+        }
+    }
     if updated == user {
         return Ok(user);
     }
     updated.updated_at = now;
-    store.update_user(&updated)?;
-    Ok(updated)
+    match store.update_user(&updated) {
+        Ok(()) => Ok(updated),
+        Err(StoreError::Conflict("email")) => {
+            // Another account has the new address: keep this one's, sync the rest.
+            updated.email = user.email.clone();
+            updated.email_verified = user.email_verified;
+            updated.updated_at = user.updated_at;
+            if updated == user {
+                return Ok(user);
+            }
+            updated.updated_at = now;
+            store.update_user(&updated)?;
+            Ok(updated)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

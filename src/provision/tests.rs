@@ -126,6 +126,36 @@ fn override_resyncs_and_preserve_local_does_not() {
 }
 
 #[test]
+fn override_takes_a_new_verified_address_unless_someone_has_it() {
+    let store = SledStore::temporary().unwrap();
+    let c = silent();
+    let Provisioned::Subject(s) = provision(&store, &c, &identity("ada", "Ada"), 1).unwrap() else {
+        panic!()
+    };
+    let uid = s.user_id.unwrap();
+    let moved = |email: &str, verified: bool, name: &str| {
+        let mut i = identity("ada", name);
+        i.claims.insert("email".into(), json!(email));
+        i.claims.insert("email_verified".into(), json!(verified));
+        i
+    };
+    // Unverified upstream addresses are not taken over.
+    provision(&store, &c, &moved("ada@new.example", false, "Ada"), 2).unwrap();
+    let u = store.user(&uid).unwrap().unwrap();
+    assert_eq!(u.email.as_deref(), Some("ada@example.com"));
+    // A verified one is, and the email index follows.
+    provision(&store, &c, &moved("ada@new.example", true, "Ada"), 3).unwrap();
+    assert_eq!(store.find_user("ada@new.example").unwrap().unwrap().id, uid);
+    // One that another account holds is not; the rest of the profile still syncs.
+    provision(&store, &c, &identity("bob", "Bob"), 4).unwrap();
+    provision(&store, &c, &moved("bob@example.com", true, "Ada L."), 5).unwrap();
+    let u = store.user(&uid).unwrap().unwrap();
+    assert_eq!(u.email.as_deref(), Some("ada@new.example"));
+    assert_eq!(u.name.as_deref(), Some("Ada L."));
+    assert_ne!(store.find_user("bob@example.com").unwrap().unwrap().id, uid);
+}
+
+#[test]
 fn pass_through_writes_nothing_and_has_a_distinct_sub() {
     let store = SledStore::temporary().unwrap();
     let c = conn(
