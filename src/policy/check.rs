@@ -1,5 +1,6 @@
-//! The load-time check that every function a script calls exists, so a typo such as
-//! `excute_step(2)` is a config error with its line, not a failed login in production.
+//! Load-time checks: every function a script calls exists, so a typo such as
+//! `excute_step(2)` is a config error with its line, not a failed login in production;
+//! and the script imports no module, since there is nothing to import from.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -49,6 +50,28 @@ fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// Refuse `import`: the engine has no module resolver, so an import could only fail at
+/// every sign-in; better to say so when the config loads.
+pub fn no_imports(ast: &AST) -> Result<(), CompileError> {
+    let mut bad: Option<CompileError> = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Import(_, pos))) = path.last() {
+            let (line, column) = position(*pos);
+            bad = Some(CompileError {
+                line,
+                column,
+                message:
+                    "scripts cannot import modules; keep helper functions in the script itself"
+                        .into(),
+                suggestion: None,
+            });
+            return false;
+        }
+        true
+    });
+    bad.map_or(Ok(()), Err)
 }
 
 /// Fail on the first call to a function that is neither built in, part of the Usher

@@ -85,8 +85,8 @@ fn base_scope(ctx: Dynamic) -> Scope<'static> {
     scope
 }
 
-/// Compile a script at config load: syntax, size, and calls to functions that do not
-/// exist are all reported here, with their line and column.
+/// Compile a script at config load: syntax, size, `import`, and calls to functions that
+/// do not exist are all reported here, with their line and column.
 pub fn compile(source: &str) -> Result<Script, CompileError> {
     if source.len() > MAX_SCRIPT_BYTES {
         return Err(CompileError {
@@ -110,6 +110,7 @@ pub fn compile(source: &str) -> Result<Script, CompileError> {
             suggestion: None,
         }
     })?;
+    check::no_imports(&ast)?;
     check::known_functions(engine, &ast)?;
     let has_entry_fn = ast
         .iter_functions()
@@ -175,7 +176,17 @@ pub fn describe(err: &EvalAltResult) -> String {
         EvalAltResult::ErrorStackOverflow(_) => {
             format!("calls nested deeper than {MAX_CALL_LEVELS} levels")
         }
-        EvalAltResult::ErrorDataTooLarge(what, _) => format!("{what} grew past its limit"),
+        // Rhai counts what a value holds, nested values included, against each limit.
+        EvalAltResult::ErrorDataTooLarge(what, _) => match what.as_str() {
+            "Length of string" => {
+                format!("a string grew past the limit of {MAX_STRING_BYTES} bytes")
+            }
+            "Size of array/BLOB" => {
+                format!("an array grew past the limit of {MAX_ARRAY_LEN} items")
+            }
+            "Size of object map" => format!("a map grew past the limit of {MAX_MAP_LEN} entries"),
+            _ => format!("{what} grew past its limit"),
+        },
         EvalAltResult::ErrorRuntime(value, _) => format!("the script threw: {value}"),
         other => {
             let mut text = other.to_string();

@@ -176,6 +176,89 @@ fn an_infinite_loop_fails_its_login_naming_the_line() {
     assert!(flow.trace.last().unwrap().contains("script error"));
 }
 
+/// Run a script that should break; return the message, after checking the trace
+/// carries the same words.
+fn script_error(script: &str) -> String {
+    let app = app_with(script);
+    let mut flow = flow_for(&app, &[]);
+    match next(&mut flow, &app, None, 1001) {
+        Next::ScriptError(m) => {
+            assert_eq!(flow.trace.last(), Some(&format!("script error: {m}")));
+            m
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn calls_nested_too_deep_fail_the_login_naming_the_line() {
+    let script = "fn depth(n) {\n    if n == 0 { 0 } else { 1 + depth(n - 1) }\n}\nlet shallow = depth(10);\nlet deep = depth(40);\nexecute_step(1);\n";
+    assert_eq!(
+        script_error(script),
+        format!("line 5: calls nested deeper than {MAX_CALL_LEVELS} levels")
+    );
+}
+
+#[test]
+fn a_string_past_the_limit_fails_the_login_naming_the_line() {
+    // Doubling from one byte passes 16 KiB on the 15th round.
+    let script = "let name = \"x\";\nfor i in 0..20 {\n    name += name;\n}\nexecute_step(1);\n";
+    assert_eq!(
+        script_error(script),
+        format!("line 3: a string grew past the limit of {MAX_STRING_BYTES} bytes")
+    );
+}
+
+#[test]
+fn an_array_past_the_limit_fails_the_login_naming_the_line() {
+    let script = "let seen = [];\nfor i in 0..2000 {\n    seen.push(i);\n}\nexecute_step(1);\n";
+    assert_eq!(
+        script_error(script),
+        format!("line 3: an array grew past the limit of {MAX_ARRAY_LEN} items")
+    );
+}
+
+#[test]
+fn a_map_past_the_limit_fails_the_login_naming_the_line() {
+    let script = "let groups = #{};\nfor i in 0..300 {\n    let one = #{};\n    one[`g${i}`] = i;\n    groups.mixin(one);\n}\nexecute_step(1);\n";
+    assert_eq!(
+        script_error(script),
+        format!("line 5: a map grew past the limit of {MAX_MAP_LEN} entries")
+    );
+}
+
+#[test]
+fn within_the_limits_the_same_shapes_run() {
+    // The limit tests above fail for the limit, not for the shape of their scripts.
+    let script = "let name = \"x\";\nfor i in 0..10 { name += name; }\nlet seen = [];\nfor i in 0..500 { seen.push(i); }\nlet groups = #{};\nfor i in 0..100 { let one = #{}; one[`g${i}`] = i; groups.mixin(one); }\nset_claim(\"sizes\", [name.len(), seen.len(), groups.len()]);\nexecute_step(1);\n";
+    let app = app_with(script);
+    let mut flow = flow_for(&app, &[]);
+    assert!(matches!(
+        next(&mut flow, &app, None, 1001),
+        Next::Show { step: 1, .. }
+    ));
+    assert_eq!(flow.claims["sizes"], serde_json::json!([1024, 500, 100]));
+}
+
+#[test]
+fn import_is_refused_at_load_and_nothing_could_resolve_it() {
+    let e = compile("let first = execute_step(1);\nimport \"helpers\" as h;\n").unwrap_err();
+    assert_eq!((e.line, e.column), (2, 1), "{e:?}");
+    assert_eq!(
+        e.message,
+        "scripts cannot import modules; keep helper functions in the script itself"
+    );
+    let e = compile("fn helper() {\n    import \"helpers\";\n}\n").unwrap_err();
+    assert_eq!(e.line, 2, "inside a function too: {e:?}");
+    // Past the load-time check, the engine itself has no module resolver.
+    let ast = engine().compile("import \"helpers\";").unwrap();
+    let err = engine().run_ast(&ast).unwrap_err();
+    assert!(
+        matches!(*err, EvalAltResult::ErrorModuleNotFound(ref name, _) if name == "helpers"),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn a_thrown_error_names_its_line() {
     let app = app_with("let a = 1;\nthrow \"no way\";\n");
