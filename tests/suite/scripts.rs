@@ -187,9 +187,30 @@ async fn a_runaway_script_fails_its_own_login_while_others_sign_in() {
         "{body}"
     );
     assert!(body.contains("Request ID"));
+    assert!(
+        !body.contains("ran too long"),
+        "the browser is not shown the script's internals: {body}"
+    );
     for o in ordinary {
         assert!(o.await.unwrap(), "an ordinary login failed");
     }
+    // The admin finds the cause, with the script line of the loop, in the audit trail.
+    use usher::store::AuditStore;
+    let cause = format!(
+        "line 3: the script ran too long (more than {} operations)",
+        usher::policy::MAX_OPERATIONS
+    );
+    let events = usher.store.events(0, 1000).unwrap();
+    let e = events
+        .iter()
+        .find(|e| e.kind == "sign_in" && e.app.as_deref() == Some("loopy"))
+        .expect("the runaway sign-in is in the audit trail");
+    assert_eq!(e.outcome, format!("script_error: {cause}"));
+    assert!(
+        e.detail.contains(&format!("script error: {cause}")),
+        "{:?}",
+        e.detail
+    );
 }
 
 #[tokio::test]
@@ -197,7 +218,7 @@ async fn a_script_syntax_error_is_reported_at_load_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("broken.rhai"),
-        "let first = execute_step(1);\nif first.user.has_account {\n    execute_step(2)\n",
+        "let first = execute_step(1);\nif first.user.has_account {\n    execute_step(2));\n}\n",
     )
     .unwrap();
     std::fs::write(
@@ -230,8 +251,15 @@ apps:
         .iter()
         .find(|d| d.file.ends_with("broken.rhai"))
         .expect("broken.rhai reported");
-    assert!(broken.line >= 3, "{broken}");
+    // The stray `)` after `execute_step(2)`, line 3, column 20.
+    assert_eq!((broken.line, broken.column), (3, 20), "{broken}");
     assert!(broken.message.starts_with("script error"), "{broken}");
+    assert!(
+        broken
+            .to_string()
+            .contains("broken.rhai:3:20: script error"),
+        "{broken}"
+    );
     let typo = err
         .0
         .iter()
