@@ -328,7 +328,26 @@ pub fn next(flow: &mut Flow, app: &App, session: Option<&SessionView>, now: u64)
         Some(script) => crate::policy::run(&script.compiled, run, app, flow),
         None => run.in_order(),
     };
-    run.apply(flow, outcome)
+    let decided = run.apply(flow, outcome);
+    if decided == Next::Complete && app.sign_in.script.is_some() {
+        note_skipped(flow, app);
+    }
+    decided
+}
+
+/// Trace each configured step a completed flow never ran, so "why did this user skip
+/// MFA?" has its answer next to the script's `log` lines. Only a script can leave a step
+/// out; without one every step is resolved in order.
+fn note_skipped(flow: &mut Flow, app: &App) {
+    for n in 1..=app.sign_in.steps.len() {
+        let ran = flow.done.iter().any(|r| r.step == n) || flow.failed.iter().any(|f| f.step == n);
+        if !ran {
+            run::push_once(
+                flow,
+                format!("step {n} skipped: the script finished without executing it"),
+            );
+        }
+    }
 }
 
 /// The options of a step that a subject can use: one without an account has nowhere to

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{option_amr, Flow, Next, StepFailure, StepRecord, Subject};
+use super::{option_amr, usable_options, Flow, Next, StepFailure, StepRecord, Subject};
 use crate::config::{App, Step, StepOption};
 use crate::oidc::{ErrorCode, OAuthError};
 
@@ -190,7 +190,10 @@ impl Run {
                 ))
             }
             Ok(()) => Next::Complete,
-            Err(RunError::Halt(Halt::Show { step, options })) => Next::Show { step, options },
+            Err(RunError::Halt(Halt::Show { step, options })) => {
+                note_offered(flow, step, &options);
+                Next::Show { step, options }
+            }
             Err(RunError::Halt(Halt::Fail(e))) => {
                 flow.trace.push(format!("the login fails: {e}"));
                 Next::Fail(e)
@@ -200,6 +203,26 @@ impl Run {
                 Next::ScriptError(message)
             }
         }
+    }
+}
+
+/// Trace the step about to be shown with the options the user will see (those the
+/// subject can use). Once per flow: showing the same page again after a wrong password
+/// adds nothing. With no usable option the MFA conflict's own line says why.
+fn note_offered(flow: &mut Flow, step: usize, options: &[StepOption]) {
+    let usable = usable_options(options, flow.subject());
+    if usable.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = usable.iter().map(StepOption::name).collect();
+    push_once(flow, format!("step {step} offered: {}", names.join(", ")));
+}
+
+/// Add a trace line unless the flow already has it: the policy is replayed on every
+/// request, and the trace should tell what happened, not how often it was replayed.
+pub(super) fn push_once(flow: &mut Flow, line: String) {
+    if !flow.trace.contains(&line) {
+        flow.trace.push(line);
     }
 }
 

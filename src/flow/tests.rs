@@ -246,3 +246,105 @@ fn a_failed_step_ends_the_login_with_access_denied() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The two steps with the skip-MFA-without-an-account script.
+fn two_steps_with_script() -> App {
+    let source =
+        "let first = execute_step(1);\nif first.user.has_account {\n    execute_step(2);\n}\n";
+    let script = crate::config::ScriptSource {
+        path: "skip-mfa.rhai".into(),
+        source: source.into(),
+        compiled: std::sync::Arc::new(crate::policy::compile(source).unwrap()),
+    };
+    let mut app = two_steps();
+    app.sign_in.script = Some(script);
+    app
+}
+
+fn passed_through(sub: &str) -> Subject {
+    Subject {
+        sub: sub.into(),
+        user_id: None,
+        idp: "google".into(),
+        ..Subject::default()
+    }
+}
+
+#[test]
+fn the_trace_says_which_steps_were_offered_and_which_were_skipped() {
+    let app = two_steps_with_script();
+    let google = StepOption::Connection("google".into());
+    let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);
+    assert!(matches!(
+        next(&mut flow, &app, None, 100),
+        Next::Show { step: 1, .. }
+    ));
+    // The page shown again (a reload, a wrong password) is not a second offer.
+    next(&mut flow, &app, None, 100);
+    flow.step_succeeded(
+        1,
+        &google,
+        passed_through("google|1"),
+        vec!["fed".into()],
+        101,
+    )
+    .unwrap();
+    assert_eq!(next(&mut flow, &app, None, 101), Next::Complete);
+    assert_eq!(
+        flow.trace,
+        vec![
+            "step 1 offered: password, google",
+            "step 1: google succeeded for google|1",
+            "step 2 skipped: the script finished without executing it",
+        ]
+    );
+
+    // A local user is offered step 2, takes it, and nothing is skipped.
+    let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);
+    next(&mut flow, &app, None, 100);
+    flow.step_succeeded(1, &StepOption::Password, subject("u1"), vec![], 101)
+        .unwrap();
+    assert!(matches!(
+        next(&mut flow, &app, None, 101),
+        Next::Show { step: 2, .. }
+    ));
+    flow.step_succeeded(2, &StepOption::Totp, subject("u1"), vec![], 102)
+        .unwrap();
+    assert_eq!(next(&mut flow, &app, None, 102), Next::Complete);
+    assert_eq!(
+        flow.trace,
+        vec![
+            "step 1 offered: password, google",
+            "step 1: password succeeded for u1",
+            "step 2 offered: totp, email_otp",
+            "step 2: totp succeeded for u1",
+        ]
+    );
+}
+
+#[test]
+fn a_step_with_nothing_usable_is_not_traced_as_offered() {
+    // Without the script a pass-through user reaches step 2, whose options all need an
+    // account: the caller shows the MFA conflict (with its own line), not a chooser.
+    let app = two_steps();
+    let google = StepOption::Connection("google".into());
+    let mut flow = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);
+    next(&mut flow, &app, None, 100);
+    flow.step_succeeded(
+        1,
+        &google,
+        passed_through("google|1"),
+        vec!["fed".into()],
+        101,
+    )
+    .unwrap();
+    assert!(matches!(
+        next(&mut flow, &app, None, 101),
+        Next::Show { step: 2, .. }
+    ));
+    assert!(
+        !flow.trace.iter().any(|l| l.starts_with("step 2 offered")),
+        "{:?}",
+        flow.trace
+    );
+}
