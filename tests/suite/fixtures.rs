@@ -97,7 +97,9 @@ fn a_flipped_condition_fails_the_right_cases_with_diff_and_trace() {
     );
     // …and each failure prints the sign-in's trace.
     assert!(
-        stdout.contains("      trace:\n        step 1: sent to github"),
+        stdout.contains(
+            "      trace:\n        step 1 offered: password, google, github\n        step 1: sent to github"
+        ),
         "{stdout}"
     );
     // Cases the flip does not touch still pass.
