@@ -32,6 +32,9 @@ test('Google with JIT on: account created at the first sign-in, then MFA, then s
   await page.locator('button[value=google]').waitFor();
   assert.ok(page.url().startsWith(demo.usher), 'Thrift sends the browser to Usher');
   assert.match(await page.textContent('main'), /Step 1 of 2/);
+  // Each connection has its own badge (not the same "G" for Google and GitHub).
+  assert.equal(await page.locator('button[value=google] .connection-mark-google').count(), 1);
+  assert.equal(await page.locator('button[value=github] .connection-mark-github svg').count(), 1);
   await shot(page, 'usher-sign-in');
 
   await page.click('button[value=google]');

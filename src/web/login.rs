@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
 use super::{cookies, factors, federation, see_other, Shared, WebError};
 use crate::authn::{password, steps};
-use crate::config::{App, Config, StepOption};
+use crate::config::{App, Config, ConnectionKind, StepOption};
 use crate::crypto::{b64url, random_token, sha256, token_hash, unix_now};
 use crate::flow::{self, Flow, Next, SessionView, Subject};
 use crate::oidc::authorize::response_url;
@@ -231,20 +231,32 @@ async fn advance_inner(
     }
 }
 
-fn option_label(config: &Config, option: &StepOption) -> (String, &'static str) {
+fn option_button(config: &Config, option: &StepOption) -> OptionButton {
+    let local = |label: &str| OptionButton {
+        id: option.name().to_string(),
+        label: label.into(),
+        kind: "local",
+        provider: "",
+    };
     match option {
-        StepOption::Password => ("Email and password".into(), "local"),
-        StepOption::Totp => ("Authenticator app".into(), "local"),
-        StepOption::EmailOtp => ("Code by email".into(), "local"),
-        StepOption::RecoveryCode => ("Recovery code".into(), "local"),
-        StepOption::Connection(id) => (
-            config
-                .connections
-                .get(id)
-                .map(|c| c.display_name.clone())
-                .unwrap_or_else(|| id.clone()),
-            "federated",
-        ),
+        StepOption::Password => local("Email and password"),
+        StepOption::Totp => local("Authenticator app"),
+        StepOption::EmailOtp => local("Code by email"),
+        StepOption::RecoveryCode => local("Recovery code"),
+        StepOption::Connection(id) => {
+            let connection = config.connections.get(id);
+            OptionButton {
+                id: id.clone(),
+                label: connection.map_or_else(|| id.clone(), |c| c.display_name.clone()),
+                kind: "federated",
+                provider: match connection.map(|c| c.kind) {
+                    Some(ConnectionKind::Google) => "google",
+                    Some(ConnectionKind::Github) => "github",
+                    Some(ConnectionKind::Oauth2) => "oauth2",
+                    Some(ConnectionKind::Oidc) | None => "oidc",
+                },
+            }
+        }
     }
 }
 
@@ -276,17 +288,7 @@ async fn show_step(
                 csrf,
                 step,
                 steps: app.sign_in.steps.len(),
-                options: options
-                    .iter()
-                    .map(|o| {
-                        let (label, kind) = option_label(config, o);
-                        OptionButton {
-                            id: o.name().to_string(),
-                            label,
-                            kind,
-                        }
-                    })
-                    .collect(),
+                options: options.iter().map(|o| option_button(config, o)).collect(),
                 sign_up_url,
                 cancel_url: Some(format!("{}/cancel", login_url(config, flow))),
             },

@@ -30,6 +30,9 @@ pub struct OptionButton {
     pub label: String,
     /// `local` or `federated`; lets the theme style connections differently.
     pub kind: &'static str,
+    /// A connection's kind (`google`, `github`, `oidc`, `oauth2`), empty for a local
+    /// option: picks the button's badge, so Google and GitHub do not both show a "G".
+    pub provider: &'static str,
 }
 
 /// `login.html`: the options of the current step.

@@ -166,6 +166,9 @@ async fn the_demo_serves_thrift_usher_and_the_stand_ins_and_github_passes_throug
         "{}",
         chooser.body
     );
+    // Google and GitHub each get their own badge, not the same initial.
+    assert!(chooser.body.contains("connection-mark-google"));
+    assert!(chooser.body.contains("connection-mark-github"));
     let pick = chooser.url.join(&action(&chooser.body, "/pick")).unwrap();
     let csrf = input(&chooser.body, "csrf");
     let res = read(
