@@ -28,6 +28,7 @@ test('GitHub with JIT off: signed in, no account, no second step', async () => {
   await page.locator('button[value=authorize]').waitFor();
   assert.ok(page.url().startsWith(demo.github), 'the GitHub stand-in asks');
   assert.match(await page.textContent('h1'), /Authorize Thrift/);
+  assert.match(await page.textContent('main'), /Mona Lisa/, 'the stand-in has a second ready user');
   await shot(page, 'github-consent');
 
   await page.click('button[value=authorize]');

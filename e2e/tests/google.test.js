@@ -40,7 +40,9 @@ test('Google with JIT on: account created at the first sign-in, then MFA, then s
   await page.click('button[value=google]');
   await page.locator('button[value=authorize]').waitFor();
   assert.ok(page.url().startsWith(demo.google), 'Usher sends the browser to the Google stand-in');
-  assert.match(await page.textContent('main'), /Ada Lovelace/);
+  const consent = await page.textContent('main');
+  assert.match(consent, /Ada Lovelace/);
+  assert.match(consent, /Alan Turing/, 'the stand-in has a second ready user');
   await shot(page, 'google-consent');
 
   await page.click('button[value=authorize]');

@@ -43,28 +43,67 @@ pub const ADMIN_CLIENT: &str = "demo-admin";
 pub const LOCAL_USERNAME: &str = "alice";
 pub const LOCAL_EMAIL: &str = "alice@example.com";
 pub const LOCAL_PASSWORD: &str = "wonderland-42";
-/// The stand-ins' users.
-pub const GOOGLE_USER_ID: &str = "104857261093347712345";
-pub const GITHUB_USER_ID: &str = "583231";
-
-/// The Google stand-in's user: an OIDC `sub` in Google's all-digits shape.
-pub fn google_user() -> StandinUser {
-    StandinUser::new(
-        GOOGLE_USER_ID,
-        "ada",
-        "Ada Lovelace",
-        "ada.lovelace@example.com",
-    )
+/// A ready user of a stand-in: what the stand-in signs in, and what the banner and
+/// Thrift's home page name.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadyUser {
+    /// The OIDC `sub` (Google's all-digits shape) or GitHub's numeric id.
+    pub id: &'static str,
+    /// `preferred_username`, or the GitHub login.
+    pub login: &'static str,
+    pub name: &'static str,
+    pub email: &'static str,
 }
 
-/// The GitHub stand-in's user, keyed by GitHub's numeric id as Usher keys it.
-pub fn github_user() -> StandinUser {
-    StandinUser::new(
-        GITHUB_USER_ID,
-        "octocat",
-        "The Octocat",
-        "octocat@example.com",
-    )
+impl ReadyUser {
+    pub fn standin(&self) -> StandinUser {
+        StandinUser::new(self.id, self.login, self.name, self.email)
+    }
+}
+
+/// The Google stand-in's users, listed on its consent page in this order (the first
+/// is preselected).
+pub const GOOGLE_USERS: [ReadyUser; 2] = [
+    ReadyUser {
+        id: "104857261093347712345",
+        login: "ada",
+        name: "Ada Lovelace",
+        email: "ada.lovelace@example.com",
+    },
+    ReadyUser {
+        id: "117302994581206634028",
+        login: "alan",
+        name: "Alan Turing",
+        email: "alan.turing@example.com",
+    },
+];
+
+/// The GitHub stand-in's users, keyed by GitHub's numeric id as Usher keys them.
+pub const GITHUB_USERS: [ReadyUser; 2] = [
+    ReadyUser {
+        id: "583231",
+        login: "octocat",
+        name: "The Octocat",
+        email: "octocat@example.com",
+    },
+    ReadyUser {
+        id: "2918581",
+        login: "monalisa",
+        name: "Mona Lisa",
+        email: "monalisa@example.com",
+    },
+];
+
+/// The first (preselected) user of each stand-in.
+pub const GOOGLE_USER_ID: &str = GOOGLE_USERS[0].id;
+pub const GITHUB_USER_ID: &str = GITHUB_USERS[0].id;
+
+fn standin_config(kind: Kind, secret: &str, users: &[ReadyUser]) -> StandinConfig {
+    users
+        .iter()
+        .fold(StandinConfig::new(kind, "Thrift", secret), |c, u| {
+            c.with_user(u.standin())
+        })
 }
 
 /// What to start, and where.
@@ -179,12 +218,12 @@ async fn start_in(options: &DemoOptions, data_dir: &Path, temporary: bool) -> an
     let github_secret = random_token(24);
     let google = Standin::start_on(
         google_listener,
-        StandinConfig::new(Kind::Oidc, "Thrift", &google_secret).with_user(google_user()),
+        standin_config(Kind::Oidc, &google_secret, &GOOGLE_USERS),
     )
     .await?;
     let github = Standin::start_on(
         github_listener,
-        StandinConfig::new(Kind::Github, "Thrift", &github_secret).with_user(github_user()),
+        standin_config(Kind::Github, &github_secret, &GITHUB_USERS),
     )
     .await?;
 
@@ -334,15 +373,30 @@ fn seed_local_user(store: &dyn Store) -> anyhow::Result<()> {
 }
 
 /// The hints on Thrift's home page.
+/// "a or b" ("a, b or c" …).
+fn either<const N: usize>(names: [&str; N]) -> String {
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 fn notes(options: &DemoOptions) -> Vec<String> {
     let mut notes = vec![
         format!("Password: {LOCAL_USERNAME} / {LOCAL_PASSWORD}, or create your own account on the sign-in page."),
-        "Google: pick Ada Lovelace on the stand-in's page. JIT is on, so the first sign-in creates her account.".to_string(),
+        format!(
+            "Google: pick {} on the stand-in's page. JIT is on, so a first sign-in creates the account.",
+            either(GOOGLE_USERS.map(|u| u.name))
+        ),
     ];
+    let github = either(GITHUB_USERS.map(|u| u.login));
     if options.github_jit {
-        notes.push("GitHub: pick octocat. JIT is on for GitHub in this run (--github-jit), so an account is created.".into());
+        notes.push(format!("GitHub: pick {github}. JIT is on for GitHub in this run (--github-jit), so an account is created."));
     } else {
-        notes.push("GitHub: pick octocat. GitHub is pass-through: no account is created.".into());
+        notes.push(format!(
+            "GitHub: pick {github}. GitHub is pass-through: no account is created."
+        ));
     }
     notes.push(
         "Second step: an authenticator app, or a code by email (written to the demo's outbox folder)."
@@ -366,13 +420,17 @@ impl Demo {
         let _ = writeln!(out, "  Usher (the IdP):     {}", self.usher_url);
         let _ = writeln!(out, "  Google stand-in:     {}", self.google.base_url);
         let _ = writeln!(out, "  GitHub stand-in:     {}", self.github.base_url);
-        let _ = writeln!(out, "\nDemo users");
-        let _ = writeln!(out, "  Password:  username {LOCAL_USERNAME} (or {LOCAL_EMAIL}), password {LOCAL_PASSWORD}; or create an account");
-        let _ = writeln!(out, "  Google:    Ada Lovelace <ada.lovelace@example.com>, chosen on the stand-in's consent page");
         let _ = writeln!(
             out,
-            "  GitHub:    octocat (id {GITHUB_USER_ID}), chosen on the stand-in's consent page"
+            "\nDemo users (pick the Google and GitHub ones on the stand-in's consent page)"
         );
+        let _ = writeln!(out, "  Password:  username {LOCAL_USERNAME} (or {LOCAL_EMAIL}), password {LOCAL_PASSWORD}; or create an account");
+        for u in &GOOGLE_USERS {
+            let _ = writeln!(out, "  Google:    {} <{}>", u.name, u.email);
+        }
+        for u in &GITHUB_USERS {
+            let _ = writeln!(out, "  GitHub:    {} ({}, id {})", u.login, u.name, u.id);
+        }
         let _ = writeln!(out, "\nSign-in of Thrift (examples/thrift)");
         let _ = writeln!(out, "  Step 1:    password | google | github");
         let _ = writeln!(out, "  Step 2:    totp | email_otp");
@@ -619,6 +677,13 @@ mod tests {
         assert_eq!(header(eml, "to").as_deref(), Some("alice@example.com"));
         assert_eq!(six_digit_code(eml).as_deref(), Some("482913"));
         assert_eq!(six_digit_code("no code here\n1234567\n"), None);
+    }
+
+    #[test]
+    fn names_are_joined_with_or() {
+        assert_eq!(either(["ada"]), "ada");
+        assert_eq!(either(["ada", "alan"]), "ada or alan");
+        assert_eq!(either(["a", "b", "c"]), "a, b or c");
     }
 
     #[test]

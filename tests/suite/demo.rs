@@ -1,7 +1,8 @@
 //! The demo (`usher demo`) started in-process on free ports: Thrift, Usher and both
-//! stand-ins answer, and a GitHub (pass-through) sign-in driven over plain HTTP reaches
-//! Thrift's claims page without creating an account. The browser walk-through is in
-//! `e2e/`; this keeps the demo covered by `cargo test` on a machine with only Rust.
+//! stand-ins (each with its ready users) answer, and a GitHub (pass-through) sign-in
+//! driven over plain HTTP reaches Thrift's claims page without creating an account. The
+//! browser walk-through is in `e2e/`; this keeps the demo covered by `cargo test` on a
+//! machine with only Rust.
 
 use std::path::Path;
 
@@ -107,6 +108,16 @@ async fn the_demo_serves_thrift_usher_and_the_stand_ins_and_github_passes_throug
     let banner = demo.banner();
     assert!(banner.contains(demo.thrift_url.as_str()), "{banner}");
     assert!(banner.contains(demo::LOCAL_PASSWORD), "{banner}");
+    // Every ready user of the stand-ins is named, so a newcomer knows whom to pick.
+    for user in demo::GOOGLE_USERS.iter().chain(&demo::GITHUB_USERS) {
+        assert!(banner.contains(user.name), "{banner}");
+    }
+    for user in &demo::GITHUB_USERS {
+        assert!(
+            banner.contains(user.login) && banner.contains(user.id),
+            "{banner}"
+        );
+    }
     let outbox = demo
         .outbox
         .clone()
@@ -188,6 +199,10 @@ async fn the_demo_serves_thrift_usher_and_the_stand_ins_and_github_passes_throug
         "{}",
         consent.body
     );
+    // The stand-in offers both of its ready users.
+    for user in &demo::GITHUB_USERS {
+        assert!(consent.body.contains(user.email), "{}", consent.body);
+    }
     let request = input(&consent.body, "request");
     let authorize = consent
         .url
