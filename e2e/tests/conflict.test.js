@@ -69,5 +69,6 @@ test('--no-script --github-jit: GitHub users get an account, and step 2 works', 
   assert.match(await page.textContent('#account-status'), /Usher has an account for you/);
   assert.match(await page.textContent('[data-claim=sub]'), /^u_/);
   assert.match(await page.textContent('#behind'), /GitHub user 583231/);
+  await shot(page, 'thrift-profile-github-jit', { fullPage: true });
   await page.context().close();
 });

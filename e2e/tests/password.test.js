@@ -68,6 +68,7 @@ test('the demo password user signs in and is asked for a second factor', async (
   await page.locator('input[name=password]').waitFor();
   await page.fill('input[name=username]', 'alice');
   await page.fill('input[name=password]', 'wonderland-42');
+  await shot(page, 'usher-password');
   await page.click('button[type=submit]');
   await page.locator('button[value=email_otp]').waitFor();
   await page.click('button[value=email_otp]');
