@@ -403,14 +403,19 @@ fn print_ratios(l: &Limits, alg: SigningAlg, cores: usize, results: &[ScenarioRe
         );
     }
     if let Some(sig) = l.signing(alg).filter(|s| *s > 0.0) {
-        // A sign-in or a refresh signs twice (access and ID token); client_credentials once.
+        // A sign-in or a refresh signs an ID token with `alg` and an access token with
+        // ES256 (always); client_credentials only the access token.
+        let access = usize::from(alg == crate::oidc::ACCESS_TOKEN_ALG);
         for (name, per_op) in [
-            ("federated", 2),
-            ("jit", 2),
-            ("script", 2),
-            ("refresh", 2),
-            ("client-credentials", 1),
+            ("federated", 1 + access),
+            ("jit", 1 + access),
+            ("script", 1 + access),
+            ("refresh", 1 + access),
+            ("client-credentials", access),
         ] {
+            if per_op == 0 {
+                continue;
+            }
             if let Some(r) = rate(name) {
                 println!(
                     "  {name:<18} per s ÷ {} signatures/s:    {:>6.1} %  (ceiling {} %)",
