@@ -111,62 +111,49 @@ fn a_flipped_condition_fails_the_right_cases_with_diff_and_trace() {
     );
 }
 
-#[test]
-fn a_bad_fixture_gets_file_line_key_and_suggestion() {
-    let (_dir, config) = thrift_copy();
+/// Write `text` as a fixture file of the config at `config` and run `usher test` on
+/// it: its exit code and what it printed on stderr.
+fn test_fixture(config: &Path, text: &str) -> (Option<i32>, String) {
     let bad = config.join("tests/bad.test.yaml");
-    std::fs::write(
-        &bad,
-        "app: thrift\ncases:\n  - name: typo\n    login:\n      - { pick: password, usrname: alice, password: valid }\n    expect: { outcome: success }\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, text).unwrap();
     let out = usher()
         .arg("test")
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .arg(&bad)
         .output()
         .unwrap();
-    assert_eq!(
+    (
         out.status.code(),
-        Some(2),
-        "an unusable fixture is not a failed test"
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_fixture_gets_file_line_key_and_suggestion() {
+    let (_dir, config) = thrift_copy();
+    let (code, stderr) = test_fixture(
+        &config,
+        "app: thrift\ncases:\n  - name: typo\n    login:\n      - { pick: password, usrname: alice, password: valid }\n    expect: { outcome: success }\n",
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, Some(2), "an unusable fixture is not a failed test");
     assert!(stderr.contains("bad.test.yaml:5:"), "{stderr}");
     assert!(stderr.contains("usrname"), "{stderr}");
     assert!(stderr.contains("did you mean `username`?"), "{stderr}");
 
     // A misspelt code marker is a mistake in the file, not a wrong code.
-    std::fs::write(
-        &bad,
+    let (code, stderr) = test_fixture(
+        &config,
         "app: thrift\ncases:\n  - name: typo\n    login:\n      - { pick: password, username: alice, password: valid }\n      - { pick: totp, code: vaild }\n    expect: { outcome: success }\n",
-    )
-    .unwrap();
-    let out = usher()
-        .arg("test")
-        .arg("--config")
-        .arg(&config)
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(2));
     assert!(stderr.contains("bad.test.yaml:6:"), "{stderr}");
     assert!(
         stderr.contains("unknown value `vaild`") && stderr.contains("did you mean `valid`?"),
         "{stderr}"
     );
 
-    std::fs::write(&bad, "app: thirft\ncases: []\n").unwrap();
-    let out = usher()
-        .arg("test")
-        .arg("--config")
-        .arg(&config)
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = test_fixture(&config, "app: thirft\ncases: []\n");
     assert!(
         stderr.contains("unknown app `thirft`") && stderr.contains("did you mean `thrift`?"),
         "{stderr}"

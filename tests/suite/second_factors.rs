@@ -212,17 +212,23 @@ async fn enrol(usher: &Usher, rp: &Rp) -> Vec<u8> {
     secret
 }
 
+/// `n` browsers, each signed in with a password and at the TOTP page of step 2.
+async fn browsers_at_totp(usher: &Usher, rp: &Rp, n: usize) -> Vec<(Browser, Page)> {
+    let mut pages = Vec::new();
+    for _ in 0..n {
+        let browser = Browser::new();
+        let (page, _) = to_step_two(usher, &browser, rp, "totp").await;
+        pages.push((browser, page));
+    }
+    pages
+}
+
 #[tokio::test]
 async fn parallel_requests_with_one_code_give_one_success() {
     let (usher, _sink) = start().await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let secret = enrol(&usher, &rp).await;
-    let mut pages = Vec::new();
-    for _ in 0..4 {
-        let browser = Browser::new();
-        let (page, _) = to_step_two(&usher, &browser, &rp, "totp").await;
-        pages.push((browser, page));
-    }
+    let pages = browsers_at_totp(&usher, &rp, 4).await;
     let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
     let mut tasks = Vec::new();
     for (browser, page) in pages {
@@ -279,12 +285,7 @@ async fn parallel_guesses_get_no_more_tries_than_the_limit() {
     let (usher, _sink) = start().await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let secret = enrol(&usher, &rp).await;
-    let mut pages = Vec::new();
-    for _ in 0..8 {
-        let browser = Browser::new();
-        let (page, _) = to_step_two(&usher, &browser, &rp, "totp").await;
-        pages.push((browser, page));
-    }
+    let pages = browsers_at_totp(&usher, &rp, 8).await;
     let mut tasks = Vec::new();
     for (i, (browser, page)) in pages.into_iter().enumerate() {
         let action = usher.url_of(&page.form_action(Some("code")));
