@@ -224,7 +224,7 @@ async fn reload_swaps_valid_configs_and_refuses_broken_ones() {
     assert!(state.config().apps.contains_key("thrift"));
 
     // …a valid one that changes Thrift's steps swaps in, and the login in progress
-    // restarts at step 1 instead of failing.
+    // carries on under the new steps instead of failing.
     let changed = original.replace(
         "        - [password]\n  spa:",
         "        - [password]\n        - [password]\n  spa:",
@@ -239,6 +239,13 @@ async fn reload_swaps_valid_configs_and_refuses_broken_ones() {
         .unwrap();
     assert_eq!(after.status, StatusCode::OK, "{after:?}");
     assert!(after.body.contains("name=\"password\""));
+    // The sign-in goes on under the new steps: the password was step 1, this page is
+    // the new step 2, and passing it returns a code to the app.
+    let back = browser
+        .submit_password(&usher, &after, "alice", "wonderland-rabbit")
+        .await
+        .expect_err("both steps of the new config done: back at the app");
+    assert!(query(&back).contains_key("code"), "{back}");
 }
 
 #[tokio::test]
@@ -262,6 +269,51 @@ async fn the_watcher_picks_up_a_changed_file() {
     }
     watcher.abort();
     assert!(renamed, "the edited file was reloaded");
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_change_the_watcher_cannot_see() {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handle SIGHUP in this process before anything sends it (the default would end
+    // the whole test binary); the watcher below registers its own as well.
+    let _hup = signal(SignalKind::hangup()).unwrap();
+    let usher = Usher::default().await;
+    let state = usher.running.state.clone();
+    let path = usher.config_path();
+    let watcher = tokio::spawn(usher::server::watch_config(state.clone(), path.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Same length, same modification time: the once-a-second poll sees no change.
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("name: Thrift", "name: Thrifx");
+    std::fs::write(&path, text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        state.config().apps["thrift"].name,
+        "Thrift",
+        "not reloaded yet"
+    );
+
+    // SAFETY: kill(2) on our own pid with a signal this process handles.
+    assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
+    let mut renamed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if state.config().apps["thrift"].name == "Thrifx" {
+            renamed = true;
+            break;
+        }
+    }
+    watcher.abort();
+    assert!(renamed, "SIGHUP reloaded the configuration");
 }
 
 #[tokio::test]
