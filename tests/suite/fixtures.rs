@@ -190,3 +190,29 @@ fn junit_output_and_filter() {
     assert_eq!(xml.matches("<testcase").count(), 2, "{xml}");
     assert!(!xml.contains("time=\"-"), "{xml}");
 }
+
+#[test]
+fn a_case_runs_at_its_own_clock() {
+    let (dir, config) = thrift_copy();
+    std::fs::write(
+        dir.path().join("policies/new-year.rhai"),
+        "if ctx.now >= 1767225600 {\n    fail(\"closed for the new year\");\n}\nexecute_step(1);\n",
+    )
+    .unwrap();
+    let (code, _) = test_fixture(
+        &config,
+        "app: thrift\n\
+         script: ../../../policies/new-year.rhai\n\
+         users:\n  - { username: alice, email: alice@example.com, password: wonderland }\n\
+         cases:\n\
+         \x20 - name: on the last day of the year\n\
+         \x20   request: { now: 1767225599 }\n\
+         \x20   login: [{ pick: password, username: alice, password: wonderland }]\n\
+         \x20   expect: { outcome: success }\n\
+         \x20 - name: on new year's day\n\
+         \x20   request: { now: 1767225600 }\n\
+         \x20   login: []\n\
+         \x20   expect: { outcome: { error: access_denied, description: closed for the new year } }\n",
+    );
+    assert_eq!(code, Some(0), "both cases pass at their own clocks");
+}
