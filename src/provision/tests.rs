@@ -248,6 +248,23 @@ fn a_chosen_username_that_exists_is_refused() {
 }
 
 #[test]
+fn a_parallel_first_login_that_commits_between_the_lookups_is_followed() {
+    let store = SledStore::temporary().unwrap();
+    let c = silent();
+    // The other request creates Ada's account just after this one found no identity
+    // and just before it looks the email address up.
+    let winner = c.clone();
+    *store.before_find_user.lock().unwrap() = Some(Box::new(move |s: &SledStore| {
+        create(s, &winner, &identity("ada", "Ada"), None, 1).unwrap();
+    }));
+    let Provisioned::Subject(s) = provision(&store, &c, &identity("ada", "Ada"), 1).unwrap() else {
+        panic!("refused as if someone else had the address")
+    };
+    assert_eq!(store.identity("google", "ada").unwrap(), s.user_id);
+    assert_eq!(store.user_count().unwrap(), 1);
+}
+
+#[test]
 fn parallel_first_logins_make_one_account() {
     let store = Arc::new(SledStore::temporary().unwrap());
     let handles: Vec<_> = (0..32)

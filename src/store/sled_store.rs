@@ -47,6 +47,10 @@ pub struct SledStore {
     refresh: sled::Tree,
     keys: sled::Tree,
     secrets: sled::Tree,
+    /// Tests only: runs once at the start of the next `find_user`, to put another
+    /// request's write between two reads of the code under test.
+    #[cfg(test)]
+    pub(crate) before_find_user: std::sync::Mutex<Option<Box<dyn FnOnce(&SledStore) + Send>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -109,6 +113,8 @@ impl SledStore {
             secrets: tree("secrets")?,
             db,
             group_commit: Default::default(),
+            #[cfg(test)]
+            before_find_user: Default::default(),
         };
         store.index_old_sessions()?;
         Ok(store)
@@ -211,6 +217,10 @@ impl UserStore for SledStore {
     }
 
     fn find_user(&self, login: &str) -> StoreResult<Option<User>> {
+        #[cfg(test)]
+        if let Some(hook) = self.before_find_user.lock().ok().and_then(|mut h| h.take()) {
+            hook(self);
+        }
         let key = fold(login);
         let id = match self.usernames.get(key.as_bytes()).map_err(backend)? {
             Some(id) => Some(id),
