@@ -50,8 +50,12 @@ pub struct SledStore {
     /// Tests only: runs once at the start of the next `find_user`, to put another
     /// request's write between two reads of the code under test.
     #[cfg(test)]
-    pub(crate) before_find_user: std::sync::Mutex<Option<Box<dyn FnOnce(&SledStore) + Send>>>,
+    pub(crate) before_find_user: std::sync::Mutex<Option<TestHook>>,
 }
+
+/// A test's one-off action on the store (see `SledStore::before_find_user`).
+#[cfg(test)]
+pub(crate) type TestHook = Box<dyn FnOnce(&SledStore) + Send>;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
