@@ -156,6 +156,25 @@ async fn the_cli_lists_manages_and_audits_users() {
     }
     assert!(!admin.contains("sign_in"), "{admin}");
     assert!(admin.contains("    userName bob"), "detail lines: {admin}");
+    // Everything happened in the last minutes: nothing is older than a day.
+    let out = cli(&w, &["events", "--kind", "admin", "--until", "1d"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("admin.user_created"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(
+        &w,
+        &["events", "--kind", "admin", "--until", "2999-01-01"],
+        &env,
+    )
+    .await;
+    assert!(
+        stdout(&out).contains("admin.user_created"),
+        "{}",
+        stdout(&out)
+    );
     // An auditor may read events but not manage users.
     let auditor = [
         ("USHER_SERVER", server.as_str()),
