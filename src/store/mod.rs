@@ -332,6 +332,13 @@ pub trait AttemptStore {
 pub trait CredentialStore {
     /// Store (or replace) the account's TOTP authenticator.
     fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()>;
+    /// Store `credential` unless the account has one already; returns the one that is
+    /// there afterwards (of two enrolment pages opened at once, both show one secret).
+    fn create_totp(
+        &self,
+        user_id: &str,
+        credential: &TotpCredential,
+    ) -> StoreResult<TotpCredential>;
     fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>>;
     /// Remove the authenticator (a reset: the user enrols again).
     fn delete_totp(&self, user_id: &str) -> StoreResult<()>;

@@ -302,6 +302,29 @@ impl CredentialStore for SledStore {
         Self::put(&self.totp, user_id, credential)
     }
 
+    fn create_totp(
+        &self,
+        user_id: &str,
+        credential: &TotpCredential,
+    ) -> StoreResult<TotpCredential> {
+        let created = self
+            .totp
+            .compare_and_swap(user_id, None as Option<&[u8]>, Some(encode(credential)?))
+            .map_err(backend)?;
+        match created {
+            Ok(()) => Ok(credential.clone()),
+            Err(sled::CompareAndSwapError {
+                current: Some(bytes),
+                ..
+            }) => decode(&bytes),
+            // Removed again in between: store ours.
+            Err(_) => {
+                Self::put(&self.totp, user_id, credential)?;
+                Ok(credential.clone())
+            }
+        }
+    }
+
     fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>> {
         Self::get(&self.totp, user_id)
     }

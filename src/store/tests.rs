@@ -421,3 +421,24 @@ fn expired_tokens_and_abandoned_round_trips_are_swept() {
     assert!(s.take_upstream_state("st-old").unwrap().is_none());
     assert!(s.take_upstream_state("st-new").unwrap().is_some());
 }
+
+#[test]
+fn of_two_enrolments_at_once_the_first_secret_stays() {
+    let s = SledStore::temporary().unwrap();
+    let pending = |secret: &[u8]| TotpCredential {
+        sealed_secret: secret.to_vec(),
+        created_at: 1,
+        last_step: 0,
+        confirmed: false,
+    };
+    assert_eq!(
+        s.create_totp("u1", &pending(b"first")).unwrap().sealed_secret,
+        b"first"
+    );
+    // The second page is shown the first page's secret, and nothing is overwritten.
+    assert_eq!(
+        s.create_totp("u1", &pending(b"second")).unwrap().sealed_secret,
+        b"first"
+    );
+    assert_eq!(s.totp("u1").unwrap().unwrap().sealed_secret, b"first");
+}

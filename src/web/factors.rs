@@ -177,25 +177,41 @@ async fn enrolment(
     uid: &str,
     existing: Option<TotpCredential>,
 ) -> Result<TotpEnrol, WebError> {
+    let had_one = existing.is_some();
     let secret = match existing.and_then(|c| state.sealing.open(&c.sealed_secret, uid.as_bytes())) {
         Some(s) => s,
         None => {
             let secret = totp::generate_secret();
-            let sealed = state
-                .sealing
-                .seal(&secret, uid.as_bytes())
-                .map_err(|e| WebError::Internal(e.to_string()))?;
-            state.store.put_totp(
-                uid,
-                &TotpCredential {
-                    sealed_secret: sealed,
-                    created_at: unix_now(),
-                    last_step: 0,
-                    confirmed: false,
-                },
-            )?;
+            let ours = TotpCredential {
+                sealed_secret: state
+                    .sealing
+                    .seal(&secret, uid.as_bytes())
+                    .map_err(|e| WebError::Internal(e.to_string()))?,
+                created_at: unix_now(),
+                last_step: 0,
+                confirmed: false,
+            };
+            let stored = if had_one {
+                // A pending secret this server cannot open (its key changed): replace it.
+                state.store.put_totp(uid, &ours)?;
+                ours.clone()
+            } else {
+                // Another page of this account's may have stored a secret meanwhile:
+                // show that one, so the code the user's app computes is the one
+                // Usher checks.
+                state.store.create_totp(uid, &ours)?
+            };
             state.flush().await?;
-            secret
+            if stored.sealed_secret == ours.sealed_secret {
+                secret
+            } else {
+                state
+                    .sealing
+                    .open(&stored.sealed_secret, uid.as_bytes())
+                    .ok_or_else(|| {
+                        WebError::Internal("a stored TOTP secret does not open".into())
+                    })?
+            }
         }
     };
     let account = subject
