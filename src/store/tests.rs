@@ -432,12 +432,16 @@ fn of_two_enrolments_at_once_the_first_secret_stays() {
         confirmed: false,
     };
     assert_eq!(
-        s.create_totp("u1", &pending(b"first")).unwrap().sealed_secret,
+        s.create_totp("u1", &pending(b"first"))
+            .unwrap()
+            .sealed_secret,
         b"first"
     );
     // The second page is shown the first page's secret, and nothing is overwritten.
     assert_eq!(
-        s.create_totp("u1", &pending(b"second")).unwrap().sealed_secret,
+        s.create_totp("u1", &pending(b"second"))
+            .unwrap()
+            .sealed_secret,
         b"first"
     );
     assert_eq!(s.totp("u1").unwrap().unwrap().sealed_secret, b"first");
