@@ -248,6 +248,17 @@ async fn reload_swaps_valid_configs_and_refuses_broken_ones() {
     assert!(query(&back).contains_key("code"), "{back}");
 }
 
+/// Whether the served config names Thrift `name` within five seconds.
+async fn renamed_within_5s(state: &usher::web::Shared, name: &str) -> bool {
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if state.config().apps["thrift"].name == name {
+            return true;
+        }
+    }
+    false
+}
+
 #[tokio::test]
 async fn the_watcher_picks_up_a_changed_file() {
     let usher = Usher::default().await;
@@ -259,14 +270,7 @@ async fn the_watcher_picks_up_a_changed_file() {
         .unwrap()
         .replace("name: Thrift", "name: Thrift Shop");
     std::fs::write(&path, text).unwrap();
-    let mut renamed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if state.config().apps["thrift"].name == "Thrift Shop" {
-            renamed = true;
-            break;
-        }
-    }
+    let renamed = renamed_within_5s(&state, "Thrift Shop").await;
     watcher.abort();
     assert!(renamed, "the edited file was reloaded");
 }
@@ -304,14 +308,7 @@ async fn sighup_reloads_a_change_the_watcher_cannot_see() {
 
     // SAFETY: kill(2) on our own pid with a signal this process handles.
     assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
-    let mut renamed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if state.config().apps["thrift"].name == "Thrifx" {
-            renamed = true;
-            break;
-        }
-    }
+    let renamed = renamed_within_5s(&state, "Thrifx").await;
     watcher.abort();
     assert!(renamed, "SIGHUP reloaded the configuration");
 }
