@@ -313,15 +313,10 @@ impl CredentialStore for SledStore {
             .map_err(backend)?;
         match created {
             Ok(()) => Ok(credential.clone()),
-            Err(sled::CompareAndSwapError {
-                current: Some(bytes),
-                ..
-            }) => decode(&bytes),
-            // Removed again in between: store ours.
-            Err(_) => {
-                Self::put(&self.totp, user_id, credential)?;
-                Ok(credential.clone())
-            }
+            // Expecting nothing, a failed swap always reports what is there.
+            Err(e) => e
+                .current
+                .map_or_else(|| Ok(credential.clone()), |bytes| decode(&bytes)),
         }
     }
 

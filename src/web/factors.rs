@@ -355,50 +355,51 @@ pub async fn login_totp_post(
             Err(elsewhere) => return Ok(elsewhere),
         };
         let store = state.store.as_ref();
-        if steps::otp_locked(store, &mut flow, &uid, now)? {
-            // The message is set; nothing is checked while locked.
-        } else if let Some(credential) = state.store.totp(&uid)? {
-            let secret = state
-                .sealing
-                .open(&credential.sealed_secret, uid.as_bytes())
-                .ok_or_else(|| WebError::Internal("a stored TOTP secret does not open".into()))?;
-            let Some(attempt) = steps::otp_attempt(store, &config, &mut flow, &uid, now)? else {
-                record_code(&mut flow, "totp", before);
-                state.save_flow(&flow)?;
-                return Ok(see_other(&login_url(&config, &flow)));
-            };
-            let accepted = match totp::verify(&secret, &form.code, now) {
-                // Compare-and-swap on the account's last step: a code is good once.
-                Some(time_step) => state.store.accept_totp_step(&uid, time_step)?,
-                None => false,
-            };
-            if accepted {
-                if !credential.confirmed {
-                    steps::confirm_enrolment(store, &mut flow, &uid)?;
-                    crate::audit::record(
-                        store,
-                        now,
-                        crate::audit::kind::MFA_ENROLLED,
-                        Some(&flow.request.app_id),
-                        Some(&uid),
-                        vec!["authenticator app enrolled while signing in".into()],
-                    );
+        match state.store.totp(&uid)? {
+            // While locked nothing is checked; `otp_locked` and `otp_attempt` set the
+            // message.
+            None if steps::otp_locked(store, &mut flow, &uid, now)? => {}
+            None => flow.notice = Some("Set up your authenticator app first.".into()),
+            Some(credential) => {
+                if let Some(attempt) = steps::otp_attempt(store, &config, &mut flow, &uid, now)? {
+                    let secret = state
+                        .sealing
+                        .open(&credential.sealed_secret, uid.as_bytes())
+                        .ok_or_else(|| {
+                            WebError::Internal("a stored TOTP secret does not open".into())
+                        })?;
+                    let accepted = match totp::verify(&secret, &form.code, now) {
+                        // Compare-and-swap on the account's last step: a code is good once.
+                        Some(time_step) => state.store.accept_totp_step(&uid, time_step)?,
+                        None => false,
+                    };
+                    if accepted {
+                        if !credential.confirmed {
+                            steps::confirm_enrolment(store, &mut flow, &uid)?;
+                            crate::audit::record(
+                                store,
+                                now,
+                                crate::audit::kind::MFA_ENROLLED,
+                                Some(&flow.request.app_id),
+                                Some(&uid),
+                                vec!["authenticator app enrolled while signing in".into()],
+                            );
+                        }
+                        state.flush().await?;
+                        steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
+                    } else {
+                        steps::otp_wrong(
+                            store,
+                            &config,
+                            &mut flow,
+                            (&uid, &attempt),
+                            step,
+                            "authenticator code",
+                            now,
+                        );
+                    }
                 }
-                state.flush().await?;
-                steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
-            } else {
-                steps::otp_wrong(
-                    store,
-                    &config,
-                    &mut flow,
-                    (&uid, &attempt),
-                    step,
-                    "authenticator code",
-                    now,
-                );
             }
-        } else {
-            flow.notice = Some("Set up your authenticator app first.".into());
         }
         record_code(&mut flow, "totp", before);
         state.save_flow(&flow)?;
