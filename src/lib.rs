@@ -15,6 +15,7 @@ pub mod audit;
 pub mod authn;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod demo;

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
 use crate::authn::sealing::SealingKey;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
-use crate::crypto::unix_now;
 use crate::oidc::keys::Keys;
 use crate::store::{SledStore, Store};
 use crate::web::{self, AppState, Shared};
@@ -30,10 +30,19 @@ pub fn open_state(config: Config) -> anyhow::Result<Shared> {
 
 /// Build the state over an existing store (tests use a temporary one).
 pub fn state_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Shared> {
-    let keys = Keys::load_or_generate(store.as_ref(), unix_now())?;
+    state_with(config, store, Arc::new(SystemClock))
+}
+
+/// Build the state over an existing store and a clock (tests move a manual one).
+pub fn state_with(
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Shared> {
+    let keys = Keys::load_or_generate(store.as_ref(), clock.now())?;
     store.flush()?;
     let sealing = SealingKey::load(&config.security.credentials_key)?;
-    AppState::new(config, store, Arc::new(keys), sealing)
+    AppState::new(config, store, Arc::new(keys), sealing, clock)
 }
 
 /// A running server: its address, and a handle to stop it.
@@ -86,7 +95,7 @@ async fn sweep_forever(state: Shared) {
         tick.tick().await;
         let ttl = state.config().security.flow_ttl;
         let store = state.store.clone();
-        let cutoff = unix_now().saturating_sub(ttl);
+        let cutoff = state.now().saturating_sub(ttl);
         match tokio::task::spawn_blocking(move || store.sweep_flows(cutoff)).await {
             Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired sign-ins swept"),
             Ok(Err(e)) => tracing::warn!(error = %e, "sweeping expired sign-ins failed"),
@@ -100,7 +109,7 @@ async fn sweep_forever(state: Shared) {
 async fn sweep_sessions_and_audit(state: &Shared) {
     let store = state.store.clone();
     let retention = state.config().audit.retention_days;
-    let now = unix_now();
+    let now = state.now();
     let swept = tokio::task::spawn_blocking(move || {
         let sessions = store.sweep_sessions(now)? + store.sweep_tokens(now)?;
         let events = crate::audit::sweep(store.as_ref(), now, retention)?;

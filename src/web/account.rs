@@ -24,7 +24,7 @@ use super::{cookies, see_other, Shared, WebError};
 use crate::account::{self, Overview};
 use crate::audit::{self, kind};
 use crate::config::{App, Config, ProfileField, MY_ACCOUNT_APP};
-use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash, unix_now};
+use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
 use crate::oidc::token::{self, AccessClaims, TokenRequest};
 use crate::secret::ct_eq;
 use crate::store::User;
@@ -319,31 +319,29 @@ fn page(state: &Shared, config: &Config, o: Overview, csrf: String, flash: Flash
     }
 }
 
-pub async fn account_get(State(state): State<Shared>, jar: CookieJar) -> Response {
-    let r = async {
-        let config = state.config();
-        let app = built_in(&config)?;
-        let now = unix_now();
-        let Some(signed) = signed_in(&state, &config, &jar, now)? else {
-            return start(&config, &app, jar);
-        };
-        let (jar, flash) = take_flash(&state, &config, jar, &signed.user.id)?;
-        let store = state.store.clone();
-        let hash = signed.session_hash.clone();
-        let user = signed.user;
-        let overview = tokio::task::spawn_blocking(move || {
-            account::overview(store.as_ref(), user, &hash, now)
-        })
-        .await??;
-        let csrf = state.csrf_token(&signed.browser);
-        let body = state.render(
-            "account.html",
-            &page(&state, &config, overview, csrf, flash),
-        )?;
-        Ok((jar, body).into_response())
-    }
-    .await;
-    state.respond(r)
+pub async fn account_get(
+    State(state): State<Shared>,
+    jar: CookieJar,
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let app = built_in(&config)?;
+    let now = state.now();
+    let Some(signed) = signed_in(&state, &config, &jar, now)? else {
+        return start(&config, &app, jar);
+    };
+    let (jar, flash) = take_flash(&state, &config, jar, &signed.user.id)?;
+    let store = state.store.clone();
+    let hash = signed.session_hash.clone();
+    let user = signed.user;
+    let overview =
+        tokio::task::spawn_blocking(move || account::overview(store.as_ref(), user, &hash, now))
+            .await??;
+    let csrf = state.csrf_token(&signed.browser);
+    let body = state.render(
+        "account.html",
+        &page(&state, &config, overview, csrf, flash),
+    )?;
+    Ok((jar, body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -386,113 +384,109 @@ pub async fn account_callback_get(
     State(state): State<Shared>,
     jar: CookieJar,
     Query(q): Query<CallbackQuery>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let app = built_in(&config)?;
-        let now = unix_now();
-        let started = cookies::get(&jar, &config, cookies::ACCOUNT_START).ok_or_else(stale)?;
-        let jar = cookies::clear(jar, &config, cookies::ACCOUNT_START);
-        let (expected, verifier) = started.split_once('.').ok_or_else(stale)?;
-        let presented = q.state.unwrap_or_default();
-        if !ct_eq(expected.as_bytes(), presented.as_bytes()) {
-            return Err(stale());
-        }
-        if let Some(error) = q.error {
-            let why = q.error_description.unwrap_or(error);
-            return Err(WebError::page(
-                StatusCode::FORBIDDEN,
-                "Signing in to My Account did not complete",
-                format!("The sign-in ended without success: {why}."),
-            )
-            .with_hint("Open My Account again to try once more."));
-        }
-        let code = q.code.filter(|c| !c.is_empty()).ok_or_else(stale)?;
-        let redirect = app
-            .redirect_uris
-            .first()
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let secret = app
-            .client_secret
-            .as_ref()
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
-        let params: HashMap<String, String> = [
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect.as_str()),
-            ("code_verifier", verifier),
-            ("client_id", MY_ACCOUNT_APP),
-            ("client_secret", secret.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let st = state.clone();
-        let cfg = config.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            token::exchange(
-                &cfg,
-                st.store.as_ref(),
-                &st.keys,
-                now,
-                &TokenRequest {
-                    params,
-                    basic: None,
-                },
-            )
-        })
-        .await?;
-        let body = answer.map_err(|e| {
-            tracing::info!(error = %e.error, "My Account code exchange refused");
-            stale()
-        })?;
-        let access = body["access_token"]
-            .as_str()
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let app = built_in(&config)?;
+    let now = state.now();
+    let started = cookies::get(&jar, &config, cookies::ACCOUNT_START).ok_or_else(stale)?;
+    let jar = cookies::clear(jar, &config, cookies::ACCOUNT_START);
+    let (expected, verifier) = started.split_once('.').ok_or_else(stale)?;
+    let presented = q.state.unwrap_or_default();
+    if !ct_eq(expected.as_bytes(), presented.as_bytes()) {
+        return Err(stale());
+    }
+    if let Some(error) = q.error {
+        let why = q.error_description.unwrap_or(error);
+        return Err(WebError::page(
+            StatusCode::FORBIDDEN,
+            "Signing in to My Account did not complete",
+            format!("The sign-in ended without success: {why}."),
+        )
+        .with_hint("Open My Account again to try once more."));
+    }
+    let code = q.code.filter(|c| !c.is_empty()).ok_or_else(stale)?;
+    let redirect = app
+        .redirect_uris
+        .first()
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    let secret = app
+        .client_secret
+        .as_ref()
+        .map(|s| s.expose().to_string())
+        .unwrap_or_default();
+    let params: HashMap<String, String> = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_verifier", verifier),
+        ("client_id", MY_ACCOUNT_APP),
+        ("client_secret", secret.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let st = state.clone();
+    let cfg = config.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        token::exchange(
+            &cfg,
+            st.store.as_ref(),
+            &st.keys,
+            now,
+            &TokenRequest {
+                params,
+                basic: None,
+            },
+        )
+    })
+    .await?;
+    let body = answer.map_err(|e| {
+        tracing::info!(error = %e.error, "My Account code exchange refused");
+        stale()
+    })?;
+    let access = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let claims: AccessClaims = state
+        .keys
+        .verify(&access, "at+jwt", &crate::oidc::issuer(&config))
+        .ok_or_else(|| WebError::Internal("a fresh access token does not verify".into()))?;
+    let grant = state
+        .store
+        .grant(&claims.gid)?
+        .ok_or_else(|| WebError::Internal("a fresh grant is missing".into()))?;
+    if grant.data.user_id.is_none() {
+        state.store.revoke_grant(&grant.id)?;
+        state.flush().await?;
+        let idp = grant
+            .data
+            .sub
+            .split('|')
+            .next()
             .unwrap_or_default()
             .to_string();
-        let claims: AccessClaims = state
-            .keys
-            .verify(&access, "at+jwt", &crate::oidc::issuer(&config))
-            .ok_or_else(|| WebError::Internal("a fresh access token does not verify".into()))?;
-        let grant = state
-            .store
-            .grant(&claims.gid)?
-            .ok_or_else(|| WebError::Internal("a fresh grant is missing".into()))?;
-        if grant.data.user_id.is_none() {
-            state.store.revoke_grant(&grant.id)?;
-            state.flush().await?;
-            let idp = grant
-                .data
-                .sub
-                .split('|')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            audit::record(
-                state.store.as_ref(),
-                now,
-                kind::ACCOUNT_REFUSED,
-                Some(MY_ACCOUNT_APP),
-                Some(&grant.data.sub),
-                vec![format!(
-                    "signed in through `{idp}` without an account (pass-through)"
-                )],
-            );
-            return Err(refused(&config, &idp));
-        }
-        let jar = cookies::set(
-            jar,
-            &config,
-            cookies::ACCOUNT,
-            access,
-            config.security.access_token_ttl,
+        audit::record(
+            state.store.as_ref(),
+            now,
+            kind::ACCOUNT_REFUSED,
+            Some(MY_ACCOUNT_APP),
+            Some(&grant.data.sub),
+            vec![format!(
+                "signed in through `{idp}` without an account (pass-through)"
+            )],
         );
-        Ok((jar, see_other(&home(&config))).into_response())
+        return Err(refused(&config, &idp));
     }
-    .await;
-    state.respond(r)
+    let jar = cookies::set(
+        jar,
+        &config,
+        cookies::ACCOUNT,
+        access,
+        config.security.access_token_ttl,
+    );
+    Ok((jar, see_other(&home(&config))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -506,36 +500,31 @@ pub async fn account_logout_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(form): Form<CsrfForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let browser = cookies::get(&jar, &config, cookies::BROWSER);
-        if !state.csrf_ok(browser.as_deref(), Some(&form.csrf)) {
-            return Err(WebError::csrf());
-        }
-        if let Some(signed) = signed_in(&state, &config, &jar, unix_now())? {
-            state.store.revoke_grant(&signed.grant_id)?;
-        }
-        if let Some(value) = cookies::get(&jar, &config, cookies::SESSION) {
-            state.store.delete_session(&token_hash(&value))?;
-        }
-        state.flush().await?;
-        let jar = cookies::clear_session(jar, &config);
-        let jar = cookies::clear(jar, &config, cookies::ACCOUNT);
-        Ok((jar, see_other(&format!("{}/signed-out", home(&config)))).into_response())
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let browser = cookies::get(&jar, &config, cookies::BROWSER);
+    if !state.csrf_ok(browser.as_deref(), Some(&form.csrf)) {
+        return Err(WebError::csrf());
     }
-    .await;
-    state.respond(r)
+    if let Some(signed) = signed_in(&state, &config, &jar, state.now())? {
+        state.store.revoke_grant(&signed.grant_id)?;
+    }
+    if let Some(value) = cookies::get(&jar, &config, cookies::SESSION) {
+        state.store.delete_session(&token_hash(&value))?;
+    }
+    state.flush().await?;
+    let jar = cookies::clear_session(jar, &config);
+    let jar = cookies::clear(jar, &config, cookies::ACCOUNT);
+    Ok((jar, see_other(&format!("{}/signed-out", home(&config)))).into_response())
 }
 
-pub async fn account_signed_out_get(State(state): State<Shared>) -> Response {
+pub async fn account_signed_out_get(State(state): State<Shared>) -> Result<Response, WebError> {
     let config = state.config();
-    let r = state.render(
+    state.render(
         "message.html",
         &MessagePage {
             layout: state.layout(&config, "You are signed out", None),
             message: "You have signed out. Open My Account again to sign in.".into(),
         },
-    );
-    state.respond(r)
+    )
 }

@@ -15,7 +15,6 @@ use super::pages::Layout;
 use super::{cookies, see_other, Shared, WebError};
 use crate::account::{self, AccountError};
 use crate::config::Config;
-use crate::crypto::unix_now;
 
 /// Where a form goes: on, or back to sign in.
 enum Gate {
@@ -72,7 +71,7 @@ fn back(
         error,
         codes,
     };
-    let jar = put_flash(state, config, jar, &flash, unix_now())?;
+    let jar = put_flash(state, config, jar, &flash, state.now())?;
     Ok((jar, see_other(&home(config))).into_response())
 }
 
@@ -80,29 +79,25 @@ pub async fn account_profile_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(form): Form<BTreeMap<String, String>>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let csrf = form.get("csrf").cloned().unwrap_or_default();
-        let s = match gate(&state, &config, &jar, &csrf, now)? {
-            Gate::In(s) => s,
-            Gate::Out(res) => return Ok(res),
-        };
-        let (store, cfg, user) = (state.store.clone(), config.clone(), s.user.clone());
-        let outcome =
-            run(move || account::update_profile(store.as_ref(), &cfg, &user, &form, now)).await?;
-        let outcome = outcome.map(|changed| {
-            if changed.is_empty() {
-                "Nothing was changed.".to_string()
-            } else {
-                "Your profile was saved.".to_string()
-            }
-        });
-        back(&state, &config, jar, &s.user.id, outcome, Vec::new())
-    }
-    .await;
-    state.respond(r)
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let csrf = form.get("csrf").cloned().unwrap_or_default();
+    let s = match gate(&state, &config, &jar, &csrf, now)? {
+        Gate::In(s) => s,
+        Gate::Out(res) => return Ok(res),
+    };
+    let (store, cfg, user) = (state.store.clone(), config.clone(), s.user.clone());
+    let outcome =
+        run(move || account::update_profile(store.as_ref(), &cfg, &user, &form, now)).await?;
+    let outcome = outcome.map(|changed| {
+        if changed.is_empty() {
+            "Nothing was changed.".to_string()
+        } else {
+            "Your profile was saved.".to_string()
+        }
+    });
+    back(&state, &config, jar, &s.user.id, outcome, Vec::new())
 }
 
 #[derive(Deserialize)]
@@ -121,43 +116,37 @@ pub async fn account_password_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(form): Form<PasswordForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let s = match gate(&state, &config, &jar, &form.csrf, now)? {
-            Gate::In(s) => s,
-            Gate::Out(res) => return Ok(res),
-        };
-        let (store, cfg, user, keep) = (
-            state.store.clone(),
-            config.clone(),
-            s.user.clone(),
-            s.session_hash.clone(),
-        );
-        let outcome = run(move || {
-            account::change_password(
-                store.as_ref(),
-                &cfg,
-                &user,
-                &form.current_password,
-                &form.new_password,
-                &form.new_password_confirm,
-                &keep,
-                now,
-            )
-        })
-        .await?;
-        let outcome = outcome.map(|ended| match ended {
-            0 => "Your password was changed.".to_string(),
-            n => format!(
-                "Your password was changed, and you were signed out of {n} other session(s)."
-            ),
-        });
-        back(&state, &config, jar, &s.user.id, outcome, Vec::new())
-    }
-    .await;
-    state.respond(r)
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let s = match gate(&state, &config, &jar, &form.csrf, now)? {
+        Gate::In(s) => s,
+        Gate::Out(res) => return Ok(res),
+    };
+    let (store, cfg, user, keep) = (
+        state.store.clone(),
+        config.clone(),
+        s.user.clone(),
+        s.session_hash.clone(),
+    );
+    let outcome = run(move || {
+        account::change_password(
+            store.as_ref(),
+            &cfg,
+            &user,
+            &form.current_password,
+            &form.new_password,
+            &form.new_password_confirm,
+            &keep,
+            now,
+        )
+    })
+    .await?;
+    let outcome = outcome.map(|ended| match ended {
+        0 => "Your password was changed.".to_string(),
+        n => format!("Your password was changed, and you were signed out of {n} other session(s)."),
+    });
+    back(&state, &config, jar, &s.user.id, outcome, Vec::new())
 }
 
 /// `account_totp.html`: setting up an authenticator app.
@@ -180,50 +169,49 @@ fn grouped(secret_b32: &str) -> String {
         .join(" ")
 }
 
-pub async fn account_totp_get(State(state): State<Shared>, jar: CookieJar) -> Response {
-    let r = async {
-        let config = state.config();
-        built_in(&config)?;
-        let now = unix_now();
-        let Some(s) = signed_in(&state, &config, &jar, now)? else {
-            return Ok(see_other(&home(&config)));
+pub async fn account_totp_get(
+    State(state): State<Shared>,
+    jar: CookieJar,
+) -> Result<Response, WebError> {
+    let config = state.config();
+    built_in(&config)?;
+    let now = state.now();
+    let Some(s) = signed_in(&state, &config, &jar, now)? else {
+        return Ok(see_other(&home(&config)));
+    };
+    let (store, sealing, uid) = (
+        state.store.clone(),
+        state.sealing.clone(),
+        s.user.id.clone(),
+    );
+    let secret =
+        match run(move || account::totp_secret(store.as_ref(), &sealing, &uid, now)).await? {
+            Ok(Some(secret)) => secret,
+            // Already set up (or refused): the page says how things stand.
+            Ok(None) | Err(_) => return Ok(see_other(&home(&config))),
         };
-        let (store, sealing, uid) = (
-            state.store.clone(),
-            state.sealing.clone(),
-            s.user.id.clone(),
-        );
-        let secret =
-            match run(move || account::totp_secret(store.as_ref(), &sealing, &uid, now)).await? {
-                Ok(Some(secret)) => secret,
-                // Already set up (or refused): the page says how things stand.
-                Ok(None) | Err(_) => return Ok(see_other(&home(&config))),
-            };
-        let label = s
-            .user
-            .email
-            .clone()
-            .unwrap_or_else(|| s.user.username.clone());
-        let issuer = config.issuer.host_str().unwrap_or("Usher").to_string();
-        let e = tokio::task::spawn_blocking(move || {
-            crate::authn::totp::enrolment(&secret, &issuer, &label)
-        })
-        .await?
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-        state.render(
-            "account_totp.html",
-            &TotpSetupPage {
-                layout: state.layout(&config, "Set up your authenticator app", None),
-                action: format!("{}/totp", home(&config)),
-                csrf: state.csrf_token(&s.browser),
-                qr_data_url: format!("data:image/png;base64,{}", e.qr_png_base64),
-                secret: grouped(&e.secret_base32),
-                back_url: home(&config),
-            },
-        )
-    }
-    .await;
-    state.respond(r)
+    let label = s
+        .user
+        .email
+        .clone()
+        .unwrap_or_else(|| s.user.username.clone());
+    let issuer = config.issuer.host_str().unwrap_or("Usher").to_string();
+    let e = tokio::task::spawn_blocking(move || {
+        crate::authn::totp::enrolment(&secret, &issuer, &label)
+    })
+    .await?
+    .map_err(|e| WebError::Internal(e.to_string()))?;
+    state.render(
+        "account_totp.html",
+        &TotpSetupPage {
+            layout: state.layout(&config, "Set up your authenticator app", None),
+            action: format!("{}/totp", home(&config)),
+            csrf: state.csrf_token(&s.browser),
+            qr_data_url: format!("data:image/png;base64,{}", e.qr_png_base64),
+            secret: grouped(&e.secret_base32),
+            back_url: home(&config),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -238,23 +226,26 @@ pub async fn account_totp_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(form): Form<CodeForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let s = match gate(&state, &config, &jar, &form.csrf, now)? {
-            Gate::In(s) => s,
-            Gate::Out(res) => return Ok(res),
-        };
-        let (store, cfg, sealing, uid) = (state.store.clone(), config.clone(), state.sealing.clone(), s.user.id.clone());
-        let outcome = run(move || account::confirm_totp(store.as_ref(), &cfg, &sealing, &uid, &form.code, now)).await?;
-        match outcome {
-            Ok(codes) => back(&state, &config, jar, &s.user.id, Ok("Your authenticator app is set up. Save your recovery codes now: they are shown only once.".into()), codes),
-            Err(message) => back(&state, &config, jar, &s.user.id, Err(message), Vec::new()),
-        }
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let s = match gate(&state, &config, &jar, &form.csrf, now)? {
+        Gate::In(s) => s,
+        Gate::Out(res) => return Ok(res),
+    };
+    let (store, cfg, sealing, uid) = (
+        state.store.clone(),
+        config.clone(),
+        state.sealing.clone(),
+        s.user.id.clone(),
+    );
+    let outcome =
+        run(move || account::confirm_totp(store.as_ref(), &cfg, &sealing, &uid, &form.code, now))
+            .await?;
+    match outcome {
+        Ok(codes) => back(&state, &config, jar, &s.user.id, Ok("Your authenticator app is set up. Save your recovery codes now: they are shown only once.".into()), codes),
+        Err(message) => back(&state, &config, jar, &s.user.id, Err(message), Vec::new()),
     }
-    .await;
-    state.respond(r)
 }
 
 #[derive(Deserialize)]
@@ -267,50 +258,42 @@ pub async fn account_totp_reset_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(form): Form<CsrfOnly>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let s = match gate(&state, &config, &jar, &form.csrf, now)? {
-            Gate::In(s) => s,
-            Gate::Out(res) => return Ok(res),
-        };
-        let (store, uid) = (state.store.clone(), s.user.id.clone());
-        let outcome = run(move || account::reset_totp(store.as_ref(), &uid, now)).await?;
-        let outcome = outcome.map(|()| "Your authenticator app and recovery codes were removed. Set up a new one whenever you like.".to_string());
-        back(&state, &config, jar, &s.user.id, outcome, Vec::new())
-    }
-    .await;
-    state.respond(r)
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let s = match gate(&state, &config, &jar, &form.csrf, now)? {
+        Gate::In(s) => s,
+        Gate::Out(res) => return Ok(res),
+    };
+    let (store, uid) = (state.store.clone(), s.user.id.clone());
+    let outcome = run(move || account::reset_totp(store.as_ref(), &uid, now)).await?;
+    let outcome = outcome.map(|()| "Your authenticator app and recovery codes were removed. Set up a new one whenever you like.".to_string());
+    back(&state, &config, jar, &s.user.id, outcome, Vec::new())
 }
 
 pub async fn account_recovery_codes_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(form): Form<CsrfOnly>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let s = match gate(&state, &config, &jar, &form.csrf, now)? {
-            Gate::In(s) => s,
-            Gate::Out(res) => return Ok(res),
-        };
-        let (store, uid) = (state.store.clone(), s.user.id.clone());
-        match run(move || account::regenerate_recovery_codes(store.as_ref(), &uid, now)).await? {
-            Ok(codes) => back(
-                &state,
-                &config,
-                jar,
-                &s.user.id,
-                Ok("Here are your new recovery codes; the old ones no longer work.".into()),
-                codes,
-            ),
-            Err(message) => back(&state, &config, jar, &s.user.id, Err(message), Vec::new()),
-        }
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let s = match gate(&state, &config, &jar, &form.csrf, now)? {
+        Gate::In(s) => s,
+        Gate::Out(res) => return Ok(res),
+    };
+    let (store, uid) = (state.store.clone(), s.user.id.clone());
+    match run(move || account::regenerate_recovery_codes(store.as_ref(), &uid, now)).await? {
+        Ok(codes) => back(
+            &state,
+            &config,
+            jar,
+            &s.user.id,
+            Ok("Here are your new recovery codes; the old ones no longer work.".into()),
+            codes,
+        ),
+        Err(message) => back(&state, &config, jar, &s.user.id, Err(message), Vec::new()),
     }
-    .await;
-    state.respond(r)
 }
 
 #[derive(Deserialize)]
@@ -327,24 +310,19 @@ pub async fn account_unlink_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(form): Form<UnlinkForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let s = match gate(&state, &config, &jar, &form.csrf, now)? {
-            Gate::In(s) => s,
-            Gate::Out(res) => return Ok(res),
-        };
-        let (store, user) = (state.store.clone(), s.user.clone());
-        let outcome = run(move || {
-            account::unlink(store.as_ref(), &user, &form.connection, &form.subject, now)
-        })
-        .await?;
-        let outcome = outcome.map(|()| "The connection was unlinked.".to_string());
-        back(&state, &config, jar, &s.user.id, outcome, Vec::new())
-    }
-    .await;
-    state.respond(r)
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let s = match gate(&state, &config, &jar, &form.csrf, now)? {
+        Gate::In(s) => s,
+        Gate::Out(res) => return Ok(res),
+    };
+    let (store, user) = (state.store.clone(), s.user.clone());
+    let outcome =
+        run(move || account::unlink(store.as_ref(), &user, &form.connection, &form.subject, now))
+            .await?;
+    let outcome = outcome.map(|()| "The connection was unlinked.".to_string());
+    back(&state, &config, jar, &s.user.id, outcome, Vec::new())
 }
 
 #[derive(Deserialize)]
@@ -359,45 +337,40 @@ pub async fn account_session_end_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(form): Form<SessionForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let s = match gate(&state, &config, &jar, &form.csrf, now)? {
-            Gate::In(s) => s,
-            Gate::Out(res) => return Ok(res),
-        };
-        let (store, uid) = (state.store.clone(), s.user.id.clone());
-        let ended =
-            run(move || account::end_session(store.as_ref(), &uid, &form.session, now)).await?;
-        match ended {
-            Ok(Some(hash)) if hash == s.session_hash => {
-                // This browser's own session: My Account ends with it.
-                state.store.revoke_grant(&s.grant_id)?;
-                state.flush().await?;
-                let jar = cookies::clear_session(jar, &config);
-                let jar = cookies::clear(jar, &config, cookies::ACCOUNT);
-                Ok((jar, see_other(&format!("{}/signed-out", home(&config)))).into_response())
-            }
-            Ok(Some(_)) => back(
-                &state,
-                &config,
-                jar,
-                &s.user.id,
-                Ok("That session was signed out.".into()),
-                Vec::new(),
-            ),
-            Ok(None) => back(
-                &state,
-                &config,
-                jar,
-                &s.user.id,
-                Err("That session has already ended.".into()),
-                Vec::new(),
-            ),
-            Err(message) => back(&state, &config, jar, &s.user.id, Err(message), Vec::new()),
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let s = match gate(&state, &config, &jar, &form.csrf, now)? {
+        Gate::In(s) => s,
+        Gate::Out(res) => return Ok(res),
+    };
+    let (store, uid) = (state.store.clone(), s.user.id.clone());
+    let ended = run(move || account::end_session(store.as_ref(), &uid, &form.session, now)).await?;
+    match ended {
+        Ok(Some(hash)) if hash == s.session_hash => {
+            // This browser's own session: My Account ends with it.
+            state.store.revoke_grant(&s.grant_id)?;
+            state.flush().await?;
+            let jar = cookies::clear_session(jar, &config);
+            let jar = cookies::clear(jar, &config, cookies::ACCOUNT);
+            Ok((jar, see_other(&format!("{}/signed-out", home(&config)))).into_response())
         }
+        Ok(Some(_)) => back(
+            &state,
+            &config,
+            jar,
+            &s.user.id,
+            Ok("That session was signed out.".into()),
+            Vec::new(),
+        ),
+        Ok(None) => back(
+            &state,
+            &config,
+            jar,
+            &s.user.id,
+            Err("That session has already ended.".into()),
+            Vec::new(),
+        ),
+        Err(message) => back(&state, &config, jar, &s.user.id, Err(message), Vec::new()),
     }
-    .await;
-    state.respond(r)
 }

@@ -13,7 +13,7 @@ use super::scim::{check, run, Denied};
 use super::Shared;
 use crate::audit;
 use crate::config::ApiScope;
-use crate::crypto::unix_now;
+
 use crate::store::AuditEvent;
 use crate::timefmt::{parse_time, rfc3339};
 
@@ -94,7 +94,7 @@ pub async fn events_get(
     if let Err(d) = check(&state, &headers, ApiScope::Audit) {
         return denied(d);
     }
-    let now = unix_now();
+    let now = state.now();
     let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     // The error is the parameter's name; the response is built once, below.
     let time = |k: &'static str| match get(k) {

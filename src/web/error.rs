@@ -1,11 +1,26 @@
-//! The one place errors become HTTP. Users get a page with a request id; the log gets
-//! the internals under the same id.
+//! The one place errors become HTTP. A handler returns `Result<Response, WebError>`;
+//! the error says what went wrong, and the route it happened on decides how the client
+//! hears it: browsers get an HTML page with a request id, the OAuth endpoints an RFC 6749
+//! JSON body, SCIM an RFC 7644 error document. The log gets the internals under the
+//! same request id.
+//!
+//! Pages need the templates of the running config, which a bare `IntoResponse` cannot
+//! reach, so [`WebError::into_response`] parks the error in the response's extensions
+//! and the [`render_errors`] middleware (which holds the state) turns it into the page
+//! or JSON body the route calls for.
 
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Json, Response};
 
+use super::pages::ErrorPage;
+use super::Shared;
+use crate::oidc::{ErrorCode, OAuthError};
+use crate::scim::{ScimError, MEDIA_TYPE};
 use crate::store::StoreError;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum WebError {
     /// Something the user can understand and maybe fix.
     Page {
@@ -15,8 +30,20 @@ pub enum WebError {
         hint: Option<String>,
         back_url: Option<String>,
     },
-    /// A fault on our side; the user sees a generic page.
+    /// A fault on our side; the client sees a generic answer.
     Internal(String),
+    /// A protocol error of the OAuth endpoints (`/token`, `/userinfo`, the admin API).
+    OAuth {
+        status: StatusCode,
+        error: OAuthError,
+        /// The `WWW-Authenticate` challenge of a 401 or 403.
+        challenge: Option<HeaderValue>,
+    },
+    /// A SCIM error document.
+    Scim {
+        error: ScimError,
+        challenge: Option<HeaderValue>,
+    },
 }
 
 impl WebError {
@@ -63,6 +90,39 @@ impl WebError {
         )
         .with_hint("Reload the page and try again. If you use several tabs, use the newest one.")
     }
+
+    /// An OAuth error with the status RFC 6749 §5.2 gives it.
+    pub fn oauth(error: OAuthError) -> Self {
+        let status = match error.code {
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        WebError::OAuth {
+            status,
+            error,
+            challenge: None,
+        }
+    }
+
+    pub fn scim(error: ScimError) -> Self {
+        WebError::Scim {
+            error,
+            challenge: None,
+        }
+    }
+
+    /// Add a `WWW-Authenticate` challenge (OAuth and SCIM answers).
+    pub fn with_challenge(mut self, value: HeaderValue) -> Self {
+        match &mut self {
+            WebError::OAuth { challenge, .. } | WebError::Scim { challenge, .. } => {
+                *challenge = Some(value)
+            }
+            _ => {}
+        }
+        self
+    }
 }
 
 impl From<StoreError> for WebError {
@@ -80,5 +140,177 @@ impl From<minijinja::Error> for WebError {
 impl From<tokio::task::JoinError> for WebError {
     fn from(e: tokio::task::JoinError) -> Self {
         WebError::Internal(format!("background task: {e}"))
+    }
+}
+
+impl From<ScimError> for WebError {
+    fn from(e: ScimError) -> Self {
+        WebError::scim(e)
+    }
+}
+
+/// An error waiting for [`render_errors`] to be written out.
+#[derive(Clone)]
+struct Unrendered(WebError);
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let mut res = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        res.extensions_mut().insert(Unrendered(self));
+        res
+    }
+}
+
+/// The answer a route gives for an error: an HTML page, OAuth JSON or SCIM JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorStyle {
+    Page,
+    OAuth,
+    Scim,
+}
+
+impl ErrorStyle {
+    /// Machines call the token, userinfo, metrics and admin endpoints and SCIM; people
+    /// see the rest in a browser.
+    fn of(path: &str, base: &str) -> ErrorStyle {
+        let path = path.strip_prefix(base).unwrap_or(path);
+        if path.starts_with("/scim/") {
+            ErrorStyle::Scim
+        } else if path == "/token"
+            || path == "/userinfo"
+            || path.starts_with("/admin/")
+            || path == "/metrics"
+        {
+            ErrorStyle::OAuth
+        } else {
+            ErrorStyle::Page
+        }
+    }
+}
+
+/// Middleware: write out the error a handler returned, in its route's style.
+pub async fn render_errors(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let style = {
+        let config = state.config();
+        ErrorStyle::of(req.uri().path(), config.issuer.path().trim_end_matches('/'))
+    };
+    let mut res = next.run(req).await;
+    match res.extensions_mut().remove::<Unrendered>() {
+        Some(Unrendered(error)) => state.error_response(error, style),
+        None => res,
+    }
+}
+
+fn oauth_json(status: StatusCode, error: &OAuthError, challenge: Option<HeaderValue>) -> Response {
+    let body =
+        serde_json::json!({ "error": error.code.as_str(), "error_description": error.description });
+    let mut res = (status, Json(body)).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Some(c) = challenge {
+        h.insert(header::WWW_AUTHENTICATE, c);
+    }
+    res
+}
+
+fn scim_json(error: &ScimError, challenge: Option<HeaderValue>) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut res = (status, error.body().to_string()).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(c) = challenge {
+        h.insert(header::WWW_AUTHENTICATE, c);
+    }
+    res
+}
+
+impl super::AppState {
+    /// Turn an error into the response its route's clients read.
+    pub(crate) fn error_response(&self, err: WebError, style: ErrorStyle) -> Response {
+        let request_id = crate::crypto::random_token(9);
+        let (status, title, message, hint, back_url) = match err {
+            WebError::OAuth {
+                status,
+                error,
+                challenge,
+            } => {
+                tracing::info!(%request_id, %status, %error, "request refused");
+                return oauth_json(status, &error, challenge);
+            }
+            WebError::Scim { error, challenge } => {
+                tracing::info!(%request_id, status = error.status, detail = %error.detail, "request refused");
+                return scim_json(&error, challenge);
+            }
+            WebError::Page {
+                status,
+                title,
+                message,
+                hint,
+                back_url,
+            } => {
+                tracing::info!(%request_id, %status, %message, "request refused");
+                (status, title, message, hint, back_url)
+            }
+            WebError::Internal(detail) => {
+                tracing::error!(%request_id, %detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Usher could not complete this request.".to_string(),
+                    Some("Try again in a moment. If it keeps happening, quote the request ID to your administrator.".to_string()),
+                    None,
+                )
+            }
+        };
+        match style {
+            ErrorStyle::OAuth => {
+                let error = if status.is_server_error() {
+                    OAuthError::server_error()
+                } else {
+                    OAuthError::invalid_request(message)
+                };
+                return oauth_json(status, &error, None);
+            }
+            ErrorStyle::Scim => {
+                let detail = if status.is_server_error() {
+                    format!("the server could not complete the request (request id {request_id})")
+                } else {
+                    message
+                };
+                return scim_json(&ScimError::new(status.as_u16(), None, detail), None);
+            }
+            ErrorStyle::Page => {}
+        }
+        let config = self.config();
+        let page = ErrorPage {
+            layout: self.layout(&config, title, None),
+            message,
+            hint,
+            request_id: request_id.clone(),
+            back_url,
+        };
+        let body = match self.render("error.html", &page) {
+            Ok(r) => r,
+            // The error page itself failed to render (a broken theme): plain text.
+            Err(_) => format!("{title}\n\nRequest ID: {request_id}\n").into_response(),
+        };
+        (status, body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machines_read_json_errors_and_people_read_pages() {
+        assert_eq!(ErrorStyle::of("/token", ""), ErrorStyle::OAuth);
+        assert_eq!(ErrorStyle::of("/idp/token", "/idp"), ErrorStyle::OAuth);
+        assert_eq!(ErrorStyle::of("/admin/v1/events", ""), ErrorStyle::OAuth);
+        assert_eq!(ErrorStyle::of("/scim/v2/Users", ""), ErrorStyle::Scim);
+        assert_eq!(ErrorStyle::of("/login/abc", ""), ErrorStyle::Page);
+        assert_eq!(ErrorStyle::of("/myaccount", ""), ErrorStyle::Page);
     }
 }

@@ -15,7 +15,7 @@ use super::pages::{EmailOtpPage, RecoveryCodePage, RecoveryCodesPage, TotpEnrol,
 use super::{see_other, Shared, WebError};
 use crate::authn::{email_otp, recovery, steps, totp};
 use crate::config::{App, Config, StepOption};
-use crate::crypto::unix_now;
+
 pub(crate) use crate::flow::usable_options;
 use crate::flow::{Flow, Subject};
 use crate::store::{EmailCheck, TotpCredential};
@@ -36,7 +36,7 @@ pub(crate) fn mfa_conflict(
         state,
         flow,
         "access_denied: second factor without an account",
-        crate::crypto::unix_now(),
+        state.now(),
     );
     state.record_end(
         flow,
@@ -131,7 +131,7 @@ pub(crate) async fn render(
         StepOption::EmailOtp => {
             if !flow.email_sent {
                 flow.email_sent = true;
-                send_email_code(state, app, &uid, unix_now()).await?;
+                send_email_code(state, app, &uid, state.now()).await?;
             }
             state.render(
                 "email_code.html",
@@ -187,7 +187,7 @@ async fn enrolment(
                     .sealing
                     .seal(&secret, uid.as_bytes())
                     .map_err(|e| WebError::Internal(e.to_string()))?,
-                created_at: unix_now(),
+                created_at: state.now(),
                 last_step: 0,
                 confirmed: false,
             };
@@ -330,83 +330,79 @@ pub async fn login_totp_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<CodeForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let CodeStep {
-            mut flow,
-            step,
-            subject,
-            uid,
-            before,
-        } = match code_step(
-            &state,
-            &config,
-            &jar,
-            &id,
-            &form.csrf,
-            &StepOption::Totp,
-            now,
-        )
-        .await?
-        {
-            Ok(ready) => ready,
-            Err(elsewhere) => return Ok(elsewhere),
-        };
-        let store = state.store.as_ref();
-        match state.store.totp(&uid)? {
-            // While locked nothing is checked; `otp_locked` and `otp_attempt` set the
-            // message.
-            None if steps::otp_locked(store, &mut flow, &uid, now)? => {}
-            None => flow.notice = Some("Set up your authenticator app first.".into()),
-            Some(credential) => {
-                if let Some(attempt) = steps::otp_attempt(store, &config, &mut flow, &uid, now)? {
-                    let secret = state
-                        .sealing
-                        .open(&credential.sealed_secret, uid.as_bytes())
-                        .ok_or_else(|| {
-                            WebError::Internal("a stored TOTP secret does not open".into())
-                        })?;
-                    let accepted = match totp::verify(&secret, &form.code, now) {
-                        // Compare-and-swap on the account's last step: a code is good once.
-                        Some(time_step) => state.store.accept_totp_step(&uid, time_step)?,
-                        None => false,
-                    };
-                    if accepted {
-                        if !credential.confirmed {
-                            steps::confirm_enrolment(store, &mut flow, &uid)?;
-                            crate::audit::record(
-                                store,
-                                now,
-                                crate::audit::kind::MFA_ENROLLED,
-                                Some(&flow.request.app_id),
-                                Some(&uid),
-                                vec!["authenticator app enrolled while signing in".into()],
-                            );
-                        }
-                        state.flush().await?;
-                        steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
-                    } else {
-                        steps::otp_wrong(
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let CodeStep {
+        mut flow,
+        step,
+        subject,
+        uid,
+        before,
+    } = match code_step(
+        &state,
+        &config,
+        &jar,
+        &id,
+        &form.csrf,
+        &StepOption::Totp,
+        now,
+    )
+    .await?
+    {
+        Ok(ready) => ready,
+        Err(elsewhere) => return Ok(elsewhere),
+    };
+    let store = state.store.as_ref();
+    match state.store.totp(&uid)? {
+        // While locked nothing is checked; `otp_locked` and `otp_attempt` set the
+        // message.
+        None if steps::otp_locked(store, &mut flow, &uid, now)? => {}
+        None => flow.notice = Some("Set up your authenticator app first.".into()),
+        Some(credential) => {
+            if let Some(attempt) = steps::otp_attempt(store, &config, &mut flow, &uid, now)? {
+                let secret = state
+                    .sealing
+                    .open(&credential.sealed_secret, uid.as_bytes())
+                    .ok_or_else(|| {
+                        WebError::Internal("a stored TOTP secret does not open".into())
+                    })?;
+                let accepted = match totp::verify(&secret, &form.code, now) {
+                    // Compare-and-swap on the account's last step: a code is good once.
+                    Some(time_step) => state.store.accept_totp_step(&uid, time_step)?,
+                    None => false,
+                };
+                if accepted {
+                    if !credential.confirmed {
+                        steps::confirm_enrolment(store, &mut flow, &uid)?;
+                        crate::audit::record(
                             store,
-                            &config,
-                            &mut flow,
-                            (&uid, &attempt),
-                            step,
-                            "authenticator code",
                             now,
+                            crate::audit::kind::MFA_ENROLLED,
+                            Some(&flow.request.app_id),
+                            Some(&uid),
+                            vec!["authenticator app enrolled while signing in".into()],
                         );
                     }
+                    state.flush().await?;
+                    steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
+                } else {
+                    steps::otp_wrong(
+                        store,
+                        &config,
+                        &mut flow,
+                        (&uid, &attempt),
+                        step,
+                        "authenticator code",
+                        now,
+                    );
                 }
             }
         }
-        record_code(&mut flow, "totp", before);
-        state.save_flow(&flow)?;
-        Ok(see_other(&login_url(&config, &flow)))
     }
-    .await;
-    state.respond(r)
+    record_code(&mut flow, "totp", before);
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(&config, &flow)))
 }
 
 pub async fn login_email_otp_post(
@@ -414,53 +410,74 @@ pub async fn login_email_otp_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<CodeForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let CodeStep { mut flow, step, subject, uid, before } =
-            match code_step(&state, &config, &jar, &id, &form.csrf, &StepOption::EmailOtp, now).await? {
-                Ok(ready) => ready,
-                Err(elsewhere) => return Ok(elsewhere),
-            };
-        let app = config.apps.get(&flow.request.app_id).cloned();
-        if form.resend.is_some() {
-            let sent = match &app {
-                Some(app) => send_email_code(&state, app, &uid, now).await?,
-                None => false,
-            };
-            flow.email_sent = true;
-            flow.notice = Some(if sent {
-                "If your account has an email address, a new code is on its way. Earlier codes no longer work.".into()
-            } else {
-                "Too many codes were sent. Wait a few minutes before asking for another.".into()
-            });
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let CodeStep {
+        mut flow,
+        step,
+        subject,
+        uid,
+        before,
+    } = match code_step(
+        &state,
+        &config,
+        &jar,
+        &id,
+        &form.csrf,
+        &StepOption::EmailOtp,
+        now,
+    )
+    .await?
+    {
+        Ok(ready) => ready,
+        Err(elsewhere) => return Ok(elsewhere),
+    };
+    let app = config.apps.get(&flow.request.app_id).cloned();
+    if form.resend.is_some() {
+        let sent = match &app {
+            Some(app) => send_email_code(&state, app, &uid, now).await?,
+            None => false,
+        };
+        flow.email_sent = true;
+        flow.notice = Some(if sent {
+            "If your account has an email address, a new code is on its way. Earlier codes no longer work.".into()
         } else {
-            match email_otp::check(state.store.as_ref(), &uid, &form.code, now)? {
-                EmailCheck::Ok => {
-                    state.flush().await?;
-                    steps::otp_passed(state.store.as_ref(), &mut flow, step, StepOption::EmailOtp, subject, now)?;
-                }
-                EmailCheck::Wrong { .. } => {
-                    flow.notice = Some(steps::WRONG_CODE.into());
-                    let line = format!("step {step}: wrong email code");
-                    crate::audit::rejected(state.store.as_ref(), &flow, Some(&uid), &line, now);
-                    flow.trace.push(line);
-                }
-                EmailCheck::Expired | EmailCheck::Missing => {
-                    flow.notice = Some("That code has expired or was replaced by a newer one. Send a new code.".into());
-                    flow.trace.push(format!("step {step}: expired or superseded email code"));
-                }
+            "Too many codes were sent. Wait a few minutes before asking for another.".into()
+        });
+    } else {
+        match email_otp::check(state.store.as_ref(), &uid, &form.code, now)? {
+            EmailCheck::Ok => {
+                state.flush().await?;
+                steps::otp_passed(
+                    state.store.as_ref(),
+                    &mut flow,
+                    step,
+                    StepOption::EmailOtp,
+                    subject,
+                    now,
+                )?;
+            }
+            EmailCheck::Wrong { .. } => {
+                flow.notice = Some(steps::WRONG_CODE.into());
+                let line = format!("step {step}: wrong email code");
+                crate::audit::rejected(state.store.as_ref(), &flow, Some(&uid), &line, now);
+                flow.trace.push(line);
+            }
+            EmailCheck::Expired | EmailCheck::Missing => {
+                flow.notice = Some(
+                    "That code has expired or was replaced by a newer one. Send a new code.".into(),
+                );
+                flow.trace
+                    .push(format!("step {step}: expired or superseded email code"));
             }
         }
-        if form.resend.is_none() {
-            record_code(&mut flow, "email_otp", before);
-        }
-        state.save_flow(&flow)?;
-        Ok(see_other(&login_url(&config, &flow)))
     }
-    .await;
-    state.respond(r)
+    if form.resend.is_none() {
+        record_code(&mut flow, "email_otp", before);
+    }
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(&config, &flow)))
 }
 
 pub async fn login_recovery_code_post(
@@ -468,64 +485,60 @@ pub async fn login_recovery_code_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<CodeForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let CodeStep {
-            mut flow,
-            step,
-            subject,
-            uid,
-            before,
-        } = match code_step(
-            &state,
-            &config,
-            &jar,
-            &id,
-            &form.csrf,
-            &StepOption::RecoveryCode,
-            now,
-        )
-        .await?
-        {
-            Ok(ready) => ready,
-            Err(elsewhere) => return Ok(elsewhere),
-        };
-        // Recovery codes share the second factor's attempt counter with TOTP.
-        let store = state.store.as_ref();
-        let attempt = steps::otp_attempt(store, &config, &mut flow, &uid, now)?;
-        if let Some(attempt) = attempt {
-            if store.consume_recovery_code(&uid, &recovery::hash(&uid, &form.code))? {
-                state.flush().await?;
-                flow.trace
-                    .push(format!("step {step}: a recovery code was used"));
-                steps::otp_passed(
-                    store,
-                    &mut flow,
-                    step,
-                    StepOption::RecoveryCode,
-                    subject,
-                    now,
-                )?;
-            } else {
-                steps::otp_wrong(
-                    store,
-                    &config,
-                    &mut flow,
-                    (&uid, &attempt),
-                    step,
-                    "recovery code",
-                    now,
-                );
-            }
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let CodeStep {
+        mut flow,
+        step,
+        subject,
+        uid,
+        before,
+    } = match code_step(
+        &state,
+        &config,
+        &jar,
+        &id,
+        &form.csrf,
+        &StepOption::RecoveryCode,
+        now,
+    )
+    .await?
+    {
+        Ok(ready) => ready,
+        Err(elsewhere) => return Ok(elsewhere),
+    };
+    // Recovery codes share the second factor's attempt counter with TOTP.
+    let store = state.store.as_ref();
+    let attempt = steps::otp_attempt(store, &config, &mut flow, &uid, now)?;
+    if let Some(attempt) = attempt {
+        if store.consume_recovery_code(&uid, &recovery::hash(&uid, &form.code))? {
+            state.flush().await?;
+            flow.trace
+                .push(format!("step {step}: a recovery code was used"));
+            steps::otp_passed(
+                store,
+                &mut flow,
+                step,
+                StepOption::RecoveryCode,
+                subject,
+                now,
+            )?;
+        } else {
+            steps::otp_wrong(
+                store,
+                &config,
+                &mut flow,
+                (&uid, &attempt),
+                step,
+                "recovery code",
+                now,
+            );
         }
-        record_code(&mut flow, "recovery_code", before);
-        state.save_flow(&flow)?;
-        Ok(see_other(&login_url(&config, &flow)))
     }
-    .await;
-    state.respond(r)
+    record_code(&mut flow, "recovery_code", before);
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(&config, &flow)))
 }
 
 /// The page that shows freshly issued recovery codes, once.
@@ -558,15 +571,11 @@ pub async fn login_continue_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<ContinueForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        flow.pending_codes.clear();
-        state.save_flow(&flow)?;
-        Ok(see_other(&login_url(&config, &flow)))
-    }
-    .await;
-    state.respond(r)
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    flow.pending_codes.clear();
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(&config, &flow)))
 }

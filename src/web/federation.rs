@@ -13,7 +13,7 @@ use super::pages::{Detail, FederationPage};
 use super::{cookies, see_other, Shared, WebError};
 use crate::authn::password;
 use crate::config::{App, Config, Connection};
-use crate::crypto::{token_hash, unix_now};
+use crate::crypto::token_hash;
 use crate::flow::Flow;
 use crate::provision::{self, Need, Provisioned, Settled};
 use crate::secret::ct_eq;
@@ -87,70 +87,96 @@ pub async fn callback_get(
     jar: CookieJar,
     Path(connection): Path<String>,
     Query(answer): Query<Callback>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let presented = answer.state.clone().filter(|s| !s.is_empty()).ok_or_else(stale)?;
-        let hash = token_hash(&presented);
-        // Single use: the state is forgotten as it is looked up.
-        let flow_id = state.store.take_upstream_state(&hash)?.ok_or_else(stale)?;
-        let browser = cookies::get(&jar, &config, cookies::BROWSER);
-        let mut flow = state.load_flow(&flow_id, browser.as_deref(), now)?;
-        let pending = flow.upstream.take().ok_or_else(stale)?;
-        if !ct_eq(pending.state_hash.as_bytes(), hash.as_bytes())
-            || pending.connection != connection
-            || now > pending.started_at + config.security.flow_ttl
-        {
-            return Err(stale());
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let presented = answer
+        .state
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(stale)?;
+    let hash = token_hash(&presented);
+    // Single use: the state is forgotten as it is looked up.
+    let flow_id = state.store.take_upstream_state(&hash)?.ok_or_else(stale)?;
+    let browser = cookies::get(&jar, &config, cookies::BROWSER);
+    let mut flow = state.load_flow(&flow_id, browser.as_deref(), now)?;
+    let pending = flow.upstream.take().ok_or_else(stale)?;
+    if !ct_eq(pending.state_hash.as_bytes(), hash.as_bytes())
+        || pending.connection != connection
+        || now > pending.started_at + config.security.flow_ttl
+    {
+        return Err(stale());
+    }
+    let conn = config
+        .connections
+        .get(&connection)
+        .cloned()
+        .ok_or_else(stale)?;
+    let step = pending.step;
+    let started = std::time::Instant::now();
+    let result = state
+        .upstreams
+        .finish(
+            &conn,
+            &callback_url(&config, &connection),
+            &pending,
+            &answer,
+        )
+        .await;
+    state
+        .metrics
+        .upstream(&connection, "finish", started.elapsed());
+    match result {
+        Err(UpstreamError::Denied(_)) => {
+            record_marker(&mut flow, &connection, "deny");
+            flow.step_failed(
+                step,
+                &connection,
+                &format!("the user denied access at {}", conn.display_name),
+                now,
+            );
+            state.save_flow(&flow)?;
+            Ok(see_other(&login_url(&config, &flow)))
         }
-        let conn = config.connections.get(&connection).cloned().ok_or_else(stale)?;
-        let step = pending.step;
-        let started = std::time::Instant::now();
-        let result = state
-            .upstreams
-            .finish(&conn, &callback_url(&config, &connection), &pending, &answer)
-            .await;
-        state.metrics.upstream(&connection, "finish", started.elapsed());
-        match result {
-            Err(UpstreamError::Denied(_)) => {
-                record_marker(&mut flow, &connection, "deny");
-                flow.step_failed(step, &connection, &format!("the user denied access at {}", conn.display_name), now);
-                state.save_flow(&flow)?;
-                Ok(see_other(&login_url(&config, &flow)))
-            }
-            Err(e) => {
-                tracing::warn!(flow = %flow.id, connection, error = %e, "upstream round trip failed");
-                let marker = match &e {
-                    UpstreamError::InvalidToken(..) => "invalid_id_token",
-                    UpstreamError::WrongIssuer { .. } => "wrong_issuer",
-                    _ => "error",
-                };
-                record_marker(&mut flow, &connection, marker);
-                flow.step_failed(step, &connection, &e.to_string(), now);
-                state.save_flow(&flow)?;
-                Err(failed_page(&conn, &config, &flow, &e.to_string()))
-            }
-            Ok(identity) => {
-                let linked = state.store.identity(&connection, &identity.subject)?;
-                let existed = linked.is_some();
-                if let Some(rec) = flow.recording.as_mut() {
-                    // The account as it was, before this sign-in re-syncs it.
-                    if let Some(uid) = &linked {
-                        rec.user(state.store.as_ref(), uid)?;
-                    }
-                    rec.upstream(&connection, &identity);
+        Err(e) => {
+            tracing::warn!(flow = %flow.id, connection, error = %e, "upstream round trip failed");
+            let marker = match &e {
+                UpstreamError::InvalidToken(..) => "invalid_id_token",
+                UpstreamError::WrongIssuer { .. } => "wrong_issuer",
+                _ => "error",
+            };
+            record_marker(&mut flow, &connection, marker);
+            flow.step_failed(step, &connection, &e.to_string(), now);
+            state.save_flow(&flow)?;
+            Err(failed_page(&conn, &config, &flow, &e.to_string()))
+        }
+        Ok(identity) => {
+            let linked = state.store.identity(&connection, &identity.subject)?;
+            let existed = linked.is_some();
+            if let Some(rec) = flow.recording.as_mut() {
+                // The account as it was, before this sign-in re-syncs it.
+                if let Some(uid) = &linked {
+                    rec.user(state.store.as_ref(), uid)?;
                 }
-                let store = state.store.clone();
-                let (c, id) = (conn.clone(), identity.clone());
-                let decided = tokio::task::spawn_blocking(move || provision::provision(store.as_ref(), &c, &id, now)).await??;
-                let how = if existed { "found the linked account" } else { "provisioned" };
-                settle(&state, &config, &mut flow, &conn, step, identity, decided, how, now).await
+                rec.upstream(&connection, &identity);
             }
+            let store = state.store.clone();
+            let (c, id) = (conn.clone(), identity.clone());
+            let decided = tokio::task::spawn_blocking(move || {
+                provision::provision(store.as_ref(), &c, &id, now)
+            })
+            .await??;
+            let how = if existed {
+                "found the linked account"
+            } else {
+                "provisioned"
+            };
+            settle(
+                &state, &config, &mut flow, &conn, step, identity, decided, how, now,
+            )
+            .await
         }
     }
-    .await;
-    state.respond(r)
 }
 
 /// Apply provisioning's decision to the flow and say where the browser goes next.
@@ -311,94 +337,90 @@ pub async fn login_federation_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<FederationForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        let Some(pending) = flow.federation.clone() else {
-            return Ok(see_other(&login_url(&config, &flow)));
-        };
-        let Some(conn) = config
-            .connections
-            .get(&pending.identity.connection)
-            .cloned()
-        else {
-            return Err(WebError::flow_lost());
-        };
-        let store = state.store.clone();
-        let identity = pending.identity.clone();
-        let decided = match &pending.need {
-            Need::Consent => {
-                record_answer(&mut flow, |i| i.consent = Some(true));
-                let c = conn.clone();
-                tokio::task::spawn_blocking(move || {
-                    provision::create(store.as_ref(), &c, &identity, None, now)
-                })
-                .await??
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Some(pending) = flow.federation.clone() else {
+        return Ok(see_other(&login_url(&config, &flow)));
+    };
+    let Some(conn) = config
+        .connections
+        .get(&pending.identity.connection)
+        .cloned()
+    else {
+        return Err(WebError::flow_lost());
+    };
+    let store = state.store.clone();
+    let identity = pending.identity.clone();
+    let decided = match &pending.need {
+        Need::Consent => {
+            record_answer(&mut flow, |i| i.consent = Some(true));
+            let c = conn.clone();
+            tokio::task::spawn_blocking(move || {
+                provision::create(store.as_ref(), &c, &identity, None, now)
+            })
+            .await??
+        }
+        Need::Username => {
+            let chosen = form.username.trim().to_string();
+            if chosen.is_empty()
+                || chosen.len() > 64
+                || chosen.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                flow.notice =
+                    Some("Choose a username of 1 to 64 characters, without spaces.".into());
+                state.save_flow(&flow)?;
+                return Ok(see_other(&login_url(&config, &flow)));
             }
-            Need::Username => {
-                let chosen = form.username.trim().to_string();
-                if chosen.is_empty()
-                    || chosen.len() > 64
-                    || chosen.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    flow.notice =
-                        Some("Choose a username of 1 to 64 characters, without spaces.".into());
+            let c = conn.clone();
+            let name = chosen.clone();
+            let decided = tokio::task::spawn_blocking(move || {
+                provision::create(store.as_ref(), &c, &identity, Some(&chosen), now)
+            })
+            .await??;
+            record_answer(&mut flow, |i| i.choose_username = Some(name));
+            if matches!(&decided, Provisioned::Refused(r) if r.contains("taken")) {
+                // Never another person's account: just ask again.
+                flow.notice = Some("That username is taken. Choose another.".into());
+                state.save_flow(&flow)?;
+                return Ok(see_other(&login_url(&config, &flow)));
+            }
+            decided
+        }
+        Need::LinkProof { user_id } => {
+            match prove(&state, &config, &mut flow, user_id, &form.password, now).await? {
+                Some(user) => {
+                    record_answer(&mut flow, |i| i.link_password = Some("valid".into()));
+                    let store = state.store.clone();
+                    tokio::task::spawn_blocking(move || {
+                        provision::link(store.as_ref(), &identity, &user)
+                    })
+                    .await??
+                }
+                None => {
                     state.save_flow(&flow)?;
                     return Ok(see_other(&login_url(&config, &flow)));
                 }
-                let c = conn.clone();
-                let name = chosen.clone();
-                let decided = tokio::task::spawn_blocking(move || {
-                    provision::create(store.as_ref(), &c, &identity, Some(&chosen), now)
-                })
-                .await??;
-                record_answer(&mut flow, |i| i.choose_username = Some(name));
-                if matches!(&decided, Provisioned::Refused(r) if r.contains("taken")) {
-                    // Never another person's account: just ask again.
-                    flow.notice = Some("That username is taken. Choose another.".into());
-                    state.save_flow(&flow)?;
-                    return Ok(see_other(&login_url(&config, &flow)));
-                }
-                decided
             }
-            Need::LinkProof { user_id } => {
-                match prove(&state, &config, &mut flow, user_id, &form.password, now).await? {
-                    Some(user) => {
-                        record_answer(&mut flow, |i| i.link_password = Some("valid".into()));
-                        let store = state.store.clone();
-                        tokio::task::spawn_blocking(move || {
-                            provision::link(store.as_ref(), &identity, &user)
-                        })
-                        .await??
-                    }
-                    None => {
-                        state.save_flow(&flow)?;
-                        return Ok(see_other(&login_url(&config, &flow)));
-                    }
-                }
-            }
-        };
-        let how = match pending.need {
-            Need::LinkProof { .. } => "linked to",
-            _ => "provisioned",
-        };
-        settle(
-            &state,
-            &config,
-            &mut flow,
-            &conn,
-            pending.step,
-            pending.identity,
-            decided,
-            how,
-            now,
-        )
-        .await
-    }
-    .await;
-    state.respond(r)
+        }
+    };
+    let how = match pending.need {
+        Need::LinkProof { .. } => "linked to",
+        _ => "provisioned",
+    };
+    settle(
+        &state,
+        &config,
+        &mut flow,
+        &conn,
+        pending.step,
+        pending.identity,
+        decided,
+        how,
+        now,
+    )
+    .await
 }
 
 /// Check the existing account's password before linking, with the same attempt limits

@@ -13,7 +13,7 @@ use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
 use super::{cookies, factors, federation, see_other, Shared, WebError};
 use crate::authn::{password, steps};
 use crate::config::{App, Config, ConnectionKind, StepOption};
-use crate::crypto::{b64url, random_token, sha256, token_hash, unix_now};
+use crate::crypto::{b64url, random_token, sha256, token_hash};
 use crate::flow::{self, Flow, Next, SessionView, Subject};
 use crate::oidc::authorize::response_url;
 use crate::oidc::OAuthError;
@@ -326,7 +326,7 @@ async fn show_step(
         }
         Some(StepOption::Connection(id)) => {
             let id = id.clone();
-            federation::begin(state, config, flow, &id, step, unix_now()).await
+            federation::begin(state, config, flow, &id, step, state.now()).await
         }
     }
 }
@@ -470,20 +470,16 @@ pub async fn login_get(
     jar: CookieJar,
     Path(id): Path<String>,
     Query(q): Query<LoginQuery>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let browser = cookies::get(&jar, &config, cookies::BROWSER);
-        let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
-        if q.back.is_some() {
-            flow.picked = None;
-            flow.notice = None;
-        }
-        advance_inner(&state, &config, &mut flow, jar, now, true).await
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let browser = cookies::get(&jar, &config, cookies::BROWSER);
+    let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
+    if q.back.is_some() {
+        flow.picked = None;
+        flow.notice = None;
     }
-    .await;
-    state.respond(r)
+    advance_inner(&state, &config, &mut flow, jar, now, true).await
 }
 
 /// Load the flow a form posts to, after checking its CSRF token.
@@ -537,22 +533,18 @@ pub async fn login_pick_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<PickForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
-            if options.iter().any(|o| o.name() == form.option) {
-                flow.picked = Some(form.option.clone());
-                flow.notice = None;
-            }
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
+        if options.iter().any(|o| o.name() == form.option) {
+            flow.picked = Some(form.option.clone());
+            flow.notice = None;
         }
-        state.save_flow(&flow)?;
-        Ok(see_other(&login_url(&config, &flow)))
     }
-    .await;
-    state.respond(r)
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(&config, &flow)))
 }
 
 #[derive(Deserialize)]
@@ -568,28 +560,24 @@ pub async fn login_cancel_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<CancelForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        if let Some((step, _, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
-            let option = flow.picked.clone().unwrap_or_else(|| "-".into());
-            if let Some(rec) = flow.recording.as_mut() {
-                rec.inputs.push(crate::fixtures::format::Input {
-                    cancel: true,
-                    ..Default::default()
-                });
-            }
-            flow.federation = None;
-            flow.upstream = None;
-            flow.step_failed(step, &option, "the user cancelled", now);
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    if let Some((step, _, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
+        let option = flow.picked.clone().unwrap_or_else(|| "-".into());
+        if let Some(rec) = flow.recording.as_mut() {
+            rec.inputs.push(crate::fixtures::format::Input {
+                cancel: true,
+                ..Default::default()
+            });
         }
-        state.save_flow(&flow)?;
-        Ok(see_other(&login_url(&config, &flow)))
+        flow.federation = None;
+        flow.upstream = None;
+        flow.step_failed(step, &option, "the user cancelled", now);
     }
-    .await;
-    state.respond(r)
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(&config, &flow)))
 }
 
 #[derive(Deserialize)]
@@ -607,63 +595,58 @@ pub async fn login_password_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<PasswordForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await?
-        else {
-            state.save_flow(&flow)?;
-            return Ok(see_other(&login_url(&config, &flow)));
-        };
-        if !options.contains(&StepOption::Password) {
-            state.save_flow(&flow)?;
-            return Ok(see_other(&login_url(&config, &flow)));
-        }
-        let login = form.username.trim().to_string();
-        if login.is_empty() || form.password.is_empty() {
-            flow.last_login = Some(login);
-            flow.picked = Some("password".into());
-            flow.notice = Some("Enter your username and password.".into());
-            state.save_flow(&flow)?;
-            return Ok(see_other(&login_url(&config, &flow)));
-        }
-        let store = state.store.as_ref();
-        let mut accepted = false;
-        if let Some(attempt) = steps::password_begin(store, &mut flow, step, &login, now)? {
-            let candidate = attempt.user.clone();
-            let presented = form.password.clone();
-            let ok = tokio::task::spawn_blocking(move || {
-                password::verify(candidate.as_ref(), &presented)
-            })
-            .await?;
-            if let (Some(rec), Some(u)) = (flow.recording.as_mut(), &attempt.user) {
-                rec.user(store, &u.id)?;
-            }
-            accepted = ok;
-            let user_id = attempt.user.as_ref().map(|u| u.id.clone());
-            steps::password_end(store, &config, &mut flow, step, attempt, ok, now)?;
-            if !ok {
-                let what = format!("step {step}: wrong password for `{login}`");
-                crate::audit::rejected(store, &flow, user_id.as_deref(), &what, now);
-                // The failure counts towards the account's lock: keep it across a crash.
-                state.flush().await?;
-            }
-        }
-        if let Some(rec) = flow.recording.as_mut() {
-            rec.inputs.push(crate::fixtures::format::Input {
-                pick: Some("password".into()),
-                username: Some(login.clone()),
-                password: Some(crate::fixtures::record::marker(accepted)),
-                ..Default::default()
-            });
-        }
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await?
+    else {
         state.save_flow(&flow)?;
-        Ok(see_other(&login_url(&config, &flow)))
+        return Ok(see_other(&login_url(&config, &flow)));
+    };
+    if !options.contains(&StepOption::Password) {
+        state.save_flow(&flow)?;
+        return Ok(see_other(&login_url(&config, &flow)));
     }
-    .await;
-    state.respond(r)
+    let login = form.username.trim().to_string();
+    if login.is_empty() || form.password.is_empty() {
+        flow.last_login = Some(login);
+        flow.picked = Some("password".into());
+        flow.notice = Some("Enter your username and password.".into());
+        state.save_flow(&flow)?;
+        return Ok(see_other(&login_url(&config, &flow)));
+    }
+    let store = state.store.as_ref();
+    let mut accepted = false;
+    if let Some(attempt) = steps::password_begin(store, &mut flow, step, &login, now)? {
+        let candidate = attempt.user.clone();
+        let presented = form.password.clone();
+        let ok =
+            tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented))
+                .await?;
+        if let (Some(rec), Some(u)) = (flow.recording.as_mut(), &attempt.user) {
+            rec.user(store, &u.id)?;
+        }
+        accepted = ok;
+        let user_id = attempt.user.as_ref().map(|u| u.id.clone());
+        steps::password_end(store, &config, &mut flow, step, attempt, ok, now)?;
+        if !ok {
+            let what = format!("step {step}: wrong password for `{login}`");
+            crate::audit::rejected(store, &flow, user_id.as_deref(), &what, now);
+            // The failure counts towards the account's lock: keep it across a crash.
+            state.flush().await?;
+        }
+    }
+    if let Some(rec) = flow.recording.as_mut() {
+        rec.inputs.push(crate::fixtures::format::Input {
+            pick: Some("password".into()),
+            username: Some(login.clone()),
+            password: Some(crate::fixtures::record::marker(accepted)),
+            ..Default::default()
+        });
+    }
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(&config, &flow)))
 }
 
 fn signup_allowed(app: &App, options: &[StepOption]) -> bool {
@@ -682,42 +665,37 @@ pub async fn signup_get(
     State(state): State<Shared>,
     jar: CookieJar,
     Path(id): Path<String>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let browser = cookies::get(&jar, &config, cookies::BROWSER);
-        let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
-        let Some((_, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await?
-        else {
-            return Err(signup_unavailable());
-        };
-        if !signup_allowed(&app, &options) {
-            return Err(signup_unavailable());
-        }
-        let errors: Vec<String> = flow
-            .notice
-            .take()
-            .map(|n| n.lines().map(String::from).collect())
-            .unwrap_or_default();
-        let page = SignUpPage {
-            layout: state.layout(
-                &config,
-                &format!("Create your {} account", app.name),
-                Some(&app),
-            ),
-            action: format!("{}/signup/{}", base(&config), flow.id),
-            csrf: state.csrf_token(browser.as_deref().unwrap_or_default()),
-            email: flow.last_login.clone().unwrap_or_default(),
-            errors,
-            rules: password::describe_policy(&config.security.password_policy),
-            sign_in_url: login_url(&config, &flow),
-        };
-        state.save_flow(&flow)?;
-        state.render("signup.html", &page)
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let browser = cookies::get(&jar, &config, cookies::BROWSER);
+    let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
+    let Some((_, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await? else {
+        return Err(signup_unavailable());
+    };
+    if !signup_allowed(&app, &options) {
+        return Err(signup_unavailable());
     }
-    .await;
-    state.respond(r)
+    let errors: Vec<String> = flow
+        .notice
+        .take()
+        .map(|n| n.lines().map(String::from).collect())
+        .unwrap_or_default();
+    let page = SignUpPage {
+        layout: state.layout(
+            &config,
+            &format!("Create your {} account", app.name),
+            Some(&app),
+        ),
+        action: format!("{}/signup/{}", base(&config), flow.id),
+        csrf: state.csrf_token(browser.as_deref().unwrap_or_default()),
+        email: flow.last_login.clone().unwrap_or_default(),
+        errors,
+        rules: password::describe_policy(&config.security.password_policy),
+        sign_in_url: login_url(&config, &flow),
+    };
+    state.save_flow(&flow)?;
+    state.render("signup.html", &page)
 }
 
 #[derive(Deserialize)]
@@ -751,93 +729,88 @@ pub async fn signup_post(
     jar: CookieJar,
     Path(id): Path<String>,
     Form(form): Form<SignUpForm>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let now = unix_now();
-        let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
-        let Some((step, options, app)) =
-            current_step(&state, &config, &jar, &mut flow, now).await?
-        else {
-            return Err(signup_unavailable());
-        };
-        if !signup_allowed(&app, &options) {
-            return Err(signup_unavailable());
-        }
-        let signup_url = format!("{}/signup/{}", base(&config), flow.id);
-        let email = form.email.trim().to_string();
-        flow.last_login = Some(email.clone());
-        let mut errors = Vec::new();
-        if !plausible_email(&email) {
-            errors.push("Enter a valid email address.".to_string());
-        }
-        errors.extend(password::check_policy(
-            &config.security.password_policy,
-            &form.password,
-        ));
-        if form.password != form.password_confirm {
-            errors.push("The two passwords do not match.".into());
-        }
-        if errors.is_empty() && state.store.find_user(&email)?.is_some() {
-            errors.push("An account with this email already exists. Sign in instead.".into());
-        }
-        if !errors.is_empty() {
-            flow.notice = Some(errors.join("\n"));
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let now = state.now();
+    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Some((step, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await?
+    else {
+        return Err(signup_unavailable());
+    };
+    if !signup_allowed(&app, &options) {
+        return Err(signup_unavailable());
+    }
+    let signup_url = format!("{}/signup/{}", base(&config), flow.id);
+    let email = form.email.trim().to_string();
+    flow.last_login = Some(email.clone());
+    let mut errors = Vec::new();
+    if !plausible_email(&email) {
+        errors.push("Enter a valid email address.".to_string());
+    }
+    errors.extend(password::check_policy(
+        &config.security.password_policy,
+        &form.password,
+    ));
+    if form.password != form.password_confirm {
+        errors.push("The two passwords do not match.".into());
+    }
+    if errors.is_empty() && state.store.find_user(&email)?.is_some() {
+        errors.push("An account with this email already exists. Sign in instead.".into());
+    }
+    if !errors.is_empty() {
+        flow.notice = Some(errors.join("\n"));
+        state.save_flow(&flow)?;
+        return Ok(see_other(&signup_url));
+    }
+    let presented = form.password.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
+        .await?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let user = User {
+        id: format!("u_{}", random_token(16)),
+        username: email.clone(),
+        email: Some(email),
+        email_verified: false,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: vec![],
+        password_hash: Some(hash),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    match state.store.create_user(&user) {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Conflict(_)) => {
+            flow.notice =
+                Some("An account with this email already exists. Sign in instead.".into());
             state.save_flow(&flow)?;
             return Ok(see_other(&signup_url));
         }
-        let presented = form.password.clone();
-        let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
-            .await?
-            .map_err(|e| WebError::Internal(e.to_string()))?;
-        let user = User {
-            id: format!("u_{}", random_token(16)),
-            username: email.clone(),
-            email: Some(email),
-            email_verified: false,
-            name: None,
-            given_name: None,
-            family_name: None,
-            picture: None,
-            roles: vec![],
-            password_hash: Some(hash),
-            disabled: false,
-            created_at: now,
-            updated_at: now,
-        };
-        match state.store.create_user(&user) {
-            Ok(()) => {}
-            Err(crate::store::StoreError::Conflict(_)) => {
-                flow.notice =
-                    Some("An account with this email already exists. Sign in instead.".into());
-                state.save_flow(&flow)?;
-                return Ok(see_other(&signup_url));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        state.flush().await?;
-        crate::audit::record(
-            state.store.as_ref(),
-            now,
-            crate::audit::kind::USER_SIGNED_UP,
-            Some(&app.id),
-            Some(&user.id),
-            Vec::new(),
-        );
-        flow.trace
-            .push(format!("step {step}: signed up as {}", user.id));
-        if let Err(e) = flow.step_succeeded(
-            step,
-            &StepOption::Password,
-            steps::local_subject(&user, Vec::new()),
-            vec!["pwd".into()],
-            now,
-        ) {
-            flow.notice = Some(e.description);
-        }
-        state.save_flow(&flow)?;
-        Ok(see_other(&login_url(&config, &flow)))
+        Err(e) => return Err(e.into()),
     }
-    .await;
-    state.respond(r)
+    state.flush().await?;
+    crate::audit::record(
+        state.store.as_ref(),
+        now,
+        crate::audit::kind::USER_SIGNED_UP,
+        Some(&app.id),
+        Some(&user.id),
+        Vec::new(),
+    );
+    flow.trace
+        .push(format!("step {step}: signed up as {}", user.id));
+    if let Err(e) = flow.step_succeeded(
+        step,
+        &StepOption::Password,
+        steps::local_subject(&user, Vec::new()),
+        vec!["pwd".into()],
+        now,
+    ) {
+        flow.notice = Some(e.description);
+    }
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(&config, &flow)))
 }

@@ -18,7 +18,7 @@ mod scim;
 
 use std::sync::{Arc, RwLock};
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,13 +26,14 @@ use minijinja::Environment;
 use serde::Serialize;
 
 use crate::authn::sealing::SealingKey;
+use crate::clock::Clock;
 use crate::config::{App, Config};
 use crate::flow::Flow;
 use crate::mail::Mailer;
 use crate::oidc::keys::Keys;
 use crate::store::{Session, Store};
 pub use error::WebError;
-use pages::{ErrorPage, Layout};
+use pages::Layout;
 
 /// Everything a request needs. The config and templates are swapped whole on reload;
 /// a request takes one snapshot and uses it throughout.
@@ -51,6 +52,8 @@ pub struct AppState {
     record_dir: std::sync::OnceLock<std::path::PathBuf>,
     /// Counters and latencies for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where `now` comes from: the machine's clock, or a test's.
+    clock: Arc<dyn Clock>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -61,6 +64,7 @@ impl AppState {
         store: Arc<dyn Store>,
         keys: Arc<Keys>,
         sealing: SealingKey,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Shared> {
         let mailer = Mailer::from_config(&config.email)?;
         let csrf_key = store.secret("csrf", &|| crate::crypto::random_token(32).into_bytes())?;
@@ -78,7 +82,13 @@ impl AppState {
             csrf_key,
             record_dir: std::sync::OnceLock::new(),
             metrics: Arc::new(metrics),
+            clock,
         }))
+    }
+
+    /// The time of this request, in seconds. Read once per request and passed down.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     /// The current configuration.
@@ -183,51 +193,6 @@ impl AppState {
             app_logo: app.and_then(|a| a.logo.clone()),
             base: config.issuer.path().trim_end_matches('/').to_string(),
         }
-    }
-
-    /// Turn a handler's result into a response; errors become the error page.
-    pub(crate) fn respond(&self, result: Result<Response, WebError>) -> Response {
-        let err = match result {
-            Ok(r) => return r,
-            Err(e) => e,
-        };
-        let request_id = crate::crypto::random_token(9);
-        let config = self.config();
-        let (status, title, message, hint, back_url) = match err {
-            WebError::Page {
-                status,
-                title,
-                message,
-                hint,
-                back_url,
-            } => {
-                tracing::info!(%request_id, %status, %message, "request refused");
-                (status, title, message, hint, back_url)
-            }
-            WebError::Internal(detail) => {
-                tracing::error!(%request_id, %detail, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "Usher could not complete this request.".to_string(),
-                    Some("Try again in a moment. If it keeps happening, quote the request ID to your administrator.".to_string()),
-                    None,
-                )
-            }
-        };
-        let page = ErrorPage {
-            layout: self.layout(&config, title, None),
-            message,
-            hint,
-            request_id: request_id.clone(),
-            back_url,
-        };
-        let body = match self.render("error.html", &page) {
-            Ok(r) => r,
-            // The error page itself failed to render (a broken theme): plain text.
-            Err(_) => format!("{title}\n\nRequest ID: {request_id}\n").into_response(),
-        };
-        (status, body).into_response()
     }
 
     /// Load a flow for this browser, refusing one that expired or belongs elsewhere.
@@ -432,6 +397,11 @@ pub fn app(state: Shared) -> Router {
         )
         .route("/metrics", get(metrics::metrics_get))
         .merge(self_service_and_admin_routes())
+        // Errors are written out first, so the metrics see the status the client gets.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            error::render_errors,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::observe,

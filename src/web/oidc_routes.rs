@@ -10,7 +10,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde_json::json;
 
 use super::{cookies, login, Shared, WebError};
-use crate::crypto::{time_prefixed_id, token_hash, unix_now};
+use crate::crypto::{time_prefixed_id, token_hash};
 use crate::flow::Flow;
 use crate::oidc::authorize::{self, AuthorizeError};
 use crate::oidc::token::{self, TokenRequest};
@@ -63,9 +63,8 @@ pub async fn authorize_get(
     client: ClientInfo,
     jar: CookieJar,
     Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let r = authorize(&state, client, jar, params).await;
-    state.respond(r)
+) -> Result<Response, WebError> {
+    authorize(&state, client, jar, params).await
 }
 
 pub async fn authorize_post(
@@ -73,9 +72,8 @@ pub async fn authorize_post(
     client: ClientInfo,
     jar: CookieJar,
     Form(params): Form<HashMap<String, String>>,
-) -> Response {
-    let r = authorize(&state, client, jar, params).await;
-    state.respond(r)
+) -> Result<Response, WebError> {
+    authorize(&state, client, jar, params).await
 }
 
 async fn authorize(
@@ -85,7 +83,7 @@ async fn authorize(
     params: HashMap<String, String>,
 ) -> Result<Response, WebError> {
     let config = state.config();
-    let now = unix_now();
+    let now = state.now();
     let request = match authorize::validate(&config, &params) {
         Ok(r) => r,
         Err(AuthorizeError::Page(message)) => {
@@ -174,7 +172,7 @@ pub async fn token(
     let st = state.clone();
     let result = tokio::task::spawn_blocking(move || {
         let config = st.config();
-        token::exchange(&config, st.store.as_ref(), &st.keys, unix_now(), &req)
+        token::exchange(&config, st.store.as_ref(), &st.keys, st.now(), &req)
     })
     .await;
     let outcome = match &result {
@@ -243,7 +241,7 @@ async fn userinfo(state: &Shared, token: Option<String>) -> Response {
         &config,
         state.store.as_ref(),
         &state.keys,
-        unix_now(),
+        state.now(),
         &token,
     ) {
         Ok(Some(claims)) => {
@@ -365,54 +363,46 @@ pub async fn logout_get(
     State(state): State<Shared>,
     jar: CookieJar,
     Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let target = logout_target(&state, &params)?;
-        let session = state.session(
-            cookies::get(&jar, &config, cookies::SESSION).as_deref(),
-            unix_now(),
-        )?;
-        // A valid hint for the signed-in user (or no session at all) proves the request
-        // came from the user's own app: sign out without asking.
-        let confirmed = match (&session, &target.hinted_sub) {
-            (None, _) => true,
-            (Some((_, s)), Some(sub)) => &s.sub == sub,
-            (Some(_), None) => false,
-        };
-        if confirmed {
-            return finish_logout(&state, jar, target).await;
-        }
-        let (jar, browser) = cookies::ensure_browser(jar, &config);
-        let page = LogoutPage {
-            layout: state.layout(&config, "Sign out", None),
-            action: format!("{}/logout", config.issuer.path().trim_end_matches('/')),
-            csrf: state.csrf_token(&browser),
-            post_logout_redirect_uri: target.redirect,
-            state: target.state,
-            client_id: target.client_id,
-            signed_in: session.is_some(),
-        };
-        Ok((jar, state.render("logout.html", &page)?).into_response())
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let target = logout_target(&state, &params)?;
+    let session = state.session(
+        cookies::get(&jar, &config, cookies::SESSION).as_deref(),
+        state.now(),
+    )?;
+    // A valid hint for the signed-in user (or no session at all) proves the request
+    // came from the user's own app: sign out without asking.
+    let confirmed = match (&session, &target.hinted_sub) {
+        (None, _) => true,
+        (Some((_, s)), Some(sub)) => &s.sub == sub,
+        (Some(_), None) => false,
+    };
+    if confirmed {
+        return finish_logout(&state, jar, target).await;
     }
-    .await;
-    state.respond(r)
+    let (jar, browser) = cookies::ensure_browser(jar, &config);
+    let page = LogoutPage {
+        layout: state.layout(&config, "Sign out", None),
+        action: format!("{}/logout", config.issuer.path().trim_end_matches('/')),
+        csrf: state.csrf_token(&browser),
+        post_logout_redirect_uri: target.redirect,
+        state: target.state,
+        client_id: target.client_id,
+        signed_in: session.is_some(),
+    };
+    Ok((jar, state.render("logout.html", &page)?).into_response())
 }
 
 pub async fn logout_post(
     State(state): State<Shared>,
     jar: CookieJar,
     Form(params): Form<HashMap<String, String>>,
-) -> Response {
-    let r = async {
-        let config = state.config();
-        let browser = cookies::get(&jar, &config, cookies::BROWSER);
-        if !state.csrf_ok(browser.as_deref(), params.get("csrf").map(String::as_str)) {
-            return Err(WebError::csrf());
-        }
-        let target = logout_target(&state, &params)?;
-        finish_logout(&state, jar, target).await
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let browser = cookies::get(&jar, &config, cookies::BROWSER);
+    if !state.csrf_ok(browser.as_deref(), params.get("csrf").map(String::as_str)) {
+        return Err(WebError::csrf());
     }
-    .await;
-    state.respond(r)
+    let target = logout_target(&state, &params)?;
+    finish_logout(&state, jar, target).await
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::Shared;
 use crate::config::ApiScope;
-use crate::crypto::unix_now;
+
 use crate::oidc::client_credentials::{self, ServiceToken};
 use crate::scim::{schemas, Admin, Answer, ScimError, MEDIA_TYPE};
 
@@ -71,7 +71,7 @@ pub(crate) fn check(
 ) -> Result<ServiceToken, Denied> {
     let token = bearer(headers).ok_or(Denied::Unauthenticated)?;
     let config = state.config();
-    let verified = client_credentials::verify(&config, &state.keys, unix_now(), &token)
+    let verified = client_credentials::verify(&config, &state.keys, state.now(), &token)
         .ok_or(Denied::Unauthenticated)?;
     if verified.has(scope) {
         Ok(verified)
@@ -141,7 +141,7 @@ pub(crate) async fn run(
             store: st.store.as_ref(),
             config: &config,
             client_id: &client.client_id,
-            now: unix_now(),
+            now: st.now(),
         };
         op(&admin)
     })

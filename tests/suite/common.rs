@@ -15,6 +15,8 @@ use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
 use url::Url;
+pub use usher::clock::Clock;
+use usher::clock::ManualClock;
 use usher::server::Running;
 use usher::store::{SledStore, Store, User, UserStore};
 
@@ -55,6 +57,9 @@ pub struct Usher {
     pub issuer: String,
     pub store: Arc<SledStore>,
     pub dir: tempfile::TempDir,
+    /// The server's clock: it stands still at the start of a TOTP time step and moves
+    /// only when a test says so.
+    pub clock: Arc<ManualClock>,
 }
 
 impl Usher {
@@ -73,13 +78,16 @@ impl Usher {
             .unwrap_or_else(|d| panic!("test config invalid:\n{d}"));
         let store = Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
         let dyn_store: Arc<dyn Store> = store.clone();
-        let state = usher::server::state_with_store(loaded.config, dyn_store).unwrap();
+        let real = usher::crypto::unix_now();
+        let clock = Arc::new(ManualClock::at(real - real % 30));
+        let state = usher::server::state_with(loaded.config, dyn_store, clock.clone()).unwrap();
         let running = usher::server::spawn(state, listener).unwrap();
         Usher {
             running,
             issuer,
             store,
             dir,
+            clock,
         }
     }
 
@@ -473,7 +481,7 @@ pub async fn enrol_totp(
     enrol: &Page,
 ) -> (Vec<u8>, Result<Page, Url>) {
     let secret = totp_secret(enrol);
-    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let code = usher::authn::totp::code_at(&secret, usher.clock.now());
     let action = usher.url_of(&enrol.form_action(Some("code")));
     let res = browser
         .post(&action, &[("csrf", &enrol.csrf()), ("code", &code)])

@@ -583,10 +583,6 @@ async fn usher_check_warns_and_strict_fails() {
 async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
     let w = world("", MFA_APP).await;
     let rp = Rp::discover(&w.usher, "mfa", Some("mfa-secret")).await;
-    let now = usher::crypto::unix_now();
-    if now % 30 > 24 {
-        tokio::time::sleep(std::time::Duration::from_secs(31 - now % 30)).await;
-    }
     let (chooser, start, browser) = login_with(&w, &rp, "google", "g-1001").await;
     let chooser = chooser.expect("step 2");
     assert!(chooser.body.contains("Step 2 of 2"));
@@ -605,10 +601,7 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
     assert_eq!(claims["amr"], serde_json::json!(["fed", "otp", "mfa"]));
 
     // Second login, next time step: Google, then a code from the enrolled secret.
-    tokio::time::sleep(std::time::Duration::from_secs(
-        30 - usher::crypto::unix_now() % 30,
-    ))
-    .await;
+    w.usher.clock.advance(30);
     let (chooser, start, browser) = login_with(&w, &rp, "google", "g-1001").await;
     let chooser = chooser.expect("step 2");
     let page = pick(&w.usher, &browser, &chooser, "totp").await;
@@ -620,7 +613,7 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
                 ("csrf", &page.csrf()),
                 (
                     "code",
-                    &usher::authn::totp::code_at(&secret, usher::crypto::unix_now()),
+                    &usher::authn::totp::code_at(&secret, w.usher.clock.now()),
                 ),
             ],
         )

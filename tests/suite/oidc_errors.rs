@@ -336,7 +336,7 @@ async fn an_expired_code_is_invalid_grant() {
             claims: Default::default(),
             sid: None,
         },
-        expires_at: usher::crypto::unix_now() - 1,
+        expires_at: usher.clock.now() - 1,
         redeemed_by: None,
     };
     usher
@@ -550,7 +550,7 @@ async fn sso_prompt_login_and_max_age() {
         .await
         .unwrap();
     assert!(page.body.contains("name=\"password\""));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    usher.clock.advance(2);
     let aged = rp.start(&[("max_age", "0")]);
     let page = browser
         .follow(&usher, browser.get(aged.url.as_str()).await)

@@ -68,7 +68,7 @@ issuer: "{{issuer}}"
     let enrol = pick(&usher, &browser, &chooser, "totp").await;
     let (alice_secret, done) = enrol_totp(&usher, &browser, &enrol).await;
     assert!(done.is_err(), "alice signed in");
-    let code = usher::authn::totp::code_at(&alice_secret, usher::crypto::unix_now());
+    let code = usher::authn::totp::code_at(&alice_secret, usher.clock.now());
 
     // 2. Google, first time: an account is provisioned; the script asks for step 2.
     let (browser, consent) = to_consent(&usher, &rp, "google").await;

@@ -86,20 +86,11 @@ async fn to_step_two(usher: &Usher, browser: &Browser, rp: &Rp, option: &str) ->
     (pick(usher, browser, &chooser, option).await, start)
 }
 
-/// Wait until the next TOTP time step, so a test's codes do not straddle a boundary.
-async fn fresh_step() {
-    let now = usher::crypto::unix_now();
-    if now % 30 > 25 {
-        tokio::time::sleep(Duration::from_secs(31 - now % 30)).await;
-    }
-}
-
 #[tokio::test]
 async fn totp_enrolment_then_sign_in_with_a_code() {
     let (usher, _sink) = start().await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
-    fresh_step().await;
     let (page, start) = to_step_two(&usher, &browser, &rp, "totp").await;
     assert!(page.body.contains("Set up your authenticator app"));
     assert!(
@@ -122,7 +113,7 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
         .await
         .unwrap();
     assert!(wrong.body.contains("That code is not right"));
-    let now = usher::crypto::unix_now();
+    let now = usher.clock.now();
     let codes = submit_code(
         &usher,
         &browser,
@@ -167,8 +158,9 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
         refused.body.contains("That code is not right"),
         "two steps ago is refused"
     );
-    tokio::time::sleep(Duration::from_secs(30 - usher::crypto::unix_now() % 30)).await;
-    let next = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    // The next time step: a fresh code.
+    usher.clock.advance(30);
+    let next = usher::authn::totp::code_at(&secret, usher.clock.now());
     let back = submit_code(&usher, &browser2, &refused, &next)
         .await
         .expect_err("signed in");
@@ -195,20 +187,19 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
 /// Enrol alice's TOTP directly and return the secret.
 async fn enrol(usher: &Usher, rp: &Rp) -> Vec<u8> {
     let browser = Browser::new();
-    fresh_step().await;
     let (page, _) = to_step_two(usher, &browser, rp, "totp").await;
     let secret = totp_secret(&page);
     let codes = submit_code(
         usher,
         &browser,
         &page,
-        &usher::authn::totp::code_at(&secret, usher::crypto::unix_now()),
+        &usher::authn::totp::code_at(&secret, usher.clock.now()),
     )
     .await
     .unwrap();
     assert!(codes.body.contains("recovery codes"));
     // Let the enrolment's time step pass so the next code is fresh.
-    tokio::time::sleep(Duration::from_secs(30 - usher::crypto::unix_now() % 30)).await;
+    usher.clock.advance(30);
     secret
 }
 
@@ -229,7 +220,7 @@ async fn parallel_requests_with_one_code_give_one_success() {
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let secret = enrol(&usher, &rp).await;
     let pages = browsers_at_totp(&usher, &rp, 4).await;
-    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let code = usher::authn::totp::code_at(&secret, usher.clock.now());
     let mut tasks = Vec::new();
     for (browser, page) in pages {
         let action = usher.url_of(&page.form_action(Some("code")));
@@ -272,7 +263,7 @@ async fn wrong_codes_lock_the_factor_across_browsers() {
         locked.body.contains("Too many wrong codes"),
         "the third failure, from another browser, locks"
     );
-    let good = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let good = usher::authn::totp::code_at(&secret, usher.clock.now());
     let still = submit_code(&usher, &b1, &page, &good).await.unwrap();
     assert!(
         still.body.contains("Too many wrong codes"),
@@ -313,7 +304,7 @@ async fn parallel_guesses_get_no_more_tries_than_the_limit() {
     assert_eq!((wrong, locked), (2, 6));
     let b = Browser::new();
     let (page, _) = to_step_two(&usher, &b, &rp, "totp").await;
-    let good = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let good = usher::authn::totp::code_at(&secret, usher.clock.now());
     let after = submit_code(&usher, &b, &page, &good).await.unwrap();
     assert!(after.body.contains("Too many wrong codes"));
 }
@@ -366,7 +357,7 @@ async fn email_otp_over_smtp_with_expiry_and_supersession() {
     // Expire the current code in the store: refused as expired.
     let mut record = usher.store.email_code("u_alice").unwrap().unwrap();
     let saved = record.clone();
-    record.expires_at = usher::crypto::unix_now() - 1;
+    record.expires_at = usher.clock.now() - 1;
     usher.store.put_email_code("u_alice", &record).unwrap();
     let refused = submit_code(&usher, &browser, &page, &second).await.unwrap();
     assert!(
@@ -416,7 +407,7 @@ async fn sso_skips_satisfied_steps_for_the_next_app() {
         "{page:?}"
     );
     assert!(!page.body.contains("name=\"password\""));
-    let code = usher::authn::totp::code_at(&secret, usher::crypto::unix_now());
+    let code = usher::authn::totp::code_at(&secret, usher.clock.now());
     let back = submit_code(&usher, &browser, &page, &code)
         .await
         .expect_err("signed in");
