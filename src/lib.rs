@@ -1,7 +1,9 @@
 //! Usher: an identity provider whose sign-in flows are declared, not coded.
 //!
-//! The core (`config`, `flow`, `oidc`, `authn`, `store`) knows nothing about HTTP;
-//! `web` is the axum shell around it and `server` runs it with config reloading.
+//! The core (`signin`, `account`, `oidc`, `flow`, `policy`, `authn`, `provision`,
+//! `config`, `store`) knows nothing about HTTP; `web` is the axum shell around it,
+//! `fixtures` the offline one (`usher test`), and `server` runs the web shell with
+//! config reloading.
 
 // A request must never panic the server: unwrap, expect and panic are refused outside
 // tests (tests may use them).
@@ -29,6 +31,7 @@ pub mod provision;
 pub mod scim;
 pub mod secret;
 pub mod server;
+pub mod signin;
 pub mod standin;
 pub mod store;
 pub mod timefmt;

@@ -143,6 +143,12 @@ impl From<tokio::task::JoinError> for WebError {
     }
 }
 
+impl From<crate::signin::CoreError> for WebError {
+    fn from(e: crate::signin::CoreError) -> Self {
+        WebError::Internal(e.to_string())
+    }
+}
+
 impl From<ScimError> for WebError {
     fn from(e: ScimError) -> Self {
         WebError::scim(e)

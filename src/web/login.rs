@@ -1,8 +1,6 @@
 //! The hosted sign-in: driving a flow from one page to the next, the step chooser, the
 //! password and sign-up forms, and completing the login with a code for the app.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,34 +11,20 @@ use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
 use super::{cookies, factors, federation, see_other, Shared, WebError};
 use crate::authn::{password, steps};
 use crate::config::{App, Config, ConnectionKind, StepOption};
-use crate::crypto::{b64url, random_token, sha256, token_hash};
-use crate::flow::{self, Flow, Next, SessionView, Subject};
+use crate::flow::{self, Flow, Next};
 use crate::oidc::authorize::response_url;
 use crate::oidc::OAuthError;
-use crate::store::{CodeRecord, GrantData, Session, User};
+use crate::signin::{self, Completed, SignedUp};
+use crate::store::Session;
 
-/// Write a sign-in's outcome and trace into the audit trail. A failure to write is
-/// logged, never allowed to turn a sign-in into an error page.
+/// Audit a sign-in's outcome (the core writes the event) and count it for `/metrics`.
 pub(crate) fn audit_sign_in(state: &Shared, flow: &Flow, outcome: &str, now: u64) {
-    let mut detail = flow.trace.clone();
-    detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
-    let event = crate::store::AuditEvent {
-        id: crate::audit::event_id(now),
-        at: now,
-        kind: "sign_in".into(),
-        app: Some(flow.request.app_id.clone()),
-        sub: flow.subject().map(|s| s.sub.clone()),
-        outcome: outcome.to_string(),
-        detail,
-    };
-    tracing::debug!(flow = %flow.id, outcome, trace = ?event.detail, "sign-in trace");
+    let config = state.config();
+    crate::signin::audit(state.core(&config, now), flow, outcome);
     let connection = flow.subject().map_or("none", |s| s.idp.as_str());
     state
         .metrics
         .sign_in(&flow.request.app_id, outcome, connection);
-    if let Err(e) = state.store.append_event(&event) {
-        tracing::error!(error = %e, "could not write the audit event");
-    }
 }
 
 /// Send an error back to the app (its redirect URI was verified when the flow began).
@@ -68,34 +52,6 @@ pub(crate) fn login_url(config: &Config, flow: &Flow) -> String {
     format!("{}/login/{}", base(config), flow.id)
 }
 
-/// The SSO session as the interpreter sees it, with its subject rebuilt from the store.
-fn session_view(state: &Shared, session: &Session) -> Result<Option<SessionView>, WebError> {
-    let subject = match &session.user_id {
-        Some(id) => match state.store.user(id)? {
-            Some(u) if !u.disabled => {
-                let enrolled = steps::enrolled(state.store.as_ref(), &u.id)?;
-                let mut s = steps::local_subject(&u, enrolled);
-                s.idp = session.idp.clone();
-                s
-            }
-            // A disabled or deleted account's session stands in for nobody.
-            _ => return Ok(None),
-        },
-        None => Subject {
-            sub: session.sub.clone(),
-            idp: session.idp.clone(),
-            claims: session.claims.clone(),
-            ..Subject::default()
-        },
-    };
-    Ok(Some(SessionView {
-        subject,
-        auth_time: session.auth_time,
-        expires_at: session.expires_at,
-        satisfied: session.satisfied.clone(),
-    }))
-}
-
 /// Replay the app's policy over the flow. Scripts run on the blocking pool: a replay is
 /// microseconds, but a script that hits its operation limit takes milliseconds and must
 /// not hold up the async workers.
@@ -114,7 +70,7 @@ async fn decide(
     let cookie = cookies::get(jar, config, cookies::SESSION);
     let session = state.session(cookie.as_deref(), now)?;
     let view = match &session {
-        Some((_, s)) => session_view(state, s)?,
+        Some((_, s)) => crate::signin::session_view(state.core(config, now), s)?,
         None => None,
     };
     if app.sign_in.script.is_some() {
@@ -331,7 +287,8 @@ async fn show_step(
     }
 }
 
-/// Every step is satisfied: update the SSO session and send the app its code.
+/// Every step is satisfied: the core updates the SSO session and issues the code; the
+/// shell makes it durable, sets the cookie and sends the browser to the app.
 async fn complete(
     state: &Shared,
     config: &Config,
@@ -341,98 +298,31 @@ async fn complete(
     session: Option<(String, Session)>,
     now: u64,
 ) -> Result<Response, WebError> {
-    let subject = flow
-        .subject()
-        .cloned()
-        .ok_or_else(|| WebError::Internal("completed flow has no subject".into()))?;
-    if let Some(id) = &subject.user_id {
-        let live = state.store.user(id)?.map(|u| !u.disabled).unwrap_or(false);
-        if !live {
-            flow.trace
-                .push("the account is disabled or was deleted".into());
-            state.store.delete_flow(&flow.id)?;
-            let e = OAuthError::access_denied("the account is disabled");
-            return redirect_error(
-                config,
-                &flow.request.redirect_uri,
-                flow.request.state.as_deref(),
-                &e,
-            );
-        }
-    }
-    let same = session.as_ref().filter(|(_, s)| s.sub == subject.sub);
-    let interactive = flow.interactive();
-    let mut satisfied: BTreeMap<String, u64> =
-        same.map(|(_, s)| s.satisfied.clone()).unwrap_or_default();
-    satisfied.extend(flow::satisfied_options(flow));
-    let (auth_time, amr) = match same {
-        Some((_, s)) if !interactive => (s.auth_time, s.amr.clone()),
-        _ => (now, flow.amr()),
-    };
-    let mut clients = same.map(|(_, s)| s.clients.clone()).unwrap_or_default();
-    if !clients.contains(&app.client_id) {
-        clients.push(app.client_id.clone());
-    }
-    let new_session = Session {
-        sub: subject.sub.clone(),
-        user_id: subject.user_id.clone(),
-        auth_time,
-        amr: amr.clone(),
-        satisfied,
-        idp: subject.idp.clone(),
-        // A subject without an account lives only in the session: keep its claims.
-        claims: if subject.has_account() {
-            Default::default()
-        } else {
-            subject.claims.clone()
-        },
-        clients,
-        created_at: same.map(|(_, s)| s.created_at).unwrap_or(now),
-        expires_at: same
-            .map(|(_, s)| s.expires_at)
-            .unwrap_or(now + config.security.session_ttl),
-    };
-    // A fresh sign-in gets a fresh session id (no fixation); SSO keeps the one it has.
-    let (jar, session_hash) = match (same, interactive) {
-        (Some((hash, _)), false) => (jar, hash.clone()),
-        _ => {
-            if let Some((old, _)) = &session {
-                state.store.delete_session(old)?;
+    let ctx = state.core(config, now);
+    let (redirect, new_session, record) =
+        match crate::signin::complete(ctx, app, flow, session.as_ref())? {
+            Completed::Refused { redirect, error } => {
+                state.metrics.sign_in(
+                    &flow.request.app_id,
+                    error.code.as_str(),
+                    flow.subject().map_or("none", |s| s.idp.as_str()),
+                );
+                return Ok((jar, see_other(redirect.as_str())).into_response());
             }
-            let value = random_token(32);
-            let hash = token_hash(&value);
-            (cookies::set_session(jar, config, value), hash)
-        }
-    };
-    state.store.put_session(&session_hash, &new_session)?;
-
-    let code = random_token(32);
-    let record = CodeRecord {
-        client_id: app.client_id.clone(),
-        redirect_uri: flow.request.redirect_uri.clone(),
-        code_challenge: flow.request.code_challenge.clone(),
-        nonce: flow.request.nonce.clone(),
-        scopes: flow.request.scopes.clone(),
-        grant: GrantData {
-            sub: subject.sub.clone(),
-            user_id: subject.user_id.clone(),
-            auth_time,
-            amr,
-            claims: flow.token_claims(),
-            sid: Some(b64url(&sha256(session_hash.as_bytes())[..16])),
-        },
-        expires_at: now + config.security.code_ttl,
-        redeemed_by: None,
-    };
-    state.store.put_code(&token_hash(&code), &record)?;
-    state.store.delete_flow(&flow.id)?;
+            Completed::Issued {
+                redirect,
+                new_session,
+                record,
+            } => (redirect, new_session, record),
+        };
     // The code must survive a crash before the app can try to redeem it.
     state.flush().await?;
-    flow.trace.push(format!("signed in as {}", subject.sub));
-    audit_sign_in(state, flow, "success", now);
-    crate::audit::skipped_mfa(state.store.as_ref(), app, flow, now);
+    let connection = flow.subject().map_or("none", |s| s.idp.as_str());
+    state
+        .metrics
+        .sign_in(&flow.request.app_id, "success", connection);
     if flow.recording.is_some() {
-        let user = match &subject.user_id {
+        let user = match &record.grant.user_id {
             Some(id) => state.store.user(id)?,
             None => None,
         };
@@ -448,14 +338,11 @@ async fn complete(
         state.record_end(flow, crate::fixtures::record::Ended::Success(&claims), None);
     }
     tracing::debug!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in complete");
-    let url = response_url(
-        &flow.request.redirect_uri,
-        &crate::oidc::issuer(config),
-        flow.request.state.as_deref(),
-        Ok(&code),
-    )
-    .ok_or_else(|| WebError::Internal("registered redirect URI does not parse".into()))?;
-    Ok((jar, see_other(url.as_str())).into_response())
+    let jar = match new_session {
+        Some(value) => cookies::set_session(jar, config, value),
+        None => jar,
+    };
+    Ok((jar, see_other(redirect.as_str())).into_response())
 }
 
 #[derive(Deserialize)]
@@ -710,20 +597,6 @@ pub struct SignUpForm {
     password_confirm: String,
 }
 
-fn plausible_email(email: &str) -> bool {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-                && email.len() <= 254
-        }
-        None => false,
-    }
-}
-
 pub async fn signup_post(
     State(state): State<Shared>,
     jar: CookieJar,
@@ -742,23 +615,16 @@ pub async fn signup_post(
     }
     let signup_url = format!("{}/signup/{}", base(&config), flow.id);
     let email = form.email.trim().to_string();
-    flow.last_login = Some(email.clone());
-    let mut errors = Vec::new();
-    if !plausible_email(&email) {
-        errors.push("Enter a valid email address.".to_string());
-    }
-    errors.extend(password::check_policy(
-        &config.security.password_policy,
+    let ctx = state.core(&config, now);
+    if !signin::sign_up_problems(
+        ctx,
+        &mut flow,
+        &email,
         &form.password,
-    ));
-    if form.password != form.password_confirm {
-        errors.push("The two passwords do not match.".into());
-    }
-    if errors.is_empty() && state.store.find_user(&email)?.is_some() {
-        errors.push("An account with this email already exists. Sign in instead.".into());
-    }
-    if !errors.is_empty() {
-        flow.notice = Some(errors.join("\n"));
+        &form.password_confirm,
+    )?
+    .is_empty()
+    {
         state.save_flow(&flow)?;
         return Ok(see_other(&signup_url));
     }
@@ -766,50 +632,12 @@ pub async fn signup_post(
     let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
         .await?
         .map_err(|e| WebError::Internal(e.to_string()))?;
-    let user = User {
-        id: format!("u_{}", random_token(16)),
-        username: email.clone(),
-        email: Some(email),
-        email_verified: false,
-        name: None,
-        given_name: None,
-        family_name: None,
-        picture: None,
-        roles: vec![],
-        password_hash: Some(hash),
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-    };
-    match state.store.create_user(&user) {
-        Ok(()) => {}
-        Err(crate::store::StoreError::Conflict(_)) => {
-            flow.notice =
-                Some("An account with this email already exists. Sign in instead.".into());
+    match signin::sign_up(ctx, &mut flow, step, &app.id, &email, hash)? {
+        SignedUp::Created { .. } => state.flush().await?,
+        SignedUp::Taken => {
             state.save_flow(&flow)?;
             return Ok(see_other(&signup_url));
         }
-        Err(e) => return Err(e.into()),
-    }
-    state.flush().await?;
-    crate::audit::record(
-        state.store.as_ref(),
-        now,
-        crate::audit::kind::USER_SIGNED_UP,
-        Some(&app.id),
-        Some(&user.id),
-        Vec::new(),
-    );
-    flow.trace
-        .push(format!("step {step}: signed up as {}", user.id));
-    if let Err(e) = flow.step_succeeded(
-        step,
-        &StepOption::Password,
-        steps::local_subject(&user, Vec::new()),
-        vec!["pwd".into()],
-        now,
-    ) {
-        flow.notice = Some(e.description);
     }
     state.save_flow(&flow)?;
     Ok(see_other(&login_url(&config, &flow)))

@@ -86,6 +86,15 @@ impl AppState {
         }))
     }
 
+    /// The sign-in core's view of this request: its config snapshot, the store, `now`.
+    pub(crate) fn core<'a>(&'a self, config: &'a Config, now: u64) -> crate::signin::Ctx<'a> {
+        crate::signin::Ctx {
+            config,
+            store: self.store.as_ref(),
+            now,
+        }
+    }
+
     /// The time of this request, in seconds. Read once per request and passed down.
     pub fn now(&self) -> u64 {
         self.clock.now()

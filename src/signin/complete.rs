@@ -1,0 +1,154 @@
+//! The end of a sign-in: every step is satisfied, so the SSO session is created or
+//! extended and the app's authorization code is issued. The server and `usher test`
+//! both finish here, so the claims a fixture sees are the claims an app would get.
+
+use std::collections::BTreeMap;
+
+use url::Url;
+
+use super::{audit, CoreError, CoreResult, Ctx};
+use crate::config::App;
+use crate::crypto::{b64url, random_token, sha256, token_hash};
+use crate::flow::{self, Flow};
+use crate::oidc::authorize::response_url;
+use crate::oidc::OAuthError;
+use crate::store::{CodeRecord, GrantData, Session};
+
+/// What the shell does with a finished sign-in.
+#[derive(Debug)]
+pub enum Completed {
+    /// The code is stored and the flow is gone. The shell makes the writes durable,
+    /// then sends the browser to `redirect`.
+    Issued {
+        redirect: Url,
+        /// A fresh SSO session's cookie value: a new interactive sign-in rotates the
+        /// session id (no fixation). `None` keeps the browser's cookie as it is.
+        new_session: Option<String>,
+        /// What the code stands for, so the shell (or a fixture) can show the claims.
+        record: Box<CodeRecord>,
+    },
+    /// The account was disabled or deleted while signing in: the app hears
+    /// `access_denied` at `redirect`, and nothing was issued.
+    Refused { redirect: Url, error: OAuthError },
+}
+
+/// Send the app an error at its (already verified) redirect URI.
+pub fn redirect_error(ctx: Ctx<'_>, flow: &Flow, error: &OAuthError) -> CoreResult<Url> {
+    response_url(
+        &flow.request.redirect_uri,
+        &crate::oidc::issuer(ctx.config),
+        flow.request.state.as_deref(),
+        Err(error),
+    )
+    .ok_or_else(|| CoreError::Internal("registered redirect URI does not parse".into()))
+}
+
+/// Every step is satisfied: update the SSO session (`session` is the browser's live one,
+/// with its hash) and issue the app's code.
+pub fn complete(
+    ctx: Ctx<'_>,
+    app: &App,
+    flow: &mut Flow,
+    session: Option<&(String, Session)>,
+) -> CoreResult<Completed> {
+    let subject = flow
+        .subject()
+        .cloned()
+        .ok_or_else(|| CoreError::Internal("completed flow has no subject".into()))?;
+    if let Some(id) = &subject.user_id {
+        let live = ctx.store.user(id)?.is_some_and(|u| !u.disabled);
+        if !live {
+            flow.trace
+                .push("the account is disabled or was deleted".into());
+            ctx.store.delete_flow(&flow.id)?;
+            let e = OAuthError::access_denied("the account is disabled");
+            audit(ctx, flow, &e.to_string());
+            return Ok(Completed::Refused {
+                redirect: redirect_error(ctx, flow, &e)?,
+                error: e,
+            });
+        }
+    }
+    let now = ctx.now;
+    let same = session.filter(|(_, s)| s.sub == subject.sub);
+    let interactive = flow.interactive();
+    let mut satisfied: BTreeMap<String, u64> =
+        same.map(|(_, s)| s.satisfied.clone()).unwrap_or_default();
+    satisfied.extend(flow::satisfied_options(flow));
+    let (auth_time, amr) = match same {
+        Some((_, s)) if !interactive => (s.auth_time, s.amr.clone()),
+        _ => (now, flow.amr()),
+    };
+    let mut clients = same.map(|(_, s)| s.clients.clone()).unwrap_or_default();
+    if !clients.contains(&app.client_id) {
+        clients.push(app.client_id.clone());
+    }
+    let new_session = Session {
+        sub: subject.sub.clone(),
+        user_id: subject.user_id.clone(),
+        auth_time,
+        amr: amr.clone(),
+        satisfied,
+        idp: subject.idp.clone(),
+        // A subject without an account lives only in the session: keep its claims.
+        claims: if subject.has_account() {
+            Default::default()
+        } else {
+            subject.claims.clone()
+        },
+        clients,
+        created_at: same.map(|(_, s)| s.created_at).unwrap_or(now),
+        expires_at: same
+            .map(|(_, s)| s.expires_at)
+            .unwrap_or(now + ctx.config.security.session_ttl),
+    };
+    // A fresh sign-in gets a fresh session id (no fixation); SSO keeps the one it has.
+    let (cookie, session_hash) = match (same, interactive) {
+        (Some((hash, _)), false) => (None, hash.clone()),
+        _ => {
+            if let Some((old, _)) = session {
+                ctx.store.delete_session(old)?;
+            }
+            let value = random_token(32);
+            let hash = token_hash(&value);
+            (Some(value), hash)
+        }
+    };
+    ctx.store.put_session(&session_hash, &new_session)?;
+
+    let code = random_token(32);
+    let record = CodeRecord {
+        client_id: app.client_id.clone(),
+        redirect_uri: flow.request.redirect_uri.clone(),
+        code_challenge: flow.request.code_challenge.clone(),
+        nonce: flow.request.nonce.clone(),
+        scopes: flow.request.scopes.clone(),
+        grant: GrantData {
+            sub: subject.sub.clone(),
+            user_id: subject.user_id.clone(),
+            auth_time,
+            amr,
+            claims: flow.token_claims(),
+            sid: Some(b64url(&sha256(session_hash.as_bytes())[..16])),
+        },
+        expires_at: now + ctx.config.security.code_ttl,
+        redeemed_by: None,
+    };
+    ctx.store.put_code(&token_hash(&code), &record)?;
+    ctx.store.delete_flow(&flow.id)?;
+    flow.trace.push(format!("signed in as {}", subject.sub));
+    audit(ctx, flow, "success");
+    crate::audit::skipped_mfa(ctx.store, app, flow, now);
+    let redirect = response_url(
+        &flow.request.redirect_uri,
+        &crate::oidc::issuer(ctx.config),
+        flow.request.state.as_deref(),
+        Ok(&code),
+    )
+    .ok_or_else(|| CoreError::Internal("registered redirect URI does not parse".into()))?;
+    Ok(Completed::Issued {
+        redirect,
+        new_session: cookie,
+        record: Box::new(record),
+    })
+}

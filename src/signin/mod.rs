@@ -1,0 +1,95 @@
+//! The sign-in core: what happens when a browser works through an app's sign-in steps,
+//! with no HTTP in sight. A shell (the axum handlers in `web`, the fixture runner of
+//! `usher test`) parses its input, calls these functions with a [`Ctx`] (the config,
+//! the store and the request's time), and turns the answer into a page, a redirect or a
+//! verdict. Both shells run the very same completion, sign-up and step logic, so a
+//! fixture that passes proves what the server does.
+//!
+//! What stays with the shell is what cannot be the same offline: checking a secret
+//! against Argon2 (the server does it on the blocking pool, a fixture reads a
+//! `valid`/`invalid` marker), the round trip to an upstream provider, sending mail, and
+//! making writes durable before a response leaves.
+
+mod complete;
+mod signup;
+
+pub use complete::{complete, redirect_error, Completed};
+pub use signup::{plausible_email, sign_up, sign_up_problems, SignedUp};
+
+use crate::authn::steps;
+use crate::config::Config;
+use crate::flow::{Flow, SessionView, Subject};
+use crate::store::{Session, Store, StoreError, StoreResult};
+
+/// What every core call needs: the config snapshot of the request, the store, and the
+/// time the request is handled at (one reading per request, from the shell's clock).
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub store: &'a dyn Store,
+    pub now: u64,
+}
+
+/// Why a core call could not give an answer at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A broken invariant (a completed flow without a subject, a registered redirect
+    /// URI that no longer parses); the user sees a generic error.
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+/// The SSO session as the interpreter sees it, with its subject rebuilt from the store.
+/// `None` when the session's account was disabled or deleted: it stands in for nobody.
+pub fn session_view(ctx: Ctx<'_>, session: &Session) -> StoreResult<Option<SessionView>> {
+    let subject = match &session.user_id {
+        Some(id) => match ctx.store.user(id)? {
+            Some(u) if !u.disabled => {
+                let enrolled = steps::enrolled(ctx.store, &u.id)?;
+                let mut s = steps::local_subject(&u, enrolled);
+                s.idp = session.idp.clone();
+                s
+            }
+            _ => return Ok(None),
+        },
+        None => Subject {
+            sub: session.sub.clone(),
+            idp: session.idp.clone(),
+            claims: session.claims.clone(),
+            ..Subject::default()
+        },
+    };
+    Ok(Some(SessionView {
+        subject,
+        auth_time: session.auth_time,
+        expires_at: session.expires_at,
+        satisfied: session.satisfied.clone(),
+    }))
+}
+
+/// Write a sign-in's outcome and trace into the audit trail. A failure to write is
+/// logged, never allowed to turn a sign-in into an error.
+pub fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
+    let mut detail = flow.trace.clone();
+    detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
+    let event = crate::store::AuditEvent {
+        id: crate::audit::event_id(ctx.now),
+        at: ctx.now,
+        kind: "sign_in".into(),
+        app: Some(flow.request.app_id.clone()),
+        sub: flow.subject().map(|s| s.sub.clone()),
+        outcome: outcome.to_string(),
+        detail,
+    };
+    tracing::debug!(flow = %flow.id, outcome, trace = ?event.detail, "sign-in trace");
+    if let Err(e) = ctx.store.append_event(&event) {
+        tracing::error!(error = %e, "could not write the audit event");
+    }
+}
+
+#[cfg(test)]
+mod tests;

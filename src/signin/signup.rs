@@ -1,0 +1,124 @@
+//! Creating an account from the sign-in page: the checks a new email and password must
+//! pass, and the account itself. Hashing the password is the shell's (Argon2 belongs on
+//! the blocking pool), between [`sign_up_problems`] and [`sign_up`].
+
+use super::Ctx;
+use crate::authn::{password, steps};
+use crate::config::StepOption;
+use crate::crypto::random_token;
+use crate::flow::Flow;
+use crate::store::{PasswordHash, StoreError, StoreResult, User};
+
+pub const EMAIL_TAKEN: &str = "An account with this email already exists. Sign in instead.";
+
+/// The outcome of creating an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignedUp {
+    /// The account exists and step `step` is satisfied by it.
+    Created { user_id: String },
+    /// Someone holds that email (a parallel sign-up may have won); the flow carries the
+    /// message.
+    Taken,
+}
+
+/// A cheap plausibility check of an email address (the mailbox itself is not verified
+/// here).
+pub fn plausible_email(email: &str) -> bool {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && email.len() <= 254
+        }
+        None => false,
+    }
+}
+
+/// What is wrong with a sign-up form, one message a line; empty means go ahead and hash
+/// the password. Remembers the email for the form's next showing.
+pub fn sign_up_problems(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    email: &str,
+    new_password: &str,
+    confirm: &str,
+) -> StoreResult<Vec<String>> {
+    flow.last_login = Some(email.to_string());
+    let mut errors = Vec::new();
+    if !plausible_email(email) {
+        errors.push("Enter a valid email address.".to_string());
+    }
+    errors.extend(password::check_policy(
+        &ctx.config.security.password_policy,
+        new_password,
+    ));
+    if new_password != confirm {
+        errors.push("The two passwords do not match.".into());
+    }
+    if errors.is_empty() && ctx.store.find_user(email)?.is_some() {
+        errors.push(EMAIL_TAKEN.into());
+    }
+    if !errors.is_empty() {
+        flow.notice = Some(errors.join("\n"));
+    }
+    Ok(errors)
+}
+
+/// Create the account for `email` with the password `hash`, and let it satisfy step
+/// `step` of the flow. The shell makes it durable before the next page.
+pub fn sign_up(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    step: usize,
+    app_id: &str,
+    email: &str,
+    hash: PasswordHash,
+) -> StoreResult<SignedUp> {
+    let now = ctx.now;
+    let user = User {
+        id: format!("u_{}", random_token(16)),
+        username: email.to_string(),
+        email: Some(email.to_string()),
+        email_verified: false,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: vec![],
+        password_hash: Some(hash),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    match ctx.store.create_user(&user) {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            flow.notice = Some(EMAIL_TAKEN.into());
+            return Ok(SignedUp::Taken);
+        }
+        Err(e) => return Err(e),
+    }
+    crate::audit::record(
+        ctx.store,
+        now,
+        crate::audit::kind::USER_SIGNED_UP,
+        Some(app_id),
+        Some(&user.id),
+        Vec::new(),
+    );
+    flow.trace
+        .push(format!("step {step}: signed up as {}", user.id));
+    if let Err(e) = flow.step_succeeded(
+        step,
+        &StepOption::Password,
+        steps::local_subject(&user, Vec::new()),
+        vec!["pwd".into()],
+        now,
+    ) {
+        flow.notice = Some(e.description);
+    }
+    Ok(SignedUp::Created { user_id: user.id })
+}

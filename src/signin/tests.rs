@@ -1,0 +1,242 @@
+//! The sign-in core without HTTP: completion issues one code and rotates the session
+//! of a fresh sign-in, keeps it for SSO, refuses a disabled account; sign-up checks its
+//! form and creates one account per email.
+
+use super::*;
+use crate::config::StepOption;
+use crate::oidc::authorize::AuthRequest;
+use crate::store::{FlowStore, SessionStore, SledStore, TokenStore, User, UserStore};
+
+const NOW: u64 = 1_700_000_000;
+
+fn config() -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usher.yaml");
+    std::fs::write(
+        &path,
+        "issuer: http://localhost:9000\napps:\n  a:\n    name: A\n    client_id: a\n    redirect_uris: [http://localhost:1/cb]\n    sign_up: true\n    sign_in: { steps: [[password]] }\n",
+    )
+    .unwrap();
+    crate::config::load_with_env(&path, &|_| None)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .config
+}
+
+fn flow(config: &Config) -> Flow {
+    let app = &config.apps["a"];
+    let request = AuthRequest {
+        app_id: "a".into(),
+        client_id: "a".into(),
+        redirect_uri: "http://localhost:1/cb".into(),
+        state: Some("xyz".into()),
+        nonce: None,
+        scopes: vec!["openid".into()],
+        code_challenge: None,
+        prompt: vec![],
+        max_age: None,
+        login_hint: None,
+        acr_values: vec![],
+    };
+    Flow::new("f1".into(), request, app, "browser".into(), NOW, 600)
+}
+
+fn ada(store: &SledStore, disabled: bool) -> User {
+    let user = User {
+        id: "u_ada".into(),
+        username: "ada".into(),
+        email: Some("ada@example.com".into()),
+        email_verified: true,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: vec![],
+        password_hash: None,
+        disabled,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.create_user(&user).unwrap();
+    user
+}
+
+fn signed_in_flow(config: &Config, user: &User) -> Flow {
+    let mut f = flow(config);
+    f.step_succeeded(
+        1,
+        &StepOption::Password,
+        crate::authn::steps::local_subject(user, vec![]),
+        vec!["pwd".into()],
+        NOW,
+    )
+    .unwrap();
+    f
+}
+
+fn code_of(redirect: &url::Url) -> String {
+    redirect
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code in the redirect")
+}
+
+#[test]
+fn completing_issues_a_code_and_a_fresh_session() {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let user = ada(&store, false);
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    let mut f = signed_in_flow(&config, &user);
+    let Completed::Issued {
+        redirect,
+        new_session,
+        record,
+    } = complete(ctx, &config.apps["a"], &mut f, None).unwrap()
+    else {
+        panic!("issued");
+    };
+    assert_eq!(
+        redirect
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1,
+        "xyz"
+    );
+    let code = code_of(&redirect);
+    assert_eq!(record.grant.sub, "u_ada");
+    assert_eq!(record.grant.amr, vec!["pwd".to_string()]);
+    assert!(matches!(
+        store
+            .redeem_code(&crate::crypto::token_hash(&code), "g1")
+            .unwrap(),
+        crate::store::Redeem::Fresh(_)
+    ));
+    let cookie = new_session.expect("a new session cookie");
+    let session = store
+        .session(&crate::crypto::token_hash(&cookie))
+        .unwrap()
+        .expect("the session is stored under the cookie's hash");
+    assert_eq!(session.user_id.as_deref(), Some("u_ada"));
+    assert!(store.flow("f1").unwrap().is_none(), "the flow is gone");
+}
+
+#[test]
+fn an_sso_completion_keeps_the_session_and_its_auth_time() {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let user = ada(&store, false);
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    let mut first = signed_in_flow(&config, &user);
+    let Completed::Issued { new_session, .. } =
+        complete(ctx, &config.apps["a"], &mut first, None).unwrap()
+    else {
+        panic!("issued");
+    };
+    let hash = crate::crypto::token_hash(&new_session.unwrap());
+    let session = store.session(&hash).unwrap().unwrap();
+    // Later, the session alone satisfies the step.
+    let later = Ctx {
+        now: NOW + 100,
+        ..ctx
+    };
+    let mut silent = flow(&config);
+    silent.done.push(crate::flow::StepRecord {
+        step: 1,
+        option: "password".into(),
+        subject: crate::authn::steps::local_subject(&user, vec![]),
+        amr: vec!["pwd".into()],
+        at: NOW,
+        from_session: true,
+    });
+    let Completed::Issued {
+        new_session,
+        record,
+        ..
+    } = complete(
+        later,
+        &config.apps["a"],
+        &mut silent,
+        Some(&(hash.clone(), session)),
+    )
+    .unwrap()
+    else {
+        panic!("issued");
+    };
+    assert!(new_session.is_none(), "SSO keeps the browser's session id");
+    assert_eq!(
+        record.grant.auth_time, NOW,
+        "auth_time is the real sign-in's"
+    );
+}
+
+#[test]
+fn a_disabled_account_gets_access_denied_and_no_code() {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let user = ada(&store, true);
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    let mut f = signed_in_flow(&config, &user);
+    let Completed::Refused { redirect, .. } =
+        complete(ctx, &config.apps["a"], &mut f, None).unwrap()
+    else {
+        panic!("refused");
+    };
+    assert!(
+        redirect.as_str().contains("error=access_denied"),
+        "{redirect}"
+    );
+    assert!(!redirect.as_str().contains("code="));
+}
+
+#[test]
+fn sign_up_checks_the_form_and_creates_one_account_per_email() {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    let mut f = flow(&config);
+    let problems = sign_up_problems(ctx, &mut f, "not-an-email", "short", "other").unwrap();
+    assert!(problems.iter().any(|p| p.contains("valid email")));
+    assert!(problems.iter().any(|p| p.contains("do not match")));
+    assert!(f.notice.is_some());
+
+    let mut f = flow(&config);
+    let good = "correct-horse-battery";
+    assert!(sign_up_problems(ctx, &mut f, "new@example.com", good, good)
+        .unwrap()
+        .is_empty());
+    let hash = crate::store::PasswordHash("hash".into());
+    let SignedUp::Created { user_id } =
+        sign_up(ctx, &mut f, 1, "a", "new@example.com", hash.clone()).unwrap()
+    else {
+        panic!("created");
+    };
+    assert_eq!(
+        f.subject().unwrap().user_id.as_deref(),
+        Some(user_id.as_str())
+    );
+    // The same email again (a second tab that passed the check before the first wrote).
+    let mut again = flow(&config);
+    assert_eq!(
+        sign_up(ctx, &mut again, 1, "a", "NEW@example.com", hash).unwrap(),
+        SignedUp::Taken
+    );
+    assert!(again.subject().is_none());
+}
