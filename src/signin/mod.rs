@@ -10,6 +10,7 @@
 //! `valid`/`invalid` marker), the round trip to an upstream provider, sending mail, and
 //! making writes durable before a response leaves.
 
+pub mod codes;
 mod complete;
 mod signup;
 

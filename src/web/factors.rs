@@ -13,12 +13,12 @@ use serde::Deserialize;
 use super::login::{current_step, login_url, posted_flow};
 use super::pages::{EmailOtpPage, RecoveryCodePage, RecoveryCodesPage, TotpEnrol, TotpPage};
 use super::{see_other, Shared, WebError};
-use crate::authn::{email_otp, recovery, steps, totp};
+use crate::authn::{email_otp, steps, totp};
 use crate::config::{App, Config, StepOption};
 
 pub(crate) use crate::flow::usable_options;
 use crate::flow::{Flow, Subject};
-use crate::store::{EmailCheck, TotpCredential};
+use crate::signin::codes::{self, Checked, CodeStep, EmailSend, TotpPrompt};
 
 /// The MFA conflict: every option of this step needs an account and the subject has
 /// none. The user gets a page that says so, the app gets `access_denied`, and the trace
@@ -100,19 +100,21 @@ pub(crate) async fn render(
     let error = flow.notice.take();
     match option {
         StepOption::Totp => {
-            let credential = state.store.totp(&uid)?;
-            let enrol = match credential {
-                Some(c) if c.confirmed => None,
-                existing => {
-                    if !app.mfa_enrolment {
-                        return Err(WebError::page(
-                            StatusCode::FORBIDDEN,
-                            "No authenticator app is set up",
-                            "This account has no authenticator app, and this application does not let you set one up while signing in.",
-                        )
-                        .with_hint("Choose another way to verify, or ask your administrator."));
-                    }
-                    Some(enrolment(state, app, &subject, &uid, existing).await?)
+            let ctx = state.core(config, state.now());
+            let enrol = match codes::totp_prompt(ctx, &state.sealing, app, &uid)? {
+                TotpPrompt::Enter => None,
+                TotpPrompt::NotOffered => {
+                    return Err(WebError::page(
+                        StatusCode::FORBIDDEN,
+                        "No authenticator app is set up",
+                        "This account has no authenticator app, and this application does not let you set one up while signing in.",
+                    )
+                    .with_hint("Choose another way to verify, or ask your administrator."));
+                }
+                TotpPrompt::Enrol { secret } => {
+                    // The secret the user is about to scan must survive a crash.
+                    state.flush().await?;
+                    Some(enrolment(app, &subject, secret).await?)
                 }
             };
             state.render(
@@ -129,9 +131,9 @@ pub(crate) async fn render(
             )
         }
         StepOption::EmailOtp => {
-            if !flow.email_sent {
-                flow.email_sent = true;
-                send_email_code(state, app, &uid, state.now()).await?;
+            let ctx = state.core(config, state.now());
+            if let Some(send) = codes::email_page(ctx, flow, &uid)? {
+                mail_code(state, app, send).await?;
             }
             state.render(
                 "email_code.html",
@@ -168,52 +170,9 @@ pub(crate) async fn render(
     }
 }
 
-/// The enrolment page's QR code and key: the pending (unconfirmed) secret if there is
-/// one, so a reload shows the same key, else a new one sealed into the store.
-async fn enrolment(
-    state: &Shared,
-    app: &App,
-    subject: &Subject,
-    uid: &str,
-    existing: Option<TotpCredential>,
-) -> Result<TotpEnrol, WebError> {
-    let had_one = existing.is_some();
-    let secret = match existing.and_then(|c| state.sealing.open(&c.sealed_secret, uid.as_bytes())) {
-        Some(s) => s,
-        None => {
-            let secret = totp::generate_secret();
-            let ours = TotpCredential {
-                sealed_secret: state
-                    .sealing
-                    .seal(&secret, uid.as_bytes())
-                    .map_err(|e| WebError::Internal(e.to_string()))?,
-                created_at: state.now(),
-                last_step: 0,
-                confirmed: false,
-            };
-            let stored = if had_one {
-                // A pending secret this server cannot open (its key changed): replace it.
-                state.store.put_totp(uid, &ours)?;
-                ours.clone()
-            } else {
-                // Another page of this account's may have stored a secret meanwhile:
-                // show that one, so the code the user's app computes is the one
-                // Usher checks.
-                state.store.create_totp(uid, &ours)?
-            };
-            state.flush().await?;
-            if stored.sealed_secret == ours.sealed_secret {
-                secret
-            } else {
-                state
-                    .sealing
-                    .open(&stored.sealed_secret, uid.as_bytes())
-                    .ok_or_else(|| {
-                        WebError::Internal("a stored TOTP secret does not open".into())
-                    })?
-            }
-        }
-    };
+/// The enrolment page's QR code and key for `secret` (the QR image is drawn on the
+/// blocking pool).
+async fn enrolment(app: &App, subject: &Subject, secret: Vec<u8>) -> Result<TotpEnrol, WebError> {
     let account = subject
         .email
         .clone()
@@ -230,22 +189,18 @@ async fn enrolment(
     })
 }
 
-/// Issue and mail a code (subject to the resend limit). An account without an email
-/// address gets nothing, and the page says the same either way.
-async fn send_email_code(state: &Shared, app: &App, uid: &str, now: u64) -> Result<bool, WebError> {
-    let Some(email) = state.store.user(uid)?.and_then(|u| u.email) else {
-        return Ok(true);
-    };
-    let code = match email_otp::issue(state.store.as_ref(), uid, now)? {
-        email_otp::Issued::Send(code) => code,
-        email_otp::Issued::TooMany { .. } => return Ok(false),
+/// Mail a code the core issued, once it is durable. Nothing to mail for an account
+/// without an address or past the resend limit.
+async fn mail_code(state: &Shared, app: &App, send: EmailSend) -> Result<(), WebError> {
+    let EmailSend::Send { to, code } = send else {
+        return Ok(());
     };
     state.flush().await?;
     let mail = crate::mail::render_email_otp(&app.name, code.expose(), email_otp::CODE_TTL_MINUTES)
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let mailer = state.mailer();
     let sent = tokio::task::spawn_blocking(move || {
-        mailer.send(&email, &mail.subject, &mail.text, &mail.html)
+        mailer.send(&to, &mail.subject, &mail.text, &mail.html)
     })
     .await?;
     if let Err(e) = sent {
@@ -257,12 +212,11 @@ async fn send_email_code(state: &Shared, app: &App, uid: &str, now: u64) -> Resu
         )
         .with_hint("Try again in a moment, or choose another way to verify."));
     }
-    Ok(true)
+    Ok(())
 }
 
 /// For a recording server: the code input, as a `valid`/`invalid` marker.
-fn record_code(flow: &mut Flow, option: &str, done_before: usize) {
-    let passed = flow.done.len() > done_before;
+fn record_code(flow: &mut Flow, option: &str, passed: bool) {
     if let Some(rec) = flow.recording.as_mut() {
         rec.inputs.push(crate::fixtures::format::Input {
             pick: Some(option.to_string()),
@@ -282,19 +236,9 @@ pub struct CodeForm {
     resend: Option<String>,
 }
 
-/// A code form's flow at the step it answers.
-struct CodeStep {
-    flow: Flow,
-    step: usize,
-    subject: Subject,
-    uid: String,
-    /// Steps done before this answer, for the recorder.
-    before: usize,
-}
-
-/// Common start of every code form: CSRF, the flow, the step and its account. `Err`
-/// holds the answer when the form does not fit the flow's current step (the flow is
-/// saved and the browser sent back to it).
+/// Common start of every code form: CSRF, the flow, and the step it answers with its
+/// account. `Err` holds the answer when the form does not fit the flow's current step
+/// (the flow is saved and the browser sent back to it).
 async fn code_step(
     state: &Shared,
     config: &Config,
@@ -303,26 +247,36 @@ async fn code_step(
     csrf: &str,
     option: &StepOption,
     now: u64,
-) -> Result<Result<CodeStep, Response>, WebError> {
+) -> Result<Result<(Flow, CodeStep), Response>, WebError> {
     let mut flow = posted_flow(state, config, jar, id, csrf, now)?;
-    let step = current_step(state, config, jar, &mut flow, now).await?;
-    match (step, subject_account(&flow)) {
-        (Some((step, options, _)), Some((subject, uid))) if options.contains(option) => {
-            flow.picked = Some(option.name().to_string());
-            let before = flow.done.len();
-            Ok(Ok(CodeStep {
-                flow,
-                step,
-                subject,
-                uid,
-                before,
-            }))
-        }
-        _ => {
+    let at = match current_step(state, config, jar, &mut flow, now).await? {
+        Some((step, options, _)) => CodeStep::at(&mut flow, step, &options, option),
+        None => None,
+    };
+    match at {
+        Some(at) => Ok(Ok((flow, at))),
+        None => {
             state.save_flow(&flow)?;
             Ok(Err(see_other(&login_url(config, &flow))))
         }
     }
+}
+
+/// After a code form: record it for a recording server, make a used code durable, and
+/// send the browser back to the flow's page.
+async fn code_answered(
+    state: &Shared,
+    config: &Config,
+    mut flow: Flow,
+    option: &str,
+    checked: Checked,
+) -> Result<Response, WebError> {
+    if checked == Checked::Passed {
+        state.flush().await?;
+    }
+    record_code(&mut flow, option, checked == Checked::Passed);
+    state.save_flow(&flow)?;
+    Ok(see_other(&login_url(config, &flow)))
 }
 
 pub async fn login_totp_post(
@@ -333,13 +287,7 @@ pub async fn login_totp_post(
 ) -> Result<Response, WebError> {
     let config = state.config();
     let now = state.now();
-    let CodeStep {
-        mut flow,
-        step,
-        subject,
-        uid,
-        before,
-    } = match code_step(
+    let (mut flow, at) = match code_step(
         &state,
         &config,
         &jar,
@@ -353,56 +301,9 @@ pub async fn login_totp_post(
         Ok(ready) => ready,
         Err(elsewhere) => return Ok(elsewhere),
     };
-    let store = state.store.as_ref();
-    match state.store.totp(&uid)? {
-        // While locked nothing is checked; `otp_locked` and `otp_attempt` set the
-        // message.
-        None if steps::otp_locked(store, &mut flow, &uid, now)? => {}
-        None => flow.notice = Some("Set up your authenticator app first.".into()),
-        Some(credential) => {
-            if let Some(attempt) = steps::otp_attempt(store, &config, &mut flow, &uid, now)? {
-                let secret = state
-                    .sealing
-                    .open(&credential.sealed_secret, uid.as_bytes())
-                    .ok_or_else(|| {
-                        WebError::Internal("a stored TOTP secret does not open".into())
-                    })?;
-                let accepted = match totp::verify(&secret, &form.code, now) {
-                    // Compare-and-swap on the account's last step: a code is good once.
-                    Some(time_step) => state.store.accept_totp_step(&uid, time_step)?,
-                    None => false,
-                };
-                if accepted {
-                    if !credential.confirmed {
-                        steps::confirm_enrolment(store, &mut flow, &uid)?;
-                        crate::audit::record(
-                            store,
-                            now,
-                            crate::audit::kind::MFA_ENROLLED,
-                            Some(&flow.request.app_id),
-                            Some(&uid),
-                            vec!["authenticator app enrolled while signing in".into()],
-                        );
-                    }
-                    state.flush().await?;
-                    steps::otp_passed(store, &mut flow, step, StepOption::Totp, subject, now)?;
-                } else {
-                    steps::otp_wrong(
-                        store,
-                        &config,
-                        &mut flow,
-                        (&uid, &attempt),
-                        step,
-                        "authenticator code",
-                        now,
-                    );
-                }
-            }
-        }
-    }
-    record_code(&mut flow, "totp", before);
-    state.save_flow(&flow)?;
-    Ok(see_other(&login_url(&config, &flow)))
+    let ctx = state.core(&config, now);
+    let checked = codes::submit_totp(ctx, &state.sealing, &mut flow, at, &form.code)?;
+    code_answered(&state, &config, flow, "totp", checked).await
 }
 
 pub async fn login_email_otp_post(
@@ -413,13 +314,7 @@ pub async fn login_email_otp_post(
 ) -> Result<Response, WebError> {
     let config = state.config();
     let now = state.now();
-    let CodeStep {
-        mut flow,
-        step,
-        subject,
-        uid,
-        before,
-    } = match code_step(
+    let (mut flow, at) = match code_step(
         &state,
         &config,
         &jar,
@@ -433,51 +328,17 @@ pub async fn login_email_otp_post(
         Ok(ready) => ready,
         Err(elsewhere) => return Ok(elsewhere),
     };
-    let app = config.apps.get(&flow.request.app_id).cloned();
+    let ctx = state.core(&config, now);
     if form.resend.is_some() {
-        let sent = match &app {
-            Some(app) => send_email_code(&state, app, &uid, now).await?,
-            None => false,
-        };
-        flow.email_sent = true;
-        flow.notice = Some(if sent {
-            "If your account has an email address, a new code is on its way. Earlier codes no longer work.".into()
-        } else {
-            "Too many codes were sent. Wait a few minutes before asking for another.".into()
-        });
-    } else {
-        match email_otp::check(state.store.as_ref(), &uid, &form.code, now)? {
-            EmailCheck::Ok => {
-                state.flush().await?;
-                steps::otp_passed(
-                    state.store.as_ref(),
-                    &mut flow,
-                    step,
-                    StepOption::EmailOtp,
-                    subject,
-                    now,
-                )?;
-            }
-            EmailCheck::Wrong { .. } => {
-                flow.notice = Some(steps::WRONG_CODE.into());
-                let line = format!("step {step}: wrong email code");
-                crate::audit::rejected(state.store.as_ref(), &flow, Some(&uid), &line, now);
-                flow.trace.push(line);
-            }
-            EmailCheck::Expired | EmailCheck::Missing => {
-                flow.notice = Some(
-                    "That code has expired or was replaced by a newer one. Send a new code.".into(),
-                );
-                flow.trace
-                    .push(format!("step {step}: expired or superseded email code"));
-            }
+        let send = codes::resend_email_code(ctx, &mut flow, &at.user_id)?;
+        if let Some(app) = config.apps.get(&flow.request.app_id) {
+            mail_code(&state, app, send).await?;
         }
+        state.save_flow(&flow)?;
+        return Ok(see_other(&login_url(&config, &flow)));
     }
-    if form.resend.is_none() {
-        record_code(&mut flow, "email_otp", before);
-    }
-    state.save_flow(&flow)?;
-    Ok(see_other(&login_url(&config, &flow)))
+    let checked = codes::submit_email_code(ctx, &mut flow, at, &form.code)?;
+    code_answered(&state, &config, flow, "email_otp", checked).await
 }
 
 pub async fn login_recovery_code_post(
@@ -488,13 +349,7 @@ pub async fn login_recovery_code_post(
 ) -> Result<Response, WebError> {
     let config = state.config();
     let now = state.now();
-    let CodeStep {
-        mut flow,
-        step,
-        subject,
-        uid,
-        before,
-    } = match code_step(
+    let (mut flow, at) = match code_step(
         &state,
         &config,
         &jar,
@@ -508,37 +363,9 @@ pub async fn login_recovery_code_post(
         Ok(ready) => ready,
         Err(elsewhere) => return Ok(elsewhere),
     };
-    // Recovery codes share the second factor's attempt counter with TOTP.
-    let store = state.store.as_ref();
-    let attempt = steps::otp_attempt(store, &config, &mut flow, &uid, now)?;
-    if let Some(attempt) = attempt {
-        if store.consume_recovery_code(&uid, &recovery::hash(&uid, &form.code))? {
-            state.flush().await?;
-            flow.trace
-                .push(format!("step {step}: a recovery code was used"));
-            steps::otp_passed(
-                store,
-                &mut flow,
-                step,
-                StepOption::RecoveryCode,
-                subject,
-                now,
-            )?;
-        } else {
-            steps::otp_wrong(
-                store,
-                &config,
-                &mut flow,
-                (&uid, &attempt),
-                step,
-                "recovery code",
-                now,
-            );
-        }
-    }
-    record_code(&mut flow, "recovery_code", before);
-    state.save_flow(&flow)?;
-    Ok(see_other(&login_url(&config, &flow)))
+    let ctx = state.core(&config, now);
+    let checked = codes::submit_recovery_code(ctx, &mut flow, at, &form.code)?;
+    code_answered(&state, &config, flow, "recovery_code", checked).await
 }
 
 /// The page that shows freshly issued recovery codes, once.

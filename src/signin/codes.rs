@@ -1,0 +1,289 @@
+//! One-time codes at a sign-in step: TOTP (with enrolment while signing in), codes by
+//! email and recovery codes. The core opens the sealed secret, checks the code, counts
+//! the attempt against the account and records the step's result; the shell renders the
+//! page, mails the code the core issued, and makes an accepted code durable before the
+//! next page (a used code must stay used after a crash).
+//!
+//! A fixture types real codes too: it seeds a real TOTP secret and reads the email code
+//! the core issued, so `usher test` walks the same checks as a browser.
+
+use super::{CoreError, CoreResult, Ctx};
+use crate::authn::sealing::SealingKey;
+use crate::authn::{email_otp, recovery, steps, totp};
+use crate::config::{App, StepOption};
+use crate::flow::{Flow, Subject};
+use crate::secret::Secret;
+use crate::store::{EmailCheck, TotpCredential};
+
+/// An account-bound step the flow is waiting on, and whose account it is.
+#[derive(Debug, Clone)]
+pub struct CodeStep {
+    pub step: usize,
+    pub subject: Subject,
+    pub user_id: String,
+}
+
+impl CodeStep {
+    /// The step a code form answers: `option` must be one of the step's options and the
+    /// flow's subject must have an account. Picks the option.
+    pub fn at(
+        flow: &mut Flow,
+        step: usize,
+        options: &[StepOption],
+        option: &StepOption,
+    ) -> Option<CodeStep> {
+        let subject = flow.subject()?.clone();
+        let user_id = subject.user_id.clone()?;
+        if !options.contains(option) {
+            return None;
+        }
+        flow.picked = Some(option.name().to_string());
+        Some(CodeStep {
+            step,
+            subject,
+            user_id,
+        })
+    }
+}
+
+/// What the TOTP page asks for.
+#[derive(Debug)]
+pub enum TotpPrompt {
+    /// The account has an authenticator: ask for a code.
+    Enter,
+    /// No confirmed authenticator yet: show this secret to enrol (the same one on every
+    /// showing until a code confirms it).
+    Enrol { secret: Vec<u8> },
+    /// No authenticator, and the app does not let one be set up while signing in.
+    NotOffered,
+}
+
+/// Prepare the TOTP page of an account: the pending (unconfirmed) secret if there is
+/// one, else a new one sealed into the store. The shell flushes after an `Enrol` so the
+/// secret the user scans survives a crash.
+pub fn totp_prompt(
+    ctx: Ctx<'_>,
+    sealing: &SealingKey,
+    app: &App,
+    user_id: &str,
+) -> CoreResult<TotpPrompt> {
+    let existing = match ctx.store.totp(user_id)? {
+        Some(c) if c.confirmed => return Ok(TotpPrompt::Enter),
+        other => other,
+    };
+    if !app.mfa_enrolment {
+        return Ok(TotpPrompt::NotOffered);
+    }
+    let had_one = existing.is_some();
+    if let Some(secret) = existing.and_then(|c| sealing.open(&c.sealed_secret, user_id.as_bytes()))
+    {
+        return Ok(TotpPrompt::Enrol { secret });
+    }
+    let secret = totp::generate_secret();
+    let ours = TotpCredential {
+        sealed_secret: sealing
+            .seal(&secret, user_id.as_bytes())
+            .map_err(|e| CoreError::Internal(e.to_string()))?,
+        created_at: ctx.now,
+        last_step: 0,
+        confirmed: false,
+    };
+    let stored = if had_one {
+        // A pending secret this server cannot open (its key changed): replace it.
+        ctx.store.put_totp(user_id, &ours)?;
+        ours.clone()
+    } else {
+        // Another page of this account's may have stored a secret meanwhile: show that
+        // one, so the code the user's app computes is the one Usher checks.
+        ctx.store.create_totp(user_id, &ours)?
+    };
+    if stored.sealed_secret == ours.sealed_secret {
+        return Ok(TotpPrompt::Enrol { secret });
+    }
+    let theirs = sealing
+        .open(&stored.sealed_secret, user_id.as_bytes())
+        .ok_or_else(|| CoreError::Internal("a stored TOTP secret does not open".into()))?;
+    Ok(TotpPrompt::Enrol { secret: theirs })
+}
+
+/// The outcome of a code form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The step succeeded; a code was used up. The shell flushes before the next page.
+    Passed,
+    /// Refused (wrong, used, locked, expired); the flow carries the message.
+    Refused,
+}
+
+/// Check a TOTP code. A good code's time step is used up atomically (of parallel
+/// requests with one code exactly one passes); the first good code confirms an
+/// enrolment and issues recovery codes, which the next page shows once.
+pub fn submit_totp(
+    ctx: Ctx<'_>,
+    sealing: &SealingKey,
+    flow: &mut Flow,
+    at: CodeStep,
+    code: &str,
+) -> CoreResult<Checked> {
+    let (store, now, uid) = (ctx.store, ctx.now, at.user_id.as_str());
+    let Some(credential) = store.totp(uid)? else {
+        // While locked nothing is checked; `otp_locked` sets the message.
+        if !steps::otp_locked(store, flow, uid, now)? {
+            flow.notice = Some("Set up your authenticator app first.".into());
+        }
+        return Ok(Checked::Refused);
+    };
+    let Some(attempt) = steps::otp_attempt(store, ctx.config, flow, uid, now)? else {
+        return Ok(Checked::Refused);
+    };
+    let secret = sealing
+        .open(&credential.sealed_secret, uid.as_bytes())
+        .ok_or_else(|| CoreError::Internal("a stored TOTP secret does not open".into()))?;
+    let accepted = match totp::verify(&secret, code, now) {
+        // Compare-and-swap on the account's last step: a code is good once.
+        Some(time_step) => store.accept_totp_step(uid, time_step)?,
+        None => false,
+    };
+    if !accepted {
+        steps::otp_wrong(
+            store,
+            ctx.config,
+            flow,
+            (uid, &attempt),
+            at.step,
+            "authenticator code",
+            now,
+        );
+        return Ok(Checked::Refused);
+    }
+    if !credential.confirmed {
+        steps::confirm_enrolment(store, flow, uid)?;
+        crate::audit::record(
+            store,
+            now,
+            crate::audit::kind::MFA_ENROLLED,
+            Some(&flow.request.app_id),
+            Some(uid),
+            vec!["authenticator app enrolled while signing in".into()],
+        );
+    }
+    steps::otp_passed(store, flow, at.step, StepOption::Totp, at.subject, now)?;
+    Ok(Checked::Passed)
+}
+
+/// A code to mail, or why none is sent.
+#[derive(Debug)]
+pub enum EmailSend {
+    /// Mail `code` to `to` (after making it durable).
+    Send { to: String, code: Secret },
+    /// The account has no address: nothing is sent, and the page says the same as when
+    /// something is, so it tells nobody whether the account has one.
+    NoAddress,
+    /// The resend limit is reached.
+    TooMany,
+}
+
+/// Issue a new code for the account (it replaces any earlier one), within the resend
+/// limit.
+pub fn issue_email_code(ctx: Ctx<'_>, user_id: &str) -> CoreResult<EmailSend> {
+    let Some(to) = ctx.store.user(user_id)?.and_then(|u| u.email) else {
+        return Ok(EmailSend::NoAddress);
+    };
+    Ok(match email_otp::issue(ctx.store, user_id, ctx.now)? {
+        email_otp::Issued::Send(code) => EmailSend::Send { to, code },
+        email_otp::Issued::TooMany { .. } => EmailSend::TooMany,
+    })
+}
+
+/// The email page's first showing in a sign-in mails a code; later showings do not.
+pub fn email_page(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> CoreResult<Option<EmailSend>> {
+    if flow.email_sent {
+        return Ok(None);
+    }
+    flow.email_sent = true;
+    issue_email_code(ctx, user_id).map(Some)
+}
+
+/// "Send a new code": issue one and tell the user what happened.
+pub fn resend_email_code(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> CoreResult<EmailSend> {
+    let sent = issue_email_code(ctx, user_id)?;
+    flow.email_sent = true;
+    flow.notice = Some(match sent {
+        EmailSend::TooMany => {
+            "Too many codes were sent. Wait a few minutes before asking for another.".into()
+        }
+        _ => "If your account has an email address, a new code is on its way. Earlier codes no longer work.".into(),
+    });
+    Ok(sent)
+}
+
+/// Check a code from the email. A match uses it up (once, under parallel requests); a
+/// miss counts against the pending code, which burns at its limit.
+pub fn submit_email_code(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    at: CodeStep,
+    code: &str,
+) -> CoreResult<Checked> {
+    let (store, now, uid) = (ctx.store, ctx.now, at.user_id.as_str());
+    match email_otp::check(store, uid, code, now)? {
+        EmailCheck::Ok => {
+            steps::otp_passed(store, flow, at.step, StepOption::EmailOtp, at.subject, now)?;
+            Ok(Checked::Passed)
+        }
+        EmailCheck::Wrong { .. } => {
+            flow.notice = Some(steps::WRONG_CODE.into());
+            let line = format!("step {}: wrong email code", at.step);
+            crate::audit::rejected(store, flow, Some(uid), &line, now);
+            flow.trace.push(line);
+            Ok(Checked::Refused)
+        }
+        EmailCheck::Expired | EmailCheck::Missing => {
+            flow.notice = Some(
+                "That code has expired or was replaced by a newer one. Send a new code.".into(),
+            );
+            flow.trace.push(format!(
+                "step {}: expired or superseded email code",
+                at.step
+            ));
+            Ok(Checked::Refused)
+        }
+    }
+}
+
+/// Check a recovery code. It shares the second factor's attempt counter with TOTP, and
+/// each code works once.
+pub fn submit_recovery_code(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    at: CodeStep,
+    code: &str,
+) -> CoreResult<Checked> {
+    let (store, now, uid) = (ctx.store, ctx.now, at.user_id.as_str());
+    let Some(attempt) = steps::otp_attempt(store, ctx.config, flow, uid, now)? else {
+        return Ok(Checked::Refused);
+    };
+    if store.consume_recovery_code(uid, &recovery::hash(uid, code))? {
+        flow.trace
+            .push(format!("step {}: a recovery code was used", at.step));
+        steps::otp_passed(
+            store,
+            flow,
+            at.step,
+            StepOption::RecoveryCode,
+            at.subject,
+            now,
+        )?;
+        return Ok(Checked::Passed);
+    }
+    steps::otp_wrong(
+        store,
+        ctx.config,
+        flow,
+        (uid, &attempt),
+        at.step,
+        "recovery code",
+        now,
+    );
+    Ok(Checked::Refused)
+}
