@@ -321,20 +321,51 @@ pub enum Settled {
     Refused(String),
 }
 
+/// What happened to a federated identity, for the trace and the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// The identity was linked to an account already.
+    Found,
+    /// A new account was created for it (or would be, once the user answers).
+    Provisioned,
+    /// It was linked to an existing account whose owner proved its password.
+    Linked,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Found => "found the linked account",
+            How::Provisioned => "provisioned",
+            How::Linked => "linked to",
+        }
+    }
+}
+
+/// An upstream identity arriving at step `step` through `conn`.
+pub struct Arrival<'a> {
+    pub conn: &'a Connection,
+    pub step: usize,
+    pub identity: UpstreamIdentity,
+    pub how: How,
+}
+
 /// Apply provisioning's decision to the flow — the same for a real sign-in and for a
-/// fixture. `how` says what happened for the trace ("provisioned", "found the linked
-/// account", "linked to").
-#[allow(clippy::too_many_arguments)]
+/// fixture.
 pub fn settle(
     store: &dyn Store,
     flow: &mut crate::flow::Flow,
-    conn: &Connection,
-    step: usize,
-    identity: UpstreamIdentity,
+    arrival: Arrival<'_>,
     decided: Provisioned,
-    how: &str,
     now: u64,
 ) -> StoreResult<Settled> {
+    let Arrival {
+        conn,
+        step,
+        identity,
+        how,
+    } = arrival;
+    let how = how.as_str();
     let need = match decided {
         Provisioned::Subject(mut subject) => {
             flow.federation = None;

@@ -12,6 +12,8 @@
 
 pub mod codes;
 mod complete;
+pub mod federation;
+pub mod password;
 mod signup;
 
 pub use complete::{complete, redirect_error, Completed};
@@ -70,6 +72,25 @@ pub fn session_view(ctx: Ctx<'_>, session: &Session) -> StoreResult<Option<Sessi
         expires_at: session.expires_at,
         satisfied: session.satisfied.clone(),
     }))
+}
+
+/// The user chose `option` at the step offering `options`; the next page is that
+/// option's. An option the step does not offer is ignored (a stale page).
+pub fn pick(flow: &mut Flow, options: &[crate::config::StepOption], option: &str) {
+    if options.iter().any(|o| o.name() == option) {
+        flow.picked = Some(option.to_string());
+        flow.notice = None;
+    }
+}
+
+/// The user gave up on step `step` (the cancel button, or declining consent): it fails
+/// for good, and the app hears `access_denied` unless the script's `on_fail` offers
+/// another way.
+pub fn cancel(ctx: Ctx<'_>, flow: &mut Flow, step: usize) {
+    let option = flow.picked.clone().unwrap_or_else(|| "-".into());
+    flow.federation = None;
+    flow.upstream = None;
+    flow.step_failed(step, &option, "the user cancelled", ctx.now);
 }
 
 /// Write a sign-in's outcome and trace into the audit trail. A failure to write is

@@ -13,11 +13,10 @@ use super::pages::{Detail, FederationPage};
 use super::{cookies, see_other, Shared, WebError};
 use crate::authn::password;
 use crate::config::{App, Config, Connection};
-use crate::crypto::token_hash;
 use crate::flow::Flow;
-use crate::provision::{self, Need, Provisioned, Settled};
-use crate::secret::ct_eq;
-use crate::upstream::{Callback, UpstreamError, UpstreamIdentity};
+use crate::provision::{How, Need, Settled};
+use crate::signin::federation::{self, Answer, Answered, Arrived};
+use crate::upstream::{Callback, UpstreamError};
 
 /// The one callback URL of a connection.
 pub(crate) fn callback_url(config: &Config, connection: &str) -> String {
@@ -54,12 +53,7 @@ pub(crate) async fn begin(
         )
         .with_hint("Try again in a moment, or choose another way to sign in.")
     })?;
-    state
-        .store
-        .put_upstream_state(&pending.state_hash, &flow.id)?;
-    flow.upstream = Some(pending);
-    flow.trace
-        .push(format!("step {step}: sent to {connection}"));
+    federation::sent_upstream(state.core(config, now), flow, step, pending)?;
     Ok(see_other(&url))
 }
 
@@ -90,23 +84,13 @@ pub async fn callback_get(
 ) -> Result<Response, WebError> {
     let config = state.config();
     let now = state.now();
-    let presented = answer
-        .state
-        .clone()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(stale)?;
-    let hash = token_hash(&presented);
-    // Single use: the state is forgotten as it is looked up.
-    let flow_id = state.store.take_upstream_state(&hash)?.ok_or_else(stale)?;
+    let ctx = state.core(&config, now);
+    let (flow_id, hash) =
+        federation::take_callback(ctx, answer.state.as_deref())?.ok_or_else(stale)?;
     let browser = cookies::get(&jar, &config, cookies::BROWSER);
     let mut flow = state.load_flow(&flow_id, browser.as_deref(), now)?;
-    let pending = flow.upstream.take().ok_or_else(stale)?;
-    if !ct_eq(pending.state_hash.as_bytes(), hash.as_bytes())
-        || pending.connection != connection
-        || now > pending.started_at + config.security.flow_ttl
-    {
-        return Err(stale());
-    }
+    let pending =
+        federation::callback_pending(ctx, &mut flow, &connection, &hash).ok_or_else(stale)?;
     let conn = config
         .connections
         .get(&connection)
@@ -126,125 +110,91 @@ pub async fn callback_get(
     state
         .metrics
         .upstream(&connection, "finish", started.elapsed());
-    match result {
-        Err(UpstreamError::Denied(_)) => {
-            record_marker(&mut flow, &connection, "deny");
-            flow.step_failed(
-                step,
-                &connection,
-                &format!("the user denied access at {}", conn.display_name),
-                now,
-            );
-            state.save_flow(&flow)?;
-            Ok(see_other(&login_url(&config, &flow)))
-        }
+    match &result {
         Err(e) => {
-            tracing::warn!(flow = %flow.id, connection, error = %e, "upstream round trip failed");
-            let marker = match &e {
+            if !matches!(e, UpstreamError::Denied(_)) {
+                tracing::warn!(flow = %flow.id, connection, error = %e, "upstream round trip failed");
+            }
+            let marker = match e {
+                UpstreamError::Denied(_) => "deny",
                 UpstreamError::InvalidToken(..) => "invalid_id_token",
                 UpstreamError::WrongIssuer { .. } => "wrong_issuer",
                 _ => "error",
             };
             record_marker(&mut flow, &connection, marker);
-            flow.step_failed(step, &connection, &e.to_string(), now);
-            state.save_flow(&flow)?;
-            Err(failed_page(&conn, &config, &flow, &e.to_string()))
         }
         Ok(identity) => {
-            let linked = state.store.identity(&connection, &identity.subject)?;
-            let existed = linked.is_some();
             if let Some(rec) = flow.recording.as_mut() {
                 // The account as it was, before this sign-in re-syncs it.
-                if let Some(uid) = &linked {
-                    rec.user(state.store.as_ref(), uid)?;
+                if let Some(uid) = state.store.identity(&connection, &identity.subject)? {
+                    rec.user(state.store.as_ref(), &uid)?;
                 }
-                rec.upstream(&connection, &identity);
+                rec.upstream(&connection, identity);
             }
-            let store = state.store.clone();
-            let (c, id) = (conn.clone(), identity.clone());
-            let decided = tokio::task::spawn_blocking(move || {
-                provision::provision(store.as_ref(), &c, &id, now)
-            })
-            .await??;
-            let how = if existed {
-                "found the linked account"
-            } else {
-                "provisioned"
-            };
-            settle(
-                &state, &config, &mut flow, &conn, step, identity, decided, how, now,
-            )
-            .await
+        }
+    }
+    // Provisioning may create an account and hash nothing, but it writes several
+    // records: the blocking pool, like every store-heavy step.
+    let st = state.clone();
+    let (c, cfg) = (conn.clone(), config.clone());
+    let (arrived, flow) = tokio::task::spawn_blocking(move || {
+        let arrived = federation::arrived(st.core(&cfg, now), &mut flow, &c, step, result);
+        (arrived, flow)
+    })
+    .await?;
+    let mut flow = flow;
+    match arrived? {
+        Arrived::Denied => {
+            state.save_flow(&flow)?;
+            Ok(see_other(&login_url(&config, &flow)))
+        }
+        Arrived::Failed(reason) => {
+            state.save_flow(&flow)?;
+            Err(failed_page(&conn, &config, &flow, &reason))
+        }
+        Arrived::Settled { settled, how } => {
+            settled_answer(&state, &config, &mut flow, &conn, settled, how, None).await
         }
     }
 }
 
-/// Apply provisioning's decision to the flow and say where the browser goes next.
-#[allow(clippy::too_many_arguments)]
-async fn settle(
+/// Where the browser goes once provisioning decided: on to the flow's next page, or a
+/// page that says why the step failed. A created or linked account is made durable
+/// before anything can name it; an account found linked already is, and a re-sync of
+/// its attributes becomes durable with the code, flushed before the app hears of it.
+async fn settled_answer(
     state: &Shared,
     config: &Config,
     flow: &mut Flow,
     conn: &Connection,
-    step: usize,
-    identity: UpstreamIdentity,
-    decided: Provisioned,
-    how: &str,
-    now: u64,
+    settled: Settled,
+    how: How,
+    linked_to: Option<String>,
 ) -> Result<Response, WebError> {
-    let creating = how == "provisioned";
-    let target = match &decided {
-        Provisioned::NeedsLinkProof { user_id } => Some(user_id.clone()),
-        _ => None,
-    };
-    let settled = provision::settle(
-        state.store.as_ref(),
-        flow,
-        conn,
-        step,
-        identity,
-        decided,
-        how,
-        now,
-    )?;
-    let with_account = settled == (Settled::Passed { account: true });
     let result = match (&settled, how) {
         (Settled::Passed { account: false }, _) => "pass_through",
-        (Settled::Passed { account: true }, "provisioned") => "created",
-        (Settled::Passed { account: true }, "linked to") => "linked",
-        (Settled::Passed { account: true }, _) => "existing",
+        (Settled::Passed { account: true }, How::Provisioned) => "created",
+        (Settled::Passed { account: true }, How::Linked) => "linked",
+        (Settled::Passed { account: true }, How::Found) => "existing",
         (Settled::Waiting, _) => "waiting",
         (Settled::Refused(_), _) => "refused",
     };
     state.metrics.provisioned(&conn.id, result);
-    crate::audit::federated(state.store.as_ref(), flow, how, with_account, now);
     if let Some(rec) = flow.recording.as_mut() {
-        if let Some(uid) = target {
+        if let Some(uid) = linked_to {
             rec.user(state.store.as_ref(), &uid)?;
         }
-        if creating && settled == (Settled::Passed { account: true }) {
+        if how == How::Provisioned && settled == (Settled::Passed { account: true }) {
             rec.provisioned = true;
         }
     }
+    if settled == (Settled::Passed { account: true }) && how != How::Found {
+        state.flush().await?;
+    }
+    state.save_flow(flow)?;
     match settled {
-        Settled::Passed { account } => {
-            // A new account or link is on disk before anything can name it. An account
-            // found linked already is; a re-sync of its attributes becomes durable
-            // with the code, which is flushed before the app hears of the sign-in.
-            if account && how != "found the linked account" {
-                state.flush().await?;
-            }
-            state.save_flow(flow)?;
-            Ok(see_other(&login_url(config, flow)))
-        }
-        Settled::Waiting => {
-            state.save_flow(flow)?;
-            Ok(see_other(&login_url(config, flow)))
-        }
-        Settled::Refused(reason) => {
-            state.save_flow(flow)?;
-            Err(failed_page(conn, config, flow, &reason))
-        }
+        Settled::Refused(reason) => Err(failed_page(conn, config, flow, &reason)),
+        _ => Ok(see_other(&login_url(config, flow))),
     }
 }
 
@@ -351,52 +301,34 @@ pub async fn login_federation_post(
     else {
         return Err(WebError::flow_lost());
     };
-    let store = state.store.clone();
-    let identity = pending.identity.clone();
-    let decided = match &pending.need {
+    let ctx = state.core(&config, now);
+    let mut linked_to = None;
+    let answer = match &pending.need {
         Need::Consent => {
             record_answer(&mut flow, |i| i.consent = Some(true));
-            let c = conn.clone();
-            tokio::task::spawn_blocking(move || {
-                provision::create(store.as_ref(), &c, &identity, None, now)
-            })
-            .await??
+            Answer::Consent
         }
         Need::Username => {
-            let chosen = form.username.trim().to_string();
-            if chosen.is_empty()
-                || chosen.len() > 64
-                || chosen.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                flow.notice =
-                    Some("Choose a username of 1 to 64 characters, without spaces.".into());
-                state.save_flow(&flow)?;
-                return Ok(see_other(&login_url(&config, &flow)));
-            }
-            let c = conn.clone();
-            let name = chosen.clone();
-            let decided = tokio::task::spawn_blocking(move || {
-                provision::create(store.as_ref(), &c, &identity, Some(&chosen), now)
-            })
-            .await??;
-            record_answer(&mut flow, |i| i.choose_username = Some(name));
-            if matches!(&decided, Provisioned::Refused(r) if r.contains("taken")) {
-                // Never another person's account: just ask again.
-                flow.notice = Some("That username is taken. Choose another.".into());
-                state.save_flow(&flow)?;
-                return Ok(see_other(&login_url(&config, &flow)));
-            }
-            decided
+            let name = form.username.trim().to_string();
+            record_answer(&mut flow, |i| i.choose_username = Some(name.clone()));
+            Answer::Username(name)
         }
         Need::LinkProof { user_id } => {
-            match prove(&state, &config, &mut flow, user_id, &form.password, now).await? {
+            let Some(proof) = federation::prove_begin(ctx, &mut flow, user_id)? else {
+                state.save_flow(&flow)?;
+                return Ok(see_other(&login_url(&config, &flow)));
+            };
+            let candidate = proof.user.clone();
+            let presented = form.password.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                password::verify(candidate.as_ref(), &presented)
+            })
+            .await?;
+            match federation::prove_finish(ctx, &mut flow, user_id, proof, ok)? {
                 Some(user) => {
                     record_answer(&mut flow, |i| i.link_password = Some("valid".into()));
-                    let store = state.store.clone();
-                    tokio::task::spawn_blocking(move || {
-                        provision::link(store.as_ref(), &identity, &user)
-                    })
-                    .await??
+                    linked_to = Some(user.id.clone());
+                    Answer::Proven(Box::new(user))
                 }
                 None => {
                     state.save_flow(&flow)?;
@@ -405,60 +337,13 @@ pub async fn login_federation_post(
             }
         }
     };
-    let how = match pending.need {
-        Need::LinkProof { .. } => "linked to",
-        _ => "provisioned",
-    };
-    settle(
-        &state,
-        &config,
-        &mut flow,
-        &conn,
-        pending.step,
-        pending.identity,
-        decided,
-        how,
-        now,
-    )
-    .await
-}
-
-/// Check the existing account's password before linking, with the same attempt limits
-/// as signing in with it.
-async fn prove(
-    state: &Shared,
-    config: &Config,
-    flow: &mut Flow,
-    user_id: &str,
-    presented: &str,
-    now: u64,
-) -> Result<Option<crate::store::User>, WebError> {
-    let user = state.store.user(user_id)?;
-    let key = password::attempts_key(user.as_ref(), user_id);
-    if state.store.attempts(&key)?.locked_at(now) {
-        flow.notice =
-            Some("Too many failed attempts. Wait a few minutes before trying again.".into());
-        return Ok(None);
+    match federation::answer(ctx, &mut flow, &conn, pending, answer)? {
+        Answered::AskAgain => {
+            state.save_flow(&flow)?;
+            Ok(see_other(&login_url(&config, &flow)))
+        }
+        Answered::Settled { settled, how } => {
+            settled_answer(&state, &config, &mut flow, &conn, settled, how, linked_to).await
+        }
     }
-    let candidate = user.clone();
-    let presented = presented.to_string();
-    let ok = tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented))
-        .await?;
-    if ok {
-        state.store.clear_attempts(&key)?;
-        flow.trace.push(format!(
-            "the owner of account {user_id} proved its password for linking"
-        ));
-        return Ok(user);
-    }
-    state.store.record_failure(
-        &key,
-        now,
-        config.security.max_password_attempts,
-        config.security.lockout_seconds,
-    )?;
-    flow.notice = Some("That password is not right.".into());
-    flow.trace
-        .push("linking: wrong password for the existing account".into());
-    Ok(None)
 }

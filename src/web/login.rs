@@ -9,11 +9,12 @@ use serde::Deserialize;
 
 use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
 use super::{cookies, factors, federation, see_other, Shared, WebError};
-use crate::authn::{password, steps};
+use crate::authn::password;
 use crate::config::{App, Config, ConnectionKind, StepOption};
 use crate::flow::{self, Flow, Next};
 use crate::oidc::authorize::response_url;
 use crate::oidc::OAuthError;
+use crate::signin::password::Begun;
 use crate::signin::{self, Completed, SignedUp};
 use crate::store::Session;
 
@@ -425,10 +426,7 @@ pub async fn login_pick_post(
     let now = state.now();
     let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
     if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
-        if options.iter().any(|o| o.name() == form.option) {
-            flow.picked = Some(form.option.clone());
-            flow.notice = None;
-        }
+        signin::pick(&mut flow, &options, &form.option);
     }
     state.save_flow(&flow)?;
     Ok(see_other(&login_url(&config, &flow)))
@@ -452,16 +450,13 @@ pub async fn login_cancel_post(
     let now = state.now();
     let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
     if let Some((step, _, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
-        let option = flow.picked.clone().unwrap_or_else(|| "-".into());
         if let Some(rec) = flow.recording.as_mut() {
             rec.inputs.push(crate::fixtures::format::Input {
                 cancel: true,
                 ..Default::default()
             });
         }
-        flow.federation = None;
-        flow.upstream = None;
-        flow.step_failed(step, &option, "the user cancelled", now);
+        signin::cancel(state.core(&config, now), &mut flow, step);
     }
     state.save_flow(&flow)?;
     Ok(see_other(&login_url(&config, &flow)))
@@ -491,39 +486,40 @@ pub async fn login_password_post(
         state.save_flow(&flow)?;
         return Ok(see_other(&login_url(&config, &flow)));
     };
-    if !options.contains(&StepOption::Password) {
-        state.save_flow(&flow)?;
-        return Ok(see_other(&login_url(&config, &flow)));
+    let ctx = state.core(&config, now);
+    let mut accepted = false;
+    match signin::password::begin(
+        ctx,
+        &mut flow,
+        step,
+        &options,
+        &form.username,
+        &form.password,
+    )? {
+        Begun::NotOffered | Begun::Incomplete => {
+            state.save_flow(&flow)?;
+            return Ok(see_other(&login_url(&config, &flow)));
+        }
+        Begun::Locked => {}
+        Begun::Check(attempt) => {
+            let candidate = attempt.user.clone();
+            let presented = form.password.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                password::verify(candidate.as_ref(), &presented)
+            })
+            .await?;
+            if let (Some(rec), Some(u)) = (flow.recording.as_mut(), &attempt.user) {
+                rec.user(state.store.as_ref(), &u.id)?;
+            }
+            accepted = ok;
+            signin::password::finish(ctx, &mut flow, step, &form.username, attempt, ok)?;
+            if !ok {
+                // The failure counts towards the account's lock: keep it across a crash.
+                state.flush().await?;
+            }
+        }
     }
     let login = form.username.trim().to_string();
-    if login.is_empty() || form.password.is_empty() {
-        flow.last_login = Some(login);
-        flow.picked = Some("password".into());
-        flow.notice = Some("Enter your username and password.".into());
-        state.save_flow(&flow)?;
-        return Ok(see_other(&login_url(&config, &flow)));
-    }
-    let store = state.store.as_ref();
-    let mut accepted = false;
-    if let Some(attempt) = steps::password_begin(store, &mut flow, step, &login, now)? {
-        let candidate = attempt.user.clone();
-        let presented = form.password.clone();
-        let ok =
-            tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented))
-                .await?;
-        if let (Some(rec), Some(u)) = (flow.recording.as_mut(), &attempt.user) {
-            rec.user(store, &u.id)?;
-        }
-        accepted = ok;
-        let user_id = attempt.user.as_ref().map(|u| u.id.clone());
-        steps::password_end(store, &config, &mut flow, step, attempt, ok, now)?;
-        if !ok {
-            let what = format!("step {step}: wrong password for `{login}`");
-            crate::audit::rejected(store, &flow, user_id.as_deref(), &what, now);
-            // The failure counts towards the account's lock: keep it across a crash.
-            state.flush().await?;
-        }
-    }
     if let Some(rec) = flow.recording.as_mut() {
         rec.inputs.push(crate::fixtures::format::Input {
             pick: Some("password".into()),

@@ -1,0 +1,69 @@
+//! The password step: find the account, reserve an attempt against its lock, and record
+//! what the check found. Between [`begin`] and [`finish`] the shell checks the password
+//! (Argon2 on the blocking pool in the server; the fixture's `valid`/`invalid` marker or
+//! declared password offline).
+
+use super::{CoreResult, Ctx};
+use crate::authn::steps::{self, PasswordAttempt};
+use crate::config::StepOption;
+use crate::flow::Flow;
+
+/// What to do with a password form.
+pub enum Begun {
+    /// The flow's step does not offer a password (a stale form): nothing to check.
+    NotOffered,
+    /// A field was left empty; the flow carries the message.
+    Incomplete,
+    /// The account's attempts are locked: nothing is checked. The flow carries the
+    /// message.
+    Locked,
+    /// Check the password against `attempt.user` and call [`finish`].
+    Check(Box<PasswordAttempt>),
+}
+
+/// Start a password attempt at step `step` (offering `options`) for the name typed.
+pub fn begin(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    step: usize,
+    options: &[StepOption],
+    login: &str,
+    presented: &str,
+) -> CoreResult<Begun> {
+    if !options.contains(&StepOption::Password) {
+        return Ok(Begun::NotOffered);
+    }
+    let login = login.trim();
+    if login.is_empty() || presented.is_empty() {
+        flow.last_login = Some(login.to_string());
+        flow.picked = Some("password".into());
+        flow.notice = Some("Enter your username and password.".into());
+        return Ok(Begun::Incomplete);
+    }
+    Ok(
+        match steps::password_begin(ctx.store, flow, step, login, ctx.now)? {
+            Some(attempt) => Begun::Check(Box::new(attempt)),
+            None => Begun::Locked,
+        },
+    )
+}
+
+/// Record the check's verdict (`ok` only for an existing account whose password
+/// matched). A wrong password is audited and counts against the account; the shell
+/// makes that durable, so a crash cannot hand back a counted attempt.
+pub fn finish(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    step: usize,
+    login: &str,
+    attempt: Box<PasswordAttempt>,
+    ok: bool,
+) -> CoreResult<()> {
+    let user_id = attempt.user.as_ref().map(|u| u.id.clone());
+    steps::password_end(ctx.store, ctx.config, flow, step, *attempt, ok, ctx.now)?;
+    if !ok {
+        let what = format!("step {step}: wrong password for `{}`", login.trim());
+        crate::audit::rejected(ctx.store, flow, user_id.as_deref(), &what, ctx.now);
+    }
+    Ok(())
+}
