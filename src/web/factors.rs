@@ -13,12 +13,13 @@ use serde::Deserialize;
 use super::login::{current_step, login_url, posted_flow};
 use super::pages::{EmailOtpPage, RecoveryCodePage, RecoveryCodesPage, TotpEnrol, TotpPage};
 use super::{see_other, Shared, WebError};
+use crate::authn::email_otp::EmailCheck;
 use crate::authn::{email_otp, recovery, steps, totp};
 use crate::config::{App, Config, StepOption};
 use crate::crypto::unix_now;
 pub(crate) use crate::flow::usable_options;
 use crate::flow::{Flow, Subject};
-use crate::store::{EmailCheck, TotpCredential};
+use crate::store::TotpCredential;
 
 /// The MFA conflict: every option of this step needs an account and the subject has
 /// none. The user gets a page that says so, the app gets `access_denied`, and the trace

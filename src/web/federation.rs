@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::login::{login_url, posted_flow};
 use super::pages::{Detail, FederationPage};
 use super::{cookies, see_other, Shared, WebError};
+use crate::authn::attempts::{self, Limit};
 use crate::authn::password;
 use crate::config::{App, Config, Connection};
 use crate::crypto::{token_hash, unix_now};
@@ -413,7 +414,7 @@ async fn prove(
 ) -> Result<Option<crate::store::User>, WebError> {
     let user = state.store.user(user_id)?;
     let key = password::attempts_key(user.as_ref(), user_id);
-    if state.store.attempts(&key)?.locked_at(now) {
+    if attempts::locked(state.store.as_ref(), &key, now)? {
         flow.notice =
             Some("Too many failed attempts. Wait a few minutes before trying again.".into());
         return Ok(None);
@@ -423,18 +424,13 @@ async fn prove(
     let ok = tokio::task::spawn_blocking(move || password::verify(candidate.as_ref(), &presented))
         .await?;
     if ok {
-        state.store.clear_attempts(&key)?;
+        attempts::forgive(state.store.as_ref(), &key)?;
         flow.trace.push(format!(
             "the owner of account {user_id} proved its password for linking"
         ));
         return Ok(user);
     }
-    state.store.record_failure(
-        &key,
-        now,
-        config.security.max_password_attempts,
-        config.security.lockout_seconds,
-    )?;
+    attempts::fail(state.store.as_ref(), &key, Limit::password(config), now)?;
     flow.notice = Some("That password is not right.".into());
     flow.trace
         .push("linking: wrong password for the existing account".into());
