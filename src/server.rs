@@ -95,7 +95,8 @@ async fn sweep_forever(state: Shared) {
     }
 }
 
-/// Drop expired SSO sessions, and audit events past `audit.retention_days`.
+/// Drop expired SSO sessions, tokens, flash messages and counters, and audit events
+/// past `audit.retention_days`.
 async fn sweep_sessions_and_audit(state: &Shared) {
     let store = state.store.clone();
     let retention = state.config().audit.retention_days;

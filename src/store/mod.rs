@@ -10,9 +10,9 @@
 //! expiry) that maps to one SQL statement, and its doc says what it promises under
 //! concurrency. Rules — how many failures lock an account, for how long, how often a
 //! code may be resent — live in the core (`authn`), never here, so every backend keeps
-//! them alike. The [`contract`] suite proves the promises for any backend; writes a
-//! response depends on are made durable with [`Store::flush`] before the response
-//! leaves.
+//! them alike. The contract suite (`store::contract`) proves the promises for any
+//! backend; writes a response depends on are made durable with [`Store::flush`] before
+//! the response leaves.
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;

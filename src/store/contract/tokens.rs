@@ -15,7 +15,12 @@ pub fn parallel_redemptions_of_one_code_give_exactly_one_success(f: &dyn StoreFa
             _ => None,
         })
         .collect();
-    assert_eq!(fresh.len(), 1, "{results:?}");
+    let fresh_for: Vec<_> = fresh.iter().map(|c| c.redeemed_by.clone()).collect();
+    assert_eq!(
+        fresh.len(),
+        1,
+        "the code was redeemed fresh for several grants: {fresh_for:?}"
+    );
     let winner = fresh[0].redeemed_by.clone().unwrap();
     // Every loser is told which grant to revoke: the winner's.
     for r in &results {
@@ -84,7 +89,7 @@ pub fn parallel_refreshes_rotate_once_and_the_reuse_names_the_family(f: &dyn Sto
     let rotated: Vec<usize> = (0..PARALLEL)
         .filter(|&i| matches!(results[i], Rotate::Rotated(_)))
         .collect();
-    assert_eq!(rotated.len(), 1, "{results:?}");
+    assert_eq!(rotated.len(), 1, "rotated by callers {rotated:?}");
     for r in &results {
         match r {
             Rotate::Rotated(old) => assert_eq!(old.grant_id, "g1"),
