@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use crate::store::StoreResult;
+
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -185,10 +187,14 @@ impl Metrics {
     }
 
     /// Everything, in the Prometheus text format. `flows_active` is counted by the
-    /// caller (the store knows); the process figures are read now.
-    pub fn render(&self, flows_active: usize) -> String {
-        self.flows_active
-            .set(i64::try_from(flows_active).unwrap_or(i64::MAX));
+    /// caller (the store knows); when the store could not say, the gauge keeps its last
+    /// value and the failure is logged, so a scrape still gets every other figure. The
+    /// process figures are read now.
+    pub fn render(&self, flows_active: StoreResult<usize>) -> String {
+        match flows_active {
+            Ok(n) => self.flows_active.set(i64::try_from(n).unwrap_or(i64::MAX)),
+            Err(e) => tracing::warn!(error = %e, "the store could not count active sign-ins"),
+        }
         let process = ProcessStats::read();
         if let Some(cpu) = process.cpu {
             self.cpu_seconds.set(cpu.as_secs_f64());
@@ -294,13 +300,24 @@ mod tests {
         m.sign_in("thrift", "access_denied: the user said no", "google");
         m.sign_in("thrift", "success", "local");
         m.token(Some("made_up_grant"), "unsupported_grant_type");
-        let text = m.render(3);
+        let text = m.render(Ok(3));
         assert!(text.contains(
             r#"usher_sign_ins_total{app="thrift",connection="google",outcome="access_denied"} 1"#
         ));
         assert!(!text.contains("the user said no"));
         assert!(text.contains(r#"grant_type="other""#));
         assert!(text.contains("usher_flows_active 3"));
+    }
+
+    #[test]
+    fn a_store_that_cannot_count_flows_leaves_the_gauge_as_it_was() {
+        let m = Metrics::new().unwrap();
+        m.render(Ok(7));
+        let text = m.render(Err(crate::store::StoreError::Backend(
+            "connection refused".into(),
+        )));
+        assert!(text.contains("usher_flows_active 7"), "{text}");
+        assert!(!text.contains("connection refused"));
     }
 
     #[test]

@@ -11,20 +11,19 @@ use tokio::net::TcpListener;
 
 use crate::authn::sealing::SealingKey;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, Config};
+use crate::config::{self, Config, StoreConfig};
 use crate::oidc::keys::Keys;
 use crate::store::{SledStore, Store};
 use crate::web::{self, AppState, Shared};
 
 /// Open the store and keys for a config. Blocking (RSA key generation on first start).
 pub fn open_state(config: Config) -> anyhow::Result<Shared> {
-    let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(&config.store.sled_path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the store at {}: {e}",
-                config.store.sled_path.display()
-            )
-        })?);
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Sled { path } => Arc::new(
+            SledStore::open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open the store at {}: {e}", path.display()))?,
+        ),
+    };
     state_with_store(config, store)
 }
 
@@ -105,13 +104,17 @@ async fn sweep_forever(state: Shared) {
     }
 }
 
-/// Drop expired SSO sessions, and audit events past `audit.retention_days`.
+/// Drop expired SSO sessions, tokens, flash messages and counters, and audit events
+/// past `audit.retention_days`.
 async fn sweep_sessions_and_audit(state: &Shared) {
     let store = state.store.clone();
     let retention = state.config().audit.retention_days;
     let now = state.now();
     let swept = tokio::task::spawn_blocking(move || {
-        let sessions = store.sweep_sessions(now)? + store.sweep_tokens(now)?;
+        let sessions = store.sweep_sessions(now)?
+            + store.sweep_tokens(now)?
+            + store.sweep_flashes(now)?
+            + store.sweep_counters(now)?;
         let events = crate::audit::sweep(store.as_ref(), now, retention)?;
         Ok::<_, crate::store::StoreError>((sessions, events))
     })
@@ -160,7 +163,7 @@ pub fn reload(state: &Shared, path: &Path) -> bool {
                 tracing::warn!("{}", w.message);
             }
             let old = state.config();
-            if old.store.sled_path != loaded.config.store.sled_path
+            if old.store != loaded.config.store
                 || old.listen != loaded.config.listen
                 || old.metrics.bind != loaded.config.metrics.bind
             {

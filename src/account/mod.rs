@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use crate::audit::{self, kind};
+use crate::authn::attempts::{self, Limit};
 use crate::authn::sealing::SealingKey;
+use crate::authn::steps::otp_key;
 use crate::authn::{password, recovery, totp};
 use crate::config::{Config, ProfileField, MY_ACCOUNT_APP};
 use crate::crypto::{b64url, sha256};
@@ -228,19 +230,14 @@ pub fn change_password(
         return refuse("Your account signs in through a connection and has no password to change.");
     }
     let key = password::attempts_key(Some(user), &user.username);
-    if store.attempts(&key)?.locked_at(now) {
+    if attempts::locked(store, &key, now)? {
         return refuse("Too many wrong passwords. Wait a few minutes before trying again.");
     }
     if !password::verify(Some(user), old) {
-        store.record_failure(
-            &key,
-            now,
-            config.security.max_password_attempts,
-            config.security.lockout_seconds,
-        )?;
+        attempts::fail(store, &key, Limit::password(config), now)?;
         return refuse("Your current password is not right.");
     }
-    store.clear_attempts(&key)?;
+    attempts::forgive(store, &key)?;
     let mut problems = password::check_policy(&config.security.password_policy, new);
     if new != confirm {
         problems.push("The two new passwords do not match.".into());
@@ -315,8 +312,8 @@ pub fn confirm_totp(
     code: &str,
     now: u64,
 ) -> Result<Vec<String>, AccountError> {
-    let key = format!("totp:{user_id}");
-    if store.attempts(&key)?.locked_at(now) {
+    let key = otp_key(user_id);
+    if attempts::locked(store, &key, now)? {
         return refuse("Too many wrong codes. Wait a few minutes before trying again.");
     }
     let Some(mut credential) = store.totp(user_id)?.filter(|c| !c.confirmed) else {
@@ -330,17 +327,12 @@ pub fn confirm_totp(
         None => false,
     };
     if !accepted {
-        store.record_failure(
-            &key,
-            now,
-            config.security.max_otp_attempts,
-            config.security.otp_lockout_seconds,
-        )?;
+        attempts::fail(store, &key, Limit::otp(config), now)?;
         return refuse(
             "That code is not right. Check the time on your phone and try the newest code.",
         );
     }
-    store.clear_attempts(&key)?;
+    attempts::forgive(store, &key)?;
     if let Some(latest) = store.totp(user_id)? {
         credential = latest;
     }

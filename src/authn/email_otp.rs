@@ -1,18 +1,22 @@
-//! One-time codes sent by e-mail: generating them, the policy numbers, and issuing and
-//! checking them through the store.
+//! One-time codes sent by e-mail: generating them, the policy numbers, and the rules for
+//! issuing and checking them over the store's versioned record.
 //!
 //! Each account has at most one pending code; asking for another replaces it. Guessing
 //! is bounded twice: a code dies after [`MAX_WRONG`] wrong tries, and at most
-//! [`MAX_SENDS`] codes go out per [`RESEND_WINDOW`] — so at most 15 guesses at a
-//! one-in-a-million code per ten minutes. Both counts live in the store, shared by
-//! every session, and are updated atomically. Sending the mail is `crate::mail`'s job.
+//! [`MAX_SENDS`] codes go out per [`RESEND_WINDOW`] (a sliding window) — so at most 15
+//! guesses at a one-in-a-million code per ten minutes. Both counts live in the store's
+//! record, shared by every session and node. Every decision here is read, decide, then
+//! a compare-and-swap of the record (`CredentialStore::swap_email_code`); a swap that
+//! lost to a parallel request decides again on what that request wrote, so a code is
+//! used once and no count is skipped. Sending the mail is `crate::mail`'s job.
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::b64url;
+use crate::secret::ct_eq;
 use crate::secret::Secret;
-use crate::store::{CredentialStore, EmailCheck, EmailIssue, StoreResult};
+use crate::store::{CredentialStore, EmailCode, StoreResult};
 
 /// Digits in a code.
 pub const DIGITS: usize = 6;
@@ -61,6 +65,30 @@ pub enum Issued {
     TooMany { retry_at: u64 },
 }
 
+/// Outcome of [`store_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailIssue {
+    /// Stored; it replaced any earlier code. Send it now.
+    Issued,
+    /// Too many codes were sent recently; nothing was stored. Another may be sent at
+    /// `retry_at`.
+    TooMany { retry_at: u64 },
+}
+
+/// Outcome of checking an e-mail code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailCheck {
+    /// The code matched and is now used up.
+    Ok,
+    /// The code did not match. At 0 tries left the pending code has been burned and the
+    /// user must ask for a new one.
+    Wrong { tries_left: u32 },
+    /// The code's time ran out (it is now cleared).
+    Expired,
+    /// No code is pending.
+    Missing,
+}
+
 /// Make a new code the account's pending one, unless the resend limit forbids it.
 /// Blocking (store access); the caller mails the code, then flushes the store.
 pub fn issue<S: CredentialStore + ?Sized>(
@@ -70,12 +98,47 @@ pub fn issue<S: CredentialStore + ?Sized>(
 ) -> StoreResult<Issued> {
     let code = generate_code();
     let hash = hash_code(user_id, &code);
-    Ok(
-        match store.issue_email_code(user_id, &hash, now, CODE_TTL, RESEND_WINDOW, MAX_SENDS)? {
-            EmailIssue::Issued => Issued::Send(Secret::new(code)),
-            EmailIssue::TooMany { retry_at } => Issued::TooMany { retry_at },
-        },
-    )
+    Ok(match store_code(store, user_id, &hash, now)? {
+        EmailIssue::Issued => Issued::Send(Secret::new(code)),
+        EmailIssue::TooMany { retry_at } => Issued::TooMany { retry_at },
+    })
+}
+
+/// Make `code_hash` the key's only pending code, valid for [`CODE_TTL`], unless
+/// [`MAX_SENDS`] codes were sent within the last [`RESEND_WINDOW`]. Parallel requests
+/// cannot slip past the limit together: each send is one swap of the record.
+pub fn store_code<S: CredentialStore + ?Sized>(
+    store: &S,
+    key: &str,
+    code_hash: &str,
+    now: u64,
+) -> StoreResult<EmailIssue> {
+    loop {
+        let current = store.email_code(key)?;
+        let version = current.as_ref().map(|c| c.version);
+        let mut sent: Vec<u64> = current
+            .map(|c| c.value.sent_at)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&t| t.saturating_add(RESEND_WINDOW) > now)
+            .collect();
+        if sent.len() >= MAX_SENDS {
+            let oldest = sent.iter().copied().min().unwrap_or(now);
+            return Ok(EmailIssue::TooMany {
+                retry_at: oldest.saturating_add(RESEND_WINDOW),
+            });
+        }
+        sent.push(now);
+        let record = EmailCode {
+            code_hash: code_hash.to_string(),
+            expires_at: now.saturating_add(CODE_TTL),
+            sent_at: sent,
+            wrong: 0,
+        };
+        if store.swap_email_code(key, version, &record)? {
+            return Ok(EmailIssue::Issued);
+        }
+    }
 }
 
 /// Check what the user typed against the account's pending code; a match uses it up.
@@ -85,7 +148,45 @@ pub fn check<S: CredentialStore + ?Sized>(
     code: &str,
     now: u64,
 ) -> StoreResult<EmailCheck> {
-    store.consume_email_code(user_id, &hash_code(user_id, code), now, MAX_WRONG)
+    check_hash(store, user_id, &hash_code(user_id, code), now)
+}
+
+/// Check a code's hash against the key's pending one: a match uses it up (of N parallel
+/// checks only one sees `Ok`); a miss counts, and the [`MAX_WRONG`]-th miss burns the
+/// code. The record outlives its code (cleared, not removed) so that the send history
+/// keeps counting against the resend limit.
+pub fn check_hash<S: CredentialStore + ?Sized>(
+    store: &S,
+    key: &str,
+    code_hash: &str,
+    now: u64,
+) -> StoreResult<EmailCheck> {
+    loop {
+        let Some(current) = store.email_code(key)? else {
+            return Ok(EmailCheck::Missing);
+        };
+        let mut record = current.value;
+        if record.code_hash.is_empty() {
+            return Ok(EmailCheck::Missing);
+        }
+        let outcome = if record.expires_at <= now {
+            record.code_hash.clear();
+            EmailCheck::Expired
+        } else if ct_eq(record.code_hash.as_bytes(), code_hash.as_bytes()) {
+            record.code_hash.clear();
+            EmailCheck::Ok
+        } else {
+            record.wrong = record.wrong.saturating_add(1);
+            let tries_left = MAX_WRONG.saturating_sub(record.wrong);
+            if tries_left == 0 {
+                record.code_hash.clear();
+            }
+            EmailCheck::Wrong { tries_left }
+        };
+        if store.swap_email_code(key, Some(current.version), &record)? {
+            return Ok(outcome);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Authenticators: one module per kind of credential. Each checks what the user
 //! presented and answers with a subject or a reason; none of them knows about HTTP.
 
+pub mod attempts;
 pub mod email_otp;
 pub mod password;
 pub mod recovery;
@@ -14,6 +15,6 @@ pub mod totp;
 pub fn reset_totp(store: &dyn crate::store::Store, user_id: &str) -> crate::store::StoreResult<()> {
     store.delete_totp(user_id)?;
     store.put_recovery_codes(user_id, &[])?;
-    store.clear_attempts(&format!("totp:{user_id}"))?;
+    attempts::forgive(store, &steps::otp_key(user_id))?;
     store.flush()
 }

@@ -5,10 +5,11 @@
 //! caller, which runs it where it belongs (the blocking pool) or replaces it by a
 //! fixture's `valid`/`invalid` marker.
 
+use super::attempts::{self, Attempts, Limit};
 use super::{password, recovery};
 use crate::config::{Config, StepOption};
 use crate::flow::{Flow, Subject};
-use crate::store::{Attempts, Store, StoreResult, User};
+use crate::store::{Store, StoreResult, User};
 
 pub const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
 pub const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
@@ -61,7 +62,7 @@ pub fn password_begin(
     flow.picked = Some("password".into());
     let user = store.find_user(login)?;
     let key = password::attempts_key(user.as_ref(), login);
-    if store.attempts(&key)?.locked_at(now) {
+    if attempts::locked(store, &key, now)? {
         flow.notice = Some(LOCKED.into());
         flow.trace
             .push(format!("step {step}: password refused, attempts locked"));
@@ -84,7 +85,7 @@ pub fn password_end(
 ) -> StoreResult<()> {
     match attempt.user {
         Some(u) if ok => {
-            store.clear_attempts(&attempt.key)?;
+            attempts::forgive(store, &attempt.key)?;
             if u.disabled {
                 flow.notice = Some("This account is disabled. Contact your administrator.".into());
                 flow.trace
@@ -103,9 +104,9 @@ pub fn password_end(
             }
         }
         _ => {
-            let max = config.security.max_password_attempts;
-            let a =
-                store.record_failure(&attempt.key, now, max, config.security.lockout_seconds)?;
+            let limit = Limit::password(config);
+            let max = limit.max;
+            let a = attempts::fail(store, &attempt.key, limit, now)?;
             flow.notice = Some(
                 if a.locked_at(now) {
                     LOCKED
@@ -139,7 +140,7 @@ pub fn otp_locked(
     user_id: &str,
     now: u64,
 ) -> StoreResult<bool> {
-    let locked = store.attempts(&otp_key(user_id))?.locked_at(now);
+    let locked = attempts::locked(store, &otp_key(user_id), now)?;
     if locked {
         flow.notice = Some(LOCKED_OTP.into());
     }
@@ -160,14 +161,9 @@ pub fn otp_attempt(
     if otp_locked(store, flow, user_id, now)? {
         return Ok(None);
     }
-    let max = config.security.max_otp_attempts;
-    let a = store.record_failure(
-        &otp_key(user_id),
-        now,
-        max,
-        config.security.otp_lockout_seconds,
-    )?;
-    if a.failures > max {
+    let limit = Limit::otp(config);
+    let a = attempts::fail(store, &otp_key(user_id), limit, now)?;
+    if a.failures > limit.max {
         // Other attempts in flight took the last ones.
         flow.notice = Some(LOCKED_OTP.into());
         return Ok(None);
@@ -212,7 +208,7 @@ pub fn otp_passed(
     now: u64,
 ) -> StoreResult<()> {
     if let Some(uid) = subject.user_id.clone() {
-        store.clear_attempts(&otp_key(&uid))?;
+        attempts::forgive(store, &otp_key(&uid))?;
         subject.enrolled = enrolled(store, &uid)?;
     }
     if let Err(e) = flow.step_succeeded(step, &option, subject, vec!["otp".into()], now) {

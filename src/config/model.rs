@@ -21,7 +21,7 @@ pub struct Config {
     pub issuer: Url,
     /// Address `usher serve` listens on.
     pub listen: SocketAddr,
-    /// Where the embedded store keeps its files.
+    /// The store backend and where it keeps its data.
     pub store: StoreConfig,
     /// Where mail goes.
     pub email: EmailConfig,
@@ -114,9 +114,16 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    pub sled_path: PathBuf,
+/// Which store backend holds Usher's data (`store:` in the YAML, which names exactly
+/// one backend). Changing it takes effect on restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded sled database (`store: { sled: { path } }`), for one node.
+    Sled {
+        /// The database folder, absolute; the mail outbox and the credential key
+        /// default to living inside it.
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -165,7 +165,7 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
     Some(Top {
         issuer: issuer?,
         listen: listen?,
-        store: StoreConfig { sled_path },
+        store: StoreConfig::Sled { path: sled_path },
         email: email?,
         theme: theme?,
         security: security?,

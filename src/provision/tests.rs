@@ -8,6 +8,7 @@ use serde_json::json;
 use super::*;
 use crate::config::{ConnectionKind, Jit};
 use crate::secret::Secret;
+use crate::store::contract::hooked::Hooked;
 use crate::store::{IdentityStore, SledStore, UserStore};
 
 fn conn(
@@ -249,17 +250,24 @@ fn a_chosen_username_that_exists_is_refused() {
 
 #[test]
 fn a_parallel_first_login_that_commits_between_the_lookups_is_followed() {
-    let store = SledStore::temporary().unwrap();
+    let store = Hooked::new(Arc::new(SledStore::temporary().unwrap()));
     let c = silent();
     // The other request creates Ada's account just after this one found no identity
     // and just before it looks the email address up.
     let winner = c.clone();
-    *store.before_find_user.lock().unwrap() = Some(Box::new(move |s: &SledStore| {
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    store.before("find_user", move |s| {
         create(s, &winner, &identity("ada", "Ada"), None, 1).unwrap();
-    }));
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
     let Provisioned::Subject(s) = provision(&store, &c, &identity("ada", "Ada"), 1).unwrap() else {
         panic!("refused as if someone else had the address")
     };
+    assert!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        "the other request never ran"
+    );
     assert_eq!(store.identity("google", "ada").unwrap(), s.user_id);
     assert_eq!(store.user_count().unwrap(), 1);
 }

@@ -5,120 +5,12 @@
 //! `not (…)` and parentheses, with `and` binding tighter than `or`. Keywords and
 //! attribute names are case-insensitive. Value-path filters (`emails[type eq "work"]`)
 //! are refused with a clear error rather than half-supported. The attributes a filter
-//! may name are decided by the resource (see `resource::filter_values`).
+//! may name are decided by the resource (see `resource::filter_attr`), and the store
+//! evaluates the result (`store::query`).
 
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Eq,
-    Ne,
-    Co,
-    Sw,
-    Ew,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-/// A literal on the right of a comparison.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Literal {
-    Str(String),
-    Bool(bool),
-    Num(f64),
-    Null,
-}
-
-/// A value an attribute holds, as a filter sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Val {
-    Str(String),
-    Bool(bool),
-}
-
-/// A parsed filter. Attribute paths are lower-cased.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Filter {
-    And(Box<Filter>, Box<Filter>),
-    Or(Box<Filter>, Box<Filter>),
-    Not(Box<Filter>),
-    Present(String),
-    Compare(String, Op, Literal),
-}
-
-impl Filter {
-    /// Every attribute path the filter names.
-    pub fn paths(&self) -> Vec<&str> {
-        match self {
-            Filter::And(a, b) | Filter::Or(a, b) => {
-                let mut v = a.paths();
-                v.extend(b.paths());
-                v
-            }
-            Filter::Not(f) => f.paths(),
-            Filter::Present(p) | Filter::Compare(p, _, _) => vec![p.as_str()],
-        }
-    }
-
-    /// Test a resource. `lookup` gives an attribute's values and whether it compares
-    /// case-exactly; a multi-valued attribute matches when any value does.
-    pub fn matches(&self, lookup: &dyn Fn(&str) -> (Vec<Val>, bool)) -> bool {
-        match self {
-            Filter::And(a, b) => a.matches(lookup) && b.matches(lookup),
-            Filter::Or(a, b) => a.matches(lookup) || b.matches(lookup),
-            Filter::Not(f) => !f.matches(lookup),
-            Filter::Present(p) => lookup(p)
-                .0
-                .iter()
-                .any(|v| !matches!(v, Val::Str(s) if s.is_empty())),
-            Filter::Compare(p, op, lit) => {
-                let (values, exact) = lookup(p);
-                if matches!(lit, Literal::Null) {
-                    // `eq null` is "has no value"; `ne null` is "has one".
-                    return match op {
-                        Op::Eq => values.is_empty(),
-                        Op::Ne => !values.is_empty(),
-                        _ => false,
-                    };
-                }
-                if *op == Op::Ne {
-                    return !values.iter().any(|v| compare(v, Op::Eq, lit, exact));
-                }
-                values.iter().any(|v| compare(v, *op, lit, exact))
-            }
-        }
-    }
-}
-
-fn compare(value: &Val, op: Op, lit: &Literal, exact: bool) -> bool {
-    match (value, lit) {
-        (Val::Bool(v), Literal::Bool(l)) => match op {
-            Op::Eq => v == l,
-            Op::Ne => v != l,
-            _ => false,
-        },
-        (Val::Str(v), Literal::Str(l)) => {
-            let (v, l) = if exact {
-                (v.clone(), l.clone())
-            } else {
-                (v.to_lowercase(), l.to_lowercase())
-            };
-            match op {
-                Op::Eq => v == l,
-                Op::Ne => v != l,
-                Op::Co => v.contains(&l),
-                Op::Sw => v.starts_with(&l),
-                Op::Ew => v.ends_with(&l),
-                Op::Gt => v > l,
-                Op::Ge => v >= l,
-                Op::Lt => v < l,
-                Op::Le => v <= l,
-            }
-        }
-        _ => false,
-    }
-}
+// The filter tree and its evaluation are the store's query language, so a backend can
+// translate what SCIM parses; this module only reads the text.
+pub use crate::store::query::{Filter, Literal, Op, Val};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
@@ -333,7 +225,7 @@ mod tests {
     fn check(text: &str) -> bool {
         parse(text)
             .unwrap_or_else(|e| panic!("{text}: {e}"))
-            .matches(&lookup)
+            .matches(&|p: &String| lookup(p))
     }
 
     #[test]

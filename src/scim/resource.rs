@@ -10,8 +10,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::filter::Val;
 use super::{ScimError, USER_SCHEMA, USHER_USER_SCHEMA};
+use crate::store::query::UserAttr;
 use crate::store::{Store, StoreResult, User};
 use crate::timefmt::rfc3339;
 
@@ -119,47 +119,31 @@ impl Record {
         });
         out
     }
+}
 
-    /// The values a filter compares for `path` (lower-cased), and whether they compare
-    /// case-exactly; `None` for an attribute filters cannot name.
-    pub fn filter_values(&self, path: &str) -> Option<(Vec<Val>, bool)> {
-        let u = &self.user;
-        let s = |v: &Option<String>| v.iter().map(|x| Val::Str(x.clone())).collect::<Vec<_>>();
-        let one = |v: &str| vec![Val::Str(v.to_string())];
-        Some(match strip_schema(path)?.as_str() {
-            "id" => (one(&u.id), true),
-            "externalid" => (s(&self.external_id), true),
-            "username" => (one(&u.username), false),
-            "displayname" | "name.formatted" => (s(&u.name), false),
-            "name.givenname" => (s(&u.given_name), false),
-            "name.familyname" => (s(&u.family_name), false),
-            "emails" | "emails.value" => (s(&u.email), false),
-            "photos" | "photos.value" => (s(&u.picture), true),
-            "roles" | "roles.value" => {
-                (u.roles.iter().map(|r| Val::Str(r.clone())).collect(), false)
-            }
-            "active" => (vec![Val::Bool(!u.disabled)], false),
-            "meta.created" => (one(&rfc3339(u.created_at)), true),
-            "meta.lastmodified" => (one(&rfc3339(u.updated_at)), true),
-            "ext:identities.connection" => (
-                self.identities
-                    .iter()
-                    .map(|(c, _)| Val::Str(c.clone()))
-                    .collect(),
-                true,
-            ),
-            "ext:identities.subject" => (
-                self.identities
-                    .iter()
-                    .map(|(_, s)| Val::Str(s.clone()))
-                    .collect(),
-                true,
-            ),
-            "ext:emailverified" => (vec![Val::Bool(u.email_verified)], false),
-            "ext:totp" => (vec![Val::Bool(self.totp)], false),
-            _ => return None,
-        })
-    }
+/// What a filter's attribute `path` (lower-cased) names in the store; `None` for an
+/// attribute filters cannot name. Whether it compares case-exactly is the store's
+/// `UserAttr::case_exact`.
+pub fn filter_attr(path: &str) -> Option<UserAttr> {
+    Some(match strip_schema(path)?.as_str() {
+        "id" => UserAttr::Id,
+        "externalid" => UserAttr::ExternalId,
+        "username" => UserAttr::Username,
+        "displayname" | "name.formatted" => UserAttr::Name,
+        "name.givenname" => UserAttr::GivenName,
+        "name.familyname" => UserAttr::FamilyName,
+        "emails" | "emails.value" => UserAttr::Email,
+        "photos" | "photos.value" => UserAttr::Picture,
+        "roles" | "roles.value" => UserAttr::Role,
+        "active" => UserAttr::Active,
+        "meta.created" => UserAttr::Created,
+        "meta.lastmodified" => UserAttr::Updated,
+        "ext:identities.connection" => UserAttr::IdentityConnection,
+        "ext:identities.subject" => UserAttr::IdentitySubject,
+        "ext:emailverified" => UserAttr::EmailVerified,
+        "ext:totp" => UserAttr::Totp,
+        _ => return None,
+    })
 }
 
 /// A lower-cased attribute path with its schema URN reduced: the core User schema is

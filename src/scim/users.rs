@@ -7,13 +7,13 @@ use serde_json::{json, Value};
 
 use super::filter;
 use super::patch;
-use super::resource::{Draft, Record};
+use super::resource::{self, Draft, Record};
 use super::{Answer, ScimError, LIST_RESPONSE};
 use crate::audit::{self, kind};
 use crate::authn::password;
 use crate::config::Config;
 use crate::crypto::random_token;
-use crate::store::{Store, User};
+use crate::store::{Store, User, UserQuery};
 
 /// Results per page when the request does not say, and the most it may ask for.
 pub const DEFAULT_COUNT: usize = 100;
@@ -142,65 +142,48 @@ impl Admin<'_> {
         Ok(())
     }
 
-    /// `GET /Users`: filter, then page (1-based `startIndex`, `count`).
+    /// `GET /Users`: filter, then page (1-based `startIndex`, `count`). The store
+    /// filters and pages (`UserQueryStore::query_users`).
     pub fn list(
         &self,
         filter_text: Option<&str>,
         start_index: Option<&str>,
         count: Option<&str>,
     ) -> Result<Answer, ScimError> {
-        let parsed = match filter_text.filter(|f| !f.trim().is_empty()) {
+        let filter = match filter_text.filter(|f| !f.trim().is_empty()) {
             None => None,
             Some(text) => {
                 let f = filter::parse(text).map_err(|e| ScimError::bad("invalidFilter", e))?;
-                let probe = Record {
-                    user: blank_user(),
-                    external_id: None,
-                    identities: Vec::new(),
-                    totp: false,
-                };
-                if let Some(p) = f
-                    .paths()
-                    .into_iter()
-                    .find(|p| probe.filter_values(p).is_none())
-                {
-                    return Err(ScimError::bad(
-                        "invalidFilter",
-                        format!("`{p}` cannot be filtered on; try userName, emails.value, externalId, displayName, active or id"),
-                    ));
-                }
-                Some(f)
+                let mapped = f.try_map(&mut |p: &String| {
+                    resource::filter_attr(p).ok_or_else(|| {
+                        ScimError::bad(
+                            "invalidFilter",
+                            format!("`{p}` cannot be filtered on; try userName, emails.value, externalId, displayName, active or id"),
+                        )
+                    })
+                })?;
+                Some(mapped)
             }
         };
         let start = number(start_index, "startIndex")?.unwrap_or(1).max(1);
         let count = number(count, "count")?
             .map_or(DEFAULT_COUNT, |c| usize::try_from(c.max(0)).unwrap_or(0))
             .min(MAX_COUNT);
-        let mut users = self.store.users()?;
-        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let mut matched = Vec::new();
-        for user in users {
-            let record = Record::of(self.store, user)?;
-            let keep = parsed
-                .as_ref()
-                .is_none_or(|f| f.matches(&|p| record.filter_values(p).unwrap_or_default()));
-            if keep {
-                matched.push(record);
-            }
+        let page = self.store.query_users(&UserQuery {
+            filter,
+            start: usize::try_from(start - 1).unwrap_or(usize::MAX),
+            count,
+        })?;
+        let mut resources = Vec::with_capacity(page.users.len());
+        for user in page.users {
+            resources.push(Record::of(self.store, user)?.to_json(&self.base()));
         }
-        let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
-        let page: Vec<Value> = matched
-            .iter()
-            .skip(skip)
-            .take(count)
-            .map(|r| r.to_json(&self.base()))
-            .collect();
         Ok(Answer::ok(json!({
             "schemas": [LIST_RESPONSE],
-            "totalResults": matched.len(),
+            "totalResults": page.total,
             "startIndex": start,
-            "itemsPerPage": page.len(),
-            "Resources": page,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
         })))
     }
 
@@ -315,7 +298,7 @@ impl Admin<'_> {
         Self::check_version(&record, if_match)?;
         let ended = crate::account::end_sessions(self.store, id)?;
         crate::authn::reset_totp(self.store, id)?;
-        self.store.clear_attempts(&format!("password:{id}"))?;
+        crate::authn::attempts::forgive(self.store, &format!("password:{id}"))?;
         self.store.delete_user(id)?;
         self.store.flush()?;
         audit::record(

@@ -8,12 +8,13 @@
 //! the core issued, so `usher test` walks the same checks as a browser.
 
 use super::{CoreError, CoreResult, Ctx};
+use crate::authn::email_otp::EmailCheck;
 use crate::authn::sealing::SealingKey;
 use crate::authn::{email_otp, recovery, steps, totp};
 use crate::config::{App, StepOption};
 use crate::flow::{Flow, Subject};
 use crate::secret::Secret;
-use crate::store::{EmailCheck, TotpCredential};
+use crate::store::TotpCredential;
 
 /// An account-bound step the flow is waiting on, and whose account it is.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //! through, asking the user when the connection says so.
 
 use super::{CoreResult, Ctx};
+use crate::authn::attempts::{self, Limit};
 use crate::authn::password;
 use crate::authn::steps::LOCKED;
 use crate::config::Connection;
@@ -211,7 +212,7 @@ pub struct Proof {
 pub fn prove_begin(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> StoreResult<Option<Proof>> {
     let user = ctx.store.user(user_id)?;
     let key = password::attempts_key(user.as_ref(), user_id);
-    if ctx.store.attempts(&key)?.locked_at(ctx.now) {
+    if attempts::locked(ctx.store, &key, ctx.now)? {
         flow.notice = Some(LOCKED.into());
         return Ok(None);
     }
@@ -228,18 +229,13 @@ pub fn prove_finish(
     ok: bool,
 ) -> StoreResult<Option<User>> {
     if ok {
-        ctx.store.clear_attempts(&proof.key)?;
+        attempts::forgive(ctx.store, &proof.key)?;
         flow.trace.push(format!(
             "the owner of account {user_id} proved its password for linking"
         ));
         return Ok(proof.user);
     }
-    ctx.store.record_failure(
-        &proof.key,
-        ctx.now,
-        ctx.config.security.max_password_attempts,
-        ctx.config.security.lockout_seconds,
-    )?;
+    attempts::fail(ctx.store, &proof.key, Limit::password(ctx.config), ctx.now)?;
     flow.notice = Some("That password is not right.".into());
     flow.trace
         .push("linking: wrong password for the existing account".into());

@@ -1,19 +1,29 @@
 //! Storage: small capability traits, the records they hold, and sled behind them.
 //!
 //! Nothing outside this module touches sled. Each trait is one capability (users,
-//! second-factor credentials, sessions, flows, codes and tokens, keys, attempt counters)
-//! so a second backend can be
-//! added trait by trait, and code that needs only one capability says so in its bounds.
-//! Single-use things are consumed with compare-and-swap so that N parallel attempts give
-//! exactly one success; writes a response depends on are made durable with
-//! [`Store::flush`] before the response leaves.
+//! second-factor credentials, sessions, flows, flash messages, codes and tokens, keys,
+//! counters) so a second backend can be added trait by trait, and code that needs only
+//! one capability says so in its bounds.
+//!
+//! The traits are a contract a network database can meet: each method is one atomic
+//! operation (insert-if-absent, compare-and-swap, consume-once, a counter with an
+//! expiry) that maps to one SQL statement, and its doc says what it promises under
+//! concurrency. Rules — how many failures lock an account, for how long, how often a
+//! code may be resent — live in the core (`authn`), never here, so every backend keeps
+//! them alike. The contract suite (`store::contract`) proves the promises for any
+//! backend; writes a response depends on are made durable with [`Store::flush`] before
+//! the response leaves.
 
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+pub mod query;
 mod sled_store;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use query::{UserPage, UserQuery};
 pub use sled_store::SledStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,21 +79,22 @@ pub struct User {
     pub updated_at: u64,
 }
 
-/// Per-key failure counter (`password:<user id>`, later `totp:<user id>`), shared by
-/// every session so a lock cannot be dodged with a fresh browser.
+/// A counter with an expiry (`CounterStore`): hits since it last started, and when it
+/// is forgotten.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Attempts {
-    pub failures: u32,
-    /// When the counting window started.
-    pub window_start: u64,
-    /// Locked until this time (0 = not locked).
-    pub locked_until: u64,
+pub struct Counter {
+    pub count: u32,
+    /// The counter is forgotten at this time: from then on a read sees none and a hit
+    /// starts over.
+    pub expires_at: u64,
 }
 
-impl Attempts {
-    pub fn locked_at(&self, now: u64) -> bool {
-        self.locked_until > now
-    }
+/// A record and the version it was read at, for a later compare-and-swap write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    /// Changes on every write of the record; only the store sets it.
+    pub version: u64,
 }
 
 /// An SSO session in the browser's cookie (stored under the hash of the cookie value).
@@ -252,42 +263,24 @@ impl std::fmt::Debug for EmailCode {
     }
 }
 
-/// Outcome of asking for a new e-mail code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmailIssue {
-    /// Stored; it replaced any earlier code. Send it now.
-    Issued,
-    /// Too many codes were sent recently; nothing was stored. Another may be sent at
-    /// `retry_at`.
-    TooMany { retry_at: u64 },
-}
-
-/// Outcome of checking an e-mail code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmailCheck {
-    /// The code matched and is now used up.
-    Ok,
-    /// The code did not match. At 0 tries left the pending code has been burned and the
-    /// user must ask for a new one.
-    Wrong { tries_left: u32 },
-    /// The code's time ran out (it is now cleared).
-    Expired,
-    /// No code is pending.
-    Missing,
-}
-
+/// Accounts. Usernames and emails are unique case-insensitively: a backend enforces it
+/// with unique indexes written in the same transaction as the account, so of two
+/// parallel creations with one name exactly one succeeds.
 pub trait UserStore {
     /// Create an account; fails with `Conflict` if the username or email is taken.
+    /// `INSERT`, with the unique indexes deciding conflicts.
     fn create_user(&self, user: &User) -> StoreResult<()>;
     fn user(&self, id: &str) -> StoreResult<Option<User>>;
     /// Case-insensitive lookup by username, then by email.
     fn find_user(&self, login: &str) -> StoreResult<Option<User>>;
-    /// Replace an account (username and email indexes follow).
+    /// Replace an account (username and email indexes follow); `NotFound` if there is
+    /// none, `Conflict` if the new name or email is someone else's.
     fn update_user(&self, user: &User) -> StoreResult<()>;
     fn user_count(&self) -> StoreResult<usize>;
-    /// Every account, in id order (the admin listing; a one-machine store is small
-    /// enough to filter in memory).
-    fn users(&self) -> StoreResult<Vec<User>>;
+    /// Up to `limit` accounts with an id greater than `after` (from the first when
+    /// `None`), in id order: a keyset page, `SELECT … WHERE id > $1 ORDER BY id LIMIT
+    /// $2`. Walking the pages sees every account that exists throughout the walk.
+    fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>>;
     /// Delete an account together with its username and email indexes, its federated
     /// identities and its external id, atomically. `NotFound` if there is none.
     fn delete_user(&self, id: &str) -> StoreResult<()>;
@@ -296,35 +289,70 @@ pub trait UserStore {
     fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()>;
 }
 
+/// Finding accounts by a filter, a page at a time (the SCIM list and the admin CLI).
+pub trait UserQueryStore: UserStore + IdentityStore + CredentialStore {
+    /// The accounts `query.filter` matches, ordered by creation time then id:
+    /// `query.count` of them from the `query.start`-th on, with how many match in all.
+    /// The default reads every account and filters in memory ([`query::scan`]); a
+    /// backend with a query language pushes the filter, order and page into one query.
+    fn query_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
+        query::scan(self, query)
+    }
+}
+
 /// Federated identities: (connection, upstream subject) → local account. The pair is
 /// unique, so concurrent first logins of one person make exactly one account.
 pub trait IdentityStore {
     fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>>;
     /// Create `user` linked to the identity, atomically. If the identity already has an
     /// account (a concurrent first login won), that account is returned instead and
-    /// `user` is not created. `Conflict("username")`/`Conflict("email")` when those are
-    /// taken by someone else.
+    /// `user` is not created: of N parallel calls for one identity, all return the one
+    /// account that exists afterwards. `Conflict("username")`/`Conflict("email")` when
+    /// those are taken by someone else. One transaction: `INSERT` the identity `ON
+    /// CONFLICT DO NOTHING`, and the account only when that inserted a row.
     fn create_federated_user(
         &self,
         user: &User,
         connection: &str,
         subject: &str,
     ) -> StoreResult<User>;
-    /// Link the identity to an existing account; false if it is already linked.
+    /// Link the identity to an existing account; false if it is already linked (of N
+    /// parallel links of one identity exactly one is true). `INSERT … ON CONFLICT DO
+    /// NOTHING`.
     fn link_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
     /// The (connection, subject) pairs linked to an account.
     fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
     /// Remove the link of an identity to `user_id`; false if it was not linked to that
     /// account. The next sign-in through the identity provisions afresh (JIT on).
+    /// `DELETE … WHERE connection = $1 AND subject = $2 AND user_id = $3`.
     fn unlink_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
 }
 
-pub trait AttemptStore {
-    fn attempts(&self, key: &str) -> StoreResult<Attempts>;
-    /// Count one failure atomically; locks for `window` once `max` failures fall within
-    /// one window. Returns the new state.
-    fn record_failure(&self, key: &str, now: u64, max: u32, window: u64) -> StoreResult<Attempts>;
-    fn clear_attempts(&self, key: &str) -> StoreResult<()>;
+/// Counters with an expiry, the primitive attempt limits are built from
+/// (`authn::attempts` holds the rules: how many failures, within what window, lock for
+/// how long). Keys are namespaced by the caller (`password:<user id>`,
+/// `totp:<user id>`) and shared by every session and node, so a limit cannot be dodged
+/// with a fresh browser or another node.
+pub trait CounterStore {
+    /// Add one, atomically, and return the counter afterwards. A missing counter, or one
+    /// expired at or before `now`, starts over at 1 and expires at `expires_at`; a live
+    /// one keeps its expiry. N parallel hits on a counter at c answer c+1 … c+N, each
+    /// exactly once: that is what lets the core reserve an attempt before it checks a
+    /// secret. `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE WHEN expires_at <=
+    /// $now THEN 1 ELSE count + 1 END, expires_at = CASE … END RETURNING count,
+    /// expires_at`.
+    fn hit(&self, key: &str, now: u64, expires_at: u64) -> StoreResult<Counter>;
+    /// The live counter; `None` when there is none or it expired at or before `now`.
+    fn counter(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
+    /// Keep a live counter until at least `until` (a lock that outlasts the window it
+    /// was counted in); nothing for a missing or expired one, and never shortened.
+    /// `UPDATE … SET expires_at = GREATEST(expires_at, $until) WHERE key = $1 AND
+    /// expires_at > $now`.
+    fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()>;
+    /// Forget the counter (a success forgives the failures before it). `DELETE`.
+    fn reset_counter(&self, key: &str) -> StoreResult<()>;
+    /// Remove counters expired at or before `now`; returns how many.
+    fn sweep_counters(&self, now: u64) -> StoreResult<usize>;
 }
 
 /// Second factors: TOTP authenticators, recovery codes and e-mail codes, all keyed by
@@ -334,6 +362,7 @@ pub trait CredentialStore {
     fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()>;
     /// Store `credential` unless the account has one already; returns the one that is
     /// there afterwards (of two enrolment pages opened at once, both show one secret).
+    /// `INSERT … ON CONFLICT DO NOTHING`, then a read.
     fn create_totp(
         &self,
         user_id: &str,
@@ -345,39 +374,33 @@ pub trait CredentialStore {
     /// Record `step` as used, atomically, only if it is later than the last accepted
     /// one. `true` means the code may be accepted; of N parallel calls with the same
     /// step exactly one gets `true`. `false` also when there is no authenticator.
+    /// `UPDATE … SET last_step = $2 WHERE user_id = $1 AND last_step < $2`.
     fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool>;
 
     /// Replace all recovery codes of the account with these hashes.
     fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()>;
-    /// Remove one recovery code, atomically: `true` for exactly one caller.
+    /// Remove one recovery code, atomically: of N parallel calls with one code exactly
+    /// one gets `true`. `DELETE … WHERE user_id = $1 AND hash = $2`.
     fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool>;
     fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize>;
 
-    /// Store a code record as is, replacing the key's previous one (fixtures, tests).
+    /// Store a code record as is, replacing the key's previous one whatever its version
+    /// (fixtures, tests). The version changes, so a swap prepared before it fails.
     fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()>;
-    fn email_code(&self, key: &str) -> StoreResult<Option<EmailCode>>;
-    /// Make `code_hash` the key's only pending code, valid until `now + ttl`, unless
-    /// `max_sends` codes were already sent within `window` seconds; atomic, so parallel
-    /// requests cannot slip past the limit together.
-    fn issue_email_code(
+    /// The key's record, with the version a swap must name.
+    fn email_code(&self, key: &str) -> StoreResult<Option<Versioned<EmailCode>>>;
+    /// Write `code` if the key's record is still at version `expected` (`None`: there
+    /// is no record yet), atomically; `false`, and nothing written, otherwise. Of N
+    /// parallel swaps from one version exactly one is `true`: that makes a code
+    /// single-use and the send and wrong-try counts exact while `authn::email_otp`
+    /// decides what the record becomes. `UPDATE … SET …, version = version + 1 WHERE
+    /// key = $1 AND version = $2` (`INSERT … ON CONFLICT DO NOTHING` for `None`).
+    fn swap_email_code(
         &self,
         key: &str,
-        code_hash: &str,
-        now: u64,
-        ttl: u64,
-        window: u64,
-        max_sends: usize,
-    ) -> StoreResult<EmailIssue>;
-    /// Check a code against the pending one, atomically: a match uses it up (only one
-    /// of N parallel checks sees `Ok`); a miss counts, and the `max_wrong`-th miss
-    /// burns the code.
-    fn consume_email_code(
-        &self,
-        key: &str,
-        code_hash: &str,
-        now: u64,
-        max_wrong: u32,
-    ) -> StoreResult<EmailCheck>;
+        expected: Option<u64>,
+        code: &EmailCode,
+    ) -> StoreResult<bool>;
 }
 
 /// SSO sessions, stored under the hash of the cookie value, with a per-account index
@@ -389,7 +412,8 @@ pub trait SessionStore {
     fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
     /// The sessions of an account, with their hashes, expired ones included.
     fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
-    /// Remove sessions that expired at or before `now`; returns how many.
+    /// Remove sessions that expired at or before `now`; returns how many. Safe to run
+    /// on every node at once: a session removed twice counts once.
     fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
 }
 
@@ -398,34 +422,55 @@ pub trait FlowStore {
     fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()>;
     fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     fn delete_flow(&self, id: &str) -> StoreResult<()>;
-    /// Remove flows whose time-prefixed id is older than `cutoff`; returns how many.
+    /// Remove flows whose time-prefixed id is older than `cutoff`, and upstream round
+    /// trips whose flow is; returns how many flows. Safe to run on every node at once.
     fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize>;
-    /// How many flows are stored (the `usher_flows_active` gauge). Cheap: no scan.
-    fn flow_count(&self) -> usize;
+    /// How many flows are stored (the `usher_flows_active` gauge). Cheap: no scan of
+    /// the flows themselves (a counter, or a database's row estimate).
+    fn flow_count(&self) -> StoreResult<usize>;
     /// Remember which flow an upstream round trip's `state` belongs to.
     fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()>;
-    /// Take (and forget) the flow of a `state`: of two callbacks with one state, only
-    /// one gets it.
+    /// Take (and forget) the flow of a `state`: of N callbacks with one state, exactly
+    /// one gets it. `DELETE … RETURNING flow_id`.
     fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>>;
 }
 
+/// One-time messages for the next page (My Account's "password changed", new recovery
+/// codes), as opaque bytes named by a cookie.
+pub trait FlashStore {
+    /// Keep `bytes` under `id` until `expires_at`, replacing what was there.
+    fn put_flash(&self, id: &str, bytes: &[u8], expires_at: u64) -> StoreResult<()>;
+    /// Take the message, once: of N parallel takes exactly one gets it, and none does
+    /// once it expired (at or before `now`). `DELETE … RETURNING`.
+    fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>>;
+    /// Remove messages expired at or before `now`; returns how many.
+    fn sweep_flashes(&self, now: u64) -> StoreResult<usize>;
+}
+
+/// Authorization codes, grants (token families) and refresh tokens.
 pub trait TokenStore {
     fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()>;
-    /// Remove expired codes, refresh tokens and grants; returns how many.
+    /// Remove expired refresh tokens and grants, and codes an hour past their expiry
+    /// (a late reuse is still recognised); returns how many.
     fn sweep_tokens(&self, now: u64) -> StoreResult<usize>;
     /// Mark a code redeemed by `grant_id`, atomically: of N parallel calls one sees
-    /// `Fresh`, the rest `Reused`.
+    /// `Fresh`, the rest `Reused` naming the winner's grant. `UPDATE … SET redeemed_by
+    /// = $2 WHERE hash = $1 AND redeemed_by IS NULL RETURNING`, then a read on a miss.
     fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
     /// Write a new grant; `false` if one with that id is already there (a reuse of its
-    /// code barred it first), and then nothing is written.
+    /// code barred it first), and then nothing is written. `INSERT … ON CONFLICT DO
+    /// NOTHING`.
     fn create_grant(&self, grant: &Grant) -> StoreResult<bool>;
     fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     fn revoke_grant(&self, id: &str) -> StoreResult<()>;
     /// Revoke grant `barred.id`, or, when its code exchange has not written it yet,
     /// write `barred` (revoked) in its place so that exchange cannot issue tokens.
+    /// `INSERT … ON CONFLICT DO UPDATE SET revoked = true`.
     fn bar_grant(&self, barred: &Grant) -> StoreResult<()>;
     fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
-    /// Mark `old` used and store `new`, atomically.
+    /// Mark `old` used and store `new`, atomically: of N parallel rotations of one token
+    /// exactly one is `Rotated`; the rest are `Reused`, naming the grant whose family
+    /// the caller revokes, and store nothing.
     fn rotate_refresh(
         &self,
         old_hash: &str,
@@ -434,14 +479,16 @@ pub trait TokenStore {
     ) -> StoreResult<Rotate>;
 }
 
+/// Signing keys and named server secrets.
 pub trait KeyStore {
     fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
     fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
-    /// A named server secret (CSRF key, …), created with `make` on first use.
+    /// A named server secret (CSRF key, …), created with `make` on first use: of N
+    /// parallel first uses on any nodes, all get the one value that landed first.
+    /// `INSERT … ON CONFLICT DO NOTHING`, then a read.
     fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> StoreResult<Vec<u8>>;
 }
 
-/// Every capability, plus durability.
 /// Something that happened, for the audit trail ("why did this user skip MFA?").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuditEvent {
@@ -458,6 +505,7 @@ pub struct AuditEvent {
     pub detail: Vec<String>,
 }
 
+/// The audit trail, append-only apart from the retention sweep.
 pub trait AuditStore {
     fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Events from `since` on, oldest first, at most `limit`.
@@ -469,24 +517,41 @@ pub trait AuditStore {
     fn sweep_events(&self, cutoff: u64) -> StoreResult<usize>;
 }
 
+/// Every capability, plus durability.
 pub trait Store:
     UserStore
+    + UserQueryStore
     + IdentityStore
     + AuditStore
     + CredentialStore
-    + AttemptStore
+    + CounterStore
     + SessionStore
     + FlowStore
+    + FlashStore
     + TokenStore
     + KeyStore
     + Send
     + Sync
 {
-    /// Make every write so far durable. Blocking: call it off the async runtime.
+    /// Make every write so far durable: once it returns, a crash or restart loses none
+    /// of them. Blocking: call it off the async runtime.
     fn flush(&self) -> StoreResult<()>;
+}
+
+/// Every account, in id order, read a page at a time: for small stores only (the
+/// fixture runner compares the accounts before and after a case).
+pub fn all_users(store: &dyn UserStore) -> StoreResult<Vec<User>> {
+    let mut all: Vec<User> = Vec::new();
+    loop {
+        let after = all.last().map(|u| u.id.clone());
+        let page = store.users_after(after.as_deref(), query::SCAN_BATCH)?;
+        let done = page.len() < query::SCAN_BATCH;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_admin;

@@ -13,9 +13,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::*;
-use crate::secret::ct_eq;
 
 mod accounts;
+mod credentials;
+mod flows;
 mod group_commit;
 
 pub struct SledStore {
@@ -32,13 +33,16 @@ pub struct SledStore {
     identities: sled::Tree,
     upstream_states: sled::Tree,
     user_identities: sled::Tree,
-    attempts: sled::Tree,
+    /// key → `Counter` (`CounterStore`).
+    counters: sled::Tree,
     sessions: sled::Tree,
     /// `<user id>\0<session hash>` → nothing: the per-account session index.
     user_sessions: sled::Tree,
     /// user id → SCIM `externalId`.
     external_ids: sled::Tree,
     flows: sled::Tree,
+    /// id → expiry (8 bytes, big-endian) followed by the message (`FlashStore`).
+    flashes: sled::Tree,
     /// How many entries `flows` holds, kept by every insert and removal so the
     /// metrics gauge needs no scan of what may be 100,000 sign-ins in progress.
     live_flows: std::sync::atomic::AtomicUsize,
@@ -47,15 +51,7 @@ pub struct SledStore {
     refresh: sled::Tree,
     keys: sled::Tree,
     secrets: sled::Tree,
-    /// Tests only: runs once at the start of the next `find_user`, to put another
-    /// request's write between two reads of the code under test.
-    #[cfg(test)]
-    pub(crate) before_find_user: std::sync::Mutex<Option<TestHook>>,
 }
-
-/// A test's one-off action on the store (see `SledStore::before_find_user`).
-#[cfg(test)]
-pub(crate) type TestHook = Box<dyn FnOnce(&SledStore) + Send>;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -76,8 +72,22 @@ fn fold(s: &str) -> String {
 impl SledStore {
     /// Open (or create) the store in `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let db = sled::Config::new().path(path).open().map_err(backend)?;
-        Self::from_db(db)
+        // The folder's lock may still be held for a moment by a store of the same folder
+        // being dropped (its flusher thread lets go last) or by a process that is just
+        // exiting: wait for it briefly rather than fail a restart.
+        let mut waited = 0;
+        loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => return Self::from_db(db),
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && waited < 40 =>
+                {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
     }
 
     /// A store in a temporary folder that disappears when dropped (tests, fixtures).
@@ -104,11 +114,12 @@ impl SledStore {
             identities: tree("identities")?,
             upstream_states: tree("upstream_states")?,
             user_identities: tree("user_identities")?,
-            attempts: tree("attempts")?,
+            counters: tree("counters")?,
             sessions: tree("sessions")?,
             user_sessions: tree("user_sessions")?,
             external_ids: tree("external_ids")?,
             flows,
+            flashes: tree("flashes")?,
             live_flows,
             codes: tree("codes")?,
             grants: tree("grants")?,
@@ -117,10 +128,9 @@ impl SledStore {
             secrets: tree("secrets")?,
             db,
             group_commit: Default::default(),
-            #[cfg(test)]
-            before_find_user: Default::default(),
         };
         store.index_old_sessions()?;
+        store.migrate_attempts()?;
         Ok(store)
     }
 
@@ -221,10 +231,6 @@ impl UserStore for SledStore {
     }
 
     fn find_user(&self, login: &str) -> StoreResult<Option<User>> {
-        #[cfg(test)]
-        if let Some(hook) = self.before_find_user.lock().ok().and_then(|mut h| h.take()) {
-            hook(self);
-        }
         let key = fold(login);
         let id = match self.usernames.get(key.as_bytes()).map_err(backend)? {
             Some(id) => Some(id),
@@ -280,8 +286,8 @@ impl UserStore for SledStore {
         Ok(self.users.len())
     }
 
-    fn users(&self) -> StoreResult<Vec<User>> {
-        self.all_users()
+    fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>> {
+        self.users_from(after, limit)
     }
 
     fn delete_user(&self, id: &str) -> StoreResult<()> {
@@ -294,266 +300,6 @@ impl UserStore for SledStore {
 
     fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()> {
         self.put_external_id(user_id, external_id)
-    }
-}
-
-impl CredentialStore for SledStore {
-    fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()> {
-        Self::put(&self.totp, user_id, credential)
-    }
-
-    fn create_totp(
-        &self,
-        user_id: &str,
-        credential: &TotpCredential,
-    ) -> StoreResult<TotpCredential> {
-        let created = self
-            .totp
-            .compare_and_swap(user_id, None as Option<&[u8]>, Some(encode(credential)?))
-            .map_err(backend)?;
-        match created {
-            Ok(()) => Ok(credential.clone()),
-            // Expecting nothing, a failed swap always reports what is there.
-            Err(e) => e
-                .current
-                .map_or_else(|| Ok(credential.clone()), |bytes| decode(&bytes)),
-        }
-    }
-
-    fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>> {
-        Self::get(&self.totp, user_id)
-    }
-
-    fn delete_totp(&self, user_id: &str) -> StoreResult<()> {
-        self.totp.remove(user_id).map_err(backend)?;
-        Ok(())
-    }
-
-    fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool> {
-        cas_update(
-            &self.totp,
-            user_id,
-            |current: Option<TotpCredential>| match current {
-                Some(mut c) if step > c.last_step => {
-                    c.last_step = step;
-                    (Change::Put(c), true)
-                }
-                _ => (Change::Keep, false),
-            },
-        )
-    }
-
-    fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
-        Self::put(&self.recovery, user_id, &hashes)
-    }
-
-    fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool> {
-        cas_update(&self.recovery, user_id, |current: Option<Vec<String>>| {
-            let Some(mut hashes) = current else {
-                return (Change::Keep, false);
-            };
-            // Look at every entry, so the time taken does not say which one matched.
-            let mut found = None;
-            for (i, h) in hashes.iter().enumerate() {
-                if ct_eq(h.as_bytes(), hash.as_bytes()) {
-                    found = Some(i);
-                }
-            }
-            match found {
-                Some(i) => {
-                    hashes.remove(i);
-                    (Change::Put(hashes), true)
-                }
-                None => (Change::Keep, false),
-            }
-        })
-    }
-
-    fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize> {
-        let hashes: Option<Vec<String>> = Self::get(&self.recovery, user_id)?;
-        Ok(hashes.map_or(0, |h| h.len()))
-    }
-
-    fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()> {
-        Self::put(&self.email_codes, key, code)
-    }
-
-    fn email_code(&self, key: &str) -> StoreResult<Option<EmailCode>> {
-        Self::get(&self.email_codes, key)
-    }
-
-    fn issue_email_code(
-        &self,
-        key: &str,
-        code_hash: &str,
-        now: u64,
-        ttl: u64,
-        window: u64,
-        max_sends: usize,
-    ) -> StoreResult<EmailIssue> {
-        cas_update(&self.email_codes, key, |current: Option<EmailCode>| {
-            let mut sent: Vec<u64> = current
-                .map(|c| c.sent_at)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|&t| t.saturating_add(window) > now)
-                .collect();
-            if sent.len() >= max_sends {
-                let oldest = sent.iter().copied().min().unwrap_or(now);
-                let retry_at = oldest.saturating_add(window);
-                return (Change::Keep, EmailIssue::TooMany { retry_at });
-            }
-            sent.push(now);
-            let record = EmailCode {
-                code_hash: code_hash.to_string(),
-                expires_at: now.saturating_add(ttl),
-                sent_at: sent,
-                wrong: 0,
-            };
-            (Change::Put(record), EmailIssue::Issued)
-        })
-    }
-
-    fn consume_email_code(
-        &self,
-        key: &str,
-        code_hash: &str,
-        now: u64,
-        max_wrong: u32,
-    ) -> StoreResult<EmailCheck> {
-        cas_update(&self.email_codes, key, |current: Option<EmailCode>| {
-            let Some(mut record) = current.filter(|c| !c.code_hash.is_empty()) else {
-                return (Change::Keep, EmailCheck::Missing);
-            };
-            // The record outlives its code (cleared, not removed) so that the send
-            // history keeps counting against the resend limit.
-            if record.expires_at <= now {
-                record.code_hash.clear();
-                return (Change::Put(record), EmailCheck::Expired);
-            }
-            if ct_eq(record.code_hash.as_bytes(), code_hash.as_bytes()) {
-                record.code_hash.clear();
-                return (Change::Put(record), EmailCheck::Ok);
-            }
-            record.wrong = record.wrong.saturating_add(1);
-            let tries_left = max_wrong.saturating_sub(record.wrong);
-            if tries_left == 0 {
-                record.code_hash.clear();
-            }
-            (Change::Put(record), EmailCheck::Wrong { tries_left })
-        })
-    }
-}
-
-impl AttemptStore for SledStore {
-    fn attempts(&self, key: &str) -> StoreResult<Attempts> {
-        Ok(Self::get(&self.attempts, key)?.unwrap_or_default())
-    }
-
-    fn record_failure(&self, key: &str, now: u64, max: u32, window: u64) -> StoreResult<Attempts> {
-        // update_and_fetch retries on contention, so parallel failures all count.
-        let mut result = Attempts::default();
-        let mut err = None;
-        self.attempts
-            .update_and_fetch(key, |old| {
-                let mut a: Attempts = old
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or_default();
-                if a.locked_until != 0 && a.locked_until <= now {
-                    // A lock that ran out starts a fresh count.
-                    a = Attempts::default();
-                }
-                if now.saturating_sub(a.window_start) >= window {
-                    a.failures = 0;
-                    a.window_start = now;
-                }
-                a.failures += 1;
-                if a.failures >= max {
-                    a.locked_until = now + window;
-                }
-                result = a;
-                match serde_json::to_vec(&a) {
-                    Ok(v) => Some(v),
-                    Err(e) => {
-                        err = Some(e.to_string());
-                        old.map(|b| b.to_vec())
-                    }
-                }
-            })
-            .map_err(backend)?;
-        match err {
-            Some(e) => Err(StoreError::Corrupt(e)),
-            None => Ok(result),
-        }
-    }
-
-    fn clear_attempts(&self, key: &str) -> StoreResult<()> {
-        self.attempts.remove(key).map_err(backend)?;
-        Ok(())
-    }
-}
-
-impl FlowStore for SledStore {
-    fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()> {
-        if self.flows.insert(id, bytes).map_err(backend)?.is_none() {
-            self.live_flows.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.flows.get(id).map_err(backend)?.map(|v| v.to_vec()))
-    }
-
-    fn delete_flow(&self, id: &str) -> StoreResult<()> {
-        if self.flows.remove(id).map_err(backend)?.is_some() {
-            self.forget_flows(1);
-        }
-        Ok(())
-    }
-
-    fn flow_count(&self) -> usize {
-        self.live_flows.load(Ordering::Relaxed)
-    }
-
-    fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()> {
-        self.upstream_states
-            .insert(state_hash, flow_id.as_bytes())
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>> {
-        // `remove` is atomic: exactly one caller sees the value.
-        Ok(self
-            .upstream_states
-            .remove(state_hash)
-            .map_err(backend)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize> {
-        // Ids start with their creation time in fixed-width hex, so the old ones are a
-        // prefix range of the tree.
-        let end = format!("{cutoff:016x}");
-        let mut removed = 0;
-        for entry in self.flows.range(..end.as_bytes()) {
-            let (key, _) = entry.map_err(backend)?;
-            // A flow finished meanwhile is not counted twice.
-            if self.flows.remove(key).map_err(backend)?.is_some() {
-                removed += 1;
-            }
-        }
-        self.forget_flows(removed);
-        // Round trips that never came back: their value is the (time-prefixed) flow id.
-        for entry in self.upstream_states.iter() {
-            let (key, flow_id) = entry.map_err(backend)?;
-            let started = crate::crypto::id_time(&String::from_utf8_lossy(&flow_id));
-            if started.is_none_or(|t| t < cutoff) {
-                self.upstream_states.remove(key).map_err(backend)?;
-            }
-        }
-        Ok(removed)
     }
 }
 
@@ -717,6 +463,8 @@ impl KeyStore for SledStore {
     }
 }
 
+impl UserQueryStore for SledStore {}
+
 impl Store for SledStore {
     fn flush(&self) -> StoreResult<()> {
         self.group_commit
@@ -823,15 +571,6 @@ impl IdentityStore for SledStore {
 }
 
 impl SledStore {
-    /// Count `n` flows as gone, never below zero.
-    fn forget_flows(&self, n: usize) {
-        let _ = self
-            .live_flows
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                Some(c.saturating_sub(n))
-            });
-    }
-
     /// Empty every tree: the fixture runner reuses one temporary store across cases,
     /// which is far cheaper than opening a new one each time.
     pub fn clear_all(&self) -> StoreResult<()> {

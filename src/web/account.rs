@@ -143,7 +143,7 @@ fn start(config: &Config, app: &App, jar: CookieJar) -> Result<Response, WebErro
 }
 
 /// A one-time message (and recovery codes) for the next My Account page, kept
-/// server-side like an in-progress sign-in and named by a cookie.
+/// server-side (`FlashStore`) and named by a cookie.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Flash {
     pub user_id: String,
@@ -161,7 +161,9 @@ pub(crate) fn put_flash(
 ) -> Result<CookieJar, WebError> {
     let id = time_prefixed_id(now);
     let bytes = serde_json::to_vec(flash).map_err(|e| WebError::Internal(e.to_string()))?;
-    state.store.put_flow(&id, &bytes)?;
+    state
+        .store
+        .put_flash(&id, &bytes, now.saturating_add(config.security.flow_ttl))?;
     Ok(cookies::set(
         jar,
         config,
@@ -176,15 +178,13 @@ fn take_flash(
     config: &Config,
     jar: CookieJar,
     user_id: &str,
+    now: u64,
 ) -> Result<(CookieJar, Flash), WebError> {
     let Some(id) = cookies::get(&jar, config, cookies::ACCOUNT_FLASH) else {
         return Ok((jar, Flash::default()));
     };
     let jar = cookies::clear(jar, config, cookies::ACCOUNT_FLASH);
-    let stored = state.store.flow(&id)?;
-    if stored.is_some() {
-        state.store.delete_flow(&id)?;
-    }
+    let stored = state.store.take_flash(&id, now)?;
     let flash = stored
         .and_then(|b| serde_json::from_slice::<Flash>(&b).ok())
         .filter(|f| f.user_id == user_id)
@@ -329,7 +329,7 @@ pub async fn account_get(
     let Some(signed) = signed_in(&state, &config, &jar, now)? else {
         return start(&config, &app, jar);
     };
-    let (jar, flash) = take_flash(&state, &config, jar, &signed.user.id)?;
+    let (jar, flash) = take_flash(&state, &config, jar, &signed.user.id, now)?;
     let store = state.store.clone();
     let hash = signed.session_hash.clone();
     let user = signed.user;

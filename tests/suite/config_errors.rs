@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use usher::config::{
     load_with_env, summary, CredentialsKey, Diagnostic, Diagnostics, EmailConfig, Loaded,
-    StepOption,
+    StepOption, StoreConfig,
 };
 
 fn no_env(_: &str) -> Option<String> {
@@ -663,19 +663,13 @@ fn credentials_key_defaults_to_a_file_beside_the_store_and_is_given_once() {
         &format!("{VALID}store: {{ sled: {{ path: ./db }} }}\n"),
     );
     let loaded = load_with_env(&path, &no_env).unwrap();
+    let StoreConfig::Sled { path: sled_path } = &loaded.config.store;
     match &loaded.config.security.credentials_key {
-        CredentialsKey::File(file) => {
-            assert_eq!(file, &loaded.config.store.sled_path.join("credentials.key"))
-        }
+        CredentialsKey::File(file) => assert_eq!(file, &sled_path.join("credentials.key")),
         other => panic!("expected the default key file, got {other:?}"),
     }
     // Loading a configuration never creates the key; the server does when it starts.
-    assert!(!loaded
-        .config
-        .store
-        .sled_path
-        .join("credentials.key")
-        .exists());
+    assert!(!sled_path.join("credentials.key").exists());
 
     let d = only_error(&format!(
         "{VALID}security:\n  credentials_key_file: /etc/usher/key\n  credentials_key: c2hvcnQ=\n"
@@ -796,7 +790,12 @@ fn folder_config_merges_apps_and_connections() {
         "execute_step(1);\n"
     );
     let root = dir.path().canonicalize().unwrap();
-    assert_eq!(config.store.sled_path, root.join("db"));
+    assert_eq!(
+        config.store,
+        StoreConfig::Sled {
+            path: root.join("db")
+        }
+    );
     match &config.email {
         EmailConfig::Outbox(p) => assert_eq!(p, &root.join("db").join("outbox")),
         other => panic!("expected the default outbox, got {other:?}"),

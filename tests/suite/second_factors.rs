@@ -355,7 +355,7 @@ async fn email_otp_over_smtp_with_expiry_and_supersession() {
     }
 
     // Expire the current code in the store: refused as expired.
-    let mut record = usher.store.email_code("u_alice").unwrap().unwrap();
+    let mut record = usher.store.email_code("u_alice").unwrap().unwrap().value;
     let saved = record.clone();
     record.expires_at = usher.clock.now() - 1;
     usher.store.put_email_code("u_alice", &record).unwrap();

@@ -1,4 +1,4 @@
-//! The sled side of account administration and sessions: listing, deleting an account
+//! The sled side of account administration and sessions: paging, deleting an account
 //! with everything that points at it, unlinking an identity, external ids, the
 //! per-account session index, and the audit trail's scans and retention sweep.
 
@@ -32,11 +32,19 @@ impl SledStore {
         )
     }
 
-    /// `UserStore::users`.
-    pub(super) fn all_users(&self) -> StoreResult<Vec<User>> {
-        self.users
-            .iter()
+    /// `UserStore::users_after`.
+    pub(super) fn users_from(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>> {
+        let range = match after {
+            // Keys are the ids' bytes, so sled's key order is id order.
+            Some(id) => self.users.range::<&[u8], _>((
+                std::ops::Bound::Excluded(id.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.users.range::<&[u8], _>(..),
+        };
+        range
             .values()
+            .take(limit)
             .map(|v| decode(&v.map_err(backend)?))
             .collect()
     }

@@ -1,0 +1,151 @@
+//! Contract: counters with an expiry, and the attempt limits `authn::attempts` builds
+//! on them — reserve-then-check must grant exactly the limit however many requests race.
+
+use super::*;
+use crate::authn::attempts::{self, Limit};
+
+pub fn parallel_hits_count_every_one_exactly_once(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    let mut counts = race(&s, |s, _| s.hit("k", 1000, 1900).unwrap().count);
+    counts.sort();
+    let expected: Vec<u32> = (1..=PARALLEL as u32).collect();
+    assert_eq!(counts, expected);
+    assert_eq!(
+        s.counter("k", 1000).unwrap(),
+        Some(Counter {
+            count: PARALLEL as u32,
+            expires_at: 1900
+        })
+    );
+}
+
+pub fn a_counter_keeps_its_expiry_and_restarts_after_it(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    assert_eq!(s.counter("k", 1000).unwrap(), None);
+    assert_eq!(
+        s.hit("k", 1000, 1100).unwrap(),
+        Counter {
+            count: 1,
+            expires_at: 1100
+        }
+    );
+    // A live counter keeps the expiry it started with.
+    assert_eq!(
+        s.hit("k", 1050, 1150).unwrap(),
+        Counter {
+            count: 2,
+            expires_at: 1100
+        }
+    );
+    assert_eq!(s.counter("k", 1099).unwrap().map(|c| c.count), Some(2));
+    // At its expiry it is gone, and the next hit starts over.
+    assert_eq!(s.counter("k", 1100).unwrap(), None);
+    assert_eq!(
+        s.hit("k", 1100, 1200).unwrap(),
+        Counter {
+            count: 1,
+            expires_at: 1200
+        }
+    );
+    // Keys are independent; a reset forgets one.
+    s.hit("other", 1100, 1200).unwrap();
+    s.reset_counter("k").unwrap();
+    assert_eq!(s.counter("k", 1100).unwrap(), None);
+    assert_eq!(s.counter("other", 1100).unwrap().map(|c| c.count), Some(1));
+}
+
+pub fn extending_a_counter_never_shortens_it_nor_revives_it(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    s.hit("k", 1000, 1100).unwrap();
+    s.extend_counter("k", 1000, 1500).unwrap();
+    assert_eq!(
+        s.counter("k", 1400).unwrap().map(|c| c.expires_at),
+        Some(1500)
+    );
+    s.extend_counter("k", 1000, 1200).unwrap();
+    assert_eq!(
+        s.counter("k", 1400).unwrap().map(|c| c.expires_at),
+        Some(1500)
+    );
+    // An expired counter stays expired; a missing one is not created.
+    s.extend_counter("k", 1500, 2000).unwrap();
+    assert_eq!(s.counter("k", 1500).unwrap(), None);
+    s.extend_counter("none", 1000, 2000).unwrap();
+    assert_eq!(s.counter("none", 1000).unwrap(), None);
+}
+
+pub fn expired_counters_are_swept(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    s.hit("old", 1000, 1100).unwrap();
+    s.hit("edge", 1000, 1200).unwrap();
+    s.hit("live", 1000, 1300).unwrap();
+    assert_eq!(s.sweep_counters(1200).unwrap(), 2);
+    assert_eq!(s.sweep_counters(1200).unwrap(), 0);
+    assert_eq!(s.counter("live", 1200).unwrap().map(|c| c.count), Some(1));
+}
+
+const LIMIT: Limit = Limit {
+    max: 5,
+    seconds: 900,
+};
+
+pub fn failures_lock_after_the_limit_and_the_lock_expires(f: &dyn StoreFactory) {
+    let store = f.fresh();
+    let s = store.as_ref();
+    for i in 0..4 {
+        let a = attempts::fail(s, "password:u1", LIMIT, 1000 + i).unwrap();
+        assert_eq!(a.failures, i as u32 + 1);
+        assert!(!a.locked_at(1000 + i), "locked after {} failures", i + 1);
+        assert!(!attempts::locked(s, "password:u1", 1000 + i).unwrap());
+    }
+    let a = attempts::fail(s, "password:u1", LIMIT, 1004).unwrap();
+    assert!(a.locked_at(1005));
+    assert!(attempts::locked(s, "password:u1", 1800).unwrap());
+    assert!(attempts::locked(s, "password:u1", 1903).unwrap());
+    assert!(!attempts::locked(s, "password:u1", 1904).unwrap());
+    // Another account is not locked with it.
+    assert!(!attempts::locked(s, "password:u2", 1005).unwrap());
+    // After the lock runs out, counting starts over.
+    let a = attempts::fail(s, "password:u1", LIMIT, 2000).unwrap();
+    assert_eq!(a.failures, 1);
+    assert!(!a.locked_at(2000));
+    // Failures spread wider than the window never lock.
+    for i in 0..10 {
+        let a = attempts::fail(s, "password:u3", LIMIT, 10_000 + i * 300).unwrap();
+        assert!(!a.locked_at(10_000 + i * 300), "locked at {i}");
+    }
+}
+
+pub fn parallel_reservations_grant_exactly_the_limit(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    // Each request reserves an attempt before checking its code, as
+    // `authn::steps::otp_attempt` does, and may check only within the limit.
+    let granted = race(&s, |s, _| {
+        let a = attempts::fail(s, "totp:u1", LIMIT, 1000).unwrap();
+        a.failures <= LIMIT.max
+    });
+    assert_eq!(
+        granted.iter().filter(|&&g| g).count(),
+        LIMIT.max as usize,
+        "{granted:?}"
+    );
+    assert!(attempts::locked(s.as_ref(), "totp:u1", 1001).unwrap());
+    let state = attempts::state(s.as_ref(), "totp:u1", 1001).unwrap();
+    assert_eq!(state.failures, PARALLEL as u32);
+    assert_eq!(state.locked_until, 1900);
+}
+
+pub fn a_success_forgives_the_failures_and_lifts_the_lock(f: &dyn StoreFactory) {
+    let store = f.fresh();
+    let s = store.as_ref();
+    for _ in 0..LIMIT.max {
+        attempts::fail(s, "totp:u1", LIMIT, 1000).unwrap();
+    }
+    assert!(attempts::locked(s, "totp:u1", 1000).unwrap());
+    attempts::forgive(s, "totp:u1").unwrap();
+    assert!(!attempts::locked(s, "totp:u1", 1000).unwrap());
+    assert_eq!(
+        attempts::fail(s, "totp:u1", LIMIT, 1001).unwrap().failures,
+        1
+    );
+}

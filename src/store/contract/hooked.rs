@@ -1,0 +1,187 @@
+//! A store that wraps another and can run a test's closure just before a named call —
+//! to put another request's write between two reads of the code under test, on any
+//! backend. Every call is passed through unchanged otherwise.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::store::*;
+
+/// A test's one-off action, run with the wrapped store.
+pub type Hook = Box<dyn FnOnce(&dyn Store) + Send>;
+
+/// `inner`, with one-off hooks before named calls (`"find_user"`, `"redeem_code"`, … —
+/// the trait method's name).
+pub struct Hooked {
+    inner: Arc<dyn Store>,
+    hooks: Mutex<HashMap<&'static str, Hook>>,
+}
+
+impl Hooked {
+    pub fn new(inner: Arc<dyn Store>) -> Hooked {
+        Hooked {
+            inner,
+            hooks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Run `hook` once, at the start of the next call of `method`.
+    pub fn before(&self, method: &'static str, hook: impl FnOnce(&dyn Store) + Send + 'static) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(method, Box::new(hook));
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+
+    fn at(&self, method: &'static str) {
+        // Taken out before it runs: a hook that calls `method` itself does not recurse.
+        let hook = self
+            .hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(method);
+        if let Some(hook) = hook {
+            hook(self.inner.as_ref());
+        }
+    }
+}
+
+/// Each method: run its hook, then pass the call on.
+macro_rules! pass {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&self $(, $arg: $ty)*) -> $ret {
+                self.at(stringify!($name));
+                self.inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+
+impl UserStore for Hooked {
+    pass! {
+        fn create_user(&self, user: &User) -> StoreResult<()>;
+        fn user(&self, id: &str) -> StoreResult<Option<User>>;
+        fn find_user(&self, login: &str) -> StoreResult<Option<User>>;
+        fn update_user(&self, user: &User) -> StoreResult<()>;
+        fn user_count(&self) -> StoreResult<usize>;
+        fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>>;
+        fn delete_user(&self, id: &str) -> StoreResult<()>;
+        fn external_id(&self, user_id: &str) -> StoreResult<Option<String>>;
+        fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()>;
+    }
+}
+
+impl UserQueryStore for Hooked {
+    pass! {
+        fn query_users(&self, query: &UserQuery) -> StoreResult<UserPage>;
+    }
+}
+
+impl IdentityStore for Hooked {
+    pass! {
+        fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>>;
+        fn create_federated_user(&self, user: &User, connection: &str, subject: &str) -> StoreResult<User>;
+        fn link_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
+        fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
+        fn unlink_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
+    }
+}
+
+impl CounterStore for Hooked {
+    pass! {
+        fn hit(&self, key: &str, now: u64, expires_at: u64) -> StoreResult<Counter>;
+        fn counter(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
+        fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()>;
+        fn reset_counter(&self, key: &str) -> StoreResult<()>;
+        fn sweep_counters(&self, now: u64) -> StoreResult<usize>;
+    }
+}
+
+impl CredentialStore for Hooked {
+    pass! {
+        fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()>;
+        fn create_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<TotpCredential>;
+        fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>>;
+        fn delete_totp(&self, user_id: &str) -> StoreResult<()>;
+        fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool>;
+        fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()>;
+        fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool>;
+        fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize>;
+        fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()>;
+        fn email_code(&self, key: &str) -> StoreResult<Option<Versioned<EmailCode>>>;
+        fn swap_email_code(&self, key: &str, expected: Option<u64>, code: &EmailCode) -> StoreResult<bool>;
+    }
+}
+
+impl SessionStore for Hooked {
+    pass! {
+        fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
+        fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
+        fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+        fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
+        fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
+    }
+}
+
+impl FlowStore for Hooked {
+    pass! {
+        fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()>;
+        fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
+        fn delete_flow(&self, id: &str) -> StoreResult<()>;
+        fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize>;
+        fn flow_count(&self) -> StoreResult<usize>;
+        fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()>;
+        fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>>;
+    }
+}
+
+impl FlashStore for Hooked {
+    pass! {
+        fn put_flash(&self, id: &str, bytes: &[u8], expires_at: u64) -> StoreResult<()>;
+        fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>>;
+        fn sweep_flashes(&self, now: u64) -> StoreResult<usize>;
+    }
+}
+
+impl TokenStore for Hooked {
+    pass! {
+        fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()>;
+        fn sweep_tokens(&self, now: u64) -> StoreResult<usize>;
+        fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
+        fn create_grant(&self, grant: &Grant) -> StoreResult<bool>;
+        fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
+        fn revoke_grant(&self, id: &str) -> StoreResult<()>;
+        fn bar_grant(&self, barred: &Grant) -> StoreResult<()>;
+        fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
+        fn rotate_refresh(&self, old_hash: &str, new_hash: &str, new: &RefreshRecord) -> StoreResult<Rotate>;
+    }
+}
+
+impl KeyStore for Hooked {
+    pass! {
+        fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+        fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+        fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> StoreResult<Vec<u8>>;
+    }
+}
+
+impl AuditStore for Hooked {
+    pass! {
+        fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
+        fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>>;
+        fn scan_events(&self, since: u64, visit: &mut dyn FnMut(AuditEvent) -> bool) -> StoreResult<()>;
+        fn sweep_events(&self, cutoff: u64) -> StoreResult<usize>;
+    }
+}
+
+impl Store for Hooked {
+    pass! {
+        fn flush(&self) -> StoreResult<()>;
+    }
+}

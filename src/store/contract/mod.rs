@@ -1,0 +1,211 @@
+//! The store contract suite: one set of tests, generic over a backend, that proves the
+//! promises the store traits' docs make — uniqueness, single use under concurrency,
+//! counters that count every hit, expiry sweeps — and that the core's rules built on
+//! them (attempt limits, e-mail code limits) hold on that backend.
+//!
+//! A backend runs it with [`store_contract_tests!`](crate::store_contract_tests) and a
+//! factory of fresh, empty stores: sled does in `store::tests`; a PostgreSQL backend
+//! gives a factory that makes a schema per store, and reuses the suite unchanged. It is
+//! compiled for the crate's own tests, and with the `contract-tests` feature as library
+//! code, so a backend's tests outside this crate's unit tests (an integration test that
+//! needs a database, another crate) can call it as well.
+//!
+//! Also here: [`hooked::Hooked`], a wrapping store that runs a test's closure before a
+//! named call, for tests that need a parallel request to land at an exact point.
+
+// Test code, compiled into the library only behind the `contract-tests` feature: a
+// broken promise must fail loudly, which is what unwrap and panic are for here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod accounts;
+pub mod counters;
+pub mod credentials;
+pub mod hooked;
+pub mod short_lived;
+pub mod tokens;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier};
+
+use super::*;
+
+/// Makes stores for the suite.
+pub trait StoreFactory: Sync {
+    /// A new, empty store that no other test sees.
+    fn fresh(&self) -> Arc<dyn Store>;
+}
+
+impl<F: Fn() -> Arc<dyn Store> + Sync> StoreFactory for F {
+    fn fresh(&self) -> Arc<dyn Store> {
+        self()
+    }
+}
+
+/// Parallel callers in the concurrency tests: well past any pool or lock size a small
+/// backend might have, so a race shows.
+pub const PARALLEL: usize = 50;
+
+/// Run `f(i)` on [`PARALLEL`] threads released at once; their answers, by `i`.
+pub fn race<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl Fn(&dyn Store, usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let f = Arc::new(f);
+    let start = Arc::new(Barrier::new(PARALLEL));
+    let handles: Vec<_> = (0..PARALLEL)
+        .map(|i| {
+            let (f, start, store) = (f.clone(), start.clone(), store.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                f(store.as_ref(), i)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// An account with a name and an address.
+pub fn user(id: &str, name: &str, email: &str) -> User {
+    User {
+        id: id.into(),
+        username: name.into(),
+        email: Some(email.into()),
+        email_verified: false,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: vec![],
+        password_hash: None,
+        disabled: false,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// An authorization code for `u1`, expiring at 100.
+pub fn code() -> CodeRecord {
+    CodeRecord {
+        client_id: "thrift".into(),
+        redirect_uri: "http://localhost:3000/callback".into(),
+        code_challenge: None,
+        nonce: None,
+        scopes: vec!["openid".into()],
+        grant: GrantData {
+            sub: "u1".into(),
+            user_id: Some("u1".into()),
+            auth_time: 1,
+            amr: vec!["pwd".into()],
+            claims: BTreeMap::new(),
+            sid: None,
+        },
+        expires_at: 100,
+        redeemed_by: None,
+    }
+}
+
+/// The grant a code exchange would write.
+pub fn grant(id: &str) -> Grant {
+    let c = code();
+    Grant {
+        id: id.into(),
+        client_id: c.client_id,
+        scopes: c.scopes,
+        nonce: None,
+        data: c.grant,
+        revoked: false,
+        created_at: 1,
+        expires_at: 100,
+    }
+}
+
+/// An SSO session of `user_id` (or of a subject without an account).
+pub fn session(user_id: Option<&str>, expires_at: u64) -> Session {
+    Session {
+        sub: user_id.unwrap_or("github|1").into(),
+        user_id: user_id.map(String::from),
+        auth_time: 10,
+        amr: vec!["pwd".into()],
+        satisfied: BTreeMap::new(),
+        idp: "local".into(),
+        claims: BTreeMap::new(),
+        clients: vec![],
+        created_at: 10,
+        expires_at,
+    }
+}
+
+/// A confirmed authenticator that has accepted no step yet.
+pub fn totp_credential() -> TotpCredential {
+    TotpCredential {
+        sealed_secret: vec![1, 2, 3],
+        created_at: 1,
+        last_step: 0,
+        confirmed: true,
+    }
+}
+
+/// One `#[test]` per contract test, each on a fresh store from `$factory` (anything
+/// that is a [`StoreFactory`], e.g. a `fn() -> Arc<dyn Store>`). Use it inside a test
+/// module: `usher::store_contract_tests!(fresh_store);`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($factory:expr) => {
+        $crate::__store_contract_tests! { $factory;
+            accounts::usernames_and_emails_are_unique_case_insensitively,
+            accounts::renaming_moves_the_index_and_refuses_a_taken_name,
+            accounts::parallel_first_logins_of_one_identity_make_exactly_one_account,
+            accounts::an_identity_is_linked_once_even_in_parallel,
+            accounts::deleting_an_account_frees_its_names_and_identities,
+            accounts::unlinking_needs_the_owner,
+            accounts::accounts_are_paged_in_id_order,
+            accounts::queries_filter_order_page_and_count,
+            accounts::queries_see_external_ids_identities_and_authenticators,
+            accounts::the_session_index_follows_puts_and_deletes,
+            counters::parallel_hits_count_every_one_exactly_once,
+            counters::a_counter_keeps_its_expiry_and_restarts_after_it,
+            counters::extending_a_counter_never_shortens_it_nor_revives_it,
+            counters::expired_counters_are_swept,
+            counters::failures_lock_after_the_limit_and_the_lock_expires,
+            counters::parallel_reservations_grant_exactly_the_limit,
+            counters::a_success_forgives_the_failures_and_lifts_the_lock,
+            credentials::a_totp_step_is_accepted_once_even_in_parallel,
+            credentials::of_parallel_enrolments_the_first_secret_stays,
+            credentials::a_recovery_code_is_consumed_once_even_in_parallel,
+            credentials::an_email_code_record_swaps_once_per_version,
+            credentials::an_email_code_works_once_and_a_new_one_supersedes_it,
+            credentials::parallel_checks_of_one_email_code_give_one_success,
+            credentials::parallel_wrong_email_codes_are_each_counted,
+            credentials::an_expired_email_code_is_refused,
+            credentials::five_wrong_tries_burn_an_email_code,
+            credentials::resending_is_limited_per_window_even_after_codes_are_used,
+            credentials::parallel_sends_cannot_pass_the_resend_limit_together,
+            tokens::parallel_redemptions_of_one_code_give_exactly_one_success,
+            tokens::a_reuse_that_beats_the_first_exchange_bars_its_grant,
+            tokens::refresh_rotation_detects_reuse,
+            tokens::parallel_refreshes_rotate_once_and_the_reuse_names_the_family,
+            tokens::expired_tokens_are_swept_and_late_code_reuse_is_still_seen,
+            tokens::server_secrets_are_created_once_even_in_parallel,
+            tokens::signing_keys_are_kept,
+            short_lived::flows_are_counted_and_swept_by_age,
+            short_lived::an_upstream_state_is_taken_once_even_in_parallel,
+            short_lived::abandoned_round_trips_are_swept_with_their_flows,
+            short_lived::a_flash_is_taken_once_even_in_parallel,
+            short_lived::an_expired_flash_is_not_shown_and_is_swept,
+            short_lived::events_scan_in_order_and_sweep_by_age,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_contract_tests {
+    ($factory:expr; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::store::contract::$module::$name(&$factory);
+            }
+        )*
+    };
+}
