@@ -2,6 +2,8 @@
 //!
 //! The core (`config`, `flow`, `oidc`, `authn`, `store`) knows nothing about HTTP;
 //! `web` is the axum shell around it and `server` runs it with config reloading.
+//! `tools` (the bench, the demo and the stand-ins for Google and GitHub) is built into
+//! the binary on top of the product; no product module imports it.
 
 // A request must never panic the server: unwrap, expect and panic are refused outside
 // tests (tests may use them).
@@ -13,11 +15,9 @@
 pub mod account;
 pub mod audit;
 pub mod authn;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;
-pub mod demo;
 pub mod fixtures;
 pub mod flow;
 pub mod mail;
@@ -28,8 +28,8 @@ pub mod provision;
 pub mod scim;
 pub mod secret;
 pub mod server;
-pub mod standin;
 pub mod store;
 pub mod timefmt;
+pub mod tools;
 pub mod upstream;
 pub mod web;
