@@ -4,6 +4,8 @@
 //! `config`, `store`) knows nothing about HTTP; `web` is the axum shell around it,
 //! `fixtures` the offline one (`usher test`), and `server` runs the web shell with
 //! config reloading.
+//! `tools` (the bench, the demo and the stand-ins for Google and GitHub) is built into
+//! the binary on top of the product; no product module imports it.
 
 // A request must never panic the server: unwrap, expect and panic are refused outside
 // tests (tests may use them).
@@ -15,12 +17,10 @@
 pub mod account;
 pub mod audit;
 pub mod authn;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod demo;
 pub mod fixtures;
 pub mod flow;
 pub mod mail;
@@ -32,8 +32,8 @@ pub mod scim;
 pub mod secret;
 pub mod server;
 pub mod signin;
-pub mod standin;
 pub mod store;
 pub mod timefmt;
+pub mod tools;
 pub mod upstream;
 pub mod web;

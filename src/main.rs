@@ -79,7 +79,7 @@ enum Command {
     /// Measure complete sign-ins over HTTP: throughput, latency, CPU time and memory,
     /// against the Argon2id and signing limits of the same cores (see
     /// docs/performance.md).
-    Bench(Box<usher::bench::BenchArgs>),
+    Bench(Box<usher::tools::bench::BenchArgs>),
     /// Validate a config and print a summary of its apps, connections and steps.
     Check {
         /// A config file, or a folder holding usher.yaml plus apps/ and connections/.
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         Command::Users(args) => usher::cli::users(args),
         Command::Events(args) => usher::cli::events(args),
         Command::Check { config, strict } => check(&config, strict),
-        Command::Bench(args) => match usher::bench::run(&args) {
+        Command::Bench(args) => match usher::tools::bench::run(&args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
             github_port,
             no_script,
             github_jit,
-        } => demo(usher::demo::DemoOptions {
+        } => demo(usher::tools::demo::DemoOptions {
             config,
             data,
             usher_port: port,
@@ -175,7 +175,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn demo(options: usher::demo::DemoOptions) -> ExitCode {
+fn demo(options: usher::tools::demo::DemoOptions) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,7 +186,7 @@ fn demo(options: usher::demo::DemoOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(usher::demo::run(options)) {
+    match runtime.block_on(usher::tools::demo::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,12 +1,20 @@
 // Headless Debian Chromium through playwright-core (no browser download), and the
 // screenshots the README walkthrough shows.
 
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './demo.js';
 
 export const SCREENSHOTS = join(ROOT, 'docs', 'screenshots');
+
+// The PNGs are committed, so a plain test run must not rewrite them (they differ byte for
+// byte from run to run and would leave the working tree dirty). They are refreshed only
+// when asked: USHER_SCREENSHOTS=1, which `npm run screenshots` sets.
+export const SAVE_SCREENSHOTS = process.env.USHER_SCREENSHOTS === '1';
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 export async function launch() {
   return chromium.launch({
@@ -35,8 +43,18 @@ export async function newPage(browser) {
   return context.newPage();
 }
 
-/** Save a PNG of the page into docs/screenshots/. */
+/**
+ * Capture the page as a PNG, and check that the capture worked; write it into
+ * docs/screenshots/ only when SAVE_SCREENSHOTS is on. Without it the capture stays in
+ * memory, so every run still renders each pictured page the same way.
+ */
 export async function shot(page, name, { fullPage = false } = {}) {
-  mkdirSync(SCREENSHOTS, { recursive: true });
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage });
+  let path;
+  if (SAVE_SCREENSHOTS) {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    path = join(SCREENSHOTS, `${name}.png`);
+  }
+  const png = await page.screenshot({ path, fullPage });
+  assert.ok(png.length > PNG_SIGNATURE.length, `the ${name} screenshot is empty`);
+  assert.ok(png.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE), `the ${name} screenshot is not a PNG`);
 }

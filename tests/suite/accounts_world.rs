@@ -5,8 +5,8 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use usher::standin::Standin;
 use usher::store::AuditStore;
+use usher::tools::standin::Standin;
 
 use crate::common::*;
 

@@ -2,7 +2,7 @@
 //! sign-ins and reports them. No timing is asserted; these are not benchmarks.
 
 use clap::Parser;
-use usher::bench::BenchArgs;
+use usher::tools::bench::BenchArgs;
 
 #[derive(Parser)]
 struct Cli {
@@ -31,7 +31,7 @@ fn a_short_run_signs_people_in_in_every_scenario() {
         "--limit-seconds",
         "0.2",
     ]);
-    let report = usher::bench::run(&cli.bench).expect("the bench runs");
+    let report = usher::tools::bench::run(&cli.bench).expect("the bench runs");
     let names: Vec<&str> = report.scenarios.iter().map(|s| s.name.as_str()).collect();
     for expected in [
         "password",

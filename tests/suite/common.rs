@@ -501,18 +501,26 @@ pub async fn enrol_totp(
 }
 
 /// Ada Lovelace at the Google stand-in.
-pub fn ada() -> usher::standin::StandinUser {
-    usher::standin::StandinUser::new("g-1001", "ada", "Ada Lovelace", "ada@example.com")
+pub fn ada() -> usher::tools::standin::StandinUser {
+    usher::tools::standin::StandinUser::new("g-1001", "ada", "Ada Lovelace", "ada@example.com")
 }
 
 /// The Octocat at the GitHub stand-in (numeric id, as GitHub's).
-pub fn octocat() -> usher::standin::StandinUser {
-    usher::standin::StandinUser::new("583231", "octocat", "The Octocat", "octocat@github.example")
+pub fn octocat() -> usher::tools::standin::StandinUser {
+    usher::tools::standin::StandinUser::new(
+        "583231",
+        "octocat",
+        "The Octocat",
+        "octocat@github.example",
+    )
 }
 
 /// Stand-ins for Google (with Ada) and GitHub (with the Octocat).
-pub async fn standins() -> (usher::standin::Standin, usher::standin::Standin) {
-    use usher::standin::{Kind, Standin, StandinConfig};
+pub async fn standins() -> (
+    usher::tools::standin::Standin,
+    usher::tools::standin::Standin,
+) {
+    use usher::tools::standin::{Kind, Standin, StandinConfig};
     let google = Standin::start(
         StandinConfig::new(Kind::Oidc, "usher-google", "google-secret").with_user(ada()),
     )
@@ -529,8 +537,8 @@ pub async fn standins() -> (usher::standin::Standin, usher::standin::Standin) {
 /// A `connections:` section pointing `google` (JIT on) and `github` (pass-through) at
 /// the stand-ins, followed by `extra` connection entries.
 pub fn connections_yaml(
-    google: &usher::standin::Standin,
-    github: &usher::standin::Standin,
+    google: &usher::tools::standin::Standin,
+    github: &usher::tools::standin::Standin,
     extra: &str,
 ) -> String {
     let g = google.issuer();

@@ -9,7 +9,7 @@ use std::path::Path;
 use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 use url::Url;
-use usher::demo::{self, DemoOptions};
+use usher::tools::demo::{self, DemoOptions};
 
 struct Page {
     status: StatusCode,

@@ -5,8 +5,8 @@
 
 use crate::common::*;
 use reqwest::StatusCode;
-use usher::standin::{Faults, Standin};
 use usher::store::{IdentityStore, UserStore};
+use usher::tools::standin::{Faults, Standin};
 
 struct World {
     usher: Usher,

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use reqwest::StatusCode;
-use usher::standin::{Kind, Standin, StandinConfig, StandinUser};
+use usher::tools::standin::{Kind, Standin, StandinConfig, StandinUser};
 
 async fn scrape(usher: &Usher) -> (StatusCode, String, String) {
     let res = reqwest::get(usher.url("/metrics")).await.unwrap();

@@ -14,7 +14,7 @@ use reqwest::header::{ACCEPT, LOCATION, USER_AGENT};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use url::Url;
-use usher::standin::{Faults, Kind, Standin, StandinConfig, StandinUser};
+use usher::tools::standin::{Faults, Kind, Standin, StandinConfig, StandinUser};
 
 const CLIENT: &str = "usher-test";
 const SECRET: &str = "s3cret+with/odd:chars";

@@ -13,8 +13,8 @@ use tokio::runtime::Runtime;
 use super::measure::{UPSTREAM_THREADS, USHER_THREADS};
 use super::BenchArgs;
 use crate::server::Running;
-use crate::standin::{Kind, Standin, StandinConfig, StandinUser};
 use crate::store::{Store, User};
+use crate::tools::standin::{Kind, Standin, StandinConfig, StandinUser};
 use crate::web::Shared;
 
 /// Where the hosted pages send the browser back: never contacted, only parsed.

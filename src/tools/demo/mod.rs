@@ -1,6 +1,6 @@
 //! `usher demo`: the JIT article, live on one machine with no internet. One process runs
 //! Usher on the `examples/thrift` config, Thrift (the sample shop, [`thrift_app`]) and
-//! local stand-ins for Google and GitHub ([`crate::standin`]) with ready users.
+//! local stand-ins for Google and GitHub ([`super::standin`]) with ready users.
 //!
 //! The example config reads its URLs, ports and data folder from `${VAR:-default}`
 //! references; the demo answers them itself (through `config::load_with_env`, so the
@@ -29,8 +29,8 @@ use crate::config::{ApiScope, App, Config, EmailConfig, GrantType};
 use crate::crypto::{random_token, unix_now};
 use crate::secret::Secret;
 use crate::server::Running;
-use crate::standin::{Kind, Standin, StandinConfig, StandinUser};
 use crate::store::{Store, User};
+use crate::tools::standin::{Kind, Standin, StandinConfig, StandinUser};
 use crate::web::Shared;
 pub use thrift_app::{BehindTheScenes, Fact, Inspector, Thrift, ThriftConfig};
 
