@@ -180,6 +180,37 @@ pub struct Query {
 }
 
 impl Query {
+    /// A query from named parameters (`user`, `kind`, `since`, `until`, `limit`), as
+    /// the admin API and the CLI give them. Times are Unix seconds, RFC 3339, or a
+    /// duration back from `now` (`24h`); at most 100 events unless `limit` says. The
+    /// error names what is wrong, for the caller.
+    pub fn from_params<'p>(
+        param: impl Fn(&str) -> Option<&'p str>,
+        now: u64,
+    ) -> Result<Query, String> {
+        let get = |k: &str| param(k).map(str::trim).filter(|v| !v.is_empty());
+        let time = |k: &str| match get(k) {
+            None => Ok(None),
+            Some(v) => crate::timefmt::parse_time(v, now).map(Some).ok_or_else(|| {
+                format!("{k} must be Unix seconds, an RFC 3339 time or a duration like 24h")
+            }),
+        };
+        let since = time("since")?.unwrap_or(0);
+        let until = time("until")?;
+        let limit = match get("limit").map(str::parse::<usize>) {
+            None => 100,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Err("limit must be a number".into()),
+        };
+        Ok(Query {
+            user: get("user").map(str::to_string),
+            kind: get("kind").map(str::to_string),
+            since,
+            until,
+            limit,
+        })
+    }
+
     fn matches(&self, e: &AuditEvent) -> bool {
         let user_ok = self
             .user

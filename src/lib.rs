@@ -17,6 +17,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod crypto;
 pub mod demo;
 pub mod fixtures;

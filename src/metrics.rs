@@ -184,6 +184,11 @@ impl Metrics {
         self.tokens.with_label_values(&[grant, outcome]).inc();
     }
 
+    /// Everything, with the sign-ins in progress counted in `store`.
+    pub fn scrape(&self, store: &dyn crate::store::FlowStore) -> String {
+        self.render(store.flow_count())
+    }
+
     /// Everything, in the Prometheus text format. `flows_active` is counted by the
     /// caller (the store knows); the process figures are read now.
     pub fn render(&self, flows_active: usize) -> String {

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Json, Response};
 
 use super::pages::ErrorPage;
 use super::Shared;
+use crate::account::AccountError;
 use crate::oidc::{ErrorCode, OAuthError};
 use crate::scim::{ScimError, MEDIA_TYPE};
 use crate::store::StoreError;
@@ -91,10 +92,13 @@ impl WebError {
         .with_hint("Reload the page and try again. If you use several tabs, use the newest one.")
     }
 
-    /// An OAuth error with the status RFC 6749 §5.2 gives it.
+    /// An OAuth error with the status RFC 6749 §5.2 (RFC 6750 §3.1 for bearer tokens)
+    /// gives it.
     pub fn oauth(error: OAuthError) -> Self {
         let status = match error.code {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
@@ -140,6 +144,16 @@ impl From<minijinja::Error> for WebError {
 impl From<tokio::task::JoinError> for WebError {
     fn from(e: tokio::task::JoinError) -> Self {
         WebError::Internal(format!("background task: {e}"))
+    }
+}
+
+impl From<AccountError> for WebError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Refused(message) => WebError::bad_request(message),
+            AccountError::Store(e) => e.into(),
+            AccountError::Internal(detail) => WebError::Internal(detail),
+        }
     }
 }
 
