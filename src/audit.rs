@@ -257,6 +257,26 @@ mod tests {
     use crate::store::SledStore;
 
     #[test]
+    fn query_parameters_read_times_three_ways_and_name_what_is_wrong() {
+        let params = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
+        };
+        let now = 1_000_000;
+        let q = Query::from_params(
+            params(&[("since", "24h"), ("until", "999"), ("kind", " admin ")]),
+            now,
+        )
+        .unwrap();
+        assert_eq!((q.since, q.until, q.limit), (now - 86_400, Some(999), 100));
+        assert_eq!(q.kind.as_deref(), Some("admin"));
+        assert_eq!(q.user, None);
+        let e = Query::from_params(params(&[("until", "yesterday")]), now).unwrap_err();
+        assert!(e.starts_with("until must be"), "{e}");
+        let e = Query::from_params(params(&[("limit", "ten")]), now).unwrap_err();
+        assert_eq!(e, "limit must be a number");
+    }
+
+    #[test]
     fn query_filters_by_user_kind_and_time_and_keeps_the_latest() {
         let store = SledStore::temporary().unwrap();
         record(

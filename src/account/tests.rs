@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::config::Config;
 use crate::store::{
-    AuditStore, CredentialStore, IdentityStore, SessionStore, SledStore, UserStore,
+    AuditStore, CredentialStore, IdentityStore, SessionStore, SledStore, TokenStore, UserStore,
 };
 
 fn config(extra: &str) -> Config {
@@ -280,4 +280,166 @@ fn only_ones_own_sessions_can_be_ended() {
     );
     assert!(store.session("h-ada").unwrap().is_none());
     assert_eq!(end_sessions(&store, "u_bob").unwrap(), 1);
+}
+
+fn session_of(uid: &str) -> Session {
+    Session {
+        sub: uid.into(),
+        user_id: Some(uid.into()),
+        auth_time: 1,
+        amr: vec![],
+        satisfied: Default::default(),
+        idp: "local".into(),
+        claims: Default::default(),
+        clients: vec![],
+        created_at: 1,
+        expires_at: 100,
+    }
+}
+
+/// Ada signed in to My Account: a session `h-ada` and the grant of its token.
+fn signed_ada(store: &SledStore, password: Option<&str>) -> access::Signed {
+    let user = ada(store, password);
+    store.put_session("h-ada", &session_of("u_ada")).unwrap();
+    let grant = crate::store::Grant {
+        id: "g-ada".into(),
+        client_id: MY_ACCOUNT_APP.into(),
+        scopes: vec!["openid".into()],
+        nonce: None,
+        data: crate::store::GrantData {
+            sub: "u_ada".into(),
+            user_id: Some("u_ada".into()),
+            auth_time: 1,
+            amr: vec![],
+            claims: Default::default(),
+            sid: Some(session_handle("h-ada")),
+        },
+        revoked: false,
+        created_at: 1,
+        expires_at: 100,
+    };
+    assert!(store.create_grant(&grant).unwrap());
+    access::Signed {
+        user,
+        session_hash: "h-ada".into(),
+        grant_id: "g-ada".into(),
+    }
+}
+
+fn flash_of(ctx: &Ctx, reply: forms::Reply) -> forms::Flash {
+    let forms::Reply::Back { flash } = reply else {
+        panic!("expected a message for the page, got {reply:?}");
+    };
+    forms::take_flash(ctx, Some(&flash), "u_ada").unwrap()
+}
+
+#[test]
+fn a_refused_change_is_a_message_on_the_page_not_an_error() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let signed = signed_ada(&store, Some("old-password-1"));
+    let ctx = at(&store, &config, 5);
+    let reply = forms::password(
+        &ctx,
+        &signed,
+        &pw("nope", "new-password-1", "new-password-1"),
+    )
+    .unwrap();
+    let flash = flash_of(&ctx, reply);
+    assert_eq!(flash.notice, None);
+    assert_eq!(
+        flash.error.as_deref(),
+        Some("Your current password is not right.")
+    );
+    let reply = forms::password(
+        &ctx,
+        &signed,
+        &pw("old-password-1", "new-password-1", "new-password-1"),
+    )
+    .unwrap();
+    assert_eq!(
+        flash_of(&ctx, reply).notice.as_deref(),
+        Some("Your password was changed.")
+    );
+}
+
+#[test]
+fn a_message_is_shown_once_and_only_to_its_account() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let ctx = at(&store, &config, 5);
+    let flash = forms::Flash {
+        user_id: "u_ada".into(),
+        notice: Some("saved".into()),
+        ..Default::default()
+    };
+    let id = forms::put_flash(&ctx, &flash).unwrap();
+    assert_eq!(
+        forms::take_flash(&ctx, Some(&id), "u_bob").unwrap(),
+        forms::Flash::default(),
+        "another account's browser sees nothing"
+    );
+    let id = forms::put_flash(&ctx, &flash).unwrap();
+    assert_eq!(forms::take_flash(&ctx, Some(&id), "u_ada").unwrap(), flash);
+    assert_eq!(
+        forms::take_flash(&ctx, Some(&id), "u_ada").unwrap(),
+        forms::Flash::default(),
+        "shown once"
+    );
+}
+
+#[test]
+fn ending_ones_own_session_signs_out_of_my_account() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let signed = signed_ada(&store, Some("old-password-1"));
+    store.put_session("h-phone", &session_of("u_ada")).unwrap();
+    let ctx = at(&store, &config, 5);
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-phone")).unwrap();
+    assert_eq!(
+        flash_of(&ctx, reply).notice.as_deref(),
+        Some("That session was signed out.")
+    );
+    assert!(!store.grant("g-ada").unwrap().unwrap().revoked);
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-phone")).unwrap();
+    assert_eq!(
+        flash_of(&ctx, reply).error.as_deref(),
+        Some("That session has already ended.")
+    );
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-ada")).unwrap();
+    assert_eq!(reply, forms::Reply::SignedOut);
+    assert!(store.session("h-ada").unwrap().is_none());
+    assert!(
+        store.grant("g-ada").unwrap().unwrap().revoked,
+        "My Account's token dies with its session"
+    );
+}
+
+#[test]
+fn recovery_codes_are_shown_with_the_message() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let signed = signed_ada(&store, None);
+    let ctx = at(&store, &config, 5);
+    let refused = flash_of(&ctx, forms::recovery_codes(&ctx, &signed).unwrap());
+    assert!(refused.codes.is_empty());
+    assert!(refused.error.unwrap().contains("authenticator app first"));
+    let sealing = SealingKey::from_bytes(&[7u8; 32]);
+    let now = 1_700_000_000;
+    let ctx = at(&store, &config, now);
+    let enrolment = forms::totp_setup(&ctx, &sealing, &signed).unwrap().unwrap();
+    let secret = totp_secret(&ctx, &sealing, "u_ada").unwrap().unwrap();
+    assert!(!enrolment.qr_png_base64.is_empty());
+    let code = totp::code_at(&secret, now);
+    let done = flash_of(
+        &ctx,
+        forms::confirm_totp(&ctx, &sealing, &signed, &code).unwrap(),
+    );
+    assert_eq!(done.codes.len(), recovery::COUNT);
+    assert!(
+        forms::totp_setup(&ctx, &sealing, &signed)
+            .unwrap()
+            .is_none(),
+        "set up already"
+    );
 }

@@ -111,3 +111,87 @@ pub fn end_session(ctx: &Ctx, session_cookie: Option<&str>) -> StoreResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Session, SessionStore, SledStore};
+
+    fn config() -> crate::config::Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usher.yaml");
+        std::fs::write(
+            &path,
+            "issuer: http://localhost:9000\napps:\n  a:\n    name: A\n    client_id: a\n    redirect_uris: [http://localhost:1/cb]\n    sign_in: { steps: [[password]] }\n",
+        )
+        .unwrap();
+        crate::config::load_with_env(&path, &|_| None)
+            .unwrap_or_else(|d| panic!("{d}"))
+            .config
+    }
+
+    fn session(sub: &str) -> Session {
+        Session {
+            sub: sub.into(),
+            user_id: Some(sub.into()),
+            auth_time: 1,
+            amr: vec![],
+            satisfied: Default::default(),
+            idp: "local".into(),
+            claims: Default::default(),
+            clients: vec![],
+            created_at: 1,
+            expires_at: 100,
+        }
+    }
+
+    #[test]
+    fn a_link_signs_out_at_once_only_without_a_session_or_with_its_users_hint() {
+        let store = SledStore::temporary().unwrap();
+        let config = config();
+        let ctx = Ctx {
+            config: &config,
+            store: &store,
+            now: 5,
+        };
+        store
+            .put_session(&token_hash("cookie"), &session("u_ada"))
+            .unwrap();
+        let hinted = |sub: &str| Target {
+            hinted_sub: Some(sub.into()),
+            ..Default::default()
+        };
+        let decide = |t: &Target, c: Option<&str>| decide(&ctx, t, c).unwrap();
+        assert_eq!(decide(&Target::default(), None), Decision::SignOut);
+        assert_eq!(decide(&Target::default(), Some("other")), Decision::SignOut);
+        assert_eq!(
+            decide(&Target::default(), Some("cookie")),
+            Decision::Confirm,
+            "a stray link cannot sign anyone out"
+        );
+        assert_eq!(decide(&hinted("u_bob"), Some("cookie")), Decision::Confirm);
+        assert_eq!(decide(&hinted("u_ada"), Some("cookie")), Decision::SignOut);
+        let later = Ctx { now: 100, ..ctx };
+        assert_eq!(
+            super::decide(&later, &Target::default(), Some("cookie")).unwrap(),
+            Decision::SignOut,
+            "an expired session is no session"
+        );
+        end_session(&ctx, Some("cookie")).unwrap();
+        assert!(store.session(&token_hash("cookie")).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_return_address_carries_the_state() {
+        let target = Target {
+            redirect: Some("https://app.example.com/bye?x=1".into()),
+            state: Some("s 1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            target.return_url().unwrap().as_str(),
+            "https://app.example.com/bye?x=1&state=s+1"
+        );
+        assert_eq!(Target::default().return_url(), None);
+    }
+}

@@ -553,3 +553,44 @@ pub fn userinfo(ctx: &Ctx, keys: &Keys, token: &str) -> Result<Option<Value>, St
     out.insert("sub".into(), json!(grant.data.sub));
     Ok(Some(Value::Object(out)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_an_invalid_request() {
+        let e = TokenRequest::parse(pairs(&[("code", "a"), ("code", "b")]), None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.description.contains("code"), "{e}");
+        let basic = format!("Basic {}", STANDARD.encode("my%20app:s%3Ecret"));
+        let req =
+            TokenRequest::parse(pairs(&[("grant_type", "refresh_token")]), Some(&basic)).unwrap();
+        assert_eq!(req.grant_type(), Some("refresh_token"));
+        assert_eq!(req.basic, Some(("my app".into(), "s>cret".into())));
+    }
+
+    #[test]
+    fn only_a_refused_client_is_challenged_and_basic_users_without_an_error() {
+        let refused = |basic_auth| TokenError {
+            error: OAuthError::invalid_client("bad credentials"),
+            basic_auth,
+        };
+        assert_eq!(refused(true).challenge(), Some("Basic realm=\"usher\""));
+        assert_eq!(
+            refused(false).challenge(),
+            Some("Basic realm=\"usher\", error=\"invalid_client\"")
+        );
+        let grant = TokenError {
+            error: OAuthError::invalid_grant("expired"),
+            basic_auth: true,
+        };
+        assert_eq!(grant.challenge(), None);
+    }
+}

@@ -327,4 +327,36 @@ mod tests {
         assert_eq!(ErrorStyle::of("/login/abc", ""), ErrorStyle::Page);
         assert_eq!(ErrorStyle::of("/myaccount", ""), ErrorStyle::Page);
     }
+
+    #[test]
+    fn oauth_errors_carry_the_status_their_rfc_gives() {
+        let status = |code| match WebError::oauth(OAuthError::new(code, "x")) {
+            WebError::OAuth { status, .. } => status,
+            other => panic!("not an OAuth error: {other:?}"),
+        };
+        assert_eq!(status(ErrorCode::InvalidGrant), StatusCode::BAD_REQUEST);
+        assert_eq!(status(ErrorCode::InvalidClient), StatusCode::UNAUTHORIZED);
+        assert_eq!(status(ErrorCode::InvalidToken), StatusCode::UNAUTHORIZED);
+        assert_eq!(status(ErrorCode::InsufficientScope), StatusCode::FORBIDDEN);
+        assert_eq!(status(ErrorCode::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(ErrorCode::ServerError),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_challenge_goes_out_with_the_json_and_nothing_is_cached() {
+        let res = oauth_json(
+            StatusCode::FORBIDDEN,
+            &OAuthError::new(ErrorCode::InsufficientScope, "needs audit"),
+            Some(HeaderValue::from_static("Bearer realm=\"usher\"")),
+        );
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"usher\""
+        );
+    }
 }
