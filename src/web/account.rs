@@ -1,14 +1,15 @@
 //! My Account's web shell: signing in to it, the page, and signing out of it. The
-//! forms that change things are in `account_forms.rs`; the rules are in `account`.
+//! forms that change things are in `account_forms.rs`; what things mean and what
+//! happens is decided in `account` (`account::access` for signing in and out).
 //!
 //! Signing in runs the ordinary authorization-code flow against Usher itself, as the
 //! built-in confidential app `usher-myaccount`: `/myaccount` sends the browser to
 //! `/authorize` (with `state` and PKCE kept in a short-lived cookie), the app's steps
 //! and script run like any other app's — so the SSO session lets a signed-in user
-//! straight through — and `/myaccount/callback` redeems the code in-process. The access
-//! token it gets is kept in an HttpOnly cookie and checked on every request: signature,
-//! expiry, its grant not revoked, the account still enabled, and the SSO session it was
-//! issued under still alive — so signing out anywhere ends My Account too.
+//! straight through — and `/myaccount/callback` has the core redeem the code. The
+//! access token it gets is kept in an HttpOnly cookie, and the core checks it and the
+//! SSO session it came from on every request, so signing out anywhere ends My Account
+//! too. This file keeps the cookies and turns the core's answers into pages.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -277,7 +278,7 @@ pub async fn account_callback_get(
 ) -> Result<Response, WebError> {
     let config = core.config.clone();
     let app = built_in(&config)?;
-    let kept = cookies::get(&jar, &config, cookies::ACCOUNT_START).ok_or_else(stale)?;
+    let kept = cookies::get(&jar, &config, cookies::ACCOUNT_START);
     let jar = cookies::clear(jar, &config, cookies::ACCOUNT_START);
     let answer = access::Answer {
         code: q.code,
@@ -286,7 +287,7 @@ pub async fn account_callback_get(
         error_description: q.error_description,
     };
     let redeemed = core
-        .blocking(move |c| access::callback(&c.ctx(), &c.keys, &app, Some(&kept), answer))
+        .blocking(move |c| access::callback(&c.ctx(), &c.keys, &app, kept.as_deref(), answer))
         .await?;
     let access_token = match redeemed {
         Ok(token) => token,
