@@ -180,6 +180,37 @@ pub struct Query {
 }
 
 impl Query {
+    /// A query from named parameters (`user`, `kind`, `since`, `until`, `limit`), as
+    /// the admin API and the CLI give them. Times are Unix seconds, RFC 3339, or a
+    /// duration back from `now` (`24h`); at most 100 events unless `limit` says. The
+    /// error names what is wrong, for the caller.
+    pub fn from_params<'p>(
+        param: impl Fn(&str) -> Option<&'p str>,
+        now: u64,
+    ) -> Result<Query, String> {
+        let get = |k: &str| param(k).map(str::trim).filter(|v| !v.is_empty());
+        let time = |k: &str| match get(k) {
+            None => Ok(None),
+            Some(v) => crate::timefmt::parse_time(v, now).map(Some).ok_or_else(|| {
+                format!("{k} must be Unix seconds, an RFC 3339 time or a duration like 24h")
+            }),
+        };
+        let since = time("since")?.unwrap_or(0);
+        let until = time("until")?;
+        let limit = match get("limit").map(str::parse::<usize>) {
+            None => 100,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Err("limit must be a number".into()),
+        };
+        Ok(Query {
+            user: get("user").map(str::to_string),
+            kind: get("kind").map(str::to_string),
+            since,
+            until,
+            limit,
+        })
+    }
+
     fn matches(&self, e: &AuditEvent) -> bool {
         let user_ok = self
             .user
@@ -224,6 +255,26 @@ pub fn sweep(store: &dyn AuditStore, now: u64, retention_days: u64) -> StoreResu
 mod tests {
     use super::*;
     use crate::store::SledStore;
+
+    #[test]
+    fn query_parameters_read_times_three_ways_and_name_what_is_wrong() {
+        let params = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
+        };
+        let now = 1_000_000;
+        let q = Query::from_params(
+            params(&[("since", "24h"), ("until", "999"), ("kind", " admin ")]),
+            now,
+        )
+        .unwrap();
+        assert_eq!((q.since, q.until, q.limit), (now - 86_400, Some(999), 100));
+        assert_eq!(q.kind.as_deref(), Some("admin"));
+        assert_eq!(q.user, None);
+        let e = Query::from_params(params(&[("until", "yesterday")]), now).unwrap_err();
+        assert!(e.starts_with("until must be"), "{e}");
+        let e = Query::from_params(params(&[("limit", "ten")]), now).unwrap_err();
+        assert_eq!(e, "limit must be a number");
+    }
 
     #[test]
     fn query_filters_by_user_kind_and_time_and_keeps_the_latest() {

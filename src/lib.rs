@@ -20,6 +20,7 @@ pub mod authn;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod crypto;
 pub mod fixtures;
 pub mod flow;

@@ -186,6 +186,11 @@ impl Metrics {
         self.tokens.with_label_values(&[grant, outcome]).inc();
     }
 
+    /// Everything, with the sign-ins in progress counted in `store`.
+    pub fn scrape(&self, store: &dyn crate::store::FlowStore) -> String {
+        self.render(store.flow_count())
+    }
+
     /// Everything, in the Prometheus text format. `flows_active` is counted by the
     /// caller (the store knows); when the store could not say, the gauge keeps its last
     /// value and the failure is logged, so a scrape still gets every other figure. The

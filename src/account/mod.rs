@@ -7,6 +7,9 @@
 //! verify passwords or flush are blocking; the web layer calls them on the blocking
 //! pool.
 
+pub mod access;
+pub mod forms;
+
 use std::collections::BTreeMap;
 
 use crate::audit::{self, kind};
@@ -14,7 +17,8 @@ use crate::authn::attempts::{self, Limit};
 use crate::authn::sealing::SealingKey;
 use crate::authn::steps::otp_key;
 use crate::authn::{password, recovery, totp};
-use crate::config::{Config, ProfileField, MY_ACCOUNT_APP};
+use crate::config::{ProfileField, MY_ACCOUNT_APP};
+use crate::context::Ctx;
 use crate::crypto::{b64url, sha256};
 use crate::store::{Session, Store, StoreError, StoreResult, TotpCredential, User};
 
@@ -25,6 +29,24 @@ pub enum AccountError {
     Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A fault on our side that is not the store's (a misconfigured built-in app, an
+    /// authenticator QR code that cannot be drawn).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A new password as the form gives it: the current one, and the new one twice.
+#[derive(Default, Clone)]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: String,
+    pub confirm: String,
+}
+
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordChange(..)")
+    }
 }
 
 fn refuse<T>(message: impl Into<String>) -> Result<T, AccountError> {
@@ -87,12 +109,8 @@ impl Overview {
     }
 }
 
-pub fn overview(
-    store: &dyn Store,
-    user: User,
-    current_hash: &str,
-    now: u64,
-) -> StoreResult<Overview> {
+pub fn overview(ctx: &Ctx, user: User, current_hash: &str) -> StoreResult<Overview> {
+    let (store, now) = (ctx.store, ctx.now);
     let mut sessions: Vec<SessionInfo> = store
         .sessions_of(&user.id)?
         .into_iter()
@@ -117,12 +135,11 @@ pub fn overview(
 /// field the config does not mark editable is ignored even if posted. Returns the names
 /// of what changed.
 pub fn update_profile(
-    store: &dyn Store,
-    config: &Config,
+    ctx: &Ctx,
     user: &User,
     form: &BTreeMap<String, String>,
-    now: u64,
 ) -> Result<Vec<String>, AccountError> {
+    let (store, config, now) = (ctx.store, ctx.config, ctx.now);
     let mut updated = user.clone();
     let mut changed = Vec::new();
     for field in &config.my_account.editable {
@@ -181,13 +198,8 @@ pub fn label(field: ProfileField) -> &'static str {
 }
 
 /// Unlink a connection from the account, unless it is the only way in.
-pub fn unlink(
-    store: &dyn Store,
-    user: &User,
-    connection: &str,
-    subject: &str,
-    now: u64,
-) -> Result<(), AccountError> {
+pub fn unlink(ctx: &Ctx, user: &User, connection: &str, subject: &str) -> Result<(), AccountError> {
+    let (store, now) = (ctx.store, ctx.now);
     let identities = store.identities_of(&user.id)?;
     if !identities
         .iter()
@@ -214,18 +226,16 @@ pub fn unlink(
 
 /// Change the password: the old one must be right (counted against the same lock as
 /// signing in), the new one must meet the policy. Other sessions of the account end.
-/// Blocking (Argon2). Returns how many other sessions ended.
-#[allow(clippy::too_many_arguments)]
+/// Blocking (Argon2). `keep_session` is the store key of the session asking, which
+/// stays signed in. Returns how many other sessions ended.
 pub fn change_password(
-    store: &dyn Store,
-    config: &Config,
+    ctx: &Ctx,
     user: &User,
-    old: &str,
-    new: &str,
-    confirm: &str,
+    change: &PasswordChange,
     keep_session: &str,
-    now: u64,
 ) -> Result<usize, AccountError> {
+    let (store, config, now) = (ctx.store, ctx.config, ctx.now);
+    let (old, new, confirm) = (&change.current, &change.new, &change.confirm);
     if user.password_hash.is_none() {
         return refuse("Your account signs in through a connection and has no password to change.");
     }
@@ -272,11 +282,11 @@ pub fn change_password(
 /// reload shows the same key), else a new one sealed into the store. `None` when an
 /// authenticator is already confirmed. Blocking (flush).
 pub fn totp_secret(
-    store: &dyn Store,
+    ctx: &Ctx,
     sealing: &SealingKey,
     user_id: &str,
-    now: u64,
 ) -> Result<Option<Vec<u8>>, AccountError> {
+    let (store, now) = (ctx.store, ctx.now);
     let existing = store.totp(user_id)?;
     if existing.as_ref().is_some_and(|c| c.confirmed) {
         return Ok(None);
@@ -305,13 +315,12 @@ pub fn totp_secret(
 /// Finish setting up the authenticator with one code from it; returns the new recovery
 /// codes (shown once). Wrong codes count against the account's second-factor lock.
 pub fn confirm_totp(
-    store: &dyn Store,
-    config: &Config,
+    ctx: &Ctx,
     sealing: &SealingKey,
     user_id: &str,
     code: &str,
-    now: u64,
 ) -> Result<Vec<String>, AccountError> {
+    let (store, config, now) = (ctx.store, ctx.config, ctx.now);
     let key = otp_key(user_id);
     if attempts::locked(store, &key, now)? {
         return refuse("Too many wrong codes. Wait a few minutes before trying again.");
@@ -352,19 +361,22 @@ pub fn confirm_totp(
 }
 
 /// Remove the authenticator app and recovery codes (to move to a new phone). Blocking.
-pub fn reset_totp(store: &dyn Store, user_id: &str, now: u64) -> Result<(), AccountError> {
-    crate::authn::reset_totp(store, user_id)?;
-    record(store, now, kind::ACCOUNT_TOTP_RESET, user_id, Vec::new());
+pub fn reset_totp(ctx: &Ctx, user_id: &str) -> Result<(), AccountError> {
+    crate::authn::reset_totp(ctx.store, user_id)?;
+    record(
+        ctx.store,
+        ctx.now,
+        kind::ACCOUNT_TOTP_RESET,
+        user_id,
+        Vec::new(),
+    );
     Ok(())
 }
 
 /// Replace the recovery codes with ten new ones (shown once). Only with an
 /// authenticator app: the codes stand in for it. Blocking.
-pub fn regenerate_recovery_codes(
-    store: &dyn Store,
-    user_id: &str,
-    now: u64,
-) -> Result<Vec<String>, AccountError> {
+pub fn regenerate_recovery_codes(ctx: &Ctx, user_id: &str) -> Result<Vec<String>, AccountError> {
+    let (store, now) = (ctx.store, ctx.now);
     if !store.totp(user_id)?.is_some_and(|c| c.confirmed) {
         return refuse("Set up an authenticator app first; recovery codes stand in for it.");
     }
@@ -383,12 +395,8 @@ pub fn regenerate_recovery_codes(
 
 /// End one of the account's sessions by its handle; `Ok(None)` if it is not theirs.
 /// Returns the store key of the ended session. Blocking.
-pub fn end_session(
-    store: &dyn Store,
-    user_id: &str,
-    handle: &str,
-    now: u64,
-) -> Result<Option<String>, AccountError> {
+pub fn end_session(ctx: &Ctx, user_id: &str, handle: &str) -> Result<Option<String>, AccountError> {
+    let (store, now) = (ctx.store, ctx.now);
     let found = store
         .sessions_of(user_id)?
         .into_iter()

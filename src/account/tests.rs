@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::config::Config;
 use crate::store::{
-    AuditStore, CredentialStore, IdentityStore, SessionStore, SledStore, UserStore,
+    AuditStore, CredentialStore, IdentityStore, SessionStore, SledStore, TokenStore, UserStore,
 };
 
 fn config(extra: &str) -> Config {
@@ -22,6 +23,18 @@ fn config(extra: &str) -> Config {
     crate::config::load_with_env(&path, &|_| None)
         .unwrap_or_else(|d| panic!("{d}"))
         .config
+}
+
+fn at<'a>(store: &'a SledStore, config: &'a Config, now: u64) -> Ctx<'a> {
+    Ctx { config, store, now }
+}
+
+fn pw(current: &str, new: &str, confirm: &str) -> PasswordChange {
+    PasswordChange {
+        current: current.into(),
+        new: new.into(),
+        confirm: confirm.into(),
+    }
 }
 
 fn ada(store: &SledStore, password: Option<&str>) -> User {
@@ -62,7 +75,7 @@ fn only_editable_fields_change() {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let changed = update_profile(&store, &config, &user, &form, 5).unwrap();
+    let changed = update_profile(&at(&store, &config, 5), &user, &form).unwrap();
     assert_eq!(changed, ["given_name"]);
     let stored = store.user("u_ada").unwrap().unwrap();
     assert_eq!(stored.given_name.as_deref(), Some("Ada"));
@@ -81,7 +94,7 @@ fn a_picture_must_be_a_web_address() {
     let user = ada(&store, None);
     let form = BTreeMap::from([("picture".to_string(), "javascript:alert(1)".to_string())]);
     assert!(matches!(
-        update_profile(&store, &config, &user, &form, 5),
+        update_profile(&at(&store, &config, 5), &user, &form),
         Err(AccountError::Refused(_))
     ));
 }
@@ -89,18 +102,19 @@ fn a_picture_must_be_a_web_address() {
 #[test]
 fn the_only_way_in_cannot_be_unlinked() {
     let store = SledStore::temporary().unwrap();
+    let config = config("");
     let user = ada(&store, None);
     store.link_identity("google", "g-1", "u_ada").unwrap();
-    let e = unlink(&store, &user, "google", "g-1", 5).unwrap_err();
+    let e = unlink(&at(&store, &config, 5), &user, "google", "g-1").unwrap_err();
     assert!(e.to_string().contains("only way"), "{e}");
     store.link_identity("github", "7", "u_ada").unwrap();
-    unlink(&store, &user, "google", "g-1", 5).unwrap();
+    unlink(&at(&store, &config, 5), &user, "google", "g-1").unwrap();
     assert_eq!(
         store.identities_of("u_ada").unwrap(),
         [("github".to_string(), "7".to_string())]
     );
     assert!(
-        unlink(&store, &user, "github", "7", 5).is_err(),
+        unlink(&at(&store, &config, 5), &user, "github", "7").is_err(),
         "now github is the only way in"
     );
     assert_eq!(kinds(&store), ["account.identity_unlinked"]);
@@ -131,36 +145,24 @@ fn changing_the_password_needs_the_old_one_and_the_policy() {
     let other = store.session("mine").unwrap().unwrap();
     store.put_session("elsewhere", &other).unwrap();
     let wrong = change_password(
-        &store,
-        &config,
+        &at(&store, &config, 5),
         &user,
-        "nope",
-        "new-password-1",
-        "new-password-1",
+        &pw("nope", "new-password-1", "new-password-1"),
         "mine",
-        5,
     );
     assert!(wrong.unwrap_err().to_string().contains("not right"));
     let short = change_password(
-        &store,
-        &config,
+        &at(&store, &config, 5),
         &user,
-        "old-password-1",
-        "short",
-        "short",
+        &pw("old-password-1", "short", "short"),
         "mine",
-        5,
     );
     assert!(short.unwrap_err().to_string().contains("at least"));
     let ended = change_password(
-        &store,
-        &config,
+        &at(&store, &config, 5),
         &user,
-        "old-password-1",
-        "new-password-1",
-        "new-password-1",
+        &pw("old-password-1", "new-password-1", "new-password-1"),
         "mine",
-        5,
     )
     .unwrap();
     assert_eq!(ended, 1, "the other session ends, this one stays");
@@ -171,25 +173,17 @@ fn changing_the_password_needs_the_old_one_and_the_policy() {
     let user = stored.unwrap();
     for _ in 0..2 {
         let _ = change_password(
-            &store,
-            &config,
+            &at(&store, &config, 6),
             &user,
-            "x",
-            "new-password-2",
-            "new-password-2",
+            &pw("x", "new-password-2", "new-password-2"),
             "mine",
-            6,
         );
     }
     let locked = change_password(
-        &store,
-        &config,
+        &at(&store, &config, 6),
         &user,
-        "new-password-1",
-        "new-password-2",
-        "new-password-2",
+        &pw("new-password-1", "new-password-2", "new-password-2"),
         "mine",
-        6,
     );
     assert!(locked.unwrap_err().to_string().contains("Too many"));
     assert_eq!(kinds(&store), ["account.password_changed"]);
@@ -200,14 +194,10 @@ fn an_account_without_a_password_has_none_to_change() {
     let store = SledStore::temporary().unwrap();
     let user = ada(&store, None);
     let e = change_password(
-        &store,
-        &config(""),
+        &at(&store, &config(""), 5),
         &user,
+        &pw("", "new-password-1", "new-password-1"),
         "",
-        "new-password-1",
-        "new-password-1",
-        "",
-        5,
     );
     assert!(e.unwrap_err().to_string().contains("no password"));
 }
@@ -219,35 +209,36 @@ fn totp_is_confirmed_by_one_code_and_brings_recovery_codes() {
     let sealing = SealingKey::from_bytes(&[7u8; 32]);
     ada(&store, None);
     let now = 1_700_000_000;
-    let secret = totp_secret(&store, &sealing, "u_ada", now)
+    let secret = totp_secret(&at(&store, &config, now), &sealing, "u_ada")
         .unwrap()
         .unwrap();
     assert_eq!(
-        totp_secret(&store, &sealing, "u_ada", now)
+        totp_secret(&at(&store, &config, now), &sealing, "u_ada")
             .unwrap()
             .unwrap(),
         secret,
         "a reload shows the same key"
     );
-    assert!(confirm_totp(&store, &config, &sealing, "u_ada", "000000", now).is_err());
+    assert!(confirm_totp(&at(&store, &config, now), &sealing, "u_ada", "000000").is_err());
     let codes = confirm_totp(
-        &store,
-        &config,
+        &at(&store, &config, now),
         &sealing,
         "u_ada",
         &totp::code_at(&secret, now),
-        now,
     )
     .unwrap();
     assert_eq!(codes.len(), recovery::COUNT);
     assert!(store.totp("u_ada").unwrap().unwrap().confirmed);
-    assert_eq!(totp_secret(&store, &sealing, "u_ada", now).unwrap(), None);
+    assert_eq!(
+        totp_secret(&at(&store, &config, now), &sealing, "u_ada").unwrap(),
+        None
+    );
     // Later times, so the events list in the order they happened.
-    let again = regenerate_recovery_codes(&store, "u_ada", now + 1).unwrap();
+    let again = regenerate_recovery_codes(&at(&store, &config, now + 1), "u_ada").unwrap();
     assert_ne!(again, codes);
-    reset_totp(&store, "u_ada", now + 2).unwrap();
+    reset_totp(&at(&store, &config, now + 2), "u_ada").unwrap();
     assert!(store.totp("u_ada").unwrap().is_none());
-    assert!(regenerate_recovery_codes(&store, "u_ada", now + 3).is_err());
+    assert!(regenerate_recovery_codes(&at(&store, &config, now + 3), "u_ada").is_err());
     assert_eq!(
         kinds(&store),
         [
@@ -261,6 +252,7 @@ fn totp_is_confirmed_by_one_code_and_brings_recovery_codes() {
 #[test]
 fn only_ones_own_sessions_can_be_ended() {
     let store = SledStore::temporary().unwrap();
+    let config = config("");
     let s = |uid: &str| crate::store::Session {
         sub: uid.into(),
         user_id: Some(uid.into()),
@@ -276,16 +268,178 @@ fn only_ones_own_sessions_can_be_ended() {
     store.put_session("h-ada", &s("u_ada")).unwrap();
     store.put_session("h-bob", &s("u_bob")).unwrap();
     assert_eq!(
-        end_session(&store, "u_ada", &session_handle("h-bob"), 5).unwrap(),
+        end_session(&at(&store, &config, 5), "u_ada", &session_handle("h-bob")).unwrap(),
         None
     );
     assert!(store.session("h-bob").unwrap().is_some());
     assert_eq!(
-        end_session(&store, "u_ada", &session_handle("h-ada"), 5)
+        end_session(&at(&store, &config, 5), "u_ada", &session_handle("h-ada"))
             .unwrap()
             .as_deref(),
         Some("h-ada")
     );
     assert!(store.session("h-ada").unwrap().is_none());
     assert_eq!(end_sessions(&store, "u_bob").unwrap(), 1);
+}
+
+fn session_of(uid: &str) -> Session {
+    Session {
+        sub: uid.into(),
+        user_id: Some(uid.into()),
+        auth_time: 1,
+        amr: vec![],
+        satisfied: Default::default(),
+        idp: "local".into(),
+        claims: Default::default(),
+        clients: vec![],
+        created_at: 1,
+        expires_at: 100,
+    }
+}
+
+/// Ada signed in to My Account: a session `h-ada` and the grant of its token.
+fn signed_ada(store: &SledStore, password: Option<&str>) -> access::Signed {
+    let user = ada(store, password);
+    store.put_session("h-ada", &session_of("u_ada")).unwrap();
+    let grant = crate::store::Grant {
+        id: "g-ada".into(),
+        client_id: MY_ACCOUNT_APP.into(),
+        scopes: vec!["openid".into()],
+        nonce: None,
+        data: crate::store::GrantData {
+            sub: "u_ada".into(),
+            user_id: Some("u_ada".into()),
+            auth_time: 1,
+            amr: vec![],
+            claims: Default::default(),
+            sid: Some(session_handle("h-ada")),
+        },
+        revoked: false,
+        created_at: 1,
+        expires_at: 100,
+    };
+    assert!(store.create_grant(&grant).unwrap());
+    access::Signed {
+        user,
+        session_hash: "h-ada".into(),
+        grant_id: "g-ada".into(),
+    }
+}
+
+fn flash_of(ctx: &Ctx, reply: forms::Reply) -> forms::Flash {
+    let forms::Reply::Back { flash } = reply else {
+        panic!("expected a message for the page, got {reply:?}");
+    };
+    forms::take_flash(ctx, Some(&flash), "u_ada").unwrap()
+}
+
+#[test]
+fn a_refused_change_is_a_message_on_the_page_not_an_error() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let signed = signed_ada(&store, Some("old-password-1"));
+    let ctx = at(&store, &config, 5);
+    let reply = forms::password(
+        &ctx,
+        &signed,
+        &pw("nope", "new-password-1", "new-password-1"),
+    )
+    .unwrap();
+    let flash = flash_of(&ctx, reply);
+    assert_eq!(flash.notice, None);
+    assert_eq!(
+        flash.error.as_deref(),
+        Some("Your current password is not right.")
+    );
+    let reply = forms::password(
+        &ctx,
+        &signed,
+        &pw("old-password-1", "new-password-1", "new-password-1"),
+    )
+    .unwrap();
+    assert_eq!(
+        flash_of(&ctx, reply).notice.as_deref(),
+        Some("Your password was changed.")
+    );
+}
+
+#[test]
+fn a_message_is_shown_once_and_only_to_its_account() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let ctx = at(&store, &config, 5);
+    let flash = forms::Flash {
+        user_id: "u_ada".into(),
+        notice: Some("saved".into()),
+        ..Default::default()
+    };
+    let id = forms::put_flash(&ctx, &flash).unwrap();
+    assert_eq!(
+        forms::take_flash(&ctx, Some(&id), "u_bob").unwrap(),
+        forms::Flash::default(),
+        "another account's browser sees nothing"
+    );
+    let id = forms::put_flash(&ctx, &flash).unwrap();
+    assert_eq!(forms::take_flash(&ctx, Some(&id), "u_ada").unwrap(), flash);
+    assert_eq!(
+        forms::take_flash(&ctx, Some(&id), "u_ada").unwrap(),
+        forms::Flash::default(),
+        "shown once"
+    );
+}
+
+#[test]
+fn ending_ones_own_session_signs_out_of_my_account() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let signed = signed_ada(&store, Some("old-password-1"));
+    store.put_session("h-phone", &session_of("u_ada")).unwrap();
+    let ctx = at(&store, &config, 5);
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-phone")).unwrap();
+    assert_eq!(
+        flash_of(&ctx, reply).notice.as_deref(),
+        Some("That session was signed out.")
+    );
+    assert!(!store.grant("g-ada").unwrap().unwrap().revoked);
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-phone")).unwrap();
+    assert_eq!(
+        flash_of(&ctx, reply).error.as_deref(),
+        Some("That session has already ended.")
+    );
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-ada")).unwrap();
+    assert_eq!(reply, forms::Reply::SignedOut);
+    assert!(store.session("h-ada").unwrap().is_none());
+    assert!(
+        store.grant("g-ada").unwrap().unwrap().revoked,
+        "My Account's token dies with its session"
+    );
+}
+
+#[test]
+fn recovery_codes_are_shown_with_the_message() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let signed = signed_ada(&store, None);
+    let ctx = at(&store, &config, 5);
+    let refused = flash_of(&ctx, forms::recovery_codes(&ctx, &signed).unwrap());
+    assert!(refused.codes.is_empty());
+    assert!(refused.error.unwrap().contains("authenticator app first"));
+    let sealing = SealingKey::from_bytes(&[7u8; 32]);
+    let now = 1_700_000_000;
+    let ctx = at(&store, &config, now);
+    let enrolment = forms::totp_setup(&ctx, &sealing, &signed).unwrap().unwrap();
+    let secret = totp_secret(&ctx, &sealing, "u_ada").unwrap().unwrap();
+    assert!(!enrolment.qr_png_base64.is_empty());
+    let code = totp::code_at(&secret, now);
+    let done = flash_of(
+        &ctx,
+        forms::confirm_totp(&ctx, &sealing, &signed, &code).unwrap(),
+    );
+    assert_eq!(done.codes.len(), recovery::COUNT);
+    assert!(
+        forms::totp_setup(&ctx, &sealing, &signed)
+            .unwrap()
+            .is_none(),
+        "set up already"
+    );
 }

@@ -138,3 +138,61 @@ pub fn verify(config: &Config, keys: &Keys, now: u64, token: &str) -> Option<Ser
         scopes,
     })
 }
+
+/// Why an admin API request was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No token, or one that is not good: 401.
+    Unauthenticated,
+    /// A good token without the scope: 403.
+    Forbidden(ApiScope),
+}
+
+impl Denied {
+    /// The explanation the client reads.
+    pub fn message(&self) -> String {
+        match self {
+            Denied::Unauthenticated => {
+                "a valid bearer token from the client_credentials grant is required".into()
+            }
+            Denied::Forbidden(s) => format!("the token lacks the `{}` scope", s.as_str()),
+        }
+    }
+
+    /// The OAuth error of the refusal (RFC 6750 §3.1).
+    pub fn error(&self) -> OAuthError {
+        let code = match self {
+            Denied::Unauthenticated => ErrorCode::InvalidToken,
+            Denied::Forbidden(_) => ErrorCode::InsufficientScope,
+        };
+        OAuthError::new(code, self.message())
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3).
+    pub fn challenge(&self) -> String {
+        match self {
+            Denied::Unauthenticated => "Bearer realm=\"usher\"".to_string(),
+            Denied::Forbidden(s) => format!(
+                "Bearer realm=\"usher\", error=\"insufficient_scope\", scope=\"{}\"",
+                s.as_str()
+            ),
+        }
+    }
+}
+
+/// Let an admin API request in if its bearer token is good and carries `scope`.
+pub fn admit(
+    config: &Config,
+    keys: &Keys,
+    now: u64,
+    bearer: Option<&str>,
+    scope: ApiScope,
+) -> Result<ServiceToken, Denied> {
+    let token = bearer.ok_or(Denied::Unauthenticated)?;
+    let verified = verify(config, keys, now, token).ok_or(Denied::Unauthenticated)?;
+    if verified.has(scope) {
+        Ok(verified)
+    } else {
+        Err(Denied::Forbidden(scope))
+    }
+}

@@ -21,6 +21,10 @@ pub enum ErrorCode {
     InvalidGrant,
     UnsupportedGrantType,
     InvalidToken,
+    /// A good bearer token without the scope the resource needs (RFC 6750 §3.1).
+    InsufficientScope,
+    /// Usher's admin API: the resource named in the path does not exist.
+    NotFound,
 }
 
 impl ErrorCode {
@@ -41,6 +45,8 @@ impl ErrorCode {
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::NotFound => "not_found",
         }
     }
 }

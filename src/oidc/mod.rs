@@ -6,6 +6,7 @@ pub mod claims;
 pub mod client_credentials;
 pub mod error;
 pub mod keys;
+pub mod logout;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};

@@ -16,6 +16,7 @@ use super::claims::{scoped_claims, RESERVED};
 use super::error::{ErrorCode, OAuthError};
 use super::keys::Keys;
 use crate::config::{App, Config, GrantType, SigningAlg};
+use crate::context::Ctx;
 use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
 use crate::secret::ct_eq;
 use crate::store::{Grant, Redeem, RefreshRecord, Rotate, Store, StoreError, User};
@@ -28,12 +29,54 @@ pub struct TokenRequest {
     pub basic: Option<(String, String)>,
 }
 
-/// A failed token request; `basic_auth` tells the web layer to answer 401 with a
-/// `WWW-Authenticate` challenge (RFC 6749 §5.2).
+impl TokenRequest {
+    /// A request from its form parameters, each allowed at most once (RFC 6749 §3.2),
+    /// and the `Authorization` header, if any.
+    pub fn parse(
+        pairs: Vec<(String, String)>,
+        authorization: Option<&str>,
+    ) -> Result<TokenRequest, OAuthError> {
+        let mut params = HashMap::with_capacity(pairs.len());
+        for (name, value) in pairs {
+            if params.contains_key(&name) {
+                return Err(OAuthError::invalid_request(format!(
+                    "the parameter {name} is given more than once"
+                )));
+            }
+            params.insert(name, value);
+        }
+        Ok(TokenRequest {
+            params,
+            basic: authorization.and_then(parse_basic),
+        })
+    }
+
+    /// The `grant_type` asked for, as sent.
+    pub fn grant_type(&self) -> Option<&str> {
+        self.params.get("grant_type").map(String::as_str)
+    }
+}
+
+/// A failed token request; `basic_auth` says the client authenticated with HTTP Basic,
+/// which decides the `WWW-Authenticate` challenge of a 401 (RFC 6749 §5.2).
 #[derive(Debug)]
 pub struct TokenError {
     pub error: OAuthError,
     pub basic_auth: bool,
+}
+
+impl TokenError {
+    /// The `WWW-Authenticate` challenge of a refused client: a client that used Basic
+    /// is asked again plainly; one that did not is told why.
+    pub fn challenge(&self) -> Option<&'static str> {
+        if self.error.code != ErrorCode::InvalidClient {
+            None
+        } else if self.basic_auth {
+            Some("Basic realm=\"usher\"")
+        } else {
+            Some("Basic realm=\"usher\", error=\"invalid_client\"")
+        }
+    }
 }
 
 impl From<StoreError> for TokenError {
@@ -120,14 +163,8 @@ fn grant_error(d: &str) -> TokenError {
 }
 
 /// Handle one token request. Blocking (signing, flush).
-pub fn exchange(
-    config: &Config,
-    store: &dyn Store,
-    keys: &Keys,
-    now: u64,
-    req: &TokenRequest,
-) -> Result<Value, TokenError> {
-    let app = authenticate(config, req)?;
+pub fn exchange(ctx: &Ctx, keys: &Keys, req: &TokenRequest) -> Result<Value, TokenError> {
+    let app = authenticate(ctx.config, req)?;
     let param = |k: &str| {
         req.params
             .get(k)
@@ -150,13 +187,15 @@ pub fn exchange(
     match param("grant_type") {
         Some("authorization_code") => {
             user_grant("authorization_code")?;
-            authorization_code(config, store, keys, now, app, req)
+            authorization_code(ctx, keys, app, req)
         }
         Some("refresh_token") => {
             user_grant("refresh_token")?;
-            refresh(config, store, keys, now, app, req)
+            refresh(ctx, keys, app, req)
         }
-        Some("client_credentials") => super::client_credentials::grant(config, keys, now, app, req),
+        Some("client_credentials") => {
+            super::client_credentials::grant(ctx.config, keys, ctx.now, app, req)
+        }
         Some(_) => Err(TokenError {
             error: OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
@@ -172,13 +211,12 @@ pub fn exchange(
 }
 
 fn authorization_code(
-    config: &Config,
-    store: &dyn Store,
+    ctx: &Ctx,
     keys: &Keys,
-    now: u64,
     app: &App,
     req: &TokenRequest,
 ) -> Result<Value, TokenError> {
+    let (config, store, now) = (ctx.config, ctx.store, ctx.now);
     let code = req
         .params
         .get("code")
@@ -212,7 +250,7 @@ fn authorization_code(
             return Err(grant_error("the code has already been used"));
         }
     };
-    let result = redeemed(config, store, keys, now, app, req, record, grant_id);
+    let result = redeemed(ctx, keys, app, req, record, grant_id);
     if result.is_err() {
         // The code is used up whatever went wrong; that is durable before the answer.
         // (A success is made durable by `issue`, with everything it wrote: one fsync.)
@@ -222,17 +260,15 @@ fn authorization_code(
 }
 
 /// The rest of a code exchange, once the code is marked redeemed.
-#[allow(clippy::too_many_arguments)]
 fn redeemed(
-    config: &Config,
-    store: &dyn Store,
+    ctx: &Ctx,
     keys: &Keys,
-    now: u64,
     app: &App,
     req: &TokenRequest,
     record: crate::store::CodeRecord,
     grant_id: String,
 ) -> Result<Value, TokenError> {
+    let (config, store, now) = (ctx.config, ctx.store, ctx.now);
     if now > record.expires_at {
         return Err(grant_error("the code has expired"));
     }
@@ -276,7 +312,7 @@ fn redeemed(
     if !store.create_grant(&grant)? {
         return Err(grant_error("the code has already been used"));
     }
-    issue(config, store, keys, now, app, &grant, user.as_ref(), true)
+    issue(ctx, keys, app, &grant, user.as_ref(), true)
 }
 
 /// The account behind a grant, refusing one that was disabled or deleted since.
@@ -290,14 +326,8 @@ fn live_user(store: &dyn Store, user_id: Option<&str>) -> Result<Option<User>, T
     }
 }
 
-fn refresh(
-    config: &Config,
-    store: &dyn Store,
-    keys: &Keys,
-    now: u64,
-    app: &App,
-    req: &TokenRequest,
-) -> Result<Value, TokenError> {
+fn refresh(ctx: &Ctx, keys: &Keys, app: &App, req: &TokenRequest) -> Result<Value, TokenError> {
+    let (store, now) = (ctx.store, ctx.now);
     let presented = req
         .params
         .get("refresh_token")
@@ -377,24 +407,22 @@ fn refresh(
             used: false,
         },
     )?;
-    let mut body = issue(config, store, keys, now, app, &grant, user.as_ref(), false)?;
+    let mut body = issue(ctx, keys, app, &grant, user.as_ref(), false)?;
     body["refresh_token"] = json!(new_token);
     Ok(body)
 }
 
 /// Mint the tokens of a grant. A fresh grant (code exchange) also gets its first
 /// refresh token; a refresh has rotated its own already.
-#[allow(clippy::too_many_arguments)]
 fn issue(
-    config: &Config,
-    store: &dyn Store,
+    ctx: &Ctx,
     keys: &Keys,
-    now: u64,
     app: &App,
     grant: &Grant,
     user: Option<&User>,
     first: bool,
 ) -> Result<Value, TokenError> {
+    let (config, store, now) = (ctx.config, ctx.store, ctx.now);
     let iss = super::issuer(config);
     let sign_failed = |e: super::keys::KeyError| {
         tracing::error!(error = %e, "signing failed");
@@ -493,13 +521,8 @@ pub fn id_token_claims(
 }
 
 /// Userinfo for a bearer access token; `None` means `invalid_token`.
-pub fn userinfo(
-    config: &Config,
-    store: &dyn Store,
-    keys: &Keys,
-    now: u64,
-    token: &str,
-) -> Result<Option<Value>, StoreError> {
+pub fn userinfo(ctx: &Ctx, keys: &Keys, token: &str) -> Result<Option<Value>, StoreError> {
+    let (config, store, now) = (ctx.config, ctx.store, ctx.now);
     let Some(claims) = keys.verify::<AccessClaims>(token, "at+jwt", &super::issuer(config)) else {
         return Ok(None);
     };
@@ -529,4 +552,45 @@ pub fn userinfo(
     }
     out.insert("sub".into(), json!(grant.data.sub));
     Ok(Some(Value::Object(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_an_invalid_request() {
+        let e = TokenRequest::parse(pairs(&[("code", "a"), ("code", "b")]), None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.description.contains("code"), "{e}");
+        let basic = format!("Basic {}", STANDARD.encode("my%20app:s%3Ecret"));
+        let req =
+            TokenRequest::parse(pairs(&[("grant_type", "refresh_token")]), Some(&basic)).unwrap();
+        assert_eq!(req.grant_type(), Some("refresh_token"));
+        assert_eq!(req.basic, Some(("my app".into(), "s>cret".into())));
+    }
+
+    #[test]
+    fn only_a_refused_client_is_challenged_and_basic_users_without_an_error() {
+        let refused = |basic_auth| TokenError {
+            error: OAuthError::invalid_client("bad credentials"),
+            basic_auth,
+        };
+        assert_eq!(refused(true).challenge(), Some("Basic realm=\"usher\""));
+        assert_eq!(
+            refused(false).challenge(),
+            Some("Basic realm=\"usher\", error=\"invalid_client\"")
+        );
+        let grant = TokenError {
+            error: OAuthError::invalid_grant("expired"),
+            basic_auth: true,
+        };
+        assert_eq!(grant.challenge(), None);
+    }
 }

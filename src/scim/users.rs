@@ -12,6 +12,7 @@ use super::{Answer, ScimError, LIST_RESPONSE};
 use crate::audit::{self, kind};
 use crate::authn::password;
 use crate::config::Config;
+use crate::context::Ctx;
 use crate::crypto::random_token;
 use crate::store::{Store, User, UserQuery};
 
@@ -73,7 +74,17 @@ fn changes(old: &Draft, new: &Draft) -> Vec<String> {
     out
 }
 
-impl Admin<'_> {
+impl<'a> Admin<'a> {
+    /// `client_id` acting on the store of `ctx`.
+    pub fn new(ctx: &Ctx<'a>, client_id: &'a str) -> Admin<'a> {
+        Admin {
+            store: ctx.store,
+            config: ctx.config,
+            client_id,
+            now: ctx.now,
+        }
+    }
+
     /// The SCIM base URL, for `meta.location`.
     pub fn base(&self) -> String {
         format!("{}/scim/v2", crate::oidc::issuer(self.config))

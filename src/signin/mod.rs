@@ -20,18 +20,9 @@ pub use complete::{complete, redirect_error, Completed};
 pub use signup::{plausible_email, sign_up, sign_up_problems, SignedUp};
 
 use crate::authn::steps;
-use crate::config::Config;
+pub use crate::context::Ctx;
 use crate::flow::{Flow, SessionView, Subject};
-use crate::store::{Session, Store, StoreError, StoreResult};
-
-/// What every core call needs: the config snapshot of the request, the store, and the
-/// time the request is handled at (one reading per request, from the shell's clock).
-#[derive(Clone, Copy)]
-pub struct Ctx<'a> {
-    pub config: &'a Config,
-    pub store: &'a dyn Store,
-    pub now: u64,
-}
+use crate::store::{Session, StoreError, StoreResult};
 
 /// Why a core call could not give an answer at all.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! form and creates one account per email.
 
 use super::*;
-use crate::config::StepOption;
+use crate::config::{Config, StepOption};
 use crate::oidc::authorize::AuthRequest;
 use crate::store::{FlowStore, SessionStore, SledStore, TokenStore, User, UserStore};
 

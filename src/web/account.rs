@@ -1,33 +1,29 @@
 //! My Account's web shell: signing in to it, the page, and signing out of it. The
-//! forms that change things are in `account_forms.rs`; the rules are in `account`.
+//! forms that change things are in `account_forms.rs`; what things mean and what
+//! happens is decided in `account` (`account::access` for signing in and out).
 //!
 //! Signing in runs the ordinary authorization-code flow against Usher itself, as the
 //! built-in confidential app `usher-myaccount`: `/myaccount` sends the browser to
 //! `/authorize` (with `state` and PKCE kept in a short-lived cookie), the app's steps
 //! and script run like any other app's — so the SSO session lets a signed-in user
-//! straight through — and `/myaccount/callback` redeems the code in-process. The access
-//! token it gets is kept in an HttpOnly cookie and checked on every request: signature,
-//! expiry, its grant not revoked, the account still enabled, and the SSO session it was
-//! issued under still alive — so signing out anywhere ends My Account too.
+//! straight through — and `/myaccount/callback` has the core redeem the code. The
+//! access token it gets is kept in an HttpOnly cookie, and the core checks it and the
+//! SSO session it came from on every request, so signing out anywhere ends My Account
+//! too. This file keeps the cookies and turns the core's answers into pages.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 
+use super::extract::{signed_in, Core, CsrfForm};
 use super::pages::{Layout, MessagePage};
 use super::{cookies, see_other, Shared, WebError};
+use crate::account::access::{self, CallbackError};
+use crate::account::forms::{self, Flash};
 use crate::account::{self, Overview};
-use crate::audit::{self, kind};
-use crate::config::{App, Config, ProfileField, MY_ACCOUNT_APP};
-use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
-use crate::oidc::token::{self, AccessClaims, TokenRequest};
-use crate::secret::ct_eq;
-use crate::store::User;
+use crate::config::{App, Config, ProfileField};
 
 pub(crate) fn base(config: &Config) -> String {
     config.issuer.path().trim_end_matches('/').to_string()
@@ -38,158 +34,51 @@ pub(crate) fn home(config: &Config) -> String {
 }
 
 /// The built-in app, or a 404 page when My Account is switched off.
-pub(crate) fn built_in(config: &Config) -> Result<Arc<App>, WebError> {
-    config
-        .apps
-        .get(MY_ACCOUNT_APP)
-        .filter(|_| config.my_account.enabled)
-        .cloned()
-        .ok_or_else(|| {
-            WebError::page(
-                StatusCode::NOT_FOUND,
-                "My Account is not available",
-                "This server does not offer account self-service.",
-            )
-        })
-}
-
-/// The account of the browser asking, with what My Account's forms need.
-pub(crate) struct Signed {
-    pub user: User,
-    /// The SSO session (store key) the token was issued under.
-    pub session_hash: String,
-    pub grant_id: String,
-    pub browser: String,
-}
-
-/// The signed-in account, if My Account's token and the SSO session it came from are
-/// both still good; `None` sends the browser through sign-in again.
-pub(crate) fn signed_in(
-    state: &Shared,
-    config: &Config,
-    jar: &CookieJar,
-    now: u64,
-) -> Result<Option<Signed>, WebError> {
-    let Some(token) = cookies::get(jar, config, cookies::ACCOUNT) else {
-        return Ok(None);
-    };
-    let Some(claims) =
-        state
-            .keys
-            .verify::<AccessClaims>(&token, "at+jwt", &crate::oidc::issuer(config))
-    else {
-        return Ok(None);
-    };
-    if claims.exp <= now || claims.client_id != MY_ACCOUNT_APP || claims.aud != MY_ACCOUNT_APP {
-        return Ok(None);
-    }
-    let Some(grant) = state.store.grant(&claims.gid)?.filter(|g| !g.revoked) else {
-        return Ok(None);
-    };
-    let Some(user_id) = grant.data.user_id.clone() else {
-        return Ok(None);
-    };
-    let Some(user) = state.store.user(&user_id)?.filter(|u| !u.disabled) else {
-        return Ok(None);
-    };
-    let cookie = cookies::get(jar, config, cookies::SESSION);
-    let Some((session_hash, session)) = state.session(cookie.as_deref(), now)? else {
-        return Ok(None);
-    };
-    let same_session = grant.data.sid.as_deref().is_some_and(|sid| {
-        ct_eq(
-            sid.as_bytes(),
-            account::session_handle(&session_hash).as_bytes(),
+pub(crate) fn built_in(config: &Config) -> Result<std::sync::Arc<App>, WebError> {
+    access::built_in(config).ok_or_else(|| {
+        WebError::page(
+            StatusCode::NOT_FOUND,
+            "My Account is not available",
+            "This server does not offer account self-service.",
         )
-    });
-    if !same_session || session.user_id.as_deref() != Some(user.id.as_str()) {
-        return Ok(None);
-    }
-    let browser = cookies::get(jar, config, cookies::BROWSER).unwrap_or_default();
-    Ok(Some(Signed {
-        user,
-        session_hash,
-        grant_id: grant.id,
-        browser,
-    }))
+    })
 }
 
 /// Send the browser through Usher's own sign-in for the built-in app.
 fn start(config: &Config, app: &App, jar: CookieJar) -> Result<Response, WebError> {
-    let state = random_token(16);
-    let verifier = random_token(32);
-    let redirect = app
-        .redirect_uris
-        .first()
-        .ok_or_else(|| WebError::Internal("the My Account app has no redirect URI".into()))?;
-    let mut url = url::Url::parse(&format!("{}/authorize", crate::oidc::issuer(config)))
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &app.client_id)
-        .append_pair("redirect_uri", redirect.as_str())
-        .append_pair("scope", "openid profile email")
-        .append_pair("state", &state)
-        .append_pair("code_challenge", &b64url(&sha256(verifier.as_bytes())))
-        .append_pair("code_challenge_method", "S256");
+    let start = access::start(config, app)?;
     let jar = cookies::set(
         jar,
         config,
         cookies::ACCOUNT_START,
-        format!("{state}.{verifier}"),
+        start.keep,
         config.security.flow_ttl,
     );
-    Ok((jar, see_other(url.as_str())).into_response())
+    Ok((jar, see_other(&start.authorize_url)).into_response())
 }
 
-/// A one-time message (and recovery codes) for the next My Account page, kept
-/// server-side (`FlashStore`) and named by a cookie.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Flash {
-    pub user_id: String,
-    pub notice: Option<String>,
-    pub error: Option<String>,
-    pub codes: Vec<String>,
+/// Where a My Account form's answer sends the browser: back to the page with its
+/// message, or to the signed-out page with My Account's cookies gone.
+pub(crate) fn reply(config: &Config, jar: CookieJar, reply: forms::Reply) -> Response {
+    match reply {
+        forms::Reply::Back { flash } => {
+            let jar = cookies::set(
+                jar,
+                config,
+                cookies::ACCOUNT_FLASH,
+                flash,
+                config.security.flow_ttl,
+            );
+            (jar, see_other(&home(config))).into_response()
+        }
+        forms::Reply::SignedOut => signed_out(config, jar),
+    }
 }
 
-pub(crate) fn put_flash(
-    state: &Shared,
-    config: &Config,
-    jar: CookieJar,
-    flash: &Flash,
-    now: u64,
-) -> Result<CookieJar, WebError> {
-    let id = time_prefixed_id(now);
-    let bytes = serde_json::to_vec(flash).map_err(|e| WebError::Internal(e.to_string()))?;
-    state
-        .store
-        .put_flash(&id, &bytes, now.saturating_add(config.security.flow_ttl))?;
-    Ok(cookies::set(
-        jar,
-        config,
-        cookies::ACCOUNT_FLASH,
-        id,
-        config.security.flow_ttl,
-    ))
-}
-
-fn take_flash(
-    state: &Shared,
-    config: &Config,
-    jar: CookieJar,
-    user_id: &str,
-    now: u64,
-) -> Result<(CookieJar, Flash), WebError> {
-    let Some(id) = cookies::get(&jar, config, cookies::ACCOUNT_FLASH) else {
-        return Ok((jar, Flash::default()));
-    };
-    let jar = cookies::clear(jar, config, cookies::ACCOUNT_FLASH);
-    let stored = state.store.take_flash(&id, now)?;
-    let flash = stored
-        .and_then(|b| serde_json::from_slice::<Flash>(&b).ok())
-        .filter(|f| f.user_id == user_id)
-        .unwrap_or_default();
-    Ok((jar, flash))
+fn signed_out(config: &Config, jar: CookieJar) -> Response {
+    let jar = cookies::clear_session(jar, config);
+    let jar = cookies::clear(jar, config, cookies::ACCOUNT);
+    (jar, see_other(&format!("{}/signed-out", home(config)))).into_response()
 }
 
 #[derive(Serialize)]
@@ -321,22 +210,24 @@ fn page(state: &Shared, config: &Config, o: Overview, csrf: String, flash: Flash
 
 pub async fn account_get(
     State(state): State<Shared>,
+    core: Core,
     jar: CookieJar,
 ) -> Result<Response, WebError> {
-    let config = state.config();
+    let config = core.config.clone();
     let app = built_in(&config)?;
-    let now = state.now();
-    let Some(signed) = signed_in(&state, &config, &jar, now)? else {
+    let Some(signed) = signed_in(&core, &jar)? else {
         return start(&config, &app, jar);
     };
-    let (jar, flash) = take_flash(&state, &config, jar, &signed.user.id, now)?;
-    let store = state.store.clone();
-    let hash = signed.session_hash.clone();
-    let user = signed.user;
-    let overview =
-        tokio::task::spawn_blocking(move || account::overview(store.as_ref(), user, &hash, now))
-            .await??;
-    let csrf = state.csrf_token(&signed.browser);
+    let flash_id = cookies::get(&jar, &config, cookies::ACCOUNT_FLASH);
+    let jar = match flash_id {
+        Some(_) => cookies::clear(jar, &config, cookies::ACCOUNT_FLASH),
+        None => jar,
+    };
+    let (overview, flash) = core
+        .blocking(move |c| forms::page(&c.ctx(), signed, flash_id.as_deref()))
+        .await??;
+    let browser = cookies::get(&jar, &config, cookies::BROWSER).unwrap_or_default();
+    let csrf = state.csrf_token(&browser);
     let body = state.render(
         "account.html",
         &page(&state, &config, overview, csrf, flash),
@@ -381,141 +272,65 @@ fn refused(config: &Config, idp: &str) -> WebError {
 }
 
 pub async fn account_callback_get(
-    State(state): State<Shared>,
+    core: Core,
     jar: CookieJar,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
+    let config = core.config.clone();
     let app = built_in(&config)?;
-    let now = state.now();
-    let started = cookies::get(&jar, &config, cookies::ACCOUNT_START).ok_or_else(stale)?;
+    let kept = cookies::get(&jar, &config, cookies::ACCOUNT_START);
     let jar = cookies::clear(jar, &config, cookies::ACCOUNT_START);
-    let (expected, verifier) = started.split_once('.').ok_or_else(stale)?;
-    let presented = q.state.unwrap_or_default();
-    if !ct_eq(expected.as_bytes(), presented.as_bytes()) {
-        return Err(stale());
-    }
-    if let Some(error) = q.error {
-        let why = q.error_description.unwrap_or(error);
-        return Err(WebError::page(
-            StatusCode::FORBIDDEN,
-            "Signing in to My Account did not complete",
-            format!("The sign-in ended without success: {why}."),
-        )
-        .with_hint("Open My Account again to try once more."));
-    }
-    let code = q.code.filter(|c| !c.is_empty()).ok_or_else(stale)?;
-    let redirect = app
-        .redirect_uris
-        .first()
-        .map(|u| u.to_string())
-        .unwrap_or_default();
-    let secret = app
-        .client_secret
-        .as_ref()
-        .map(|s| s.expose().to_string())
-        .unwrap_or_default();
-    let params: HashMap<String, String> = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", redirect.as_str()),
-        ("code_verifier", verifier),
-        ("client_id", MY_ACCOUNT_APP),
-        ("client_secret", secret.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let st = state.clone();
-    let cfg = config.clone();
-    let answer = tokio::task::spawn_blocking(move || {
-        token::exchange(
-            &cfg,
-            st.store.as_ref(),
-            &st.keys,
-            now,
-            &TokenRequest {
-                params,
-                basic: None,
-            },
-        )
-    })
-    .await?;
-    let body = answer.map_err(|e| {
-        tracing::info!(error = %e.error, "My Account code exchange refused");
-        stale()
-    })?;
-    let access = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let claims: AccessClaims = state
-        .keys
-        .verify(&access, "at+jwt", &crate::oidc::issuer(&config))
-        .ok_or_else(|| WebError::Internal("a fresh access token does not verify".into()))?;
-    let grant = state
-        .store
-        .grant(&claims.gid)?
-        .ok_or_else(|| WebError::Internal("a fresh grant is missing".into()))?;
-    if grant.data.user_id.is_none() {
-        state.store.revoke_grant(&grant.id)?;
-        state.flush().await?;
-        let idp = grant
-            .data
-            .sub
-            .split('|')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        audit::record(
-            state.store.as_ref(),
-            now,
-            kind::ACCOUNT_REFUSED,
-            Some(MY_ACCOUNT_APP),
-            Some(&grant.data.sub),
-            vec![format!(
-                "signed in through `{idp}` without an account (pass-through)"
-            )],
-        );
-        return Err(refused(&config, &idp));
-    }
+    let answer = access::Answer {
+        code: q.code,
+        state: q.state,
+        error: q.error,
+        error_description: q.error_description,
+    };
+    let redeemed = core
+        .blocking(move |c| access::callback(&c.ctx(), &c.keys, &app, kept.as_deref(), answer))
+        .await?;
+    let access_token = match redeemed {
+        Ok(token) => token,
+        Err(CallbackError::Stale) => return Err(stale()),
+        Err(CallbackError::Unfinished(why)) => {
+            return Err(WebError::page(
+                StatusCode::FORBIDDEN,
+                "Signing in to My Account did not complete",
+                format!("The sign-in ended without success: {why}."),
+            )
+            .with_hint("Open My Account again to try once more."))
+        }
+        Err(CallbackError::NoAccount { idp }) => return Err(refused(&config, &idp)),
+        Err(CallbackError::Store(e)) => return Err(e.into()),
+        Err(CallbackError::Internal(detail)) => return Err(WebError::Internal(detail)),
+    };
     let jar = cookies::set(
         jar,
         &config,
         cookies::ACCOUNT,
-        access,
+        access_token,
         config.security.access_token_ttl,
     );
     Ok((jar, see_other(&home(&config))).into_response())
 }
 
+/// A form with nothing but its CSRF token.
 #[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
+pub struct NoFields {}
 
 /// Sign out: the SSO session ends (and with it My Account), and the browser is told so.
 pub async fn account_logout_post(
-    State(state): State<Shared>,
+    core: Core,
     jar: CookieJar,
-    Form(form): Form<CsrfForm>,
+    _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let browser = cookies::get(&jar, &config, cookies::BROWSER);
-    if !state.csrf_ok(browser.as_deref(), Some(&form.csrf)) {
-        return Err(WebError::csrf());
-    }
-    if let Some(signed) = signed_in(&state, &config, &jar, state.now())? {
-        state.store.revoke_grant(&signed.grant_id)?;
-    }
-    if let Some(value) = cookies::get(&jar, &config, cookies::SESSION) {
-        state.store.delete_session(&token_hash(&value))?;
-    }
-    state.flush().await?;
-    let jar = cookies::clear_session(jar, &config);
-    let jar = cookies::clear(jar, &config, cookies::ACCOUNT);
-    Ok((jar, see_other(&format!("{}/signed-out", home(&config)))).into_response())
+    let token = cookies::get(&jar, &core.config, cookies::ACCOUNT);
+    let session = cookies::get(&jar, &core.config, cookies::SESSION);
+    core.blocking(move |c| {
+        access::sign_out(&c.ctx(), &c.keys, token.as_deref(), session.as_deref())
+    })
+    .await??;
+    Ok(signed_out(&core.config, jar))
 }
 
 pub async fn account_signed_out_get(State(state): State<Shared>) -> Result<Response, WebError> {

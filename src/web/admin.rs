@@ -1,73 +1,53 @@
 //! The small admin API beside SCIM, under `/admin/v1`: resetting an account's TOTP
 //! (scope `scim`) and reading the audit trail (scope `audit`). Same bearer tokens as
-//! SCIM; answers are plain JSON, errors `{ "error", "error_description" }`.
+//! SCIM; answers are plain JSON, errors OAuth's `{ "error", "error_description" }`,
+//! written out by `error.rs`.
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, Query};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::{json, Value};
 
-use super::scim::{check, run, Denied};
-use super::Shared;
+use super::extract::{AdminScope, AuditScope, Caller, Core};
+use super::scim::run;
+use super::WebError;
 use crate::audit;
-use crate::config::ApiScope;
-
+use crate::oidc::{ErrorCode, OAuthError};
+use crate::scim::ScimError;
 use crate::store::AuditEvent;
-use crate::timefmt::{parse_time, rfc3339};
+use crate::timefmt::rfc3339;
 
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
-    let mut res = (
-        status,
-        Json(json!({ "error": code, "error_description": description })),
-    )
-        .into_response();
+fn json_no_store(body: Value) -> Response {
+    let mut res = Json(body).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
-fn denied(d: Denied) -> Response {
-    let code = match d {
-        Denied::Unauthenticated => "invalid_token",
-        Denied::Forbidden(_) => "insufficient_scope",
+/// The admin API speaks OAuth's error shape: a missing account is `not_found`, and
+/// anything else went wrong on our side.
+fn oauth_error(e: ScimError) -> WebError {
+    let code = if e.status == 404 {
+        ErrorCode::NotFound
+    } else {
+        ErrorCode::ServerError
     };
-    let mut res = error(d.status(), code, &d.message());
-    res.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, d.challenge());
-    res
+    WebError::oauth(OAuthError::new(code, e.detail))
 }
 
 /// `POST /admin/v1/users/{id}/reset-totp`: the user enrols again at their next sign-in
 /// that asks for TOTP. Answers the SCIM representation of the user.
 pub async fn reset_totp_post(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    core: Core,
+    caller: Caller<AdminScope>,
     Path(id): Path<String>,
-) -> Response {
-    let client = match check(&state, &headers, ApiScope::Scim) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
-    };
-    match run(&state, client, move |a| a.reset_totp(&id)).await {
-        Ok(answer) => {
-            let mut res = Json(answer.body.unwrap_or(Value::Null)).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        }
-        Err(e) => {
-            let status =
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let code = if e.status == 404 {
-                "not_found"
-            } else {
-                "server_error"
-            };
-            error(status, code, &e.detail)
-        }
-    }
+) -> Result<Response, WebError> {
+    let answer = run(&core, caller.client, move |a| a.reset_totp(&id))
+        .await?
+        .map_err(oauth_error)?;
+    Ok(json_no_store(answer.body.unwrap_or(Value::Null)))
 }
 
 fn event_json(e: &AuditEvent) -> Value {
@@ -87,78 +67,22 @@ fn event_json(e: &AuditEvent) -> Value {
 /// events, oldest first. Times are Unix seconds, RFC 3339, or a duration back from now
 /// (`24h`); `kind=admin` matches every `admin.*` kind.
 pub async fn events_get(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    core: Core,
+    _: Caller<AuditScope>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(d) = check(&state, &headers, ApiScope::Audit) {
-        return denied(d);
-    }
-    let now = state.now();
-    let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    // The error is the parameter's name; the response is built once, below.
-    let time = |k: &'static str| match get(k) {
-        None => Ok(None),
-        Some(v) => parse_time(v, now).map(Some).ok_or(k),
-    };
-    let bad_time = |k: &str| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("{k} must be Unix seconds, an RFC 3339 time or a duration like 24h"),
-        )
-    };
-    let since = match time("since") {
-        Ok(v) => v.unwrap_or(0),
-        Err(k) => return bad_time(k),
-    };
-    let until = match time("until") {
-        Ok(v) => v,
-        Err(k) => return bad_time(k),
-    };
-    let limit = match get("limit").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "limit must be a number",
-            )
-        }
-    };
-    let query = audit::Query {
-        user: get("user").map(str::to_string),
-        kind: get("kind").map(str::to_string),
-        since,
-        until,
-        limit,
-    };
-    let store = state.store.clone();
-    let found = tokio::task::spawn_blocking(move || audit::query(store.as_ref(), &query)).await;
-    match found {
-        Ok(Ok(events)) => {
-            let list: Vec<Value> = events.iter().map(event_json).collect();
-            let mut res = Json(json!({ "events": list })).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        }
-        Ok(Err(e)) => {
+) -> Result<Response, WebError> {
+    let query = audit::Query::from_params(|k| q.get(k).map(String::as_str), core.now)
+        .map_err(|e| WebError::oauth(OAuthError::invalid_request(e)))?;
+    let events = core
+        .blocking(move |c| audit::query(c.store.as_ref(), &query))
+        .await?
+        .map_err(|e| {
             tracing::error!(error = %e, "reading the audit trail failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
+            WebError::oauth(OAuthError::new(
+                ErrorCode::ServerError,
                 "the audit trail could not be read",
-            )
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "audit task failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the audit trail could not be read",
-            )
-        }
-    }
+            ))
+        })?;
+    let list: Vec<Value> = events.iter().map(event_json).collect();
+    Ok(json_no_store(json!({ "events": list })))
 }

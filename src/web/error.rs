@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Json, Response};
 
 use super::pages::ErrorPage;
 use super::Shared;
+use crate::account::AccountError;
 use crate::oidc::{ErrorCode, OAuthError};
 use crate::scim::{ScimError, MEDIA_TYPE};
 use crate::store::StoreError;
@@ -91,10 +92,13 @@ impl WebError {
         .with_hint("Reload the page and try again. If you use several tabs, use the newest one.")
     }
 
-    /// An OAuth error with the status RFC 6749 §5.2 gives it.
+    /// An OAuth error with the status RFC 6749 §5.2 (RFC 6750 §3.1 for bearer tokens)
+    /// gives it.
     pub fn oauth(error: OAuthError) -> Self {
         let status = match error.code {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
@@ -146,6 +150,16 @@ impl From<tokio::task::JoinError> for WebError {
 impl From<crate::signin::CoreError> for WebError {
     fn from(e: crate::signin::CoreError) -> Self {
         WebError::Internal(e.to_string())
+    }
+}
+
+impl From<AccountError> for WebError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Refused(message) => WebError::bad_request(message),
+            AccountError::Store(e) => e.into(),
+            AccountError::Internal(detail) => WebError::Internal(detail),
+        }
     }
 }
 
@@ -318,5 +332,37 @@ mod tests {
         assert_eq!(ErrorStyle::of("/scim/v2/Users", ""), ErrorStyle::Scim);
         assert_eq!(ErrorStyle::of("/login/abc", ""), ErrorStyle::Page);
         assert_eq!(ErrorStyle::of("/myaccount", ""), ErrorStyle::Page);
+    }
+
+    #[test]
+    fn oauth_errors_carry_the_status_their_rfc_gives() {
+        let status = |code| match WebError::oauth(OAuthError::new(code, "x")) {
+            WebError::OAuth { status, .. } => status,
+            other => panic!("not an OAuth error: {other:?}"),
+        };
+        assert_eq!(status(ErrorCode::InvalidGrant), StatusCode::BAD_REQUEST);
+        assert_eq!(status(ErrorCode::InvalidClient), StatusCode::UNAUTHORIZED);
+        assert_eq!(status(ErrorCode::InvalidToken), StatusCode::UNAUTHORIZED);
+        assert_eq!(status(ErrorCode::InsufficientScope), StatusCode::FORBIDDEN);
+        assert_eq!(status(ErrorCode::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(ErrorCode::ServerError),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_challenge_goes_out_with_the_json_and_nothing_is_cached() {
+        let res = oauth_json(
+            StatusCode::FORBIDDEN,
+            &OAuthError::new(ErrorCode::InsufficientScope, "needs audit"),
+            Some(HeaderValue::from_static("Bearer realm=\"usher\"")),
+        );
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"usher\""
+        );
     }
 }

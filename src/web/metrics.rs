@@ -15,27 +15,28 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use super::extract::Core;
 use super::Shared;
 
 /// `GET /metrics` on the main listener, when `metrics.enabled` is on and no separate
 /// `metrics.bind` address is configured.
-pub async fn metrics_get(State(state): State<Shared>) -> Response {
-    if !state.config().metrics.on_main_listener() {
+pub(crate) async fn metrics_get(State(state): State<Shared>, core: Core) -> Response {
+    if !core.config.metrics.on_main_listener() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    render(&state)
+    render(&state, &core)
 }
 
 /// `GET /metrics` on the separate `metrics.bind` listener.
-async fn metrics_only_get(State(state): State<Shared>) -> Response {
-    if !state.config().metrics.enabled {
+async fn metrics_only_get(State(state): State<Shared>, core: Core) -> Response {
+    if !core.config.metrics.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
-    render(&state)
+    render(&state, &core)
 }
 
-fn render(state: &Shared) -> Response {
-    let body = state.metrics.render(state.store.flow_count());
+fn render(state: &Shared, core: &Core) -> Response {
+    let body = state.metrics.scrape(core.store.as_ref());
     (
         [
             (header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE),

@@ -8,6 +8,7 @@ mod admin;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
+mod extract;
 mod factors;
 mod federation;
 mod login;

@@ -4,15 +4,16 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use serde_json::json;
 
+use super::extract::{bearer, Core, CsrfForm};
 use super::{cookies, login, Shared, WebError};
 use crate::crypto::{time_prefixed_id, token_hash};
 use crate::flow::Flow;
 use crate::oidc::authorize::{self, AuthorizeError};
+use crate::oidc::logout;
 use crate::oidc::token::{self, TokenRequest};
 use crate::oidc::{ErrorCode, OAuthError};
 use crate::web::pages::{LogoutPage, MessagePage};
@@ -119,154 +120,95 @@ async fn authorize(
     login::advance(state, &config, flow, jar, now).await
 }
 
-fn token_response(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut res = (status, Json(body)).into_response();
+/// A successful token answer: never cached (RFC 6749 §5.1).
+fn token_response(body: serde_json::Value) -> Response {
+    let mut res = Json(body).into_response();
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     res
 }
 
-fn oauth_body(e: &OAuthError) -> serde_json::Value {
-    json!({ "error": e.code.as_str(), "error_description": e.description })
-}
-
-/// A token request's parameters, each at most once (RFC 6749 section 3.2).
-fn single_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, OAuthError> {
-    let mut params = HashMap::with_capacity(pairs.len());
-    for (name, value) in pairs {
-        if params.contains_key(&name) {
-            return Err(OAuthError::invalid_request(format!(
-                "the parameter {name} is given more than once"
-            )));
-        }
-        params.insert(name, value);
-    }
-    Ok(params)
-}
-
 pub async fn token(
     State(state): State<Shared>,
+    core: Core,
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let params = match form {
-        Ok(Form(pairs)) => single_params(pairs),
+) -> Result<Response, WebError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let request = match form {
+        Ok(Form(pairs)) => TokenRequest::parse(pairs, authorization),
         Err(_) => Err(OAuthError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
         )),
     };
-    let params = match params {
-        Ok(p) => p,
-        Err(e) => {
-            state.metrics.token(None, e.code.as_str());
-            return token_response(StatusCode::BAD_REQUEST, oauth_body(&e));
-        }
-    };
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(token::parse_basic);
-    let grant_type = params.get("grant_type").cloned();
-    let req = TokenRequest { params, basic };
-    let st = state.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let config = st.config();
-        token::exchange(&config, st.store.as_ref(), &st.keys, st.now(), &req)
-    })
-    .await;
+    let request = request.map_err(|e| {
+        state.metrics.token(None, e.code.as_str());
+        WebError::oauth(e)
+    })?;
+    let grant_type = request.grant_type().map(str::to_string);
+    let result = core
+        .blocking(move |c| token::exchange(&c.ctx(), &c.keys, &request))
+        .await;
     let outcome = match &result {
         Ok(Ok(_)) => "ok",
         Ok(Err(e)) => e.error.code.as_str(),
         Err(_) => "server_error",
     };
     state.metrics.token(grant_type.as_deref(), outcome);
-    match result {
-        Ok(Ok(body)) => token_response(StatusCode::OK, body),
-        Ok(Err(e)) => {
-            let status = match e.error.code {
-                ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-                ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            let mut res = token_response(status, oauth_body(&e.error));
-            if status == StatusCode::UNAUTHORIZED {
-                let challenge = if e.basic_auth {
-                    "Basic realm=\"usher\""
-                } else {
-                    "Basic realm=\"usher\", error=\"invalid_client\""
-                };
-                res.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
-            }
-            res
-        }
-        Err(join) => {
-            tracing::error!(error = %join, "token task failed");
-            token_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                oauth_body(&OAuthError::server_error()),
-            )
-        }
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
-
-async fn userinfo(state: &Shared, token: Option<String>) -> Response {
-    let challenge = |error: Option<&str>| {
-        let v = match error {
-            Some(e) => format!("Bearer realm=\"usher\", error=\"{e}\""),
-            None => "Bearer realm=\"usher\"".to_string(),
-        };
-        let mut res = StatusCode::UNAUTHORIZED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        res
-    };
-    let Some(token) = token else {
-        return challenge(None);
-    };
-    let config = state.config();
-    match token::userinfo(
-        &config,
-        state.store.as_ref(),
-        &state.keys,
-        state.now(),
-        &token,
-    ) {
-        Ok(Some(claims)) => {
-            let mut res = Json(claims).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        }
-        Ok(None) => challenge(Some("invalid_token")),
+    match result? {
+        Ok(body) => Ok(token_response(body)),
         Err(e) => {
-            tracing::error!(error = %e, "userinfo failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            let challenge = e.challenge();
+            let error = WebError::oauth(e.error);
+            Err(match challenge {
+                Some(c) => error.with_challenge(HeaderValue::from_static(c)),
+                None => error,
+            })
         }
     }
 }
 
-pub async fn userinfo_get(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    userinfo(&state, bearer(&headers)).await
+/// 401 for a bearer token that is missing (no error code, RFC 6750 §3.1) or no good.
+fn unauthorized(error: Option<&str>) -> WebError {
+    let (challenge, description) = match error {
+        Some(e) => (
+            format!("Bearer realm=\"usher\", error=\"{e}\""),
+            "the access token is invalid, expired or revoked",
+        ),
+        None => (
+            "Bearer realm=\"usher\"".to_string(),
+            "a bearer access token is required",
+        ),
+    };
+    let error = WebError::oauth(OAuthError::new(ErrorCode::InvalidToken, description));
+    match HeaderValue::from_str(&challenge) {
+        Ok(v) => error.with_challenge(v),
+        Err(_) => error,
+    }
+}
+
+async fn userinfo(core: Core, token: Option<String>) -> Result<Response, WebError> {
+    let token = token.ok_or_else(|| unauthorized(None))?;
+    let claims = token::userinfo(&core.ctx(), &core.keys, &token)?
+        .ok_or_else(|| unauthorized(Some("invalid_token")))?;
+    let mut res = Json(claims).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+pub async fn userinfo_get(core: Core, headers: HeaderMap) -> Result<Response, WebError> {
+    userinfo(core, bearer(&headers)).await
 }
 
 pub async fn userinfo_post(
-    State(state): State<Shared>,
+    core: Core,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
+) -> Result<Response, WebError> {
     // The token may come in the header or, form-encoded, in the body (RFC 6750 §2.2);
     // a body is optional, so it is read raw rather than through the Form extractor.
     let token = bearer(&headers).or_else(|| {
@@ -274,80 +216,24 @@ pub async fn userinfo_post(
             .find(|(k, _)| k == "access_token")
             .map(|(_, v)| v.into_owned())
     });
-    userinfo(&state, token).await
+    userinfo(core, token).await
 }
 
-/// What a logout request asks for, once checked against the config.
-struct LogoutTarget {
-    redirect: Option<String>,
-    state: Option<String>,
-    client_id: Option<String>,
-    /// The `sub` of a valid `id_token_hint`.
-    hinted_sub: Option<String>,
-}
-
-fn logout_target(
-    state: &Shared,
-    params: &HashMap<String, String>,
-) -> Result<LogoutTarget, WebError> {
-    let config = state.config();
-    let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
-    #[derive(serde::Deserialize)]
-    struct Hint {
-        sub: String,
-        aud: String,
-    }
-    let hint: Option<Hint> = get("id_token_hint").and_then(|t| {
-        state
-            .keys
-            .verify_ignoring_expiry(&t, "JWT", &crate::oidc::issuer(&config))
-    });
-    let client_id = get("client_id").or_else(|| hint.as_ref().map(|h| h.aud.clone()));
-    let redirect = match get("post_logout_redirect_uri") {
-        None => None,
-        Some(uri) => {
-            let app = client_id
-                .as_deref()
-                .and_then(|c| authorize::app_by_client_id(&config, c))
-                .ok_or_else(|| {
-                    WebError::bad_request("A sign-out return address was given without naming a known application (client_id or id_token_hint).")
-                })?;
-            if !authorize::registered_redirect(&app.post_logout_redirect_uris, &uri) {
-                return Err(WebError::bad_request(format!(
-                    "The sign-out return address is not registered for {}.",
-                    app.name
-                )));
-            }
-            Some(uri)
-        }
-    };
-    Ok(LogoutTarget {
-        redirect,
-        state: get("state"),
-        client_id,
-        hinted_sub: hint.map(|h| h.sub),
-    })
-}
-
+/// Sign out and show where to go next: the app's registered return address, or the
+/// signed-out page.
 async fn finish_logout(
     state: &Shared,
+    core: Core,
     jar: CookieJar,
-    target: LogoutTarget,
+    target: logout::Target,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    if let Some(value) = cookies::get(&jar, &config, cookies::SESSION) {
-        state.store.delete_session(&token_hash(&value))?;
-        state.flush().await?;
-    }
+    let config = core.config.clone();
+    let session = cookies::get(&jar, &config, cookies::SESSION);
+    core.blocking(move |c| logout::end_session(&c.ctx(), session.as_deref()))
+        .await??;
     let jar = cookies::clear_session(jar, &config);
-    let res = match target.redirect {
-        Some(uri) => {
-            let mut url = url::Url::parse(&uri).map_err(|e| WebError::Internal(e.to_string()))?;
-            if let Some(s) = &target.state {
-                url.query_pairs_mut().append_pair("state", s);
-            }
-            Redirect::to(url.as_str()).into_response()
-        }
+    let res = match target.return_url() {
+        Some(url) => Redirect::to(url.as_str()).into_response(),
         None => state.render(
             "message.html",
             &MessagePage {
@@ -359,50 +245,47 @@ async fn finish_logout(
     Ok((jar, res).into_response())
 }
 
+fn logout_target(
+    core: &Core,
+    params: &HashMap<String, String>,
+) -> Result<logout::Target, WebError> {
+    logout::target(&core.ctx(), &core.keys, params).map_err(WebError::bad_request)
+}
+
 pub async fn logout_get(
     State(state): State<Shared>,
+    core: Core,
     jar: CookieJar,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let target = logout_target(&state, &params)?;
-    let session = state.session(
-        cookies::get(&jar, &config, cookies::SESSION).as_deref(),
-        state.now(),
-    )?;
-    // A valid hint for the signed-in user (or no session at all) proves the request
-    // came from the user's own app: sign out without asking.
-    let confirmed = match (&session, &target.hinted_sub) {
-        (None, _) => true,
-        (Some((_, s)), Some(sub)) => &s.sub == sub,
-        (Some(_), None) => false,
-    };
-    if confirmed {
-        return finish_logout(&state, jar, target).await;
+    let target = logout_target(&core, &params)?;
+    let session = cookies::get(&jar, &core.config, cookies::SESSION);
+    match logout::decide(&core.ctx(), &target, session.as_deref())? {
+        logout::Decision::SignOut => finish_logout(&state, core, jar, target).await,
+        logout::Decision::Confirm => {
+            let config = &core.config;
+            let (jar, browser) = cookies::ensure_browser(jar, config);
+            let page = LogoutPage {
+                layout: state.layout(config, "Sign out", None),
+                action: format!("{}/logout", config.issuer.path().trim_end_matches('/')),
+                csrf: state.csrf_token(&browser),
+                post_logout_redirect_uri: target.redirect,
+                state: target.state,
+                client_id: target.client_id,
+                // Only a live session is asked about.
+                signed_in: true,
+            };
+            Ok((jar, state.render("logout.html", &page)?).into_response())
+        }
     }
-    let (jar, browser) = cookies::ensure_browser(jar, &config);
-    let page = LogoutPage {
-        layout: state.layout(&config, "Sign out", None),
-        action: format!("{}/logout", config.issuer.path().trim_end_matches('/')),
-        csrf: state.csrf_token(&browser),
-        post_logout_redirect_uri: target.redirect,
-        state: target.state,
-        client_id: target.client_id,
-        signed_in: session.is_some(),
-    };
-    Ok((jar, state.render("logout.html", &page)?).into_response())
 }
 
 pub async fn logout_post(
     State(state): State<Shared>,
+    core: Core,
     jar: CookieJar,
-    Form(params): Form<HashMap<String, String>>,
+    CsrfForm(params): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let browser = cookies::get(&jar, &config, cookies::BROWSER);
-    if !state.csrf_ok(browser.as_deref(), params.get("csrf").map(String::as_str)) {
-        return Err(WebError::csrf());
-    }
-    let target = logout_target(&state, &params)?;
-    finish_logout(&state, jar, target).await
+    let target = logout_target(&core, &params)?;
+    finish_logout(&state, core, jar, target).await
 }

@@ -1,7 +1,8 @@
-//! The SCIM 2.0 endpoints under `/scim/v2`, and the bearer-token check shared with the
-//! admin API: a `client_credentials` token (401 without a good one) carrying the scope
-//! the endpoint needs (403 without it). Handlers parse the request and run the
-//! operation from `scim` on the blocking pool; the discovery documents are public.
+//! The SCIM 2.0 endpoints under `/scim/v2`. The [`Caller`] extractor lets in a
+//! `client_credentials` token with the `scim` scope (401 without a good token, 403
+//! without the scope); handlers parse the request, run the operation from `scim` on
+//! the blocking pool, and write its [`Answer`] out. Errors are `ScimError`s, which
+//! `error.rs` turns into SCIM error documents. The discovery documents are public.
 
 use std::collections::HashMap;
 
@@ -11,102 +12,23 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::Shared;
-use crate::config::ApiScope;
-
-use crate::oidc::client_credentials::{self, ServiceToken};
+use super::extract::{Caller, Core, ScimScope};
+use super::{Shared, WebError};
+use crate::oidc::client_credentials::ServiceToken;
 use crate::scim::{schemas, Admin, Answer, ScimError, MEDIA_TYPE};
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
+type ScimCaller = Caller<ScimScope>;
 
-/// Why an API request was not let in.
-pub(crate) enum Denied {
-    /// No token, or one that is not good: 401.
-    Unauthenticated,
-    /// A good token without the scope: 403.
-    Forbidden(ApiScope),
-}
-
-impl Denied {
-    pub(crate) fn status(&self) -> StatusCode {
-        match self {
-            Denied::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Denied::Forbidden(_) => StatusCode::FORBIDDEN,
-        }
-    }
-
-    pub(crate) fn message(&self) -> String {
-        match self {
-            Denied::Unauthenticated => {
-                "a valid bearer token from the client_credentials grant is required".into()
-            }
-            Denied::Forbidden(s) => format!("the token lacks the `{}` scope", s.as_str()),
-        }
-    }
-
-    /// The `WWW-Authenticate` challenge (RFC 6750 §3).
-    pub(crate) fn challenge(&self) -> HeaderValue {
-        let text = match self {
-            Denied::Unauthenticated => "Bearer realm=\"usher\"".to_string(),
-            Denied::Forbidden(s) => format!(
-                "Bearer realm=\"usher\", error=\"insufficient_scope\", scope=\"{}\"",
-                s.as_str()
-            ),
-        };
-        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("Bearer"))
-    }
-}
-
-/// Check the bearer token of an admin API request for `scope`.
-pub(crate) fn check(
-    state: &Shared,
-    headers: &HeaderMap,
-    scope: ApiScope,
-) -> Result<ServiceToken, Denied> {
-    let token = bearer(headers).ok_or(Denied::Unauthenticated)?;
-    let config = state.config();
-    let verified = client_credentials::verify(&config, &state.keys, state.now(), &token)
-        .ok_or(Denied::Unauthenticated)?;
-    if verified.has(scope) {
-        Ok(verified)
-    } else {
-        Err(Denied::Forbidden(scope))
-    }
-}
-
-fn scim_json(status: StatusCode, body: &Value) -> Response {
-    let mut res = (status, body.to_string()).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
-    res
-}
-
-fn scim_error(e: &ScimError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    scim_json(status, &e.body())
-}
-
-fn denied(d: Denied) -> Response {
-    let mut res = scim_error(&ScimError::new(d.status().as_u16(), None, d.message()));
-    res.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, d.challenge());
-    res
-}
-
-pub(crate) fn answer(result: Result<Answer, ScimError>) -> Response {
-    let a = match result {
-        Ok(a) => a,
-        Err(e) => return scim_error(&e),
-    };
+/// Write a successful answer out: its status, SCIM body, `ETag` and `Location`.
+pub(crate) fn answer(a: Answer) -> Response {
     let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
     let mut res = match &a.body {
-        Some(body) => scim_json(status, body),
+        Some(body) => {
+            let mut res = (status, body.to_string()).into_response();
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+            res
+        }
         None => status.into_response(),
     };
     let h = res.headers_mut();
@@ -130,30 +52,12 @@ pub(crate) fn answer(result: Result<Answer, ScimError>) -> Response {
 
 /// Run an admin operation for `client` on the blocking pool.
 pub(crate) async fn run(
-    state: &Shared,
+    core: &Core,
     client: ServiceToken,
     op: impl FnOnce(&Admin) -> Result<Answer, ScimError> + Send + 'static,
-) -> Result<Answer, ScimError> {
-    let st = state.clone();
-    let joined = tokio::task::spawn_blocking(move || {
-        let config = st.config();
-        let admin = Admin {
-            store: st.store.as_ref(),
-            config: &config,
-            client_id: &client.client_id,
-            now: st.now(),
-        };
-        op(&admin)
-    })
-    .await;
-    joined.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "SCIM task failed");
-        Err(ScimError::new(
-            500,
-            None,
-            "the server could not complete the request",
-        ))
-    })
+) -> Result<Result<Answer, ScimError>, WebError> {
+    core.blocking(move |c| op(&Admin::new(&c.ctx(), &client.client_id)))
+        .await
 }
 
 fn json_body(body: &Bytes) -> Result<Value, ScimError> {
@@ -169,115 +73,99 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
 }
 
 pub async fn users_get(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    core: Core,
+    caller: ScimCaller,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let client = match check(&state, &headers, ApiScope::Scim) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
-    };
-    answer(
-        run(&state, client, move |a| {
-            a.list(
-                q.get("filter").map(String::as_str),
-                q.get("startIndex").map(String::as_str),
-                q.get("count").map(String::as_str),
-            )
-        })
-        .await,
-    )
+) -> Result<Response, WebError> {
+    let listed = run(&core, caller.client, move |a| {
+        a.list(
+            q.get("filter").map(String::as_str),
+            q.get("startIndex").map(String::as_str),
+            q.get("count").map(String::as_str),
+        )
+    })
+    .await??;
+    Ok(answer(listed))
 }
 
-pub async fn users_post(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let client = match check(&state, &headers, ApiScope::Scim) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
-    };
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(e) => return scim_error(&e),
-    };
-    answer(run(&state, client, move |a| a.create(&body)).await)
+pub async fn users_post(core: Core, caller: ScimCaller, body: Bytes) -> Result<Response, WebError> {
+    let body = json_body(&body)?;
+    let created = run(&core, caller.client, move |a| a.create(&body)).await??;
+    Ok(answer(created))
 }
 
 pub async fn user_get(
-    State(state): State<Shared>,
+    core: Core,
+    caller: ScimCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let client = match check(&state, &headers, ApiScope::Scim) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
-    };
-    let result = run(&state, client, move |a| a.get(&id)).await;
-    let unchanged = match (&result, headers.get(header::IF_NONE_MATCH)) {
-        (Ok(a), Some(v)) => v
-            .to_str()
-            .ok()
-            .is_some_and(|v| Some(v) == a.etag.as_deref()),
-        _ => false,
-    };
+) -> Result<Response, WebError> {
+    let found = run(&core, caller.client, move |a| a.get(&id)).await??;
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| Some(v) == found.etag.as_deref());
     if unchanged {
-        return StatusCode::NOT_MODIFIED.into_response();
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    answer(result)
+    Ok(answer(found))
 }
 
 /// A write to one user with a JSON body and an optional `If-Match`: PUT and PATCH.
 async fn write_user(
-    state: &Shared,
+    core: &Core,
+    caller: ScimCaller,
     headers: &HeaderMap,
     body: &Bytes,
     op: impl FnOnce(&Admin, &Value, Option<&str>) -> Result<Answer, ScimError> + Send + 'static,
-) -> Response {
-    let client = match check(state, headers, ApiScope::Scim) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
-    };
-    let body = match json_body(body) {
-        Ok(b) => b,
-        Err(e) => return scim_error(&e),
-    };
+) -> Result<Response, WebError> {
+    let body = json_body(body)?;
     let version = if_match(headers);
-    answer(run(state, client, move |a| op(a, &body, version.as_deref())).await)
+    let written = run(core, caller.client, move |a| {
+        op(a, &body, version.as_deref())
+    })
+    .await??;
+    Ok(answer(written))
 }
 
 pub async fn user_put(
-    State(state): State<Shared>,
+    core: Core,
+    caller: ScimCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    write_user(&state, &headers, &body, move |a, body, version| {
+) -> Result<Response, WebError> {
+    write_user(&core, caller, &headers, &body, move |a, body, version| {
         a.replace(&id, body, version)
     })
     .await
 }
 
 pub async fn user_patch(
-    State(state): State<Shared>,
+    core: Core,
+    caller: ScimCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    write_user(&state, &headers, &body, move |a, body, version| {
+) -> Result<Response, WebError> {
+    write_user(&core, caller, &headers, &body, move |a, body, version| {
         a.patch(&id, body, version)
     })
     .await
 }
 
 pub async fn user_delete(
-    State(state): State<Shared>,
+    core: Core,
+    caller: ScimCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let client = match check(&state, &headers, ApiScope::Scim) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
-    };
+) -> Result<Response, WebError> {
     let version = if_match(&headers);
-    answer(run(&state, client, move |a| a.delete(&id, version.as_deref())).await)
+    let deleted = run(&core, caller.client, move |a| {
+        a.delete(&id, version.as_deref())
+    })
+    .await??;
+    Ok(answer(deleted))
 }
 
 fn base(state: &Shared) -> String {
@@ -285,23 +173,30 @@ fn base(state: &Shared) -> String {
 }
 
 pub async fn service_provider_config(State(state): State<Shared>) -> Response {
-    answer(Ok(Answer::ok(schemas::service_provider_config(&base(
-        &state,
-    )))))
+    answer(Answer::ok(schemas::service_provider_config(&base(&state))))
 }
 
 pub async fn resource_types(State(state): State<Shared>) -> Response {
-    answer(Ok(Answer::ok(schemas::resource_types(&base(&state)))))
+    answer(Answer::ok(schemas::resource_types(&base(&state))))
 }
 
-pub async fn resource_type(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    answer(schemas::resource_type(&base(&state), &id).map(Answer::ok))
+pub async fn resource_type(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    Ok(answer(Answer::ok(schemas::resource_type(
+        &base(&state),
+        &id,
+    )?)))
 }
 
 pub async fn schemas_get(State(state): State<Shared>) -> Response {
-    answer(Ok(Answer::ok(schemas::schemas(&base(&state)))))
+    answer(Answer::ok(schemas::schemas(&base(&state))))
 }
 
-pub async fn schema_get(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    answer(schemas::schema(&base(&state), &id).map(Answer::ok))
+pub async fn schema_get(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    Ok(answer(Answer::ok(schemas::schema(&base(&state), &id)?)))
 }

@@ -1,0 +1,213 @@
+//! What My Account's page shows and what each of its forms answers, without HTTP.
+//!
+//! A form's change is made by the rules in `account`; its outcome becomes a one-time
+//! message (and recovery codes, shown once) kept server-side for the next page, like an
+//! in-progress sign-in, and named by the id the shell puts in a cookie. A refusal is a
+//! message too, never an error page: the user stays on the page and reads why.
+//! Everything here is blocking (store, flush, Argon2); the shell runs it on the
+//! blocking pool.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::access::Signed;
+use super::{AccountError, Overview, PasswordChange};
+use crate::authn::sealing::SealingKey;
+use crate::authn::totp::{self, Enrolment};
+use crate::context::Ctx;
+use crate::crypto::time_prefixed_id;
+use crate::store::{StoreError, StoreResult};
+
+/// A one-time message (and recovery codes) for the next My Account page.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flash {
+    /// Only this account's page shows it.
+    pub user_id: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    pub codes: Vec<String>,
+}
+
+/// Keep a message for the next page (as long as a sign-in may take); returns the id
+/// that names it.
+pub fn put_flash(ctx: &Ctx, flash: &Flash) -> StoreResult<String> {
+    let id = time_prefixed_id(ctx.now);
+    let bytes = serde_json::to_vec(flash).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let expires_at = ctx.now.saturating_add(ctx.config.security.flow_ttl);
+    ctx.store.put_flash(&id, &bytes, expires_at)?;
+    Ok(id)
+}
+
+/// Take (and so remove) the message named `id`, if it is for `user_id`; else none.
+pub fn take_flash(ctx: &Ctx, id: Option<&str>, user_id: &str) -> StoreResult<Flash> {
+    let Some(id) = id else {
+        return Ok(Flash::default());
+    };
+    // Taken once: a second page (or a stolen cookie) finds nothing.
+    let stored = ctx.store.take_flash(id, ctx.now)?;
+    Ok(stored
+        .and_then(|b| serde_json::from_slice::<Flash>(&b).ok())
+        .filter(|f| f.user_id == user_id)
+        .unwrap_or_default())
+}
+
+/// The page: the account overview and the message left for it.
+pub fn page(ctx: &Ctx, signed: Signed, flash_id: Option<&str>) -> StoreResult<(Overview, Flash)> {
+    let flash = take_flash(ctx, flash_id, &signed.user.id)?;
+    let overview = super::overview(ctx, signed.user, &signed.session_hash)?;
+    Ok((overview, flash))
+}
+
+/// Where a form sends the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Back to the page, which shows the message kept under this id.
+    Back { flash: String },
+    /// The browser's own session ended, and My Account with it.
+    SignedOut,
+}
+
+/// Keep the outcome of a change as the page's message. A refusal is the message; a
+/// fault is the caller's error.
+fn back(
+    ctx: &Ctx,
+    user_id: &str,
+    outcome: Result<String, AccountError>,
+    codes: Vec<String>,
+) -> Result<Reply, AccountError> {
+    let (notice, error) = match outcome {
+        Ok(notice) => (Some(notice), None),
+        Err(AccountError::Refused(message)) => (None, Some(message)),
+        Err(fault) => return Err(fault),
+    };
+    let flash = Flash {
+        user_id: user_id.to_string(),
+        notice,
+        error,
+        codes,
+    };
+    Ok(Reply::Back {
+        flash: put_flash(ctx, &flash)?,
+    })
+}
+
+/// The profile form: the editable fields by name.
+pub fn profile(
+    ctx: &Ctx,
+    signed: &Signed,
+    form: &BTreeMap<String, String>,
+) -> Result<Reply, AccountError> {
+    let outcome = super::update_profile(ctx, &signed.user, form).map(|changed| {
+        if changed.is_empty() {
+            "Nothing was changed.".to_string()
+        } else {
+            "Your profile was saved.".to_string()
+        }
+    });
+    back(ctx, &signed.user.id, outcome, Vec::new())
+}
+
+/// The password form; this browser's session stays signed in, the others end.
+pub fn password(
+    ctx: &Ctx,
+    signed: &Signed,
+    change: &PasswordChange,
+) -> Result<Reply, AccountError> {
+    let outcome =
+        super::change_password(ctx, &signed.user, change, &signed.session_hash).map(|ended| {
+            match ended {
+                0 => "Your password was changed.".to_string(),
+                n => format!(
+                    "Your password was changed, and you were signed out of {n} other session(s)."
+                ),
+            }
+        });
+    back(ctx, &signed.user.id, outcome, Vec::new())
+}
+
+/// The authenticator app being set up, ready to scan; `None` when one is already set
+/// up (the page says how things stand).
+pub fn totp_setup(
+    ctx: &Ctx,
+    sealing: &SealingKey,
+    signed: &Signed,
+) -> Result<Option<Enrolment>, AccountError> {
+    let Some(secret) = super::totp_secret(ctx, sealing, &signed.user.id)? else {
+        return Ok(None);
+    };
+    let user = &signed.user;
+    let label = user.email.as_deref().unwrap_or(&user.username);
+    let issuer = ctx.config.issuer.host_str().unwrap_or("Usher");
+    totp::enrolment(&secret, issuer, label)
+        .map(Some)
+        .map_err(|e| AccountError::Internal(e.to_string()))
+}
+
+/// The first code from the authenticator being set up; success shows the recovery
+/// codes, once.
+pub fn confirm_totp(
+    ctx: &Ctx,
+    sealing: &SealingKey,
+    signed: &Signed,
+    code: &str,
+) -> Result<Reply, AccountError> {
+    match super::confirm_totp(ctx, sealing, &signed.user.id, code) {
+        Ok(codes) => back(
+            ctx,
+            &signed.user.id,
+            Ok("Your authenticator app is set up. Save your recovery codes now: they are shown only once.".into()),
+            codes,
+        ),
+        Err(e) => back(ctx, &signed.user.id, Err(e), Vec::new()),
+    }
+}
+
+pub fn reset_totp(ctx: &Ctx, signed: &Signed) -> Result<Reply, AccountError> {
+    let outcome = super::reset_totp(ctx, &signed.user.id).map(|()| {
+        "Your authenticator app and recovery codes were removed. Set up a new one whenever you like."
+            .to_string()
+    });
+    back(ctx, &signed.user.id, outcome, Vec::new())
+}
+
+pub fn recovery_codes(ctx: &Ctx, signed: &Signed) -> Result<Reply, AccountError> {
+    match super::regenerate_recovery_codes(ctx, &signed.user.id) {
+        Ok(codes) => back(
+            ctx,
+            &signed.user.id,
+            Ok("Here are your new recovery codes; the old ones no longer work.".into()),
+            codes,
+        ),
+        Err(e) => back(ctx, &signed.user.id, Err(e), Vec::new()),
+    }
+}
+
+pub fn unlink(
+    ctx: &Ctx,
+    signed: &Signed,
+    connection: &str,
+    subject: &str,
+) -> Result<Reply, AccountError> {
+    let outcome = super::unlink(ctx, &signed.user, connection, subject)
+        .map(|()| "The connection was unlinked.".to_string());
+    back(ctx, &signed.user.id, outcome, Vec::new())
+}
+
+/// End one of the account's sessions by its handle. Ending this browser's own session
+/// signs it out of My Account too: its grant is revoked.
+pub fn end_session(ctx: &Ctx, signed: &Signed, handle: &str) -> Result<Reply, AccountError> {
+    let outcome = match super::end_session(ctx, &signed.user.id, handle) {
+        Ok(Some(hash)) if hash == signed.session_hash => {
+            ctx.store.revoke_grant(&signed.grant_id)?;
+            ctx.store.flush()?;
+            return Ok(Reply::SignedOut);
+        }
+        Ok(Some(_)) => Ok("That session was signed out.".to_string()),
+        Ok(None) => Err(AccountError::Refused(
+            "That session has already ended.".into(),
+        )),
+        Err(e) => Err(e),
+    };
+    back(ctx, &signed.user.id, outcome, Vec::new())
+}
