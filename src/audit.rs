@@ -120,7 +120,7 @@ pub fn federated(store: &dyn AuditStore, flow: &Flow, how: &str, with_account: b
     else {
         return;
     };
-    let detail = flow.trace.last().cloned().into_iter().collect();
+    let detail = flow.trace().last().cloned().into_iter().collect();
     record(
         store,
         now,
@@ -141,7 +141,7 @@ pub fn skipped_mfa(store: &dyn AuditStore, app: &App, flow: &Flow, now: u64) {
     for (i, step) in app.sign_in.steps.iter().enumerate() {
         let n = i + 1;
         let mfa = !step.options.is_empty() && step.options.iter().all(StepOption::needs_account);
-        if !mfa || flow.done.iter().any(|d| d.step == n) {
+        if !mfa || flow.done().iter().any(|d| d.step == n) {
             continue;
         }
         let names: Vec<&str> = step.options.iter().map(StepOption::name).collect();

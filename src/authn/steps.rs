@@ -59,13 +59,12 @@ pub fn password_begin(
     now: u64,
 ) -> StoreResult<Option<PasswordAttempt>> {
     flow.last_login = Some(login.to_string());
-    flow.picked = Some("password".into());
+    flow.pick("password");
     let user = store.find_user(login)?;
     let key = password::attempts_key(user.as_ref(), login);
     if attempts::locked(store, &key, now)? {
-        flow.notice = Some(LOCKED.into());
-        flow.trace
-            .push(format!("step {step}: password refused, attempts locked"));
+        flow.tell(LOCKED);
+        flow.log(format!("step {step}: password refused, attempts locked"));
         return Ok(None);
     }
     Ok(Some(PasswordAttempt { user, key }))
@@ -87,9 +86,8 @@ pub fn password_end(
         Some(u) if ok => {
             attempts::forgive(store, &attempt.key)?;
             if u.disabled {
-                flow.notice = Some("This account is disabled. Contact your administrator.".into());
-                flow.trace
-                    .push(format!("step {step}: account {} is disabled", u.id));
+                flow.tell("This account is disabled. Contact your administrator.");
+                flow.log(format!("step {step}: account {} is disabled", u.id));
             } else {
                 let subject = local_subject(&u, enrolled(store, &u.id)?);
                 if let Err(e) = flow.step_succeeded(
@@ -99,7 +97,7 @@ pub fn password_end(
                     vec!["pwd".into()],
                     now,
                 ) {
-                    flow.notice = Some(e.description);
+                    flow.tell(e.description);
                 }
             }
         }
@@ -107,15 +105,12 @@ pub fn password_end(
             let limit = Limit::password(config);
             let max = limit.max;
             let a = attempts::fail(store, &attempt.key, limit, now)?;
-            flow.notice = Some(
-                if a.locked_at(now) {
-                    LOCKED
-                } else {
-                    BAD_CREDENTIALS
-                }
-                .into(),
-            );
-            flow.trace.push(format!(
+            flow.tell(if a.locked_at(now) {
+                LOCKED
+            } else {
+                BAD_CREDENTIALS
+            });
+            flow.log(format!(
                 "step {step}: wrong password ({} of {max} attempts)",
                 a.failures
             ));
@@ -142,7 +137,7 @@ pub fn otp_locked(
 ) -> StoreResult<bool> {
     let locked = attempts::locked(store, &otp_key(user_id), now)?;
     if locked {
-        flow.notice = Some(LOCKED_OTP.into());
+        flow.tell(LOCKED_OTP);
     }
     Ok(locked)
 }
@@ -165,7 +160,7 @@ pub fn otp_attempt(
     let a = attempts::fail(store, &otp_key(user_id), limit, now)?;
     if a.failures > limit.max {
         // Other attempts in flight took the last ones.
-        flow.notice = Some(LOCKED_OTP.into());
+        flow.tell(LOCKED_OTP);
         return Ok(None);
     }
     Ok(Some(a))
@@ -182,20 +177,17 @@ pub fn otp_wrong(
     what: &str,
     now: u64,
 ) {
-    flow.notice = Some(
-        if attempt.locked_at(now) {
-            LOCKED_OTP
-        } else {
-            WRONG_CODE
-        }
-        .into(),
-    );
+    flow.tell(if attempt.locked_at(now) {
+        LOCKED_OTP
+    } else {
+        WRONG_CODE
+    });
     let line = format!(
         "step {step}: wrong {what} ({} of {} attempts)",
         attempt.failures, config.security.max_otp_attempts
     );
     crate::audit::rejected(store, flow, Some(user_id), &line, now);
-    flow.trace.push(line);
+    flow.log(line);
 }
 
 /// A good one-time code: the step succeeds with `otp`.
@@ -212,7 +204,7 @@ pub fn otp_passed(
         subject.enrolled = enrolled(store, &uid)?;
     }
     if let Err(e) = flow.step_succeeded(step, &option, subject, vec!["otp".into()], now) {
-        flow.notice = Some(e.description);
+        flow.tell(e.description);
     }
     Ok(())
 }
@@ -227,8 +219,7 @@ pub fn confirm_enrolment(store: &dyn Store, flow: &mut Flow, user_id: &str) -> S
     let (codes, hashes) = recovery::generate(user_id);
     store.put_recovery_codes(user_id, &hashes)?;
     flow.pending_codes = codes;
-    flow.trace
-        .push("authenticator app enrolled; recovery codes issued".into());
+    flow.log("authenticator app enrolled; recovery codes issued");
     Ok(())
 }
 
@@ -236,7 +227,7 @@ pub fn confirm_enrolment(store: &dyn Store, flow: &mut Flow, user_id: &str) -> S
 /// none. Records the trace line that names the two fixes; returns the error for the app.
 pub fn mfa_conflict(flow: &mut Flow, step: usize) -> crate::oidc::OAuthError {
     let idp = flow.subject().map(|s| s.idp.clone()).unwrap_or_default();
-    flow.trace.push(format!(
+    flow.log(format!(
         "step {step} needs an account (its options all keep a credential on one) but the user \
          signed in through `{idp}` without one; fix: enable jit.provision on connection `{idp}`, \
          or skip step {step} for users without an account in the app's script"

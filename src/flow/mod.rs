@@ -95,13 +95,16 @@ pub struct Flow {
     pub browser: String,
     pub created_at: u64,
     pub expires_at: u64,
-    pub done: Vec<StepRecord>,
+    /// Steps satisfied so far, in order: written only by [`Flow::step_succeeded`] and
+    /// the interpreter (steps the SSO session satisfies).
+    done: Vec<StepRecord>,
+    /// Steps that failed for good: written only by [`Flow::step_failed`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failed: Vec<StepFailure>,
+    failed: Vec<StepFailure>,
     /// The option the user picked in the current step, if any.
-    pub picked: Option<String>,
+    picked: Option<String>,
     /// A message for the next page (a failed attempt), shown once.
-    pub notice: Option<String>,
+    notice: Option<String>,
     /// The last login name typed, to prefill the form.
     pub last_login: Option<String>,
     /// Wrong passwords in this login; the step fails for good at the limit.
@@ -126,8 +129,9 @@ pub struct Flow {
     /// Claims the script set in its latest run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, Value>,
-    /// Why things happened: events, and the latest script run's `log` lines.
-    pub trace: Vec<String>,
+    /// Why things happened: events, and the latest script run's `log` lines. Append-only
+    /// ([`Flow::log`]).
+    trace: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub script_log: Vec<String>,
 }
@@ -205,6 +209,67 @@ impl Flow {
             trace: Vec::new(),
             script_log: Vec::new(),
         }
+    }
+
+    /// The steps satisfied so far, in order.
+    pub fn done(&self) -> &[StepRecord] {
+        &self.done
+    }
+
+    /// The steps that failed for good.
+    pub fn failed(&self) -> &[StepFailure] {
+        &self.failed
+    }
+
+    /// Record a step the browser's SSO session satisfied (the user did nothing).
+    pub fn satisfied_by_session(&mut self, record: StepRecord) {
+        self.done.push(StepRecord {
+            from_session: true,
+            ..record
+        });
+    }
+
+    /// The option the user picked in the current step.
+    pub fn picked(&self) -> Option<&str> {
+        self.picked.as_deref()
+    }
+
+    /// The user picked `option` in the current step; the next page is its page, without
+    /// an earlier message.
+    pub fn pick(&mut self, option: &str) {
+        self.picked = Some(option.to_string());
+        self.notice = None;
+    }
+
+    /// Back to the step's chooser.
+    pub fn unpick(&mut self) {
+        self.picked = None;
+        self.notice = None;
+    }
+
+    /// Leave a message for the next page (a refused attempt, a lock).
+    pub fn tell(&mut self, message: impl Into<String>) {
+        self.notice = Some(message.into());
+    }
+
+    /// The message for the next page, if any.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+
+    /// Take the message to show it (it is shown once).
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notice.take()
+    }
+
+    /// Add a line to the trace ("why did this user skip MFA?").
+    pub fn log(&mut self, line: impl Into<String>) {
+        self.trace.push(line.into());
+    }
+
+    /// The trace so far.
+    pub fn trace(&self) -> &[String] {
+        &self.trace
     }
 
     /// The subject identified so far (by the first identifying step).

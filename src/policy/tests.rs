@@ -173,7 +173,7 @@ fn an_infinite_loop_fails_its_login_naming_the_line() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(flow.trace.last().unwrap().contains("script error"));
+    assert!(flow.trace().last().unwrap().contains("script error"));
 }
 
 /// Run a script that should break; return the message, after checking the trace
@@ -183,7 +183,7 @@ fn script_error(script: &str) -> String {
     let mut flow = flow_for(&app, &[]);
     match next(&mut flow, &app, None, 1001) {
         Next::ScriptError(m) => {
-            assert_eq!(flow.trace.last(), Some(&format!("script error: {m}")));
+            assert_eq!(flow.trace().last(), Some(&format!("script error: {m}")));
             m
         }
         other => panic!("{other:?}"),

@@ -373,12 +373,12 @@ pub fn settle(
             match &account {
                 Some(uid) => {
                     subject.enrolled = crate::authn::steps::enrolled(store, uid)?;
-                    flow.trace.push(format!(
+                    flow.log(format!(
                         "step {step}: {} identity {}: {how} {uid}",
                         conn.id, identity.subject
                     ));
                 }
-                None => flow.trace.push(format!(
+                None => flow.log(format!(
                     "step {step}: {} identity {} passed through without an account (jit.provision is off)",
                     conn.id, identity.subject
                 )),
@@ -386,7 +386,7 @@ pub fn settle(
             let amr = step_amr(conn, &identity);
             let option = crate::config::StepOption::Connection(conn.id.clone());
             if let Err(e) = flow.step_succeeded(step, &option, subject, amr, now) {
-                flow.notice = Some(e.description);
+                flow.tell(e.description);
             }
             return Ok(Settled::Passed {
                 account: account.is_some(),
@@ -406,7 +406,7 @@ pub fn settle(
         Provisioned::NeedsUsername => Need::Username,
         Provisioned::NeedsLinkProof { user_id } => Need::LinkProof { user_id },
     };
-    flow.trace.push(format!(
+    flow.log(format!(
         "step {step}: provisioning waits for the user ({need:?})"
     ));
     flow.federation = Some(PendingFederation {

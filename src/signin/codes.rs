@@ -38,7 +38,7 @@ impl CodeStep {
         if !options.contains(option) {
             return None;
         }
-        flow.picked = Some(option.name().to_string());
+        flow.pick(option.name());
         Some(CodeStep {
             step,
             subject,
@@ -130,7 +130,7 @@ pub fn submit_totp(
     let Some(credential) = store.totp(uid)? else {
         // While locked nothing is checked; `otp_locked` sets the message.
         if !steps::otp_locked(store, flow, uid, now)? {
-            flow.notice = Some("Set up your authenticator app first.".into());
+            flow.tell("Set up your authenticator app first.");
         }
         return Ok(Checked::Refused);
     };
@@ -209,11 +209,11 @@ pub fn email_page(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> CoreResult<Op
 pub fn resend_email_code(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> CoreResult<EmailSend> {
     let sent = issue_email_code(ctx, user_id)?;
     flow.email_sent = true;
-    flow.notice = Some(match sent {
+    flow.tell(match sent {
         EmailSend::TooMany => {
-            "Too many codes were sent. Wait a few minutes before asking for another.".into()
+            "Too many codes were sent. Wait a few minutes before asking for another."
         }
-        _ => "If your account has an email address, a new code is on its way. Earlier codes no longer work.".into(),
+        _ => "If your account has an email address, a new code is on its way. Earlier codes no longer work.",
     });
     Ok(sent)
 }
@@ -233,17 +233,15 @@ pub fn submit_email_code(
             Ok(Checked::Passed)
         }
         EmailCheck::Wrong { .. } => {
-            flow.notice = Some(steps::WRONG_CODE.into());
+            flow.tell(steps::WRONG_CODE);
             let line = format!("step {}: wrong email code", at.step);
             crate::audit::rejected(store, flow, Some(uid), &line, now);
-            flow.trace.push(line);
+            flow.log(line);
             Ok(Checked::Refused)
         }
         EmailCheck::Expired | EmailCheck::Missing => {
-            flow.notice = Some(
-                "That code has expired or was replaced by a newer one. Send a new code.".into(),
-            );
-            flow.trace.push(format!(
+            flow.tell("That code has expired or was replaced by a newer one. Send a new code.");
+            flow.log(format!(
                 "step {}: expired or superseded email code",
                 at.step
             ));
@@ -265,8 +263,7 @@ pub fn submit_recovery_code(
         return Ok(Checked::Refused);
     };
     if store.consume_recovery_code(uid, &recovery::hash(uid, code))? {
-        flow.trace
-            .push(format!("step {}: a recovery code was used", at.step));
+        flow.log(format!("step {}: a recovery code was used", at.step));
         steps::otp_passed(
             store,
             flow,

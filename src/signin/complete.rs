@@ -58,8 +58,7 @@ pub fn complete(
     if let Some(id) = &subject.user_id {
         let live = ctx.store.user(id)?.is_some_and(|u| !u.disabled);
         if !live {
-            flow.trace
-                .push("the account is disabled or was deleted".into());
+            flow.log("the account is disabled or was deleted");
             ctx.store.delete_flow(&flow.id)?;
             let e = OAuthError::access_denied("the account is disabled");
             audit(ctx, flow, &e.to_string());
@@ -136,7 +135,7 @@ pub fn complete(
     };
     ctx.store.put_code(&token_hash(&code), &record)?;
     ctx.store.delete_flow(&flow.id)?;
-    flow.trace.push(format!("signed in as {}", subject.sub));
+    flow.log(format!("signed in as {}", subject.sub));
     audit(ctx, flow, "success");
     crate::audit::skipped_mfa(ctx.store, app, flow, now);
     let redirect = response_url(

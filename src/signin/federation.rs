@@ -26,8 +26,7 @@ pub fn sent_upstream(
 ) -> StoreResult<()> {
     ctx.store
         .put_upstream_state(&pending.state_hash, &flow.id)?;
-    flow.trace
-        .push(format!("step {step}: sent to {}", pending.connection));
+    flow.log(format!("step {step}: sent to {}", pending.connection));
     flow.upstream = Some(pending);
     Ok(())
 }
@@ -168,15 +167,14 @@ pub fn answer(
                 || chosen.len() > 64
                 || chosen.chars().any(|c| c.is_whitespace() || c.is_control())
             {
-                flow.notice =
-                    Some("Choose a username of 1 to 64 characters, without spaces.".into());
+                flow.tell("Choose a username of 1 to 64 characters, without spaces.");
                 return Ok(Answered::AskAgain);
             }
             let decided =
                 provision::create(ctx.store, conn, &pending.identity, Some(chosen), ctx.now)?;
             if matches!(&decided, Provisioned::Refused(r) if r.contains("taken")) {
                 // Never another person's account: just ask again.
-                flow.notice = Some("That username is taken. Choose another.".into());
+                flow.tell("That username is taken. Choose another.");
                 return Ok(Answered::AskAgain);
             }
             (decided, How::Provisioned)
@@ -213,7 +211,7 @@ pub fn prove_begin(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> StoreResult<
     let user = ctx.store.user(user_id)?;
     let key = password::attempts_key(user.as_ref(), user_id);
     if attempts::locked(ctx.store, &key, ctx.now)? {
-        flow.notice = Some(LOCKED.into());
+        flow.tell(LOCKED);
         return Ok(None);
     }
     Ok(Some(Proof { user, key }))
@@ -230,15 +228,14 @@ pub fn prove_finish(
 ) -> StoreResult<Option<User>> {
     if ok {
         attempts::forgive(ctx.store, &proof.key)?;
-        flow.trace.push(format!(
+        flow.log(format!(
             "the owner of account {user_id} proved its password for linking"
         ));
         return Ok(proof.user);
     }
     attempts::fail(ctx.store, &proof.key, Limit::password(ctx.config), ctx.now)?;
-    flow.notice = Some("That password is not right.".into());
-    flow.trace
-        .push("linking: wrong password for the existing account".into());
+    flow.tell("That password is not right.");
+    flow.log("linking: wrong password for the existing account");
     Ok(None)
 }
 

@@ -69,8 +69,7 @@ pub fn session_view(ctx: Ctx<'_>, session: &Session) -> StoreResult<Option<Sessi
 /// option's. An option the step does not offer is ignored (a stale page).
 pub fn pick(flow: &mut Flow, options: &[crate::config::StepOption], option: &str) {
     if options.iter().any(|o| o.name() == option) {
-        flow.picked = Some(option.to_string());
-        flow.notice = None;
+        flow.pick(option);
     }
 }
 
@@ -78,7 +77,10 @@ pub fn pick(flow: &mut Flow, options: &[crate::config::StepOption], option: &str
 /// for good, and the app hears `access_denied` unless the script's `on_fail` offers
 /// another way.
 pub fn cancel(ctx: Ctx<'_>, flow: &mut Flow, step: usize) {
-    let option = flow.picked.clone().unwrap_or_else(|| "-".into());
+    let option = flow
+        .picked()
+        .map(String::from)
+        .unwrap_or_else(|| "-".into());
     flow.federation = None;
     flow.upstream = None;
     flow.step_failed(step, &option, "the user cancelled", ctx.now);
@@ -87,7 +89,7 @@ pub fn cancel(ctx: Ctx<'_>, flow: &mut Flow, step: usize) {
 /// Write a sign-in's outcome and trace into the audit trail. A failure to write is
 /// logged, never allowed to turn a sign-in into an error.
 pub fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
-    let mut detail = flow.trace.clone();
+    let mut detail = flow.trace().to_vec();
     detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
     let event = crate::store::AuditEvent {
         id: crate::audit::event_id(ctx.now),

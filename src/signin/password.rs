@@ -36,8 +36,8 @@ pub fn begin(
     let login = login.trim();
     if login.is_empty() || presented.is_empty() {
         flow.last_login = Some(login.to_string());
-        flow.picked = Some("password".into());
-        flow.notice = Some("Enter your username and password.".into());
+        flow.pick("password");
+        flow.tell("Enter your username and password.");
         return Ok(Begun::Incomplete);
     }
     Ok(

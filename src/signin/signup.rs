@@ -62,7 +62,7 @@ pub fn sign_up_problems(
         errors.push(EMAIL_TAKEN.into());
     }
     if !errors.is_empty() {
-        flow.notice = Some(errors.join("\n"));
+        flow.tell(errors.join("\n"));
     }
     Ok(errors)
 }
@@ -96,7 +96,7 @@ pub fn sign_up(
     match ctx.store.create_user(&user) {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            flow.notice = Some(EMAIL_TAKEN.into());
+            flow.tell(EMAIL_TAKEN);
             return Ok(SignedUp::Taken);
         }
         Err(e) => return Err(e),
@@ -109,8 +109,7 @@ pub fn sign_up(
         Some(&user.id),
         Vec::new(),
     );
-    flow.trace
-        .push(format!("step {step}: signed up as {}", user.id));
+    flow.log(format!("step {step}: signed up as {}", user.id));
     if let Err(e) = flow.step_succeeded(
         step,
         &StepOption::Password,
@@ -118,7 +117,7 @@ pub fn sign_up(
         vec!["pwd".into()],
         now,
     ) {
-        flow.notice = Some(e.description);
+        flow.tell(e.description);
     }
     Ok(SignedUp::Created { user_id: user.id })
 }

@@ -150,7 +150,7 @@ fn an_sso_completion_keeps_the_session_and_its_auth_time() {
         ..ctx
     };
     let mut silent = flow(&config);
-    silent.done.push(crate::flow::StepRecord {
+    silent.satisfied_by_session(crate::flow::StepRecord {
         step: 1,
         option: "password".into(),
         subject: crate::authn::steps::local_subject(&user, vec![]),
@@ -215,7 +215,7 @@ fn sign_up_checks_the_form_and_creates_one_account_per_email() {
     let problems = sign_up_problems(ctx, &mut f, "not-an-email", "short", "other").unwrap();
     assert!(problems.iter().any(|p| p.contains("valid email")));
     assert!(problems.iter().any(|p| p.contains("do not match")));
-    assert!(f.notice.is_some());
+    assert!(f.notice().is_some());
 
     let mut f = flow(&config);
     let good = "correct-horse-battery";

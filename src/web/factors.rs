@@ -31,7 +31,7 @@ pub(crate) fn mfa_conflict(
     step: usize,
 ) -> Result<Response, WebError> {
     let error = steps::mfa_conflict(flow, step);
-    tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in cannot continue: second factor without an account");
+    tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace(), "sign-in cannot continue: second factor without an account");
     super::login::audit_sign_in(
         state,
         flow,
@@ -97,7 +97,7 @@ pub(crate) async fn render(
         ));
     };
     let layout = state.layout(config, &format!("Sign in to {}", app.name), Some(app));
-    let error = flow.notice.take();
+    let error = flow.take_notice();
     match option {
         StepOption::Totp => {
             let ctx = state.core(config, state.now());

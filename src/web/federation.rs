@@ -266,7 +266,7 @@ pub(crate) fn page(
             },
             username: id.claim_str("preferred_username").unwrap_or_default(),
             email,
-            error: flow.notice.take(),
+            error: flow.take_notice(),
             cancel_url: Some(format!("{}/cancel", login_url(config, flow))),
         },
     )

@@ -156,7 +156,7 @@ async fn advance_inner(
             Ok((jar, page).into_response())
         }
         Next::Fail(error) => {
-            tracing::info!(flow = %flow.id, trace = ?flow.trace, script_log = ?flow.script_log, error = %error, "sign-in failed");
+            tracing::info!(flow = %flow.id, trace = ?flow.trace(), script_log = ?flow.script_log, error = %error, "sign-in failed");
             audit_sign_in(state, flow, &error.to_string(), now);
             state.record_end(flow, crate::fixtures::record::Ended::Error(&error), None);
             state.store.delete_flow(&flow.id)?;
@@ -169,7 +169,7 @@ async fn advance_inner(
             Ok((jar, res).into_response())
         }
         Next::ScriptError(message) => {
-            tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in script failed: {message}");
+            tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace(), "sign-in script failed: {message}");
             audit_sign_in(state, flow, &format!("script_error: {message}"), now);
             state.record_end(
                 flow,
@@ -228,7 +228,7 @@ async fn show_step(
 ) -> Result<Response, WebError> {
     let browser = cookies::get(jar, config, cookies::BROWSER).unwrap_or_default();
     let csrf = state.csrf_token(&browser);
-    let chosen = match (&flow.picked, options) {
+    let chosen = match (flow.picked(), options) {
         (Some(p), _) => options.iter().find(|o| o.name() == p),
         (None, [only]) => Some(only),
         _ => None,
@@ -263,7 +263,7 @@ async fn show_step(
                     action: format!("{}/password", login_url(config, flow)),
                     csrf,
                     username,
-                    error: flow.notice.take(),
+                    error: flow.take_notice(),
                     back_url: (options.len() > 1)
                         .then(|| format!("{}?back=1", login_url(config, flow))),
                     sign_up_url,
@@ -338,7 +338,7 @@ async fn complete(
         );
         state.record_end(flow, crate::fixtures::record::Ended::Success(&claims), None);
     }
-    tracing::debug!(flow = %flow.id, app = %app.id, trace = ?flow.trace, "sign-in complete");
+    tracing::debug!(flow = %flow.id, app = %app.id, trace = ?flow.trace(), "sign-in complete");
     let jar = match new_session {
         Some(value) => cookies::set_session(jar, config, value),
         None => jar,
@@ -364,8 +364,7 @@ pub async fn login_get(
     let browser = cookies::get(&jar, &config, cookies::BROWSER);
     let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
     if q.back.is_some() {
-        flow.picked = None;
-        flow.notice = None;
+        flow.unpick();
     }
     advance_inner(&state, &config, &mut flow, jar, now, true).await
 }
@@ -560,8 +559,7 @@ pub async fn signup_get(
         return Err(signup_unavailable());
     }
     let errors: Vec<String> = flow
-        .notice
-        .take()
+        .take_notice()
         .map(|n| n.lines().map(String::from).collect())
         .unwrap_or_default();
     let page = SignUpPage {

@@ -166,7 +166,7 @@ impl AppState {
         let (Some(dir), Some(_)) = (self.record_dir.get(), &flow.recording) else {
             return;
         };
-        if flow.done.iter().any(|r| r.from_session) {
+        if flow.done().iter().any(|r| r.from_session) {
             // A fixture has no SSO session to start from, so such a file would not
             // replay as it happened; better no file than one that fails.
             tracing::info!(
