@@ -13,10 +13,12 @@
 pub mod codes;
 mod complete;
 pub mod federation;
+mod next;
 pub mod password;
 mod signup;
 
 pub use complete::{complete, redirect_error, Completed};
+pub use next::{decide, prepare, resolve, AtStep, Prepared, Shown};
 pub use signup::{plausible_email, sign_up, sign_up_problems, SignedUp};
 
 use crate::authn::steps;

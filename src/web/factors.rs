@@ -13,45 +13,17 @@ use serde::Deserialize;
 use super::login::{current_step, login_url, posted_flow};
 use super::pages::{EmailOtpPage, RecoveryCodePage, RecoveryCodesPage, TotpEnrol, TotpPage};
 use super::{see_other, Shared, WebError};
-use crate::authn::{email_otp, steps, totp};
+use crate::authn::{email_otp, totp};
 use crate::config::{App, Config, StepOption};
 
-pub(crate) use crate::flow::usable_options;
 use crate::flow::{Flow, Subject};
 use crate::signin::codes::{self, Checked, CodeStep, EmailSend, TotpPrompt};
 
-/// The MFA conflict: every option of this step needs an account and the subject has
-/// none. The user gets a page that says so, the app gets `access_denied`, and the trace
-/// names the two fixes for the admin.
-pub(crate) fn mfa_conflict(
-    state: &Shared,
-    config: &Config,
-    app: &App,
-    flow: &mut Flow,
-    step: usize,
-) -> Result<Response, WebError> {
-    let error = steps::mfa_conflict(flow, step);
-    tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace(), "sign-in cannot continue: second factor without an account");
-    super::login::audit_sign_in(
-        state,
-        flow,
-        "access_denied: second factor without an account",
-        state.now(),
-    );
-    state.record_end(
-        flow,
-        crate::fixtures::record::Ended::Error(&error),
-        Some("mfa_conflict"),
-    );
-    state.store.delete_flow(&flow.id)?;
-    let back = crate::oidc::authorize::response_url(
-        &flow.request.redirect_uri,
-        &crate::oidc::issuer(config),
-        flow.request.state.as_deref(),
-        Err(&error),
-    )
-    .map(|u| u.to_string());
-    Err(WebError::Page {
+/// The MFA conflict's page: every option of the step needs an account and the subject
+/// has none. The user is told so, with a way back to the app (which hears
+/// `access_denied`); the trace names the two fixes for the admin.
+pub(crate) fn mfa_conflict_page(config: &Config, app: &App, back: url::Url) -> WebError {
+    WebError::Page {
         status: StatusCode::FORBIDDEN,
         title: "This sign-in cannot be completed",
         message: format!(
@@ -60,8 +32,8 @@ pub(crate) fn mfa_conflict(
             crate::oidc::issuer(config)
         ),
         hint: Some("Go back to the application. Its administrator can let accounts be created when you sign in, or skip this step for you.".into()),
-        back_url: back,
-    })
+        back_url: Some(back.to_string()),
+    }
 }
 
 fn subject_account(flow: &Flow) -> Option<(Subject, String)> {
@@ -79,18 +51,28 @@ fn group(secret_b32: &str) -> String {
         .join(" ")
 }
 
+/// What every step page carries besides its own content: the form's CSRF token, the
+/// way back to the step's chooser (when it offers several options) and the cancel link.
+pub(crate) struct StepLinks {
+    pub csrf: String,
+    pub back_url: Option<String>,
+    pub cancel_url: Option<String>,
+}
+
 /// Render the page of an account-bound option (`totp`, `email_otp`, `recovery_code`).
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn render(
     state: &Shared,
     config: &Config,
     app: &App,
     flow: &mut Flow,
     option: &StepOption,
-    csrf: String,
-    back_url: Option<String>,
-    cancel_url: Option<String>,
+    links: StepLinks,
 ) -> Result<Response, WebError> {
+    let StepLinks {
+        csrf,
+        back_url,
+        cancel_url,
+    } = links;
     let Some((subject, uid)) = subject_account(flow) else {
         return Err(WebError::Internal(
             "second factor shown without an account".into(),

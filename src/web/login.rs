@@ -11,17 +11,15 @@ use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
 use super::{cookies, factors, federation, see_other, Shared, WebError};
 use crate::authn::password;
 use crate::config::{App, Config, ConnectionKind, StepOption};
-use crate::flow::{self, Flow, Next};
+use crate::flow::{Flow, Next};
 use crate::oidc::authorize::response_url;
 use crate::oidc::OAuthError;
 use crate::signin::password::Begun;
-use crate::signin::{self, Completed, SignedUp};
+use crate::signin::{self, AtStep, Completed, Prepared, Shown, SignedUp};
 use crate::store::Session;
 
-/// Audit a sign-in's outcome (the core writes the event) and count it for `/metrics`.
-pub(crate) fn audit_sign_in(state: &Shared, flow: &Flow, outcome: &str, now: u64) {
-    let config = state.config();
-    crate::signin::audit(state.core(&config, now), flow, outcome);
+/// Count a sign-in's outcome for `/metrics` (the core wrote its audit event).
+pub(crate) fn count_sign_in(state: &Shared, flow: &Flow, outcome: &str) {
     let connection = flow.subject().map_or("none", |s| s.idp.as_str());
     state
         .metrics
@@ -53,9 +51,9 @@ pub(crate) fn login_url(config: &Config, flow: &Flow) -> String {
     format!("{}/login/{}", base(config), flow.id)
 }
 
-/// Replay the app's policy over the flow. Scripts run on the blocking pool: a replay is
-/// microseconds, but a script that hits its operation limit takes milliseconds and must
-/// not hold up the async workers.
+/// Replay the app's policy over the flow (the core's `decide`). Scripts run on the
+/// blocking pool: a replay is microseconds, but a script that hits its operation limit
+/// takes milliseconds and must not hold up the async workers.
 async fn decide(
     state: &Shared,
     config: &Config,
@@ -65,25 +63,22 @@ async fn decide(
     now: u64,
 ) -> Result<(Flow, Next, Option<(String, Session)>), WebError> {
     let mut flow = flow;
-    if flow.steps_fingerprint != flow::steps_fingerprint(app) {
-        flow.restart(app);
-    }
     let cookie = cookies::get(jar, config, cookies::SESSION);
     let session = state.session(cookie.as_deref(), now)?;
     let view = match &session {
-        Some((_, s)) => crate::signin::session_view(state.core(config, now), s)?,
+        Some((_, s)) => signin::session_view(state.core(config, now), s)?,
         None => None,
     };
     if app.sign_in.script.is_some() {
         let app = app.clone();
         let (flow, next) = tokio::task::spawn_blocking(move || {
-            let next = flow::next(&mut flow, &app, view.as_ref(), now);
+            let next = signin::decide(&mut flow, &app, view.as_ref(), now);
             (flow, next)
         })
         .await?;
         Ok((flow, next, session))
     } else {
-        let next = flow::next(&mut flow, app, view.as_ref(), now);
+        let next = signin::decide(&mut flow, app, view.as_ref(), now);
         Ok((flow, next, session))
     }
 }
@@ -110,73 +105,70 @@ async fn advance_inner(
     now: u64,
     at_page: bool,
 ) -> Result<Response, WebError> {
-    let Some(app) = config.apps.get(&flow.request.app_id).cloned() else {
-        state.store.delete_flow(&flow.id)?;
-        return Err(WebError::page(
-            StatusCode::BAD_REQUEST,
-            "This application is no longer available",
-            "The application you were signing in to has been removed from this server.",
-        ));
+    let ctx = state.core(config, now);
+    let (app, shown, session) = match signin::prepare(ctx, flow)? {
+        Prepared::AppGone => {
+            return Err(WebError::page(
+                StatusCode::BAD_REQUEST,
+                "This application is no longer available",
+                "The application you were signing in to has been removed from this server.",
+            ))
+        }
+        Prepared::Waiting(app, shown) => (app, shown, None),
+        Prepared::Decide(app) => {
+            let (decided, next, session) =
+                decide(state, config, flow.clone(), &app, &jar, now).await?;
+            *flow = decided;
+            let shown = signin::resolve(ctx, flow, next)?;
+            (app, shown, session)
+        }
     };
-    // Recovery codes just issued are shown once before anything else happens.
-    if !flow.pending_codes.is_empty() {
-        if !at_page {
-            state.save_flow(flow)?;
-            return Ok((jar, see_other(&login_url(config, flow))).into_response());
-        }
-        let browser = cookies::get(&jar, config, cookies::BROWSER).unwrap_or_default();
-        let page =
-            factors::recovery_codes_page(state, config, &app, flow, state.csrf_token(&browser))?;
-        return Ok((jar, page).into_response());
-    }
-    if flow.federation.is_some() {
-        if !at_page {
-            state.save_flow(flow)?;
-            return Ok((jar, see_other(&login_url(config, flow))).into_response());
-        }
-        let browser = cookies::get(&jar, config, cookies::BROWSER).unwrap_or_default();
-        let page = federation::page(state, config, &app, flow, state.csrf_token(&browser))?;
+    let to_page = |flow: &Flow| -> Result<Response, WebError> {
         state.save_flow(flow)?;
-        return Ok((jar, page).into_response());
-    }
-    let (decided, decision, session) = decide(state, config, flow.clone(), &app, &jar, now).await?;
-    *flow = decided;
-    match decision {
-        Next::Show { step, options } => {
-            let usable = factors::usable_options(&options, flow.subject());
-            if usable.is_empty() {
-                return factors::mfa_conflict(state, config, &app, flow, step);
-            }
-            if !at_page {
-                state.save_flow(flow)?;
-                return Ok((jar, see_other(&login_url(config, flow))).into_response());
-            }
-            let page = show_step(state, config, &app, flow, step, &usable, &jar).await?;
+        Ok((jar.clone(), see_other(&login_url(config, flow))).into_response())
+    };
+    let browser = cookies::get(&jar, config, cookies::BROWSER).unwrap_or_default();
+    match shown {
+        Shown::RecoveryCodes | Shown::Provisioning | Shown::Step(_) if !at_page => to_page(flow),
+        Shown::RecoveryCodes => {
+            let csrf = state.csrf_token(&browser);
+            let page = factors::recovery_codes_page(state, config, &app, flow, csrf)?;
+            Ok((jar, page).into_response())
+        }
+        Shown::Provisioning => {
+            let page = federation::page(state, config, &app, flow, state.csrf_token(&browser))?;
             state.save_flow(flow)?;
             Ok((jar, page).into_response())
         }
-        Next::Fail(error) => {
-            tracing::info!(flow = %flow.id, trace = ?flow.trace(), script_log = ?flow.script_log, error = %error, "sign-in failed");
-            audit_sign_in(state, flow, &error.to_string(), now);
-            state.record_end(flow, crate::fixtures::record::Ended::Error(&error), None);
-            state.store.delete_flow(&flow.id)?;
-            let res = redirect_error(
-                config,
-                &flow.request.redirect_uri,
-                flow.request.state.as_deref(),
-                &error,
-            )?;
-            Ok((jar, res).into_response())
+        Shown::Step(at) => {
+            let page = show_step(state, config, &app, flow, at, &jar).await?;
+            state.save_flow(flow)?;
+            Ok((jar, page).into_response())
         }
-        Next::ScriptError(message) => {
+        Shown::NeedsAccount { error, back, .. } => {
+            tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace(), "sign-in cannot continue: second factor without an account");
+            count_sign_in(state, flow, &error.to_string());
+            state.record_end(
+                flow,
+                crate::fixtures::record::Ended::Error(&error),
+                Some("mfa_conflict"),
+            );
+            Err(factors::mfa_conflict_page(config, &app, back))
+        }
+        Shown::Failed { error, redirect } => {
+            tracing::info!(flow = %flow.id, trace = ?flow.trace(), script_log = ?flow.script_log, error = %error, "sign-in failed");
+            count_sign_in(state, flow, &error.to_string());
+            state.record_end(flow, crate::fixtures::record::Ended::Error(&error), None);
+            Ok((jar, see_other(redirect.as_str())).into_response())
+        }
+        Shown::ScriptFailed { message } => {
             tracing::warn!(flow = %flow.id, app = %app.id, trace = ?flow.trace(), "sign-in script failed: {message}");
-            audit_sign_in(state, flow, &format!("script_error: {message}"), now);
+            count_sign_in(state, flow, &format!("script_error: {message}"));
             state.record_end(
                 flow,
                 crate::fixtures::record::Ended::ScriptError(&message),
                 Some("script_error"),
             );
-            state.store.delete_flow(&flow.id)?;
             Err(WebError::page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "This sign-in could not be completed",
@@ -184,7 +176,7 @@ async fn advance_inner(
             )
             .with_hint("Try again later. Your administrator can find the cause in the server log under the request ID below."))
         }
-        Next::Complete => complete(state, config, &app, flow, jar, session, now).await,
+        Shown::Complete => complete(state, config, &app, flow, jar, session, now).await,
     }
 }
 
@@ -222,17 +214,17 @@ async fn show_step(
     config: &Config,
     app: &App,
     flow: &mut Flow,
-    step: usize,
-    options: &[StepOption],
+    at: AtStep,
     jar: &CookieJar,
 ) -> Result<Response, WebError> {
+    let AtStep {
+        step,
+        options,
+        chosen,
+    } = at;
+    let options = options.as_slice();
     let browser = cookies::get(jar, config, cookies::BROWSER).unwrap_or_default();
     let csrf = state.csrf_token(&browser);
-    let chosen = match (flow.picked(), options) {
-        (Some(p), _) => options.iter().find(|o| o.name() == p),
-        (None, [only]) => Some(only),
-        _ => None,
-    };
     let sign_up_url = (app.sign_up && options.contains(&StepOption::Password))
         .then(|| format!("{}/signup/{}", base(config), flow.id));
     let title = format!("Sign in to {}", app.name);
@@ -276,10 +268,12 @@ async fn show_step(
                 (options.len() > 1).then(|| format!("{}?back=1", login_url(config, flow)));
             let cancel_url = Some(format!("{}/cancel", login_url(config, flow)));
             let factor = factor.clone();
-            factors::render(
-                state, config, app, flow, &factor, csrf, back_url, cancel_url,
-            )
-            .await
+            let links = factors::StepLinks {
+                csrf,
+                back_url,
+                cancel_url,
+            };
+            factors::render(state, config, app, flow, &factor, links).await
         }
         Some(StepOption::Connection(id)) => {
             let id = id.clone();
