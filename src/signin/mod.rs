@@ -1,5 +1,5 @@
 //! The sign-in core: what happens when a browser works through an app's sign-in steps,
-//! with no HTTP in sight. A shell (the axum handlers in `web`, the fixture runner of
+//! with no HTTP in sight. A shell (the HTTP handlers in `web`, the fixture runner of
 //! `usher test`) parses its input, calls these functions with a [`Ctx`] (the config,
 //! the store and the request's time), and turns the answer into a page, a redirect or a
 //! verdict. Both shells run the very same completion, sign-up and step logic, so a
@@ -13,11 +13,13 @@
 pub mod codes;
 mod complete;
 pub mod federation;
+mod flows;
 mod next;
 pub mod password;
 mod signup;
 
 pub use complete::{complete, redirect_error, Completed};
+pub use flows::{live_session, load, save, start, Starter};
 pub use next::{decide, prepare, resolve, AtStep, Prepared, Shown};
 pub use signup::{plausible_email, sign_up, sign_up_problems, SignedUp};
 

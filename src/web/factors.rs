@@ -4,14 +4,14 @@
 //! The checks themselves live in `authn`; this module renders the pages, reads the
 //! forms, and records the step's outcome in the flow.
 
-use axum::extract::{Form, Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
-use super::login::{current_step, login_url, posted_flow};
+use super::login::login_url;
 use super::pages::{EmailOtpPage, RecoveryCodePage, RecoveryCodesPage, TotpEnrol, TotpPage};
+use super::posted::Posted;
 use super::{see_other, Shared, WebError};
 use crate::authn::{email_otp, totp};
 use crate::config::{App, Config, StepOption};
@@ -211,35 +211,28 @@ fn record_code(flow: &mut Flow, option: &str, passed: bool) {
 #[derive(Deserialize)]
 pub struct CodeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     code: String,
     #[serde(default)]
     resend: Option<String>,
 }
 
-/// Common start of every code form: CSRF, the flow, and the step it answers with its
-/// account. `Err` holds the answer when the form does not fit the flow's current step
-/// (the flow is saved and the browser sent back to it).
-async fn code_step(
+/// The step a code form answers, with its account. `Err` holds the answer when the
+/// form does not fit the flow's current step (the flow is saved and the browser sent
+/// back to it).
+async fn code_step<T>(
     state: &Shared,
-    config: &Config,
-    jar: &CookieJar,
-    id: &str,
-    csrf: &str,
+    posted: &mut Posted<T>,
     option: &StepOption,
-    now: u64,
-) -> Result<Result<(Flow, CodeStep), Response>, WebError> {
-    let mut flow = posted_flow(state, config, jar, id, csrf, now)?;
-    let at = match current_step(state, config, jar, &mut flow, now).await? {
-        Some((step, options, _)) => CodeStep::at(&mut flow, step, &options, option),
+) -> Result<Result<CodeStep, Response>, WebError> {
+    let at = match posted.current_step(state).await? {
+        Some((step, options, _)) => CodeStep::at(&mut posted.flow, step, &options, option),
         None => None,
     };
     match at {
-        Some(at) => Ok(Ok((flow, at))),
+        Some(at) => Ok(Ok(at)),
         None => {
-            state.save_flow(&flow)?;
-            Ok(Err(see_other(&login_url(config, &flow))))
+            state.save_flow(&posted.flow)?;
+            Ok(Err(see_other(&login_url(&posted.config, &posted.flow))))
         }
     }
 }
@@ -263,26 +256,19 @@ async fn code_answered(
 
 pub async fn login_totp_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<CodeForm>,
+    mut posted: Posted<CodeForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let (mut flow, at) = match code_step(
-        &state,
-        &config,
-        &jar,
-        &id,
-        &form.csrf,
-        &StepOption::Totp,
-        now,
-    )
-    .await?
-    {
-        Ok(ready) => ready,
+    let at = match code_step(&state, &mut posted, &StepOption::Totp).await? {
+        Ok(at) => at,
         Err(elsewhere) => return Ok(elsewhere),
     };
+    let Posted {
+        form,
+        mut flow,
+        config,
+        now,
+        ..
+    } = posted;
     let ctx = state.core(&config, now);
     let checked = codes::submit_totp(ctx, &state.sealing, &mut flow, at, &form.code)?;
     code_answered(&state, &config, flow, "totp", checked).await
@@ -290,26 +276,19 @@ pub async fn login_totp_post(
 
 pub async fn login_email_otp_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<CodeForm>,
+    mut posted: Posted<CodeForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let (mut flow, at) = match code_step(
-        &state,
-        &config,
-        &jar,
-        &id,
-        &form.csrf,
-        &StepOption::EmailOtp,
-        now,
-    )
-    .await?
-    {
-        Ok(ready) => ready,
+    let at = match code_step(&state, &mut posted, &StepOption::EmailOtp).await? {
+        Ok(at) => at,
         Err(elsewhere) => return Ok(elsewhere),
     };
+    let Posted {
+        form,
+        mut flow,
+        config,
+        now,
+        ..
+    } = posted;
     let ctx = state.core(&config, now);
     if form.resend.is_some() {
         let send = codes::resend_email_code(ctx, &mut flow, &at.user_id)?;
@@ -325,26 +304,19 @@ pub async fn login_email_otp_post(
 
 pub async fn login_recovery_code_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<CodeForm>,
+    mut posted: Posted<CodeForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let (mut flow, at) = match code_step(
-        &state,
-        &config,
-        &jar,
-        &id,
-        &form.csrf,
-        &StepOption::RecoveryCode,
-        now,
-    )
-    .await?
-    {
-        Ok(ready) => ready,
+    let at = match code_step(&state, &mut posted, &StepOption::RecoveryCode).await? {
+        Ok(at) => at,
         Err(elsewhere) => return Ok(elsewhere),
     };
+    let Posted {
+        form,
+        mut flow,
+        config,
+        now,
+        ..
+    } = posted;
     let ctx = state.core(&config, now);
     let checked = codes::submit_recovery_code(ctx, &mut flow, at, &form.code)?;
     code_answered(&state, &config, flow, "recovery_code", checked).await
@@ -369,21 +341,17 @@ pub(crate) fn recovery_codes_page(
     )
 }
 
+/// The recovery codes page's form carries nothing but its CSRF token.
 #[derive(Deserialize)]
-pub struct ContinueForm {
-    #[serde(default)]
-    csrf: String,
-}
+pub struct ContinueForm {}
 
 pub async fn login_continue_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<ContinueForm>,
+    posted: Posted<ContinueForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Posted {
+        mut flow, config, ..
+    } = posted;
     flow.pending_codes.clear();
     state.save_flow(&flow)?;
     Ok(see_other(&login_url(&config, &flow)))

@@ -2,14 +2,15 @@
 //! callback that brings it back, and the pages provisioning may need (consent, a
 //! username, proof of an existing account's password before linking).
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
-use super::login::{login_url, posted_flow};
+use super::login::login_url;
 use super::pages::{Detail, FederationPage};
+use super::posted::Posted;
 use super::{cookies, see_other, Shared, WebError};
 use crate::authn::password;
 use crate::config::{App, Config, Connection};
@@ -275,8 +276,6 @@ pub(crate) fn page(
 #[derive(Deserialize)]
 pub struct FederationForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     username: String,
     #[serde(default)]
     password: String,
@@ -284,13 +283,15 @@ pub struct FederationForm {
 
 pub async fn login_federation_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<FederationForm>,
+    posted: Posted<FederationForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Posted {
+        form,
+        mut flow,
+        config,
+        now,
+        ..
+    } = posted;
     let Some(pending) = flow.federation.clone() else {
         return Ok(see_other(&login_url(&config, &flow)));
     };

@@ -1,13 +1,14 @@
 //! The hosted sign-in: driving a flow from one page to the next, the step chooser, the
 //! password and sign-up forms, and completing the login with a code for the app.
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::pages::{LoginPage, OptionButton, PasswordPage, SignUpPage};
+use super::posted::Posted;
 use super::{cookies, factors, federation, see_other, Shared, WebError};
 use crate::authn::password;
 use crate::config::{App, Config, ConnectionKind, StepOption};
@@ -363,24 +364,8 @@ pub async fn login_get(
     advance_inner(&state, &config, &mut flow, jar, now, true).await
 }
 
-/// Load the flow a form posts to, after checking its CSRF token.
-pub(crate) fn posted_flow(
-    state: &Shared,
-    config: &Config,
-    jar: &CookieJar,
-    id: &str,
-    csrf: &str,
-    now: u64,
-) -> Result<Flow, WebError> {
-    let browser = cookies::get(jar, config, cookies::BROWSER);
-    if !state.csrf_ok(browser.as_deref(), Some(csrf)) {
-        return Err(WebError::csrf());
-    }
-    state.load_flow(id, browser.as_deref(), now)
-}
-
 /// The step a flow is waiting on: its number, its options, and the app.
-type CurrentStep = (usize, Vec<StepOption>, std::sync::Arc<App>);
+pub(crate) type CurrentStep = (usize, Vec<StepOption>, std::sync::Arc<App>);
 
 /// The step the flow is at, and its options (recording what the session satisfies).
 pub(crate) async fn current_step(
@@ -404,20 +389,20 @@ pub(crate) async fn current_step(
 #[derive(Deserialize)]
 pub struct PickForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     option: String,
 }
 
 pub async fn login_pick_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<PickForm>,
+    posted: Posted<PickForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Posted {
+        form,
+        mut flow,
+        config,
+        now,
+        jar,
+    } = posted;
     if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
         signin::pick(&mut flow, &options, &form.option);
     }
@@ -425,23 +410,23 @@ pub async fn login_pick_post(
     Ok(see_other(&login_url(&config, &flow)))
 }
 
+/// The cancel button's form carries nothing but its CSRF token.
 #[derive(Deserialize)]
-pub struct CancelForm {
-    #[serde(default)]
-    csrf: String,
-}
+pub struct CancelForm {}
 
 /// The user gave up on the current step: it fails for good, and the app hears
 /// `access_denied` unless the script's `on_fail` offers another way.
 pub async fn login_cancel_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<CancelForm>,
+    posted: Posted<CancelForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Posted {
+        mut flow,
+        config,
+        now,
+        jar,
+        ..
+    } = posted;
     if let Some((step, _, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
         if let Some(rec) = flow.recording.as_mut() {
             rec.inputs.push(crate::fixtures::format::Input {
@@ -458,8 +443,6 @@ pub async fn login_cancel_post(
 #[derive(Deserialize)]
 pub struct PasswordForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     username: String,
     #[serde(default)]
     password: String,
@@ -467,13 +450,15 @@ pub struct PasswordForm {
 
 pub async fn login_password_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<PasswordForm>,
+    posted: Posted<PasswordForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Posted {
+        form,
+        mut flow,
+        config,
+        now,
+        jar,
+    } = posted;
     let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await?
     else {
         state.save_flow(&flow)?;
@@ -576,8 +561,6 @@ pub async fn signup_get(
 #[derive(Deserialize)]
 pub struct SignUpForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     password: String,
@@ -587,13 +570,15 @@ pub struct SignUpForm {
 
 pub async fn signup_post(
     State(state): State<Shared>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<SignUpForm>,
+    posted: Posted<SignUpForm>,
 ) -> Result<Response, WebError> {
-    let config = state.config();
-    let now = state.now();
-    let mut flow = posted_flow(&state, &config, &jar, &id, &form.csrf, now)?;
+    let Posted {
+        form,
+        mut flow,
+        config,
+        now,
+        jar,
+    } = posted;
     let Some((step, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await?
     else {
         return Err(signup_unavailable());

@@ -15,6 +15,7 @@ mod login;
 pub mod metrics;
 mod oidc_routes;
 pub mod pages;
+mod posted;
 mod scim;
 
 use std::sync::{Arc, RwLock};
@@ -212,26 +213,13 @@ impl AppState {
         browser: Option<&str>,
         now: u64,
     ) -> Result<Flow, WebError> {
-        let bytes = self.store.flow(id)?.ok_or_else(WebError::flow_lost)?;
-        let flow: Flow = serde_json::from_slice(&bytes).map_err(|_| WebError::flow_lost())?;
-        let bound = browser
-            .map(|b| {
-                crate::secret::ct_eq(
-                    crate::crypto::token_hash(b).as_bytes(),
-                    flow.browser.as_bytes(),
-                )
-            })
-            .unwrap_or(false);
-        if !bound || flow.expires_at <= now {
-            return Err(WebError::flow_lost());
-        }
-        Ok(flow)
+        let config = self.config();
+        crate::signin::load(self.core(&config, now), id, browser)?.ok_or_else(WebError::flow_lost)
     }
 
     pub(crate) fn save_flow(&self, flow: &Flow) -> Result<(), WebError> {
-        let bytes = serde_json::to_vec(flow).map_err(|e| WebError::Internal(e.to_string()))?;
-        self.store.put_flow(&flow.id, &bytes)?;
-        Ok(())
+        let config = self.config();
+        Ok(crate::signin::save(self.core(&config, self.now()), flow)?)
     }
 
     /// The SSO session named by the cookie, if it is live.
@@ -240,13 +228,11 @@ impl AppState {
         cookie: Option<&str>,
         now: u64,
     ) -> Result<Option<(String, Session)>, WebError> {
-        let Some(value) = cookie else { return Ok(None) };
-        let hash = crate::crypto::token_hash(value);
-        Ok(self
-            .store
-            .session(&hash)?
-            .filter(|s| s.expires_at > now)
-            .map(|s| (hash, s)))
+        let config = self.config();
+        Ok(crate::signin::live_session(
+            self.core(&config, now),
+            cookie,
+        )?)
     }
 
     /// Make every write so far durable, off the async runtime.

@@ -10,12 +10,11 @@ use axum_extra::extract::cookie::CookieJar;
 
 use super::extract::{bearer, Core, CsrfForm};
 use super::{cookies, login, Shared, WebError};
-use crate::crypto::{time_prefixed_id, token_hash};
-use crate::flow::Flow;
 use crate::oidc::authorize::{self, AuthorizeError};
 use crate::oidc::logout;
 use crate::oidc::token::{self, TokenRequest};
 use crate::oidc::{ErrorCode, OAuthError};
+use crate::signin;
 use crate::web::pages::{LogoutPage, MessagePage};
 
 pub async fn discovery(State(state): State<Shared>) -> Response {
@@ -104,19 +103,18 @@ async fn authorize(
         .ok_or_else(|| WebError::Internal("validated app vanished".into()))?
         .clone();
     let (jar, browser) = cookies::ensure_browser(jar, &config);
-    let mut flow = Flow::new(
-        time_prefixed_id(now),
+    let starter = signin::Starter {
+        ip: client.ip,
+        user_agent: client.user_agent,
+        browser,
+    };
+    let flow = signin::start(
+        state.core(&config, now),
         request,
         &app,
-        token_hash(&browser),
-        now,
-        config.security.flow_ttl,
+        starter,
+        state.recording(),
     );
-    flow.ip = client.ip;
-    flow.user_agent = client.user_agent;
-    if state.recording() {
-        flow.recording = Some(Default::default());
-    }
     login::advance(state, &config, flow, jar, now).await
 }
 

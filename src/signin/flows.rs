@@ -1,0 +1,77 @@
+//! A sign-in in progress, kept in the store between requests: started from a validated
+//! authorization request, bound to the browser that started it, loaded back only by
+//! that browser and only until it expires. The shell holds nothing but the flow's id
+//! (in the URL) and the browser cookie.
+
+use super::{CoreError, CoreResult, Ctx};
+use crate::config::App;
+use crate::crypto::{time_prefixed_id, token_hash};
+use crate::flow::Flow;
+use crate::oidc::authorize::AuthRequest;
+use crate::secret::ct_eq;
+use crate::store::{Session, StoreResult};
+
+/// Who started a sign-in: the client's address and user agent (for scripts), and the
+/// browser cookie the flow is bound to.
+#[derive(Debug, Clone, Default)]
+pub struct Starter {
+    pub ip: String,
+    pub user_agent: String,
+    pub browser: String,
+}
+
+/// Start a sign-in for a validated authorization request. `record` keeps what a
+/// recording server writes as a fixture when the sign-in ends.
+pub fn start(
+    ctx: Ctx<'_>,
+    request: AuthRequest,
+    app: &App,
+    starter: Starter,
+    record: bool,
+) -> Flow {
+    let mut flow = Flow::new(
+        time_prefixed_id(ctx.now),
+        request,
+        app,
+        token_hash(&starter.browser),
+        ctx.now,
+        ctx.config.security.flow_ttl,
+    );
+    flow.ip = starter.ip;
+    flow.user_agent = starter.user_agent;
+    if record {
+        flow.recording = Some(Default::default());
+    }
+    flow
+}
+
+/// The flow `id` for the browser with cookie `browser`: `None` when it is gone, has
+/// expired, or belongs to another browser (all the same to the user).
+pub fn load(ctx: Ctx<'_>, id: &str, browser: Option<&str>) -> StoreResult<Option<Flow>> {
+    let Some(bytes) = ctx.store.flow(id)? else {
+        return Ok(None);
+    };
+    let Ok(flow) = serde_json::from_slice::<Flow>(&bytes) else {
+        return Ok(None);
+    };
+    let bound = browser.is_some_and(|b| ct_eq(token_hash(b).as_bytes(), flow.browser.as_bytes()));
+    Ok((bound && flow.expires_at > ctx.now).then_some(flow))
+}
+
+/// Keep the flow for the next request.
+pub fn save(ctx: Ctx<'_>, flow: &Flow) -> CoreResult<()> {
+    let bytes = serde_json::to_vec(flow).map_err(|e| CoreError::Internal(e.to_string()))?;
+    ctx.store.put_flow(&flow.id, &bytes)?;
+    Ok(())
+}
+
+/// The live SSO session named by the browser's cookie, with its hash.
+pub fn live_session(ctx: Ctx<'_>, cookie: Option<&str>) -> StoreResult<Option<(String, Session)>> {
+    let Some(value) = cookie else { return Ok(None) };
+    let hash = token_hash(value);
+    Ok(ctx
+        .store
+        .session(&hash)?
+        .filter(|s| s.expires_at > ctx.now)
+        .map(|s| (hash, s)))
+}
