@@ -18,6 +18,7 @@ use crate::config::{App, Config, StepOption};
 
 use crate::flow::{Flow, Subject};
 use crate::signin::codes::{self, Checked, CodeStep, EmailSend, TotpPrompt};
+use crate::signin::{CoreResult, Ctx};
 
 /// The MFA conflict's page: every option of the step needs an account and the subject
 /// has none. The user is told so, with a way back to the app (which hears
@@ -254,11 +255,15 @@ async fn code_answered(
     Ok(see_other(&login_url(config, &flow)))
 }
 
-pub async fn login_totp_post(
-    State(state): State<Shared>,
+/// A code form that only checks its code (TOTP, recovery codes): find the step it
+/// answers, let the core check the code, and send the browser on.
+async fn answer_code(
+    state: &Shared,
     mut posted: Posted<CodeForm>,
+    option: StepOption,
+    check: impl FnOnce(Ctx<'_>, &mut Flow, CodeStep, &str) -> CoreResult<Checked>,
 ) -> Result<Response, WebError> {
-    let at = match code_step(&state, &mut posted, &StepOption::Totp).await? {
+    let at = match code_step(state, &mut posted, &option).await? {
         Ok(at) => at,
         Err(elsewhere) => return Ok(elsewhere),
     };
@@ -269,9 +274,19 @@ pub async fn login_totp_post(
         now,
         ..
     } = posted;
-    let ctx = state.core(&config, now);
-    let checked = codes::submit_totp(ctx, &state.sealing, &mut flow, at, &form.code)?;
-    code_answered(&state, &config, flow, "totp", checked).await
+    let checked = check(state.core(&config, now), &mut flow, at, &form.code)?;
+    code_answered(state, &config, flow, option.name(), checked).await
+}
+
+pub async fn login_totp_post(
+    State(state): State<Shared>,
+    posted: Posted<CodeForm>,
+) -> Result<Response, WebError> {
+    let sealing = state.sealing.clone();
+    answer_code(&state, posted, StepOption::Totp, |ctx, flow, at, code| {
+        codes::submit_totp(ctx, &sealing, flow, at, code)
+    })
+    .await
 }
 
 pub async fn login_email_otp_post(
@@ -304,22 +319,15 @@ pub async fn login_email_otp_post(
 
 pub async fn login_recovery_code_post(
     State(state): State<Shared>,
-    mut posted: Posted<CodeForm>,
+    posted: Posted<CodeForm>,
 ) -> Result<Response, WebError> {
-    let at = match code_step(&state, &mut posted, &StepOption::RecoveryCode).await? {
-        Ok(at) => at,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
-    let Posted {
-        form,
-        mut flow,
-        config,
-        now,
-        ..
-    } = posted;
-    let ctx = state.core(&config, now);
-    let checked = codes::submit_recovery_code(ctx, &mut flow, at, &form.code)?;
-    code_answered(&state, &config, flow, "recovery_code", checked).await
+    answer_code(
+        &state,
+        posted,
+        StepOption::RecoveryCode,
+        codes::submit_recovery_code,
+    )
+    .await
 }
 
 /// The page that shows freshly issued recovery codes, once.
