@@ -26,6 +26,7 @@ pub mod fixtures;
 pub mod flow;
 pub mod mail;
 pub mod metrics;
+pub mod names;
 pub mod oidc;
 pub mod policy;
 pub mod provision;

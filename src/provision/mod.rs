@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::config::{Connection, JitAttributes, JitLink, JitScheme};
 use crate::crypto::random_token;
 use crate::flow::Subject;
+use crate::names;
 use crate::store::{Store, StoreError, StoreResult, User};
 use crate::upstream::UpstreamIdentity;
 
@@ -183,7 +184,9 @@ fn new_user(identity: &UpstreamIdentity, username: String, now: u64) -> User {
 }
 
 /// Create the account (with `username` if the user chose one). Silent creation tries
-/// the upstream's email, then its username, then `<connection>-<subject>`.
+/// the upstream's email, then its username, then `<connection>-<subject>`; each must
+/// pass the rule the username prompt applies (`names`), so an upstream cannot hand in a
+/// name a person could not choose.
 pub fn create(
     store: &dyn Store,
     conn: &Connection,
@@ -192,15 +195,15 @@ pub fn create(
     now: u64,
 ) -> StoreResult<Provisioned> {
     let candidates: Vec<String> = match chosen {
-        Some(name) => vec![name.trim().to_string()],
+        Some(name) if names::valid_username(name.trim()) => vec![name.trim().to_string()],
+        Some(_) => return Ok(Provisioned::Refused("that username is not valid".into())),
         None => [
-            str_claim(identity, "email"),
-            str_claim(identity, "preferred_username"),
-            Some(format!("{}-{}", conn.id, identity.subject)),
+            str_claim(identity, "email").filter(|e| names::plausible_email(e)),
+            str_claim(identity, "preferred_username").filter(|n| names::valid_username(n)),
+            Some(fallback_username(conn, identity)),
         ]
         .into_iter()
         .flatten()
-        .filter(|c| !c.trim().is_empty())
         .collect(),
     };
     for username in candidates {
@@ -225,6 +228,17 @@ pub fn create(
     Ok(Provisioned::Refused(
         "no free username could be found".into(),
     ))
+}
+
+/// `<connection>-<subject>`, or, when an upstream's subject makes that too long or
+/// odd, the connection and a digest of the subject (still stable per identity).
+fn fallback_username(conn: &Connection, identity: &UpstreamIdentity) -> String {
+    let plain = format!("{}-{}", conn.id, identity.subject);
+    if names::valid_username(&plain) {
+        return plain;
+    }
+    let digest = crate::crypto::b64url(&crate::crypto::sha256(identity.subject.as_bytes())[..12]);
+    format!("{}-{digest}", conn.id.chars().take(40).collect::<String>())
 }
 
 /// Link the identity to an account whose owner proved its password.

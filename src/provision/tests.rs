@@ -291,3 +291,36 @@ fn parallel_first_logins_make_one_account() {
     assert_eq!(subs.len(), 1);
     assert_eq!(store.user_count().unwrap(), 1);
 }
+
+#[test]
+fn silent_jit_takes_only_names_the_username_prompt_would_accept() {
+    let store = SledStore::temporary().unwrap();
+    let conn = silent();
+    let mut odd = identity("g-7", "Odd");
+    odd.claims.remove("email");
+    odd.claims
+        .insert("preferred_username".into(), json!("two words\u{0}"));
+    let Provisioned::Subject(s) = provision(&store, &conn, &odd, 1).unwrap() else {
+        panic!("created");
+    };
+    assert_eq!(s.username.as_deref(), Some("google-g-7"));
+
+    let mut long = identity("g-8", "Long");
+    long.claims.remove("email");
+    long.claims
+        .insert("preferred_username".into(), json!("x".repeat(500)));
+    long.subject = "s".repeat(300);
+    let Provisioned::Subject(s) = provision(&store, &conn, &long, 1).unwrap() else {
+        panic!("created");
+    };
+    let name = s.username.unwrap();
+    assert!(crate::names::valid_username(&name), "{name}");
+    assert!(name.starts_with("google-"));
+
+    // A chosen name is held to the same rule.
+    let chosen = identity("g-9", "Chooser");
+    assert!(matches!(
+        create(&store, &conn, &chosen, Some("no spaces please"), 1).unwrap(),
+        Provisioned::Refused(_)
+    ));
+}

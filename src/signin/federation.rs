@@ -163,10 +163,7 @@ pub fn answer(
         ),
         Answer::Username(chosen) => {
             let chosen = chosen.trim();
-            if chosen.is_empty()
-                || chosen.len() > 64
-                || chosen.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
+            if !crate::names::valid_username(chosen) {
                 flow.tell("Choose a username of 1 to 64 characters, without spaces.");
                 return Ok(Answered::AskAgain);
             }

@@ -7,6 +7,7 @@ use crate::authn::{password, steps};
 use crate::config::StepOption;
 use crate::crypto::random_token;
 use crate::flow::Flow;
+pub use crate::names::plausible_email;
 use crate::store::{PasswordHash, StoreError, StoreResult, User};
 
 pub const EMAIL_TAKEN: &str = "An account with this email already exists. Sign in instead.";
@@ -19,22 +20,6 @@ pub enum SignedUp {
     /// Someone holds that email (a parallel sign-up may have won); the flow carries the
     /// message.
     Taken,
-}
-
-/// A cheap plausibility check of an email address (the mailbox itself is not verified
-/// here).
-pub fn plausible_email(email: &str) -> bool {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-                && email.len() <= 254
-        }
-        None => false,
-    }
 }
 
 /// What is wrong with a sign-up form, one message a line; empty means go ahead and hash

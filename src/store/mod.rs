@@ -268,6 +268,9 @@ impl std::fmt::Debug for EmailCode {
 /// parallel creations with one name exactly one succeeds.
 pub trait UserStore {
     /// Create an account; fails with `Conflict` if the username or email is taken.
+    /// Usernames and emails are one namespace (sign-in looks a name up as either): a
+    /// username may not equal another account's email, nor an email another account's
+    /// username, decided in the same transaction as the write.
     /// `INSERT`, with the unique indexes deciding conflicts.
     fn create_user(&self, user: &User) -> StoreResult<()>;
     fn user(&self, id: &str) -> StoreResult<Option<User>>;

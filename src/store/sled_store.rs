@@ -194,6 +194,11 @@ fn tx_result<T>(r: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
     }
 }
 
+/// Whether an index entry names an account other than `user_id`.
+fn owned_by_other(entry: Option<sled::IVec>, user_id: &str) -> bool {
+    entry.is_some_and(|owner| owner.as_ref() != user_id.as_bytes())
+}
+
 impl UserStore for SledStore {
     fn create_user(&self, user: &User) -> StoreResult<()> {
         let value = encode(user)?;
@@ -201,13 +206,19 @@ impl UserStore for SledStore {
         let email = user.email.as_deref().map(fold);
         tx_result((&self.users, &self.usernames, &self.emails).transaction(
             |(users, names, emails)| {
-                if names.get(uname.as_bytes())?.is_some() {
+                // One namespace for sign-in names: a username may not be another
+                // account's email, nor an email another account's username.
+                if names.get(uname.as_bytes())?.is_some()
+                    || owned_by_other(emails.get(uname.as_bytes())?, &user.id)
+                {
                     return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                         "username",
                     )));
                 }
                 if let Some(email) = &email {
-                    if emails.get(email.as_bytes())?.is_some() {
+                    if emails.get(email.as_bytes())?.is_some()
+                        || owned_by_other(names.get(email.as_bytes())?, &user.id)
+                    {
                         return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                             "email",
                         )));
@@ -254,7 +265,9 @@ impl UserStore for SledStore {
                 };
                 let old_name = fold(&old.username);
                 if old_name != uname {
-                    if names.get(uname.as_bytes())?.is_some() {
+                    if names.get(uname.as_bytes())?.is_some()
+                        || owned_by_other(emails.get(uname.as_bytes())?, &user.id)
+                    {
                         return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                             "username",
                         )));
@@ -265,7 +278,9 @@ impl UserStore for SledStore {
                 let old_email = old.email.as_deref().map(fold);
                 if old_email != email {
                     if let Some(new) = &email {
-                        if emails.get(new.as_bytes())?.is_some() {
+                        if emails.get(new.as_bytes())?.is_some()
+                            || owned_by_other(names.get(new.as_bytes())?, &user.id)
+                        {
                             return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                                 "email",
                             )));
@@ -510,13 +525,17 @@ impl IdentityStore for SledStore {
                     if let Some(existing) = identities.get(ikey.as_bytes())? {
                         return Ok(Some(String::from_utf8_lossy(&existing).into_owned()));
                     }
-                    if names.get(uname.as_bytes())?.is_some() {
+                    if names.get(uname.as_bytes())?.is_some()
+                        || owned_by_other(emails.get(uname.as_bytes())?, &user.id)
+                    {
                         return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                             "username",
                         )));
                     }
                     if let Some(email) = &email {
-                        if emails.get(email.as_bytes())?.is_some() {
+                        if emails.get(email.as_bytes())?.is_some()
+                            || owned_by_other(names.get(email.as_bytes())?, &user.id)
+                        {
                             return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                                 "email",
                             )));

@@ -21,6 +21,56 @@ pub fn usernames_and_emails_are_unique_case_insensitively(f: &dyn StoreFactory) 
     assert!(s.find_user("bob").unwrap().is_none());
 }
 
+/// Sign-in resolves a name as a username, then as an email: if one account's username
+/// could be another's email, signing in with it would reach the wrong account. So the
+/// two are one namespace, checked with the write, whichever way a collision comes.
+pub fn a_username_may_not_be_another_accounts_email_nor_the_reverse(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    s.create_user(&user("u1", "alice", "alice@example.com"))
+        .unwrap();
+    // A new account named like Alice's email, in any case.
+    let named = s.create_user(&user("u2", "ALICE@example.com", "mallory@example.com"));
+    assert!(
+        matches!(named, Err(StoreError::Conflict("username"))),
+        "{named:?}"
+    );
+    // A new account whose email is Alice's username.
+    let mailed = s.create_user(&user("u3", "mallory", "Alice"));
+    assert!(
+        matches!(mailed, Err(StoreError::Conflict("email"))),
+        "{mailed:?}"
+    );
+    // The same through a first federated sign-in.
+    let federated = s.create_federated_user(
+        &user("u4", "alice@example.com", "ada@example.com"),
+        "google",
+        "g-1",
+    );
+    assert!(
+        matches!(federated, Err(StoreError::Conflict("username"))),
+        "{federated:?}"
+    );
+    // And through a rename of an existing account, either field.
+    let mut bob = user("u5", "bob", "bob@example.com");
+    s.create_user(&bob).unwrap();
+    bob.username = "alice@example.com".into();
+    assert!(matches!(
+        s.update_user(&bob),
+        Err(StoreError::Conflict("username"))
+    ));
+    bob.username = "bob".into();
+    bob.email = Some("alice".into());
+    assert!(matches!(
+        s.update_user(&bob),
+        Err(StoreError::Conflict("email"))
+    ));
+    // An account's own username may be its email (sign-up does exactly that).
+    s.create_user(&user("u6", "carol@example.com", "carol@example.com"))
+        .unwrap();
+    assert_eq!(s.find_user("alice@example.com").unwrap().unwrap().id, "u1");
+    assert_eq!(s.user_count().unwrap(), 3);
+}
+
 pub fn renaming_moves_the_index_and_refuses_a_taken_name(f: &dyn StoreFactory) {
     let s = f.fresh();
     let mut u = user("u1", "alice", "alice@example.com");

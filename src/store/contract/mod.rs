@@ -153,6 +153,7 @@ macro_rules! store_contract_tests {
     ($factory:expr) => {
         $crate::__store_contract_tests! { $factory;
             accounts::usernames_and_emails_are_unique_case_insensitively,
+            accounts::a_username_may_not_be_another_accounts_email_nor_the_reverse,
             accounts::renaming_moves_the_index_and_refuses_a_taken_name,
             accounts::parallel_first_logins_of_one_identity_make_exactly_one_account,
             accounts::an_identity_is_linked_once_even_in_parallel,
