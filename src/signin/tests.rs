@@ -5,6 +5,7 @@
 use super::*;
 use crate::config::{Config, StepOption};
 use crate::oidc::authorize::AuthRequest;
+use crate::signin::federation;
 use crate::store::{FlowStore, SessionStore, SledStore, TokenStore, User, UserStore};
 
 const NOW: u64 = 1_700_000_000;
@@ -239,4 +240,127 @@ fn sign_up_checks_the_form_and_creates_one_account_per_email() {
         SignedUp::Taken
     );
     assert!(again.subject().is_none());
+}
+
+fn mfa_config() -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usher.yaml");
+    std::fs::write(
+        &path,
+        "issuer: http://localhost:9000\napps:\n  a:\n    name: A\n    client_id: a\n    redirect_uris: [http://localhost:1/cb]\n    sign_in: { steps: [[password], [totp]] }\n",
+    )
+    .unwrap();
+    crate::config::load_with_env(&path, &|_| None)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .config
+}
+
+#[test]
+fn a_second_factor_for_a_subject_without_an_account_ends_the_flow_with_access_denied() {
+    let config = mfa_config();
+    let store = SledStore::temporary().unwrap();
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    let app = &config.apps["a"];
+    let mut f = flow(&config);
+    save(ctx, &f).unwrap();
+    // Step 1 satisfied by someone without an account (a pass-through subject).
+    f.step_succeeded(
+        1,
+        &StepOption::Password,
+        crate::flow::Subject {
+            sub: "github|1".into(),
+            idp: "github".into(),
+            ..Default::default()
+        },
+        vec!["fed".into()],
+        NOW,
+    )
+    .unwrap();
+    let next = decide(&mut f, app, None, NOW);
+    let Shown::NeedsAccount { step, error, back } = resolve(ctx, &mut f, next).unwrap() else {
+        panic!("the MFA conflict");
+    };
+    assert_eq!(step, 2);
+    assert_eq!(error.code, crate::oidc::ErrorCode::AccessDenied);
+    assert!(back.as_str().contains("error=access_denied"), "{back}");
+    assert!(
+        f.trace().iter().any(|l| l.contains("enable jit.provision")),
+        "the trace names the fix"
+    );
+    assert!(store.flow("f1").unwrap().is_none(), "the flow is gone");
+    let events = crate::store::AuditStore::events(&store, 0, 10).unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.outcome.starts_with("access_denied")));
+}
+
+#[test]
+fn a_flow_loads_only_for_its_browser_and_only_until_it_expires() {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    let starter = Starter {
+        ip: "192.0.2.1".into(),
+        user_agent: "test".into(),
+        browser: "cookie-a".into(),
+    };
+    let request = flow(&config).request;
+    let started = start(ctx, request, &config.apps["a"], starter, false);
+    save(ctx, &started).unwrap();
+    assert!(load(ctx, &started.id, Some("cookie-a")).unwrap().is_some());
+    assert!(load(ctx, &started.id, Some("cookie-b")).unwrap().is_none());
+    assert!(load(ctx, &started.id, None).unwrap().is_none());
+    let later = Ctx {
+        now: started.expires_at,
+        ..ctx
+    };
+    assert!(load(later, &started.id, Some("cookie-a"))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn an_upstream_state_brings_back_its_flow_once() {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    let mut f = flow(&config);
+    let state = "the-state-value";
+    let pending = crate::upstream::Pending {
+        connection: "google".into(),
+        step: 1,
+        state_hash: crate::crypto::token_hash(state),
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        started_at: NOW,
+    };
+    federation::sent_upstream(ctx, &mut f, 1, pending).unwrap();
+    let (id, hash) = federation::take_callback(ctx, Some(state))
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, "f1");
+    assert!(
+        federation::take_callback(ctx, Some(state))
+            .unwrap()
+            .is_none(),
+        "a state is taken once"
+    );
+    let mut other = f.clone();
+    assert!(
+        federation::callback_pending(ctx, &mut other, "github", &hash).is_none(),
+        "another connection's callback does not fit"
+    );
+    assert!(federation::callback_pending(ctx, &mut f, "google", &hash).is_some());
 }
