@@ -55,6 +55,11 @@ pub const PARAM_NAME_MAX: usize = 64;
 /// twenty; a request with more is not a real client's).
 pub const PARAMS_MAX: usize = 32;
 
+/// How deeply a configuration file may nest mappings and sequences. Usher's own
+/// schema needs fewer than ten levels; the position walk stops past the cap, so the
+/// paths it records (which grow with the depth) stay small.
+pub const CONFIG_DEPTH_MAX: usize = 64;
+
 /// One line of an audit event's detail, and its `sub`, `app`, `kind` and `outcome`, in
 /// characters; longer text is cut with a marker, since the event must still be written.
 pub const AUDIT_LINE_MAX: usize = 512;
