@@ -7,6 +7,10 @@
 //! `usher-myaccount`, or the admin client's id), `sub` the account acted on, `kind` the
 //! dotted event name below, and `detail` what changed. Writing an event never fails the
 //! action it describes: a store error is logged and the action stands.
+//!
+//! Every event passes [`bounded`] before it is written, here and in the sign-in core's
+//! trace: the trail is kept for months, so no field of it may grow with what a request
+//! carried. Lines are cut, not refused, since the event must still be written.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::config::{App, StepOption};
 use crate::crypto::time_prefixed_id;
 use crate::flow::Flow;
+use crate::limits::{clip, AUDIT_LINES_MAX, AUDIT_LINE_MAX};
 use crate::store::{AuditEvent, AuditStore, StoreResult};
 
 /// Event kinds. A query for `admin` matches every `admin.*` kind.
@@ -50,6 +55,30 @@ pub fn event_id(now: u64) -> String {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let id = time_prefixed_id(now);
     format!("{}{seq:012x}{}", &id[..16], &id[16..])
+}
+
+/// The event within the caps: each detail line and `kind`, `app`, `sub` and `outcome`
+/// cut to [`AUDIT_LINE_MAX`] characters, and at most [`AUDIT_LINES_MAX`] lines, the
+/// last of them saying how many more there were.
+pub fn bounded(mut event: AuditEvent) -> AuditEvent {
+    let cut = |s: &mut String| {
+        if s.len() > AUDIT_LINE_MAX {
+            *s = clip(s, AUDIT_LINE_MAX);
+        }
+    };
+    cut(&mut event.kind);
+    cut(&mut event.outcome);
+    event.app.iter_mut().for_each(cut);
+    event.sub.iter_mut().for_each(cut);
+    if event.detail.len() > AUDIT_LINES_MAX {
+        let more = event.detail.len() - (AUDIT_LINES_MAX - 1);
+        event.detail.truncate(AUDIT_LINES_MAX - 1);
+        event
+            .detail
+            .push(format!("… and {more} more line(s) not kept"));
+    }
+    event.detail.iter_mut().for_each(cut);
+    event
 }
 
 /// Write one event. Store failures are logged, never returned.
@@ -90,7 +119,7 @@ fn write(
     (actor, sub): (Option<&str>, Option<&str>),
     detail: Vec<String>,
 ) {
-    let event = AuditEvent {
+    let event = bounded(AuditEvent {
         id: event_id(now),
         at: now,
         kind: kind.to_string(),
@@ -98,7 +127,7 @@ fn write(
         sub: sub.map(str::to_string),
         outcome: outcome.to_string(),
         detail,
-    };
+    });
     if let Err(e) = store.append_event(&event) {
         tracing::error!(error = %e, kind, "could not write the audit event");
     }
@@ -400,5 +429,46 @@ mod tests {
         .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].at, 50 * day);
+    }
+
+    #[test]
+    fn events_are_cut_to_the_caps_before_they_are_written() {
+        let store = SledStore::temporary().unwrap();
+        let huge = "x".repeat(1024 * 1024);
+        let mut detail: Vec<String> = (0..1000).map(|i| format!("line {i}")).collect();
+        detail[0] = huge.clone();
+        record(
+            &store,
+            5,
+            kind::CREDENTIAL_REJECTED,
+            Some(&huge),
+            Some(&huge),
+            detail,
+        );
+        let e = &store.events(0, 10).unwrap()[0];
+        assert_eq!(e.detail.len(), AUDIT_LINES_MAX);
+        assert!(e.detail.iter().all(|l| l.chars().count() <= AUDIT_LINE_MAX));
+        assert!(e.detail[0].ends_with('…'));
+        assert_eq!(e.detail[1], "line 1");
+        assert_eq!(
+            e.detail[AUDIT_LINES_MAX - 1],
+            format!(
+                "… and {} more line(s) not kept",
+                1000 - (AUDIT_LINES_MAX - 1)
+            )
+        );
+        assert_eq!(e.sub.as_ref().unwrap().chars().count(), AUDIT_LINE_MAX);
+        assert_eq!(e.app.as_ref().unwrap().chars().count(), AUDIT_LINE_MAX);
+        // Within the caps, nothing changes.
+        let small = AuditEvent {
+            id: "1".into(),
+            at: 1,
+            kind: "k".into(),
+            app: None,
+            sub: Some("u_a".into()),
+            outcome: "success".into(),
+            detail: vec!["a".into(); AUDIT_LINES_MAX],
+        };
+        assert_eq!(bounded(small.clone()), small);
     }
 }

@@ -24,6 +24,7 @@ pub mod context;
 pub mod crypto;
 pub mod fixtures;
 pub mod flow;
+pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod names;

@@ -3,11 +3,10 @@
 //! upstream's `preferred_username` taken silently). One rule for every path, so a name
 //! the prompt would refuse cannot slip in through JIT provisioning.
 
-/// The longest username, in characters.
+/// The longest username a person (or an upstream) may choose, in characters. Shorter
+/// than `limits::USERNAME_MAX`, which bounds any name typed at sign-in (an email
+/// address is a sign-in name too).
 pub const MAX_USERNAME: usize = 64;
-
-/// The longest email address (RFC 5321's path limit).
-pub const MAX_EMAIL: usize = 254;
 
 /// A username: 1 to 64 characters, no spaces or control characters.
 pub fn valid_username(name: &str) -> bool {
@@ -26,7 +25,7 @@ pub fn plausible_email(email: &str) -> bool {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-                && email.len() <= MAX_EMAIL
+                && email.len() <= crate::limits::EMAIL_MAX
         }
         None => false,
     }

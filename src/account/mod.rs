@@ -147,7 +147,13 @@ pub fn update_profile(
             continue;
         };
         let value = posted.trim();
-        if value.chars().count() > 256 || value.chars().any(char::is_control) {
+        let cap = match field {
+            ProfileField::Picture => {
+                crate::limits::check_bytes(label(*field), value, crate::limits::URL_MAX)
+            }
+            _ => crate::limits::check_len(label(*field), value, crate::limits::NAME_MAX),
+        };
+        if cap.is_err() || value.chars().any(char::is_control) {
             return refuse(format!(
                 "{} is too long or has odd characters.",
                 label(*field)
@@ -238,6 +244,16 @@ pub fn change_password(
     let (old, new, confirm) = (&change.current, &change.new, &change.confirm);
     if user.password_hash.is_none() {
         return refuse("Your account signs in through a connection and has no password to change.");
+    }
+    // Before Argon2 sees any of them: its work must not grow with what is typed.
+    if [old, new, confirm]
+        .iter()
+        .any(|p| p.len() > crate::limits::PASSWORD_MAX)
+    {
+        return refuse(format!(
+            "A password is at most {} bytes long.",
+            crate::limits::PASSWORD_MAX
+        ));
     }
     let key = password::attempts_key(Some(user), &user.username);
     if attempts::locked(store, &key, now)? {

@@ -443,3 +443,56 @@ fn recovery_codes_are_shown_with_the_message() {
         "set up already"
     );
 }
+
+#[test]
+fn oversized_profile_fields_and_passwords_are_refused_before_any_work() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("my_account:\n  editable: [name, picture]\n");
+    let user = ada(&store, Some("old-password-1"));
+    let at_cap = "é".repeat(crate::limits::NAME_MAX);
+    let form = BTreeMap::from([("name".to_string(), at_cap.clone())]);
+    assert_eq!(
+        update_profile(&at(&store, &config, 5), &user, &form).unwrap(),
+        ["name"]
+    );
+    let user = store.user("u_ada").unwrap().unwrap();
+    for (field, value) in [
+        ("name", format!("{at_cap}é")),
+        (
+            "picture",
+            format!("https://x.example/{}", "p".repeat(crate::limits::URL_MAX)),
+        ),
+    ] {
+        let form = BTreeMap::from([(field.to_string(), value)]);
+        let e = update_profile(&at(&store, &config, 6), &user, &form).unwrap_err();
+        assert!(e.to_string().contains("too long"), "{field}: {e}");
+    }
+    // A megabyte of current password is refused without Argon2 and without counting
+    // against the lock: the right password still works right after, many times over.
+    let huge = "p".repeat(1024 * 1024);
+    for _ in 0..3 {
+        let e = change_password(
+            &at(&store, &config, 7),
+            &user,
+            &pw(&huge, "new-password-1", "new-password-1"),
+            "mine",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("at most 1024 bytes"), "{e}");
+    }
+    let e = change_password(
+        &at(&store, &config, 7),
+        &user,
+        &pw("old-password-1", &huge, &huge),
+        "mine",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at most 1024 bytes"), "{e}");
+    change_password(
+        &at(&store, &config, 7),
+        &user,
+        &pw("old-password-1", "new-password-1", "new-password-1"),
+        "mine",
+    )
+    .unwrap();
+}

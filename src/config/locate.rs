@@ -7,11 +7,17 @@
 //! (`apps.thrift.sign_in.steps[0][1]`). Any later check, serde's or ours, can then point
 //! at a line and column by path. The walk also catches duplicate keys, naming both lines,
 //! which the value-level parser would report with only one.
+//!
+//! The walk keeps its own stack rather than recursing, and stops at
+//! [`CONFIG_DEPTH_MAX`] levels with a syntax error: each node's path repeats every
+//! level above it, so an unbounded depth would cost memory by its square.
 
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
+
+use crate::limits::CONFIG_DEPTH_MAX;
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -131,6 +137,12 @@ pub fn locate(source: &str, prefix: &str) -> Result<(LocateMap, Vec<DuplicateKey
         message: e.info().to_string(),
         pos: Pos::from_marker(e.marker()),
     })?;
+    if let Some(pos) = walker.too_deep {
+        return Err(SyntaxError {
+            message: format!("the document nests deeper than {CONFIG_DEPTH_MAX} levels"),
+            pos,
+        });
+    }
     Ok((
         LocateMap {
             nodes: walker.nodes,
@@ -166,6 +178,8 @@ struct Walker {
     nodes: HashMap<String, Loc>,
     duplicates: Vec<DuplicateKey>,
     done: bool,
+    /// Where the document first nested past [`CONFIG_DEPTH_MAX`]; the walk stops there.
+    too_deep: Option<Pos>,
 }
 
 /// Where a new node goes.
@@ -266,6 +280,12 @@ impl MarkedEventReceiver for Walker {
             return;
         }
         let pos = Pos::from_marker(&mark);
+        let opens = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
+        if opens && self.stack.len() >= CONFIG_DEPTH_MAX {
+            self.too_deep = Some(pos);
+            self.done = true;
+            return;
+        }
         match event {
             Event::Scalar(text, ..) => {
                 if let Slot::Node { path, key } = self.slot(pos, Some(&text), false) {

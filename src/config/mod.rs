@@ -19,6 +19,9 @@ mod raw;
 mod report;
 mod resolve;
 
+#[cfg(test)]
+mod props;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

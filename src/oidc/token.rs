@@ -18,6 +18,7 @@ use super::keys::Keys;
 use crate::config::{App, Config, GrantType, SigningAlg};
 use crate::context::Ctx;
 use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
+use crate::limits;
 use crate::secret::ct_eq;
 use crate::store::{Grant, Redeem, RefreshRecord, Rotate, Store, StoreError, User};
 
@@ -29,15 +30,46 @@ pub struct TokenRequest {
     pub basic: Option<(String, String)>,
 }
 
+/// The cap on the value of token parameter `name`, in bytes.
+fn cap(name: &str) -> usize {
+    match name {
+        // RFC 7636 §4.1: 43 to 128 characters.
+        "code_verifier" => limits::CODE_CHALLENGE_MAX,
+        "redirect_uri" => limits::URL_MAX,
+        "scope" => limits::SCOPE_MAX,
+        "client_id" => limits::CLIENT_ID_MAX,
+        _ => limits::PARAM_MAX,
+    }
+}
+
 impl TokenRequest {
-    /// A request from its form parameters, each allowed at most once (RFC 6749 §3.2),
-    /// and the `Authorization` header, if any.
+    /// A request from its form parameters, each allowed at most once (RFC 6749 §3.2)
+    /// and within its cap (`crate::limits`), and the `Authorization` header, if any.
     pub fn parse(
         pairs: Vec<(String, String)>,
         authorization: Option<&str>,
     ) -> Result<TokenRequest, OAuthError> {
+        if pairs.len() > limits::PARAMS_MAX {
+            return Err(OAuthError::invalid_request(format!(
+                "the request has {} parameters; at most {} are accepted",
+                pairs.len(),
+                limits::PARAMS_MAX
+            )));
+        }
         let mut params = HashMap::with_capacity(pairs.len());
         for (name, value) in pairs {
+            if name.len() > limits::PARAM_NAME_MAX {
+                return Err(OAuthError::invalid_request(format!(
+                    "a parameter name is too long (at most {} bytes)",
+                    limits::PARAM_NAME_MAX
+                )));
+            }
+            if value.len() > cap(&name) {
+                return Err(OAuthError::invalid_request(format!(
+                    "{name} is too long (at most {} bytes)",
+                    cap(&name)
+                )));
+            }
             if params.contains_key(&name) {
                 return Err(OAuthError::invalid_request(format!(
                     "the parameter {name} is given more than once"
@@ -45,10 +77,16 @@ impl TokenRequest {
             }
             params.insert(name, value);
         }
-        Ok(TokenRequest {
-            params,
-            basic: authorization.and_then(parse_basic),
-        })
+        // An oversized Basic pair is refused like an oversized form parameter.
+        let basic = authorization.and_then(parse_basic);
+        if let Some((id, secret)) = &basic {
+            if id.len() > limits::CLIENT_ID_MAX || secret.len() > limits::PARAM_MAX {
+                return Err(OAuthError::invalid_request(
+                    "the Authorization header's client credentials are too long",
+                ));
+            }
+        }
+        Ok(TokenRequest { params, basic })
     }
 
     /// The `grant_type` asked for, as sent.
@@ -592,5 +630,88 @@ mod tests {
             basic_auth: true,
         };
         assert_eq!(grant.challenge(), None);
+    }
+
+    #[test]
+    fn parameters_over_their_caps_or_too_many_are_invalid_requests() {
+        for (name, len) in [
+            ("code", limits::PARAM_MAX + 1),
+            ("code_verifier", 129),
+            ("redirect_uri", limits::URL_MAX + 1),
+            ("refresh_token", limits::PARAM_MAX + 1),
+        ] {
+            let e = TokenRequest::parse(pairs(&[(name, &"a".repeat(len))]), None).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest);
+            assert!(e.description.contains(name), "{e}");
+        }
+        assert!(TokenRequest::parse(pairs(&[("code_verifier", &"a".repeat(128))]), None).is_ok());
+        let many: Vec<(String, String)> = (0..=limits::PARAMS_MAX)
+            .map(|i| (format!("p{i}"), String::new()))
+            .collect();
+        assert!(TokenRequest::parse(many, None).is_err());
+        let long_id = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{}:s", "i".repeat(300)))
+        );
+        assert!(TokenRequest::parse(vec![], Some(&long_id)).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn header() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,60}",
+                ".{0,40}".prop_map(|s| format!("Basic {}", STANDARD.encode(s))),
+                "[A-Za-z0-9+/=%: ]{0,40}".prop_map(|s| format!("Basic {s}")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any form and header is a request within the caps or an invalid_request.
+            #[test]
+            fn any_form_is_parsed_or_refused(
+                form in prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("code".to_string()),
+                            Just("code_verifier".to_string()),
+                            Just("grant_type".to_string()),
+                            ".{0,80}",
+                        ],
+                        prop_oneof![".{0,30}", (0usize..5000).prop_map(|n| "v".repeat(n))],
+                    ),
+                    0..40,
+                ),
+                authorization in proptest::option::of(header()),
+            ) {
+                match TokenRequest::parse(form, authorization.as_deref()) {
+                    Ok(req) => {
+                        prop_assert!(req.params.len() <= limits::PARAMS_MAX);
+                        for (k, v) in &req.params {
+                            prop_assert!(v.len() <= cap(k));
+                        }
+                    }
+                    Err(e) => prop_assert_eq!(e.code, ErrorCode::InvalidRequest),
+                }
+            }
+
+            /// RFC 6749 §2.3.1: each part form-encoded, then Base64; any header at all
+            /// decodes or is ignored.
+            #[test]
+            fn basic_credentials_read_back_what_the_client_encoded(
+                id in ".{0,30}",
+                secret in ".{0,30}",
+                noise in header(),
+            ) {
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let h = format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(&id), enc(&secret))));
+                prop_assert_eq!(parse_basic(&h), Some((id, secret)));
+                let _ = parse_basic(&noise);
+            }
+        }
     }
 }

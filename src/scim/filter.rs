@@ -7,10 +7,18 @@
 //! are refused with a clear error rather than half-supported. The attributes a filter
 //! may name are decided by the resource (see `resource::filter_attr`), and the store
 //! evaluates the result (`store::query`).
+//!
+//! The text is bounded before it is read ([`SCIM_FILTER_MAX`] bytes) and the parser
+//! counts its nesting as it descends ([`SCIM_FILTER_DEPTH_MAX`]), so no filter can make
+//! it recurse deeper than the cap: a filter nested thousands deep is an error, not a
+//! stack overflow. Within the length cap an `and`/`or` chain holds at most a few hundred
+//! terms, which bounds the depth of the tree the evaluation walks.
 
 // The filter tree and its evaluation are the store's query language, so a backend can
 // translate what SCIM parses; this module only reads the text.
 pub use crate::store::query::{Filter, Literal, Op, Val};
+
+use crate::limits::{SCIM_FILTER_DEPTH_MAX, SCIM_FILTER_MAX};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
@@ -76,6 +84,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// How many `(` the parser is inside; checked before it descends into another.
+    depth: usize,
 }
 
 impl Parser {
@@ -113,8 +123,18 @@ impl Parser {
         Ok(left)
     }
 
+    /// The inside of a `(…)` whose `(` was just read. The depth is checked before the
+    /// descent, so the recursion `or → and → unary → group` stops at the cap.
     fn group(&mut self) -> Result<Filter, String> {
-        let inner = self.or()?;
+        if self.depth >= SCIM_FILTER_DEPTH_MAX {
+            return Err(format!(
+                "the filter nests parentheses too deep (at most {SCIM_FILTER_DEPTH_MAX} levels)"
+            ));
+        }
+        self.depth += 1;
+        let inner = self.or();
+        self.depth -= 1;
+        let inner = inner?;
         match self.next() {
             Some(Token::Close) => Ok(inner),
             _ => Err("a `(` is not closed with `)`".into()),
@@ -183,11 +203,17 @@ impl Parser {
     }
 }
 
-/// Parse a filter expression.
+/// Parse a filter expression of at most [`SCIM_FILTER_MAX`] bytes.
 pub fn parse(text: &str) -> Result<Filter, String> {
+    if text.len() > SCIM_FILTER_MAX {
+        return Err(format!(
+            "the filter is too long (at most {SCIM_FILTER_MAX} bytes)"
+        ));
+    }
     let mut p = Parser {
         tokens: tokenize(text)?,
         at: 0,
+        depth: 0,
     };
     if p.tokens.is_empty() {
         return Err("the filter is empty".into());
@@ -291,5 +317,190 @@ mod tests {
             let e = parse(text).expect_err(text);
             assert!(e.contains(says), "{text}: {e}");
         }
+    }
+}
+
+/// Properties over generated input: the parser answers every string with a filter or an
+/// error, never a panic or an overflow, and what it parses it reads back the same.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// SCIM text for a filter, every operand in parentheses.
+    fn render(f: &Filter) -> String {
+        match f {
+            Filter::And(a, b) => format!("({}) and ({})", render(a), render(b)),
+            Filter::Or(a, b) => format!("({}) or ({})", render(a), render(b)),
+            Filter::Not(a) => format!("not ({})", render(a)),
+            Filter::Present(p) => format!("{p} pr"),
+            Filter::Compare(p, op, lit) => {
+                let op = match op {
+                    Op::Eq => "eq",
+                    Op::Ne => "ne",
+                    Op::Co => "co",
+                    Op::Sw => "sw",
+                    Op::Ew => "ew",
+                    Op::Gt => "gt",
+                    Op::Ge => "ge",
+                    Op::Lt => "lt",
+                    Op::Le => "le",
+                };
+                let lit = match lit {
+                    Literal::Str(s) => serde_json::to_string(s).unwrap(),
+                    Literal::Bool(b) => b.to_string(),
+                    Literal::Num(n) => n.to_string(),
+                    Literal::Null => "null".into(),
+                };
+                format!("{p} {op} {lit}")
+            }
+        }
+    }
+
+    fn depth(f: &Filter) -> usize {
+        match f {
+            Filter::And(a, b) | Filter::Or(a, b) => 1 + depth(a).max(depth(b)),
+            Filter::Not(a) => 1 + depth(a),
+            _ => 0,
+        }
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9]{0,6}(\\.[a-z]{1,6})?".prop_filter("not a keyword", |p| {
+            !matches!(p.as_str(), "and" | "or" | "not")
+        })
+    }
+
+    fn literal() -> impl Strategy<Value = Literal> {
+        prop_oneof![
+            any::<String>().prop_map(Literal::Str),
+            any::<bool>().prop_map(Literal::Bool),
+            any::<i32>().prop_map(|n| Literal::Num(f64::from(n))),
+            Just(Literal::Null),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Eq),
+            Just(Op::Ne),
+            Just(Op::Co),
+            Just(Op::Sw),
+            Just(Op::Ew),
+            Just(Op::Gt),
+            Just(Op::Ge),
+            Just(Op::Lt),
+            Just(Op::Le),
+        ]
+    }
+
+    fn filter() -> impl Strategy<Value = Filter> {
+        let leaf = prop_oneof![
+            path().prop_map(Filter::Present),
+            (path(), op(), literal()).prop_map(|(p, o, l)| Filter::Compare(p, o, l)),
+        ];
+        leaf.prop_recursive(6, 24, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+                inner.prop_map(|a| Filter::Not(Box::new(a))),
+            ]
+        })
+    }
+
+    /// Text made of the filter grammar's own pieces, so the parser goes deep into its
+    /// rules rather than failing at the first character.
+    fn filterish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("(".to_string()),
+            Just(")".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just(" and ".to_string()),
+            Just(" or ".to_string()),
+            Just("not ".to_string()),
+            Just(" pr".to_string()),
+            Just(" eq ".to_string()),
+            Just("\"x\\\"".to_string()),
+            Just("\\".to_string()),
+            // Fixed words rather than regex strategies, which are compiled for every
+            // value drawn and made this property slow.
+            prop::sample::select(vec![
+                "userName",
+                "emails.value",
+                "a",
+                "x.y",
+                "1",
+                "-2.5",
+                "1e3",
+                "true",
+                "null"
+            ])
+            .prop_map(str::to_string),
+            any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..100).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_text_is_a_filter_or_an_error(text in any::<String>()) {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn grammar_shaped_text_is_a_filter_or_an_error(text in filterish()) {
+            if let Ok(f) = parse(&text) {
+                // Whatever parsed can be walked without trouble.
+                let _ = f.paths();
+                let _ = f.matches(&|_: &String| (vec![Val::Str("x".into())], false));
+            }
+        }
+
+        #[test]
+        fn generated_filters_read_back_the_same(f in filter()) {
+            let text = render(&f);
+            prop_assume!(text.len() <= SCIM_FILTER_MAX);
+            prop_assert_eq!(parse(&text), Ok(f));
+        }
+
+        #[test]
+        fn nesting_past_the_cap_is_refused_at_any_depth(extra in 1usize..5000, not in any::<bool>()) {
+            let open = if not { "not (" } else { "(" };
+            let levels = SCIM_FILTER_DEPTH_MAX + extra;
+            let text = format!("{}a pr{}", open.repeat(levels), ")".repeat(levels));
+            let e = parse(&text).unwrap_err();
+            prop_assert!(e.contains("too deep") || e.contains("too long"), "{}", e);
+        }
+    }
+
+    #[test]
+    fn nesting_up_to_the_cap_is_accepted() {
+        let levels = SCIM_FILTER_DEPTH_MAX;
+        let text = format!("{}a pr{}", "not (".repeat(levels), ")".repeat(levels));
+        let f = parse(&text).unwrap();
+        assert_eq!(depth(&f), levels);
+        let over = format!("({text})");
+        assert!(parse(&over).unwrap_err().contains("too deep"));
+    }
+
+    #[test]
+    fn the_longest_chain_the_length_cap_allows_is_walked_safely() {
+        // The shortest terms and joins give the deepest tree a filter of the cap holds.
+        let mut text = String::from("a pr");
+        while text.len() + 8 <= SCIM_FILTER_MAX {
+            text.push_str(" or a pr");
+        }
+        let f = parse(&text).unwrap();
+        assert!(depth(&f) > 200, "{}", depth(&f));
+        let mapped = f.try_map(&mut |p: &String| Ok::<_, ()>(p.clone())).unwrap();
+        assert!(mapped.matches(&|_: &String| (vec![Val::Str("x".into())], false)));
+        assert!(parse(&format!("{text} or a pr"))
+            .unwrap_err()
+            .contains("too long"));
     }
 }

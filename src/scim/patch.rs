@@ -1,11 +1,17 @@
 //! PATCH (RFC 7644 §3.5.2): applying `add`, `replace` and `remove` operations to a
 //! [`Draft`]. The operations apply in order to a copy; the caller writes the result
 //! only when every one of them succeeded, so a failed PATCH changes nothing.
+//!
+//! A request holds at most [`SCIM_PATCH_OPS_MAX`] operations. Too many is answered
+//! `invalidValue`: RFC 7644's `tooMany` is defined for filters whose results are too
+//! many (GET and search only), while `invalidValue` applies to PATCH and says what is
+//! wrong — the `Operations` value is not one the server accepts.
 
 use serde_json::Value;
 
 use super::resource::{get_ci, Draft, Unknown};
 use super::{ScimError, PATCH_OP};
+use crate::limits::SCIM_PATCH_OPS_MAX;
 
 /// Apply a PatchOp request body to `draft`.
 pub fn apply(draft: &mut Draft, body: &Value) -> Result<(), ScimError> {
@@ -25,6 +31,15 @@ pub fn apply(draft: &mut Draft, body: &Value) -> Result<(), ScimError> {
         .and_then(Value::as_array)
         .filter(|ops| !ops.is_empty())
         .ok_or_else(|| ScimError::bad("invalidSyntax", "Operations must be a non-empty list"))?;
+    if ops.len() > SCIM_PATCH_OPS_MAX {
+        return Err(ScimError::bad(
+            "invalidValue",
+            format!(
+                "a PATCH request holds at most {SCIM_PATCH_OPS_MAX} operations; this one has {}",
+                ops.len()
+            ),
+        ));
+    }
     for (i, op) in ops.iter().enumerate() {
         let op = op.as_object().ok_or_else(|| {
             ScimError::bad(
@@ -160,6 +175,13 @@ mod tests {
             (json!([{ "op": "remove" }]), "noTarget"),
             (json!([{ "op": "move", "path": "active" }]), "invalidSyntax"),
             (json!([]), "invalidSyntax"),
+            (
+                json!(vec![
+                    json!({ "op": "replace", "path": "active", "value": true });
+                    101
+                ]),
+                "invalidValue",
+            ),
         ] {
             let e = patch(ops.clone()).expect_err(&ops.to_string());
             assert_eq!(e.scim_type, Some(scim_type), "{ops}: {e}");
@@ -168,5 +190,90 @@ mod tests {
         let mut d = base();
         let e = apply(&mut d, &json!({ "Operations": [] })).unwrap_err();
         assert!(e.detail.contains("schemas"), "{e}");
+    }
+
+    #[test]
+    fn a_hundred_operations_are_still_one_request() {
+        let ops = vec![json!({ "op": "replace", "path": "active", "value": false }); 100];
+        assert!(!patch(json!(ops)).unwrap().active);
+    }
+
+    /// Properties: any op, path and value is applied or refused with a 400 and a
+    /// `scimType`, never a panic.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn path_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("roles[".to_string()),
+                Just("value eq ".to_string()),
+                Just("\"".to_string()),
+                Just("[".to_string()),
+                Just("]".to_string()),
+                Just(".".to_string()),
+                Just(":".to_string()),
+                Just("emails".to_string()),
+                Just("name".to_string()),
+                Just("userName".to_string()),
+                Just(crate::scim::USER_SCHEMA.to_string()),
+                Just(crate::scim::USHER_USER_SCHEMA.to_string()),
+                "[a-zA-Z]{1,8}",
+                any::<char>().prop_map(String::from),
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                ".{0,20}".prop_map(Value::String),
+                Just(json!("False")),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("value".to_string()),
+                            Just("primary".to_string()),
+                            Just("givenName".to_string()),
+                            "[a-zA-Z]{1,8}",
+                        ],
+                        inner,
+                        0..4,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_operation_is_applied_or_refused_cleanly(
+                op in prop_oneof![Just("add"), Just("replace"), Just("remove"), Just("Replace"), Just("x")],
+                path in proptest::option::of(path_text()),
+                value in proptest::option::of(value()),
+            ) {
+                let mut one = serde_json::Map::new();
+                one.insert("op".into(), json!(op));
+                if let Some(p) = path {
+                    one.insert("path".into(), json!(p));
+                }
+                if let Some(v) = value {
+                    one.insert("value".into(), v);
+                }
+                let mut d = base();
+                let body = json!({ "schemas": [PATCH_OP], "Operations": [Value::Object(one)] });
+                if let Err(e) = apply(&mut d, &body) {
+                    prop_assert_eq!(e.status, 400);
+                    prop_assert!(e.scim_type.is_some());
+                }
+            }
+        }
     }
 }

@@ -2,6 +2,10 @@
 //! delete, and the TOTP reset the CLI offers. Each write is checked (username, email,
 //! picture URL, password policy), made durable before the answer, and audited.
 //! Deactivating or deleting an account also ends its SSO sessions.
+//!
+//! Every string a write keeps is capped (`crate::limits`), checked on the finished
+//! draft so POST, PUT and PATCH are held to the same numbers; a value over its cap is
+//! `invalidValue` and nothing is written.
 
 use serde_json::{json, Value};
 
@@ -14,6 +18,7 @@ use crate::authn::password;
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::crypto::random_token;
+use crate::limits::{self, TooLong};
 use crate::store::{Store, User, UserQuery};
 
 /// Results per page when the request does not say, and the most it may ask for.
@@ -45,10 +50,41 @@ fn plausible_email(email: &str) -> bool {
             !local.is_empty()
                 && !domain.is_empty()
                 && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-                && email.len() <= 254
         }
         None => false,
     }
+}
+
+/// Every string of a draft within its cap. The message names the attribute, never the
+/// value (it may be a megabyte long).
+fn within_caps(d: &Draft) -> Result<(), TooLong> {
+    let opt = |field, v: &Option<String>, max| match v {
+        Some(v) => limits::check_len(field, v, max),
+        None => Ok(()),
+    };
+    limits::check_len("userName", &d.user_name, limits::USERNAME_MAX)?;
+    opt("emails.value", &d.email, limits::EMAIL_MAX)?;
+    opt("externalId", &d.external_id, limits::EXTERNAL_ID_MAX)?;
+    opt("displayName", &d.name, limits::NAME_MAX)?;
+    opt("name.givenName", &d.given_name, limits::NAME_MAX)?;
+    opt("name.familyName", &d.family_name, limits::NAME_MAX)?;
+    if let Some(p) = &d.picture {
+        limits::check_bytes("photos.value", p, limits::URL_MAX)?;
+    }
+    if let Some(p) = &d.password {
+        limits::check_bytes("password", p, limits::PASSWORD_MAX)?;
+    }
+    if d.roles.len() > limits::ROLES_MAX {
+        return Err(TooLong {
+            field: "roles",
+            max: limits::ROLES_MAX,
+            unit: "values",
+        });
+    }
+    for r in &d.roles {
+        limits::check_len("roles.value", r, limits::ROLE_MAX)?;
+    }
+    Ok(())
 }
 
 /// The names of the attributes that differ, for the audit trail (never their values:
@@ -122,13 +158,16 @@ impl<'a> Admin<'a> {
 
     fn validate(&self, d: &Draft) -> Result<(), ScimError> {
         let invalid = |m: String| Err(ScimError::bad("invalidValue", m));
+        // First, so no check below reads (or a message repeats) an oversized value.
+        if let Err(e) = within_caps(d) {
+            return invalid(e.to_string());
+        }
         if d.user_name.is_empty()
-            || d.user_name.chars().count() > 256
             || d.user_name
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control())
         {
-            return invalid("userName must be 1 to 256 characters without spaces".into());
+            return invalid("userName must not be empty or hold spaces".into());
         }
         if let Some(e) = &d.email {
             if !plausible_email(e) {

@@ -95,7 +95,7 @@ pub fn cancel(ctx: Ctx<'_>, flow: &mut Flow, step: usize) {
 pub fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
     let mut detail = flow.trace().to_vec();
     detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
-    let event = crate::store::AuditEvent {
+    let event = crate::audit::bounded(crate::store::AuditEvent {
         id: crate::audit::event_id(ctx.now),
         at: ctx.now,
         kind: "sign_in".into(),
@@ -103,7 +103,7 @@ pub fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
         sub: flow.subject().map(|s| s.sub.clone()),
         outcome: outcome.to_string(),
         detail,
-    };
+    });
     tracing::debug!(flow = %flow.id, outcome, trace = ?event.detail, "sign-in trace");
     if let Err(e) = ctx.store.append_event(&event) {
         tracing::error!(error = %e, "could not write the audit event");

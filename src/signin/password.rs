@@ -12,7 +12,8 @@ use crate::flow::Flow;
 pub enum Begun {
     /// The flow's step does not offer a password (a stale form): nothing to check.
     NotOffered,
-    /// A field was left empty; the flow carries the message.
+    /// A field was left empty or is over its cap (`crate::limits`); the flow carries
+    /// the message, and nothing of an oversized value is kept.
     Incomplete,
     /// The account's attempts are locked: nothing is checked. The flow carries the
     /// message.
@@ -34,6 +35,17 @@ pub fn begin(
         return Ok(Begun::NotOffered);
     }
     let login = login.trim();
+    // Before the account lookup, the attempt counter and the audit trail, which would
+    // all keep the name, and before Argon2, whose work would grow with the password.
+    let capped = crate::limits::check_len("username", login, crate::limits::USERNAME_MAX).and(
+        crate::limits::check_bytes("password", presented, crate::limits::PASSWORD_MAX),
+    );
+    if let Err(too_long) = capped {
+        flow.last_login = None;
+        flow.pick("password");
+        flow.tell(format!("The {too_long}."));
+        return Ok(Begun::Incomplete);
+    }
     if login.is_empty() || presented.is_empty() {
         flow.last_login = Some(login.to_string());
         flow.pick("password");

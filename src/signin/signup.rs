@@ -31,6 +31,25 @@ pub fn sign_up_problems(
     new_password: &str,
     confirm: &str,
 ) -> StoreResult<Vec<String>> {
+    // Before the email is remembered or looked up, and before Argon2 could see the
+    // password: an oversized value is refused and kept nowhere.
+    let capped = crate::limits::check_len("email address", email, crate::limits::EMAIL_MAX)
+        .and(crate::limits::check_bytes(
+            "password",
+            new_password,
+            crate::limits::PASSWORD_MAX,
+        ))
+        .and(crate::limits::check_bytes(
+            "password",
+            confirm,
+            crate::limits::PASSWORD_MAX,
+        ));
+    if let Err(too_long) = capped {
+        flow.last_login = None;
+        let problem = format!("The {too_long}.");
+        flow.tell(problem.clone());
+        return Ok(vec![problem]);
+    }
     flow.last_login = Some(email.to_string());
     let mut errors = Vec::new();
     if !plausible_email(email) {

@@ -364,3 +364,56 @@ fn an_upstream_state_brings_back_its_flow_once() {
     );
     assert!(federation::callback_pending(ctx, &mut f, "google", &hash).is_some());
 }
+
+#[test]
+fn oversized_sign_in_and_sign_up_fields_are_refused_and_kept_nowhere() {
+    use crate::store::AuditStore;
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    let options = [StepOption::Password];
+    let huge = "u".repeat(1024 * 1024);
+    for (login, password) in [
+        (huge.as_str(), "a-password"),
+        ("ada", huge.as_str()),
+        (
+            &"é".repeat(crate::limits::USERNAME_MAX + 1)[..],
+            "a-password",
+        ),
+    ] {
+        let mut f = flow(&config);
+        let begun = password::begin(ctx, &mut f, 1, &options, login, password).unwrap();
+        assert!(matches!(begun, password::Begun::Incomplete));
+        assert_eq!(f.last_login, None);
+        let notice = f.notice().unwrap();
+        assert!(
+            notice.contains("too long") && notice.len() < 100,
+            "{notice}"
+        );
+    }
+    // At the cap, the name is looked up as usual.
+    let mut f = flow(&config);
+    let at_cap = "é".repeat(crate::limits::USERNAME_MAX);
+    let begun = password::begin(ctx, &mut f, 1, &options, &at_cap, "a-password").unwrap();
+    assert!(matches!(begun, password::Begun::Check(_)));
+
+    let mut f = flow(&config);
+    let email = format!("{huge}@example.com");
+    let problems = sign_up_problems(ctx, &mut f, &email, "a-long-password", "a-long-password");
+    assert!(problems.unwrap()[0].contains("too long"));
+    assert_eq!(f.last_login, None);
+    let long_password = "p".repeat(crate::limits::PASSWORD_MAX + 1);
+    let problems = sign_up_problems(
+        ctx,
+        &mut f,
+        "ok@example.com",
+        &long_password,
+        &long_password,
+    );
+    assert!(problems.unwrap()[0].contains("password is too long"));
+    assert!(store.events(0, 10).unwrap().is_empty(), "nothing audited");
+}

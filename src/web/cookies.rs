@@ -82,3 +82,55 @@ pub fn set(jar: CookieJar, config: &Config, base: &str, value: String, max_age: 
 pub fn clear(jar: CookieJar, config: &Config, base: &str) -> CookieJar {
     jar.remove(build(config, base, String::new(), None))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{header, HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> &'static Config {
+        static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+        CONFIG.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("usher.yaml");
+            std::fs::write(&path, "issuer: https://id.example\napps: {}\n").unwrap();
+            crate::config::load_with_env(&path, &|_| None)
+                .unwrap_or_else(|d| panic!("{d}"))
+                .config
+        })
+    }
+
+    fn jar(cookie_header: &[u8]) -> CookieJar {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(cookie_header) {
+            headers.insert(header::COOKIE, v);
+        }
+        CookieJar::from_headers(&headers)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any `Cookie` header decodes into cookies or none; a browser id is only taken
+        /// from the `__Host-` cookie of an https issuer, and one too short is replaced.
+        #[test]
+        fn any_cookie_header_is_read_without_trouble(
+            header_bytes in prop::collection::vec(any::<u8>(), 0..200),
+            value in "[ -~]{0,80}",
+        ) {
+            let config = config();
+            for base in [BROWSER, SESSION, ACCOUNT, ACCOUNT_START, ACCOUNT_FLASH] {
+                let _ = get(&jar(&header_bytes), config, base);
+            }
+            let header_text = format!("usher_browser=x; __Host-usher_browser={value}");
+            let (_, id) = ensure_browser(jar(header_text.as_bytes()), config);
+            let shown = get(&jar(header_text.as_bytes()), config, BROWSER);
+            match shown {
+                Some(v) if v.len() >= 32 => prop_assert_eq!(id, v),
+                _ => prop_assert_eq!(id.len(), crate::crypto::random_token(32).len()),
+            }
+        }
+    }
+}

@@ -42,4 +42,32 @@ mod tests {
         assert!(!super::verify(key, Some("browser-a"), None));
         assert!(!super::verify(key, None, Some(&t)));
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever the browser id and the presented text, only the token computed
+            /// for that browser verifies, and nothing panics.
+            #[test]
+            fn only_the_browsers_own_token_verifies(
+                key in prop::collection::vec(any::<u8>(), 0..64),
+                browser in proptest::option::of(".{0,64}"),
+                presented in proptest::option::of(prop_oneof![".{0,64}", "[A-Za-z0-9_-]{43}"]),
+            ) {
+                let expected = browser.as_deref().map(|b| super::super::token(&key, b));
+                let ok = super::super::verify(&key, browser.as_deref(), presented.as_deref());
+                let should = matches!(
+                    (&expected, &presented),
+                    (Some(e), Some(p)) if !p.is_empty() && e == p
+                );
+                prop_assert_eq!(ok, should);
+                if let (Some(b), Some(e)) = (browser.as_deref(), expected) {
+                    prop_assert!(super::super::verify(&key, Some(b), Some(&e)));
+                }
+            }
+        }
+    }
 }

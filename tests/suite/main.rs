@@ -8,6 +8,7 @@ mod smtp_sink;
 mod accounts_and_reload;
 mod admin_cli;
 mod bench;
+mod bounded_input;
 mod config_admin;
 mod config_errors;
 mod demo;
