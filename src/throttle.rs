@@ -149,11 +149,8 @@ fn retry_after(previous: u64, current: u64, max: u64, w: u64, elapsed: u64) -> u
     // Next window at offset e: current × (w − e) + w ≤ max × w.
     let next_window = {
         let room = max.saturating_sub(1).saturating_mul(w);
-        let e = if current == 0 {
-            0
-        } else {
-            w.saturating_sub(room / current)
-        };
+        // No count in this window: the next one starts empty.
+        let e = room.checked_div(current).map_or(0, |r| w.saturating_sub(r));
         (w - elapsed).saturating_add(e)
     };
     this_window
