@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::locate::{child, Part};
+use super::locate::{child, item, Part};
 use super::model::MetricsSettings;
 use super::model::{
     decode_key_text, AuditSettings, Cidr, Connection, ConnectionKind, CredentialsKey, EmailConfig,
@@ -385,7 +385,7 @@ fn server(report: &mut Report, file: usize, raw: Option<&RawServer>) -> Option<S
         match text.parse::<Cidr>() {
             Ok(c) => trusted_proxies.push(c),
             Err(e) => {
-                let path = format!("server.trusted_proxies[{i}]");
+                let path = item("server.trusted_proxies", i);
                 report.error(
                     file,
                     &path,

@@ -352,3 +352,37 @@ async fn one_address_cannot_lock_many_accounts_nor_keep_one_locked_past_the_wind
     let back = password_login(&usher, &owner, &start, "user0", "the right password").await;
     assert!(query(&back).contains_key("code"), "{back}");
 }
+
+#[test]
+fn a_bad_proxy_range_or_a_zero_limit_is_refused_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usher.yaml");
+    std::fs::write(
+        &path,
+        "issuer: https://id.example.com\nserver:\n  trusted_proxies: [10.0.0.0/8, 10.0.0.0/40]\nsecurity:\n  throttle:\n    sign_in: { max: 0, seconds: 60 }\n",
+    )
+    .unwrap();
+    let Err(usher::config::Diagnostics(d)) = usher::config::load_with_env(&path, &|_| None) else {
+        panic!("the config was accepted")
+    };
+    let proxy = d
+        .iter()
+        .find(|d| d.path == "server.trusted_proxies[1]")
+        .unwrap_or_else(|| panic!("{d:#?}"));
+    assert_eq!(proxy.line, 3, "{proxy:?}");
+    assert!(proxy.message.contains("/40"), "{proxy:?}");
+    let zero = d
+        .iter()
+        .find(|d| d.path == "security.throttle.sign_in.max")
+        .unwrap_or_else(|| panic!("{d:#?}"));
+    assert!(zero.message.contains("enabled: false"), "{zero:?}");
+    // The defaults, when nothing is written: on, 30 sign-in posts a minute.
+    std::fs::write(&path, "issuer: https://id.example.com\n").unwrap();
+    let config = usher::config::load_with_env(&path, &|_| None)
+        .unwrap()
+        .config;
+    let t = &config.security.throttle;
+    assert!(t.enabled);
+    assert_eq!((t.sign_in.max, t.sign_in.seconds), (30, 60));
+    assert!(config.server.trusted_proxies.is_empty());
+}
