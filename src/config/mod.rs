@@ -16,6 +16,7 @@ mod apps;
 mod interpolate;
 mod locate;
 mod raw;
+mod raw_client;
 mod report;
 mod resolve;
 
@@ -125,6 +126,7 @@ pub fn load_with_env(
             email: top.email,
             theme: top.theme,
             security: top.security,
+            server: top.server,
             connections,
             apps,
             my_account,

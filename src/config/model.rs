@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use url::Url;
 
+pub use crate::client_addr::{Cidr, ForwardedHeader};
 use crate::secret::Secret;
 
 /// The whole configuration, shared read-only behind an `Arc` and swapped on reload.
@@ -29,6 +30,8 @@ pub struct Config {
     pub theme: Option<PathBuf>,
     /// Lifetimes and limits.
     pub security: Security,
+    /// How the server meets its clients.
+    pub server: ServerSettings,
     /// Upstream identity providers, by id.
     pub connections: BTreeMap<String, Arc<Connection>>,
     /// OIDC clients, by id. Includes the built-in My Account app
@@ -177,6 +180,8 @@ pub struct Security {
     pub otp_lockout_seconds: u64,
     /// Rules for new passwords.
     pub password_policy: PasswordPolicy,
+    /// Per-client-address throttles.
+    pub throttle: Throttles,
     /// The key that encrypts TOTP secrets at rest.
     pub credentials_key: CredentialsKey,
 }
@@ -223,6 +228,40 @@ pub fn decode_key_text(text: &str) -> Result<[u8; CREDENTIALS_KEY_LEN], KeyTextE
         .map_err(|_| KeyTextError::NotBase64)?;
     let len = bytes.len();
     bytes.try_into().map_err(|_| KeyTextError::WrongLength(len))
+}
+
+/// `server:`, resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// The header trusted proxies write the client address into.
+    pub forwarded_header: ForwardedHeader,
+    /// Peers whose forwarded header is believed; empty means the TCP peer is always
+    /// the client.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// `security.throttle:`, resolved: per client address, per kind of request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttles {
+    /// Off only when the config says so.
+    pub enabled: bool,
+    /// Password and code posts and the linking proof (default 30 per 60 s).
+    pub sign_in: Rate,
+    /// Sign-up posts (default 10 per 600 s).
+    pub sign_up: Rate,
+    /// Email code sends (default 10 per 600 s).
+    pub email: Rate,
+    /// `/token` (default 600 per 60 s).
+    pub token: Rate,
+    /// SCIM and the admin API (default 600 per 60 s).
+    pub api: Rate,
+}
+
+/// At most `max` requests in any `seconds` (both greater than 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub max: u32,
+    pub seconds: u64,
 }
 
 #[derive(Debug, Clone)]

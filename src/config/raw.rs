@@ -15,6 +15,8 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+pub use super::raw_client::{RawForwardedHeader, RawRate, RawServer, RawThrottle};
+
 /// `usher.yaml`, or a single-file configuration.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +38,9 @@ pub struct RawRoot {
     /// Lifetimes and limits.
     #[serde(default)]
     pub security: RawSecurity,
+    /// How the server meets its clients (trusted reverse proxies).
+    #[serde(default)]
+    pub server: Option<RawServer>,
     /// Upstream identity providers by id. The loader takes these out of the document
     /// and reads them one by one, so one broken connection does not hide the others.
     #[serde(default)]
@@ -222,6 +227,9 @@ pub struct RawSecurity {
     /// Rules for new passwords.
     #[serde(default)]
     pub password_policy: RawPasswordPolicy,
+    /// Per-client-address throttles, by kind of request (default: on).
+    #[serde(default)]
+    pub throttle: RawThrottle,
     /// File holding the key that encrypts TOTP secrets at rest, relative to the config
     /// folder (default `credentials.key` in the store folder, created on first start).
     #[serde(default)]
@@ -302,6 +310,7 @@ impl Default for RawSecurity {
             otp_lockout_seconds: d_lockout(),
             client_credentials_ttl_seconds: d_service_token(),
             password_policy: RawPasswordPolicy::default(),
+            throttle: RawThrottle::default(),
             credentials_key_file: None,
             credentials_key: None,
         }
@@ -576,7 +585,7 @@ impl<'de> Deserialize<'de> for RawStep {
 
 /// Accepts a number or boolean either as itself or as a string. `${VAR}` interpolation
 /// always yields a string, and `port: ${SMTP_PORT:-587}` should still work.
-fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(super) fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: FromStr,
@@ -652,6 +661,7 @@ pub fn vocabulary() -> Vec<String> {
         }),
         theme: None,
         security: RawSecurity::default(),
+        server: Some(RawServer::default()),
         connections: BTreeMap::new(),
         apps: BTreeMap::new(),
         my_account: Some(RawMyAccount {
@@ -734,6 +744,10 @@ pub fn vocabulary() -> Vec<String> {
         to_words(&[RawAlg::Rs256, RawAlg::Es256, RawAlg::EdDsa]),
         to_words(&[RawGrant::AuthorizationCode, RawGrant::ClientCredentials]),
         to_words(&[RawApiScope::Scim, RawApiScope::Audit]),
+        to_words(&[
+            RawForwardedHeader::XForwardedFor,
+            RawForwardedHeader::Forwarded,
+        ]),
         to_words(&[
             RawProfileField::Name,
             RawProfileField::GivenName,

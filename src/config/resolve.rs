@@ -11,17 +11,19 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::locate::{child, Part};
+use super::locate::{child, item, Part};
 use super::model::MetricsSettings;
 use super::model::{
-    decode_key_text, AuditSettings, Connection, ConnectionKind, CredentialsKey, EmailConfig, Jit,
-    JitAttributes, JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls, StepOption,
-    StoreConfig,
+    decode_key_text, AuditSettings, Cidr, Connection, ConnectionKind, CredentialsKey, EmailConfig,
+    Jit, JitAttributes, JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls,
+    StepOption, StoreConfig,
 };
+use super::model::{ForwardedHeader, Rate, ServerSettings, Throttles};
 use super::raw::{
     RawAttributes, RawConnection, RawKind, RawLink, RawRoot, RawScheme, RawSecurity, RawSmtp,
     RawSmtpTls,
 };
+use super::raw::{RawForwardedHeader, RawRate, RawServer, RawThrottle};
 use super::report::Report;
 use crate::secret::Secret;
 
@@ -45,6 +47,7 @@ pub struct Top {
     pub email: EmailConfig,
     pub theme: Option<PathBuf>,
     pub security: Security,
+    pub server: ServerSettings,
     pub audit: AuditSettings,
     pub metrics: MetricsSettings,
 }
@@ -162,6 +165,7 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
         );
     }
     let metrics = metrics(report, file, raw);
+    let server = server(report, file, raw.server.as_ref());
     Some(Top {
         issuer: issuer?,
         listen: listen?,
@@ -169,6 +173,7 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
         email: email?,
         theme: theme?,
         security: security?,
+        server: server?,
         audit: (retention_days > 0).then_some(AuditSettings { retention_days })?,
         metrics: metrics?,
     })
@@ -288,6 +293,7 @@ fn smtp_config(report: &mut Report, file: usize, raw: &RawSmtp) -> Option<SmtpCo
 
 fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) -> Option<Security> {
     let credentials_key = credentials_key(report, file, raw, sled);
+    let throttles = throttles(report, file, &raw.throttle);
     let mut ok = credentials_key.is_some();
     let nonzero = [
         ("code_ttl_seconds", raw.code_ttl_seconds),
@@ -363,8 +369,73 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
             require_symbol: policy.require_symbol,
             require_mixed_case: policy.require_mixed_case,
         },
+        throttle: throttles?,
         credentials_key: credentials_key?,
     })
+}
+
+/// `server:`: the trusted proxies must be addresses or ranges.
+fn server(report: &mut Report, file: usize, raw: Option<&RawServer>) -> Option<ServerSettings> {
+    let Some(raw) = raw else {
+        return Some(ServerSettings::default());
+    };
+    let mut ok = true;
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw.trusted_proxies.iter().enumerate() {
+        match text.parse::<Cidr>() {
+            Ok(c) => trusted_proxies.push(c),
+            Err(e) => {
+                let path = item("server.trusted_proxies", i);
+                report.error(
+                    file,
+                    &path,
+                    Part::Value,
+                    format!("{path}: {e}; give an address or a range like `10.0.0.0/8` or `2001:db8::/32`"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(ServerSettings {
+        forwarded_header: match raw.forwarded_header {
+            RawForwardedHeader::XForwardedFor => ForwardedHeader::XForwardedFor,
+            RawForwardedHeader::Forwarded => ForwardedHeader::Forwarded,
+        },
+        trusted_proxies,
+    })
+}
+
+/// `security.throttle`: every limit and window greater than 0 (a throttle is switched
+/// off with `enabled: false`, never by a zero that would refuse everything).
+fn throttles(report: &mut Report, file: usize, raw: &RawThrottle) -> Option<Throttles> {
+    let mut ok = true;
+    let mut rate = |name: &str, r: &RawRate| {
+        for (key, zero) in [("max", r.max == 0), ("seconds", r.seconds == 0)] {
+            if zero {
+                let path = format!("security.throttle.{name}.{key}");
+                report.error(
+                    file,
+                    &path,
+                    Part::Value,
+                    format!("{path} must be greater than 0; switch throttles off with `security.throttle.enabled: false`"),
+                );
+                ok = false;
+            }
+        }
+        Rate {
+            max: r.max,
+            seconds: r.seconds,
+        }
+    };
+    let t = Throttles {
+        enabled: raw.enabled,
+        sign_in: rate("sign_in", &raw.sign_in),
+        sign_up: rate("sign_up", &raw.sign_up),
+        email: rate("email", &raw.email),
+        token: rate("token", &raw.token),
+        api: rate("api", &raw.api),
+    };
+    ok.then_some(t)
 }
 
 /// Default name of the credential key file inside the store folder.

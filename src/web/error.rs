@@ -192,7 +192,7 @@ pub(crate) enum ErrorStyle {
 impl ErrorStyle {
     /// Machines call the token, userinfo, metrics and admin endpoints and SCIM; people
     /// see the rest in a browser.
-    fn of(path: &str, base: &str) -> ErrorStyle {
+    pub(crate) fn of(path: &str, base: &str) -> ErrorStyle {
         let path = path.strip_prefix(base).unwrap_or(path);
         if path.starts_with("/scim/") {
             ErrorStyle::Scim

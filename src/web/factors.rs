@@ -116,7 +116,7 @@ pub(crate) async fn render(
         StepOption::EmailOtp => {
             let ctx = state.core(config, state.now());
             if let Some(send) = codes::email_page(ctx, flow, &uid)? {
-                mail_code(state, app, send).await?;
+                mail_code(state, app, flow, send).await?;
             }
             state.render(
                 "email_code.html",
@@ -173,11 +173,18 @@ async fn enrolment(app: &App, subject: &Subject, secret: Vec<u8>) -> Result<Totp
 }
 
 /// Mail a code the core issued, once it is durable. Nothing to mail for an account
-/// without an address or past the resend limit.
-async fn mail_code(state: &Shared, app: &App, send: EmailSend) -> Result<(), WebError> {
+/// without an address or past the resend limit; a page asking to wait when the address
+/// that started the sign-in (`flow.ip`) is over its email throttle.
+async fn mail_code(
+    state: &Shared,
+    app: &App,
+    flow: &Flow,
+    send: EmailSend,
+) -> Result<(), WebError> {
     let EmailSend::Send { to, code } = send else {
         return Ok(());
     };
+    super::client::email_allowed(state, &state.config(), &flow.ip, state.now())?;
     state.flush().await?;
     let mail = crate::mail::render_email_otp(&app.name, code.expose(), email_otp::CODE_TTL_MINUTES)
         .map_err(|e| WebError::Internal(e.to_string()))?;
@@ -308,7 +315,7 @@ pub async fn login_email_otp_post(
     if form.resend.is_some() {
         let send = codes::resend_email_code(ctx, &mut flow, &at.user_id)?;
         if let Some(app) = config.apps.get(&flow.request.app_id) {
-            mail_code(&state, app, send).await?;
+            mail_code(&state, app, &flow, send).await?;
         }
         state.save_flow(&flow)?;
         return Ok(see_other(&login_url(&config, &flow)));

@@ -5,6 +5,7 @@
 mod account;
 mod account_forms;
 mod admin;
+pub mod client;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
@@ -50,6 +51,8 @@ pub struct AppState {
     /// Upstream providers' discovery documents and the HTTP client to reach them.
     pub upstreams: crate::upstream::Upstreams,
     csrf_key: Vec<u8>,
+    /// Keys the hash that names a client address in throttle counters.
+    client_key: Vec<u8>,
     /// Where finished sign-ins are written as fixtures (`usher serve --record DIR`).
     record_dir: std::sync::OnceLock<std::path::PathBuf>,
     /// Counters and latencies for `/metrics`.
@@ -70,6 +73,8 @@ impl AppState {
     ) -> anyhow::Result<Shared> {
         let mailer = Mailer::from_config(&config.email)?;
         let csrf_key = store.secret("csrf", &|| crate::crypto::random_token(32).into_bytes())?;
+        let client_key =
+            store.secret("throttle", &|| crate::crypto::random_token(32).into_bytes())?;
         let templates = pages::environment(config.theme.as_deref());
         let metrics = crate::metrics::Metrics::new()
             .map_err(|e| anyhow::anyhow!("cannot set up the metrics: {e}"))?;
@@ -82,6 +87,7 @@ impl AppState {
             mailer: RwLock::new(Arc::new(mailer)),
             upstreams: crate::upstream::Upstreams::new(),
             csrf_key,
+            client_key,
             record_dir: std::sync::OnceLock::new(),
             metrics: Arc::new(metrics),
             clock,
@@ -393,6 +399,11 @@ pub fn app(state: Shared) -> Router {
         )
         .route("/metrics", get(metrics::metrics_get))
         .merge(self_service_and_admin_routes())
+        // The client address is decided, and throttles checked, before any handler.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client::admit,
+        ))
         // Errors are written out first, so the metrics see the status the client gets.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

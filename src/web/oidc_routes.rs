@@ -29,7 +29,9 @@ pub async fn jwks(State(state): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Who is asking: the peer address and user agent, recorded into the flow for scripts.
+/// Who is asking: the client address (as `client::admit` decided it, behind a trusted
+/// proxy the address the proxy vouches for) and user agent, recorded into the flow for
+/// scripts and audit lines.
 pub struct ClientInfo {
     ip: String,
     user_agent: String,
@@ -45,8 +47,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientInfo {
         // Without a socket (a router driven in-process) there is no peer: empty.
         let ip = parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
+            .get::<super::client::ClientAddr>()
+            .map(|c| c.0.to_string())
             .unwrap_or_default();
         let user_agent = parts
             .headers

@@ -25,3 +25,4 @@ mod script_steps;
 mod scripts;
 mod second_factors;
 mod standin;
+mod throttles;

@@ -1,0 +1,137 @@
+//! The sliding-window rule: what it lets through, when it lets a refused client back
+//! in, and that racing requests never get more than the limit.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{Rate, Throttles};
+use crate::store::{CounterStore, SledStore};
+
+fn throttles(max: u32, seconds: u64) -> Throttles {
+    let rate = Rate { max, seconds };
+    Throttles {
+        enabled: true,
+        sign_in: rate,
+        sign_up: rate,
+        email: rate,
+        token: rate,
+        api: rate,
+    }
+}
+
+fn allowed(store: &SledStore, t: &Throttles, tag: &str, now: u64) -> bool {
+    admit(store, t, Class::SignIn, tag, now).unwrap() == Admission::Allowed
+}
+
+#[test]
+fn a_client_gets_max_requests_then_a_retry_after() {
+    let s = SledStore::temporary().unwrap();
+    let t = throttles(3, 60);
+    // Start at the beginning of a window with nothing before it.
+    let t0 = 600_000;
+    for _ in 0..3 {
+        assert!(allowed(&s, &t, "a", t0));
+    }
+    match admit(&s, &t, Class::SignIn, "a", t0).unwrap() {
+        Admission::Refused { retry_after } => {
+            assert!((1..=120).contains(&retry_after), "{retry_after}")
+        }
+        Admission::Allowed => panic!("the fourth request went through"),
+    }
+    // Another client and another class are counted apart.
+    assert!(allowed(&s, &t, "b", t0));
+    assert_eq!(
+        admit(&s, &t, Class::Token, "a", t0).unwrap(),
+        Admission::Allowed
+    );
+}
+
+#[test]
+fn the_previous_window_still_weighs_so_its_edge_is_no_double_burst() {
+    let s = SledStore::temporary().unwrap();
+    let t = throttles(10, 60);
+    let t0 = 600_000;
+    for _ in 0..10 {
+        assert!(allowed(&s, &t, "a", t0 + 59));
+    }
+    // One second into the next window, the previous ten still count almost fully.
+    assert!(!allowed(&s, &t, "a", t0 + 61));
+    // Half way, half of them (5) plus the refused one (1) leave room for 4.
+    let mut let_through = 0;
+    for _ in 0..10 {
+        if allowed(&s, &t, "a", t0 + 90) {
+            let_through += 1;
+        }
+    }
+    assert_eq!(let_through, 4, "10×½ + 1 refused + 4 = 10");
+}
+
+#[test]
+fn the_retry_after_it_gives_is_when_a_request_goes_through_again() {
+    let s = SledStore::temporary().unwrap();
+    let t = throttles(5, 60);
+    let t0 = 600_000;
+    for _ in 0..5 {
+        assert!(allowed(&s, &t, "a", t0 + 10));
+    }
+    let Admission::Refused { retry_after } = admit(&s, &t, Class::SignIn, "a", t0 + 10).unwrap()
+    else {
+        panic!("not refused")
+    };
+    let back = t0 + 10 + retry_after;
+    assert!(allowed(&s, &t, "a", back), "refused at the promised time");
+    // And the promise is not wildly generous: two windows at most.
+    assert!(retry_after <= 120, "{retry_after}");
+}
+
+#[test]
+fn switched_off_throttles_count_nothing() {
+    let s = SledStore::temporary().unwrap();
+    let mut t = throttles(1, 60);
+    t.enabled = false;
+    for _ in 0..5 {
+        assert!(allowed(&s, &t, "a", 600_000));
+    }
+    assert_eq!(
+        s.sweep_counters(u64::MAX).unwrap(),
+        0,
+        "no counters written"
+    );
+}
+
+#[test]
+fn counters_expire_after_two_windows_and_are_swept() {
+    let s = SledStore::temporary().unwrap();
+    let t = throttles(1, 60);
+    assert!(allowed(&s, &t, "a", 600_000));
+    assert_eq!(s.sweep_counters(600_119).unwrap(), 0, "still needed");
+    assert_eq!(s.sweep_counters(600_120).unwrap(), 1);
+}
+
+#[test]
+fn racing_requests_get_no_more_than_the_limit() {
+    let s = Arc::new(SledStore::temporary().unwrap());
+    let t = throttles(7, 60);
+    let handles: Vec<_> = (0..40)
+        .map(|_| {
+            let s = s.clone();
+            let t = t.clone();
+            std::thread::spawn(move || allowed(&s, &t, "a", 600_030))
+        })
+        .collect();
+    let let_through = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(let_through, 7);
+}
+
+#[test]
+fn a_client_is_named_by_a_keyed_hash_of_its_address() {
+    let a: IpAddr = "203.0.113.9".parse().unwrap();
+    let tag = client_tag(b"secret one", a);
+    assert!(!tag.contains("203"), "the address is not in the key");
+    assert_ne!(tag, client_tag(b"secret two", a));
+    assert_eq!(tag, client_tag(b"secret one", a));
+}
