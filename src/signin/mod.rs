@@ -95,6 +95,11 @@ pub fn cancel(ctx: Ctx<'_>, flow: &mut Flow, step: usize) {
 pub fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
     let mut detail = flow.trace().to_vec();
     detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
+    if !flow.ip.is_empty() {
+        // The client address as decided once for the request that started the sign-in
+        // (a trusted proxy's header, else the peer).
+        detail.push(format!("from {}", flow.ip));
+    }
     let event = crate::audit::bounded(crate::store::AuditEvent {
         id: crate::audit::event_id(ctx.now),
         at: ctx.now,

@@ -130,6 +130,11 @@ async fn scripts_and_audit_lines_see_the_address_the_proxy_vouches_for() {
         "{:?}",
         signed_in.detail
     );
+    assert!(
+        signed_in.detail.iter().any(|d| d == "from 203.0.113.7"),
+        "the sign-in's own event names the address: {:?}",
+        signed_in.detail
+    );
 }
 
 /// Post a password form without a good CSRF token: the throttle counts it before the
