@@ -160,10 +160,12 @@ impl Rules {
         if failures >= self.cap {
             return Some(u64::MAX);
         }
-        if failures == 0 || !failures.is_multiple_of(self.block) {
+        // A zero block (a `Rules` built by hand) counts as one: never a division by 0.
+        let block = self.block.max(1);
+        if failures == 0 || !failures.is_multiple_of(block) {
             return None;
         }
-        let doublings = failures / self.block - 1;
+        let doublings = failures / block - 1;
         let factor = 1u64.checked_shl(doublings).unwrap_or(u64::MAX);
         Some(
             self.first_lock
@@ -207,7 +209,7 @@ impl Holder {
         }
     }
 
-    /// The counter key (for tests and the admin API's answer).
+    /// The counter key its count is stored under.
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -238,16 +240,6 @@ pub struct Ticket {
     /// This attempt is the last before the cap: if it fails, only an administrator
     /// lifts the lock (and the page says so, for names without an account too).
     pub capped: bool,
-}
-
-impl Ticket {
-    /// As [`Attempts`], for the trace and the message of a wrong secret.
-    pub fn attempts(&self) -> Attempts {
-        Attempts {
-            failures: self.failures,
-            locked_until: self.locks_until,
-        }
-    }
 }
 
 /// What a reservation found.
@@ -286,7 +278,7 @@ pub fn reserve<S: CounterStore + ?Sized>(
         store.extend_counter(key, now, keep)?;
     }
     let failures = counted.count;
-    let boundaries_below = (failures - 1) / rules.block;
+    let boundaries_below = failures.saturating_sub(1) / rules.block.max(1);
     let locks_set = store.counter(&locks_key(key), now)?.map_or(0, |c| c.count);
     let live_lock = store.counter(&lock, now)?;
     if failures > rules.cap || locks_set < boundaries_below || live_lock.is_some() {
