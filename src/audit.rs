@@ -45,6 +45,7 @@ pub mod kind {
     pub const ADMIN_USER_ENABLED: &str = "admin.user_enabled";
     pub const ADMIN_USER_DELETED: &str = "admin.user_deleted";
     pub const ADMIN_TOTP_RESET: &str = "admin.totp_reset";
+    pub const ADMIN_USER_UNLOCKED: &str = "admin.user_unlocked";
 }
 
 /// The id of a new event: its time, then a per-process sequence number, then random

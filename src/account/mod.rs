@@ -13,9 +13,9 @@ pub mod forms;
 use std::collections::BTreeMap;
 
 use crate::audit::{self, kind};
-use crate::authn::attempts::{self, Limit};
+use crate::authn::attempts::{self, Holder, Limit, Reserved, Rules};
 use crate::authn::sealing::SealingKey;
-use crate::authn::steps::otp_key;
+use crate::authn::steps::{self, otp_key};
 use crate::authn::{password, recovery, totp};
 use crate::config::{ProfileField, MY_ACCOUNT_APP};
 use crate::context::Ctx;
@@ -255,15 +255,20 @@ pub fn change_password(
             crate::limits::PASSWORD_MAX
         ));
     }
-    let key = password::attempts_key(Some(user), &user.username);
-    if attempts::locked(store, &key, now)? {
-        return refuse("Too many wrong passwords. Wait a few minutes before trying again.");
-    }
+    // Reserve, then check: parallel posts get no more guesses than a sign-in would.
+    let holder = Holder::account(&user.id);
+    let ticket = match attempts::reserve(store, &holder, Rules::of(config), now)? {
+        Reserved::Granted(ticket) => ticket,
+        Reserved::Locked { for_good: false } => {
+            return refuse("Too many wrong passwords. Wait a few minutes before trying again.")
+        }
+        Reserved::Locked { for_good: true } => return refuse(steps::LOCKED_FOR_GOOD),
+    };
     if !password::verify(Some(user), old) {
-        attempts::fail(store, &key, Limit::password(config), now)?;
+        // The reservation stays: a failure against the account like any other.
         return refuse("Your current password is not right.");
     }
-    attempts::forgive(store, &key)?;
+    attempts::give_back(store, ticket, now)?;
     let mut problems = password::check_policy(&config.security.password_policy, new);
     if new != confirm {
         problems.push("The two new passwords do not match.".into());
@@ -338,12 +343,18 @@ pub fn confirm_totp(
 ) -> Result<Vec<String>, AccountError> {
     let (store, config, now) = (ctx.store, ctx.config, ctx.now);
     let key = otp_key(user_id);
-    if attempts::locked(store, &key, now)? {
-        return refuse("Too many wrong codes. Wait a few minutes before trying again.");
-    }
     let Some(mut credential) = store.totp(user_id)?.filter(|c| !c.confirmed) else {
         return refuse("Start setting up your authenticator app again.");
     };
+    // Reserve, then check, on the second factor's throttle. A code of a new
+    // authenticator being set up guards no account, so it does not feed the account's
+    // count: a signed-in user fumbling the setup cannot lock themselves out.
+    let limit = Limit::otp(config);
+    if attempts::locked(store, &key, now)?
+        || attempts::fail(store, &key, limit, now)?.failures > limit.max
+    {
+        return refuse("Too many wrong codes. Wait a few minutes before trying again.");
+    }
     let Some(secret) = sealing.open(&credential.sealed_secret, user_id.as_bytes()) else {
         return Err(StoreError::Corrupt("a stored TOTP secret does not open".into()).into());
     };
@@ -352,7 +363,6 @@ pub fn confirm_totp(
         None => false,
     };
     if !accepted {
-        attempts::fail(store, &key, Limit::otp(config), now)?;
         return refuse(
             "That code is not right. Check the time on your phone and try the newest code.",
         );

@@ -496,3 +496,33 @@ fn oversized_profile_fields_and_passwords_are_refused_before_any_work() {
     )
     .unwrap();
 }
+
+#[test]
+fn parallel_wrong_current_passwords_check_no_more_than_the_limit() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let user = ada(&store, Some("old-password-1"));
+    let start = std::sync::Barrier::new(50);
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                s.spawn(|| {
+                    let change = pw("not-it", "new-password-1", "new-password-1");
+                    start.wait();
+                    change_password(&at(&store, &config, 5), &user, &change, "mine")
+                        .unwrap_err()
+                        .to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Only the attempts within the limit (2 in this config) had their password
+    // checked; the rest were refused before Argon2 ran.
+    let checked = answers.iter().filter(|a| a.contains("not right")).count();
+    let locked = answers.iter().filter(|a| a.contains("Too many")).count();
+    assert_eq!((checked, locked), (2, 48), "{answers:?}");
+    let right = pw("old-password-1", "new-password-1", "new-password-1");
+    let still = change_password(&at(&store, &config, 6), &user, &right, "mine");
+    assert!(still.unwrap_err().to_string().contains("Too many"));
+}

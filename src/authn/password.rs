@@ -1,5 +1,5 @@
-//! Passwords: Argon2id hashing and verification, the password policy, and the
-//! per-account failure limit shared by every session.
+//! Passwords: Argon2id hashing and verification, and the password policy. The limit on
+//! wrong passwords is `attempts`', shared with every other factor.
 //!
 //! Hashing is deliberately slow (OWASP minimum: 19 MiB, 2 passes, 1 lane); callers run
 //! [`hash`] and [`verify`] on the blocking pool, never on the async runtime. At most one
@@ -207,16 +207,6 @@ pub fn describe_policy(policy: &PasswordPolicy) -> Vec<String> {
         rules.push("Upper- and lower-case letters".into());
     }
     rules
-}
-
-/// The attempt-counter key for a login name: the account's id when it exists, the
-/// folded name otherwise, so unknown names lock exactly like real ones and the lock
-/// reveals nothing.
-pub fn attempts_key(user: Option<&User>, login: &str) -> String {
-    match user {
-        Some(u) => format!("password:{}", u.id),
-        None => format!("password-unknown:{}", login.trim().to_lowercase()),
-    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,16 @@
 //! caller, which runs it where it belongs (the blocking pool) or replaces it by a
 //! fixture's `valid`/`invalid` marker.
 
-use super::attempts::{self, Attempts, Limit};
-use super::{password, recovery};
+use super::attempts::{self, Attempts, Holder, Limit, Reserved, Rules, Ticket};
+use super::recovery;
 use crate::config::{Config, StepOption};
 use crate::flow::{Flow, Subject};
 use crate::store::{Store, StoreResult, User};
 
 pub const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
 pub const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
+pub const LOCKED_FOR_GOOD: &str =
+    "Too many failed attempts. This account is locked until an administrator unlocks it.";
 pub const LOCKED_OTP: &str =
     "Too many wrong codes. Your second factor is locked for a while; try again later or use another way.";
 pub const WRONG_CODE: &str = "That code is not right. Check it and try again.";
@@ -43,16 +45,50 @@ pub fn enrolled(store: &dyn Store, user_id: &str) -> StoreResult<Vec<String>> {
     Ok(out)
 }
 
-/// A password attempt about to be checked.
+/// A password attempt about to be checked, its attempt reserved.
 pub struct PasswordAttempt {
     pub user: Option<User>,
-    key: String,
+    ticket: Ticket,
 }
 
-/// Before checking a password: the account (if any) and whether its attempts are
-/// locked. `None` means locked; the flow already carries the message.
+/// The page's words for a locked account.
+pub fn locked_message(for_good: bool) -> &'static str {
+    if for_good {
+        LOCKED_FOR_GOOD
+    } else {
+        LOCKED
+    }
+}
+
+/// The trace's words for a lock that stops an attempt.
+fn refused_line(step: usize, what: &str, for_good: bool) -> String {
+    if for_good {
+        format!("step {step}: {what} refused, attempts locked until an administrator unlocks the account")
+    } else {
+        format!("step {step}: {what} refused, attempts locked")
+    }
+}
+
+/// What a failure's lock adds to its trace line.
+fn lock_note(ticket: &Ticket, now: u64) -> String {
+    match ticket.locks_until {
+        0 => String::new(),
+        _ if ticket.capped => {
+            "; the account is locked until an administrator unlocks it".to_string()
+        }
+        until => format!(
+            "; the account is locked for {} s",
+            until.saturating_sub(now)
+        ),
+    }
+}
+
+/// Before checking a password: the account (if any), with one attempt reserved against
+/// its count. `None` means locked: nothing may be checked, and the flow carries the
+/// message.
 pub fn password_begin(
     store: &dyn Store,
+    config: &Config,
     flow: &mut Flow,
     step: usize,
     login: &str,
@@ -61,18 +97,21 @@ pub fn password_begin(
     flow.last_login = Some(login.to_string());
     flow.pick("password");
     let user = store.find_user(login)?;
-    let key = password::attempts_key(user.as_ref(), login);
-    if attempts::locked(store, &key, now)? {
-        flow.tell(LOCKED);
-        flow.log(format!("step {step}: password refused, attempts locked"));
-        return Ok(None);
+    let holder = Holder::of(user.as_ref(), login);
+    match attempts::reserve(store, &holder, Rules::of(config), now)? {
+        Reserved::Locked { for_good } => {
+            flow.tell(locked_message(for_good));
+            flow.log(refused_line(step, "password", for_good));
+            Ok(None)
+        }
+        Reserved::Granted(ticket) => Ok(Some(PasswordAttempt { user, ticket })),
     }
-    Ok(Some(PasswordAttempt { user, key }))
 }
 
 /// After checking a password (`ok` is true only for an existing account whose password
-/// matched): record success, or count the failure against the account (shared by every
-/// browser) and against this sign-in, whose step fails for good at the limit.
+/// matched): a right one gives its reservation back; a wrong one stays counted against
+/// the account (shared by every browser) and against this sign-in, whose step fails for
+/// good at `max_password_attempts`.
 pub fn password_end(
     store: &dyn Store,
     config: &Config,
@@ -82,9 +121,10 @@ pub fn password_end(
     ok: bool,
     now: u64,
 ) -> StoreResult<()> {
-    match attempt.user {
+    let PasswordAttempt { user, ticket } = attempt;
+    match user {
         Some(u) if ok => {
-            attempts::forgive(store, &attempt.key)?;
+            attempts::give_back(store, ticket, now)?;
             if u.disabled {
                 flow.tell("This account is disabled. Contact your administrator.");
                 flow.log(format!("step {step}: account {} is disabled", u.id));
@@ -102,17 +142,23 @@ pub fn password_end(
             }
         }
         _ => {
-            let limit = Limit::password(config);
-            let max = limit.max;
-            let a = attempts::fail(store, &attempt.key, limit, now)?;
-            flow.tell(if a.locked_at(now) {
+            let max = config.security.max_password_attempts;
+            flow.tell(if ticket.capped {
+                LOCKED_FOR_GOOD
+            } else if ticket.locks_until > now {
                 LOCKED
             } else {
                 BAD_CREDENTIALS
             });
+            let in_block = (ticket.failures.saturating_sub(1) % max.max(1)) + 1;
+            let in_a_row = if ticket.failures > max {
+                format!(", {} in a row", ticket.failures)
+            } else {
+                String::new()
+            };
             flow.log(format!(
-                "step {step}: wrong password ({} of {max} attempts)",
-                a.failures
+                "step {step}: wrong password ({in_block} of {max} attempts{in_a_row}{})",
+                lock_note(&ticket, now)
             ));
             flow.password_failures += 1;
             if flow.password_failures >= max {
@@ -142,28 +188,76 @@ pub fn otp_locked(
     Ok(locked)
 }
 
-/// Take one of the account's attempts before a code is checked: it counts as a failure
-/// at once and `otp_passed` forgives it, so a burst of parallel guesses cannot get past
-/// the limit the way check-then-count would let it. `None` when the factor is locked
-/// (the message is set and nothing may be checked).
+/// Reserve one of the account's attempts before a one-time code (email, TOTP, recovery)
+/// is checked. `None` when the account is locked (the message is set and nothing may be
+/// checked).
+pub fn code_attempt(
+    store: &dyn Store,
+    config: &Config,
+    flow: &mut Flow,
+    user_id: &str,
+    now: u64,
+) -> StoreResult<Option<Ticket>> {
+    match attempts::reserve(store, &Holder::account(user_id), Rules::of(config), now)? {
+        Reserved::Locked { for_good } => {
+            flow.tell(if for_good {
+                LOCKED_FOR_GOOD
+            } else {
+                LOCKED_OTP
+            });
+            Ok(None)
+        }
+        Reserved::Granted(ticket) => Ok(Some(ticket)),
+    }
+}
+
+/// An attempt at a TOTP or recovery code: the account's reservation and the second
+/// factor's own throttle.
+pub struct OtpAttempt {
+    pub factor: Attempts,
+    pub ticket: Ticket,
+}
+
+/// Take one of the account's attempts, and one of its second factor's, before a code is
+/// checked: it counts as a failure at once and `otp_passed` gives it back, so a burst of
+/// parallel guesses cannot get past the limit the way check-then-count would let it.
+/// `None` when the account or the factor is locked (the message is set and nothing may
+/// be checked).
 pub fn otp_attempt(
     store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
     user_id: &str,
     now: u64,
-) -> StoreResult<Option<Attempts>> {
+) -> StoreResult<Option<OtpAttempt>> {
     if otp_locked(store, flow, user_id, now)? {
         return Ok(None);
     }
+    let Some(ticket) = code_attempt(store, config, flow, user_id, now)? else {
+        return Ok(None);
+    };
     let limit = Limit::otp(config);
-    let a = attempts::fail(store, &otp_key(user_id), limit, now)?;
-    if a.failures > limit.max {
-        // Other attempts in flight took the last ones.
+    let factor = attempts::fail(store, &otp_key(user_id), limit, now)?;
+    if factor.failures > limit.max {
+        // Other attempts in flight took the factor's last ones; nothing is checked, so
+        // the account's reservation goes back.
+        attempts::give_back(store, ticket, now)?;
         flow.tell(LOCKED_OTP);
         return Ok(None);
     }
-    Ok(Some(a))
+    Ok(Some(OtpAttempt { factor, ticket }))
+}
+
+/// The page's words for a wrong one-time code, whose failure may have locked the
+/// account.
+pub fn wrong_code_message(ticket: &Ticket, factor_locked: bool, now: u64) -> &'static str {
+    if ticket.capped {
+        LOCKED_FOR_GOOD
+    } else if factor_locked || ticket.locks_until > now {
+        LOCKED_OTP
+    } else {
+        WRONG_CODE
+    }
 }
 
 /// A wrong one-time code, already counted by `otp_attempt`: per account, across every
@@ -172,33 +266,37 @@ pub fn otp_wrong(
     store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
-    (user_id, attempt): (&str, &Attempts),
+    (user_id, attempt): (&str, &OtpAttempt),
     step: usize,
     what: &str,
     now: u64,
 ) {
-    flow.tell(if attempt.locked_at(now) {
-        LOCKED_OTP
-    } else {
-        WRONG_CODE
-    });
+    flow.tell(wrong_code_message(
+        &attempt.ticket,
+        attempt.factor.locked_at(now),
+        now,
+    ));
     let line = format!(
-        "step {step}: wrong {what} ({} of {} attempts)",
-        attempt.failures, config.security.max_otp_attempts
+        "step {step}: wrong {what} ({} of {} attempts{})",
+        attempt.factor.failures,
+        config.security.max_otp_attempts,
+        lock_note(&attempt.ticket, now)
     );
     crate::audit::rejected(store, flow, Some(user_id), &line, now);
     flow.log(line);
 }
 
-/// A good one-time code: the step succeeds with `otp`.
+/// A good one-time code: its reservation goes back, the second factor's throttle is
+/// forgiven, and the step succeeds with `otp`.
 pub fn otp_passed(
     store: &dyn Store,
     flow: &mut Flow,
-    step: usize,
-    option: StepOption,
+    (step, option): (usize, StepOption),
     mut subject: Subject,
+    ticket: Ticket,
     now: u64,
 ) -> StoreResult<()> {
+    attempts::give_back(store, ticket, now)?;
     if let Some(uid) = subject.user_id.clone() {
         attempts::forgive(store, &otp_key(&uid))?;
         subject.enrolled = enrolled(store, &uid)?;

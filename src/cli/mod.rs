@@ -76,6 +76,9 @@ pub enum UsersCommand {
     Delete { user: String },
     /// Remove an account's authenticator app and recovery codes; it enrols again.
     ResetTotp { user: String },
+    /// Lift an account's attempt lock (also the one left after
+    /// `security.max_consecutive_failures`) and forgive its failures.
+    Unlock { user: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,6 +216,14 @@ async fn users_async(args: UsersArgs) -> Result<String, CliError> {
             client.reset_totp(&id_of(&found)).await?;
             Ok(format!(
                 "reset the authenticator app of {}; it enrols again at its next sign-in that asks for one\n",
+                name_of(&found)
+            ))
+        }
+        UsersCommand::Unlock { user } => {
+            let found = client.find(&user).await?;
+            client.unlock(&id_of(&found)).await?;
+            Ok(format!(
+                "unlocked {}; its failed attempts are forgiven\n",
                 name_of(&found)
             ))
         }

@@ -170,10 +170,17 @@ pub struct Security {
     pub session_ttl: u64,
     /// Lifetime of `client_credentials` access tokens (default 600).
     pub client_credentials_ttl: u64,
-    /// Failed password attempts before an account is locked (default 5).
+    /// Consecutive failures of an account, any factor, per block: each block's last
+    /// failure locks it (default 5). Also the per-sign-in limit of wrong passwords.
     pub max_password_attempts: u32,
-    /// How long a lock lasts, and the window failures are counted in (default 900).
+    /// How long the first lock lasts; each further block doubles it (default 900).
     pub lockout_seconds: u64,
+    /// The longest a doubled lock gets, and how long the failures of a name without an
+    /// account are remembered (default 24 hours).
+    pub max_lockout_seconds: u64,
+    /// Consecutive failures after which the account stays locked until an administrator
+    /// unlocks it (default 100, the ceiling of NIST SP 800-63B §5.2.2).
+    pub max_consecutive_failures: u32,
     /// Wrong one-time codes before the account's second factor locks (default 5).
     pub max_otp_attempts: u32,
     /// How long a second-factor lock lasts (default 900).

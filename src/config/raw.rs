@@ -209,12 +209,21 @@ pub struct RawSecurity {
     /// Single sign-on session lifetime.
     #[serde(default = "d_session", deserialize_with = "lenient")]
     pub session_ttl_seconds: u64,
-    /// Failed password attempts before the account is locked.
+    /// Consecutive failures (any factor) per block: each block's last failure locks the
+    /// account.
     #[serde(default = "d_attempts", deserialize_with = "lenient")]
     pub max_password_attempts: u32,
-    /// How long a lock lasts, and the window failures are counted in.
+    /// How long the first lock lasts; each further block doubles it.
     #[serde(default = "d_lockout", deserialize_with = "lenient")]
     pub lockout_seconds: u64,
+    /// The longest a doubled lock gets; also how long the failures of a name without an
+    /// account are remembered.
+    #[serde(default = "d_max_lockout", deserialize_with = "lenient")]
+    pub max_lockout_seconds: u64,
+    /// Consecutive failures after which the account stays locked until an administrator
+    /// unlocks it.
+    #[serde(default = "d_max_consecutive", deserialize_with = "lenient")]
+    pub max_consecutive_failures: u32,
     /// Wrong one-time codes (TOTP, recovery) before the account's second factor is locked.
     #[serde(default = "d_attempts", deserialize_with = "lenient")]
     pub max_otp_attempts: u32,
@@ -285,6 +294,12 @@ fn d_attempts() -> u32 {
 fn d_lockout() -> u64 {
     900
 }
+fn d_max_lockout() -> u64 {
+    24 * 3600
+}
+fn d_max_consecutive() -> u32 {
+    100
+}
 fn d_min_len() -> usize {
     10
 }
@@ -306,6 +321,8 @@ impl Default for RawSecurity {
             session_ttl_seconds: d_session(),
             max_password_attempts: d_attempts(),
             lockout_seconds: d_lockout(),
+            max_lockout_seconds: d_max_lockout(),
+            max_consecutive_failures: d_max_consecutive(),
             max_otp_attempts: d_attempts(),
             otp_lockout_seconds: d_lockout(),
             client_credentials_ttl_seconds: d_service_token(),

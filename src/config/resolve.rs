@@ -307,6 +307,11 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
             u64::from(raw.max_password_attempts),
         ),
         ("lockout_seconds", raw.lockout_seconds),
+        ("max_lockout_seconds", raw.max_lockout_seconds),
+        (
+            "max_consecutive_failures",
+            u64::from(raw.max_consecutive_failures),
+        ),
         ("max_otp_attempts", u64::from(raw.max_otp_attempts)),
         ("otp_lockout_seconds", raw.otp_lockout_seconds),
         (
@@ -359,6 +364,8 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
         session_ttl: raw.session_ttl_seconds,
         max_password_attempts: raw.max_password_attempts,
         lockout_seconds: raw.lockout_seconds,
+        max_lockout_seconds: raw.max_lockout_seconds,
+        max_consecutive_failures: raw.max_consecutive_failures,
         max_otp_attempts: raw.max_otp_attempts,
         otp_lockout_seconds: raw.otp_lockout_seconds,
         client_credentials_ttl: raw.client_credentials_ttl_seconds,

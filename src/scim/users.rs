@@ -348,7 +348,7 @@ impl<'a> Admin<'a> {
         Self::check_version(&record, if_match)?;
         let ended = crate::account::end_sessions(self.store, id)?;
         crate::authn::reset_totp(self.store, id)?;
-        crate::authn::attempts::forgive(self.store, &format!("password:{id}"))?;
+        crate::authn::attempts::forgive_account(self.store, id)?;
         self.store.delete_user(id)?;
         self.store.flush()?;
         audit::record(
@@ -387,6 +387,32 @@ impl<'a> Admin<'a> {
             vec![format!("had an authenticator: {}", record.totp)],
         );
         Ok(self.answer(200, &self.load(id)?))
+    }
+
+    /// Lift the account's lock and forgive its consecutive failures, the cap's
+    /// lock-for-good included (`authn::attempts`).
+    pub fn unlock(&self, id: &str) -> Result<Answer, ScimError> {
+        let record = self.load(id)?;
+        let before = crate::authn::attempts::standing(self.store, id, self.now)?;
+        crate::authn::attempts::forgive_account(self.store, id)?;
+        self.store.flush()?;
+        let was = match before.locked_until {
+            0 => "not locked".to_string(),
+            u64::MAX => "locked until unlocked".to_string(),
+            until => format!("locked until {}", crate::timefmt::rfc3339(until)),
+        };
+        audit::record(
+            self.store,
+            self.now,
+            kind::ADMIN_USER_UNLOCKED,
+            Some(self.client_id),
+            Some(id),
+            vec![format!(
+                "{} consecutive failure(s) forgiven; was {was}",
+                before.failures
+            )],
+        );
+        Ok(self.answer(200, &record))
     }
 }
 

@@ -168,7 +168,14 @@ pub fn submit_totp(
             vec!["authenticator app enrolled while signing in".into()],
         );
     }
-    steps::otp_passed(store, flow, at.step, StepOption::Totp, at.subject, now)?;
+    steps::otp_passed(
+        store,
+        flow,
+        (at.step, StepOption::Totp),
+        at.subject,
+        attempt.ticket,
+        now,
+    )?;
     Ok(Checked::Passed)
 }
 
@@ -218,8 +225,9 @@ pub fn resend_email_code(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> CoreRe
     Ok(sent)
 }
 
-/// Check a code from the email. A match uses it up (once, under parallel requests); a
-/// miss counts against the pending code, which burns at its limit.
+/// Check a code from the email, one of the account's attempts reserved first. A match
+/// uses it up (once, under parallel requests) and gives the attempt back; a miss counts
+/// against the account and against the pending code, which burns at its limit.
 pub fn submit_email_code(
     ctx: Ctx<'_>,
     flow: &mut Flow,
@@ -227,19 +235,32 @@ pub fn submit_email_code(
     code: &str,
 ) -> CoreResult<Checked> {
     let (store, now, uid) = (ctx.store, ctx.now, at.user_id.as_str());
+    let Some(ticket) = steps::code_attempt(store, ctx.config, flow, uid, now)? else {
+        flow.log(format!(
+            "step {}: email code refused, attempts locked",
+            at.step
+        ));
+        return Ok(Checked::Refused);
+    };
     match email_otp::check(store, uid, code, now)? {
         EmailCheck::Ok => {
-            steps::otp_passed(store, flow, at.step, StepOption::EmailOtp, at.subject, now)?;
+            let step = (at.step, StepOption::EmailOtp);
+            steps::otp_passed(store, flow, step, at.subject, ticket, now)?;
             Ok(Checked::Passed)
         }
         EmailCheck::Wrong { .. } => {
-            flow.tell(steps::WRONG_CODE);
-            let line = format!("step {}: wrong email code", at.step);
+            flow.tell(steps::wrong_code_message(&ticket, false, now));
+            let line = format!(
+                "step {}: wrong email code ({} in a row)",
+                at.step, ticket.failures
+            );
             crate::audit::rejected(store, flow, Some(uid), &line, now);
             flow.log(line);
             Ok(Checked::Refused)
         }
         EmailCheck::Expired | EmailCheck::Missing => {
+            // Nothing was compared: the attempt goes back.
+            crate::authn::attempts::give_back(store, ticket, now)?;
             flow.tell("That code has expired or was replaced by a newer one. Send a new code.");
             flow.log(format!(
                 "step {}: expired or superseded email code",
@@ -267,9 +288,9 @@ pub fn submit_recovery_code(
         steps::otp_passed(
             store,
             flow,
-            at.step,
-            StepOption::RecoveryCode,
+            (at.step, StepOption::RecoveryCode),
             at.subject,
+            attempt.ticket,
             now,
         )?;
         return Ok(Checked::Passed);

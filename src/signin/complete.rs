@@ -134,6 +134,12 @@ pub fn complete(
         redeemed_by: None,
     };
     ctx.store.put_code(&token_hash(&code), &record)?;
+    if let (Some(id), true) = (&subject.user_id, interactive) {
+        // The whole sign-in succeeded: the account's consecutive failures are forgiven.
+        // Not before: passing the password again must not buy new guesses at the
+        // second factor. Not on SSO alone: nothing was proven just now.
+        crate::authn::attempts::forgive_account(ctx.store, id)?;
+    }
     ctx.store.delete_flow(&flow.id)?;
     flow.log(format!("signed in as {}", subject.sub));
     audit(ctx, flow, "success");

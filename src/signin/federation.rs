@@ -5,9 +5,8 @@
 //! through, asking the user when the connection says so.
 
 use super::{CoreResult, Ctx};
-use crate::authn::attempts::{self, Limit};
-use crate::authn::password;
-use crate::authn::steps::LOCKED;
+use crate::authn::attempts::{self, Holder, Reserved, Rules, Ticket};
+use crate::authn::steps::locked_message;
 use crate::config::Connection;
 use crate::crypto::token_hash;
 use crate::flow::Flow;
@@ -196,26 +195,30 @@ pub fn answer(
     }
 }
 
-/// A password proof about to be checked before linking.
+/// A password proof about to be checked before linking, its attempt reserved.
 pub struct Proof {
     pub user: Option<User>,
-    key: String,
+    ticket: Ticket,
 }
 
-/// Before checking the existing account's password for linking: the same lock as
-/// signing in with it. `None` when locked (the flow carries the message).
+/// Before checking the existing account's password for linking: one attempt reserved
+/// against the account's count, as signing in with it would. `None` when locked
+/// (nothing may be checked; the flow carries the message).
 pub fn prove_begin(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> StoreResult<Option<Proof>> {
     let user = ctx.store.user(user_id)?;
-    let key = password::attempts_key(user.as_ref(), user_id);
-    if attempts::locked(ctx.store, &key, ctx.now)? {
-        flow.tell(LOCKED);
-        return Ok(None);
+    let holder = Holder::of(user.as_ref(), user_id);
+    match attempts::reserve(ctx.store, &holder, Rules::of(ctx.config), ctx.now)? {
+        Reserved::Locked { for_good } => {
+            flow.tell(locked_message(for_good));
+            flow.log("linking: password refused, attempts locked");
+            Ok(None)
+        }
+        Reserved::Granted(ticket) => Ok(Some(Proof { user, ticket })),
     }
-    Ok(Some(Proof { user, key }))
 }
 
-/// After checking: the proven account, or `None` with the failure counted against the
-/// account's lock.
+/// After checking: the proven account (its attempt given back), or `None` with the
+/// failure left counted against the account and audited.
 pub fn prove_finish(
     ctx: Ctx<'_>,
     flow: &mut Flow,
@@ -223,16 +226,26 @@ pub fn prove_finish(
     proof: Proof,
     ok: bool,
 ) -> StoreResult<Option<User>> {
+    let Proof { user, ticket } = proof;
     if ok {
-        attempts::forgive(ctx.store, &proof.key)?;
+        attempts::give_back(ctx.store, ticket, ctx.now)?;
         flow.log(format!(
             "the owner of account {user_id} proved its password for linking"
         ));
-        return Ok(proof.user);
+        return Ok(user);
     }
-    attempts::fail(ctx.store, &proof.key, Limit::password(ctx.config), ctx.now)?;
-    flow.tell("That password is not right.");
-    flow.log("linking: wrong password for the existing account");
+    flow.tell(if ticket.capped || ticket.locks_until > ctx.now {
+        locked_message(ticket.capped)
+    } else {
+        "That password is not right."
+    });
+    let line = format!(
+        "linking: wrong password for the existing account ({} in a row)",
+        ticket.failures
+    );
+    let known = user.as_ref().map(|u| u.id.as_str());
+    crate::audit::rejected(ctx.store, flow, known, &line, ctx.now);
+    flow.log(line);
     Ok(None)
 }
 

@@ -53,7 +53,7 @@ pub fn begin(
         return Ok(Begun::Incomplete);
     }
     Ok(
-        match steps::password_begin(ctx.store, flow, step, login, ctx.now)? {
+        match steps::password_begin(ctx.store, ctx.config, flow, step, login, ctx.now)? {
             Some(attempt) => Begun::Check(Box::new(attempt)),
             None => Begun::Locked,
         },

@@ -417,3 +417,74 @@ fn oversized_sign_in_and_sign_up_fields_are_refused_and_kept_nowhere() {
     assert!(problems.unwrap()[0].contains("password is too long"));
     assert!(store.events(0, 10).unwrap().is_empty(), "nothing audited");
 }
+
+#[test]
+fn a_finished_sign_in_forgives_the_accounts_failures() {
+    use crate::authn::attempts::{self, Holder, Reserved, Rules};
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let user = ada(&store, false);
+    let ctx = Ctx {
+        config: &config,
+        store: &store,
+        now: NOW,
+    };
+    for _ in 0..3 {
+        let r = attempts::reserve(&store, &Holder::account("u_ada"), Rules::of(&config), NOW);
+        assert!(matches!(r.unwrap(), Reserved::Granted(_)));
+    }
+    assert_eq!(
+        attempts::standing(&store, "u_ada", NOW).unwrap().failures,
+        3
+    );
+    let mut f = signed_in_flow(&config, &user);
+    let done = complete(ctx, &config.apps["a"], &mut f, None).unwrap();
+    assert!(matches!(done, Completed::Issued { .. }));
+    assert_eq!(
+        attempts::standing(&store, "u_ada", NOW).unwrap().failures,
+        0
+    );
+}
+
+#[test]
+fn parallel_link_proofs_check_no_more_passwords_than_the_limit() {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    ada(&store, false);
+    let start = std::sync::Barrier::new(50);
+    let checked: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                s.spawn(|| {
+                    let ctx = Ctx {
+                        config: &config,
+                        store: &store,
+                        now: NOW,
+                    };
+                    let mut f = flow(&config);
+                    start.wait();
+                    match federation::prove_begin(ctx, &mut f, "u_ada").unwrap() {
+                        Some(proof) => {
+                            let proven =
+                                federation::prove_finish(ctx, &mut f, "u_ada", proof, false);
+                            assert!(proven.unwrap().is_none());
+                            1
+                        }
+                        None => {
+                            assert!(f.take_notice().unwrap().contains("Too many"));
+                            0
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(checked, config.security.max_password_attempts as usize);
+    let rejected = crate::store::AuditStore::events(&store, 0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "credential.rejected" && e.sub.as_deref() == Some("u_ada"))
+        .count();
+    assert_eq!(rejected, checked, "each checked proof is in the trail");
+}

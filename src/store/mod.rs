@@ -352,6 +352,14 @@ pub trait CounterStore {
     /// `UPDATE … SET expires_at = GREATEST(expires_at, $until) WHERE key = $1 AND
     /// expires_at > $now`.
     fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()>;
+    /// Take one back from a live counter, atomically, and return it afterwards: an
+    /// attempt reserved with [`hit`](Self::hit) that turned out not to be a failure (the
+    /// secret was right, or it was refused before anything was checked). A counter
+    /// taken back to 0 is removed (`None`); a missing or expired one is left alone. N
+    /// parallel take-backs of a counter at c ≥ N leave c − N, and interleaved with
+    /// hits no count is lost. `UPDATE … SET count = count - 1 WHERE key = $1 AND
+    /// expires_at > $now RETURNING …`, then `DELETE … WHERE key = $1 AND count <= 0`.
+    fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
     /// Forget the counter (a success forgives the failures before it). `DELETE`.
     fn reset_counter(&self, key: &str) -> StoreResult<()>;
     /// Remove counters expired at or before `now`; returns how many.

@@ -151,6 +151,7 @@ impl SledStore {
 enum Change<T> {
     Keep,
     Put(T),
+    Remove,
 }
 
 /// Read-decide-write on one key, retried until the write lands on the value the
@@ -173,10 +174,11 @@ where
         let (change, result) = decide(value);
         let new = match change {
             Change::Keep => return Ok(result),
-            Change::Put(v) => encode(&v)?,
+            Change::Put(v) => Some(encode(&v)?),
+            Change::Remove => None,
         };
         if tree
-            .compare_and_swap(key, current, Some(new))
+            .compare_and_swap(key, current, new)
             .map_err(backend)?
             .is_ok()
         {

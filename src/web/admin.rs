@@ -1,5 +1,5 @@
-//! The small admin API beside SCIM, under `/admin/v1`: resetting an account's TOTP
-//! (scope `scim`) and reading the audit trail (scope `audit`). Same bearer tokens as
+//! The small admin API beside SCIM, under `/admin/v1`: resetting an account's TOTP and
+//! unlocking it (scope `scim`) and reading the audit trail (scope `audit`). Same bearer tokens as
 //! SCIM; answers are plain JSON, errors OAuth's `{ "error", "error_description" }`,
 //! written out by `error.rs`.
 
@@ -45,6 +45,20 @@ pub async fn reset_totp_post(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let answer = run(&core, caller.client, move |a| a.reset_totp(&id))
+        .await?
+        .map_err(oauth_error)?;
+    Ok(json_no_store(answer.body.unwrap_or(Value::Null)))
+}
+
+/// `POST /admin/v1/users/{id}/unlock`: lift the account's attempt lock, also the one
+/// `security.max_consecutive_failures` leaves until an administrator acts, and forgive
+/// its failures. Answers the SCIM representation of the user.
+pub async fn unlock_post(
+    core: Core,
+    caller: Caller<AdminScope>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let answer = run(&core, caller.client, move |a| a.unlock(&id))
         .await?
         .map_err(oauth_error)?;
     Ok(json_no_store(answer.body.unwrap_or(Value::Null)))

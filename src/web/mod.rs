@@ -348,6 +348,7 @@ fn self_service_and_admin_routes() -> Router<Shared> {
             "/admin/v1/users/{id}/reset-totp",
             post(admin::reset_totp_post),
         )
+        .route("/admin/v1/users/{id}/unlock", post(admin::unlock_post))
         .route("/admin/v1/events", get(admin::events_get))
 }
 

@@ -120,6 +120,9 @@ async fn the_cli_lists_manages_and_audits_users() {
     let out = cli(&w, &["users", "reset-totp", "ada@example.com"], &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("enrols again"));
+    let out = cli(&w, &["users", "unlock", "ada@example.com"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("unlocked"), "{}", stdout(&out));
 
     let out = cli(&w, &["users", "delete", "bob"], &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -136,7 +139,12 @@ async fn the_cli_lists_manages_and_audits_users() {
     let out = cli(&w, &["events", "--user", "ada@example.com"], &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let events = stdout(&out);
-    for kind in ["user.provisioned", "sign_in", "admin.totp_reset"] {
+    for kind in [
+        "user.provisioned",
+        "sign_in",
+        "admin.totp_reset",
+        "admin.user_unlocked",
+    ] {
         assert!(events.contains(kind), "{kind} in {events}");
     }
     let out = cli(

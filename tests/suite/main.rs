@@ -14,6 +14,7 @@ mod config_errors;
 mod demo;
 mod federation;
 mod fixtures;
+mod lockout;
 mod mail;
 mod metrics;
 mod my_account;

@@ -84,6 +84,49 @@ pub fn expired_counters_are_swept(f: &dyn StoreFactory) {
     assert_eq!(s.counter("live", 1200).unwrap().map(|c| c.count), Some(1));
 }
 
+pub fn taking_back_undoes_one_hit_exactly_and_removes_at_zero(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    // Missing or expired counters are left alone.
+    assert_eq!(s.take_back("k", 1000).unwrap(), None);
+    s.hit("old", 1000, 1100).unwrap();
+    assert_eq!(s.take_back("old", 1100).unwrap(), None);
+    s.hit("k", 1000, 1900).unwrap();
+    s.hit("k", 1000, 1900).unwrap();
+    // One back, keeping the expiry; the last one back removes the counter.
+    assert_eq!(
+        s.take_back("k", 1001).unwrap(),
+        Some(Counter {
+            count: 1,
+            expires_at: 1900
+        })
+    );
+    assert_eq!(s.take_back("k", 1001).unwrap(), None);
+    assert_eq!(s.counter("k", 1001).unwrap(), None);
+    // A hit after it starts a new counter with the expiry it names.
+    assert_eq!(s.hit("k", 1002, 2000).unwrap().expires_at, 2000);
+}
+
+pub fn parallel_hits_and_take_backs_lose_no_count(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    s.hit("k", 1000, 1900).unwrap();
+    // Every caller reserves twice and gives one back: the count ends at 1 + PARALLEL.
+    race(&s, |s, _| {
+        s.hit("k", 1000, 1900).unwrap();
+        s.hit("k", 1000, 1900).unwrap();
+        s.take_back("k", 1000).unwrap();
+    });
+    assert_eq!(
+        s.counter("k", 1000).unwrap().map(|c| c.count),
+        Some(1 + PARALLEL as u32)
+    );
+    let mut left = race(&s, |s, _| {
+        s.take_back("k", 1000).unwrap().map_or(0, |c| c.count)
+    });
+    left.sort();
+    let expected: Vec<u32> = (1..=PARALLEL as u32).collect();
+    assert_eq!(left, expected);
+}
+
 const LIMIT: Limit = Limit {
     max: 5,
     seconds: 900,
@@ -148,4 +191,37 @@ pub fn a_success_forgives_the_failures_and_lifts_the_lock(f: &dyn StoreFactory) 
         attempts::fail(s, "totp:u1", LIMIT, 1001).unwrap().failures,
         1
     );
+}
+
+pub fn parallel_account_attempts_check_exactly_one_block(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    let rules = attempts::Rules {
+        block: 5,
+        first_lock: 900,
+        longest_lock: 86_400,
+        cap: 100,
+    };
+    let alice = attempts::Holder::account("u1");
+    // Every caller reserves before its (wrong) check, as `authn::steps` does: however
+    // the requests interleave, one block is checked and the rest refused unchecked.
+    let attempt = Arc::new(move |s: &dyn Store, now: u64| {
+        match attempts::reserve(s, &alice, rules, now).unwrap() {
+            attempts::Reserved::Granted(_) => true,
+            attempts::Reserved::Locked { for_good } => {
+                assert!(!for_good);
+                false
+            }
+        }
+    });
+    let again = attempt.clone();
+    let granted = race(&s, move |s, _| attempt(s, 1000));
+    assert_eq!(granted.iter().filter(|&&g| g).count(), 5, "{granted:?}");
+    // Refused attempts were given back: the count is the checked ones.
+    let state = attempts::state(s.as_ref(), "password:u1", 1000).unwrap();
+    assert_eq!((state.failures, state.locked_until), (5, 1900));
+    // After the lock, the next block: again exactly five, locked twice as long.
+    let granted = race(&s, move |s, _| again(s, 1900));
+    assert_eq!(granted.iter().filter(|&&g| g).count(), 5, "{granted:?}");
+    let state = attempts::state(s.as_ref(), "password:u1", 1900).unwrap();
+    assert_eq!((state.failures, state.locked_until), (10, 1900 + 1800));
 }

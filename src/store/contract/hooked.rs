@@ -98,6 +98,7 @@ impl CounterStore for Hooked {
         fn hit(&self, key: &str, now: u64, expires_at: u64) -> StoreResult<Counter>;
         fn counter(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
         fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()>;
+        fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
         fn reset_counter(&self, key: &str) -> StoreResult<()>;
         fn sweep_counters(&self, now: u64) -> StoreResult<usize>;
     }

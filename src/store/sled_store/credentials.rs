@@ -188,6 +188,24 @@ impl CounterStore for SledStore {
         )
     }
 
+    fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>> {
+        cas_update(
+            &self.counters,
+            key,
+            |current: Option<Counter>| match current.filter(|c| c.expires_at > now) {
+                Some(c) if c.count > 1 => {
+                    let next = Counter {
+                        count: c.count - 1,
+                        expires_at: c.expires_at,
+                    };
+                    (Change::Put(next), Some(next))
+                }
+                Some(_) => (Change::Remove, None),
+                None => (Change::Keep, None),
+            },
+        )
+    }
+
     fn reset_counter(&self, key: &str) -> StoreResult<()> {
         self.counters.remove(key).map_err(backend)?;
         Ok(())
