@@ -18,6 +18,7 @@ mod locate;
 mod raw;
 mod report;
 mod resolve;
+mod server;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -28,6 +29,7 @@ use serde_yaml::{Mapping, Value};
 
 pub use error::{Diagnostic, Diagnostics};
 pub use model::*;
+pub use server::ServerSettings;
 
 use locate::{child, Part, Pos};
 use raw::{RawApp, RawConnection, RawRoot};
@@ -127,6 +129,7 @@ pub fn load_with_env(
             my_account,
             audit: top.audit,
             metrics: top.metrics,
+            server: top.server,
             files,
         },
         warnings: report.warnings,

@@ -40,6 +40,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// The Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// Transport limits of the listener (read at start-up).
+    pub server: super::ServerSettings,
     /// Every file the config was read from (watched for changes by `usher serve`).
     pub files: Vec<PathBuf>,
 }
@@ -123,6 +125,9 @@ pub enum StoreConfig {
         /// The database folder, absolute; the mail outbox and the credential key
         /// default to living inside it.
         path: PathBuf,
+        /// Warn rather than refuse to start when the folder or the credentials key
+        /// file can be read by group or others.
+        allow_open_permissions: bool,
     },
 }
 

@@ -53,6 +53,10 @@ pub struct RawRoot {
     /// The Prometheus `/metrics` endpoint (default: off).
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    /// Transport limits: timeouts, connection and request counts, body sizes (default:
+    /// all on, see `server.rs`).
+    #[serde(default)]
+    pub server: Option<super::server::RawServer>,
 }
 
 /// `metrics:`.
@@ -134,6 +138,10 @@ pub struct RawSled {
     /// Folder of the database, relative to the config folder (default `./data`).
     #[serde(default)]
     pub path: Option<String>,
+    /// Start even when the folder or the credentials key file can be read by other
+    /// users, with a warning instead of a refusal (default false).
+    #[serde(default, deserialize_with = "lenient")]
+    pub allow_open_permissions: bool,
 }
 
 /// `email:` — exactly one of `outbox` or `smtp`.
@@ -576,7 +584,7 @@ impl<'de> Deserialize<'de> for RawStep {
 
 /// Accepts a number or boolean either as itself or as a string. `${VAR}` interpolation
 /// always yields a string, and `port: ${SMTP_PORT:-587}` should still work.
-fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(super) fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: FromStr,
@@ -665,6 +673,7 @@ pub fn vocabulary() -> Vec<String> {
             enabled: false,
             bind: Some(String::new()),
         }),
+        server: Some(super::server::RawServer::default()),
     };
     root.connections.insert(
         String::new(),

@@ -47,6 +47,7 @@ pub struct Top {
     pub security: Security,
     pub audit: AuditSettings,
     pub metrics: MetricsSettings,
+    pub server: super::ServerSettings,
 }
 
 /// `base.join(rel)` without the `./` noise, so paths in messages read cleanly.
@@ -162,15 +163,24 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
         );
     }
     let metrics = metrics(report, file, raw);
+    let server = super::server::resolve(report, file, raw.server.as_ref());
+    let allow_open_permissions = raw
+        .store
+        .as_ref()
+        .is_some_and(|s| s.sled.allow_open_permissions);
     Some(Top {
         issuer: issuer?,
         listen: listen?,
-        store: StoreConfig::Sled { path: sled_path },
+        store: StoreConfig::Sled {
+            path: sled_path,
+            allow_open_permissions,
+        },
         email: email?,
         theme: theme?,
         security: security?,
         audit: (retention_days > 0).then_some(AuditSettings { retention_days })?,
         metrics: metrics?,
+        server: server?,
     })
 }
 

@@ -13,6 +13,8 @@ mod config_errors;
 mod demo;
 mod federation;
 mod fixtures;
+mod hardening;
+mod limits;
 mod mail;
 mod metrics;
 mod my_account;
