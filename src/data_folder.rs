@@ -74,6 +74,19 @@ pub fn create_private(folder: &Path) -> std::io::Result<()> {
     builder.create(folder)
 }
 
+/// Create `folder` private, or make an existing one private. For tools that own the
+/// folder they are given (`usher demo --data`); `usher serve` never changes an
+/// operator's permissions, it refuses them.
+pub fn make_private(folder: &Path) -> std::io::Result<()> {
+    create_private(folder)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// `Err(Open)` when group or others have any access to `path`.
 #[cfg(unix)]
 fn exposure(path: &Path, fix: &'static str) -> Result<(), DataFolderError> {
@@ -120,6 +133,7 @@ mod tests {
     #[test]
     fn a_readable_key_file_is_refused_with_its_fix() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let key = dir.path().join("credentials.key");
         std::fs::write(&key, [1u8; 32]).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();

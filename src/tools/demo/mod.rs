@@ -174,8 +174,9 @@ pub struct Demo {
 pub async fn start(options: DemoOptions) -> anyhow::Result<Demo> {
     let (data_dir, temporary) = match &options.data {
         Some(dir) => {
-            // Private from the start: Usher refuses a data folder others can read.
-            crate::data_folder::create_private(dir)
+            // The demo owns the folder it is given: made private, since Usher refuses
+            // a data folder others can read.
+            crate::data_folder::make_private(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
             (std::path::absolute(dir)?, false)
         }
