@@ -11,19 +11,31 @@ use tokio::net::TcpListener;
 
 use crate::authn::sealing::SealingKey;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, Config, StoreConfig};
+use crate::config::{self, Config, CredentialsKey, StoreConfig};
 use crate::oidc::keys::Keys;
 use crate::store::{SledStore, Store};
 use crate::web::{self, AppState, Shared};
 
 /// Open the store and keys for a config. Blocking (RSA key generation on first start).
+/// The data folder is created private, and refused when others can read it or the
+/// credentials key file (see `data_folder`).
 pub fn open_state(config: Config) -> anyhow::Result<Shared> {
-    let store: Arc<dyn Store> = match &config.store {
-        StoreConfig::Sled { path } => Arc::new(
-            SledStore::open(path)
-                .map_err(|e| anyhow::anyhow!("cannot open the store at {}: {e}", path.display()))?,
-        ),
+    let key_file = match &config.security.credentials_key {
+        CredentialsKey::File(path) => Some(path.as_path()),
+        CredentialsKey::Inline(_) => None,
     };
+    let store: Arc<dyn Store> =
+        match &config.store {
+            StoreConfig::Sled {
+                path,
+                allow_open_permissions,
+            } => {
+                crate::data_folder::prepare(path, key_file, *allow_open_permissions)?;
+                Arc::new(SledStore::open(path).map_err(|e| {
+                    anyhow::anyhow!("cannot open the store at {}: {e}", path.display())
+                })?)
+            }
+        };
     state_with_store(config, store)
 }
 
@@ -53,7 +65,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stop accepting, finish in-flight requests, and wait.
+    /// Stop accepting, let in-flight requests finish (up to `server.shutdown_grace_seconds`),
+    /// and wait.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -69,14 +82,13 @@ pub fn spawn(state: Shared, listener: TcpListener) -> std::io::Result<Running> {
     let router = web::app(state.clone());
     let sweeper_state = state.clone();
     let sweeper = tokio::spawn(async move { sweep_forever(sweeper_state).await });
+    // Transport limits are read once: the listener outlives any reload.
+    let settings = state.config().server.clone();
     let task = tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, service).with_graceful_shutdown(async {
+        crate::transport::run(listener, router, &settings, async {
             let _ = rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
+        })
+        .await;
         sweeper.abort();
     });
     Ok(Running {
@@ -166,9 +178,10 @@ pub fn reload(state: &Shared, path: &Path) -> bool {
             if old.store != loaded.config.store
                 || old.listen != loaded.config.listen
                 || old.metrics.bind != loaded.config.metrics.bind
+                || old.server != loaded.config.server
             {
                 tracing::warn!(
-                    "store path, listen and metrics.bind address changes take effect on restart"
+                    "store, listen, metrics.bind and server changes take effect on restart"
                 );
             }
             state.replace_config(loaded.config);
@@ -267,10 +280,9 @@ async fn spawn_metrics_listener(
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {bind}: {e}"))?;
     tracing::info!(addr = %bind, "metrics at /metrics");
     let router = web::metrics::router(state.clone());
+    let limits = state.config().server.clone();
     Ok(Some(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "the metrics listener stopped with an error");
-        }
+        crate::transport::run(listener, router, &limits, std::future::pending()).await;
     })))
 }
 

@@ -19,6 +19,7 @@ mod raw;
 mod raw_client;
 mod report;
 mod resolve;
+mod server;
 
 #[cfg(test)]
 mod props;
@@ -32,6 +33,7 @@ use serde_yaml::{Mapping, Value};
 
 pub use error::{Diagnostic, Diagnostics};
 pub use model::*;
+pub use server::ServerSettings;
 
 use locate::{child, Part, Pos};
 use raw::{RawApp, RawConnection, RawRoot};
@@ -126,12 +128,12 @@ pub fn load_with_env(
             email: top.email,
             theme: top.theme,
             security: top.security,
-            server: top.server,
             connections,
             apps,
             my_account,
             audit: top.audit,
             metrics: top.metrics,
+            server: top.server,
             files,
         },
         warnings: report.warnings,

@@ -30,8 +30,6 @@ pub struct Config {
     pub theme: Option<PathBuf>,
     /// Lifetimes and limits.
     pub security: Security,
-    /// How the server meets its clients.
-    pub server: ServerSettings,
     /// Upstream identity providers, by id.
     pub connections: BTreeMap<String, Arc<Connection>>,
     /// OIDC clients, by id. Includes the built-in My Account app
@@ -43,6 +41,9 @@ pub struct Config {
     pub audit: AuditSettings,
     /// The Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// How the server meets its clients: transport limits (read at start-up) and the
+    /// trusted reverse proxies.
+    pub server: super::ServerSettings,
     /// Every file the config was read from (watched for changes by `usher serve`).
     pub files: Vec<PathBuf>,
 }
@@ -126,6 +127,9 @@ pub enum StoreConfig {
         /// The database folder, absolute; the mail outbox and the credential key
         /// default to living inside it.
         path: PathBuf,
+        /// Warn rather than refuse to start when the folder or the credentials key
+        /// file can be read by group or others.
+        allow_open_permissions: bool,
     },
 }
 
@@ -235,16 +239,6 @@ pub fn decode_key_text(text: &str) -> Result<[u8; CREDENTIALS_KEY_LEN], KeyTextE
         .map_err(|_| KeyTextError::NotBase64)?;
     let len = bytes.len();
     bytes.try_into().map_err(|_| KeyTextError::WrongLength(len))
-}
-
-/// `server:`, resolved.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServerSettings {
-    /// The header trusted proxies write the client address into.
-    pub forwarded_header: ForwardedHeader,
-    /// Peers whose forwarded header is believed; empty means the TCP peer is always
-    /// the client.
-    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// `security.throttle:`, resolved: per client address, per kind of request.

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-pub use super::raw_client::{RawForwardedHeader, RawRate, RawServer, RawThrottle};
+pub use super::raw_client::{RawForwardedHeader, RawRate, RawThrottle};
 
 /// `usher.yaml`, or a single-file configuration.
 #[derive(Debug, Deserialize, Serialize)]
@@ -38,9 +38,6 @@ pub struct RawRoot {
     /// Lifetimes and limits.
     #[serde(default)]
     pub security: RawSecurity,
-    /// How the server meets its clients (trusted reverse proxies).
-    #[serde(default)]
-    pub server: Option<RawServer>,
     /// Upstream identity providers by id. The loader takes these out of the document
     /// and reads them one by one, so one broken connection does not hide the others.
     #[serde(default)]
@@ -58,6 +55,11 @@ pub struct RawRoot {
     /// The Prometheus `/metrics` endpoint (default: off).
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    /// How the server meets its clients: transport limits (timeouts, connection and
+    /// request counts, body sizes; all on by default) and the trusted reverse proxies
+    /// (see `server.rs`).
+    #[serde(default)]
+    pub server: Option<super::server::RawServer>,
 }
 
 /// `metrics:`.
@@ -139,6 +141,10 @@ pub struct RawSled {
     /// Folder of the database, relative to the config folder (default `./data`).
     #[serde(default)]
     pub path: Option<String>,
+    /// Start even when the folder or the credentials key file can be read by other
+    /// users, with a warning instead of a refusal (default false).
+    #[serde(default, deserialize_with = "lenient")]
+    pub allow_open_permissions: bool,
 }
 
 /// `email:` — exactly one of `outbox` or `smtp`.
@@ -678,7 +684,6 @@ pub fn vocabulary() -> Vec<String> {
         }),
         theme: None,
         security: RawSecurity::default(),
-        server: Some(RawServer::default()),
         connections: BTreeMap::new(),
         apps: BTreeMap::new(),
         my_account: Some(RawMyAccount {
@@ -692,6 +697,7 @@ pub fn vocabulary() -> Vec<String> {
             enabled: false,
             bind: Some(String::new()),
         }),
+        server: Some(super::server::RawServer::default()),
     };
     root.connections.insert(
         String::new(),

@@ -8,20 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::raw::lenient;
 
-/// `server:`.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServer {
-    /// Which header the trusted proxies write the client address into:
-    /// `x-forwarded-for` (default) or `forwarded` (RFC 7239). Only that one is read.
-    #[serde(default)]
-    pub forwarded_header: RawForwardedHeader,
-    /// Reverse proxies (addresses or CIDR ranges) whose forwarded header is believed;
-    /// from any other peer the header is ignored (default: none).
-    #[serde(default)]
-    pub trusted_proxies: Vec<String>,
-}
-
 /// `server.forwarded_header`.
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
 pub enum RawForwardedHeader {

@@ -11,19 +11,19 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::locate::{child, item, Part};
+use super::locate::{child, Part};
 use super::model::MetricsSettings;
 use super::model::{
-    decode_key_text, AuditSettings, Cidr, Connection, ConnectionKind, CredentialsKey, EmailConfig,
-    Jit, JitAttributes, JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls,
-    StepOption, StoreConfig,
+    decode_key_text, AuditSettings, Connection, ConnectionKind, CredentialsKey, EmailConfig, Jit,
+    JitAttributes, JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls, StepOption,
+    StoreConfig,
 };
-use super::model::{ForwardedHeader, Rate, ServerSettings, Throttles};
+use super::model::{Rate, Throttles};
 use super::raw::{
     RawAttributes, RawConnection, RawKind, RawLink, RawRoot, RawScheme, RawSecurity, RawSmtp,
     RawSmtpTls,
 };
-use super::raw::{RawForwardedHeader, RawRate, RawServer, RawThrottle};
+use super::raw::{RawRate, RawThrottle};
 use super::report::Report;
 use crate::secret::Secret;
 
@@ -47,9 +47,9 @@ pub struct Top {
     pub email: EmailConfig,
     pub theme: Option<PathBuf>,
     pub security: Security,
-    pub server: ServerSettings,
     pub audit: AuditSettings,
     pub metrics: MetricsSettings,
+    pub server: super::ServerSettings,
 }
 
 /// `base.join(rel)` without the `./` noise, so paths in messages read cleanly.
@@ -165,11 +165,18 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
         );
     }
     let metrics = metrics(report, file, raw);
-    let server = server(report, file, raw.server.as_ref());
+    let server = super::server::resolve(report, file, raw.server.as_ref());
+    let allow_open_permissions = raw
+        .store
+        .as_ref()
+        .is_some_and(|s| s.sled.allow_open_permissions);
     Some(Top {
         issuer: issuer?,
         listen: listen?,
-        store: StoreConfig::Sled { path: sled_path },
+        store: StoreConfig::Sled {
+            path: sled_path,
+            allow_open_permissions,
+        },
         email: email?,
         theme: theme?,
         security: security?,
@@ -378,37 +385,6 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
         },
         throttle: throttles?,
         credentials_key: credentials_key?,
-    })
-}
-
-/// `server:`: the trusted proxies must be addresses or ranges.
-fn server(report: &mut Report, file: usize, raw: Option<&RawServer>) -> Option<ServerSettings> {
-    let Some(raw) = raw else {
-        return Some(ServerSettings::default());
-    };
-    let mut ok = true;
-    let mut trusted_proxies = Vec::new();
-    for (i, text) in raw.trusted_proxies.iter().enumerate() {
-        match text.parse::<Cidr>() {
-            Ok(c) => trusted_proxies.push(c),
-            Err(e) => {
-                let path = item("server.trusted_proxies", i);
-                report.error(
-                    file,
-                    &path,
-                    Part::Value,
-                    format!("{path}: {e}; give an address or a range like `10.0.0.0/8` or `2001:db8::/32`"),
-                );
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(ServerSettings {
-        forwarded_header: match raw.forwarded_header {
-            RawForwardedHeader::XForwardedFor => ForwardedHeader::XForwardedFor,
-            RawForwardedHeader::Forwarded => ForwardedHeader::Forwarded,
-        },
-        trusted_proxies,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 mod extract;
 mod factors;
 mod federation;
+mod limits;
 mod login;
 pub mod metrics;
 mod oidc_routes;
@@ -21,6 +22,7 @@ mod scim;
 
 use std::sync::{Arc, RwLock};
 
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -270,9 +272,26 @@ async fn stylesheet() -> Response {
 }
 
 /// Headers every response carries: no framing, no sniffing, no referrer leaks, and a
-/// policy that allows only our own stylesheet.
-async fn security_headers(mut res: Response) -> Response {
+/// policy that allows only our own stylesheet. Pages are never stored by the browser
+/// or a proxy (they carry TOTP secrets, recovery codes and account details), and an
+/// https issuer tells browsers to use nothing else; over plain http that header would
+/// be a promise Usher cannot keep, so it is left out.
+async fn security_headers(State(state): State<Shared>, mut res: Response) -> Response {
+    let https = state.config().issuer.scheme() == "https";
     let h = res.headers_mut();
+    let html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if https {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
         h.entry(k).or_insert(HeaderValue::from_static(v));
     };
@@ -354,6 +373,12 @@ fn self_service_and_admin_routes() -> Router<Shared> {
 
 /// The whole server as a router (tests drive it without a socket).
 pub fn app(state: Shared) -> Router {
+    let base = state
+        .config()
+        .issuer
+        .path()
+        .trim_end_matches('/')
+        .to_string();
     let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/assets/usher.css", get(stylesheet))
@@ -400,6 +425,12 @@ pub fn app(state: Shared) -> Router {
         )
         .route("/metrics", get(metrics::metrics_get))
         .merge(self_service_and_admin_routes())
+        // Inside `render_errors`, so a request refused for its size or time is
+        // answered in its route's style.
+        .layer(axum::middleware::from_fn_with_state(
+            limits::Limits::new(&state.config().server, &base),
+            limits::enforce,
+        ))
         // The client address is decided, and throttles checked, before any handler.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -414,14 +445,11 @@ pub fn app(state: Shared) -> Router {
             state.clone(),
             metrics::observe,
         ))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state.clone());
-    let base = state
-        .config()
-        .issuer
-        .path()
-        .trim_end_matches('/')
-        .to_string();
     if base.is_empty() {
         routes
     } else {

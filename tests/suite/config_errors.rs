@@ -663,7 +663,9 @@ fn credentials_key_defaults_to_a_file_beside_the_store_and_is_given_once() {
         &format!("{VALID}store: {{ sled: {{ path: ./db }} }}\n"),
     );
     let loaded = load_with_env(&path, &no_env).unwrap();
-    let StoreConfig::Sled { path: sled_path } = &loaded.config.store;
+    let StoreConfig::Sled {
+        path: sled_path, ..
+    } = &loaded.config.store;
     match &loaded.config.security.credentials_key {
         CredentialsKey::File(file) => assert_eq!(file, &sled_path.join("credentials.key")),
         other => panic!("expected the default key file, got {other:?}"),
@@ -793,7 +795,8 @@ fn folder_config_merges_apps_and_connections() {
     assert_eq!(
         config.store,
         StoreConfig::Sled {
-            path: root.join("db")
+            path: root.join("db"),
+            allow_open_permissions: false,
         }
     );
     match &config.email {

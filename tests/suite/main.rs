@@ -14,6 +14,8 @@ mod config_errors;
 mod demo;
 mod federation;
 mod fixtures;
+mod hardening;
+mod limits;
 mod lockout;
 mod mail;
 mod metrics;

@@ -174,13 +174,15 @@ pub struct Demo {
 pub async fn start(options: DemoOptions) -> anyhow::Result<Demo> {
     let (data_dir, temporary) = match &options.data {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
+            // The demo owns the folder it is given: made private, since Usher refuses
+            // a data folder others can read.
+            crate::data_folder::make_private(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
             (std::path::absolute(dir)?, false)
         }
         None => {
             let dir = std::env::temp_dir().join(format!("usher-demo-{}", random_token(6)));
-            std::fs::create_dir_all(&dir)?;
+            crate::data_folder::create_private(&dir)?;
             (dir, true)
         }
     };
