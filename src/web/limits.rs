@@ -9,6 +9,12 @@
 //! handlers read an in-memory body. Forms are small, so browser routes and the OAuth
 //! endpoints get `server.max_form_bytes`; the SCIM and admin JSON APIs get the larger
 //! `server.max_json_bytes`. Connection-level limits live in `crate::transport`.
+//!
+//! The forms that check a password with Argon2id (sign-in, sign-up, the linking proof,
+//! My Account's password change) draw on a budget of their own, half of
+//! `server.max_in_flight`: a flood of password posts, each holding its slot for the
+//! tens of milliseconds Argon2id takes, is refused with 503 once that half is full and
+//! never takes the slots `/token`, SSO sign-ins and the pages need.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +34,8 @@ use crate::config::ServerSettings;
 /// The limits of one router, fixed when it is built (they change on restart).
 pub(crate) struct Limits {
     in_flight: Arc<Semaphore>,
+    /// The budget of the password-checking forms, apart from everything else's.
+    password_checks: Arc<Semaphore>,
     request_timeout: Duration,
     max_form_bytes: usize,
     max_json_bytes: usize,
@@ -39,11 +47,22 @@ impl Limits {
     pub(crate) fn new(settings: &ServerSettings, base: &str) -> Arc<Limits> {
         Arc::new(Limits {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+            password_checks: Arc::new(Semaphore::new((settings.max_in_flight / 2).max(1))),
             request_timeout: settings.request_timeout,
             max_form_bytes: settings.max_form_bytes,
             max_json_bytes: settings.max_json_bytes,
             base: base.to_string(),
         })
+    }
+
+    /// The budget a request draws on: the password-checking forms have their own.
+    fn budget(&self, method: &axum::http::Method, path: &str) -> &Arc<Semaphore> {
+        let path = path.strip_prefix(&self.base).unwrap_or(path);
+        if method == axum::http::Method::POST && checks_a_password(path) {
+            &self.password_checks
+        } else {
+            &self.in_flight
+        }
     }
 
     /// The JSON APIs take documents; everything else takes a form or nothing.
@@ -66,7 +85,8 @@ pub(crate) async fn enforce(
 ) -> Response {
     // Refusing at once beats queueing: a queued request would wait out its client's
     // patience and then do the work anyway.
-    let Ok(_slot) = limits.in_flight.clone().try_acquire_owned() else {
+    let budget = limits.budget(req.method(), req.uri().path());
+    let Ok(_slot) = budget.clone().try_acquire_owned() else {
         return busy().into_response();
     };
     let deadline = Instant::now() + limits.request_timeout;
@@ -101,6 +121,15 @@ pub(crate) async fn enforce(
             handler_timeout().into_response()
         }
     }
+}
+
+/// Routes whose POST may run Argon2id.
+fn checks_a_password(path: &str) -> bool {
+    let sign_in = path
+        .strip_prefix("/login/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(_, form)| form == "password" || form == "federation");
+    sign_in || path.starts_with("/signup/") || path == "/myaccount/password"
 }
 
 fn busy() -> WebError {
@@ -159,5 +188,26 @@ mod tests {
             settings.max_form_bytes
         );
         assert_eq!(limits.body_limit("/idp/token"), settings.max_form_bytes);
+    }
+
+    #[test]
+    fn only_the_password_checking_forms_draw_on_their_own_budget() {
+        for path in [
+            "/login/f1/password",
+            "/login/f1/federation",
+            "/signup/f1",
+            "/myaccount/password",
+        ] {
+            assert!(checks_a_password(path), "{path}");
+        }
+        for path in [
+            "/token",
+            "/login/f1/totp",
+            "/login/f1",
+            "/myaccount/profile",
+            "/authorize",
+        ] {
+            assert!(!checks_a_password(path), "{path}");
+        }
     }
 }

@@ -279,3 +279,56 @@ async fn shutdown_cuts_requests_that_outlive_the_grace() {
     let answer = read_to_close(&mut stuck).await;
     assert!(answer.is_empty(), "the connection was closed: {answer}");
 }
+
+/// A flood of password posts (here: posts whose bodies hold their slot, as Argon2id
+/// would) as large as the whole in-flight budget fills only the password forms' half of
+/// it: `/token` and the pages are still served, and the posts past that half are
+/// refused at once.
+#[tokio::test]
+async fn a_password_flood_cannot_take_the_slots_token_needs() {
+    let usher = Usher::start(&with_server(
+        "  max_in_flight: 4\n  request_timeout_seconds: 2\n",
+    ))
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..4 {
+        let mut stuck = connect(&usher).await;
+        stuck
+            .write_all(
+                b"POST /login/abc/password HTTP/1.1\r\nHost: usher\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ncsrf=",
+            )
+            .await
+            .unwrap();
+        flood.push(stuck);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let http = fresh_client();
+    let started = Instant::now();
+    // The token endpoint answers (an OAuth error, not "busy"), and so do the pages.
+    let token = http
+        .post(usher.url("/token"))
+        .form(&[("grant_type", "authorization_code"), ("code", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(token.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(token.text().await.unwrap().contains("\"error\""));
+    let health = http.get(usher.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "served, not queued"
+    );
+    // Half the budget (2) held the flood; the other two posts were refused at once.
+    let mut refused = 0;
+    for mut stuck in flood {
+        let answer = read_to_close(&mut stuck).await;
+        if answer.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        }
+    }
+    assert_eq!(refused, 2);
+}
