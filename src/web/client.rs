@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -105,7 +105,7 @@ fn too_many(class: Class, retry_after: u64, style: ErrorStyle) -> WebError {
     } else {
         format!("{} minutes", retry_after.div_ceil(60))
     };
-    match style {
+    let error = match style {
         ErrorStyle::OAuth => WebError::OAuth {
             status: StatusCode::TOO_MANY_REQUESTS,
             error: OAuthError::new(
@@ -133,6 +133,10 @@ fn too_many(class: Class, retry_after: u64, style: ErrorStyle) -> WebError {
             )
             .with_hint("Nothing about your account has changed. If you share your network with many people, your administrator can raise this limit.")
         }
+    };
+    WebError::RetryAfter {
+        error: Box::new(error),
+        seconds: retry_after,
     }
 }
 
@@ -156,12 +160,7 @@ pub async fn admit(State(state): State<Shared>, mut req: Request, next: Next) ->
     let style = ErrorStyle::of(req.uri().path(), base);
     match check(&state, &config, class, client, state.now()) {
         Ok(None) => next.run(req).await,
-        Ok(Some(retry_after)) => {
-            let mut res = state.error_response(too_many(class, retry_after, style), style);
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            res
-        }
+        Ok(Some(retry_after)) => state.error_response(too_many(class, retry_after, style), style),
         Err(e) => state.error_response(e, style),
     }
 }
@@ -186,6 +185,7 @@ pub(crate) fn email_allowed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn throttled_routes_are_the_guessing_signing_up_and_machine_ones() {

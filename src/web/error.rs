@@ -40,6 +40,8 @@ pub enum WebError {
         /// The `WWW-Authenticate` challenge of a 401 or 403.
         challenge: Option<HeaderValue>,
     },
+    /// Refused for now (a throttle): the inner answer, with `Retry-After` seconds.
+    RetryAfter { error: Box<WebError>, seconds: u64 },
     /// A SCIM error document.
     Scim {
         error: ScimError,
@@ -251,6 +253,12 @@ impl super::AppState {
     pub(crate) fn error_response(&self, err: WebError, style: ErrorStyle) -> Response {
         let request_id = crate::crypto::random_token(9);
         let (status, title, message, hint, back_url) = match err {
+            WebError::RetryAfter { error, seconds } => {
+                let mut res = self.error_response(*error, style);
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                return res;
+            }
             WebError::OAuth {
                 status,
                 error,

@@ -115,8 +115,13 @@ pub(crate) async fn render(
         }
         StepOption::EmailOtp => {
             let ctx = state.core(config, state.now());
+            if !flow.email_sent {
+                // Before a code is issued: a throttled address gets no code at all,
+                // and counts the same whether or not the account has an address.
+                super::client::email_allowed(state, config, &flow.ip, ctx.now)?;
+            }
             if let Some(send) = codes::email_page(ctx, flow, &uid)? {
-                mail_code(state, app, flow, send).await?;
+                mail_code(state, app, send).await?;
             }
             state.render(
                 "email_code.html",
@@ -175,16 +180,10 @@ async fn enrolment(app: &App, subject: &Subject, secret: Vec<u8>) -> Result<Totp
 /// Mail a code the core issued, once it is durable. Nothing to mail for an account
 /// without an address or past the resend limit; a page asking to wait when the address
 /// that started the sign-in (`flow.ip`) is over its email throttle.
-async fn mail_code(
-    state: &Shared,
-    app: &App,
-    flow: &Flow,
-    send: EmailSend,
-) -> Result<(), WebError> {
+async fn mail_code(state: &Shared, app: &App, send: EmailSend) -> Result<(), WebError> {
     let EmailSend::Send { to, code } = send else {
         return Ok(());
     };
-    super::client::email_allowed(state, &state.config(), &flow.ip, state.now())?;
     state.flush().await?;
     let mail = crate::mail::render_email_otp(&app.name, code.expose(), email_otp::CODE_TTL_MINUTES)
         .map_err(|e| WebError::Internal(e.to_string()))?;
@@ -313,9 +312,10 @@ pub async fn login_email_otp_post(
     } = posted;
     let ctx = state.core(&config, now);
     if form.resend.is_some() {
+        super::client::email_allowed(&state, &config, &flow.ip, now)?;
         let send = codes::resend_email_code(ctx, &mut flow, &at.user_id)?;
         if let Some(app) = config.apps.get(&flow.request.app_id) {
-            mail_code(&state, app, &flow, send).await?;
+            mail_code(&state, app, send).await?;
         }
         state.save_flow(&flow)?;
         return Ok(see_other(&login_url(&config, &flow)));

@@ -437,3 +437,81 @@ async fn a_reset_totp_is_enrolled_again() {
     );
     assert_ne!(totp_secret(&page), first, "a new key");
 }
+
+/// Ask for a new email code from the code page.
+async fn resend(usher: &Usher, browser: &Browser, page: &Page) -> (StatusCode, Page) {
+    let res = browser
+        .post(
+            &usher.url_of(&page.form_action(Some("code"))),
+            &[("csrf", &page.csrf()), ("resend", "1")],
+        )
+        .await;
+    (res.status, res)
+}
+
+/// The per-address email throttle stops a third code from one address within its
+/// window, before any code is issued (the account's own resend record does not move),
+/// whichever account it is for; once the window has passed, codes flow again.
+#[tokio::test]
+async fn one_address_gets_no_more_email_codes_than_the_throttle_allows() {
+    let sink = SmtpSink::start().await;
+    let config = config(sink.port()).replace(
+        "security:\n  max_otp_attempts: 3\n",
+        "security:\n  max_otp_attempts: 3\n  throttle:\n    email: { max: 2, seconds: 120 }\n",
+    );
+    let usher = Usher::start(&config).await;
+    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    let (page, _) = to_step_two(&usher, &browser, &rp, "email_otp").await;
+    assert!(page.body.contains("Check your email"), "{page:?}");
+    sink.wait_for_message(Duration::from_secs(10))
+        .await
+        .expect("the first code");
+    let (status, res) = resend(&usher, &browser, &page).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let page = browser.follow(&usher, res).await.unwrap();
+    sink.wait_for_message(Duration::from_secs(10))
+        .await
+        .expect("the second code");
+    let sent_before = usher
+        .store
+        .email_code("u_alice")
+        .unwrap()
+        .unwrap()
+        .value
+        .sent_at
+        .len();
+
+    // The third from this address: a page that says to wait, and nothing issued.
+    let (status, refused) = resend(&usher, &browser, &page).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        sink.wait_for_message(Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "no third mail"
+    );
+    let sent_after = usher
+        .store
+        .email_code("u_alice")
+        .unwrap()
+        .unwrap()
+        .value
+        .sent_at
+        .len();
+    assert_eq!(sent_after, sent_before, "no code was issued");
+
+    // When the answer said to come back, the same page sends again.
+    usher.clock.advance(retry_after);
+    let (status, _) = resend(&usher, &browser, &page).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    sink.wait_for_message(Duration::from_secs(10))
+        .await
+        .expect("a code once the window has passed");
+}
