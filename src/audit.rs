@@ -46,6 +46,9 @@ pub mod kind {
     pub const ADMIN_USER_DELETED: &str = "admin.user_deleted";
     pub const ADMIN_TOTP_RESET: &str = "admin.totp_reset";
     pub const ADMIN_USER_UNLOCKED: &str = "admin.user_unlocked";
+    /// The owner of an account locked for good followed the link mailed to its
+    /// verified address.
+    pub const ACCOUNT_UNLOCKED_BY_EMAIL: &str = "account.unlocked_by_email";
 }
 
 /// The id of a new event: its time, then a per-process sequence number, then random

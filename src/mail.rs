@@ -198,6 +198,28 @@ const OTP_HTML: (&str, &str) = (
 );
 
 /// The e-mail OTP message for `code`, valid for `minutes`, from `app_name`.
+/// The mail that carries an unlock link to the owner of an account locked for good.
+pub fn unlock_mail(link: &str) -> RenderedMail {
+    let text = format!(
+        "Someone tried the wrong password or code on your account too many times, so it was locked.\n\nIf that was you, or to use your account again, open this link within a day:\n\n{link}\n\nThe link works once. If you did not expect this, tell your administrator.\n"
+    );
+    // The link is Usher's own issuer and a base64url token: nothing in it needs
+    // escaping, but escape anyway so the HTML can never be more than text and a link.
+    let escaped = link
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let html = format!(
+        "<p>Someone tried the wrong password or code on your account too many times, so it was locked.</p><p>If that was you, or to use your account again, open this link within a day:</p><p><a href=\"{escaped}\">{escaped}</a></p><p>The link works once. If you did not expect this, tell your administrator.</p>"
+    );
+    RenderedMail {
+        subject: "Unlock your account".into(),
+        text,
+        html,
+    }
+}
+
 pub fn render_email_otp(
     app_name: &str,
     code: &str,

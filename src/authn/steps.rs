@@ -14,7 +14,7 @@ use crate::store::{Store, StoreResult, User};
 pub const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
 pub const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
 pub const LOCKED_FOR_GOOD: &str =
-    "Too many failed attempts. This account is locked until an administrator unlocks it.";
+    "Too many failed attempts. This account is locked until an administrator unlocks it, or its owner follows the unlock link sent to the account's verified email address.";
 pub const LOCKED_OTP: &str =
     "Too many wrong codes. Your second factor is locked for a while; try again later or use another way.";
 pub const WRONG_CODE: &str = "That code is not right. Check it and try again.";

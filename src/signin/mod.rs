@@ -17,6 +17,7 @@ mod flows;
 mod next;
 pub mod password;
 mod signup;
+pub mod unlock;
 
 pub use complete::{complete, redirect_error, Completed};
 pub use flows::{live_session, load, save, start, Starter};

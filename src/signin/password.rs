@@ -3,7 +3,8 @@
 //! (Argon2 on the blocking pool in the server; the fixture's `valid`/`invalid` marker or
 //! declared password offline).
 
-use super::{CoreResult, Ctx};
+use super::{unlock, CoreResult, Ctx};
+use crate::authn::attempts;
 use crate::authn::steps::{self, PasswordAttempt};
 use crate::config::StepOption;
 use crate::flow::Flow;
@@ -16,8 +17,9 @@ pub enum Begun {
     /// the message, and nothing of an oversized value is kept.
     Incomplete,
     /// The account's attempts are locked: nothing is checked. The flow carries the
-    /// message.
-    Locked,
+    /// message. A lock that only an administrator or the owner's email lifts offers the
+    /// owner an unlock link, to mail (at most once a day).
+    Locked { unlock: Option<unlock::UnlockMail> },
     /// Check the password against `attempt.user` and call [`finish`].
     Check(Box<PasswordAttempt>),
 }
@@ -55,9 +57,24 @@ pub fn begin(
     Ok(
         match steps::password_begin(ctx.store, ctx.config, flow, step, login, ctx.now)? {
             Some(attempt) => Begun::Check(Box::new(attempt)),
-            None => Begun::Locked,
+            None => Begun::Locked {
+                unlock: locked_for_good(ctx, login)?,
+            },
         },
     )
+}
+
+/// The unlock link to offer when the account behind `login` is locked for good.
+fn locked_for_good(ctx: Ctx<'_>, login: &str) -> CoreResult<Option<unlock::UnlockMail>> {
+    let Some(user) = ctx.store.find_user(login)? else {
+        return Ok(None);
+    };
+    let standing = attempts::standing(ctx.store, &user.id, ctx.now)?;
+    let cap = attempts::Rules::of(ctx.config).cap;
+    if standing.locked_until != u64::MAX && standing.failures < cap {
+        return Ok(None);
+    }
+    Ok(unlock::offer(ctx, &user)?)
 }
 
 /// Record the check's verdict (`ok` only for an existing account whose password

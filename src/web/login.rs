@@ -478,7 +478,10 @@ pub async fn login_password_post(
             state.save_flow(&flow)?;
             return Ok(see_other(&login_url(&config, &flow)));
         }
-        Begun::Locked => {}
+        Begun::Locked { unlock: None } => {}
+        Begun::Locked {
+            unlock: Some(offer),
+        } => mail_unlock_link(&state, &config, offer).await?,
         Begun::Check(attempt) => {
             let candidate = attempt.user.clone();
             let presented = form.password.clone();
@@ -508,6 +511,55 @@ pub async fn login_password_post(
     }
     state.save_flow(&flow)?;
     Ok(see_other(&login_url(&config, &flow)))
+}
+
+/// Mail the owner of an account locked for good the link that unlocks it, once the
+/// link is durable. A mail that cannot be sent is logged; the page says the same.
+async fn mail_unlock_link(
+    state: &Shared,
+    config: &Config,
+    offer: signin::unlock::UnlockMail,
+) -> Result<(), WebError> {
+    state.flush().await?;
+    let link = format!(
+        "{}/unlock/{}",
+        crate::oidc::issuer(config).trim_end_matches('/'),
+        offer.token.expose()
+    );
+    let mail = crate::mail::unlock_mail(&link);
+    let mailer = state.mailer();
+    let to = offer.to;
+    let sent = tokio::task::spawn_blocking(move || {
+        mailer.send(&to, &mail.subject, &mail.text, &mail.html)
+    })
+    .await?;
+    if let Err(e) = sent {
+        tracing::error!(error = %e, "could not send the unlock link");
+    }
+    Ok(())
+}
+
+/// `/unlock/{token}`: the link mailed to the owner of an account locked for good.
+pub async fn unlock_get(
+    State(state): State<Shared>,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    let config = state.config();
+    let ctx = state.core(&config, state.now());
+    let message = match signin::unlock::redeem(ctx, &token)? {
+        Some(_) => {
+            state.flush().await?;
+            "Your account is unlocked. You can sign in again."
+        }
+        None => "This unlock link has been used or has expired.",
+    };
+    state.render(
+        "message.html",
+        &super::pages::MessagePage {
+            layout: state.layout(&config, "Unlock your account", None),
+            message: message.into(),
+        },
+    )
 }
 
 fn signup_allowed(app: &App, options: &[StepOption]) -> bool {

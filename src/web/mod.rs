@@ -423,6 +423,7 @@ pub fn app(state: Shared) -> Router {
             "/signup/{flow}",
             get(login::signup_get).post(login::signup_post),
         )
+        .route("/unlock/{token}", get(login::unlock_get))
         .route("/metrics", get(metrics::metrics_get))
         .merge(self_service_and_admin_routes())
         // Inside `render_errors`, so a request refused for its size or time is

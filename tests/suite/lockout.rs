@@ -162,3 +162,85 @@ async fn the_admin_api_unlocks_an_account_locked_for_good() {
     .expect_err("signed in");
     assert!(query(&back).contains_key("code"), "{back}");
 }
+
+/// At the hard cap the owner is mailed a single-use link, once, and following it
+/// unlocks the account without an administrator.
+#[tokio::test]
+async fn the_owners_verified_email_unlocks_an_account_locked_for_good() {
+    let sink = crate::smtp_sink::SmtpSink::start().await;
+    let config = CONFIG.replace(
+        "security:\n  max_password_attempts: 5\n",
+        &format!(
+            "email:\n  smtp: {{ host: 127.0.0.1, port: {}, tls: none, from: \"Usher <usher@example.com>\" }}\nsecurity:\n  max_password_attempts: 3\n  max_consecutive_failures: 3\n",
+            sink.port()
+        ),
+    );
+    let usher = Usher::start(&config).await;
+    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let sign_in = |password: &'static str| {
+        let (usher, rp) = (&usher, &rp);
+        async move {
+            let browser = Browser::new();
+            let page = browser
+                .follow(usher, browser.get(rp.start(&[]).url.as_str()).await)
+                .await
+                .unwrap();
+            browser
+                .submit_password(usher, &page, "alice", password)
+                .await
+        }
+    };
+    for _ in 0..3 {
+        let wrong = sign_in("not-the-password").await.unwrap();
+        assert!(wrong.body.contains("incorrect") || wrong.body.contains("Too many"));
+    }
+    // Locked for good: even the right password is refused, and a link is mailed.
+    let refused = sign_in("wonderland-rabbit").await.unwrap();
+    assert!(refused.body.contains("unlock link"), "{refused:?}");
+    let mail = sink
+        .wait_for_message(std::time::Duration::from_secs(10))
+        .await
+        .expect("the unlock link");
+    assert!(mail.contains("alice@example.com"));
+    let start = mail.find("/unlock/").expect("a link in the mail");
+    let token: String = mail[start + "/unlock/".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    // Another refused attempt the same day mails nothing more.
+    sign_in("wonderland-rabbit").await.unwrap();
+    assert!(sink
+        .wait_for_message(std::time::Duration::from_millis(1500))
+        .await
+        .is_none());
+
+    let http = reqwest::Client::new();
+    let page = http
+        .get(usher.url(&format!("/unlock/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Your account is unlocked"));
+    let again = http
+        .get(usher.url(&format!("/unlock/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(again.text().await.unwrap().contains("used or has expired"));
+    assert!(
+        sign_in("wonderland-rabbit").await.is_err(),
+        "signed in: back at the app"
+    );
+    assert!(usher
+        .store
+        .events(0, 1000)
+        .unwrap()
+        .iter()
+        .any(|e| e.kind == "account.unlocked_by_email"));
+}
