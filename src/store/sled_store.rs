@@ -79,9 +79,7 @@ impl SledStore {
         loop {
             match sled::Config::new().path(path).open() {
                 Ok(db) => return Self::from_db(db),
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && waited < 40 =>
-                {
+                Err(sled::Error::Io(e)) if lock_held(&e) && waited < 40 => {
                     waited += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
@@ -194,6 +192,12 @@ fn tx_result<T>(r: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
         Err(TransactionError::Abort(e)) => Err(e),
         Err(TransactionError::Storage(e)) => Err(backend(e)),
     }
+}
+
+/// Whether opening failed only because another handle still holds the folder's lock
+/// (sled reports it as `Other` with the OS's would-block inside).
+fn lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
 /// Whether an index entry names an account other than `user_id`.
