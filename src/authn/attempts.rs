@@ -281,7 +281,13 @@ pub fn reserve<S: CounterStore + ?Sized>(
     let boundaries_below = failures.saturating_sub(1) / rules.block.max(1);
     let locks_set = store.counter(&locks_key(key), now)?.map_or(0, |c| c.count);
     let live_lock = store.counter(&lock, now)?;
-    if failures > rules.cap || locks_set < boundaries_below || live_lock.is_some() {
+    // A live lock holds back this attempt only if it is the lock of a boundary below
+    // it. An attempt of the block whose last slot another attempt just filled (and
+    // locked) was counted before that lock and is checked: the block is checked whole.
+    // The tally is read before the lock and written after it, so a lock seen with an
+    // old tally can only be this attempt's own block's.
+    let lock_applies = live_lock.is_some() && locks_set <= boundaries_below;
+    if failures > rules.cap || locks_set < boundaries_below || lock_applies {
         store.take_back(key, now)?;
         let for_good = failures > rules.cap || live_lock.is_some_and(|l| l.expires_at == u64::MAX);
         return Ok(Reserved::Locked { for_good });
