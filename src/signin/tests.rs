@@ -23,6 +23,15 @@ fn config() -> Config {
         .config
 }
 
+/// The core's view of a request at `NOW` over this config and store.
+fn at<'a>(config: &'a Config, store: &'a SledStore) -> Ctx<'a> {
+    Ctx {
+        config,
+        store,
+        now: NOW,
+    }
+}
+
 fn flow(config: &Config) -> Flow {
     let app = &config.apps["a"];
     let request = AuthRequest {
@@ -87,11 +96,7 @@ fn completing_issues_a_code_and_a_fresh_session() {
     let config = config();
     let store = SledStore::temporary().unwrap();
     let user = ada(&store, false);
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     let mut f = signed_in_flow(&config, &user);
     let Completed::Issued {
         redirect,
@@ -132,11 +137,7 @@ fn an_sso_completion_keeps_the_session_and_its_auth_time() {
     let config = config();
     let store = SledStore::temporary().unwrap();
     let user = ada(&store, false);
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     let mut first = signed_in_flow(&config, &user);
     let Completed::Issued { new_session, .. } =
         complete(ctx, &config.apps["a"], &mut first, None).unwrap()
@@ -185,11 +186,7 @@ fn a_disabled_account_gets_access_denied_and_no_code() {
     let config = config();
     let store = SledStore::temporary().unwrap();
     let user = ada(&store, true);
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     let mut f = signed_in_flow(&config, &user);
     let Completed::Refused { redirect, .. } =
         complete(ctx, &config.apps["a"], &mut f, None).unwrap()
@@ -207,11 +204,7 @@ fn a_disabled_account_gets_access_denied_and_no_code() {
 fn sign_up_checks_the_form_and_creates_one_account_per_email() {
     let config = config();
     let store = SledStore::temporary().unwrap();
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     let mut f = flow(&config);
     let problems = sign_up_problems(ctx, &mut f, "not-an-email", "short", "other").unwrap();
     assert!(problems.iter().any(|p| p.contains("valid email")));
@@ -259,11 +252,7 @@ fn mfa_config() -> Config {
 fn a_second_factor_for_a_subject_without_an_account_ends_the_flow_with_access_denied() {
     let config = mfa_config();
     let store = SledStore::temporary().unwrap();
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     let app = &config.apps["a"];
     let mut f = flow(&config);
     save(ctx, &f).unwrap();
@@ -302,11 +291,7 @@ fn a_second_factor_for_a_subject_without_an_account_ends_the_flow_with_access_de
 fn a_flow_loads_only_for_its_browser_and_only_until_it_expires() {
     let config = config();
     let store = SledStore::temporary().unwrap();
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     let starter = Starter {
         ip: "192.0.2.1".into(),
         user_agent: "test".into(),
@@ -331,11 +316,7 @@ fn a_flow_loads_only_for_its_browser_and_only_until_it_expires() {
 fn an_upstream_state_brings_back_its_flow_once() {
     let config = config();
     let store = SledStore::temporary().unwrap();
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     let mut f = flow(&config);
     let state = "the-state-value";
     let pending = crate::upstream::Pending {
@@ -370,11 +351,7 @@ fn oversized_sign_in_and_sign_up_fields_are_refused_and_kept_nowhere() {
     use crate::store::AuditStore;
     let config = config();
     let store = SledStore::temporary().unwrap();
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     let options = [StepOption::Password];
     let huge = "u".repeat(1024 * 1024);
     for (login, password) in [
@@ -424,11 +401,7 @@ fn a_finished_sign_in_forgives_the_accounts_failures() {
     let config = config();
     let store = SledStore::temporary().unwrap();
     let user = ada(&store, false);
-    let ctx = Ctx {
-        config: &config,
-        store: &store,
-        now: NOW,
-    };
+    let ctx = at(&config, &store);
     for _ in 0..3 {
         let r = attempts::reserve(&store, &Holder::account("u_ada"), Rules::of(&config), NOW);
         assert!(matches!(r.unwrap(), Reserved::Granted(_)));
@@ -456,11 +429,7 @@ fn parallel_link_proofs_check_no_more_passwords_than_the_limit() {
         let handles: Vec<_> = (0..50)
             .map(|_| {
                 s.spawn(|| {
-                    let ctx = Ctx {
-                        config: &config,
-                        store: &store,
-                        now: NOW,
-                    };
+                    let ctx = at(&config, &store);
                     let mut f = flow(&config);
                     start.wait();
                     match federation::prove_begin(ctx, &mut f, "u_ada").unwrap() {
