@@ -10,6 +10,11 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use usher::fixtures::{self, Runner};
 
 fn benches(c: &mut Criterion) {
+    // The runner is async (the store contract is); one thread's runtime drives it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let loaded = usher::config::load(&root.join("examples/thrift")).expect("example config");
     let config = Arc::new(loaded.config);
@@ -23,12 +28,14 @@ fn benches(c: &mut Criterion) {
     ] {
         let case = file.cases.iter().find(|c| c.name == name).expect("case");
         assert!(
-            runner.run_case(&file, case).passed(),
+            rt.block_on(runner.run_case(&file, case)).passed(),
             "{name} passes before it is measured"
         );
         let mut group = c.benchmark_group("fixture case");
         group.throughput(Throughput::Elements(1));
-        group.bench_function(name, |b| b.iter(|| black_box(runner.run_case(&file, case))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(rt.block_on(runner.run_case(&file, case))))
+        });
         group.finish();
     }
 }

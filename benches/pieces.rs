@@ -61,6 +61,11 @@ fn identity(n: u64) -> UpstreamIdentity {
 }
 
 fn benches(c: &mut Criterion) {
+    // The store contract is async; one thread's runtime drives it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let store = SledStore::temporary().expect("temporary store");
     let conn = google();
     let next = AtomicU64::new(0);
@@ -69,7 +74,9 @@ fn benches(c: &mut Criterion) {
     group.bench_function("provision: create an account (JIT, silent)", |b| {
         b.iter(|| {
             let id = identity(next.fetch_add(1, Ordering::Relaxed));
-            let done = provision::provision(&store, &conn, &id, 1_700_000_000).expect("stored");
+            let done = rt
+                .block_on(provision::provision(&store, &conn, &id, 1_700_000_000))
+                .expect("stored");
             assert!(matches!(done, Provisioned::Subject(_)));
         })
     });

@@ -11,8 +11,14 @@ use usher::oidc::keys::Keys;
 use usher::store::SledStore;
 
 fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let store = SledStore::temporary().expect("temporary store");
-    let keys = Keys::load_or_generate(&store, 1_700_000_000).expect("keys");
+    let keys = rt
+        .block_on(Keys::load_or_generate(&store, 1_700_000_000))
+        .expect("keys");
     let claims = serde_json::json!({
         "iss": "https://id.example.com", "sub": "u_7QmZ3uS1n0xYbq9L2kV8rA",
         "aud": "thrift", "azp": "thrift", "iat": 1_700_000_000u64, "exp": 1_700_003_600u64,

@@ -86,7 +86,7 @@ pub fn bounded(mut event: AuditEvent) -> AuditEvent {
 }
 
 /// Write one event. Store failures are logged, never returned.
-pub fn record(
+pub async fn record(
     store: &dyn AuditStore,
     now: u64,
     kind: &str,
@@ -94,13 +94,19 @@ pub fn record(
     sub: Option<&str>,
     detail: Vec<String>,
 ) {
-    write(store, now, kind, "success", (actor, sub), detail);
+    write(store, now, kind, "success", (actor, sub), detail).await;
 }
 
 /// A credential refused inside a sign-in (a wrong password or code), recorded when it
 /// happens: a sign-in given up after wrong passwords still leaves its attempts in the
 /// trail, not only sign-ins that ended.
-pub fn rejected(store: &dyn AuditStore, flow: &Flow, user_id: Option<&str>, what: &str, now: u64) {
+pub async fn rejected(
+    store: &dyn AuditStore,
+    flow: &Flow,
+    user_id: Option<&str>,
+    what: &str,
+    now: u64,
+) {
     let mut detail = vec![what.to_string()];
     if !flow.ip.is_empty() {
         detail.push(format!("from {}", flow.ip));
@@ -112,10 +118,11 @@ pub fn rejected(store: &dyn AuditStore, flow: &Flow, user_id: Option<&str>, what
         "failure",
         (Some(&flow.request.app_id), user_id),
         detail,
-    );
+    )
+    .await;
 }
 
-fn write(
+async fn write(
     store: &dyn AuditStore,
     now: u64,
     kind: &str,
@@ -132,7 +139,7 @@ fn write(
         outcome: outcome.to_string(),
         detail,
     });
-    if let Err(e) = store.append_event(&event) {
+    if let Err(e) = store.append_event(&event).await {
         tracing::error!(error = %e, kind, "could not write the audit event");
     }
 }
@@ -140,7 +147,13 @@ fn write(
 /// After a federated step settled: a JIT-created account (`how` is `provisioned`) or a
 /// newly linked identity (`linked to`) is recorded against the app signed in to. The
 /// step's trace line (connection, upstream subject, account) is the detail.
-pub fn federated(store: &dyn AuditStore, flow: &Flow, how: &str, with_account: bool, now: u64) {
+pub async fn federated(
+    store: &dyn AuditStore,
+    flow: &Flow,
+    how: &str,
+    with_account: bool,
+    now: u64,
+) {
     let kind = match how {
         "provisioned" => kind::USER_PROVISIONED,
         "linked to" => kind::IDENTITY_LINKED,
@@ -161,13 +174,14 @@ pub fn federated(store: &dyn AuditStore, flow: &Flow, how: &str, with_account: b
         Some(&flow.request.app_id),
         Some(&uid),
         detail,
-    );
+    )
+    .await;
 }
 
 /// After a successful sign-in: every step that offers only second factors and was not
 /// taken (a script decided so) is recorded as `mfa.skipped`, with the script's log, so
 /// "why did this user skip MFA?" has an answer in the trail as well as in the trace.
-pub fn skipped_mfa(store: &dyn AuditStore, app: &App, flow: &Flow, now: u64) {
+pub async fn skipped_mfa(store: &dyn AuditStore, app: &App, flow: &Flow, now: u64) {
     let Some(subject) = flow.subject() else {
         return;
     };
@@ -190,7 +204,7 @@ pub fn skipped_mfa(store: &dyn AuditStore, app: &App, flow: &Flow, now: u64) {
         )];
         detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
         let who = (Some(app.id.as_str()), Some(subject.sub.as_str()));
-        write(store, now, kind::MFA_SKIPPED, "skipped", who, detail);
+        write(store, now, kind::MFA_SKIPPED, "skipped", who, detail).await;
     }
 }
 
@@ -260,28 +274,30 @@ impl Query {
 }
 
 /// The latest `q.limit` events matching `q`, oldest first.
-pub fn query(store: &dyn AuditStore, q: &Query) -> StoreResult<Vec<AuditEvent>> {
+pub async fn query(store: &dyn AuditStore, q: &Query) -> StoreResult<Vec<AuditEvent>> {
     let limit = q.limit.clamp(1, MAX_LIMIT);
     let mut kept: VecDeque<AuditEvent> = VecDeque::with_capacity(limit);
-    store.scan_events(q.since, &mut |e| {
-        if q.until.is_some_and(|u| e.at > u) {
-            return false;
-        }
-        if q.matches(&e) {
-            if kept.len() == limit {
-                kept.pop_front();
+    store
+        .scan_events(q.since, &mut |e| {
+            if q.until.is_some_and(|u| e.at > u) {
+                return false;
             }
-            kept.push_back(e);
-        }
-        true
-    })?;
+            if q.matches(&e) {
+                if kept.len() == limit {
+                    kept.pop_front();
+                }
+                kept.push_back(e);
+            }
+            true
+        })
+        .await?;
     Ok(kept.into())
 }
 
 /// Remove events older than the retention period; returns how many.
-pub fn sweep(store: &dyn AuditStore, now: u64, retention_days: u64) -> StoreResult<usize> {
+pub async fn sweep(store: &dyn AuditStore, now: u64, retention_days: u64) -> StoreResult<usize> {
     let cutoff = now.saturating_sub(retention_days.saturating_mul(86_400));
-    store.sweep_events(cutoff)
+    store.sweep_events(cutoff).await
 }
 
 #[cfg(test)]
@@ -309,8 +325,8 @@ mod tests {
         assert_eq!(e, "limit must be a number");
     }
 
-    #[test]
-    fn query_filters_by_user_kind_and_time_and_keeps_the_latest() {
+    #[tokio::test]
+    async fn query_filters_by_user_kind_and_time_and_keeps_the_latest() {
         let store = SledStore::temporary().unwrap();
         record(
             &store,
@@ -319,7 +335,8 @@ mod tests {
             Some("ops"),
             Some("u_a"),
             vec![],
-        );
+        )
+        .await;
         record(
             &store,
             200,
@@ -327,7 +344,8 @@ mod tests {
             Some("ops"),
             Some("u_a"),
             vec![],
-        );
+        )
+        .await;
         record(
             &store,
             300,
@@ -335,7 +353,8 @@ mod tests {
             Some("usher-myaccount"),
             Some("u_b"),
             vec![],
-        );
+        )
+        .await;
         record(
             &store,
             400,
@@ -343,15 +362,22 @@ mod tests {
             Some("ops"),
             Some("u_a"),
             vec![],
-        );
-        let all = |q: Query| query(&store, &Query { limit: 10, ..q }).unwrap();
+        )
+        .await;
+        let all = |q: Query| {
+            let store = &store;
+            async move { query(store, &Query { limit: 10, ..q }).await.unwrap() }
+        };
         let kinds = |v: Vec<AuditEvent>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
-        assert_eq!(all(Query::default()).len(), 4);
+        assert_eq!(all(Query::default()).await.len(), 4);
         assert_eq!(
-            kinds(all(Query {
-                user: Some("u_a".into()),
-                ..Query::default()
-            })),
+            kinds(
+                all(Query {
+                    user: Some("u_a".into()),
+                    ..Query::default()
+                })
+                .await
+            ),
             [
                 "admin.user_created",
                 "admin.user_disabled",
@@ -363,6 +389,7 @@ mod tests {
                 kind: Some("admin".into()),
                 ..Query::default()
             })
+            .await
             .len(),
             3
         );
@@ -371,15 +398,19 @@ mod tests {
                 kind: Some("adm".into()),
                 ..Query::default()
             })
+            .await
             .len(),
             0
         );
         assert_eq!(
-            kinds(all(Query {
-                since: 150,
-                until: Some(300),
-                ..Query::default()
-            })),
+            kinds(
+                all(Query {
+                    since: 150,
+                    until: Some(300),
+                    ..Query::default()
+                })
+                .await
+            ),
             ["admin.user_disabled", "account.password_changed"]
         );
         let latest = query(
@@ -389,6 +420,7 @@ mod tests {
                 ..Query::default()
             },
         )
+        .await
         .unwrap();
         assert_eq!(kinds(latest), ["admin.user_deleted"]);
     }
@@ -402,8 +434,8 @@ mod tests {
         assert_eq!(crate::crypto::id_time(&ids[0]), Some(7));
     }
 
-    #[test]
-    fn the_sweep_removes_only_what_retention_lets_go() {
+    #[tokio::test]
+    async fn the_sweep_removes_only_what_retention_lets_go() {
         let store = SledStore::temporary().unwrap();
         let day = 86_400;
         record(
@@ -413,7 +445,8 @@ mod tests {
             None,
             Some("u_a"),
             vec![],
-        );
+        )
+        .await;
         record(
             &store,
             50 * day,
@@ -421,8 +454,9 @@ mod tests {
             None,
             Some("u_a"),
             vec![],
-        );
-        assert_eq!(sweep(&store, 100 * day, 60).unwrap(), 1);
+        )
+        .await;
+        assert_eq!(sweep(&store, 100 * day, 60).await.unwrap(), 1);
         let left = query(
             &store,
             &Query {
@@ -430,13 +464,14 @@ mod tests {
                 ..Query::default()
             },
         )
+        .await
         .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].at, 50 * day);
     }
 
-    #[test]
-    fn events_are_cut_to_the_caps_before_they_are_written() {
+    #[tokio::test]
+    async fn events_are_cut_to_the_caps_before_they_are_written() {
         let store = SledStore::temporary().unwrap();
         let huge = "x".repeat(1024 * 1024);
         let mut detail: Vec<String> = (0..1000).map(|i| format!("line {i}")).collect();
@@ -448,8 +483,9 @@ mod tests {
             Some(&huge),
             Some(&huge),
             detail,
-        );
-        let e = &store.events(0, 10).unwrap()[0];
+        )
+        .await;
+        let e = &store.events(0, 10).await.unwrap()[0];
         assert_eq!(e.detail.len(), AUDIT_LINES_MAX);
         assert!(e.detail.iter().all(|l| l.chars().count() <= AUDIT_LINE_MAX));
         assert!(e.detail[0].ends_with('…'));

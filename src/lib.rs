@@ -30,6 +30,7 @@ pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod names;
+pub mod offload;
 pub mod oidc;
 pub mod policy;
 pub mod provision;

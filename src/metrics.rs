@@ -187,8 +187,8 @@ impl Metrics {
     }
 
     /// Everything, with the sign-ins in progress counted in `store`.
-    pub fn scrape(&self, store: &dyn crate::store::FlowStore) -> String {
-        self.render(store.flow_count())
+    pub async fn scrape(&self, store: &dyn crate::store::FlowStore) -> String {
+        self.render(store.flow_count().await)
     }
 
     /// Everything, in the Prometheus text format. `flows_active` is counted by the

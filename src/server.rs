@@ -19,41 +19,51 @@ use crate::web::{self, AppState, Shared};
 /// Open the store and keys for a config. Blocking (RSA key generation on first start).
 /// The data folder is created private, and refused when others can read it or the
 /// credentials key file (see `data_folder`).
-pub fn open_state(config: Config) -> anyhow::Result<Shared> {
+pub async fn open_state(config: Config) -> anyhow::Result<Shared> {
+    let store = open_store(&config).await?;
+    state_with_store(config, store).await
+}
+
+/// Open the configured store. Opening sled is blocking (it may wait out the folder
+/// lock of a process that is just exiting), so it runs on the blocking pool.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let key_file = match &config.security.credentials_key {
-        CredentialsKey::File(path) => Some(path.as_path()),
+        CredentialsKey::File(path) => Some(path.clone()),
         CredentialsKey::Inline(_) => None,
     };
-    let store: Arc<dyn Store> =
-        match &config.store {
-            StoreConfig::Sled {
-                path,
-                allow_open_permissions,
-            } => {
-                crate::data_folder::prepare(path, key_file, *allow_open_permissions)?;
-                Arc::new(SledStore::open(path).map_err(|e| {
+    match &config.store {
+        StoreConfig::Sled {
+            path,
+            allow_open_permissions,
+        } => {
+            let (path, open) = (path.clone(), *allow_open_permissions);
+            let store = tokio::task::spawn_blocking(move || -> anyhow::Result<SledStore> {
+                crate::data_folder::prepare(&path, key_file.as_deref(), open)?;
+                SledStore::open(&path).map_err(|e| {
                     anyhow::anyhow!("cannot open the store at {}: {e}", path.display())
-                })?)
-            }
-        };
-    state_with_store(config, store)
+                })
+            })
+            .await??;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// Build the state over an existing store (tests use a temporary one).
-pub fn state_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Shared> {
-    state_with(config, store, Arc::new(SystemClock))
+pub async fn state_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Shared> {
+    state_with(config, store, Arc::new(SystemClock)).await
 }
 
 /// Build the state over an existing store and a clock (tests move a manual one).
-pub fn state_with(
+pub async fn state_with(
     config: Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Shared> {
-    let keys = Keys::load_or_generate(store.as_ref(), clock.now())?;
-    store.flush()?;
+    let keys = Keys::load_or_generate(store.as_ref(), clock.now()).await?;
+    store.flush().await?;
     let sealing = SealingKey::load(&config.security.credentials_key)?;
-    AppState::new(config, store, Arc::new(keys), sealing, clock)
+    AppState::new(config, store, Arc::new(keys), sealing, clock).await
 }
 
 /// A running server: its address, and a handle to stop it.
@@ -107,9 +117,9 @@ async fn sweep_forever(state: Shared) {
         let ttl = state.config().security.flow_ttl;
         let store = state.store.clone();
         let cutoff = state.now().saturating_sub(ttl);
-        match tokio::task::spawn_blocking(move || store.sweep_flows(cutoff)).await {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired sign-ins swept"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping expired sign-ins failed"),
+        match store.sweep_flows(cutoff).await {
+            Ok(n) if n > 0 => tracing::debug!(removed = n, "expired sign-ins swept"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired sign-ins failed"),
             _ => {}
         }
         sweep_sessions_and_audit(&state).await;
@@ -122,24 +132,24 @@ async fn sweep_sessions_and_audit(state: &Shared) {
     let store = state.store.clone();
     let retention = state.config().audit.retention_days;
     let now = state.now();
-    let swept = tokio::task::spawn_blocking(move || {
-        let sessions = store.sweep_sessions(now)?
-            + store.sweep_tokens(now)?
-            + store.sweep_flashes(now)?
-            + store.sweep_counters(now)?;
-        let events = crate::audit::sweep(store.as_ref(), now, retention)?;
+    let swept = async {
+        let sessions = store.sweep_sessions(now).await?
+            + store.sweep_tokens(now).await?
+            + store.sweep_flashes(now).await?
+            + store.sweep_counters(now).await?;
+        let events = crate::audit::sweep(store.as_ref(), now, retention).await?;
         Ok::<_, crate::store::StoreError>((sessions, events))
-    })
+    }
     .await;
     match swept {
-        Ok(Ok((sessions, events))) if sessions + events > 0 => {
+        Ok((sessions, events)) if sessions + events > 0 => {
             tracing::debug!(
                 sessions,
                 events,
                 "expired sessions and old audit events swept"
             )
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "sweeping sessions and audit events failed"),
+        Err(e) => tracing::warn!(error = %e, "sweeping sessions and audit events failed"),
         _ => {}
     }
 }
@@ -243,7 +253,7 @@ pub async fn serve(config_path: PathBuf, record: Option<PathBuf>) -> anyhow::Res
     }
     let listen = loaded.config.listen;
     let issuer = crate::oidc::issuer(&loaded.config);
-    let state = tokio::task::spawn_blocking(move || open_state(loaded.config)).await??;
+    let state = open_state(loaded.config).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

@@ -101,7 +101,7 @@ fn key(class: Class, window: u64, tag: &str) -> String {
 
 /// Count one request of `class` from the client `tag` at `now`, and say whether it may
 /// go ahead. When throttles are off it is always allowed and nothing is counted.
-pub fn admit<S: CounterStore + ?Sized>(
+pub async fn admit<S: CounterStore + ?Sized>(
     store: &S,
     throttles: &Throttles,
     class: Class,
@@ -117,10 +117,16 @@ pub fn admit<S: CounterStore + ?Sized>(
     let elapsed = now % w;
     // The counter is read as "previous" for the whole next window, so it lives two.
     let expires = window.saturating_add(2).saturating_mul(w);
-    let current = u64::from(store.hit(&key(class, window, tag), now, expires)?.count);
+    let current = u64::from(
+        store
+            .hit(&key(class, window, tag), now, expires)
+            .await?
+            .count,
+    );
     let previous = match window.checked_sub(1) {
         Some(p) => store
-            .counter(&key(class, p, tag), now)?
+            .counter(&key(class, p, tag), now)
+            .await?
             .map_or(0, |c| u64::from(c.count)),
         None => 0,
     };

@@ -40,8 +40,8 @@ pub struct Signed {
 /// The signed-in account, if My Account's token and the SSO session it came from are
 /// both still good; `None` sends the browser through sign-in again. `token` and
 /// `session_cookie` are the values of the browser's cookies.
-pub fn signed_in(
-    ctx: &Ctx,
+pub async fn signed_in(
+    ctx: &Ctx<'_>,
     keys: &Keys,
     token: Option<&str>,
     session_cookie: Option<&str>,
@@ -56,19 +56,20 @@ pub fn signed_in(
     if claims.exp <= ctx.now || claims.client_id != MY_ACCOUNT_APP || claims.aud != MY_ACCOUNT_APP {
         return Ok(None);
     }
-    let Some(grant) = ctx.store.grant(&claims.gid)?.filter(|g| !g.revoked) else {
+    let Some(grant) = ctx.store.grant(&claims.gid).await?.filter(|g| !g.revoked) else {
         return Ok(None);
     };
     let Some(user_id) = grant.data.user_id.as_deref() else {
         return Ok(None);
     };
-    let Some(user) = ctx.store.user(user_id)?.filter(|u| !u.disabled) else {
+    let Some(user) = ctx.store.user(user_id).await?.filter(|u| !u.disabled) else {
         return Ok(None);
     };
     let session_hash = token_hash(cookie);
     let Some(session) = ctx
         .store
-        .session(&session_hash)?
+        .session(&session_hash)
+        .await?
         .filter(|s| s.expires_at > ctx.now)
     else {
         return Ok(None);
@@ -151,8 +152,8 @@ pub enum CallbackError {
 /// Redeem the answer to a sign-in started with [`start`]; `kept` is what the browser
 /// kept. Returns the access token My Account keeps. A subject without an account has
 /// its fresh grant revoked and is audited as refused. Blocking (signing, flush).
-pub fn callback(
-    ctx: &Ctx,
+pub async fn callback(
+    ctx: &Ctx<'_>,
     keys: &Keys,
     app: &App,
     kept: Option<&str>,
@@ -199,7 +200,7 @@ pub fn callback(
         params,
         basic: None,
     };
-    let body = token::exchange(ctx, keys, &request).map_err(|e| {
+    let body = token::exchange(ctx, keys, &request).await.map_err(|e| {
         tracing::info!(error = %e.error, "My Account code exchange refused");
         CallbackError::Stale
     })?;
@@ -212,11 +213,12 @@ pub fn callback(
         .ok_or_else(|| CallbackError::Internal("a fresh access token does not verify".into()))?;
     let grant = ctx
         .store
-        .grant(&claims.gid)?
+        .grant(&claims.gid)
+        .await?
         .ok_or_else(|| CallbackError::Internal("a fresh grant is missing".into()))?;
     if grant.data.user_id.is_none() {
-        ctx.store.revoke_grant(&grant.id)?;
-        ctx.store.flush()?;
+        ctx.store.revoke_grant(&grant.id).await?;
+        ctx.store.flush().await?;
         let idp = grant
             .data
             .sub
@@ -233,7 +235,8 @@ pub fn callback(
             vec![format!(
                 "signed in through `{idp}` without an account (pass-through)"
             )],
-        );
+        )
+        .await;
         return Err(CallbackError::NoAccount { idp });
     }
     Ok(access)
@@ -242,17 +245,17 @@ pub fn callback(
 /// Sign out of My Account and of the SSO session: the grant of My Account's token is
 /// revoked (when it is still good) and the session named by the cookie ends. Blocking
 /// (flush).
-pub fn sign_out(
-    ctx: &Ctx,
+pub async fn sign_out(
+    ctx: &Ctx<'_>,
     keys: &Keys,
     token: Option<&str>,
     session_cookie: Option<&str>,
 ) -> StoreResult<()> {
-    if let Some(signed) = signed_in(ctx, keys, token, session_cookie)? {
-        ctx.store.revoke_grant(&signed.grant_id)?;
+    if let Some(signed) = signed_in(ctx, keys, token, session_cookie).await? {
+        ctx.store.revoke_grant(&signed.grant_id).await?;
     }
     if let Some(value) = session_cookie {
-        ctx.store.delete_session(&token_hash(value))?;
+        ctx.store.delete_session(&token_hash(value)).await?;
     }
-    ctx.store.flush()
+    ctx.store.flush().await
 }

@@ -31,21 +31,21 @@ pub struct Flash {
 
 /// Keep a message for the next page (as long as a sign-in may take); returns the id
 /// that names it.
-pub fn put_flash(ctx: &Ctx, flash: &Flash) -> StoreResult<String> {
+pub async fn put_flash(ctx: &Ctx<'_>, flash: &Flash) -> StoreResult<String> {
     let id = time_prefixed_id(ctx.now);
     let bytes = serde_json::to_vec(flash).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let expires_at = ctx.now.saturating_add(ctx.config.security.flow_ttl);
-    ctx.store.put_flash(&id, &bytes, expires_at)?;
+    ctx.store.put_flash(&id, &bytes, expires_at).await?;
     Ok(id)
 }
 
 /// Take (and so remove) the message named `id`, if it is for `user_id`; else none.
-pub fn take_flash(ctx: &Ctx, id: Option<&str>, user_id: &str) -> StoreResult<Flash> {
+pub async fn take_flash(ctx: &Ctx<'_>, id: Option<&str>, user_id: &str) -> StoreResult<Flash> {
     let Some(id) = id else {
         return Ok(Flash::default());
     };
     // Taken once: a second page (or a stolen cookie) finds nothing.
-    let stored = ctx.store.take_flash(id, ctx.now)?;
+    let stored = ctx.store.take_flash(id, ctx.now).await?;
     Ok(stored
         .and_then(|b| serde_json::from_slice::<Flash>(&b).ok())
         .filter(|f| f.user_id == user_id)
@@ -53,9 +53,13 @@ pub fn take_flash(ctx: &Ctx, id: Option<&str>, user_id: &str) -> StoreResult<Fla
 }
 
 /// The page: the account overview and the message left for it.
-pub fn page(ctx: &Ctx, signed: Signed, flash_id: Option<&str>) -> StoreResult<(Overview, Flash)> {
-    let flash = take_flash(ctx, flash_id, &signed.user.id)?;
-    let overview = super::overview(ctx, signed.user, &signed.session_hash)?;
+pub async fn page(
+    ctx: &Ctx<'_>,
+    signed: Signed,
+    flash_id: Option<&str>,
+) -> StoreResult<(Overview, Flash)> {
+    let flash = take_flash(ctx, flash_id, &signed.user.id).await?;
+    let overview = super::overview(ctx, signed.user, &signed.session_hash).await?;
     Ok((overview, flash))
 }
 
@@ -70,8 +74,8 @@ pub enum Reply {
 
 /// Keep the outcome of a change as the page's message. A refusal is the message; a
 /// fault is the caller's error.
-fn back(
-    ctx: &Ctx,
+async fn back(
+    ctx: &Ctx<'_>,
     user_id: &str,
     outcome: Result<String, AccountError>,
     codes: Vec<String>,
@@ -88,119 +92,132 @@ fn back(
         codes,
     };
     Ok(Reply::Back {
-        flash: put_flash(ctx, &flash)?,
+        flash: put_flash(ctx, &flash).await?,
     })
 }
 
 /// The profile form: the editable fields by name.
-pub fn profile(
-    ctx: &Ctx,
+pub async fn profile(
+    ctx: &Ctx<'_>,
     signed: &Signed,
     form: &BTreeMap<String, String>,
 ) -> Result<Reply, AccountError> {
-    let outcome = super::update_profile(ctx, &signed.user, form).map(|changed| {
-        if changed.is_empty() {
-            "Nothing was changed.".to_string()
-        } else {
-            "Your profile was saved.".to_string()
-        }
-    });
-    back(ctx, &signed.user.id, outcome, Vec::new())
+    let outcome = super::update_profile(ctx, &signed.user, form)
+        .await
+        .map(|changed| {
+            if changed.is_empty() {
+                "Nothing was changed.".to_string()
+            } else {
+                "Your profile was saved.".to_string()
+            }
+        });
+    back(ctx, &signed.user.id, outcome, Vec::new()).await
 }
 
 /// The password form; this browser's session stays signed in, the others end.
-pub fn password(
-    ctx: &Ctx,
+pub async fn password(
+    ctx: &Ctx<'_>,
     signed: &Signed,
     change: &PasswordChange,
 ) -> Result<Reply, AccountError> {
-    let outcome =
-        super::change_password(ctx, &signed.user, change, &signed.session_hash).map(|ended| {
-            match ended {
-                0 => "Your password was changed.".to_string(),
-                n => format!(
-                    "Your password was changed, and you were signed out of {n} other session(s)."
-                ),
-            }
+    let outcome = super::change_password(ctx, &signed.user, change, &signed.session_hash)
+        .await
+        .map(|ended| match ended {
+            0 => "Your password was changed.".to_string(),
+            n => format!(
+                "Your password was changed, and you were signed out of {n} other session(s)."
+            ),
         });
-    back(ctx, &signed.user.id, outcome, Vec::new())
+    back(ctx, &signed.user.id, outcome, Vec::new()).await
 }
 
 /// The authenticator app being set up, ready to scan; `None` when one is already set
 /// up (the page says how things stand).
-pub fn totp_setup(
-    ctx: &Ctx,
+pub async fn totp_setup(
+    ctx: &Ctx<'_>,
     sealing: &SealingKey,
     signed: &Signed,
 ) -> Result<Option<Enrolment>, AccountError> {
-    let Some(secret) = super::totp_secret(ctx, sealing, &signed.user.id)? else {
+    let Some(secret) = super::totp_secret(ctx, sealing, &signed.user.id).await? else {
         return Ok(None);
     };
     let user = &signed.user;
     let label = user.email.as_deref().unwrap_or(&user.username);
-    let issuer = ctx.config.issuer.host_str().unwrap_or("Usher");
-    totp::enrolment(&secret, issuer, label)
+    let issuer = ctx.config.issuer.host_str().unwrap_or("Usher").to_string();
+    let label = label.to_string();
+    // Drawing the QR code takes a few milliseconds.
+    crate::offload::cpu(move || totp::enrolment(&secret, &issuer, &label))
+        .await
+        .map_err(|e| AccountError::Internal(e.to_string()))?
         .map(Some)
         .map_err(|e| AccountError::Internal(e.to_string()))
 }
 
 /// The first code from the authenticator being set up; success shows the recovery
 /// codes, once.
-pub fn confirm_totp(
-    ctx: &Ctx,
+pub async fn confirm_totp(
+    ctx: &Ctx<'_>,
     sealing: &SealingKey,
     signed: &Signed,
     code: &str,
 ) -> Result<Reply, AccountError> {
-    match super::confirm_totp(ctx, sealing, &signed.user.id, code) {
+    match super::confirm_totp(ctx, sealing, &signed.user.id, code).await {
         Ok(codes) => back(
             ctx,
             &signed.user.id,
             Ok("Your authenticator app is set up. Save your recovery codes now: they are shown only once.".into()),
             codes,
-        ),
-        Err(e) => back(ctx, &signed.user.id, Err(e), Vec::new()),
+        ).await,
+        Err(e) => back(ctx, &signed.user.id, Err(e), Vec::new()).await,
     }
 }
 
-pub fn reset_totp(ctx: &Ctx, signed: &Signed) -> Result<Reply, AccountError> {
-    let outcome = super::reset_totp(ctx, &signed.user.id).map(|()| {
+pub async fn reset_totp(ctx: &Ctx<'_>, signed: &Signed) -> Result<Reply, AccountError> {
+    let outcome = super::reset_totp(ctx, &signed.user.id).await.map(|()| {
         "Your authenticator app and recovery codes were removed. Set up a new one whenever you like."
             .to_string()
     });
-    back(ctx, &signed.user.id, outcome, Vec::new())
+    back(ctx, &signed.user.id, outcome, Vec::new()).await
 }
 
-pub fn recovery_codes(ctx: &Ctx, signed: &Signed) -> Result<Reply, AccountError> {
-    match super::regenerate_recovery_codes(ctx, &signed.user.id) {
-        Ok(codes) => back(
-            ctx,
-            &signed.user.id,
-            Ok("Here are your new recovery codes; the old ones no longer work.".into()),
-            codes,
-        ),
-        Err(e) => back(ctx, &signed.user.id, Err(e), Vec::new()),
+pub async fn recovery_codes(ctx: &Ctx<'_>, signed: &Signed) -> Result<Reply, AccountError> {
+    match super::regenerate_recovery_codes(ctx, &signed.user.id).await {
+        Ok(codes) => {
+            back(
+                ctx,
+                &signed.user.id,
+                Ok("Here are your new recovery codes; the old ones no longer work.".into()),
+                codes,
+            )
+            .await
+        }
+        Err(e) => back(ctx, &signed.user.id, Err(e), Vec::new()).await,
     }
 }
 
-pub fn unlink(
-    ctx: &Ctx,
+pub async fn unlink(
+    ctx: &Ctx<'_>,
     signed: &Signed,
     connection: &str,
     subject: &str,
 ) -> Result<Reply, AccountError> {
     let outcome = super::unlink(ctx, &signed.user, connection, subject)
+        .await
         .map(|()| "The connection was unlinked.".to_string());
-    back(ctx, &signed.user.id, outcome, Vec::new())
+    back(ctx, &signed.user.id, outcome, Vec::new()).await
 }
 
 /// End one of the account's sessions by its handle. Ending this browser's own session
 /// signs it out of My Account too: its grant is revoked.
-pub fn end_session(ctx: &Ctx, signed: &Signed, handle: &str) -> Result<Reply, AccountError> {
-    let outcome = match super::end_session(ctx, &signed.user.id, handle) {
+pub async fn end_session(
+    ctx: &Ctx<'_>,
+    signed: &Signed,
+    handle: &str,
+) -> Result<Reply, AccountError> {
+    let outcome = match super::end_session(ctx, &signed.user.id, handle).await {
         Ok(Some(hash)) if hash == signed.session_hash => {
-            ctx.store.revoke_grant(&signed.grant_id)?;
-            ctx.store.flush()?;
+            ctx.store.revoke_grant(&signed.grant_id).await?;
+            ctx.store.flush().await?;
             return Ok(Reply::SignedOut);
         }
         Ok(Some(_)) => Ok("That session was signed out.".to_string()),
@@ -209,5 +226,5 @@ pub fn end_session(ctx: &Ctx, signed: &Signed, handle: &str) -> Result<Reply, Ac
         )),
         Err(e) => Err(e),
     };
-    back(ctx, &signed.user.id, outcome, Vec::new())
+    back(ctx, &signed.user.id, outcome, Vec::new()).await
 }

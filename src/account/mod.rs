@@ -53,7 +53,7 @@ fn refuse<T>(message: impl Into<String>) -> Result<T, AccountError> {
     Err(AccountError::Refused(message.into()))
 }
 
-fn record(store: &dyn Store, now: u64, kind: &str, user_id: &str, detail: Vec<String>) {
+async fn record(store: &dyn Store, now: u64, kind: &str, user_id: &str, detail: Vec<String>) {
     audit::record(
         store,
         now,
@@ -61,7 +61,8 @@ fn record(store: &dyn Store, now: u64, kind: &str, user_id: &str, detail: Vec<St
         Some(MY_ACCOUNT_APP),
         Some(user_id),
         detail,
-    );
+    )
+    .await;
 }
 
 /// The public handle of a session: the `sid` its tokens carry. The store key (the hash
@@ -72,10 +73,10 @@ pub fn session_handle(session_hash: &str) -> String {
 
 /// End every SSO session of an account (disabled, deleted, new password); returns how
 /// many there were.
-pub fn end_sessions(store: &dyn Store, user_id: &str) -> StoreResult<usize> {
-    let sessions = store.sessions_of(user_id)?;
+pub async fn end_sessions(store: &dyn Store, user_id: &str) -> StoreResult<usize> {
+    let sessions = store.sessions_of(user_id).await?;
     for (hash, _) in &sessions {
-        store.delete_session(hash)?;
+        store.delete_session(hash).await?;
     }
     Ok(sessions.len())
 }
@@ -109,10 +110,11 @@ impl Overview {
     }
 }
 
-pub fn overview(ctx: &Ctx, user: User, current_hash: &str) -> StoreResult<Overview> {
+pub async fn overview(ctx: &Ctx<'_>, user: User, current_hash: &str) -> StoreResult<Overview> {
     let (store, now) = (ctx.store, ctx.now);
     let mut sessions: Vec<SessionInfo> = store
-        .sessions_of(&user.id)?
+        .sessions_of(&user.id)
+        .await?
         .into_iter()
         .filter(|(_, s)| s.expires_at > now)
         .map(|(hash, session)| SessionInfo {
@@ -123,9 +125,9 @@ pub fn overview(ctx: &Ctx, user: User, current_hash: &str) -> StoreResult<Overvi
         .collect();
     sessions.sort_by_key(|s| std::cmp::Reverse(s.session.auth_time));
     Ok(Overview {
-        identities: store.identities_of(&user.id)?,
-        totp: store.totp(&user.id)?.is_some_and(|c| c.confirmed),
-        recovery_codes_left: store.recovery_codes_left(&user.id)?,
+        identities: store.identities_of(&user.id).await?,
+        totp: store.totp(&user.id).await?.is_some_and(|c| c.confirmed),
+        recovery_codes_left: store.recovery_codes_left(&user.id).await?,
         sessions,
         user,
     })
@@ -134,8 +136,8 @@ pub fn overview(ctx: &Ctx, user: User, current_hash: &str) -> StoreResult<Overvi
 /// Change the editable profile attributes from a form (`name`, `given_name`, …). A
 /// field the config does not mark editable is ignored even if posted. Returns the names
 /// of what changed.
-pub fn update_profile(
-    ctx: &Ctx,
+pub async fn update_profile(
+    ctx: &Ctx<'_>,
     user: &User,
     form: &BTreeMap<String, String>,
 ) -> Result<Vec<String>, AccountError> {
@@ -181,15 +183,16 @@ pub fn update_profile(
         return Ok(changed);
     }
     updated.updated_at = now;
-    store.update_user(&updated)?;
-    store.flush()?;
+    store.update_user(&updated).await?;
+    store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_PROFILE,
         &user.id,
         vec![format!("changed: {}", changed.join(", "))],
-    );
+    )
+    .await;
     Ok(changed)
 }
 
@@ -204,9 +207,14 @@ pub fn label(field: ProfileField) -> &'static str {
 }
 
 /// Unlink a connection from the account, unless it is the only way in.
-pub fn unlink(ctx: &Ctx, user: &User, connection: &str, subject: &str) -> Result<(), AccountError> {
+pub async fn unlink(
+    ctx: &Ctx<'_>,
+    user: &User,
+    connection: &str,
+    subject: &str,
+) -> Result<(), AccountError> {
     let (store, now) = (ctx.store, ctx.now);
-    let identities = store.identities_of(&user.id)?;
+    let identities = store.identities_of(&user.id).await?;
     if !identities
         .iter()
         .any(|(c, s)| c == connection && s == subject)
@@ -216,17 +224,18 @@ pub fn unlink(ctx: &Ctx, user: &User, connection: &str, subject: &str) -> Result
     if user.password_hash.is_none() && identities.len() <= 1 {
         return refuse("This is the only way you can sign in, so it cannot be unlinked. Link another connection first.");
     }
-    if !store.unlink_identity(connection, subject, &user.id)? {
+    if !store.unlink_identity(connection, subject, &user.id).await? {
         return refuse("That connection is not linked to your account.");
     }
-    store.flush()?;
+    store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_UNLINKED,
         &user.id,
         vec![format!("connection {connection}, subject {subject}")],
-    );
+    )
+    .await;
     Ok(())
 }
 
@@ -234,8 +243,8 @@ pub fn unlink(ctx: &Ctx, user: &User, connection: &str, subject: &str) -> Result
 /// signing in), the new one must meet the policy. Other sessions of the account end.
 /// Blocking (Argon2). `keep_session` is the store key of the session asking, which
 /// stays signed in. Returns how many other sessions ended.
-pub fn change_password(
-    ctx: &Ctx,
+pub async fn change_password(
+    ctx: &Ctx<'_>,
     user: &User,
     change: &PasswordChange,
     keep_session: &str,
@@ -257,18 +266,18 @@ pub fn change_password(
     }
     // Reserve, then check: parallel posts get no more guesses than a sign-in would.
     let holder = Holder::account(&user.id);
-    let ticket = match attempts::reserve(store, &holder, Rules::of(config), now)? {
+    let ticket = match attempts::reserve(store, &holder, Rules::of(config), now).await? {
         Reserved::Granted(ticket) => ticket,
         Reserved::Locked { for_good: false } => {
             return refuse("Too many wrong passwords. Wait a few minutes before trying again.")
         }
         Reserved::Locked { for_good: true } => return refuse(steps::LOCKED_FOR_GOOD),
     };
-    if !password::verify(Some(user), old) {
+    if !password::verify_off_runtime(Some(user), old).await {
         // The reservation stays: a failure against the account like any other.
         return refuse("Your current password is not right.");
     }
-    attempts::give_back(store, ticket, now)?;
+    attempts::give_back(store, ticket, now).await?;
     let mut problems = password::check_policy(&config.security.password_policy, new);
     if new != confirm {
         problems.push("The two new passwords do not match.".into());
@@ -276,39 +285,42 @@ pub fn change_password(
     if !problems.is_empty() {
         return refuse(problems.join(" "));
     }
-    let hash = password::hash(new).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let hash = password::hash_off_runtime(new)
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
     let mut updated = user.clone();
     updated.password_hash = Some(hash);
     updated.updated_at = now;
-    store.update_user(&updated)?;
+    store.update_user(&updated).await?;
     let mut ended = 0;
-    for (hash, _) in store.sessions_of(&user.id)? {
+    for (hash, _) in store.sessions_of(&user.id).await? {
         if hash != keep_session {
-            store.delete_session(&hash)?;
+            store.delete_session(&hash).await?;
             ended += 1;
         }
     }
-    store.flush()?;
+    store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_PASSWORD,
         &user.id,
         vec![format!("{ended} other session(s) ended")],
-    );
+    )
+    .await;
     Ok(ended)
 }
 
 /// The secret of the authenticator being set up: the pending one if there is one (a
 /// reload shows the same key), else a new one sealed into the store. `None` when an
 /// authenticator is already confirmed. Blocking (flush).
-pub fn totp_secret(
-    ctx: &Ctx,
+pub async fn totp_secret(
+    ctx: &Ctx<'_>,
     sealing: &SealingKey,
     user_id: &str,
 ) -> Result<Option<Vec<u8>>, AccountError> {
     let (store, now) = (ctx.store, ctx.now);
-    let existing = store.totp(user_id)?;
+    let existing = store.totp(user_id).await?;
     if existing.as_ref().is_some_and(|c| c.confirmed) {
         return Ok(None);
     }
@@ -320,38 +332,40 @@ pub fn totp_secret(
     let sealed = sealing
         .seal(&secret, user_id.as_bytes())
         .map_err(|e| StoreError::Backend(e.to_string()))?;
-    store.put_totp(
-        user_id,
-        &TotpCredential {
-            sealed_secret: sealed,
-            created_at: now,
-            last_step: 0,
-            confirmed: false,
-        },
-    )?;
-    store.flush()?;
+    store
+        .put_totp(
+            user_id,
+            &TotpCredential {
+                sealed_secret: sealed,
+                created_at: now,
+                last_step: 0,
+                confirmed: false,
+            },
+        )
+        .await?;
+    store.flush().await?;
     Ok(Some(secret))
 }
 
 /// Finish setting up the authenticator with one code from it; returns the new recovery
 /// codes (shown once). Wrong codes count against the account's second-factor lock.
-pub fn confirm_totp(
-    ctx: &Ctx,
+pub async fn confirm_totp(
+    ctx: &Ctx<'_>,
     sealing: &SealingKey,
     user_id: &str,
     code: &str,
 ) -> Result<Vec<String>, AccountError> {
     let (store, config, now) = (ctx.store, ctx.config, ctx.now);
     let key = otp_key(user_id);
-    let Some(mut credential) = store.totp(user_id)?.filter(|c| !c.confirmed) else {
+    let Some(mut credential) = store.totp(user_id).await?.filter(|c| !c.confirmed) else {
         return refuse("Start setting up your authenticator app again.");
     };
     // Reserve, then check, on the second factor's throttle. A code of a new
     // authenticator being set up guards no account, so it does not feed the account's
     // count: a signed-in user fumbling the setup cannot lock themselves out.
     let limit = Limit::otp(config);
-    if attempts::locked(store, &key, now)?
-        || attempts::fail(store, &key, limit, now)?.failures > limit.max
+    if attempts::locked(store, &key, now).await?
+        || attempts::fail(store, &key, limit, now).await?.failures > limit.max
     {
         return refuse("Too many wrong codes. Wait a few minutes before trying again.");
     }
@@ -359,7 +373,7 @@ pub fn confirm_totp(
         return Err(StoreError::Corrupt("a stored TOTP secret does not open".into()).into());
     };
     let accepted = match totp::verify(&secret, code, now) {
-        Some(step) => store.accept_totp_step(user_id, step)?,
+        Some(step) => store.accept_totp_step(user_id, step).await?,
         None => false,
     };
     if !accepted {
@@ -367,71 +381,82 @@ pub fn confirm_totp(
             "That code is not right. Check the time on your phone and try the newest code.",
         );
     }
-    attempts::forgive(store, &key)?;
-    if let Some(latest) = store.totp(user_id)? {
+    attempts::forgive(store, &key).await?;
+    if let Some(latest) = store.totp(user_id).await? {
         credential = latest;
     }
     credential.confirmed = true;
-    store.put_totp(user_id, &credential)?;
+    store.put_totp(user_id, &credential).await?;
     let (codes, hashes) = recovery::generate(user_id);
-    store.put_recovery_codes(user_id, &hashes)?;
-    store.flush()?;
+    store.put_recovery_codes(user_id, &hashes).await?;
+    store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_TOTP_ENROLLED,
         user_id,
         vec!["authenticator app set up; recovery codes issued".into()],
-    );
+    )
+    .await;
     Ok(codes)
 }
 
 /// Remove the authenticator app and recovery codes (to move to a new phone). Blocking.
-pub fn reset_totp(ctx: &Ctx, user_id: &str) -> Result<(), AccountError> {
-    crate::authn::reset_totp(ctx.store, user_id)?;
+pub async fn reset_totp(ctx: &Ctx<'_>, user_id: &str) -> Result<(), AccountError> {
+    crate::authn::reset_totp(ctx.store, user_id).await?;
     record(
         ctx.store,
         ctx.now,
         kind::ACCOUNT_TOTP_RESET,
         user_id,
         Vec::new(),
-    );
+    )
+    .await;
     Ok(())
 }
 
 /// Replace the recovery codes with ten new ones (shown once). Only with an
 /// authenticator app: the codes stand in for it. Blocking.
-pub fn regenerate_recovery_codes(ctx: &Ctx, user_id: &str) -> Result<Vec<String>, AccountError> {
+pub async fn regenerate_recovery_codes(
+    ctx: &Ctx<'_>,
+    user_id: &str,
+) -> Result<Vec<String>, AccountError> {
     let (store, now) = (ctx.store, ctx.now);
-    if !store.totp(user_id)?.is_some_and(|c| c.confirmed) {
+    if !store.totp(user_id).await?.is_some_and(|c| c.confirmed) {
         return refuse("Set up an authenticator app first; recovery codes stand in for it.");
     }
     let (codes, hashes) = recovery::generate(user_id);
-    store.put_recovery_codes(user_id, &hashes)?;
-    store.flush()?;
+    store.put_recovery_codes(user_id, &hashes).await?;
+    store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_RECOVERY_CODES,
         user_id,
         Vec::new(),
-    );
+    )
+    .await;
     Ok(codes)
 }
 
 /// End one of the account's sessions by its handle; `Ok(None)` if it is not theirs.
 /// Returns the store key of the ended session. Blocking.
-pub fn end_session(ctx: &Ctx, user_id: &str, handle: &str) -> Result<Option<String>, AccountError> {
+pub async fn end_session(
+    ctx: &Ctx<'_>,
+    user_id: &str,
+    handle: &str,
+) -> Result<Option<String>, AccountError> {
     let (store, now) = (ctx.store, ctx.now);
     let found = store
-        .sessions_of(user_id)?
+        .sessions_of(user_id)
+        .await?
         .into_iter()
         .find(|(hash, _)| crate::secret::ct_eq(session_handle(hash).as_bytes(), handle.as_bytes()));
     let Some((hash, session)) = found else {
         return Ok(None);
     };
-    store.delete_session(&hash)?;
-    store.flush()?;
+    store.delete_session(&hash).await?;
+    store.flush().await?;
     record(
         store,
         now,
@@ -442,7 +467,8 @@ pub fn end_session(ctx: &Ctx, user_id: &str, handle: &str) -> Result<Option<Stri
             crate::timefmt::rfc3339(session.auth_time),
             session.idp
         )],
-    );
+    )
+    .await;
     Ok(Some(hash))
 }
 

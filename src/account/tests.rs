@@ -3,6 +3,7 @@
 //! and an audit event for each change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::*;
 use crate::config::Config;
@@ -37,7 +38,7 @@ fn pw(current: &str, new: &str, confirm: &str) -> PasswordChange {
     }
 }
 
-fn ada(store: &SledStore, password: Option<&str>) -> User {
+async fn ada(store: &SledStore, password: Option<&str>) -> User {
     let user = User {
         id: "u_ada".into(),
         username: "ada".into(),
@@ -53,78 +54,87 @@ fn ada(store: &SledStore, password: Option<&str>) -> User {
         created_at: 1,
         updated_at: 1,
     };
-    store.create_user(&user).unwrap();
+    store.create_user(&user).await.unwrap();
     user
 }
 
-fn kinds(store: &SledStore) -> Vec<String> {
+async fn kinds(store: &SledStore) -> Vec<String> {
     store
         .events(0, 100)
+        .await
         .unwrap()
         .into_iter()
         .map(|e| e.kind)
         .collect()
 }
 
-#[test]
-fn only_editable_fields_change() {
+#[tokio::test]
+async fn only_editable_fields_change() {
     let store = SledStore::temporary().unwrap();
     let config = config("my_account:\n  editable: [given_name]\n");
-    let user = ada(&store, None);
+    let user = ada(&store, None).await;
     let form: BTreeMap<String, String> = [("name", "Mallory"), ("given_name", " Ada ")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let changed = update_profile(&at(&store, &config, 5), &user, &form).unwrap();
+    let changed = update_profile(&at(&store, &config, 5), &user, &form)
+        .await
+        .unwrap();
     assert_eq!(changed, ["given_name"]);
-    let stored = store.user("u_ada").unwrap().unwrap();
+    let stored = store.user("u_ada").await.unwrap().unwrap();
     assert_eq!(stored.given_name.as_deref(), Some("Ada"));
     assert_eq!(
         stored.name.as_deref(),
         Some("Ada"),
         "name is not editable here"
     );
-    assert_eq!(kinds(&store), ["account.profile_updated"]);
+    assert_eq!(kinds(&store).await, ["account.profile_updated"]);
 }
 
-#[test]
-fn a_picture_must_be_a_web_address() {
+#[tokio::test]
+async fn a_picture_must_be_a_web_address() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
-    let user = ada(&store, None);
+    let user = ada(&store, None).await;
     let form = BTreeMap::from([("picture".to_string(), "javascript:alert(1)".to_string())]);
     assert!(matches!(
-        update_profile(&at(&store, &config, 5), &user, &form),
+        update_profile(&at(&store, &config, 5), &user, &form).await,
         Err(AccountError::Refused(_))
     ));
 }
 
-#[test]
-fn the_only_way_in_cannot_be_unlinked() {
+#[tokio::test]
+async fn the_only_way_in_cannot_be_unlinked() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
-    let user = ada(&store, None);
-    store.link_identity("google", "g-1", "u_ada").unwrap();
-    let e = unlink(&at(&store, &config, 5), &user, "google", "g-1").unwrap_err();
+    let user = ada(&store, None).await;
+    store.link_identity("google", "g-1", "u_ada").await.unwrap();
+    let e = unlink(&at(&store, &config, 5), &user, "google", "g-1")
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("only way"), "{e}");
-    store.link_identity("github", "7", "u_ada").unwrap();
-    unlink(&at(&store, &config, 5), &user, "google", "g-1").unwrap();
+    store.link_identity("github", "7", "u_ada").await.unwrap();
+    unlink(&at(&store, &config, 5), &user, "google", "g-1")
+        .await
+        .unwrap();
     assert_eq!(
-        store.identities_of("u_ada").unwrap(),
+        store.identities_of("u_ada").await.unwrap(),
         [("github".to_string(), "7".to_string())]
     );
     assert!(
-        unlink(&at(&store, &config, 5), &user, "github", "7").is_err(),
+        unlink(&at(&store, &config, 5), &user, "github", "7")
+            .await
+            .is_err(),
         "now github is the only way in"
     );
-    assert_eq!(kinds(&store), ["account.identity_unlinked"]);
+    assert_eq!(kinds(&store).await, ["account.identity_unlinked"]);
 }
 
-#[test]
-fn changing_the_password_needs_the_old_one_and_the_policy() {
+#[tokio::test]
+async fn changing_the_password_needs_the_old_one_and_the_policy() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
-    let user = ada(&store, Some("old-password-1"));
+    let user = ada(&store, Some("old-password-1")).await;
     store
         .put_session(
             "mine",
@@ -141,22 +151,25 @@ fn changing_the_password_needs_the_old_one_and_the_policy() {
                 expires_at: 100,
             },
         )
+        .await
         .unwrap();
-    let other = store.session("mine").unwrap().unwrap();
-    store.put_session("elsewhere", &other).unwrap();
+    let other = store.session("mine").await.unwrap().unwrap();
+    store.put_session("elsewhere", &other).await.unwrap();
     let wrong = change_password(
         &at(&store, &config, 5),
         &user,
         &pw("nope", "new-password-1", "new-password-1"),
         "mine",
-    );
+    )
+    .await;
     assert!(wrong.unwrap_err().to_string().contains("not right"));
     let short = change_password(
         &at(&store, &config, 5),
         &user,
         &pw("old-password-1", "short", "short"),
         "mine",
-    );
+    )
+    .await;
     assert!(short.unwrap_err().to_string().contains("at least"));
     let ended = change_password(
         &at(&store, &config, 5),
@@ -164,10 +177,11 @@ fn changing_the_password_needs_the_old_one_and_the_policy() {
         &pw("old-password-1", "new-password-1", "new-password-1"),
         "mine",
     )
+    .await
     .unwrap();
     assert_eq!(ended, 1, "the other session ends, this one stays");
-    assert!(store.session("mine").unwrap().is_some());
-    let stored = store.user("u_ada").unwrap();
+    assert!(store.session("mine").await.unwrap().is_some());
+    let stored = store.user("u_ada").await.unwrap();
     assert!(password::verify(stored.as_ref(), "new-password-1"));
     // Wrong old passwords count against the sign-in lock (2 in this config).
     let user = stored.unwrap();
@@ -177,70 +191,90 @@ fn changing_the_password_needs_the_old_one_and_the_policy() {
             &user,
             &pw("x", "new-password-2", "new-password-2"),
             "mine",
-        );
+        )
+        .await;
     }
     let locked = change_password(
         &at(&store, &config, 6),
         &user,
         &pw("new-password-1", "new-password-2", "new-password-2"),
         "mine",
-    );
+    )
+    .await;
     assert!(locked.unwrap_err().to_string().contains("Too many"));
-    assert_eq!(kinds(&store), ["account.password_changed"]);
+    assert_eq!(kinds(&store).await, ["account.password_changed"]);
 }
 
-#[test]
-fn an_account_without_a_password_has_none_to_change() {
+#[tokio::test]
+async fn an_account_without_a_password_has_none_to_change() {
     let store = SledStore::temporary().unwrap();
-    let user = ada(&store, None);
+    let user = ada(&store, None).await;
     let e = change_password(
         &at(&store, &config(""), 5),
         &user,
         &pw("", "new-password-1", "new-password-1"),
         "",
-    );
+    )
+    .await;
     assert!(e.unwrap_err().to_string().contains("no password"));
 }
 
-#[test]
-fn totp_is_confirmed_by_one_code_and_brings_recovery_codes() {
+#[tokio::test]
+async fn totp_is_confirmed_by_one_code_and_brings_recovery_codes() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
     let sealing = SealingKey::from_bytes(&[7u8; 32]);
-    ada(&store, None);
+    ada(&store, None).await;
     let now = 1_700_000_000;
     let secret = totp_secret(&at(&store, &config, now), &sealing, "u_ada")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(
         totp_secret(&at(&store, &config, now), &sealing, "u_ada")
+            .await
             .unwrap()
             .unwrap(),
         secret,
         "a reload shows the same key"
     );
-    assert!(confirm_totp(&at(&store, &config, now), &sealing, "u_ada", "000000").is_err());
+    assert!(
+        confirm_totp(&at(&store, &config, now), &sealing, "u_ada", "000000")
+            .await
+            .is_err()
+    );
     let codes = confirm_totp(
         &at(&store, &config, now),
         &sealing,
         "u_ada",
         &totp::code_at(&secret, now),
     )
+    .await
     .unwrap();
     assert_eq!(codes.len(), recovery::COUNT);
-    assert!(store.totp("u_ada").unwrap().unwrap().confirmed);
+    assert!(store.totp("u_ada").await.unwrap().unwrap().confirmed);
     assert_eq!(
-        totp_secret(&at(&store, &config, now), &sealing, "u_ada").unwrap(),
+        totp_secret(&at(&store, &config, now), &sealing, "u_ada")
+            .await
+            .unwrap(),
         None
     );
     // Later times, so the events list in the order they happened.
-    let again = regenerate_recovery_codes(&at(&store, &config, now + 1), "u_ada").unwrap();
+    let again = regenerate_recovery_codes(&at(&store, &config, now + 1), "u_ada")
+        .await
+        .unwrap();
     assert_ne!(again, codes);
-    reset_totp(&at(&store, &config, now + 2), "u_ada").unwrap();
-    assert!(store.totp("u_ada").unwrap().is_none());
-    assert!(regenerate_recovery_codes(&at(&store, &config, now + 3), "u_ada").is_err());
+    reset_totp(&at(&store, &config, now + 2), "u_ada")
+        .await
+        .unwrap();
+    assert!(store.totp("u_ada").await.unwrap().is_none());
+    assert!(
+        regenerate_recovery_codes(&at(&store, &config, now + 3), "u_ada")
+            .await
+            .is_err()
+    );
     assert_eq!(
-        kinds(&store),
+        kinds(&store).await,
         [
             "account.totp_enrolled",
             "account.recovery_codes_regenerated",
@@ -249,8 +283,8 @@ fn totp_is_confirmed_by_one_code_and_brings_recovery_codes() {
     );
 }
 
-#[test]
-fn only_ones_own_sessions_can_be_ended() {
+#[tokio::test]
+async fn only_ones_own_sessions_can_be_ended() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
     let s = |uid: &str| crate::store::Session {
@@ -265,21 +299,24 @@ fn only_ones_own_sessions_can_be_ended() {
         created_at: 1,
         expires_at: 100,
     };
-    store.put_session("h-ada", &s("u_ada")).unwrap();
-    store.put_session("h-bob", &s("u_bob")).unwrap();
+    store.put_session("h-ada", &s("u_ada")).await.unwrap();
+    store.put_session("h-bob", &s("u_bob")).await.unwrap();
     assert_eq!(
-        end_session(&at(&store, &config, 5), "u_ada", &session_handle("h-bob")).unwrap(),
+        end_session(&at(&store, &config, 5), "u_ada", &session_handle("h-bob"))
+            .await
+            .unwrap(),
         None
     );
-    assert!(store.session("h-bob").unwrap().is_some());
+    assert!(store.session("h-bob").await.unwrap().is_some());
     assert_eq!(
         end_session(&at(&store, &config, 5), "u_ada", &session_handle("h-ada"))
+            .await
             .unwrap()
             .as_deref(),
         Some("h-ada")
     );
-    assert!(store.session("h-ada").unwrap().is_none());
-    assert_eq!(end_sessions(&store, "u_bob").unwrap(), 1);
+    assert!(store.session("h-ada").await.unwrap().is_none());
+    assert_eq!(end_sessions(&store, "u_bob").await.unwrap(), 1);
 }
 
 fn session_of(uid: &str) -> Session {
@@ -298,9 +335,12 @@ fn session_of(uid: &str) -> Session {
 }
 
 /// Ada signed in to My Account: a session `h-ada` and the grant of its token.
-fn signed_ada(store: &SledStore, password: Option<&str>) -> access::Signed {
-    let user = ada(store, password);
-    store.put_session("h-ada", &session_of("u_ada")).unwrap();
+async fn signed_ada(store: &SledStore, password: Option<&str>) -> access::Signed {
+    let user = ada(store, password).await;
+    store
+        .put_session("h-ada", &session_of("u_ada"))
+        .await
+        .unwrap();
     let grant = crate::store::Grant {
         id: "g-ada".into(),
         client_id: MY_ACCOUNT_APP.into(),
@@ -318,7 +358,7 @@ fn signed_ada(store: &SledStore, password: Option<&str>) -> access::Signed {
         created_at: 1,
         expires_at: 100,
     };
-    assert!(store.create_grant(&grant).unwrap());
+    assert!(store.create_grant(&grant).await.unwrap());
     access::Signed {
         user,
         session_hash: "h-ada".into(),
@@ -326,26 +366,27 @@ fn signed_ada(store: &SledStore, password: Option<&str>) -> access::Signed {
     }
 }
 
-fn flash_of(ctx: &Ctx, reply: forms::Reply) -> forms::Flash {
+async fn flash_of(ctx: &Ctx<'_>, reply: forms::Reply) -> forms::Flash {
     let forms::Reply::Back { flash } = reply else {
         panic!("expected a message for the page, got {reply:?}");
     };
-    forms::take_flash(ctx, Some(&flash), "u_ada").unwrap()
+    forms::take_flash(ctx, Some(&flash), "u_ada").await.unwrap()
 }
 
-#[test]
-fn a_refused_change_is_a_message_on_the_page_not_an_error() {
+#[tokio::test]
+async fn a_refused_change_is_a_message_on_the_page_not_an_error() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
-    let signed = signed_ada(&store, Some("old-password-1"));
+    let signed = signed_ada(&store, Some("old-password-1")).await;
     let ctx = at(&store, &config, 5);
     let reply = forms::password(
         &ctx,
         &signed,
         &pw("nope", "new-password-1", "new-password-1"),
     )
+    .await
     .unwrap();
-    let flash = flash_of(&ctx, reply);
+    let flash = flash_of(&ctx, reply).await;
     assert_eq!(flash.notice, None);
     assert_eq!(
         flash.error.as_deref(),
@@ -356,15 +397,16 @@ fn a_refused_change_is_a_message_on_the_page_not_an_error() {
         &signed,
         &pw("old-password-1", "new-password-1", "new-password-1"),
     )
+    .await
     .unwrap();
     assert_eq!(
-        flash_of(&ctx, reply).notice.as_deref(),
+        flash_of(&ctx, reply).await.notice.as_deref(),
         Some("Your password was changed.")
     );
 }
 
-#[test]
-fn a_message_is_shown_once_and_only_to_its_account() {
+#[tokio::test]
+async fn a_message_is_shown_once_and_only_to_its_account() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
     let ctx = at(&store, &config, 5);
@@ -373,89 +415,110 @@ fn a_message_is_shown_once_and_only_to_its_account() {
         notice: Some("saved".into()),
         ..Default::default()
     };
-    let id = forms::put_flash(&ctx, &flash).unwrap();
+    let id = forms::put_flash(&ctx, &flash).await.unwrap();
     assert_eq!(
-        forms::take_flash(&ctx, Some(&id), "u_bob").unwrap(),
+        forms::take_flash(&ctx, Some(&id), "u_bob").await.unwrap(),
         forms::Flash::default(),
         "another account's browser sees nothing"
     );
-    let id = forms::put_flash(&ctx, &flash).unwrap();
-    assert_eq!(forms::take_flash(&ctx, Some(&id), "u_ada").unwrap(), flash);
+    let id = forms::put_flash(&ctx, &flash).await.unwrap();
     assert_eq!(
-        forms::take_flash(&ctx, Some(&id), "u_ada").unwrap(),
+        forms::take_flash(&ctx, Some(&id), "u_ada").await.unwrap(),
+        flash
+    );
+    assert_eq!(
+        forms::take_flash(&ctx, Some(&id), "u_ada").await.unwrap(),
         forms::Flash::default(),
         "shown once"
     );
 }
 
-#[test]
-fn ending_ones_own_session_signs_out_of_my_account() {
+#[tokio::test]
+async fn ending_ones_own_session_signs_out_of_my_account() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
-    let signed = signed_ada(&store, Some("old-password-1"));
-    store.put_session("h-phone", &session_of("u_ada")).unwrap();
+    let signed = signed_ada(&store, Some("old-password-1")).await;
+    store
+        .put_session("h-phone", &session_of("u_ada"))
+        .await
+        .unwrap();
     let ctx = at(&store, &config, 5);
-    let reply = forms::end_session(&ctx, &signed, &session_handle("h-phone")).unwrap();
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-phone"))
+        .await
+        .unwrap();
     assert_eq!(
-        flash_of(&ctx, reply).notice.as_deref(),
+        flash_of(&ctx, reply).await.notice.as_deref(),
         Some("That session was signed out.")
     );
-    assert!(!store.grant("g-ada").unwrap().unwrap().revoked);
-    let reply = forms::end_session(&ctx, &signed, &session_handle("h-phone")).unwrap();
+    assert!(!store.grant("g-ada").await.unwrap().unwrap().revoked);
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-phone"))
+        .await
+        .unwrap();
     assert_eq!(
-        flash_of(&ctx, reply).error.as_deref(),
+        flash_of(&ctx, reply).await.error.as_deref(),
         Some("That session has already ended.")
     );
-    let reply = forms::end_session(&ctx, &signed, &session_handle("h-ada")).unwrap();
+    let reply = forms::end_session(&ctx, &signed, &session_handle("h-ada"))
+        .await
+        .unwrap();
     assert_eq!(reply, forms::Reply::SignedOut);
-    assert!(store.session("h-ada").unwrap().is_none());
+    assert!(store.session("h-ada").await.unwrap().is_none());
     assert!(
-        store.grant("g-ada").unwrap().unwrap().revoked,
+        store.grant("g-ada").await.unwrap().unwrap().revoked,
         "My Account's token dies with its session"
     );
 }
 
-#[test]
-fn recovery_codes_are_shown_with_the_message() {
+#[tokio::test]
+async fn recovery_codes_are_shown_with_the_message() {
     let store = SledStore::temporary().unwrap();
     let config = config("");
-    let signed = signed_ada(&store, None);
+    let signed = signed_ada(&store, None).await;
     let ctx = at(&store, &config, 5);
-    let refused = flash_of(&ctx, forms::recovery_codes(&ctx, &signed).unwrap());
+    let refused = flash_of(&ctx, forms::recovery_codes(&ctx, &signed).await.unwrap()).await;
     assert!(refused.codes.is_empty());
     assert!(refused.error.unwrap().contains("authenticator app first"));
     let sealing = SealingKey::from_bytes(&[7u8; 32]);
     let now = 1_700_000_000;
     let ctx = at(&store, &config, now);
-    let enrolment = forms::totp_setup(&ctx, &sealing, &signed).unwrap().unwrap();
-    let secret = totp_secret(&ctx, &sealing, "u_ada").unwrap().unwrap();
+    let enrolment = forms::totp_setup(&ctx, &sealing, &signed)
+        .await
+        .unwrap()
+        .unwrap();
+    let secret = totp_secret(&ctx, &sealing, "u_ada").await.unwrap().unwrap();
     assert!(!enrolment.qr_png_base64.is_empty());
     let code = totp::code_at(&secret, now);
     let done = flash_of(
         &ctx,
-        forms::confirm_totp(&ctx, &sealing, &signed, &code).unwrap(),
-    );
+        forms::confirm_totp(&ctx, &sealing, &signed, &code)
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(done.codes.len(), recovery::COUNT);
     assert!(
         forms::totp_setup(&ctx, &sealing, &signed)
+            .await
             .unwrap()
             .is_none(),
         "set up already"
     );
 }
 
-#[test]
-fn oversized_profile_fields_and_passwords_are_refused_before_any_work() {
+#[tokio::test]
+async fn oversized_profile_fields_and_passwords_are_refused_before_any_work() {
     let store = SledStore::temporary().unwrap();
     let config = config("my_account:\n  editable: [name, picture]\n");
-    let user = ada(&store, Some("old-password-1"));
+    let user = ada(&store, Some("old-password-1")).await;
     let at_cap = "é".repeat(crate::limits::NAME_MAX);
     let form = BTreeMap::from([("name".to_string(), at_cap.clone())]);
     assert_eq!(
-        update_profile(&at(&store, &config, 5), &user, &form).unwrap(),
+        update_profile(&at(&store, &config, 5), &user, &form)
+            .await
+            .unwrap(),
         ["name"]
     );
-    let user = store.user("u_ada").unwrap().unwrap();
+    let user = store.user("u_ada").await.unwrap().unwrap();
     for (field, value) in [
         ("name", format!("{at_cap}é")),
         (
@@ -464,7 +527,9 @@ fn oversized_profile_fields_and_passwords_are_refused_before_any_work() {
         ),
     ] {
         let form = BTreeMap::from([(field.to_string(), value)]);
-        let e = update_profile(&at(&store, &config, 6), &user, &form).unwrap_err();
+        let e = update_profile(&at(&store, &config, 6), &user, &form)
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("too long"), "{field}: {e}");
     }
     // A megabyte of current password is refused without Argon2 and without counting
@@ -477,6 +542,7 @@ fn oversized_profile_fields_and_passwords_are_refused_before_any_work() {
             &pw(&huge, "new-password-1", "new-password-1"),
             "mine",
         )
+        .await
         .unwrap_err();
         assert!(e.to_string().contains("at most 1024 bytes"), "{e}");
     }
@@ -486,6 +552,7 @@ fn oversized_profile_fields_and_passwords_are_refused_before_any_work() {
         &pw("old-password-1", &huge, &huge),
         "mine",
     )
+    .await
     .unwrap_err();
     assert!(e.to_string().contains("at most 1024 bytes"), "{e}");
     change_password(
@@ -494,35 +561,37 @@ fn oversized_profile_fields_and_passwords_are_refused_before_any_work() {
         &pw("old-password-1", "new-password-1", "new-password-1"),
         "mine",
     )
+    .await
     .unwrap();
 }
 
-#[test]
-fn parallel_wrong_current_passwords_check_no_more_than_the_limit() {
-    let store = SledStore::temporary().unwrap();
-    let config = config("");
-    let user = ada(&store, Some("old-password-1"));
-    let start = std::sync::Barrier::new(50);
-    let answers: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..50)
-            .map(|_| {
-                s.spawn(|| {
-                    let change = pw("not-it", "new-password-1", "new-password-1");
-                    start.wait();
-                    change_password(&at(&store, &config, 5), &user, &change, "mine")
-                        .unwrap_err()
-                        .to_string()
-                })
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_current_passwords_check_no_more_than_the_limit() {
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let config = Arc::new(config(""));
+    let user = Arc::new(ada(&store, Some("old-password-1")).await);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (store, config, user) = (store.clone(), config.clone(), user.clone());
+            tokio::spawn(async move {
+                let change = pw("not-it", "new-password-1", "new-password-1");
+                change_password(&at(store.as_ref(), &config, 5), &user, &change, "mine")
+                    .await
+                    .unwrap_err()
+                    .to_string()
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
     // Only the attempts within the limit (2 in this config) had their password
     // checked; the rest were refused before Argon2 ran.
     let checked = answers.iter().filter(|a| a.contains("not right")).count();
     let locked = answers.iter().filter(|a| a.contains("Too many")).count();
     assert_eq!((checked, locked), (2, 48), "{answers:?}");
     let right = pw("old-password-1", "new-password-1", "new-password-1");
-    let still = change_password(&at(&store, &config, 6), &user, &right, "mine");
+    let still = change_password(&at(&store, &config, 6), &user, &right, "mine").await;
     assert!(still.unwrap_err().to_string().contains("Too many"));
 }

@@ -75,31 +75,38 @@ pub fn lock_key(key: &str) -> String {
 }
 
 /// The key's failures as of `now`.
-pub fn state<S: CounterStore + ?Sized>(store: &S, key: &str, now: u64) -> StoreResult<Attempts> {
+pub async fn state<S: CounterStore + ?Sized>(
+    store: &S,
+    key: &str,
+    now: u64,
+) -> StoreResult<Attempts> {
     Ok(Attempts {
-        failures: store.counter(key, now)?.map_or(0, |c| c.count),
+        failures: store.counter(key, now).await?.map_or(0, |c| c.count),
         locked_until: store
-            .counter(&lock_key(key), now)?
+            .counter(&lock_key(key), now)
+            .await?
             .map_or(0, |c| c.expires_at),
     })
 }
 
 /// Whether the key is locked at `now`.
-pub fn locked<S: CounterStore + ?Sized>(store: &S, key: &str, now: u64) -> StoreResult<bool> {
-    Ok(store.counter(&lock_key(key), now)?.is_some())
+pub async fn locked<S: CounterStore + ?Sized>(store: &S, key: &str, now: u64) -> StoreResult<bool> {
+    Ok(store.counter(&lock_key(key), now).await?.is_some())
 }
 
 /// Count one failure, atomically, and lock the key once it reaches the limit. Called
 /// before a secret is checked, it reserves an attempt: parallel callers get distinct
 /// counts, so no more than `limit.max` of them ever see a count within the limit, and
 /// [`forgive`] takes it back on success.
-pub fn fail<S: CounterStore + ?Sized>(
+pub async fn fail<S: CounterStore + ?Sized>(
     store: &S,
     key: &str,
     limit: Limit,
     now: u64,
 ) -> StoreResult<Attempts> {
-    let counter = store.hit(key, now, now.saturating_add(limit.seconds))?;
+    let counter = store
+        .hit(key, now, now.saturating_add(limit.seconds))
+        .await?;
     if counter.count < limit.max {
         return Ok(Attempts {
             failures: counter.count,
@@ -110,9 +117,9 @@ pub fn fail<S: CounterStore + ?Sized>(
     // count lives as long, so it starts over when the lock ends.
     let until = now.saturating_add(limit.seconds);
     let lock = lock_key(key);
-    store.hit(&lock, now, until)?;
-    store.extend_counter(&lock, now, until)?;
-    store.extend_counter(key, now, until)?;
+    store.hit(&lock, now, until).await?;
+    store.extend_counter(&lock, now, until).await?;
+    store.extend_counter(key, now, until).await?;
     Ok(Attempts {
         failures: counter.count,
         locked_until: until,
@@ -120,10 +127,10 @@ pub fn fail<S: CounterStore + ?Sized>(
 }
 
 /// A success: the failures before it are forgiven (and any lock lifted).
-pub fn forgive<S: CounterStore + ?Sized>(store: &S, key: &str) -> StoreResult<()> {
-    store.reset_counter(key)?;
-    store.reset_counter(&lock_key(key))?;
-    store.reset_counter(&locks_key(key))
+pub async fn forgive<S: CounterStore + ?Sized>(store: &S, key: &str) -> StoreResult<()> {
+    store.reset_counter(key).await?;
+    store.reset_counter(&lock_key(key)).await?;
+    store.reset_counter(&locks_key(key)).await
 }
 
 /// The account-wide rules (see the module doc).
@@ -257,7 +264,7 @@ pub enum Reserved {
 /// account is locked, past the cap, or past a block whose lock the attempt that reached
 /// it is still setting; so of any number of parallel attempts at most the rest of the
 /// block is checked. The attempt that reaches a boundary sets the lock at once.
-pub fn reserve<S: CounterStore + ?Sized>(
+pub async fn reserve<S: CounterStore + ?Sized>(
     store: &S,
     holder: &Holder,
     rules: Rules,
@@ -265,22 +272,25 @@ pub fn reserve<S: CounterStore + ?Sized>(
 ) -> StoreResult<Reserved> {
     let key = holder.key.as_str();
     let lock = lock_key(key);
-    if let Some(l) = store.counter(&lock, now)? {
-        let failures = store.counter(key, now)?.map_or(0, |c| c.count);
+    if let Some(l) = store.counter(&lock, now).await? {
+        let failures = store.counter(key, now).await?.map_or(0, |c| c.count);
         return Ok(Reserved::Locked {
             for_good: l.expires_at == u64::MAX || failures >= rules.cap,
         });
     }
     let keep = holder.keep_until(rules, now);
-    let counted = store.hit(key, now, keep)?;
+    let counted = store.hit(key, now, keep).await?;
     if holder.account && counted.expires_at < keep {
         // A count an older version kept for a window only: keep it until forgiven.
-        store.extend_counter(key, now, keep)?;
+        store.extend_counter(key, now, keep).await?;
     }
     let failures = counted.count;
     let boundaries_below = failures.saturating_sub(1) / rules.block.max(1);
-    let locks_set = store.counter(&locks_key(key), now)?.map_or(0, |c| c.count);
-    let live_lock = store.counter(&lock, now)?;
+    let locks_set = store
+        .counter(&locks_key(key), now)
+        .await?
+        .map_or(0, |c| c.count);
+    let live_lock = store.counter(&lock, now).await?;
     // A live lock holds back this attempt only if it is the lock of a boundary below
     // it. An attempt of the block whose last slot another attempt just filled (and
     // locked) was counted before that lock and is checked: the block is checked whole.
@@ -288,7 +298,7 @@ pub fn reserve<S: CounterStore + ?Sized>(
     // old tally can only be this attempt's own block's.
     let lock_applies = live_lock.is_some() && locks_set <= boundaries_below;
     if failures > rules.cap || locks_set < boundaries_below || lock_applies {
-        store.take_back(key, now)?;
+        store.take_back(key, now).await?;
         let for_good = failures > rules.cap || live_lock.is_some_and(|l| l.expires_at == u64::MAX);
         return Ok(Reserved::Locked { for_good });
     }
@@ -302,13 +312,15 @@ pub fn reserve<S: CounterStore + ?Sized>(
             _ => now.saturating_add(seconds),
         };
         // The lock first, then its tally: an attempt that sees the tally sees the lock.
-        store.hit(&lock, now, locks_until)?;
-        store.extend_counter(&lock, now, locks_until)?;
-        store.hit(&locks_key(key), now, keep)?;
+        store.hit(&lock, now, locks_until).await?;
+        store.extend_counter(&lock, now, locks_until).await?;
+        store.hit(&locks_key(key), now, keep).await?;
         if !holder.account {
             // A name's count outlives its lock, or the next block would start over.
-            store.extend_counter(key, now, locks_until)?;
-            store.extend_counter(&locks_key(key), now, locks_until)?;
+            store.extend_counter(key, now, locks_until).await?;
+            store
+                .extend_counter(&locks_key(key), now, locks_until)
+                .await?;
         }
     }
     Ok(Reserved::Granted(Ticket {
@@ -322,12 +334,16 @@ pub fn reserve<S: CounterStore + ?Sized>(
 /// The secret was right, or the attempt was refused by another rule before anything was
 /// checked: the reservation is taken back, with the lock it set. The failures before it
 /// stay counted until the sign-in finishes ([`forgive`]).
-pub fn give_back<S: CounterStore + ?Sized>(store: &S, ticket: Ticket, now: u64) -> StoreResult<()> {
+pub async fn give_back<S: CounterStore + ?Sized>(
+    store: &S,
+    ticket: Ticket,
+    now: u64,
+) -> StoreResult<()> {
     let key = ticket.holder.key.as_str();
-    store.take_back(key, now)?;
+    store.take_back(key, now).await?;
     if ticket.locks_until != 0 {
-        store.reset_counter(&lock_key(key))?;
-        store.take_back(&locks_key(key), now)?;
+        store.reset_counter(&lock_key(key)).await?;
+        store.take_back(&locks_key(key), now).await?;
     }
     Ok(())
 }
@@ -341,12 +357,12 @@ pub struct Standing {
 }
 
 /// The account's count and lock as of `now`.
-pub fn standing<S: CounterStore + ?Sized>(
+pub async fn standing<S: CounterStore + ?Sized>(
     store: &S,
     user_id: &str,
     now: u64,
 ) -> StoreResult<Standing> {
-    let a = state(store, Holder::account(user_id).key(), now)?;
+    let a = state(store, Holder::account(user_id).key(), now).await?;
     Ok(Standing {
         failures: a.failures,
         locked_until: a.locked_until,
@@ -355,9 +371,12 @@ pub fn standing<S: CounterStore + ?Sized>(
 
 /// A finished sign-in, or an administrator's unlock: the account's consecutive failures
 /// are forgiven and any lock lifted, the second factor's throttle with them.
-pub fn forgive_account<S: CounterStore + ?Sized>(store: &S, user_id: &str) -> StoreResult<()> {
-    forgive(store, Holder::account(user_id).key())?;
-    forgive(store, &super::steps::otp_key(user_id))
+pub async fn forgive_account<S: CounterStore + ?Sized>(
+    store: &S,
+    user_id: &str,
+) -> StoreResult<()> {
+    forgive(store, Holder::account(user_id).key()).await?;
+    forgive(store, &super::steps::otp_key(user_id)).await
 }
 
 #[cfg(test)]

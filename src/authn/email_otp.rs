@@ -91,14 +91,14 @@ pub enum EmailCheck {
 
 /// Make a new code the account's pending one, unless the resend limit forbids it.
 /// Blocking (store access); the caller mails the code, then flushes the store.
-pub fn issue<S: CredentialStore + ?Sized>(
+pub async fn issue<S: CredentialStore + ?Sized>(
     store: &S,
     user_id: &str,
     now: u64,
 ) -> StoreResult<Issued> {
     let code = generate_code();
     let hash = hash_code(user_id, &code);
-    Ok(match store_code(store, user_id, &hash, now)? {
+    Ok(match store_code(store, user_id, &hash, now).await? {
         EmailIssue::Issued => Issued::Send(Secret::new(code)),
         EmailIssue::TooMany { retry_at } => Issued::TooMany { retry_at },
     })
@@ -107,14 +107,14 @@ pub fn issue<S: CredentialStore + ?Sized>(
 /// Make `code_hash` the key's only pending code, valid for [`CODE_TTL`], unless
 /// [`MAX_SENDS`] codes were sent within the last [`RESEND_WINDOW`]. Parallel requests
 /// cannot slip past the limit together: each send is one swap of the record.
-pub fn store_code<S: CredentialStore + ?Sized>(
+pub async fn store_code<S: CredentialStore + ?Sized>(
     store: &S,
     key: &str,
     code_hash: &str,
     now: u64,
 ) -> StoreResult<EmailIssue> {
     loop {
-        let current = store.email_code(key)?;
+        let current = store.email_code(key).await?;
         let version = current.as_ref().map(|c| c.version);
         let mut sent: Vec<u64> = current
             .map(|c| c.value.sent_at)
@@ -135,34 +135,34 @@ pub fn store_code<S: CredentialStore + ?Sized>(
             sent_at: sent,
             wrong: 0,
         };
-        if store.swap_email_code(key, version, &record)? {
+        if store.swap_email_code(key, version, &record).await? {
             return Ok(EmailIssue::Issued);
         }
     }
 }
 
 /// Check what the user typed against the account's pending code; a match uses it up.
-pub fn check<S: CredentialStore + ?Sized>(
+pub async fn check<S: CredentialStore + ?Sized>(
     store: &S,
     user_id: &str,
     code: &str,
     now: u64,
 ) -> StoreResult<EmailCheck> {
-    check_hash(store, user_id, &hash_code(user_id, code), now)
+    check_hash(store, user_id, &hash_code(user_id, code), now).await
 }
 
 /// Check a code's hash against the key's pending one: a match uses it up (of N parallel
 /// checks only one sees `Ok`); a miss counts, and the [`MAX_WRONG`]-th miss burns the
 /// code. The record outlives its code (cleared, not removed) so that the send history
 /// keeps counting against the resend limit.
-pub fn check_hash<S: CredentialStore + ?Sized>(
+pub async fn check_hash<S: CredentialStore + ?Sized>(
     store: &S,
     key: &str,
     code_hash: &str,
     now: u64,
 ) -> StoreResult<EmailCheck> {
     loop {
-        let Some(current) = store.email_code(key)? else {
+        let Some(current) = store.email_code(key).await? else {
             return Ok(EmailCheck::Missing);
         };
         let mut record = current.value;
@@ -183,7 +183,10 @@ pub fn check_hash<S: CredentialStore + ?Sized>(
             }
             EmailCheck::Wrong { tries_left }
         };
-        if store.swap_email_code(key, Some(current.version), &record)? {
+        if store
+            .swap_email_code(key, Some(current.version), &record)
+            .await?
+        {
             return Ok(outcome);
         }
     }
@@ -221,44 +224,46 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_issued_code_checks_once_and_the_policy_applies() {
+    #[tokio::test]
+    async fn an_issued_code_checks_once_and_the_policy_applies() {
         let store = SledStore::temporary().unwrap();
-        let Issued::Send(code) = issue(&store, "u1", 1000).unwrap() else {
+        let Issued::Send(code) = issue(&store, "u1", 1000).await.unwrap() else {
             panic!("the first code must be sent");
         };
         assert_eq!(
-            check(&store, "u2", code.expose(), 1001).unwrap(),
+            check(&store, "u2", code.expose(), 1001).await.unwrap(),
             EmailCheck::Missing
         );
         assert_eq!(
-            check(&store, "u1", code.expose(), 1001).unwrap(),
+            check(&store, "u1", code.expose(), 1001).await.unwrap(),
             EmailCheck::Ok
         );
         assert_eq!(
-            check(&store, "u1", code.expose(), 1002).unwrap(),
+            check(&store, "u1", code.expose(), 1002).await.unwrap(),
             EmailCheck::Missing
         );
 
-        let Issued::Send(code) = issue(&store, "u1", 1010).unwrap() else {
+        let Issued::Send(code) = issue(&store, "u1", 1010).await.unwrap() else {
             panic!("the second code must be sent");
         };
         assert_eq!(
-            check(&store, "u1", code.expose(), 1010 + CODE_TTL).unwrap(),
+            check(&store, "u1", code.expose(), 1010 + CODE_TTL)
+                .await
+                .unwrap(),
             EmailCheck::Expired
         );
 
         assert!(matches!(
-            issue(&store, "u1", 1020).unwrap(),
+            issue(&store, "u1", 1020).await.unwrap(),
             Issued::Send(_)
         ));
         assert!(matches!(
-            issue(&store, "u1", 1030).unwrap(),
+            issue(&store, "u1", 1030).await.unwrap(),
             Issued::TooMany { retry_at } if retry_at == 1000 + RESEND_WINDOW
         ));
         for left in (0..MAX_WRONG).rev() {
             assert_eq!(
-                check(&store, "u1", "not it", 1040).unwrap(),
+                check(&store, "u1", "not it", 1040).await.unwrap(),
                 EmailCheck::Wrong { tries_left: left }
             );
         }

@@ -12,9 +12,12 @@ pub mod totp;
 /// Reset an account's TOTP: the authenticator and its recovery codes are removed and its
 /// lock cleared, so the next sign-in that needs TOTP enrols again. For the admin API and
 /// My Account. Blocking (flushes).
-pub fn reset_totp(store: &dyn crate::store::Store, user_id: &str) -> crate::store::StoreResult<()> {
-    store.delete_totp(user_id)?;
-    store.put_recovery_codes(user_id, &[])?;
-    attempts::forgive(store, &steps::otp_key(user_id))?;
-    store.flush()
+pub async fn reset_totp(
+    store: &dyn crate::store::Store,
+    user_id: &str,
+) -> crate::store::StoreResult<()> {
+    store.delete_totp(user_id).await?;
+    store.put_recovery_codes(user_id, &[]).await?;
+    attempts::forgive(store, &steps::otp_key(user_id)).await?;
+    store.flush().await
 }

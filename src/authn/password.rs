@@ -142,6 +142,22 @@ pub fn hash(password: &str) -> Result<PasswordHash, HashError> {
         .map_err(|e| HashError(e.to_string()))
 }
 
+/// [`hash`] on the blocking pool, for async callers.
+pub async fn hash_off_runtime(password: &str) -> Result<PasswordHash, HashError> {
+    let password = password.to_string();
+    crate::offload::cpu(move || hash(&password))
+        .await
+        .map_err(|e| HashError(e.to_string()))?
+}
+
+/// [`verify`] on the blocking pool, for async callers; `false` if it could not run.
+pub async fn verify_off_runtime(user: Option<&User>, password: &str) -> bool {
+    let (user, password) = (user.cloned(), password.to_string());
+    crate::offload::cpu(move || verify(user.as_ref(), &password))
+        .await
+        .unwrap_or(false)
+}
+
 /// A fixed hash verified against when the account does not exist, so an unknown
 /// username costs the same time as a wrong password.
 fn decoy() -> &'static str {

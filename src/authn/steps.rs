@@ -34,12 +34,12 @@ pub fn local_subject(u: &User, enrolled: Vec<String>) -> Subject {
 }
 
 /// Second factors an account holds, for the script's `subject.enrolled`.
-pub fn enrolled(store: &dyn Store, user_id: &str) -> StoreResult<Vec<String>> {
+pub async fn enrolled(store: &dyn Store, user_id: &str) -> StoreResult<Vec<String>> {
     let mut out = Vec::new();
-    if store.totp(user_id)?.is_some_and(|c| c.confirmed) {
+    if store.totp(user_id).await?.is_some_and(|c| c.confirmed) {
         out.push("totp".to_string());
     }
-    if store.recovery_codes_left(user_id)? > 0 {
+    if store.recovery_codes_left(user_id).await? > 0 {
         out.push("recovery_code".to_string());
     }
     Ok(out)
@@ -86,7 +86,7 @@ fn lock_note(ticket: &Ticket, now: u64) -> String {
 /// Before checking a password: the account (if any), with one attempt reserved against
 /// its count. `None` means locked: nothing may be checked, and the flow carries the
 /// message.
-pub fn password_begin(
+pub async fn password_begin(
     store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
@@ -96,9 +96,9 @@ pub fn password_begin(
 ) -> StoreResult<Option<PasswordAttempt>> {
     flow.last_login = Some(login.to_string());
     flow.pick("password");
-    let user = store.find_user(login)?;
+    let user = store.find_user(login).await?;
     let holder = Holder::of(user.as_ref(), login);
-    match attempts::reserve(store, &holder, Rules::of(config), now)? {
+    match attempts::reserve(store, &holder, Rules::of(config), now).await? {
         Reserved::Locked { for_good } => {
             flow.tell(locked_message(for_good));
             flow.log(refused_line(step, "password", for_good));
@@ -112,7 +112,7 @@ pub fn password_begin(
 /// matched): a right one gives its reservation back; a wrong one stays counted against
 /// the account (shared by every browser) and against this sign-in, whose step fails for
 /// good at `max_password_attempts`.
-pub fn password_end(
+pub async fn password_end(
     store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
@@ -124,12 +124,12 @@ pub fn password_end(
     let PasswordAttempt { user, ticket } = attempt;
     match user {
         Some(u) if ok => {
-            attempts::give_back(store, ticket, now)?;
+            attempts::give_back(store, ticket, now).await?;
             if u.disabled {
                 flow.tell("This account is disabled. Contact your administrator.");
                 flow.log(format!("step {step}: account {} is disabled", u.id));
             } else {
-                let subject = local_subject(&u, enrolled(store, &u.id)?);
+                let subject = local_subject(&u, enrolled(store, &u.id).await?);
                 if let Err(e) = flow.step_succeeded(
                     step,
                     &StepOption::Password,
@@ -175,13 +175,13 @@ pub fn otp_key(user_id: &str) -> String {
 }
 
 /// Whether the account's second factor is locked; sets the message if so.
-pub fn otp_locked(
+pub async fn otp_locked(
     store: &dyn Store,
     flow: &mut Flow,
     user_id: &str,
     now: u64,
 ) -> StoreResult<bool> {
-    let locked = attempts::locked(store, &otp_key(user_id), now)?;
+    let locked = attempts::locked(store, &otp_key(user_id), now).await?;
     if locked {
         flow.tell(LOCKED_OTP);
     }
@@ -191,14 +191,14 @@ pub fn otp_locked(
 /// Reserve one of the account's attempts before a one-time code (email, TOTP, recovery)
 /// is checked. `None` when the account is locked (the message is set and nothing may be
 /// checked).
-pub fn code_attempt(
+pub async fn code_attempt(
     store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
     user_id: &str,
     now: u64,
 ) -> StoreResult<Option<Ticket>> {
-    match attempts::reserve(store, &Holder::account(user_id), Rules::of(config), now)? {
+    match attempts::reserve(store, &Holder::account(user_id), Rules::of(config), now).await? {
         Reserved::Locked { for_good } => {
             flow.tell(if for_good {
                 LOCKED_FOR_GOOD
@@ -223,25 +223,25 @@ pub struct OtpAttempt {
 /// parallel guesses cannot get past the limit the way check-then-count would let it.
 /// `None` when the account or the factor is locked (the message is set and nothing may
 /// be checked).
-pub fn otp_attempt(
+pub async fn otp_attempt(
     store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
     user_id: &str,
     now: u64,
 ) -> StoreResult<Option<OtpAttempt>> {
-    if otp_locked(store, flow, user_id, now)? {
+    if otp_locked(store, flow, user_id, now).await? {
         return Ok(None);
     }
-    let Some(ticket) = code_attempt(store, config, flow, user_id, now)? else {
+    let Some(ticket) = code_attempt(store, config, flow, user_id, now).await? else {
         return Ok(None);
     };
     let limit = Limit::otp(config);
-    let factor = attempts::fail(store, &otp_key(user_id), limit, now)?;
+    let factor = attempts::fail(store, &otp_key(user_id), limit, now).await?;
     if factor.failures > limit.max {
         // Other attempts in flight took the factor's last ones; nothing is checked, so
         // the account's reservation goes back.
-        attempts::give_back(store, ticket, now)?;
+        attempts::give_back(store, ticket, now).await?;
         flow.tell(LOCKED_OTP);
         return Ok(None);
     }
@@ -262,7 +262,7 @@ pub fn wrong_code_message(ticket: &Ticket, factor_locked: bool, now: u64) -> &'s
 
 /// A wrong one-time code, already counted by `otp_attempt`: per account, across every
 /// browser.
-pub fn otp_wrong(
+pub async fn otp_wrong(
     store: &dyn Store,
     config: &Config,
     flow: &mut Flow,
@@ -282,13 +282,13 @@ pub fn otp_wrong(
         config.security.max_otp_attempts,
         lock_note(&attempt.ticket, now)
     );
-    crate::audit::rejected(store, flow, Some(user_id), &line, now);
+    crate::audit::rejected(store, flow, Some(user_id), &line, now).await;
     flow.log(line);
 }
 
 /// A good one-time code: its reservation goes back, the second factor's throttle is
 /// forgiven, and the step succeeds with `otp`.
-pub fn otp_passed(
+pub async fn otp_passed(
     store: &dyn Store,
     flow: &mut Flow,
     (step, option): (usize, StepOption),
@@ -296,10 +296,10 @@ pub fn otp_passed(
     ticket: Ticket,
     now: u64,
 ) -> StoreResult<()> {
-    attempts::give_back(store, ticket, now)?;
+    attempts::give_back(store, ticket, now).await?;
     if let Some(uid) = subject.user_id.clone() {
-        attempts::forgive(store, &otp_key(&uid))?;
-        subject.enrolled = enrolled(store, &uid)?;
+        attempts::forgive(store, &otp_key(&uid)).await?;
+        subject.enrolled = enrolled(store, &uid).await?;
     }
     if let Err(e) = flow.step_succeeded(step, &option, subject, vec!["otp".into()], now) {
         flow.tell(e.description);
@@ -309,13 +309,17 @@ pub fn otp_passed(
 
 /// The first good code finishes TOTP enrolment: mark it confirmed and issue recovery
 /// codes, which the next page shows once.
-pub fn confirm_enrolment(store: &dyn Store, flow: &mut Flow, user_id: &str) -> StoreResult<()> {
-    if let Some(mut c) = store.totp(user_id)? {
+pub async fn confirm_enrolment(
+    store: &dyn Store,
+    flow: &mut Flow,
+    user_id: &str,
+) -> StoreResult<()> {
+    if let Some(mut c) = store.totp(user_id).await? {
         c.confirmed = true;
-        store.put_totp(user_id, &c)?;
+        store.put_totp(user_id, &c).await?;
     }
     let (codes, hashes) = recovery::generate(user_id);
-    store.put_recovery_codes(user_id, &hashes)?;
+    store.put_recovery_codes(user_id, &hashes).await?;
     flow.pending_codes = codes;
     flow.log("authenticator app enrolled; recovery codes issued");
     Ok(())

@@ -233,12 +233,12 @@ fn load(stored: &StoredKey) -> Result<Key, KeyError> {
 impl Keys {
     /// Load every stored key, generating (and storing) one for each algorithm that has
     /// none yet. Generation is slow (RSA): call this at start-up, not on a request.
-    pub fn load_or_generate(store: &dyn KeyStore, now: u64) -> Result<Keys, KeyError> {
-        let mut stored = store.signing_keys()?;
+    pub async fn load_or_generate(store: &dyn KeyStore, now: u64) -> Result<Keys, KeyError> {
+        let mut stored = store.signing_keys().await?;
         for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
             if !stored.iter().any(|k| k.alg == alg.as_str()) {
                 let key = generate(alg, now)?;
-                store.put_signing_key(&key)?;
+                store.put_signing_key(&key).await?;
                 stored.push(key);
             }
         }
@@ -335,10 +335,10 @@ mod tests {
     use super::*;
     use crate::store::SledStore;
 
-    #[test]
-    fn generated_keys_sign_on_the_fast_path() {
+    #[tokio::test]
+    async fn generated_keys_sign_on_the_fast_path() {
         let store = SledStore::temporary().unwrap();
-        let keys = Keys::load_or_generate(&store, 100).unwrap();
+        let keys = Keys::load_or_generate(&store, 100).await.unwrap();
         for key in &keys.keys {
             let fast = match key.alg {
                 SigningAlg::Rs256 => matches!(key.signer, Signer::RingRs256(_)),
@@ -355,6 +355,7 @@ mod tests {
         for key in &keys.keys {
             let der = store
                 .signing_keys()
+                .await
                 .unwrap()
                 .into_iter()
                 .find(|k| k.kid == key.kid)
@@ -393,11 +394,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_are_generated_once_and_verify_their_own_tokens() {
+    #[tokio::test]
+    async fn keys_are_generated_once_and_verify_their_own_tokens() {
         let store = SledStore::temporary().unwrap();
-        let keys = Keys::load_or_generate(&store, 100).unwrap();
-        let again = Keys::load_or_generate(&store, 200).unwrap();
+        let keys = Keys::load_or_generate(&store, 100).await.unwrap();
+        let again = Keys::load_or_generate(&store, 200).await.unwrap();
         assert_eq!(
             keys.jwks(),
             again.jwks(),

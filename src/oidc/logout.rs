@@ -88,11 +88,16 @@ pub enum Decision {
 
 /// Whether a logout by link needs the user's confirmation. `session_cookie` is the
 /// browser's SSO session cookie.
-pub fn decide(ctx: &Ctx, target: &Target, session_cookie: Option<&str>) -> StoreResult<Decision> {
+pub async fn decide(
+    ctx: &Ctx<'_>,
+    target: &Target,
+    session_cookie: Option<&str>,
+) -> StoreResult<Decision> {
     let session = match session_cookie {
         Some(value) => ctx
             .store
-            .session(&token_hash(value))?
+            .session(&token_hash(value))
+            .await?
             .filter(|s| s.expires_at > ctx.now),
         None => None,
     };
@@ -104,10 +109,10 @@ pub fn decide(ctx: &Ctx, target: &Target, session_cookie: Option<&str>) -> Store
 }
 
 /// End the SSO session named by the cookie, if any. Blocking (flush).
-pub fn end_session(ctx: &Ctx, session_cookie: Option<&str>) -> StoreResult<()> {
+pub async fn end_session(ctx: &Ctx<'_>, session_cookie: Option<&str>) -> StoreResult<()> {
     if let Some(value) = session_cookie {
-        ctx.store.delete_session(&token_hash(value))?;
-        ctx.store.flush()?;
+        ctx.store.delete_session(&token_hash(value)).await?;
+        ctx.store.flush().await?;
     }
     Ok(())
 }
@@ -145,8 +150,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_link_signs_out_at_once_only_without_a_session_or_with_its_users_hint() {
+    #[tokio::test]
+    async fn a_link_signs_out_at_once_only_without_a_session_or_with_its_users_hint() {
         let store = SledStore::temporary().unwrap();
         let config = config();
         let ctx = Ctx {
@@ -156,29 +161,48 @@ mod tests {
         };
         store
             .put_session(&token_hash("cookie"), &session("u_ada"))
+            .await
             .unwrap();
         let hinted = |sub: &str| Target {
             hinted_sub: Some(sub.into()),
             ..Default::default()
         };
-        let decide = |t: &Target, c: Option<&str>| decide(&ctx, t, c).unwrap();
-        assert_eq!(decide(&Target::default(), None), Decision::SignOut);
-        assert_eq!(decide(&Target::default(), Some("other")), Decision::SignOut);
+        let decide = |t: &Target, c: Option<&'static str>| {
+            let (ctx, t) = (&ctx, t.clone());
+            async move { decide(ctx, &t, c).await.unwrap() }
+        };
+        assert_eq!(decide(&Target::default(), None).await, Decision::SignOut);
         assert_eq!(
-            decide(&Target::default(), Some("cookie")),
+            decide(&Target::default(), Some("other")).await,
+            Decision::SignOut
+        );
+        assert_eq!(
+            decide(&Target::default(), Some("cookie")).await,
             Decision::Confirm,
             "a stray link cannot sign anyone out"
         );
-        assert_eq!(decide(&hinted("u_bob"), Some("cookie")), Decision::Confirm);
-        assert_eq!(decide(&hinted("u_ada"), Some("cookie")), Decision::SignOut);
+        assert_eq!(
+            decide(&hinted("u_bob"), Some("cookie")).await,
+            Decision::Confirm
+        );
+        assert_eq!(
+            decide(&hinted("u_ada"), Some("cookie")).await,
+            Decision::SignOut
+        );
         let later = Ctx { now: 100, ..ctx };
         assert_eq!(
-            super::decide(&later, &Target::default(), Some("cookie")).unwrap(),
+            super::decide(&later, &Target::default(), Some("cookie"))
+                .await
+                .unwrap(),
             Decision::SignOut,
             "an expired session is no session"
         );
-        end_session(&ctx, Some("cookie")).unwrap();
-        assert!(store.session(&token_hash("cookie")).unwrap().is_none());
+        end_session(&ctx, Some("cookie")).await.unwrap();
+        assert!(store
+            .session(&token_hash("cookie"))
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -201,7 +201,7 @@ fn grant_error(d: &str) -> TokenError {
 }
 
 /// Handle one token request. Blocking (signing, flush).
-pub fn exchange(ctx: &Ctx, keys: &Keys, req: &TokenRequest) -> Result<Value, TokenError> {
+pub async fn exchange(ctx: &Ctx<'_>, keys: &Keys, req: &TokenRequest) -> Result<Value, TokenError> {
     let app = authenticate(ctx.config, req)?;
     let param = |k: &str| {
         req.params
@@ -225,11 +225,11 @@ pub fn exchange(ctx: &Ctx, keys: &Keys, req: &TokenRequest) -> Result<Value, Tok
     match param("grant_type") {
         Some("authorization_code") => {
             user_grant("authorization_code")?;
-            authorization_code(ctx, keys, app, req)
+            authorization_code(ctx, keys, app, req).await
         }
         Some("refresh_token") => {
             user_grant("refresh_token")?;
-            refresh(ctx, keys, app, req)
+            refresh(ctx, keys, app, req).await
         }
         Some("client_credentials") => {
             super::client_credentials::grant(ctx.config, keys, ctx.now, app, req)
@@ -248,8 +248,8 @@ pub fn exchange(ctx: &Ctx, keys: &Keys, req: &TokenRequest) -> Result<Value, Tok
     }
 }
 
-fn authorization_code(
-    ctx: &Ctx,
+async fn authorization_code(
+    ctx: &Ctx<'_>,
     keys: &Keys,
     app: &App,
     req: &TokenRequest,
@@ -264,7 +264,7 @@ fn authorization_code(
             basic_auth: false,
         })?;
     let grant_id = time_prefixed_id(now);
-    let record = match store.redeem_code(&token_hash(code), &grant_id)? {
+    let record = match store.redeem_code(&token_hash(code), &grant_id).await? {
         Redeem::Fresh(r) => r,
         Redeem::Unknown => return Err(grant_error("the code is invalid")),
         Redeem::Reused(r) => {
@@ -272,34 +272,36 @@ fn authorization_code(
             if let Some(first) = &r.redeemed_by {
                 // The first exchange may not have written its grant yet: bar it, so
                 // it cannot issue tokens afterwards.
-                store.bar_grant(&Grant {
-                    id: first.clone(),
-                    client_id: r.client_id.clone(),
-                    scopes: r.scopes.clone(),
-                    nonce: r.nonce.clone(),
-                    data: r.grant.clone(),
-                    revoked: true,
-                    created_at: now,
-                    expires_at: now + config.security.refresh_token_ttl,
-                })?;
-                store.flush()?;
+                store
+                    .bar_grant(&Grant {
+                        id: first.clone(),
+                        client_id: r.client_id.clone(),
+                        scopes: r.scopes.clone(),
+                        nonce: r.nonce.clone(),
+                        data: r.grant.clone(),
+                        revoked: true,
+                        created_at: now,
+                        expires_at: now + config.security.refresh_token_ttl,
+                    })
+                    .await?;
+                store.flush().await?;
                 tracing::warn!(client = %r.client_id, grant = %first, "authorization code reused; grant revoked");
             }
             return Err(grant_error("the code has already been used"));
         }
     };
-    let result = redeemed(ctx, keys, app, req, record, grant_id);
+    let result = redeemed(ctx, keys, app, req, record, grant_id).await;
     if result.is_err() {
         // The code is used up whatever went wrong; that is durable before the answer.
         // (A success is made durable by `issue`, with everything it wrote: one fsync.)
-        store.flush()?;
+        store.flush().await?;
     }
     result
 }
 
 /// The rest of a code exchange, once the code is marked redeemed.
-fn redeemed(
-    ctx: &Ctx,
+async fn redeemed(
+    ctx: &Ctx<'_>,
     keys: &Keys,
     app: &App,
     req: &TokenRequest,
@@ -336,7 +338,7 @@ fn redeemed(
         }
         (None, None) => {}
     }
-    let user = live_user(store, record.grant.user_id.as_deref())?;
+    let user = live_user(store, record.grant.user_id.as_deref()).await?;
     let grant = Grant {
         id: grant_id,
         client_id: app.client_id.clone(),
@@ -347,24 +349,29 @@ fn redeemed(
         created_at: now,
         expires_at: now + config.security.refresh_token_ttl,
     };
-    if !store.create_grant(&grant)? {
+    if !store.create_grant(&grant).await? {
         return Err(grant_error("the code has already been used"));
     }
-    issue(ctx, keys, app, &grant, user.as_ref(), true)
+    issue(ctx, keys, app, &grant, user.as_ref(), true).await
 }
 
 /// The account behind a grant, refusing one that was disabled or deleted since.
-fn live_user(store: &dyn Store, user_id: Option<&str>) -> Result<Option<User>, TokenError> {
+async fn live_user(store: &dyn Store, user_id: Option<&str>) -> Result<Option<User>, TokenError> {
     match user_id {
         None => Ok(None),
-        Some(id) => match store.user(id)? {
+        Some(id) => match store.user(id).await? {
             Some(u) if !u.disabled => Ok(Some(u)),
             _ => Err(grant_error("the account is disabled or no longer exists")),
         },
     }
 }
 
-fn refresh(ctx: &Ctx, keys: &Keys, app: &App, req: &TokenRequest) -> Result<Value, TokenError> {
+async fn refresh(
+    ctx: &Ctx<'_>,
+    keys: &Keys,
+    app: &App,
+    req: &TokenRequest,
+) -> Result<Value, TokenError> {
     let (store, now) = (ctx.store, ctx.now);
     let presented = req
         .params
@@ -384,25 +391,29 @@ fn refresh(ctx: &Ctx, keys: &Keys, app: &App, req: &TokenRequest) -> Result<Valu
         expires_at: 0,
         used: false,
     };
-    let old = match store.rotate_refresh(&old_hash, &token_hash(&new_token), &next)? {
+    let old = match store
+        .rotate_refresh(&old_hash, &token_hash(&new_token), &next)
+        .await?
+    {
         Rotate::Rotated(old) => old,
         Rotate::Unknown => return Err(grant_error("the refresh token is invalid")),
         Rotate::Reused(old) => {
-            store.revoke_grant(&old.grant_id)?;
-            store.flush()?;
+            store.revoke_grant(&old.grant_id).await?;
+            store.flush().await?;
             tracing::warn!(grant = %old.grant_id, "refresh token reused; family revoked");
             return Err(grant_error("the refresh token has already been used"));
         }
     };
     let grant = store
-        .grant(&old.grant_id)?
+        .grant(&old.grant_id)
+        .await?
         .ok_or_else(|| grant_error("the refresh token is invalid"))?;
     if grant.revoked {
         return Err(grant_error("the grant was revoked"));
     }
     if grant.client_id != app.client_id {
-        store.revoke_grant(&grant.id)?;
-        store.flush()?;
+        store.revoke_grant(&grant.id).await?;
+        store.flush().await?;
         return Err(grant_error(
             "the refresh token was issued to another client",
         ));
@@ -428,32 +439,34 @@ fn refresh(ctx: &Ctx, keys: &Keys, app: &App, req: &TokenRequest) -> Result<Valu
         }
         grant.scopes = asked;
     }
-    let user = match live_user(store, grant.data.user_id.as_deref()) {
+    let user = match live_user(store, grant.data.user_id.as_deref()).await {
         Ok(u) => u,
         Err(e) => {
-            store.revoke_grant(&grant.id)?;
-            store.flush()?;
+            store.revoke_grant(&grant.id).await?;
+            store.flush().await?;
             return Err(e);
         }
     };
     // The rotated-in token was stored with placeholder fields; now write it for real.
-    store.put_refresh(
-        &token_hash(&new_token),
-        &RefreshRecord {
-            grant_id: grant.id.clone(),
-            expires_at: grant.expires_at,
-            used: false,
-        },
-    )?;
-    let mut body = issue(ctx, keys, app, &grant, user.as_ref(), false)?;
+    store
+        .put_refresh(
+            &token_hash(&new_token),
+            &RefreshRecord {
+                grant_id: grant.id.clone(),
+                expires_at: grant.expires_at,
+                used: false,
+            },
+        )
+        .await?;
+    let mut body = issue(ctx, keys, app, &grant, user.as_ref(), false).await?;
     body["refresh_token"] = json!(new_token);
     Ok(body)
 }
 
 /// Mint the tokens of a grant. A fresh grant (code exchange) also gets its first
 /// refresh token; a refresh has rotated its own already.
-fn issue(
-    ctx: &Ctx,
+async fn issue(
+    ctx: &Ctx<'_>,
     keys: &Keys,
     app: &App,
     grant: &Grant,
@@ -510,17 +523,19 @@ fn issue(
     });
     if first {
         let refresh = random_token(32);
-        store.put_refresh(
-            &token_hash(&refresh),
-            &RefreshRecord {
-                grant_id: grant.id.clone(),
-                expires_at: grant.expires_at,
-                used: false,
-            },
-        )?;
+        store
+            .put_refresh(
+                &token_hash(&refresh),
+                &RefreshRecord {
+                    grant_id: grant.id.clone(),
+                    expires_at: grant.expires_at,
+                    used: false,
+                },
+            )
+            .await?;
         body["refresh_token"] = json!(refresh);
     }
-    store.flush()?;
+    store.flush().await?;
     Ok(body)
 }
 
@@ -559,7 +574,11 @@ pub fn id_token_claims(
 }
 
 /// Userinfo for a bearer access token; `None` means `invalid_token`.
-pub fn userinfo(ctx: &Ctx, keys: &Keys, token: &str) -> Result<Option<Value>, StoreError> {
+pub async fn userinfo(
+    ctx: &Ctx<'_>,
+    keys: &Keys,
+    token: &str,
+) -> Result<Option<Value>, StoreError> {
     let (config, store, now) = (ctx.config, ctx.store, ctx.now);
     let Some(claims) = keys.verify::<AccessClaims>(token, "at+jwt", &super::issuer(config)) else {
         return Ok(None);
@@ -567,7 +586,7 @@ pub fn userinfo(ctx: &Ctx, keys: &Keys, token: &str) -> Result<Option<Value>, St
     if claims.exp <= now {
         return Ok(None);
     }
-    let Some(grant) = store.grant(&claims.gid)? else {
+    let Some(grant) = store.grant(&claims.gid).await? else {
         return Ok(None);
     };
     if grant.revoked || grant.data.sub != claims.sub {
@@ -578,7 +597,7 @@ pub fn userinfo(ctx: &Ctx, keys: &Keys, token: &str) -> Result<Option<Value>, St
         return Ok(None);
     }
     let user = match grant.data.user_id.as_deref() {
-        Some(id) => match store.user(id)? {
+        Some(id) => match store.user(id).await? {
             Some(u) if !u.disabled => Some(u),
             _ => return Ok(None),
         },

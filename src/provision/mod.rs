@@ -99,25 +99,25 @@ pub fn step_amr(conn: &Connection, identity: &UpstreamIdentity) -> Vec<String> {
 
 /// Decide what an upstream identity becomes. May write (attribute re-sync); the caller
 /// flushes before answering.
-pub fn provision(
+pub async fn provision(
     store: &dyn Store,
     conn: &Connection,
     identity: &UpstreamIdentity,
     now: u64,
 ) -> StoreResult<Provisioned> {
-    if let Some(user_id) = store.identity(&conn.id, &identity.subject)? {
-        return returning(store, conn, identity, &user_id, now);
+    if let Some(user_id) = store.identity(&conn.id, &identity.subject).await? {
+        return returning(store, conn, identity, &user_id, now).await;
     }
     if !conn.jit.provision {
         return Ok(Provisioned::Subject(passthrough(identity)));
     }
     if let Some(email) = identity.claim_str("email") {
-        if let Some(existing) = store.find_user(&email)? {
+        if let Some(existing) = store.find_user(&email).await? {
             // A parallel first login of this same identity may have created the account
             // between the two reads; the identity index, written in the same
             // transaction as the email, tells that apart from someone else's account.
-            if let Some(user_id) = store.identity(&conn.id, &identity.subject)? {
-                return returning(store, conn, identity, &user_id, now);
+            if let Some(user_id) = store.identity(&conn.id, &identity.subject).await? {
+                return returning(store, conn, identity, &user_id, now).await;
             }
             return Ok(match conn.jit.link {
                 JitLink::VerifiedEmailWithProof if identity.email_verified() => {
@@ -130,21 +130,21 @@ pub fn provision(
         }
     }
     Ok(match conn.jit.scheme {
-        JitScheme::Silent => create(store, conn, identity, None, now)?,
+        JitScheme::Silent => create(store, conn, identity, None, now).await?,
         JitScheme::PromptConsent => Provisioned::NeedsConsent,
         JitScheme::PromptUsername => Provisioned::NeedsUsername,
     })
 }
 
 /// The account an identity is already linked to, re-synced under the connection's rules.
-fn returning(
+async fn returning(
     store: &dyn Store,
     conn: &Connection,
     identity: &UpstreamIdentity,
     user_id: &str,
     now: u64,
 ) -> StoreResult<Provisioned> {
-    let Some(user) = store.user(user_id)? else {
+    let Some(user) = store.user(user_id).await? else {
         return Ok(Provisioned::Refused(
             "the linked account no longer exists".into(),
         ));
@@ -152,7 +152,7 @@ fn returning(
     if user.disabled {
         return Ok(Provisioned::Refused("this account is disabled".into()));
     }
-    let user = sync_attributes(store, conn, identity, user, now)?;
+    let user = sync_attributes(store, conn, identity, user, now).await?;
     Ok(Provisioned::Subject(account_subject(&user, identity)))
 }
 
@@ -187,7 +187,7 @@ fn new_user(identity: &UpstreamIdentity, username: String, now: u64) -> User {
 /// the upstream's email, then its username, then `<connection>-<subject>`; each must
 /// pass the rule the username prompt applies (`names`), so an upstream cannot hand in a
 /// name a person could not choose.
-pub fn create(
+pub async fn create(
     store: &dyn Store,
     conn: &Connection,
     identity: &UpstreamIdentity,
@@ -208,7 +208,10 @@ pub fn create(
     };
     for username in candidates {
         let user = new_user(identity, username, now);
-        match store.create_federated_user(&user, &conn.id, &identity.subject) {
+        match store
+            .create_federated_user(&user, &conn.id, &identity.subject)
+            .await
+        {
             Ok(winner) if winner.disabled => {
                 return Ok(Provisioned::Refused("this account is disabled".into()))
             }
@@ -242,7 +245,7 @@ fn fallback_username(conn: &Connection, identity: &UpstreamIdentity) -> String {
 }
 
 /// Link the identity to an account whose owner proved its password.
-pub fn link(
+pub async fn link(
     store: &dyn Store,
     identity: &UpstreamIdentity,
     user: &User,
@@ -250,10 +253,16 @@ pub fn link(
     if user.disabled {
         return Ok(Provisioned::Refused("this account is disabled".into()));
     }
-    if !store.link_identity(&identity.connection, &identity.subject, &user.id)? {
+    if !store
+        .link_identity(&identity.connection, &identity.subject, &user.id)
+        .await?
+    {
         // Linked meanwhile (to this or another account): follow the link that exists.
         return Ok(
-            match store.identity(&identity.connection, &identity.subject)? {
+            match store
+                .identity(&identity.connection, &identity.subject)
+                .await?
+            {
                 Some(id) if id == user.id => Provisioned::Subject(account_subject(user, identity)),
                 _ => Provisioned::Refused(
                     "this identity is already linked to another account".into(),
@@ -265,7 +274,7 @@ pub fn link(
 }
 
 /// Re-sync profile attributes from the upstream, per `jit.attributes`.
-fn sync_attributes(
+async fn sync_attributes(
     store: &dyn Store,
     conn: &Connection,
     identity: &UpstreamIdentity,
@@ -302,7 +311,7 @@ fn sync_attributes(
         return Ok(user);
     }
     updated.updated_at = now;
-    match store.update_user(&updated) {
+    match store.update_user(&updated).await {
         Ok(()) => Ok(updated),
         Err(StoreError::Conflict("email")) => {
             // Another account has the new address: keep this one's, sync the rest.
@@ -313,7 +322,7 @@ fn sync_attributes(
                 return Ok(user);
             }
             updated.updated_at = now;
-            store.update_user(&updated)?;
+            store.update_user(&updated).await?;
             Ok(updated)
         }
         Err(e) => Err(e),
@@ -366,7 +375,7 @@ pub struct Arrival<'a> {
 
 /// Apply provisioning's decision to the flow — the same for a real sign-in and for a
 /// fixture.
-pub fn settle(
+pub async fn settle(
     store: &dyn Store,
     flow: &mut crate::flow::Flow,
     arrival: Arrival<'_>,
@@ -386,7 +395,7 @@ pub fn settle(
             let account = subject.user_id.clone();
             match &account {
                 Some(uid) => {
-                    subject.enrolled = crate::authn::steps::enrolled(store, uid)?;
+                    subject.enrolled = crate::authn::steps::enrolled(store, uid).await?;
                     flow.log(format!(
                         "step {step}: {} identity {}: {how} {uid}",
                         conn.id, identity.subject

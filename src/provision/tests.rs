@@ -63,41 +63,50 @@ fn silent() -> Connection {
     )
 }
 
-#[test]
-fn first_login_creates_and_the_second_finds() {
+#[tokio::test]
+async fn first_login_creates_and_the_second_finds() {
     let store = SledStore::temporary().unwrap();
     let c = silent();
-    let Provisioned::Subject(first) = provision(&store, &c, &identity("ada", "Ada"), 1).unwrap()
+    let Provisioned::Subject(first) = provision(&store, &c, &identity("ada", "Ada"), 1)
+        .await
+        .unwrap()
     else {
         panic!()
     };
     let user = store
         .user(first.user_id.as_deref().unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(user.email.as_deref(), Some("ada@example.com"));
     assert_eq!(user.name.as_deref(), Some("Ada"));
-    let Provisioned::Subject(second) = provision(&store, &c, &identity("ada", "Ada"), 2).unwrap()
+    let Provisioned::Subject(second) = provision(&store, &c, &identity("ada", "Ada"), 2)
+        .await
+        .unwrap()
     else {
         panic!()
     };
     assert_eq!(first.sub, second.sub);
-    assert_eq!(store.user_count().unwrap(), 1);
+    assert_eq!(store.user_count().await.unwrap(), 1);
 }
 
-#[test]
-fn override_resyncs_and_preserve_local_does_not() {
+#[tokio::test]
+async fn override_resyncs_and_preserve_local_does_not() {
     let store = SledStore::temporary().unwrap();
     let c = silent();
-    provision(&store, &c, &identity("ada", "Ada"), 1).unwrap();
-    let Provisioned::Subject(s) =
-        provision(&store, &c, &identity("ada", "Ada Lovelace"), 2).unwrap()
+    provision(&store, &c, &identity("ada", "Ada"), 1)
+        .await
+        .unwrap();
+    let Provisioned::Subject(s) = provision(&store, &c, &identity("ada", "Ada Lovelace"), 2)
+        .await
+        .unwrap()
     else {
         panic!()
     };
     assert_eq!(
         store
             .user(s.user_id.as_deref().unwrap())
+            .await
             .unwrap()
             .unwrap()
             .name
@@ -110,14 +119,16 @@ fn override_resyncs_and_preserve_local_does_not() {
         JitAttributes::PreserveLocal,
         JitLink::Never,
     );
-    let Provisioned::Subject(s) =
-        provision(&store, &keep, &identity("ada", "Someone Else"), 3).unwrap()
+    let Provisioned::Subject(s) = provision(&store, &keep, &identity("ada", "Someone Else"), 3)
+        .await
+        .unwrap()
     else {
         panic!()
     };
     assert_eq!(
         store
             .user(s.user_id.as_deref().unwrap())
+            .await
             .unwrap()
             .unwrap()
             .name
@@ -126,11 +137,14 @@ fn override_resyncs_and_preserve_local_does_not() {
     );
 }
 
-#[test]
-fn override_takes_a_new_verified_address_unless_someone_has_it() {
+#[tokio::test]
+async fn override_takes_a_new_verified_address_unless_someone_has_it() {
     let store = SledStore::temporary().unwrap();
     let c = silent();
-    let Provisioned::Subject(s) = provision(&store, &c, &identity("ada", "Ada"), 1).unwrap() else {
+    let Provisioned::Subject(s) = provision(&store, &c, &identity("ada", "Ada"), 1)
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     let uid = s.user_id.unwrap();
@@ -141,23 +155,47 @@ fn override_takes_a_new_verified_address_unless_someone_has_it() {
         i
     };
     // Unverified upstream addresses are not taken over.
-    provision(&store, &c, &moved("ada@new.example", false, "Ada"), 2).unwrap();
-    let u = store.user(&uid).unwrap().unwrap();
+    provision(&store, &c, &moved("ada@new.example", false, "Ada"), 2)
+        .await
+        .unwrap();
+    let u = store.user(&uid).await.unwrap().unwrap();
     assert_eq!(u.email.as_deref(), Some("ada@example.com"));
     // A verified one is, and the email index follows.
-    provision(&store, &c, &moved("ada@new.example", true, "Ada"), 3).unwrap();
-    assert_eq!(store.find_user("ada@new.example").unwrap().unwrap().id, uid);
+    provision(&store, &c, &moved("ada@new.example", true, "Ada"), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_user("ada@new.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        uid
+    );
     // One that another account holds is not; the rest of the profile still syncs.
-    provision(&store, &c, &identity("bob", "Bob"), 4).unwrap();
-    provision(&store, &c, &moved("bob@example.com", true, "Ada L."), 5).unwrap();
-    let u = store.user(&uid).unwrap().unwrap();
+    provision(&store, &c, &identity("bob", "Bob"), 4)
+        .await
+        .unwrap();
+    provision(&store, &c, &moved("bob@example.com", true, "Ada L."), 5)
+        .await
+        .unwrap();
+    let u = store.user(&uid).await.unwrap().unwrap();
     assert_eq!(u.email.as_deref(), Some("ada@new.example"));
     assert_eq!(u.name.as_deref(), Some("Ada L."));
-    assert_ne!(store.find_user("bob@example.com").unwrap().unwrap().id, uid);
+    assert_ne!(
+        store
+            .find_user("bob@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        uid
+    );
 }
 
-#[test]
-fn pass_through_writes_nothing_and_has_a_distinct_sub() {
+#[tokio::test]
+async fn pass_through_writes_nothing_and_has_a_distinct_sub() {
     let store = SledStore::temporary().unwrap();
     let c = conn(
         false,
@@ -165,17 +203,19 @@ fn pass_through_writes_nothing_and_has_a_distinct_sub() {
         JitAttributes::Override,
         JitLink::Never,
     );
-    let Provisioned::Subject(s) = provision(&store, &c, &identity("583231", "Octo"), 1).unwrap()
+    let Provisioned::Subject(s) = provision(&store, &c, &identity("583231", "Octo"), 1)
+        .await
+        .unwrap()
     else {
         panic!()
     };
     assert_eq!(s.sub, "google|583231");
     assert!(!s.has_account() && s.is_federated());
-    assert_eq!(store.user_count().unwrap(), 0);
+    assert_eq!(store.user_count().await.unwrap(), 0);
 }
 
-#[test]
-fn an_existing_email_is_never_linked_silently() {
+#[tokio::test]
+async fn an_existing_email_is_never_linked_silently() {
     let store = SledStore::temporary().unwrap();
     let mut local = crate::store::User {
         id: "u_local".into(),
@@ -192,9 +232,11 @@ fn an_existing_email_is_never_linked_silently() {
         created_at: 0,
         updated_at: 0,
     };
-    store.create_user(&local).unwrap();
+    store.create_user(&local).await.unwrap();
     assert!(matches!(
-        provision(&store, &silent(), &identity("ada", "Ada"), 1).unwrap(),
+        provision(&store, &silent(), &identity("ada", "Ada"), 1)
+            .await
+            .unwrap(),
         Provisioned::Refused(_)
     ));
     let linking = conn(
@@ -204,28 +246,31 @@ fn an_existing_email_is_never_linked_silently() {
         JitLink::VerifiedEmailWithProof,
     );
     assert_eq!(
-        provision(&store, &linking, &identity("ada", "Ada"), 1).unwrap(),
+        provision(&store, &linking, &identity("ada", "Ada"), 1)
+            .await
+            .unwrap(),
         Provisioned::NeedsLinkProof {
             user_id: "u_local".into()
         }
     );
     assert!(
-        store.identity("google", "ada").unwrap().is_none(),
+        store.identity("google", "ada").await.unwrap().is_none(),
         "nothing linked before proof"
     );
-    let Provisioned::Subject(s) = link(&store, &identity("ada", "Ada"), &local).unwrap() else {
+    let Provisioned::Subject(s) = link(&store, &identity("ada", "Ada"), &local).await.unwrap()
+    else {
         panic!()
     };
     assert_eq!(s.sub, "u_local");
     local.disabled = true;
-    store.update_user(&local).unwrap();
+    store.update_user(&local).await.unwrap();
     assert!(
-        matches!(provision(&store, &linking, &identity("ada", "Ada"), 2).unwrap(), Provisioned::Refused(r) if r.contains("disabled"))
+        matches!(provision(&store, &linking, &identity("ada", "Ada"), 2).await.unwrap(), Provisioned::Refused(r) if r.contains("disabled"))
     );
 }
 
-#[test]
-fn a_chosen_username_that_exists_is_refused() {
+#[tokio::test]
+async fn a_chosen_username_that_exists_is_refused() {
     let store = SledStore::temporary().unwrap();
     let c = conn(
         true,
@@ -234,22 +279,27 @@ fn a_chosen_username_that_exists_is_refused() {
         JitLink::Never,
     );
     assert_eq!(
-        provision(&store, &c, &identity("ada", "Ada"), 1).unwrap(),
+        provision(&store, &c, &identity("ada", "Ada"), 1)
+            .await
+            .unwrap(),
         Provisioned::NeedsUsername
     );
-    let Provisioned::Subject(a) =
-        create(&store, &c, &identity("ada", "Ada"), Some("ada"), 1).unwrap()
+    let Provisioned::Subject(a) = create(&store, &c, &identity("ada", "Ada"), Some("ada"), 1)
+        .await
+        .unwrap()
     else {
         panic!()
     };
-    let taken = create(&store, &c, &identity("bob", "Bob"), Some("ADA"), 1).unwrap();
+    let taken = create(&store, &c, &identity("bob", "Bob"), Some("ADA"), 1)
+        .await
+        .unwrap();
     assert!(matches!(taken, Provisioned::Refused(r) if r.contains("taken")));
-    assert_eq!(store.identity("google", "ada").unwrap(), a.user_id);
-    assert!(store.identity("google", "bob").unwrap().is_none());
+    assert_eq!(store.identity("google", "ada").await.unwrap(), a.user_id);
+    assert!(store.identity("google", "bob").await.unwrap().is_none());
 }
 
-#[test]
-fn a_parallel_first_login_that_commits_between_the_lookups_is_followed() {
+#[tokio::test]
+async fn a_parallel_first_login_that_commits_between_the_lookups_is_followed() {
     let store = Hooked::new(Arc::new(SledStore::temporary().unwrap()));
     let c = silent();
     // The other request creates Ada's account just after this one found no identity
@@ -257,29 +307,41 @@ fn a_parallel_first_login_that_commits_between_the_lookups_is_followed() {
     let winner = c.clone();
     let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = ran.clone();
-    store.before("find_user", move |s| {
-        create(s, &winner, &identity("ada", "Ada"), None, 1).unwrap();
+    store.before("find_user", move |s| async move {
+        create(s.as_ref(), &winner, &identity("ada", "Ada"), None, 1)
+            .await
+            .unwrap();
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
     });
-    let Provisioned::Subject(s) = provision(&store, &c, &identity("ada", "Ada"), 1).unwrap() else {
+    let Provisioned::Subject(s) = provision(&store, &c, &identity("ada", "Ada"), 1)
+        .await
+        .unwrap()
+    else {
         panic!("refused as if someone else had the address")
     };
     assert!(
         ran.load(std::sync::atomic::Ordering::SeqCst),
         "the other request never ran"
     );
-    assert_eq!(store.identity("google", "ada").unwrap(), s.user_id);
-    assert_eq!(store.user_count().unwrap(), 1);
+    assert_eq!(store.identity("google", "ada").await.unwrap(), s.user_id);
+    assert_eq!(store.user_count().await.unwrap(), 1);
 }
 
-#[test]
-fn parallel_first_logins_make_one_account() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_first_logins_make_one_account() {
     let store = Arc::new(SledStore::temporary().unwrap());
+    let rt = tokio::runtime::Handle::current();
     let handles: Vec<_> = (0..32)
         .map(|_| {
-            let store = store.clone();
+            let (store, rt) = (store.clone(), rt.clone());
             std::thread::spawn(move || {
-                match provision(store.as_ref(), &silent(), &identity("ada", "Ada"), 1).unwrap() {
+                let made = rt.block_on(provision(
+                    store.as_ref(),
+                    &silent(),
+                    &identity("ada", "Ada"),
+                    1,
+                ));
+                match made.unwrap() {
                     Provisioned::Subject(s) => s.sub,
                     other => panic!("{other:?}"),
                 }
@@ -289,18 +351,18 @@ fn parallel_first_logins_make_one_account() {
     let subs: std::collections::BTreeSet<String> =
         handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(subs.len(), 1);
-    assert_eq!(store.user_count().unwrap(), 1);
+    assert_eq!(store.user_count().await.unwrap(), 1);
 }
 
-#[test]
-fn silent_jit_takes_only_names_the_username_prompt_would_accept() {
+#[tokio::test]
+async fn silent_jit_takes_only_names_the_username_prompt_would_accept() {
     let store = SledStore::temporary().unwrap();
     let conn = silent();
     let mut odd = identity("g-7", "Odd");
     odd.claims.remove("email");
     odd.claims
         .insert("preferred_username".into(), json!("two words\u{0}"));
-    let Provisioned::Subject(s) = provision(&store, &conn, &odd, 1).unwrap() else {
+    let Provisioned::Subject(s) = provision(&store, &conn, &odd, 1).await.unwrap() else {
         panic!("created");
     };
     assert_eq!(s.username.as_deref(), Some("google-g-7"));
@@ -310,7 +372,7 @@ fn silent_jit_takes_only_names_the_username_prompt_would_accept() {
     long.claims
         .insert("preferred_username".into(), json!("x".repeat(500)));
     long.subject = "s".repeat(300);
-    let Provisioned::Subject(s) = provision(&store, &conn, &long, 1).unwrap() else {
+    let Provisioned::Subject(s) = provision(&store, &conn, &long, 1).await.unwrap() else {
         panic!("created");
     };
     let name = s.username.unwrap();
@@ -320,7 +382,9 @@ fn silent_jit_takes_only_names_the_username_prompt_would_accept() {
     // A chosen name is held to the same rule.
     let chosen = identity("g-9", "Chooser");
     assert!(matches!(
-        create(&store, &conn, &chosen, Some("no spaces please"), 1).unwrap(),
+        create(&store, &conn, &chosen, Some("no spaces please"), 1)
+            .await
+            .unwrap(),
         Provisioned::Refused(_)
     ));
 }

@@ -27,18 +27,18 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn load(store: &dyn Store, id: &str) -> StoreResult<Option<Record>> {
-        match store.user(id)? {
-            Some(user) => Self::of(store, user).map(Some),
+    pub async fn load(store: &dyn Store, id: &str) -> StoreResult<Option<Record>> {
+        match store.user(id).await? {
+            Some(user) => Self::of(store, user).await.map(Some),
             None => Ok(None),
         }
     }
 
-    pub fn of(store: &dyn Store, user: User) -> StoreResult<Record> {
+    pub async fn of(store: &dyn Store, user: User) -> StoreResult<Record> {
         Ok(Record {
-            external_id: store.external_id(&user.id)?,
-            identities: store.identities_of(&user.id)?,
-            totp: store.totp(&user.id)?.is_some_and(|c| c.confirmed),
+            external_id: store.external_id(&user.id).await?,
+            identities: store.identities_of(&user.id).await?,
+            totp: store.totp(&user.id).await?.is_some_and(|c| c.confirmed),
             user,
         })
     }

@@ -135,8 +135,10 @@ impl<'a> Admin<'a> {
         }
     }
 
-    fn load(&self, id: &str) -> Result<Record, ScimError> {
-        Record::load(self.store, id)?.ok_or_else(|| ScimError::not_found(&format!("User {id}")))
+    async fn load(&self, id: &str) -> Result<Record, ScimError> {
+        Record::load(self.store, id)
+            .await?
+            .ok_or_else(|| ScimError::not_found(&format!("User {id}")))
     }
 
     /// `If-Match`: the request goes ahead only on the current version (or `*`).
@@ -194,7 +196,7 @@ impl<'a> Admin<'a> {
 
     /// `GET /Users`: filter, then page (1-based `startIndex`, `count`). The store
     /// filters and pages (`UserQueryStore::query_users`).
-    pub fn list(
+    pub async fn list(
         &self,
         filter_text: Option<&str>,
         start_index: Option<&str>,
@@ -219,14 +221,17 @@ impl<'a> Admin<'a> {
         let count = number(count, "count")?
             .map_or(DEFAULT_COUNT, |c| usize::try_from(c.max(0)).unwrap_or(0))
             .min(MAX_COUNT);
-        let page = self.store.query_users(&UserQuery {
-            filter,
-            start: usize::try_from(start - 1).unwrap_or(usize::MAX),
-            count,
-        })?;
+        let page = self
+            .store
+            .query_users(&UserQuery {
+                filter,
+                start: usize::try_from(start - 1).unwrap_or(usize::MAX),
+                count,
+            })
+            .await?;
         let mut resources = Vec::with_capacity(page.users.len());
         for user in page.users {
-            resources.push(Record::of(self.store, user)?.to_json(&self.base()));
+            resources.push(Record::of(self.store, user).await?.to_json(&self.base()));
         }
         Ok(Answer::ok(json!({
             "schemas": [LIST_RESPONSE],
@@ -237,23 +242,24 @@ impl<'a> Admin<'a> {
         })))
     }
 
-    pub fn get(&self, id: &str) -> Result<Answer, ScimError> {
-        Ok(self.answer(200, &self.load(id)?))
+    pub async fn get(&self, id: &str) -> Result<Answer, ScimError> {
+        Ok(self.answer(200, &self.load(id).await?))
     }
 
     /// `POST /Users`. Blocking (Argon2 when a password is given).
-    pub fn create(&self, body: &Value) -> Result<Answer, ScimError> {
+    pub async fn create(&self, body: &Value) -> Result<Answer, ScimError> {
         let draft = Draft::from_json(body)?;
         self.validate(&draft)?;
         let mut user = blank_user();
         user.id = format!("u_{}", random_token(16));
         user.created_at = self.now;
-        apply(&mut user, &draft, self.now)?;
-        self.store.create_user(&user)?;
+        apply(&mut user, &draft, self.now).await?;
+        self.store.create_user(&user).await?;
         self.store
-            .set_external_id(&user.id, draft.external_id.as_deref())?;
-        self.store.flush()?;
-        let record = self.load(&user.id)?;
+            .set_external_id(&user.id, draft.external_id.as_deref())
+            .await?;
+        self.store.flush().await?;
+        let record = self.load(&user.id).await?;
         let mut detail = vec![format!("userName {}", user.username)];
         if !draft.active {
             detail.push("created inactive".into());
@@ -265,18 +271,19 @@ impl<'a> Admin<'a> {
             Some(self.client_id),
             Some(&user.id),
             detail,
-        );
+        )
+        .await;
         Ok(self.answer(201, &record))
     }
 
     /// `PUT /Users/{id}`: the body replaces every writable attribute.
-    pub fn replace(
+    pub async fn replace(
         &self,
         id: &str,
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<Answer, ScimError> {
-        let record = self.load(id)?;
+        let record = self.load(id).await?;
         Self::check_version(&record, if_match)?;
         let mut draft = Draft::from_json(body)?;
         // emailVerified is Usher's own; a resource from elsewhere need not carry it.
@@ -287,17 +294,17 @@ impl<'a> Admin<'a> {
         if !carries_verified && draft.email == record.user.email {
             draft.email_verified = record.user.email_verified;
         }
-        self.write(record, draft)
+        self.write(record, draft).await
     }
 
     /// `PATCH /Users/{id}`: all operations apply, or none.
-    pub fn patch(
+    pub async fn patch(
         &self,
         id: &str,
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<Answer, ScimError> {
-        let record = self.load(id)?;
+        let record = self.load(id).await?;
         Self::check_version(&record, if_match)?;
         let mut draft = Draft::from_record(&record);
         patch::apply(&mut draft, body)?;
@@ -305,10 +312,10 @@ impl<'a> Admin<'a> {
             // A new address is unproven unless the request says otherwise.
             draft.email_verified = false;
         }
-        self.write(record, draft)
+        self.write(record, draft).await
     }
 
-    fn write(&self, record: Record, draft: Draft) -> Result<Answer, ScimError> {
+    async fn write(&self, record: Record, draft: Draft) -> Result<Answer, ScimError> {
         self.validate(&draft)?;
         let before = Draft::from_record(&record);
         let changed = changes(&before, &draft);
@@ -316,16 +323,17 @@ impl<'a> Admin<'a> {
             return Ok(self.answer(200, &record));
         }
         let mut user = record.user.clone();
-        apply(&mut user, &draft, self.now)?;
-        self.store.update_user(&user)?;
+        apply(&mut user, &draft, self.now).await?;
+        self.store.update_user(&user).await?;
         self.store
-            .set_external_id(&user.id, draft.external_id.as_deref())?;
+            .set_external_id(&user.id, draft.external_id.as_deref())
+            .await?;
         let mut detail = vec![format!("changed: {}", changed.join(", "))];
         if user.disabled && !record.user.disabled {
-            let ended = crate::account::end_sessions(self.store, &user.id)?;
+            let ended = crate::account::end_sessions(self.store, &user.id).await?;
             detail.push(format!("{ended} session(s) ended"));
         }
-        self.store.flush()?;
+        self.store.flush().await?;
         let kind = match (record.user.disabled, user.disabled) {
             (false, true) => kind::ADMIN_USER_DISABLED,
             (true, false) => kind::ADMIN_USER_ENABLED,
@@ -338,19 +346,20 @@ impl<'a> Admin<'a> {
             Some(self.client_id),
             Some(&user.id),
             detail,
-        );
-        Ok(self.answer(200, &self.load(&user.id)?))
+        )
+        .await;
+        Ok(self.answer(200, &self.load(&user.id).await?))
     }
 
     /// `DELETE /Users/{id}`: the account, its identities, second factors and sessions.
-    pub fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Answer, ScimError> {
-        let record = self.load(id)?;
+    pub async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Answer, ScimError> {
+        let record = self.load(id).await?;
         Self::check_version(&record, if_match)?;
-        let ended = crate::account::end_sessions(self.store, id)?;
-        crate::authn::reset_totp(self.store, id)?;
-        crate::authn::attempts::forgive_account(self.store, id)?;
-        self.store.delete_user(id)?;
-        self.store.flush()?;
+        let ended = crate::account::end_sessions(self.store, id).await?;
+        crate::authn::reset_totp(self.store, id).await?;
+        crate::authn::attempts::forgive_account(self.store, id).await?;
+        self.store.delete_user(id).await?;
+        self.store.flush().await?;
         audit::record(
             self.store,
             self.now,
@@ -364,7 +373,8 @@ impl<'a> Admin<'a> {
                     record.identities.len()
                 ),
             ],
-        );
+        )
+        .await;
         Ok(Answer {
             status: 204,
             body: None,
@@ -375,9 +385,9 @@ impl<'a> Admin<'a> {
 
     /// Remove the account's authenticator app and recovery codes; it enrols again at
     /// its next sign-in that needs TOTP.
-    pub fn reset_totp(&self, id: &str) -> Result<Answer, ScimError> {
-        let record = self.load(id)?;
-        crate::authn::reset_totp(self.store, id)?;
+    pub async fn reset_totp(&self, id: &str) -> Result<Answer, ScimError> {
+        let record = self.load(id).await?;
+        crate::authn::reset_totp(self.store, id).await?;
         audit::record(
             self.store,
             self.now,
@@ -385,17 +395,18 @@ impl<'a> Admin<'a> {
             Some(self.client_id),
             Some(id),
             vec![format!("had an authenticator: {}", record.totp)],
-        );
-        Ok(self.answer(200, &self.load(id)?))
+        )
+        .await;
+        Ok(self.answer(200, &self.load(id).await?))
     }
 
     /// Lift the account's lock and forgive its consecutive failures, the cap's
     /// lock-for-good included (`authn::attempts`).
-    pub fn unlock(&self, id: &str) -> Result<Answer, ScimError> {
-        let record = self.load(id)?;
-        let before = crate::authn::attempts::standing(self.store, id, self.now)?;
-        crate::authn::attempts::forgive_account(self.store, id)?;
-        self.store.flush()?;
+    pub async fn unlock(&self, id: &str) -> Result<Answer, ScimError> {
+        let record = self.load(id).await?;
+        let before = crate::authn::attempts::standing(self.store, id, self.now).await?;
+        crate::authn::attempts::forgive_account(self.store, id).await?;
+        self.store.flush().await?;
         let was = match before.locked_until {
             0 => "not locked".to_string(),
             u64::MAX => "locked until unlocked".to_string(),
@@ -411,7 +422,8 @@ impl<'a> Admin<'a> {
                 "{} consecutive failure(s) forgiven; was {was}",
                 before.failures
             )],
-        );
+        )
+        .await;
         Ok(self.answer(200, &record))
     }
 }
@@ -434,8 +446,8 @@ fn blank_user() -> User {
     }
 }
 
-/// Write a draft into an account. Blocking when it sets a password (Argon2).
-fn apply(user: &mut User, d: &Draft, now: u64) -> Result<(), ScimError> {
+/// Write a draft into an account; a password is hashed on the blocking pool.
+async fn apply(user: &mut User, d: &Draft, now: u64) -> Result<(), ScimError> {
     user.username = d.user_name.clone();
     user.email = d.email.clone();
     user.email_verified = d.email.is_some() && d.email_verified;
@@ -446,7 +458,7 @@ fn apply(user: &mut User, d: &Draft, now: u64) -> Result<(), ScimError> {
     user.roles = d.roles.clone();
     user.disabled = !d.active;
     if let Some(p) = &d.password {
-        let hash = password::hash(p).map_err(|e| {
+        let hash = password::hash_off_runtime(p).await.map_err(|e| {
             tracing::error!(error = %e, "password hashing failed");
             ScimError::new(500, None, "the server could not complete the request")
         })?;

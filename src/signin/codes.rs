@@ -62,13 +62,13 @@ pub enum TotpPrompt {
 /// Prepare the TOTP page of an account: the pending (unconfirmed) secret if there is
 /// one, else a new one sealed into the store. The shell flushes after an `Enrol` so the
 /// secret the user scans survives a crash.
-pub fn totp_prompt(
+pub async fn totp_prompt(
     ctx: Ctx<'_>,
     sealing: &SealingKey,
     app: &App,
     user_id: &str,
 ) -> CoreResult<TotpPrompt> {
-    let existing = match ctx.store.totp(user_id)? {
+    let existing = match ctx.store.totp(user_id).await? {
         Some(c) if c.confirmed => return Ok(TotpPrompt::Enter),
         other => other,
     };
@@ -91,12 +91,12 @@ pub fn totp_prompt(
     };
     let stored = if had_one {
         // A pending secret this server cannot open (its key changed): replace it.
-        ctx.store.put_totp(user_id, &ours)?;
+        ctx.store.put_totp(user_id, &ours).await?;
         ours.clone()
     } else {
         // Another page of this account's may have stored a secret meanwhile: show that
         // one, so the code the user's app computes is the one Usher checks.
-        ctx.store.create_totp(user_id, &ours)?
+        ctx.store.create_totp(user_id, &ours).await?
     };
     if stored.sealed_secret == ours.sealed_secret {
         return Ok(TotpPrompt::Enrol { secret });
@@ -119,7 +119,7 @@ pub enum Checked {
 /// Check a TOTP code. A good code's time step is used up atomically (of parallel
 /// requests with one code exactly one passes); the first good code confirms an
 /// enrolment and issues recovery codes, which the next page shows once.
-pub fn submit_totp(
+pub async fn submit_totp(
     ctx: Ctx<'_>,
     sealing: &SealingKey,
     flow: &mut Flow,
@@ -127,14 +127,14 @@ pub fn submit_totp(
     code: &str,
 ) -> CoreResult<Checked> {
     let (store, now, uid) = (ctx.store, ctx.now, at.user_id.as_str());
-    let Some(credential) = store.totp(uid)? else {
+    let Some(credential) = store.totp(uid).await? else {
         // While locked nothing is checked; `otp_locked` sets the message.
-        if !steps::otp_locked(store, flow, uid, now)? {
+        if !steps::otp_locked(store, flow, uid, now).await? {
             flow.tell("Set up your authenticator app first.");
         }
         return Ok(Checked::Refused);
     };
-    let Some(attempt) = steps::otp_attempt(store, ctx.config, flow, uid, now)? else {
+    let Some(attempt) = steps::otp_attempt(store, ctx.config, flow, uid, now).await? else {
         return Ok(Checked::Refused);
     };
     let secret = sealing
@@ -142,7 +142,7 @@ pub fn submit_totp(
         .ok_or_else(|| CoreError::Internal("a stored TOTP secret does not open".into()))?;
     let accepted = match totp::verify(&secret, code, now) {
         // Compare-and-swap on the account's last step: a code is good once.
-        Some(time_step) => store.accept_totp_step(uid, time_step)?,
+        Some(time_step) => store.accept_totp_step(uid, time_step).await?,
         None => false,
     };
     if !accepted {
@@ -154,11 +154,12 @@ pub fn submit_totp(
             at.step,
             "authenticator code",
             now,
-        );
+        )
+        .await;
         return Ok(Checked::Refused);
     }
     if !credential.confirmed {
-        steps::confirm_enrolment(store, flow, uid)?;
+        steps::confirm_enrolment(store, flow, uid).await?;
         crate::audit::record(
             store,
             now,
@@ -166,7 +167,8 @@ pub fn submit_totp(
             Some(&flow.request.app_id),
             Some(uid),
             vec!["authenticator app enrolled while signing in".into()],
-        );
+        )
+        .await;
     }
     steps::otp_passed(
         store,
@@ -175,7 +177,8 @@ pub fn submit_totp(
         at.subject,
         attempt.ticket,
         now,
-    )?;
+    )
+    .await?;
     Ok(Checked::Passed)
 }
 
@@ -193,28 +196,36 @@ pub enum EmailSend {
 
 /// Issue a new code for the account (it replaces any earlier one), within the resend
 /// limit.
-pub fn issue_email_code(ctx: Ctx<'_>, user_id: &str) -> CoreResult<EmailSend> {
-    let Some(to) = ctx.store.user(user_id)?.and_then(|u| u.email) else {
+pub async fn issue_email_code(ctx: Ctx<'_>, user_id: &str) -> CoreResult<EmailSend> {
+    let Some(to) = ctx.store.user(user_id).await?.and_then(|u| u.email) else {
         return Ok(EmailSend::NoAddress);
     };
-    Ok(match email_otp::issue(ctx.store, user_id, ctx.now)? {
+    Ok(match email_otp::issue(ctx.store, user_id, ctx.now).await? {
         email_otp::Issued::Send(code) => EmailSend::Send { to, code },
         email_otp::Issued::TooMany { .. } => EmailSend::TooMany,
     })
 }
 
 /// The email page's first showing in a sign-in mails a code; later showings do not.
-pub fn email_page(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> CoreResult<Option<EmailSend>> {
+pub async fn email_page(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    user_id: &str,
+) -> CoreResult<Option<EmailSend>> {
     if flow.email_sent {
         return Ok(None);
     }
     flow.email_sent = true;
-    issue_email_code(ctx, user_id).map(Some)
+    issue_email_code(ctx, user_id).await.map(Some)
 }
 
 /// "Send a new code": issue one and tell the user what happened.
-pub fn resend_email_code(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> CoreResult<EmailSend> {
-    let sent = issue_email_code(ctx, user_id)?;
+pub async fn resend_email_code(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    user_id: &str,
+) -> CoreResult<EmailSend> {
+    let sent = issue_email_code(ctx, user_id).await?;
     flow.email_sent = true;
     flow.tell(match sent {
         EmailSend::TooMany => {
@@ -228,24 +239,24 @@ pub fn resend_email_code(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> CoreRe
 /// Check a code from the email, one of the account's attempts reserved first. A match
 /// uses it up (once, under parallel requests) and gives the attempt back; a miss counts
 /// against the account and against the pending code, which burns at its limit.
-pub fn submit_email_code(
+pub async fn submit_email_code(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     at: CodeStep,
     code: &str,
 ) -> CoreResult<Checked> {
     let (store, now, uid) = (ctx.store, ctx.now, at.user_id.as_str());
-    let Some(ticket) = steps::code_attempt(store, ctx.config, flow, uid, now)? else {
+    let Some(ticket) = steps::code_attempt(store, ctx.config, flow, uid, now).await? else {
         flow.log(format!(
             "step {}: email code refused, attempts locked",
             at.step
         ));
         return Ok(Checked::Refused);
     };
-    match email_otp::check(store, uid, code, now)? {
+    match email_otp::check(store, uid, code, now).await? {
         EmailCheck::Ok => {
             let step = (at.step, StepOption::EmailOtp);
-            steps::otp_passed(store, flow, step, at.subject, ticket, now)?;
+            steps::otp_passed(store, flow, step, at.subject, ticket, now).await?;
             Ok(Checked::Passed)
         }
         EmailCheck::Wrong { .. } => {
@@ -254,13 +265,13 @@ pub fn submit_email_code(
                 "step {}: wrong email code ({} in a row)",
                 at.step, ticket.failures
             );
-            crate::audit::rejected(store, flow, Some(uid), &line, now);
+            crate::audit::rejected(store, flow, Some(uid), &line, now).await;
             flow.log(line);
             Ok(Checked::Refused)
         }
         EmailCheck::Expired | EmailCheck::Missing => {
             // Nothing was compared: the attempt goes back.
-            crate::authn::attempts::give_back(store, ticket, now)?;
+            crate::authn::attempts::give_back(store, ticket, now).await?;
             flow.tell("That code has expired or was replaced by a newer one. Send a new code.");
             flow.log(format!(
                 "step {}: expired or superseded email code",
@@ -273,17 +284,20 @@ pub fn submit_email_code(
 
 /// Check a recovery code. It shares the second factor's attempt counter with TOTP, and
 /// each code works once.
-pub fn submit_recovery_code(
+pub async fn submit_recovery_code(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     at: CodeStep,
     code: &str,
 ) -> CoreResult<Checked> {
     let (store, now, uid) = (ctx.store, ctx.now, at.user_id.as_str());
-    let Some(attempt) = steps::otp_attempt(store, ctx.config, flow, uid, now)? else {
+    let Some(attempt) = steps::otp_attempt(store, ctx.config, flow, uid, now).await? else {
         return Ok(Checked::Refused);
     };
-    if store.consume_recovery_code(uid, &recovery::hash(uid, code))? {
+    if store
+        .consume_recovery_code(uid, &recovery::hash(uid, code))
+        .await?
+    {
         flow.log(format!("step {}: a recovery code was used", at.step));
         steps::otp_passed(
             store,
@@ -292,7 +306,8 @@ pub fn submit_recovery_code(
             at.subject,
             attempt.ticket,
             now,
-        )?;
+        )
+        .await?;
         return Ok(Checked::Passed);
     }
     steps::otp_wrong(
@@ -303,6 +318,7 @@ pub fn submit_recovery_code(
         at.step,
         "recovery code",
         now,
-    );
+    )
+    .await;
     Ok(Checked::Refused)
 }

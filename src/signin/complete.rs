@@ -45,7 +45,7 @@ pub fn redirect_error(ctx: Ctx<'_>, flow: &Flow, error: &OAuthError) -> CoreResu
 
 /// Every step is satisfied: update the SSO session (`session` is the browser's live one,
 /// with its hash) and issue the app's code.
-pub fn complete(
+pub async fn complete(
     ctx: Ctx<'_>,
     app: &App,
     flow: &mut Flow,
@@ -56,12 +56,12 @@ pub fn complete(
         .cloned()
         .ok_or_else(|| CoreError::Internal("completed flow has no subject".into()))?;
     if let Some(id) = &subject.user_id {
-        let live = ctx.store.user(id)?.is_some_and(|u| !u.disabled);
+        let live = ctx.store.user(id).await?.is_some_and(|u| !u.disabled);
         if !live {
             flow.log("the account is disabled or was deleted");
-            ctx.store.delete_flow(&flow.id)?;
+            ctx.store.delete_flow(&flow.id).await?;
             let e = OAuthError::access_denied("the account is disabled");
-            audit(ctx, flow, &e.to_string());
+            audit(ctx, flow, &e.to_string()).await;
             return Ok(Completed::Refused {
                 redirect: redirect_error(ctx, flow, &e)?,
                 error: e,
@@ -106,14 +106,14 @@ pub fn complete(
         (Some((hash, _)), false) => (None, hash.clone()),
         _ => {
             if let Some((old, _)) = session {
-                ctx.store.delete_session(old)?;
+                ctx.store.delete_session(old).await?;
             }
             let value = random_token(32);
             let hash = token_hash(&value);
             (Some(value), hash)
         }
     };
-    ctx.store.put_session(&session_hash, &new_session)?;
+    ctx.store.put_session(&session_hash, &new_session).await?;
 
     let code = random_token(32);
     let record = CodeRecord {
@@ -133,17 +133,17 @@ pub fn complete(
         expires_at: now + ctx.config.security.code_ttl,
         redeemed_by: None,
     };
-    ctx.store.put_code(&token_hash(&code), &record)?;
+    ctx.store.put_code(&token_hash(&code), &record).await?;
     if let (Some(id), true) = (&subject.user_id, interactive) {
         // The whole sign-in succeeded: the account's consecutive failures are forgiven.
         // Not before: passing the password again must not buy new guesses at the
         // second factor. Not on SSO alone: nothing was proven just now.
-        crate::authn::attempts::forgive_account(ctx.store, id)?;
+        crate::authn::attempts::forgive_account(ctx.store, id).await?;
     }
-    ctx.store.delete_flow(&flow.id)?;
+    ctx.store.delete_flow(&flow.id).await?;
     flow.log(format!("signed in as {}", subject.sub));
-    audit(ctx, flow, "success");
-    crate::audit::skipped_mfa(ctx.store, app, flow, now);
+    audit(ctx, flow, "success").await;
+    crate::audit::skipped_mfa(ctx.store, app, flow, now).await;
     let redirect = response_url(
         &flow.request.redirect_uri,
         &crate::oidc::issuer(ctx.config),

@@ -17,14 +17,15 @@ use crate::upstream::{Pending, UpstreamError, UpstreamIdentity};
 
 /// The browser is on its way to the connection for step `step`: remember which flow the
 /// round trip's `state` belongs to.
-pub fn sent_upstream(
+pub async fn sent_upstream(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     step: usize,
     pending: Pending,
 ) -> StoreResult<()> {
     ctx.store
-        .put_upstream_state(&pending.state_hash, &flow.id)?;
+        .put_upstream_state(&pending.state_hash, &flow.id)
+        .await?;
     flow.log(format!("step {step}: sent to {}", pending.connection));
     flow.upstream = Some(pending);
     Ok(())
@@ -32,14 +33,18 @@ pub fn sent_upstream(
 
 /// The flow a callback's `state` names, and the state's hash. The state is forgotten as
 /// it is looked up, so of two callbacks with one state only one goes on.
-pub fn take_callback(ctx: Ctx<'_>, state: Option<&str>) -> StoreResult<Option<(String, String)>> {
+pub async fn take_callback(
+    ctx: Ctx<'_>,
+    state: Option<&str>,
+) -> StoreResult<Option<(String, String)>> {
     let Some(state) = state.filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
     let hash = token_hash(state);
     Ok(ctx
         .store
-        .take_upstream_state(&hash)?
+        .take_upstream_state(&hash)
+        .await?
         .map(|flow_id| (flow_id, hash)))
 }
 
@@ -73,7 +78,7 @@ pub enum Arrived {
 }
 
 /// The connection answered the round trip of step `step`.
-pub fn arrived(
+pub async fn arrived(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     conn: &Connection,
@@ -93,17 +98,21 @@ pub fn arrived(
         }
         Ok(identity) => identity,
     };
-    let existed = ctx.store.identity(&conn.id, &identity.subject)?.is_some();
-    let decided = provision::provision(ctx.store, conn, &identity, ctx.now)?;
+    let existed = ctx
+        .store
+        .identity(&conn.id, &identity.subject)
+        .await?
+        .is_some();
+    let decided = provision::provision(ctx.store, conn, &identity, ctx.now).await?;
     let how = if existed {
         How::Found
     } else {
         How::Provisioned
     };
-    settle(ctx, flow, conn, step, identity, decided, how)
+    settle(ctx, flow, conn, step, identity, decided, how).await
 }
 
-fn settle(
+async fn settle(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     conn: &Connection,
@@ -118,9 +127,9 @@ fn settle(
         identity,
         how,
     };
-    let settled = provision::settle(ctx.store, flow, arrival, decided, ctx.now)?;
+    let settled = provision::settle(ctx.store, flow, arrival, decided, ctx.now).await?;
     let with_account = settled == (Settled::Passed { account: true });
-    crate::audit::federated(ctx.store, flow, how.as_str(), with_account, ctx.now);
+    crate::audit::federated(ctx.store, flow, how.as_str(), with_account, ctx.now).await;
     Ok(Arrived::Settled { settled, how })
 }
 
@@ -148,7 +157,7 @@ pub enum Answered {
 }
 
 /// Apply the user's answer to the provisioning that waits for it.
-pub fn answer(
+pub async fn answer(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     conn: &Connection,
@@ -157,7 +166,7 @@ pub fn answer(
 ) -> CoreResult<Answered> {
     let (decided, how) = match answer {
         Answer::Consent => (
-            provision::create(ctx.store, conn, &pending.identity, None, ctx.now)?,
+            provision::create(ctx.store, conn, &pending.identity, None, ctx.now).await?,
             How::Provisioned,
         ),
         Answer::Username(chosen) => {
@@ -167,7 +176,8 @@ pub fn answer(
                 return Ok(Answered::AskAgain);
             }
             let decided =
-                provision::create(ctx.store, conn, &pending.identity, Some(chosen), ctx.now)?;
+                provision::create(ctx.store, conn, &pending.identity, Some(chosen), ctx.now)
+                    .await?;
             if matches!(&decided, Provisioned::Refused(r) if r.contains("taken")) {
                 // Never another person's account: just ask again.
                 flow.tell("That username is taken. Choose another.");
@@ -176,7 +186,7 @@ pub fn answer(
             (decided, How::Provisioned)
         }
         Answer::Proven(user) => (
-            provision::link(ctx.store, &pending.identity, &user)?,
+            provision::link(ctx.store, &pending.identity, &user).await?,
             How::Linked,
         ),
     };
@@ -188,7 +198,9 @@ pub fn answer(
         pending.identity,
         decided,
         how,
-    )? {
+    )
+    .await?
+    {
         Arrived::Settled { settled, how } => Ok(Answered::Settled { settled, how }),
         // `settle` only ever settles.
         _ => Ok(Answered::AskAgain),
@@ -204,10 +216,14 @@ pub struct Proof {
 /// Before checking the existing account's password for linking: one attempt reserved
 /// against the account's count, as signing in with it would. `None` when locked
 /// (nothing may be checked; the flow carries the message).
-pub fn prove_begin(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> StoreResult<Option<Proof>> {
-    let user = ctx.store.user(user_id)?;
+pub async fn prove_begin(
+    ctx: Ctx<'_>,
+    flow: &mut Flow,
+    user_id: &str,
+) -> StoreResult<Option<Proof>> {
+    let user = ctx.store.user(user_id).await?;
     let holder = Holder::of(user.as_ref(), user_id);
-    match attempts::reserve(ctx.store, &holder, Rules::of(ctx.config), ctx.now)? {
+    match attempts::reserve(ctx.store, &holder, Rules::of(ctx.config), ctx.now).await? {
         Reserved::Locked { for_good } => {
             flow.tell(locked_message(for_good));
             flow.log("linking: password refused, attempts locked");
@@ -219,7 +235,7 @@ pub fn prove_begin(ctx: Ctx<'_>, flow: &mut Flow, user_id: &str) -> StoreResult<
 
 /// After checking: the proven account (its attempt given back), or `None` with the
 /// failure left counted against the account and audited.
-pub fn prove_finish(
+pub async fn prove_finish(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     user_id: &str,
@@ -228,7 +244,7 @@ pub fn prove_finish(
 ) -> StoreResult<Option<User>> {
     let Proof { user, ticket } = proof;
     if ok {
-        attempts::give_back(ctx.store, ticket, ctx.now)?;
+        attempts::give_back(ctx.store, ticket, ctx.now).await?;
         flow.log(format!(
             "the owner of account {user_id} proved its password for linking"
         ));
@@ -244,7 +260,7 @@ pub fn prove_finish(
         ticket.failures
     );
     let known = user.as_ref().map(|u| u.id.as_str());
-    crate::audit::rejected(ctx.store, flow, known, &line, ctx.now);
+    crate::audit::rejected(ctx.store, flow, known, &line, ctx.now).await;
     flow.log(line);
     Ok(None)
 }

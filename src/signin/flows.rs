@@ -47,8 +47,8 @@ pub fn start(
 
 /// The flow `id` for the browser with cookie `browser`: `None` when it is gone, has
 /// expired, or belongs to another browser (all the same to the user).
-pub fn load(ctx: Ctx<'_>, id: &str, browser: Option<&str>) -> StoreResult<Option<Flow>> {
-    let Some(bytes) = ctx.store.flow(id)? else {
+pub async fn load(ctx: Ctx<'_>, id: &str, browser: Option<&str>) -> StoreResult<Option<Flow>> {
+    let Some(bytes) = ctx.store.flow(id).await? else {
         return Ok(None);
     };
     let Ok(flow) = serde_json::from_slice::<Flow>(&bytes) else {
@@ -59,19 +59,23 @@ pub fn load(ctx: Ctx<'_>, id: &str, browser: Option<&str>) -> StoreResult<Option
 }
 
 /// Keep the flow for the next request.
-pub fn save(ctx: Ctx<'_>, flow: &Flow) -> CoreResult<()> {
+pub async fn save(ctx: Ctx<'_>, flow: &Flow) -> CoreResult<()> {
     let bytes = serde_json::to_vec(flow).map_err(|e| CoreError::Internal(e.to_string()))?;
-    ctx.store.put_flow(&flow.id, &bytes)?;
+    ctx.store.put_flow(&flow.id, &bytes).await?;
     Ok(())
 }
 
 /// The live SSO session named by the browser's cookie, with its hash.
-pub fn live_session(ctx: Ctx<'_>, cookie: Option<&str>) -> StoreResult<Option<(String, Session)>> {
+pub async fn live_session(
+    ctx: Ctx<'_>,
+    cookie: Option<&str>,
+) -> StoreResult<Option<(String, Session)>> {
     let Some(value) = cookie else { return Ok(None) };
     let hash = token_hash(value);
     Ok(ctx
         .store
-        .session(&hash)?
+        .session(&hash)
+        .await?
         .filter(|s| s.expires_at > ctx.now)
         .map(|s| (hash, s)))
 }

@@ -44,11 +44,11 @@ pub type CoreResult<T> = Result<T, CoreError>;
 
 /// The SSO session as the interpreter sees it, with its subject rebuilt from the store.
 /// `None` when the session's account was disabled or deleted: it stands in for nobody.
-pub fn session_view(ctx: Ctx<'_>, session: &Session) -> StoreResult<Option<SessionView>> {
+pub async fn session_view(ctx: Ctx<'_>, session: &Session) -> StoreResult<Option<SessionView>> {
     let subject = match &session.user_id {
-        Some(id) => match ctx.store.user(id)? {
+        Some(id) => match ctx.store.user(id).await? {
             Some(u) if !u.disabled => {
-                let enrolled = steps::enrolled(ctx.store, &u.id)?;
+                let enrolled = steps::enrolled(ctx.store, &u.id).await?;
                 let mut s = steps::local_subject(&u, enrolled);
                 s.idp = session.idp.clone();
                 s
@@ -93,7 +93,7 @@ pub fn cancel(ctx: Ctx<'_>, flow: &mut Flow, step: usize) {
 
 /// Write a sign-in's outcome and trace into the audit trail. A failure to write is
 /// logged, never allowed to turn a sign-in into an error.
-pub fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
+pub async fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
     let mut detail = flow.trace().to_vec();
     detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
     if !flow.ip.is_empty() {
@@ -111,7 +111,7 @@ pub fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
         detail,
     });
     tracing::debug!(flow = %flow.id, outcome, trace = ?event.detail, "sign-in trace");
-    if let Err(e) = ctx.store.append_event(&event) {
+    if let Err(e) = ctx.store.append_event(&event).await {
         tracing::error!(error = %e, "could not write the audit event");
     }
 }

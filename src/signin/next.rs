@@ -63,9 +63,9 @@ pub enum Prepared {
 
 /// Where the flow stands: its app, and whether it waits on something before its policy
 /// is replayed.
-pub fn prepare(ctx: Ctx<'_>, flow: &Flow) -> CoreResult<Prepared> {
+pub async fn prepare(ctx: Ctx<'_>, flow: &Flow) -> CoreResult<Prepared> {
     let Some(app) = ctx.config.apps.get(&flow.request.app_id).cloned() else {
-        ctx.store.delete_flow(&flow.id)?;
+        ctx.store.delete_flow(&flow.id).await?;
         return Ok(Prepared::AppGone);
     };
     Ok(if !flow.pending_codes.is_empty() {
@@ -91,14 +91,14 @@ pub fn decide(flow: &mut Flow, app: &App, session: Option<&SessionView>, now: u6
 
 /// Turn the interpreter's decision into what the browser sees. An ending (a failure, a
 /// broken script, the MFA conflict) is audited and the flow deleted here.
-pub fn resolve(ctx: Ctx<'_>, flow: &mut Flow, next: Next) -> CoreResult<Shown> {
+pub async fn resolve(ctx: Ctx<'_>, flow: &mut Flow, next: Next) -> CoreResult<Shown> {
     Ok(match next {
         Next::Show { step, options } => {
             let usable = flow::usable_options(&options, flow.subject());
             if usable.is_empty() {
                 let error = steps::mfa_conflict(flow, step);
-                audit(ctx, flow, "access_denied: second factor without an account");
-                ctx.store.delete_flow(&flow.id)?;
+                audit(ctx, flow, "access_denied: second factor without an account").await;
+                ctx.store.delete_flow(&flow.id).await?;
                 let back = redirect_error(ctx, flow, &error)?;
                 return Ok(Shown::NeedsAccount { step, error, back });
             }
@@ -114,14 +114,14 @@ pub fn resolve(ctx: Ctx<'_>, flow: &mut Flow, next: Next) -> CoreResult<Shown> {
             })
         }
         Next::Fail(error) => {
-            audit(ctx, flow, &error.to_string());
-            ctx.store.delete_flow(&flow.id)?;
+            audit(ctx, flow, &error.to_string()).await;
+            ctx.store.delete_flow(&flow.id).await?;
             let redirect = redirect_error(ctx, flow, &error)?;
             Shown::Failed { error, redirect }
         }
         Next::ScriptError(message) => {
-            audit(ctx, flow, &format!("script_error: {message}"));
-            ctx.store.delete_flow(&flow.id)?;
+            audit(ctx, flow, &format!("script_error: {message}")).await;
+            ctx.store.delete_flow(&flow.id).await?;
             Shown::ScriptFailed { message }
         }
         Next::Complete => Shown::Complete,

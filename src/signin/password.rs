@@ -25,7 +25,7 @@ pub enum Begun {
 }
 
 /// Start a password attempt at step `step` (offering `options`) for the name typed.
-pub fn begin(
+pub async fn begin(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     step: usize,
@@ -55,32 +55,32 @@ pub fn begin(
         return Ok(Begun::Incomplete);
     }
     Ok(
-        match steps::password_begin(ctx.store, ctx.config, flow, step, login, ctx.now)? {
+        match steps::password_begin(ctx.store, ctx.config, flow, step, login, ctx.now).await? {
             Some(attempt) => Begun::Check(Box::new(attempt)),
             None => Begun::Locked {
-                unlock: locked_for_good(ctx, login)?,
+                unlock: locked_for_good(ctx, login).await?,
             },
         },
     )
 }
 
 /// The unlock link to offer when the account behind `login` is locked for good.
-fn locked_for_good(ctx: Ctx<'_>, login: &str) -> CoreResult<Option<unlock::UnlockMail>> {
-    let Some(user) = ctx.store.find_user(login)? else {
+async fn locked_for_good(ctx: Ctx<'_>, login: &str) -> CoreResult<Option<unlock::UnlockMail>> {
+    let Some(user) = ctx.store.find_user(login).await? else {
         return Ok(None);
     };
-    let standing = attempts::standing(ctx.store, &user.id, ctx.now)?;
+    let standing = attempts::standing(ctx.store, &user.id, ctx.now).await?;
     let cap = attempts::Rules::of(ctx.config).cap;
     if standing.locked_until != u64::MAX && standing.failures < cap {
         return Ok(None);
     }
-    Ok(unlock::offer(ctx, &user)?)
+    Ok(unlock::offer(ctx, &user).await?)
 }
 
 /// Record the check's verdict (`ok` only for an existing account whose password
 /// matched). A wrong password is audited and counts against the account; the shell
 /// makes that durable, so a crash cannot hand back a counted attempt.
-pub fn finish(
+pub async fn finish(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     step: usize,
@@ -89,10 +89,10 @@ pub fn finish(
     ok: bool,
 ) -> CoreResult<()> {
     let user_id = attempt.user.as_ref().map(|u| u.id.clone());
-    steps::password_end(ctx.store, ctx.config, flow, step, *attempt, ok, ctx.now)?;
+    steps::password_end(ctx.store, ctx.config, flow, step, *attempt, ok, ctx.now).await?;
     if !ok {
         let what = format!("step {step}: wrong password for `{}`", login.trim());
-        crate::audit::rejected(ctx.store, flow, user_id.as_deref(), &what, ctx.now);
+        crate::audit::rejected(ctx.store, flow, user_id.as_deref(), &what, ctx.now).await;
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ pub enum SignedUp {
 
 /// What is wrong with a sign-up form, one message a line; empty means go ahead and hash
 /// the password. Remembers the email for the form's next showing.
-pub fn sign_up_problems(
+pub async fn sign_up_problems(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     email: &str,
@@ -62,7 +62,7 @@ pub fn sign_up_problems(
     if new_password != confirm {
         errors.push("The two passwords do not match.".into());
     }
-    if errors.is_empty() && ctx.store.find_user(email)?.is_some() {
+    if errors.is_empty() && ctx.store.find_user(email).await?.is_some() {
         errors.push(EMAIL_TAKEN.into());
     }
     if !errors.is_empty() {
@@ -73,7 +73,7 @@ pub fn sign_up_problems(
 
 /// Create the account for `email` with the password `hash`, and let it satisfy step
 /// `step` of the flow. The shell makes it durable before the next page.
-pub fn sign_up(
+pub async fn sign_up(
     ctx: Ctx<'_>,
     flow: &mut Flow,
     step: usize,
@@ -97,7 +97,7 @@ pub fn sign_up(
         created_at: now,
         updated_at: now,
     };
-    match ctx.store.create_user(&user) {
+    match ctx.store.create_user(&user).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             flow.tell(EMAIL_TAKEN);
@@ -112,7 +112,8 @@ pub fn sign_up(
         Some(app_id),
         Some(&user.id),
         Vec::new(),
-    );
+    )
+    .await;
     flow.log(format!("step {step}: signed up as {}", user.id));
     if let Err(e) = flow.step_succeeded(
         step,

@@ -50,7 +50,7 @@ fn flow(config: &Config) -> Flow {
     Flow::new("f1".into(), request, app, "browser".into(), NOW, 600)
 }
 
-fn ada(store: &SledStore, disabled: bool) -> User {
+async fn ada(store: &SledStore, disabled: bool) -> User {
     let user = User {
         id: "u_ada".into(),
         username: "ada".into(),
@@ -66,7 +66,7 @@ fn ada(store: &SledStore, disabled: bool) -> User {
         created_at: 1,
         updated_at: 1,
     };
-    store.create_user(&user).unwrap();
+    store.create_user(&user).await.unwrap();
     user
 }
 
@@ -91,18 +91,20 @@ fn code_of(redirect: &url::Url) -> String {
         .expect("a code in the redirect")
 }
 
-#[test]
-fn completing_issues_a_code_and_a_fresh_session() {
+#[tokio::test]
+async fn completing_issues_a_code_and_a_fresh_session() {
     let config = config();
     let store = SledStore::temporary().unwrap();
-    let user = ada(&store, false);
+    let user = ada(&store, false).await;
     let ctx = at(&config, &store);
     let mut f = signed_in_flow(&config, &user);
     let Completed::Issued {
         redirect,
         new_session,
         record,
-    } = complete(ctx, &config.apps["a"], &mut f, None).unwrap()
+    } = complete(ctx, &config.apps["a"], &mut f, None)
+        .await
+        .unwrap()
     else {
         panic!("issued");
     };
@@ -120,32 +122,38 @@ fn completing_issues_a_code_and_a_fresh_session() {
     assert!(matches!(
         store
             .redeem_code(&crate::crypto::token_hash(&code), "g1")
+            .await
             .unwrap(),
         crate::store::Redeem::Fresh(_)
     ));
     let cookie = new_session.expect("a new session cookie");
     let session = store
         .session(&crate::crypto::token_hash(&cookie))
+        .await
         .unwrap()
         .expect("the session is stored under the cookie's hash");
     assert_eq!(session.user_id.as_deref(), Some("u_ada"));
-    assert!(store.flow("f1").unwrap().is_none(), "the flow is gone");
+    assert!(
+        store.flow("f1").await.unwrap().is_none(),
+        "the flow is gone"
+    );
 }
 
-#[test]
-fn an_sso_completion_keeps_the_session_and_its_auth_time() {
+#[tokio::test]
+async fn an_sso_completion_keeps_the_session_and_its_auth_time() {
     let config = config();
     let store = SledStore::temporary().unwrap();
-    let user = ada(&store, false);
+    let user = ada(&store, false).await;
     let ctx = at(&config, &store);
     let mut first = signed_in_flow(&config, &user);
-    let Completed::Issued { new_session, .. } =
-        complete(ctx, &config.apps["a"], &mut first, None).unwrap()
+    let Completed::Issued { new_session, .. } = complete(ctx, &config.apps["a"], &mut first, None)
+        .await
+        .unwrap()
     else {
         panic!("issued");
     };
     let hash = crate::crypto::token_hash(&new_session.unwrap());
-    let session = store.session(&hash).unwrap().unwrap();
+    let session = store.session(&hash).await.unwrap().unwrap();
     // Later, the session alone satisfies the step.
     let later = Ctx {
         now: NOW + 100,
@@ -170,6 +178,7 @@ fn an_sso_completion_keeps_the_session_and_its_auth_time() {
         &mut silent,
         Some(&(hash.clone(), session)),
     )
+    .await
     .unwrap()
     else {
         panic!("issued");
@@ -181,15 +190,16 @@ fn an_sso_completion_keeps_the_session_and_its_auth_time() {
     );
 }
 
-#[test]
-fn a_disabled_account_gets_access_denied_and_no_code() {
+#[tokio::test]
+async fn a_disabled_account_gets_access_denied_and_no_code() {
     let config = config();
     let store = SledStore::temporary().unwrap();
-    let user = ada(&store, true);
+    let user = ada(&store, true).await;
     let ctx = at(&config, &store);
     let mut f = signed_in_flow(&config, &user);
-    let Completed::Refused { redirect, .. } =
-        complete(ctx, &config.apps["a"], &mut f, None).unwrap()
+    let Completed::Refused { redirect, .. } = complete(ctx, &config.apps["a"], &mut f, None)
+        .await
+        .unwrap()
     else {
         panic!("refused");
     };
@@ -200,13 +210,15 @@ fn a_disabled_account_gets_access_denied_and_no_code() {
     assert!(!redirect.as_str().contains("code="));
 }
 
-#[test]
-fn sign_up_checks_the_form_and_creates_one_account_per_email() {
+#[tokio::test]
+async fn sign_up_checks_the_form_and_creates_one_account_per_email() {
     let config = config();
     let store = SledStore::temporary().unwrap();
     let ctx = at(&config, &store);
     let mut f = flow(&config);
-    let problems = sign_up_problems(ctx, &mut f, "not-an-email", "short", "other").unwrap();
+    let problems = sign_up_problems(ctx, &mut f, "not-an-email", "short", "other")
+        .await
+        .unwrap();
     assert!(problems.iter().any(|p| p.contains("valid email")));
     assert!(problems.iter().any(|p| p.contains("do not match")));
     assert!(f.notice().is_some());
@@ -214,11 +226,14 @@ fn sign_up_checks_the_form_and_creates_one_account_per_email() {
     let mut f = flow(&config);
     let good = "correct-horse-battery";
     assert!(sign_up_problems(ctx, &mut f, "new@example.com", good, good)
+        .await
         .unwrap()
         .is_empty());
     let hash = crate::store::PasswordHash("hash".into());
     let SignedUp::Created { user_id } =
-        sign_up(ctx, &mut f, 1, "a", "new@example.com", hash.clone()).unwrap()
+        sign_up(ctx, &mut f, 1, "a", "new@example.com", hash.clone())
+            .await
+            .unwrap()
     else {
         panic!("created");
     };
@@ -229,7 +244,9 @@ fn sign_up_checks_the_form_and_creates_one_account_per_email() {
     // The same email again (a second tab that passed the check before the first wrote).
     let mut again = flow(&config);
     assert_eq!(
-        sign_up(ctx, &mut again, 1, "a", "NEW@example.com", hash).unwrap(),
+        sign_up(ctx, &mut again, 1, "a", "NEW@example.com", hash)
+            .await
+            .unwrap(),
         SignedUp::Taken
     );
     assert!(again.subject().is_none());
@@ -248,14 +265,14 @@ fn mfa_config() -> Config {
         .config
 }
 
-#[test]
-fn a_second_factor_for_a_subject_without_an_account_ends_the_flow_with_access_denied() {
+#[tokio::test]
+async fn a_second_factor_for_a_subject_without_an_account_ends_the_flow_with_access_denied() {
     let config = mfa_config();
     let store = SledStore::temporary().unwrap();
     let ctx = at(&config, &store);
     let app = &config.apps["a"];
     let mut f = flow(&config);
-    save(ctx, &f).unwrap();
+    save(ctx, &f).await.unwrap();
     // Step 1 satisfied by someone without an account (a pass-through subject).
     f.step_succeeded(
         1,
@@ -270,7 +287,8 @@ fn a_second_factor_for_a_subject_without_an_account_ends_the_flow_with_access_de
     )
     .unwrap();
     let next = decide(&mut f, app, None, NOW);
-    let Shown::NeedsAccount { step, error, back } = resolve(ctx, &mut f, next).unwrap() else {
+    let Shown::NeedsAccount { step, error, back } = resolve(ctx, &mut f, next).await.unwrap()
+    else {
         panic!("the MFA conflict");
     };
     assert_eq!(step, 2);
@@ -280,15 +298,20 @@ fn a_second_factor_for_a_subject_without_an_account_ends_the_flow_with_access_de
         f.trace().iter().any(|l| l.contains("enable jit.provision")),
         "the trace names the fix"
     );
-    assert!(store.flow("f1").unwrap().is_none(), "the flow is gone");
-    let events = crate::store::AuditStore::events(&store, 0, 10).unwrap();
+    assert!(
+        store.flow("f1").await.unwrap().is_none(),
+        "the flow is gone"
+    );
+    let events = crate::store::AuditStore::events(&store, 0, 10)
+        .await
+        .unwrap();
     assert!(events
         .iter()
         .any(|e| e.outcome.starts_with("access_denied")));
 }
 
-#[test]
-fn a_flow_loads_only_for_its_browser_and_only_until_it_expires() {
+#[tokio::test]
+async fn a_flow_loads_only_for_its_browser_and_only_until_it_expires() {
     let config = config();
     let store = SledStore::temporary().unwrap();
     let ctx = at(&config, &store);
@@ -299,21 +322,28 @@ fn a_flow_loads_only_for_its_browser_and_only_until_it_expires() {
     };
     let request = flow(&config).request;
     let started = start(ctx, request, &config.apps["a"], starter, false);
-    save(ctx, &started).unwrap();
-    assert!(load(ctx, &started.id, Some("cookie-a")).unwrap().is_some());
-    assert!(load(ctx, &started.id, Some("cookie-b")).unwrap().is_none());
-    assert!(load(ctx, &started.id, None).unwrap().is_none());
+    save(ctx, &started).await.unwrap();
+    assert!(load(ctx, &started.id, Some("cookie-a"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(load(ctx, &started.id, Some("cookie-b"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(load(ctx, &started.id, None).await.unwrap().is_none());
     let later = Ctx {
         now: started.expires_at,
         ..ctx
     };
     assert!(load(later, &started.id, Some("cookie-a"))
+        .await
         .unwrap()
         .is_none());
 }
 
-#[test]
-fn an_upstream_state_brings_back_its_flow_once() {
+#[tokio::test]
+async fn an_upstream_state_brings_back_its_flow_once() {
     let config = config();
     let store = SledStore::temporary().unwrap();
     let ctx = at(&config, &store);
@@ -327,13 +357,17 @@ fn an_upstream_state_brings_back_its_flow_once() {
         pkce_verifier: "v".into(),
         started_at: NOW,
     };
-    federation::sent_upstream(ctx, &mut f, 1, pending).unwrap();
+    federation::sent_upstream(ctx, &mut f, 1, pending)
+        .await
+        .unwrap();
     let (id, hash) = federation::take_callback(ctx, Some(state))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(id, "f1");
     assert!(
         federation::take_callback(ctx, Some(state))
+            .await
             .unwrap()
             .is_none(),
         "a state is taken once"
@@ -346,8 +380,8 @@ fn an_upstream_state_brings_back_its_flow_once() {
     assert!(federation::callback_pending(ctx, &mut f, "google", &hash).is_some());
 }
 
-#[test]
-fn oversized_sign_in_and_sign_up_fields_are_refused_and_kept_nowhere() {
+#[tokio::test]
+async fn oversized_sign_in_and_sign_up_fields_are_refused_and_kept_nowhere() {
     use crate::store::AuditStore;
     let config = config();
     let store = SledStore::temporary().unwrap();
@@ -363,7 +397,9 @@ fn oversized_sign_in_and_sign_up_fields_are_refused_and_kept_nowhere() {
         ),
     ] {
         let mut f = flow(&config);
-        let begun = password::begin(ctx, &mut f, 1, &options, login, password).unwrap();
+        let begun = password::begin(ctx, &mut f, 1, &options, login, password)
+            .await
+            .unwrap();
         assert!(matches!(begun, password::Begun::Incomplete));
         assert_eq!(f.last_login, None);
         let notice = f.notice().unwrap();
@@ -375,12 +411,15 @@ fn oversized_sign_in_and_sign_up_fields_are_refused_and_kept_nowhere() {
     // At the cap, the name is looked up as usual.
     let mut f = flow(&config);
     let at_cap = "é".repeat(crate::limits::USERNAME_MAX);
-    let begun = password::begin(ctx, &mut f, 1, &options, &at_cap, "a-password").unwrap();
+    let begun = password::begin(ctx, &mut f, 1, &options, &at_cap, "a-password")
+        .await
+        .unwrap();
     assert!(matches!(begun, password::Begun::Check(_)));
 
     let mut f = flow(&config);
     let email = format!("{huge}@example.com");
-    let problems = sign_up_problems(ctx, &mut f, &email, "a-long-password", "a-long-password");
+    let problems =
+        sign_up_problems(ctx, &mut f, &email, "a-long-password", "a-long-password").await;
     assert!(problems.unwrap()[0].contains("too long"));
     assert_eq!(f.last_login, None);
     let long_password = "p".repeat(crate::limits::PASSWORD_MAX + 1);
@@ -390,40 +429,53 @@ fn oversized_sign_in_and_sign_up_fields_are_refused_and_kept_nowhere() {
         "ok@example.com",
         &long_password,
         &long_password,
-    );
+    )
+    .await;
     assert!(problems.unwrap()[0].contains("password is too long"));
-    assert!(store.events(0, 10).unwrap().is_empty(), "nothing audited");
+    assert!(
+        store.events(0, 10).await.unwrap().is_empty(),
+        "nothing audited"
+    );
 }
 
-#[test]
-fn a_finished_sign_in_forgives_the_accounts_failures() {
+#[tokio::test]
+async fn a_finished_sign_in_forgives_the_accounts_failures() {
     use crate::authn::attempts::{self, Holder, Reserved, Rules};
     let config = config();
     let store = SledStore::temporary().unwrap();
-    let user = ada(&store, false);
+    let user = ada(&store, false).await;
     let ctx = at(&config, &store);
     for _ in 0..3 {
-        let r = attempts::reserve(&store, &Holder::account("u_ada"), Rules::of(&config), NOW);
+        let r = attempts::reserve(&store, &Holder::account("u_ada"), Rules::of(&config), NOW).await;
         assert!(matches!(r.unwrap(), Reserved::Granted(_)));
     }
     assert_eq!(
-        attempts::standing(&store, "u_ada", NOW).unwrap().failures,
+        attempts::standing(&store, "u_ada", NOW)
+            .await
+            .unwrap()
+            .failures,
         3
     );
     let mut f = signed_in_flow(&config, &user);
-    let done = complete(ctx, &config.apps["a"], &mut f, None).unwrap();
+    let done = complete(ctx, &config.apps["a"], &mut f, None)
+        .await
+        .unwrap();
     assert!(matches!(done, Completed::Issued { .. }));
     assert_eq!(
-        attempts::standing(&store, "u_ada", NOW).unwrap().failures,
+        attempts::standing(&store, "u_ada", NOW)
+            .await
+            .unwrap()
+            .failures,
         0
     );
 }
 
-#[test]
-fn parallel_link_proofs_check_no_more_passwords_than_the_limit() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_link_proofs_check_no_more_passwords_than_the_limit() {
     let config = config();
     let store = SledStore::temporary().unwrap();
-    ada(&store, false);
+    let rt = tokio::runtime::Handle::current();
+    ada(&store, false).await;
     let start = std::sync::Barrier::new(50);
     let checked: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..50)
@@ -432,18 +484,21 @@ fn parallel_link_proofs_check_no_more_passwords_than_the_limit() {
                     let ctx = at(&config, &store);
                     let mut f = flow(&config);
                     start.wait();
-                    match federation::prove_begin(ctx, &mut f, "u_ada").unwrap() {
-                        Some(proof) => {
-                            let proven =
-                                federation::prove_finish(ctx, &mut f, "u_ada", proof, false);
-                            assert!(proven.unwrap().is_none());
-                            1
+                    rt.block_on(async {
+                        match federation::prove_begin(ctx, &mut f, "u_ada").await.unwrap() {
+                            Some(proof) => {
+                                let proven =
+                                    federation::prove_finish(ctx, &mut f, "u_ada", proof, false)
+                                        .await;
+                                assert!(proven.unwrap().is_none());
+                                1
+                            }
+                            None => {
+                                assert!(f.take_notice().unwrap().contains("Too many"));
+                                0
+                            }
                         }
-                        None => {
-                            assert!(f.take_notice().unwrap().contains("Too many"));
-                            0
-                        }
-                    }
+                    })
                 })
             })
             .collect();
@@ -451,6 +506,7 @@ fn parallel_link_proofs_check_no_more_passwords_than_the_limit() {
     });
     assert_eq!(checked, config.security.max_password_attempts as usize);
     let rejected = crate::store::AuditStore::events(&store, 0, 1000)
+        .await
         .unwrap()
         .into_iter()
         .filter(|e| e.kind == "credential.rejected" && e.sub.as_deref() == Some("u_ada"))

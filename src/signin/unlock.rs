@@ -29,24 +29,29 @@ fn link_key(token: &str) -> String {
 
 /// The link to mail for an account locked for good, if it has a verified address and
 /// none was offered in the last day.
-pub fn offer(ctx: Ctx<'_>, user: &User) -> StoreResult<Option<UnlockMail>> {
+pub async fn offer(ctx: Ctx<'_>, user: &User) -> StoreResult<Option<UnlockMail>> {
     let Some(to) = user.email.clone().filter(|_| user.email_verified) else {
         return Ok(None);
     };
-    let offered = ctx.store.hit(
-        &format!("unlock-offered:{}", user.id),
-        ctx.now,
-        ctx.now + LINK_SECONDS,
-    )?;
+    let offered = ctx
+        .store
+        .hit(
+            &format!("unlock-offered:{}", user.id),
+            ctx.now,
+            ctx.now + LINK_SECONDS,
+        )
+        .await?;
     if offered.count > 1 {
         return Ok(None);
     }
     let token = random_token(32);
-    ctx.store.put_flash(
-        &link_key(&token),
-        user.id.as_bytes(),
-        ctx.now + LINK_SECONDS,
-    )?;
+    ctx.store
+        .put_flash(
+            &link_key(&token),
+            user.id.as_bytes(),
+            ctx.now + LINK_SECONDS,
+        )
+        .await?;
     Ok(Some(UnlockMail {
         to,
         token: Secret::new(token),
@@ -54,14 +59,15 @@ pub fn offer(ctx: Ctx<'_>, user: &User) -> StoreResult<Option<UnlockMail>> {
 }
 
 /// Follow an unlock link: once, before it expires. Returns the account it unlocked.
-pub fn redeem(ctx: Ctx<'_>, token: &str) -> StoreResult<Option<String>> {
-    let Some(bytes) = ctx.store.take_flash(&link_key(token), ctx.now)? else {
+pub async fn redeem(ctx: Ctx<'_>, token: &str) -> StoreResult<Option<String>> {
+    let Some(bytes) = ctx.store.take_flash(&link_key(token), ctx.now).await? else {
         return Ok(None);
     };
     let user_id = String::from_utf8_lossy(&bytes).into_owned();
-    attempts::forgive_account(ctx.store, &user_id)?;
+    attempts::forgive_account(ctx.store, &user_id).await?;
     ctx.store
-        .reset_counter(&format!("unlock-offered:{user_id}"))?;
+        .reset_counter(&format!("unlock-offered:{user_id}"))
+        .await?;
     crate::audit::record(
         ctx.store,
         ctx.now,
@@ -69,6 +75,7 @@ pub fn redeem(ctx: Ctx<'_>, token: &str) -> StoreResult<Option<String>> {
         None,
         Some(&user_id),
         vec!["the owner followed the unlock link sent to the verified email address".into()],
-    );
+    )
+    .await;
     Ok(Some(user_id))
 }

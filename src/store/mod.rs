@@ -21,6 +21,7 @@ mod sled_store;
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use query::{UserPage, UserQuery};
@@ -266,54 +267,57 @@ impl std::fmt::Debug for EmailCode {
 /// Accounts. Usernames and emails are unique case-insensitively: a backend enforces it
 /// with unique indexes written in the same transaction as the account, so of two
 /// parallel creations with one name exactly one succeeds.
-pub trait UserStore {
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Create an account; fails with `Conflict` if the username or email is taken.
     /// Usernames and emails are one namespace (sign-in looks a name up as either): a
     /// username may not equal another account's email, nor an email another account's
     /// username, decided in the same transaction as the write.
     /// `INSERT`, with the unique indexes deciding conflicts.
-    fn create_user(&self, user: &User) -> StoreResult<()>;
-    fn user(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    async fn user(&self, id: &str) -> StoreResult<Option<User>>;
     /// Case-insensitive lookup by username, then by email.
-    fn find_user(&self, login: &str) -> StoreResult<Option<User>>;
+    async fn find_user(&self, login: &str) -> StoreResult<Option<User>>;
     /// Replace an account (username and email indexes follow); `NotFound` if there is
     /// none, `Conflict` if the new name or email is someone else's.
-    fn update_user(&self, user: &User) -> StoreResult<()>;
-    fn user_count(&self) -> StoreResult<usize>;
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    async fn user_count(&self) -> StoreResult<usize>;
     /// Up to `limit` accounts with an id greater than `after` (from the first when
     /// `None`), in id order: a keyset page, `SELECT … WHERE id > $1 ORDER BY id LIMIT
     /// $2`. Walking the pages sees every account that exists throughout the walk.
-    fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>>;
+    async fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>>;
     /// Delete an account together with its username and email indexes, its federated
     /// identities and its external id, atomically. `NotFound` if there is none.
-    fn delete_user(&self, id: &str) -> StoreResult<()>;
+    async fn delete_user(&self, id: &str) -> StoreResult<()>;
     /// The id a provisioning system knows the account by (SCIM `externalId`).
-    fn external_id(&self, user_id: &str) -> StoreResult<Option<String>>;
-    fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()>;
+    async fn external_id(&self, user_id: &str) -> StoreResult<Option<String>>;
+    async fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()>;
 }
 
 /// Finding accounts by a filter, a page at a time (the SCIM list and the admin CLI).
+#[async_trait]
 pub trait UserQueryStore: UserStore + IdentityStore + CredentialStore {
     /// The accounts `query.filter` matches, ordered by creation time then id:
     /// `query.count` of them from the `query.start`-th on, with how many match in all.
     /// The default reads every account and filters in memory ([`query::scan`]); a
     /// backend with a query language pushes the filter, order and page into one query.
-    fn query_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
-        query::scan(self, query)
+    async fn query_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
+        query::scan(self, query).await
     }
 }
 
 /// Federated identities: (connection, upstream subject) → local account. The pair is
 /// unique, so concurrent first logins of one person make exactly one account.
-pub trait IdentityStore {
-    fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>>;
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    async fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>>;
     /// Create `user` linked to the identity, atomically. If the identity already has an
     /// account (a concurrent first login won), that account is returned instead and
     /// `user` is not created: of N parallel calls for one identity, all return the one
     /// account that exists afterwards. `Conflict("username")`/`Conflict("email")` when
     /// those are taken by someone else. One transaction: `INSERT` the identity `ON
     /// CONFLICT DO NOTHING`, and the account only when that inserted a row.
-    fn create_federated_user(
+    async fn create_federated_user(
         &self,
         user: &User,
         connection: &str,
@@ -322,13 +326,23 @@ pub trait IdentityStore {
     /// Link the identity to an existing account; false if it is already linked (of N
     /// parallel links of one identity exactly one is true). `INSERT … ON CONFLICT DO
     /// NOTHING`.
-    fn link_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
+    async fn link_identity(
+        &self,
+        connection: &str,
+        subject: &str,
+        user_id: &str,
+    ) -> StoreResult<bool>;
     /// The (connection, subject) pairs linked to an account.
-    fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
+    async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
     /// Remove the link of an identity to `user_id`; false if it was not linked to that
     /// account. The next sign-in through the identity provisions afresh (JIT on).
     /// `DELETE … WHERE connection = $1 AND subject = $2 AND user_id = $3`.
-    fn unlink_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
+    async fn unlink_identity(
+        &self,
+        connection: &str,
+        subject: &str,
+        user_id: &str,
+    ) -> StoreResult<bool>;
 }
 
 /// Counters with an expiry, the primitive attempt limits are built from
@@ -336,7 +350,8 @@ pub trait IdentityStore {
 /// how long). Keys are namespaced by the caller (`password:<user id>`,
 /// `totp:<user id>`) and shared by every session and node, so a limit cannot be dodged
 /// with a fresh browser or another node.
-pub trait CounterStore {
+#[async_trait]
+pub trait CounterStore: Send + Sync {
     /// Add one, atomically, and return the counter afterwards. A missing counter, or one
     /// expired at or before `now`, starts over at 1 and expires at `expires_at`; a live
     /// one keeps its expiry. N parallel hits on a counter at c answer c+1 … c+N, each
@@ -344,14 +359,14 @@ pub trait CounterStore {
     /// secret. `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE WHEN expires_at <=
     /// $now THEN 1 ELSE count + 1 END, expires_at = CASE … END RETURNING count,
     /// expires_at`.
-    fn hit(&self, key: &str, now: u64, expires_at: u64) -> StoreResult<Counter>;
+    async fn hit(&self, key: &str, now: u64, expires_at: u64) -> StoreResult<Counter>;
     /// The live counter; `None` when there is none or it expired at or before `now`.
-    fn counter(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
+    async fn counter(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
     /// Keep a live counter until at least `until` (a lock that outlasts the window it
     /// was counted in); nothing for a missing or expired one, and never shortened.
     /// `UPDATE … SET expires_at = GREATEST(expires_at, $until) WHERE key = $1 AND
     /// expires_at > $now`.
-    fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()>;
+    async fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()>;
     /// Take one back from a live counter, atomically, and return it afterwards: an
     /// attempt reserved with [`hit`](Self::hit) that turned out not to be a failure (the
     /// secret was right, or it was refused before anything was checked). A counter
@@ -359,54 +374,55 @@ pub trait CounterStore {
     /// parallel take-backs of a counter at c ≥ N leave c − N, and interleaved with
     /// hits no count is lost. `UPDATE … SET count = count - 1 WHERE key = $1 AND
     /// expires_at > $now RETURNING …`, then `DELETE … WHERE key = $1 AND count <= 0`.
-    fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
+    async fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
     /// Forget the counter (a success forgives the failures before it). `DELETE`.
-    fn reset_counter(&self, key: &str) -> StoreResult<()>;
+    async fn reset_counter(&self, key: &str) -> StoreResult<()>;
     /// Remove counters expired at or before `now`; returns how many.
-    fn sweep_counters(&self, now: u64) -> StoreResult<usize>;
+    async fn sweep_counters(&self, now: u64) -> StoreResult<usize>;
 }
 
 /// Second factors: TOTP authenticators, recovery codes and e-mail codes, all keyed by
 /// user id. Everything single-use is consumed atomically.
-pub trait CredentialStore {
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
     /// Store (or replace) the account's TOTP authenticator.
-    fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()>;
+    async fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()>;
     /// Store `credential` unless the account has one already; returns the one that is
     /// there afterwards (of two enrolment pages opened at once, both show one secret).
     /// `INSERT … ON CONFLICT DO NOTHING`, then a read.
-    fn create_totp(
+    async fn create_totp(
         &self,
         user_id: &str,
         credential: &TotpCredential,
     ) -> StoreResult<TotpCredential>;
-    fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>>;
+    async fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>>;
     /// Remove the authenticator (a reset: the user enrols again).
-    fn delete_totp(&self, user_id: &str) -> StoreResult<()>;
+    async fn delete_totp(&self, user_id: &str) -> StoreResult<()>;
     /// Record `step` as used, atomically, only if it is later than the last accepted
     /// one. `true` means the code may be accepted; of N parallel calls with the same
     /// step exactly one gets `true`. `false` also when there is no authenticator.
     /// `UPDATE … SET last_step = $2 WHERE user_id = $1 AND last_step < $2`.
-    fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool>;
+    async fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool>;
 
     /// Replace all recovery codes of the account with these hashes.
-    fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()>;
+    async fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()>;
     /// Remove one recovery code, atomically: of N parallel calls with one code exactly
     /// one gets `true`. `DELETE … WHERE user_id = $1 AND hash = $2`.
-    fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool>;
-    fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize>;
+    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool>;
+    async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize>;
 
     /// Store a code record as is, replacing the key's previous one whatever its version
     /// (fixtures, tests). The version changes, so a swap prepared before it fails.
-    fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()>;
+    async fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()>;
     /// The key's record, with the version a swap must name.
-    fn email_code(&self, key: &str) -> StoreResult<Option<Versioned<EmailCode>>>;
+    async fn email_code(&self, key: &str) -> StoreResult<Option<Versioned<EmailCode>>>;
     /// Write `code` if the key's record is still at version `expected` (`None`: there
     /// is no record yet), atomically; `false`, and nothing written, otherwise. Of N
     /// parallel swaps from one version exactly one is `true`: that makes a code
     /// single-use and the send and wrong-try counts exact while `authn::email_otp`
     /// decides what the record becomes. `UPDATE … SET …, version = version + 1 WHERE
     /// key = $1 AND version = $2` (`INSERT … ON CONFLICT DO NOTHING` for `None`).
-    fn swap_email_code(
+    async fn swap_email_code(
         &self,
         key: &str,
         expected: Option<u64>,
@@ -417,72 +433,76 @@ pub trait CredentialStore {
 /// SSO sessions, stored under the hash of the cookie value, with a per-account index
 /// kept in step by `put_session` and `delete_session` (My Account lists and ends them;
 /// disabling or deleting an account ends them all).
-pub trait SessionStore {
-    fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
-    fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
-    fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
     /// The sessions of an account, with their hashes, expired ones included.
-    fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
+    async fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
     /// Remove sessions that expired at or before `now`; returns how many. Safe to run
     /// on every node at once: a session removed twice counts once.
-    fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
+    async fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
 }
 
 /// In-progress logins, as opaque bytes (the flow module owns their format).
-pub trait FlowStore {
-    fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()>;
-    fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
-    fn delete_flow(&self, id: &str) -> StoreResult<()>;
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    async fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()>;
+    async fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn delete_flow(&self, id: &str) -> StoreResult<()>;
     /// Remove flows whose time-prefixed id is older than `cutoff`, and upstream round
     /// trips whose flow is; returns how many flows. Safe to run on every node at once.
-    fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize>;
+    async fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize>;
     /// How many flows are stored (the `usher_flows_active` gauge). Cheap: no scan of
     /// the flows themselves (a counter, or a database's row estimate).
-    fn flow_count(&self) -> StoreResult<usize>;
+    async fn flow_count(&self) -> StoreResult<usize>;
     /// Remember which flow an upstream round trip's `state` belongs to.
-    fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()>;
+    async fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()>;
     /// Take (and forget) the flow of a `state`: of N callbacks with one state, exactly
     /// one gets it. `DELETE … RETURNING flow_id`.
-    fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>>;
+    async fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>>;
 }
 
 /// One-time messages for the next page (My Account's "password changed", new recovery
 /// codes), as opaque bytes named by a cookie.
-pub trait FlashStore {
+#[async_trait]
+pub trait FlashStore: Send + Sync {
     /// Keep `bytes` under `id` until `expires_at`, replacing what was there.
-    fn put_flash(&self, id: &str, bytes: &[u8], expires_at: u64) -> StoreResult<()>;
+    async fn put_flash(&self, id: &str, bytes: &[u8], expires_at: u64) -> StoreResult<()>;
     /// Take the message, once: of N parallel takes exactly one gets it, and none does
     /// once it expired (at or before `now`). `DELETE … RETURNING`.
-    fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>>;
+    async fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>>;
     /// Remove messages expired at or before `now`; returns how many.
-    fn sweep_flashes(&self, now: u64) -> StoreResult<usize>;
+    async fn sweep_flashes(&self, now: u64) -> StoreResult<usize>;
 }
 
 /// Authorization codes, grants (token families) and refresh tokens.
-pub trait TokenStore {
-    fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()>;
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()>;
     /// Remove expired refresh tokens and grants, and codes an hour past their expiry
     /// (a late reuse is still recognised); returns how many.
-    fn sweep_tokens(&self, now: u64) -> StoreResult<usize>;
+    async fn sweep_tokens(&self, now: u64) -> StoreResult<usize>;
     /// Mark a code redeemed by `grant_id`, atomically: of N parallel calls one sees
     /// `Fresh`, the rest `Reused` naming the winner's grant. `UPDATE … SET redeemed_by
     /// = $2 WHERE hash = $1 AND redeemed_by IS NULL RETURNING`, then a read on a miss.
-    fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
+    async fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
     /// Write a new grant; `false` if one with that id is already there (a reuse of its
     /// code barred it first), and then nothing is written. `INSERT … ON CONFLICT DO
     /// NOTHING`.
-    fn create_grant(&self, grant: &Grant) -> StoreResult<bool>;
-    fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
-    fn revoke_grant(&self, id: &str) -> StoreResult<()>;
+    async fn create_grant(&self, grant: &Grant) -> StoreResult<bool>;
+    async fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
+    async fn revoke_grant(&self, id: &str) -> StoreResult<()>;
     /// Revoke grant `barred.id`, or, when its code exchange has not written it yet,
     /// write `barred` (revoked) in its place so that exchange cannot issue tokens.
     /// `INSERT … ON CONFLICT DO UPDATE SET revoked = true`.
-    fn bar_grant(&self, barred: &Grant) -> StoreResult<()>;
-    fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
+    async fn bar_grant(&self, barred: &Grant) -> StoreResult<()>;
+    async fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
     /// Mark `old` used and store `new`, atomically: of N parallel rotations of one token
     /// exactly one is `Rotated`; the rest are `Reused`, naming the grant whose family
     /// the caller revokes, and store nothing.
-    fn rotate_refresh(
+    async fn rotate_refresh(
         &self,
         old_hash: &str,
         new_hash: &str,
@@ -491,13 +511,18 @@ pub trait TokenStore {
 }
 
 /// Signing keys and named server secrets.
-pub trait KeyStore {
-    fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
-    fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    async fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
     /// A named server secret (CSRF key, …), created with `make` on first use: of N
     /// parallel first uses on any nodes, all get the one value that landed first.
     /// `INSERT … ON CONFLICT DO NOTHING`, then a read.
-    fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> StoreResult<Vec<u8>>;
+    async fn secret(
+        &self,
+        name: &str,
+        make: &(dyn Fn() -> Vec<u8> + Send + Sync),
+    ) -> StoreResult<Vec<u8>>;
 }
 
 /// Something that happened, for the audit trail ("why did this user skip MFA?").
@@ -517,18 +542,23 @@ pub struct AuditEvent {
 }
 
 /// The audit trail, append-only apart from the retention sweep.
-pub trait AuditStore {
-    fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Events from `since` on, oldest first, at most `limit`.
-    fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>>;
+    async fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>>;
     /// Show `visit` the events from `since` on, oldest first, until it returns false.
-    fn scan_events(&self, since: u64, visit: &mut dyn FnMut(AuditEvent) -> bool)
-        -> StoreResult<()>;
+    async fn scan_events(
+        &self,
+        since: u64,
+        visit: &mut (dyn FnMut(AuditEvent) -> bool + Send),
+    ) -> StoreResult<()>;
     /// Remove events older than `cutoff`; returns how many (retention).
-    fn sweep_events(&self, cutoff: u64) -> StoreResult<usize>;
+    async fn sweep_events(&self, cutoff: u64) -> StoreResult<usize>;
 }
 
 /// Every capability, plus durability.
+#[async_trait]
 pub trait Store:
     UserStore
     + UserQueryStore
@@ -545,17 +575,20 @@ pub trait Store:
     + Sync
 {
     /// Make every write so far durable: once it returns, a crash or restart loses none
-    /// of them. Blocking: call it off the async runtime.
-    fn flush(&self) -> StoreResult<()>;
+    /// of them. A backend whose durability is a blocking call (sled's fsync) makes it
+    /// on the blocking pool itself, so callers simply await.
+    async fn flush(&self) -> StoreResult<()>;
 }
 
 /// Every account, in id order, read a page at a time: for small stores only (the
 /// fixture runner compares the accounts before and after a case).
-pub fn all_users(store: &dyn UserStore) -> StoreResult<Vec<User>> {
+pub async fn all_users(store: &dyn UserStore) -> StoreResult<Vec<User>> {
     let mut all: Vec<User> = Vec::new();
     loop {
         let after = all.last().map(|u| u.id.clone());
-        let page = store.users_after(after.as_deref(), query::SCAN_BATCH)?;
+        let page = store
+            .users_after(after.as_deref(), query::SCAN_BATCH)
+            .await?;
         let done = page.len() < query::SCAN_BATCH;
         all.extend(page);
         if done {

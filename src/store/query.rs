@@ -269,7 +269,10 @@ impl Row {
 ///
 /// Not a snapshot: an account created or deleted while the pages are read may or may
 /// not be counted.
-pub fn scan<S: UserQueryStore + ?Sized>(store: &S, query: &UserQuery) -> StoreResult<UserPage> {
+pub async fn scan<S: UserQueryStore + ?Sized>(
+    store: &S,
+    query: &UserQuery,
+) -> StoreResult<UserPage> {
     let joined = query
         .filter
         .as_ref()
@@ -277,7 +280,7 @@ pub fn scan<S: UserQueryStore + ?Sized>(store: &S, query: &UserQuery) -> StoreRe
     let mut matched = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let batch = store.users_after(after.as_deref(), SCAN_BATCH)?;
+        let batch = store.users_after(after.as_deref(), SCAN_BATCH).await?;
         let last_batch = batch.len() < SCAN_BATCH;
         after = batch.last().map(|u| u.id.clone());
         for user in batch {
@@ -288,9 +291,9 @@ pub fn scan<S: UserQueryStore + ?Sized>(store: &S, query: &UserQuery) -> StoreRe
             // Only a filter that names them pays for the joined values.
             let row = if joined {
                 Row {
-                    external_id: store.external_id(&user.id)?,
-                    identities: store.identities_of(&user.id)?,
-                    totp: store.totp(&user.id)?.is_some_and(|c| c.confirmed),
+                    external_id: store.external_id(&user.id).await?,
+                    identities: store.identities_of(&user.id).await?,
+                    totp: store.totp(&user.id).await?.is_some_and(|c| c.confirmed),
                     user,
                 }
             } else {

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,7 +20,23 @@ mod credentials;
 mod flows;
 mod group_commit;
 
+/// The sled backend. A handle: clones share one database, so blocking work (the
+/// fsync of [`Store::flush`], expiry sweeps that walk a tree) moves to the blocking
+/// pool with a clone while small reads and writes run where they are called.
+#[derive(Clone)]
 pub struct SledStore {
+    trees: Arc<Trees>,
+}
+
+impl std::ops::Deref for SledStore {
+    type Target = Trees;
+    fn deref(&self) -> &Trees {
+        &self.trees
+    }
+}
+
+/// The database and its trees.
+pub struct Trees {
     db: sled::Db,
     /// Concurrent flushes share one fsync.
     group_commit: group_commit::GroupCommit,
@@ -101,7 +118,7 @@ impl SledStore {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let flows = tree("flows")?;
         let live_flows = std::sync::atomic::AtomicUsize::new(flows.len());
-        let store = SledStore {
+        let trees = Trees {
             users: tree("users")?,
             usernames: tree("usernames")?,
             emails: tree("emails")?,
@@ -127,9 +144,27 @@ impl SledStore {
             db,
             group_commit: Default::default(),
         };
+        let store = SledStore {
+            trees: Arc::new(trees),
+        };
         store.index_old_sessions()?;
         store.migrate_attempts()?;
         Ok(store)
+    }
+
+    /// Run blocking work (an fsync, a sweep over a whole tree) on the blocking pool,
+    /// so it never holds up an async worker; inline when there is no runtime.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&SledStore) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return work(self);
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
     }
 
     fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> StoreResult<Option<T>> {
@@ -205,8 +240,9 @@ fn owned_by_other(entry: Option<sled::IVec>, user_id: &str) -> bool {
     entry.is_some_and(|owner| owner.as_ref() != user_id.as_bytes())
 }
 
+#[async_trait]
 impl UserStore for SledStore {
-    fn create_user(&self, user: &User) -> StoreResult<()> {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
         let value = encode(user)?;
         let uname = fold(&user.username);
         let email = user.email.as_deref().map(fold);
@@ -243,23 +279,23 @@ impl UserStore for SledStore {
         ))
     }
 
-    fn user(&self, id: &str) -> StoreResult<Option<User>> {
+    async fn user(&self, id: &str) -> StoreResult<Option<User>> {
         Self::get(&self.users, id)
     }
 
-    fn find_user(&self, login: &str) -> StoreResult<Option<User>> {
+    async fn find_user(&self, login: &str) -> StoreResult<Option<User>> {
         let key = fold(login);
         let id = match self.usernames.get(key.as_bytes()).map_err(backend)? {
             Some(id) => Some(id),
             None => self.emails.get(key.as_bytes()).map_err(backend)?,
         };
         match id {
-            Some(id) => self.user(&String::from_utf8_lossy(&id)),
+            Some(id) => self.user(&String::from_utf8_lossy(&id)).await,
             None => Ok(None),
         }
     }
 
-    fn update_user(&self, user: &User) -> StoreResult<()> {
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
         let value = encode(user)?;
         let uname = fold(&user.username);
         let email = user.email.as_deref().map(fold);
@@ -303,23 +339,23 @@ impl UserStore for SledStore {
         ))
     }
 
-    fn user_count(&self) -> StoreResult<usize> {
+    async fn user_count(&self) -> StoreResult<usize> {
         Ok(self.users.len())
     }
 
-    fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>> {
+    async fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>> {
         self.users_from(after, limit)
     }
 
-    fn delete_user(&self, id: &str) -> StoreResult<()> {
-        self.delete_account(id)
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        self.delete_account(id).await
     }
 
-    fn external_id(&self, user_id: &str) -> StoreResult<Option<String>> {
+    async fn external_id(&self, user_id: &str) -> StoreResult<Option<String>> {
         self.external_id_of(user_id)
     }
 
-    fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()> {
+    async fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()> {
         self.put_external_id(user_id, external_id)
     }
 }
@@ -346,8 +382,9 @@ impl SledStore {
     }
 }
 
+#[async_trait]
 impl TokenStore for SledStore {
-    fn sweep_tokens(&self, now: u64) -> StoreResult<usize> {
+    async fn sweep_tokens(&self, now: u64) -> StoreResult<usize> {
         // Codes are kept an hour past their expiry, so a late second use is still
         // recognised as reuse and revokes what the first use issued.
         let codes = Self::sweep_expired(&self.codes, now.saturating_sub(3600))?;
@@ -356,11 +393,11 @@ impl TokenStore for SledStore {
         Ok(codes + refresh + grants)
     }
 
-    fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()> {
+    async fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()> {
         Self::put(&self.codes, code_hash, record)
     }
 
-    fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem> {
+    async fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem> {
         loop {
             let Some(current) = self.codes.get(code_hash).map_err(backend)? else {
                 return Ok(Redeem::Unknown);
@@ -381,7 +418,7 @@ impl TokenStore for SledStore {
         }
     }
 
-    fn create_grant(&self, grant: &Grant) -> StoreResult<bool> {
+    async fn create_grant(&self, grant: &Grant) -> StoreResult<bool> {
         let created = self
             .grants
             .compare_and_swap(&grant.id, None as Option<&[u8]>, Some(encode(grant)?))
@@ -389,11 +426,11 @@ impl TokenStore for SledStore {
         Ok(created.is_ok())
     }
 
-    fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
+    async fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
         Self::get(&self.grants, id)
     }
 
-    fn revoke_grant(&self, id: &str) -> StoreResult<()> {
+    async fn revoke_grant(&self, id: &str) -> StoreResult<()> {
         let mut err = None;
         self.grants
             .update_and_fetch(id, |old| {
@@ -416,20 +453,20 @@ impl TokenStore for SledStore {
         }
     }
 
-    fn bar_grant(&self, barred: &Grant) -> StoreResult<()> {
+    async fn bar_grant(&self, barred: &Grant) -> StoreResult<()> {
         let mut barred = barred.clone();
         barred.revoked = true;
-        if self.create_grant(&barred)? {
+        if self.create_grant(&barred).await? {
             return Ok(());
         }
-        self.revoke_grant(&barred.id)
+        self.revoke_grant(&barred.id).await
     }
 
-    fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()> {
+    async fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()> {
         Self::put(&self.refresh, token_hash, record)
     }
 
-    fn rotate_refresh(
+    async fn rotate_refresh(
         &self,
         old_hash: &str,
         new_hash: &str,
@@ -454,8 +491,9 @@ impl TokenStore for SledStore {
     }
 }
 
+#[async_trait]
 impl KeyStore for SledStore {
-    fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
         self.keys
             .iter()
             .values()
@@ -463,11 +501,15 @@ impl KeyStore for SledStore {
             .collect()
     }
 
-    fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
+    async fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
         Self::put(&self.keys, &key.kid, key)
     }
 
-    fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> StoreResult<Vec<u8>> {
+    async fn secret(
+        &self,
+        name: &str,
+        make: &(dyn Fn() -> Vec<u8> + Send + Sync),
+    ) -> StoreResult<Vec<u8>> {
         if let Some(v) = self.secrets.get(name).map_err(backend)? {
             return Ok(v.to_vec());
         }
@@ -484,13 +526,18 @@ impl KeyStore for SledStore {
     }
 }
 
+#[async_trait]
 impl UserQueryStore for SledStore {}
 
+#[async_trait]
 impl Store for SledStore {
-    fn flush(&self) -> StoreResult<()> {
-        self.group_commit
-            .flush(|| self.db.flush().map(|_| ()).map_err(|e| e.to_string()))
-            .map_err(StoreError::Backend)
+    async fn flush(&self) -> StoreResult<()> {
+        self.off_runtime(|s| {
+            s.group_commit
+                .flush(|| s.db.flush().map(|_| ()).map_err(|e| e.to_string()))
+                .map_err(StoreError::Backend)
+        })
+        .await
     }
 }
 
@@ -499,8 +546,9 @@ fn identity_key(connection: &str, subject: &str) -> String {
     format!("{connection}\0{subject}")
 }
 
+#[async_trait]
 impl IdentityStore for SledStore {
-    fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>> {
+    async fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>> {
         Ok(self
             .identities
             .get(identity_key(connection, subject))
@@ -508,7 +556,7 @@ impl IdentityStore for SledStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    fn create_federated_user(
+    async fn create_federated_user(
         &self,
         user: &User,
         connection: &str,
@@ -557,11 +605,16 @@ impl IdentityStore for SledStore {
         )?;
         match winner {
             None => Ok(user.clone()),
-            Some(id) => self.user(&id)?.ok_or(StoreError::NotFound),
+            Some(id) => self.user(&id).await?.ok_or(StoreError::NotFound),
         }
     }
 
-    fn link_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool> {
+    async fn link_identity(
+        &self,
+        connection: &str,
+        subject: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
         let ikey = identity_key(connection, subject);
         let rkey = format!("{user_id}\0{ikey}");
         tx_result(
@@ -576,7 +629,7 @@ impl IdentityStore for SledStore {
         )
     }
 
-    fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>> {
+    async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>> {
         let prefix = format!("{user_id}\0");
         self.user_identities
             .scan_prefix(prefix.as_bytes())
@@ -590,7 +643,12 @@ impl IdentityStore for SledStore {
             .collect()
     }
 
-    fn unlink_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool> {
+    async fn unlink_identity(
+        &self,
+        connection: &str,
+        subject: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
         self.unlink(connection, subject, user_id)
     }
 }

@@ -17,44 +17,48 @@ mod contract_on_sled {
     crate::store_contract_tests!(fresh_sled);
 }
 
-#[test]
-fn data_survives_reopening_on_disk() {
+#[tokio::test]
+async fn data_survives_reopening_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = SledStore::open(dir.path()).unwrap();
         s.create_user(&user("u1", "alice", "alice@example.com"))
+            .await
             .unwrap();
-        s.put_code("h", &code()).unwrap();
-        s.redeem_code("h", "g1").unwrap();
+        s.put_code("h", &code()).await.unwrap();
+        s.redeem_code("h", "g1").await.unwrap();
         s.put_flow(&crate::crypto::time_prefixed_id(1000), b"f")
+            .await
             .unwrap();
-        s.flush().unwrap();
+        s.flush().await.unwrap();
     }
     let s = SledStore::open(dir.path()).unwrap();
-    assert_eq!(s.find_user("alice").unwrap().unwrap().id, "u1");
+    assert_eq!(s.find_user("alice").await.unwrap().unwrap().id, "u1");
     // A consumed code stays consumed after a restart.
     assert!(matches!(
-        s.redeem_code("h", "g2").unwrap(),
+        s.redeem_code("h", "g2").await.unwrap(),
         Redeem::Reused(_)
     ));
     // The gauge's count is rebuilt from what is on disk.
-    assert_eq!(s.flow_count().unwrap(), 1);
+    assert_eq!(s.flow_count().await.unwrap(), 1);
 }
 
-#[test]
-fn second_factors_survive_reopening_on_disk() {
+#[tokio::test]
+async fn second_factors_survive_reopening_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = SledStore::open(dir.path()).unwrap();
-        s.put_totp("u1", &totp_credential()).unwrap();
-        assert!(s.accept_totp_step("u1", 50).unwrap());
-        s.put_recovery_codes("u1", &["h1".to_string()]).unwrap();
-        s.flush().unwrap();
+        s.put_totp("u1", &totp_credential()).await.unwrap();
+        assert!(s.accept_totp_step("u1", 50).await.unwrap());
+        s.put_recovery_codes("u1", &["h1".to_string()])
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
     }
     let s = SledStore::open(dir.path()).unwrap();
     // An accepted step stays used after a restart.
-    assert!(!s.accept_totp_step("u1", 50).unwrap());
-    assert_eq!(s.recovery_codes_left("u1").unwrap(), 1);
+    assert!(!s.accept_totp_step("u1", 50).await.unwrap());
+    assert_eq!(s.recovery_codes_left("u1").await.unwrap(), 1);
 }
 
 #[test]
@@ -64,8 +68,8 @@ fn totp_debug_hides_the_sealed_secret() {
     assert!(shown.contains("last_step: 0"), "{shown}");
 }
 
-#[test]
-fn sessions_written_before_the_index_are_indexed_on_open() {
+#[tokio::test]
+async fn sessions_written_before_the_index_are_indexed_on_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path()).unwrap();
@@ -80,6 +84,7 @@ fn sessions_written_before_the_index_are_indexed_on_open() {
     let store = SledStore::open(dir.path()).unwrap();
     let listed: Vec<String> = store
         .sessions_of("u_a")
+        .await
         .unwrap()
         .into_iter()
         .map(|(h, _)| h)
@@ -99,8 +104,8 @@ fn reopen_raw(path: &std::path::Path) -> sled::Db {
     sled::open(path).unwrap()
 }
 
-#[test]
-fn a_lock_from_an_older_version_survives_the_upgrade() {
+#[tokio::test]
+async fn a_lock_from_an_older_version_survives_the_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     {
         // How older versions kept failure counts, with the rule inside the record.
@@ -116,11 +121,16 @@ fn a_lock_from_an_older_version_survives_the_upgrade() {
         db.flush().unwrap();
     }
     let s = SledStore::open(dir.path()).unwrap();
-    assert!(crate::authn::attempts::locked(&s, "password:u1", 1500).unwrap());
-    assert!(!crate::authn::attempts::locked(&s, "password:u1", 1900).unwrap());
+    assert!(crate::authn::attempts::locked(&s, "password:u1", 1500)
+        .await
+        .unwrap());
+    assert!(!crate::authn::attempts::locked(&s, "password:u1", 1900)
+        .await
+        .unwrap());
     // A count below the limit starts over.
     assert_eq!(
         crate::authn::attempts::state(&s, "totp:u2", 1500)
+            .await
             .unwrap()
             .failures,
         0
@@ -131,8 +141,8 @@ fn a_lock_from_an_older_version_survives_the_upgrade() {
     assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"attempts"));
 }
 
-#[test]
-fn an_email_code_from_an_older_version_still_checks() {
+#[tokio::test]
+async fn an_email_code_from_an_older_version_still_checks() {
     let dir = tempfile::tempdir().unwrap();
     let hash = crate::authn::email_otp::hash_code("u1", "123456");
     {
@@ -146,7 +156,9 @@ fn an_email_code_from_an_older_version_still_checks() {
     }
     let s = SledStore::open(dir.path()).unwrap();
     assert_eq!(
-        crate::authn::email_otp::check(&s, "u1", "123456", 1100).unwrap(),
+        crate::authn::email_otp::check(&s, "u1", "123456", 1100)
+            .await
+            .unwrap(),
         crate::authn::email_otp::EmailCheck::Ok
     );
 }

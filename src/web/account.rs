@@ -215,7 +215,7 @@ pub async fn account_get(
 ) -> Result<Response, WebError> {
     let config = core.config.clone();
     let app = built_in(&config)?;
-    let Some(signed) = signed_in(&core, &jar)? else {
+    let Some(signed) = signed_in(&core, &jar).await? else {
         return start(&config, &app, jar);
     };
     let flash_id = cookies::get(&jar, &config, cookies::ACCOUNT_FLASH);
@@ -223,9 +223,7 @@ pub async fn account_get(
         Some(_) => cookies::clear(jar, &config, cookies::ACCOUNT_FLASH),
         None => jar,
     };
-    let (overview, flash) = core
-        .blocking(move |c| forms::page(&c.ctx(), signed, flash_id.as_deref()))
-        .await??;
+    let (overview, flash) = forms::page(&core.ctx(), signed, flash_id.as_deref()).await?;
     let browser = cookies::get(&jar, &config, cookies::BROWSER).unwrap_or_default();
     let csrf = state.csrf_token(&browser);
     let body = state.render(
@@ -286,9 +284,7 @@ pub async fn account_callback_get(
         error: q.error,
         error_description: q.error_description,
     };
-    let redeemed = core
-        .blocking(move |c| access::callback(&c.ctx(), &c.keys, &app, kept.as_deref(), answer))
-        .await?;
+    let redeemed = access::callback(&core.ctx(), &core.keys, &app, kept.as_deref(), answer).await;
     let access_token = match redeemed {
         Ok(token) => token,
         Err(CallbackError::Stale) => return Err(stale()),
@@ -326,10 +322,13 @@ pub async fn account_logout_post(
 ) -> Result<Response, WebError> {
     let token = cookies::get(&jar, &core.config, cookies::ACCOUNT);
     let session = cookies::get(&jar, &core.config, cookies::SESSION);
-    core.blocking(move |c| {
-        access::sign_out(&c.ctx(), &c.keys, token.as_deref(), session.as_deref())
-    })
-    .await??;
+    access::sign_out(
+        &core.ctx(),
+        &core.keys,
+        token.as_deref(),
+        session.as_deref(),
+    )
+    .await?;
     Ok(signed_out(&core.config, jar))
 }
 

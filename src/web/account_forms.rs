@@ -21,9 +21,7 @@ pub async fn account_profile_post(
     jar: CookieJar,
     AccountForm { signed, form }: AccountForm<BTreeMap<String, String>>,
 ) -> Result<Response, WebError> {
-    let answer = core
-        .blocking(move |c| forms::profile(&c.ctx(), &signed, &form))
-        .await??;
+    let answer = forms::profile(&core.ctx(), &signed, &form).await?;
     Ok(reply(&core.config, jar, answer))
 }
 
@@ -47,9 +45,7 @@ pub async fn account_password_post(
         new: form.new_password,
         confirm: form.new_password_confirm,
     };
-    let answer = core
-        .blocking(move |c| forms::password(&c.ctx(), &signed, &change))
-        .await??;
+    let answer = forms::password(&core.ctx(), &signed, &change).await?;
     Ok(reply(&core.config, jar, answer))
 }
 
@@ -79,9 +75,7 @@ pub async fn account_totp_get(
     Account { signed, browser }: Account,
 ) -> Result<Response, WebError> {
     let config = core.config.clone();
-    let setup = core
-        .blocking(move |c| forms::totp_setup(&c.ctx(), &c.sealing, &signed))
-        .await??;
+    let setup = forms::totp_setup(&core.ctx(), &core.sealing, &signed).await?;
     // Already set up: the page says how things stand.
     let Some(e) = setup else {
         return Ok(see_other(&home(&config)));
@@ -110,9 +104,7 @@ pub async fn account_totp_post(
     jar: CookieJar,
     AccountForm { signed, form }: AccountForm<CodeForm>,
 ) -> Result<Response, WebError> {
-    let answer = core
-        .blocking(move |c| forms::confirm_totp(&c.ctx(), &c.sealing, &signed, &form.code))
-        .await??;
+    let answer = forms::confirm_totp(&core.ctx(), &core.sealing, &signed, &form.code).await?;
     Ok(reply(&core.config, jar, answer))
 }
 
@@ -121,9 +113,7 @@ pub async fn account_totp_reset_post(
     jar: CookieJar,
     AccountForm { signed, .. }: AccountForm<NoFields>,
 ) -> Result<Response, WebError> {
-    let answer = core
-        .blocking(move |c| forms::reset_totp(&c.ctx(), &signed))
-        .await??;
+    let answer = forms::reset_totp(&core.ctx(), &signed).await?;
     Ok(reply(&core.config, jar, answer))
 }
 
@@ -132,9 +122,7 @@ pub async fn account_recovery_codes_post(
     jar: CookieJar,
     AccountForm { signed, .. }: AccountForm<NoFields>,
 ) -> Result<Response, WebError> {
-    let answer = core
-        .blocking(move |c| forms::recovery_codes(&c.ctx(), &signed))
-        .await??;
+    let answer = forms::recovery_codes(&core.ctx(), &signed).await?;
     Ok(reply(&core.config, jar, answer))
 }
 
@@ -151,9 +139,7 @@ pub async fn account_unlink_post(
     jar: CookieJar,
     AccountForm { signed, form }: AccountForm<UnlinkForm>,
 ) -> Result<Response, WebError> {
-    let answer = core
-        .blocking(move |c| forms::unlink(&c.ctx(), &signed, &form.connection, &form.subject))
-        .await??;
+    let answer = forms::unlink(&core.ctx(), &signed, &form.connection, &form.subject).await?;
     Ok(reply(&core.config, jar, answer))
 }
 
@@ -168,8 +154,6 @@ pub async fn account_session_end_post(
     jar: CookieJar,
     AccountForm { signed, form }: AccountForm<SessionForm>,
 ) -> Result<Response, WebError> {
-    let answer = core
-        .blocking(move |c| forms::end_session(&c.ctx(), &signed, &form.session))
-        .await??;
+    let answer = forms::end_session(&core.ctx(), &signed, &form.session).await?;
     Ok(reply(&core.config, jar, answer))
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Json, Response};
 use serde_json::{json, Value};
 
 use super::extract::{AdminScope, AuditScope, Caller, Core};
-use super::scim::run;
+use super::scim::admin;
 use super::WebError;
 use crate::audit;
 use crate::oidc::{ErrorCode, OAuthError};
@@ -44,8 +44,9 @@ pub async fn reset_totp_post(
     caller: Caller<AdminScope>,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let answer = run(&core, caller.client, move |a| a.reset_totp(&id))
-        .await?
+    let answer = admin(&core, &caller.client)
+        .reset_totp(&id)
+        .await
         .map_err(oauth_error)?;
     Ok(json_no_store(answer.body.unwrap_or(Value::Null)))
 }
@@ -58,8 +59,9 @@ pub async fn unlock_post(
     caller: Caller<AdminScope>,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let answer = run(&core, caller.client, move |a| a.unlock(&id))
-        .await?
+    let answer = admin(&core, &caller.client)
+        .unlock(&id)
+        .await
         .map_err(oauth_error)?;
     Ok(json_no_store(answer.body.unwrap_or(Value::Null)))
 }
@@ -87,9 +89,8 @@ pub async fn events_get(
 ) -> Result<Response, WebError> {
     let query = audit::Query::from_params(|k| q.get(k).map(String::as_str), core.now)
         .map_err(|e| WebError::oauth(OAuthError::invalid_request(e)))?;
-    let events = core
-        .blocking(move |c| audit::query(c.store.as_ref(), &query))
-        .await?
+    let events = audit::query(core.store.as_ref(), &query)
+        .await
         .map_err(|e| {
             tracing::error!(error = %e, "reading the audit trail failed");
             WebError::oauth(OAuthError::new(

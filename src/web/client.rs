@@ -75,7 +75,7 @@ fn class_of(method: &Method, path: &str, base: &str) -> Option<Class> {
 
 /// Count a request of `class` from `client`; the seconds to wait when it is over the
 /// limit.
-fn check(
+async fn check(
     state: &AppState,
     config: &Config,
     class: Class,
@@ -89,7 +89,9 @@ fn check(
         class,
         &tag,
         now,
-    )? {
+    )
+    .await?
+    {
         Admission::Allowed => Ok(None),
         Admission::Refused { retry_after } => {
             tracing::info!(class = class.name(), %client, retry_after, "throttled");
@@ -158,7 +160,7 @@ pub async fn admit(State(state): State<Shared>, mut req: Request, next: Next) ->
         return next.run(req).await;
     };
     let style = ErrorStyle::of(req.uri().path(), base);
-    match check(&state, &config, class, client, state.now()) {
+    match check(&state, &config, class, client, state.now()).await {
         Ok(None) => next.run(req).await,
         Ok(Some(retry_after)) => state.error_response(too_many(class, retry_after, style), style),
         Err(e) => state.error_response(e, style),
@@ -167,7 +169,7 @@ pub async fn admit(State(state): State<Shared>, mut req: Request, next: Next) ->
 
 /// Whether the address that started `flow` may be sent another email code now; the
 /// refusal page when not. A flow without an address (no socket) is not throttled.
-pub(crate) fn email_allowed(
+pub(crate) async fn email_allowed(
     state: &AppState,
     config: &Config,
     flow_ip: &str,
@@ -176,7 +178,7 @@ pub(crate) fn email_allowed(
     let Ok(client) = flow_ip.parse::<IpAddr>() else {
         return Ok(());
     };
-    match check(state, config, Class::Email, client, now)? {
+    match check(state, config, Class::Email, client, now).await? {
         None => Ok(()),
         Some(retry_after) => Err(too_many(Class::Email, retry_after, ErrorStyle::Page)),
     }

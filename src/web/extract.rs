@@ -28,8 +28,7 @@ use crate::scim::ScimError;
 use crate::store::Store;
 
 /// What the core needs for this request: one config snapshot, the store, the keys,
-/// and the request's time, read once. Cheap to clone, so work can move to the
-/// blocking pool with it.
+/// and the request's time, read once.
 #[derive(Clone)]
 pub(crate) struct Core {
     pub config: Arc<Config>,
@@ -56,15 +55,6 @@ impl Core {
             store: self.store.as_ref(),
             now: self.now,
         }
-    }
-
-    /// Run core work (store writes, flushes, signing, Argon2) on the blocking pool.
-    pub(crate) async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Core) -> T + Send + 'static,
-    ) -> Result<T, WebError> {
-        let core = self.clone();
-        Ok(tokio::task::spawn_blocking(move || work(&core)).await?)
     }
 }
 
@@ -159,7 +149,7 @@ impl<G: Guard> FromRequestParts<Shared> for Caller<G> {
 
 /// The My Account user of this browser, if signed in; a 404 page when My Account is
 /// switched off.
-pub(crate) fn signed_in(core: &Core, jar: &CookieJar) -> Result<Option<Signed>, WebError> {
+pub(crate) async fn signed_in(core: &Core, jar: &CookieJar) -> Result<Option<Signed>, WebError> {
     built_in(&core.config)?;
     let token = cookies::get(jar, &core.config, cookies::ACCOUNT);
     let session = cookies::get(jar, &core.config, cookies::SESSION);
@@ -168,7 +158,8 @@ pub(crate) fn signed_in(core: &Core, jar: &CookieJar) -> Result<Option<Signed>, 
         &core.keys,
         token.as_deref(),
         session.as_deref(),
-    )?)
+    )
+    .await?)
 }
 
 /// The signed-in My Account user; a browser that is not is sent to My Account's
@@ -185,7 +176,10 @@ impl FromRequestParts<Shared> for Account {
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
         let core = Core::of(state);
         let jar = CookieJar::from_headers(&parts.headers);
-        match signed_in(&core, &jar).map_err(IntoResponse::into_response)? {
+        match signed_in(&core, &jar)
+            .await
+            .map_err(IntoResponse::into_response)?
+        {
             Some(signed) => Ok(Account {
                 signed,
                 browser: cookies::get(&jar, &core.config, cookies::BROWSER).unwrap_or_default(),
@@ -259,7 +253,10 @@ impl<T: DeserializeOwned + Send> FromRequest<Shared> for AccountForm<T> {
         let core = Core::of(state);
         built_in(&core.config).map_err(IntoResponse::into_response)?;
         check_csrf(state, &core.config, &jar, &csrf).map_err(IntoResponse::into_response)?;
-        match signed_in(&core, &jar).map_err(IntoResponse::into_response)? {
+        match signed_in(&core, &jar)
+            .await
+            .map_err(IntoResponse::into_response)?
+        {
             Some(signed) => Ok(AccountForm { signed, form }),
             None => Err(see_other(&home(&core.config))),
         }

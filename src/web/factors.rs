@@ -18,7 +18,6 @@ use crate::config::{App, Config, StepOption};
 
 use crate::flow::{Flow, Subject};
 use crate::signin::codes::{self, Checked, CodeStep, EmailSend, TotpPrompt};
-use crate::signin::{CoreResult, Ctx};
 
 /// The MFA conflict's page: every option of the step needs an account and the subject
 /// has none. The user is told so, with a way back to the app (which hears
@@ -84,7 +83,7 @@ pub(crate) async fn render(
     match option {
         StepOption::Totp => {
             let ctx = state.core(config, state.now());
-            let enrol = match codes::totp_prompt(ctx, &state.sealing, app, &uid)? {
+            let enrol = match codes::totp_prompt(ctx, &state.sealing, app, &uid).await? {
                 TotpPrompt::Enter => None,
                 TotpPrompt::NotOffered => {
                     return Err(WebError::page(
@@ -118,9 +117,9 @@ pub(crate) async fn render(
             if !flow.email_sent {
                 // Before a code is issued: a throttled address gets no code at all,
                 // and counts the same whether or not the account has an address.
-                super::client::email_allowed(state, config, &flow.ip, ctx.now)?;
+                super::client::email_allowed(state, config, &flow.ip, ctx.now).await?;
             }
-            if let Some(send) = codes::email_page(ctx, flow, &uid)? {
+            if let Some(send) = codes::email_page(ctx, flow, &uid).await? {
                 mail_code(state, app, send).await?;
             }
             state.render(
@@ -238,7 +237,7 @@ async fn code_step<T>(
     match at {
         Some(at) => Ok(Ok(at)),
         None => {
-            state.save_flow(&posted.flow)?;
+            state.save_flow(&posted.flow).await?;
             Ok(Err(see_other(&login_url(&posted.config, &posted.flow))))
         }
     }
@@ -257,7 +256,7 @@ async fn code_answered(
         state.flush().await?;
     }
     record_code(&mut flow, option, checked == Checked::Passed);
-    state.save_flow(&flow)?;
+    state.save_flow(&flow).await?;
     Ok(see_other(&login_url(config, &flow)))
 }
 
@@ -267,7 +266,6 @@ async fn answer_code(
     state: &Shared,
     mut posted: Posted<CodeForm>,
     option: StepOption,
-    check: impl FnOnce(Ctx<'_>, &mut Flow, CodeStep, &str) -> CoreResult<Checked>,
 ) -> Result<Response, WebError> {
     let at = match code_step(state, &mut posted, &option).await? {
         Ok(at) => at,
@@ -280,7 +278,13 @@ async fn answer_code(
         now,
         ..
     } = posted;
-    let checked = check(state.core(&config, now), &mut flow, at, &form.code)?;
+    let ctx = state.core(&config, now);
+    let checked = match option {
+        StepOption::Totp => {
+            codes::submit_totp(ctx, &state.sealing, &mut flow, at, &form.code).await?
+        }
+        _ => codes::submit_recovery_code(ctx, &mut flow, at, &form.code).await?,
+    };
     code_answered(state, &config, flow, option.name(), checked).await
 }
 
@@ -288,11 +292,7 @@ pub async fn login_totp_post(
     State(state): State<Shared>,
     posted: Posted<CodeForm>,
 ) -> Result<Response, WebError> {
-    let sealing = state.sealing.clone();
-    answer_code(&state, posted, StepOption::Totp, |ctx, flow, at, code| {
-        codes::submit_totp(ctx, &sealing, flow, at, code)
-    })
-    .await
+    answer_code(&state, posted, StepOption::Totp).await
 }
 
 pub async fn login_email_otp_post(
@@ -312,15 +312,15 @@ pub async fn login_email_otp_post(
     } = posted;
     let ctx = state.core(&config, now);
     if form.resend.is_some() {
-        super::client::email_allowed(&state, &config, &flow.ip, now)?;
-        let send = codes::resend_email_code(ctx, &mut flow, &at.user_id)?;
+        super::client::email_allowed(&state, &config, &flow.ip, now).await?;
+        let send = codes::resend_email_code(ctx, &mut flow, &at.user_id).await?;
         if let Some(app) = config.apps.get(&flow.request.app_id) {
             mail_code(&state, app, send).await?;
         }
-        state.save_flow(&flow)?;
+        state.save_flow(&flow).await?;
         return Ok(see_other(&login_url(&config, &flow)));
     }
-    let checked = codes::submit_email_code(ctx, &mut flow, at, &form.code)?;
+    let checked = codes::submit_email_code(ctx, &mut flow, at, &form.code).await?;
     code_answered(&state, &config, flow, "email_otp", checked).await
 }
 
@@ -328,13 +328,7 @@ pub async fn login_recovery_code_post(
     State(state): State<Shared>,
     posted: Posted<CodeForm>,
 ) -> Result<Response, WebError> {
-    answer_code(
-        &state,
-        posted,
-        StepOption::RecoveryCode,
-        codes::submit_recovery_code,
-    )
-    .await
+    answer_code(&state, posted, StepOption::RecoveryCode).await
 }
 
 /// The page that shows freshly issued recovery codes, once.
@@ -368,6 +362,6 @@ pub async fn login_continue_post(
         mut flow, config, ..
     } = posted;
     flow.pending_codes.clear();
-    state.save_flow(&flow)?;
+    state.save_flow(&flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }

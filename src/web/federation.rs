@@ -54,7 +54,7 @@ pub(crate) async fn begin(
         )
         .with_hint("Try again in a moment, or choose another way to sign in.")
     })?;
-    federation::sent_upstream(state.core(config, now), flow, step, pending)?;
+    federation::sent_upstream(state.core(config, now), flow, step, pending).await?;
     Ok(see_other(&url))
 }
 
@@ -86,10 +86,11 @@ pub async fn callback_get(
     let config = state.config();
     let now = state.now();
     let ctx = state.core(&config, now);
-    let (flow_id, hash) =
-        federation::take_callback(ctx, answer.state.as_deref())?.ok_or_else(stale)?;
+    let (flow_id, hash) = federation::take_callback(ctx, answer.state.as_deref())
+        .await?
+        .ok_or_else(stale)?;
     let browser = cookies::get(&jar, &config, cookies::BROWSER);
-    let mut flow = state.load_flow(&flow_id, browser.as_deref(), now)?;
+    let mut flow = state.load_flow(&flow_id, browser.as_deref(), now).await?;
     let pending =
         federation::callback_pending(ctx, &mut flow, &connection, &hash).ok_or_else(stale)?;
     let conn = config
@@ -127,30 +128,22 @@ pub async fn callback_get(
         Ok(identity) => {
             if let Some(rec) = flow.recording.as_mut() {
                 // The account as it was, before this sign-in re-syncs it.
-                if let Some(uid) = state.store.identity(&connection, &identity.subject)? {
-                    rec.user(state.store.as_ref(), &uid)?;
+                if let Some(uid) = state.store.identity(&connection, &identity.subject).await? {
+                    rec.user(state.store.as_ref(), &uid).await?;
                 }
                 rec.upstream(&connection, identity);
             }
         }
     }
-    // Provisioning may create an account and hash nothing, but it writes several
-    // records: the blocking pool, like every store-heavy step.
-    let st = state.clone();
-    let (c, cfg) = (conn.clone(), config.clone());
-    let (arrived, flow) = tokio::task::spawn_blocking(move || {
-        let arrived = federation::arrived(st.core(&cfg, now), &mut flow, &c, step, result);
-        (arrived, flow)
-    })
-    .await?;
-    let mut flow = flow;
-    match arrived? {
+    let arrived =
+        federation::arrived(state.core(&config, now), &mut flow, &conn, step, result).await?;
+    match arrived {
         Arrived::Denied => {
-            state.save_flow(&flow)?;
+            state.save_flow(&flow).await?;
             Ok(see_other(&login_url(&config, &flow)))
         }
         Arrived::Failed(reason) => {
-            state.save_flow(&flow)?;
+            state.save_flow(&flow).await?;
             Err(failed_page(&conn, &config, &flow, &reason))
         }
         Arrived::Settled { settled, how } => {
@@ -183,7 +176,7 @@ async fn settled_answer(
     state.metrics.provisioned(&conn.id, result);
     if let Some(rec) = flow.recording.as_mut() {
         if let Some(uid) = linked_to {
-            rec.user(state.store.as_ref(), &uid)?;
+            rec.user(state.store.as_ref(), &uid).await?;
         }
         if how == How::Provisioned && settled == (Settled::Passed { account: true }) {
             rec.provisioned = true;
@@ -192,7 +185,7 @@ async fn settled_answer(
     if settled == (Settled::Passed { account: true }) && how != How::Found {
         state.flush().await?;
     }
-    state.save_flow(flow)?;
+    state.save_flow(flow).await?;
     match settled {
         Settled::Refused(reason) => Err(failed_page(conn, config, flow, &reason)),
         _ => Ok(see_other(&login_url(config, flow))),
@@ -315,8 +308,8 @@ pub async fn login_federation_post(
             Answer::Username(name)
         }
         Need::LinkProof { user_id } => {
-            let Some(proof) = federation::prove_begin(ctx, &mut flow, user_id)? else {
-                state.save_flow(&flow)?;
+            let Some(proof) = federation::prove_begin(ctx, &mut flow, user_id).await? else {
+                state.save_flow(&flow).await?;
                 return Ok(see_other(&login_url(&config, &flow)));
             };
             let candidate = proof.user.clone();
@@ -325,22 +318,22 @@ pub async fn login_federation_post(
                 password::verify(candidate.as_ref(), &presented)
             })
             .await?;
-            match federation::prove_finish(ctx, &mut flow, user_id, proof, ok)? {
+            match federation::prove_finish(ctx, &mut flow, user_id, proof, ok).await? {
                 Some(user) => {
                     record_answer(&mut flow, |i| i.link_password = Some("valid".into()));
                     linked_to = Some(user.id.clone());
                     Answer::Proven(Box::new(user))
                 }
                 None => {
-                    state.save_flow(&flow)?;
+                    state.save_flow(&flow).await?;
                     return Ok(see_other(&login_url(&config, &flow)));
                 }
             }
         }
     };
-    match federation::answer(ctx, &mut flow, &conn, pending, answer)? {
+    match federation::answer(ctx, &mut flow, &conn, pending, answer).await? {
         Answered::AskAgain => {
-            state.save_flow(&flow)?;
+            state.save_flow(&flow).await?;
             Ok(see_other(&login_url(&config, &flow)))
         }
         Answered::Settled { settled, how } => {

@@ -65,9 +65,9 @@ async fn decide(
 ) -> Result<(Flow, Next, Option<(String, Session)>), WebError> {
     let mut flow = flow;
     let cookie = cookies::get(jar, config, cookies::SESSION);
-    let session = state.session(cookie.as_deref(), now)?;
+    let session = state.session(cookie.as_deref(), now).await?;
     let view = match &session {
-        Some((_, s)) => signin::session_view(state.core(config, now), s)?,
+        Some((_, s)) => signin::session_view(state.core(config, now), s).await?,
         None => None,
     };
     if app.sign_in.script.is_some() {
@@ -107,7 +107,7 @@ async fn advance_inner(
     at_page: bool,
 ) -> Result<Response, WebError> {
     let ctx = state.core(config, now);
-    let (app, shown, session) = match signin::prepare(ctx, flow)? {
+    let (app, shown, session) = match signin::prepare(ctx, flow).await? {
         Prepared::AppGone => {
             return Err(WebError::page(
                 StatusCode::BAD_REQUEST,
@@ -120,17 +120,16 @@ async fn advance_inner(
             let (decided, next, session) =
                 decide(state, config, flow.clone(), &app, &jar, now).await?;
             *flow = decided;
-            let shown = signin::resolve(ctx, flow, next)?;
+            let shown = signin::resolve(ctx, flow, next).await?;
             (app, shown, session)
         }
     };
-    let to_page = |flow: &Flow| -> Result<Response, WebError> {
-        state.save_flow(flow)?;
-        Ok((jar.clone(), see_other(&login_url(config, flow))).into_response())
-    };
     let browser = cookies::get(&jar, config, cookies::BROWSER).unwrap_or_default();
     match shown {
-        Shown::RecoveryCodes | Shown::Provisioning | Shown::Step(_) if !at_page => to_page(flow),
+        Shown::RecoveryCodes | Shown::Provisioning | Shown::Step(_) if !at_page => {
+            state.save_flow(flow).await?;
+            Ok((jar, see_other(&login_url(config, flow))).into_response())
+        }
         Shown::RecoveryCodes => {
             let csrf = state.csrf_token(&browser);
             let page = factors::recovery_codes_page(state, config, &app, flow, csrf)?;
@@ -138,12 +137,12 @@ async fn advance_inner(
         }
         Shown::Provisioning => {
             let page = federation::page(state, config, &app, flow, state.csrf_token(&browser))?;
-            state.save_flow(flow)?;
+            state.save_flow(flow).await?;
             Ok((jar, page).into_response())
         }
         Shown::Step(at) => {
             let page = show_step(state, config, &app, flow, at, &jar).await?;
-            state.save_flow(flow)?;
+            state.save_flow(flow).await?;
             Ok((jar, page).into_response())
         }
         Shown::NeedsAccount { error, back, .. } => {
@@ -296,7 +295,7 @@ async fn complete(
 ) -> Result<Response, WebError> {
     let ctx = state.core(config, now);
     let (redirect, new_session, record) =
-        match crate::signin::complete(ctx, app, flow, session.as_ref())? {
+        match crate::signin::complete(ctx, app, flow, session.as_ref()).await? {
             Completed::Refused { redirect, error } => {
                 state.metrics.sign_in(
                     &flow.request.app_id,
@@ -319,7 +318,7 @@ async fn complete(
         .sign_in(&flow.request.app_id, "success", connection);
     if flow.recording.is_some() {
         let user = match &record.grant.user_id {
-            Some(id) => state.store.user(id)?,
+            Some(id) => state.store.user(id).await?,
             None => None,
         };
         let claims = crate::oidc::token::id_token_claims(
@@ -357,7 +356,7 @@ pub async fn login_get(
     let config = state.config();
     let now = state.now();
     let browser = cookies::get(&jar, &config, cookies::BROWSER);
-    let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
+    let mut flow = state.load_flow(&id, browser.as_deref(), now).await?;
     if q.back.is_some() {
         flow.unpick();
     }
@@ -406,7 +405,7 @@ pub async fn login_pick_post(
     if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
         signin::pick(&mut flow, &options, &form.option);
     }
-    state.save_flow(&flow)?;
+    state.save_flow(&flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }
 
@@ -436,7 +435,7 @@ pub async fn login_cancel_post(
         }
         signin::cancel(state.core(&config, now), &mut flow, step);
     }
-    state.save_flow(&flow)?;
+    state.save_flow(&flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }
 
@@ -461,7 +460,7 @@ pub async fn login_password_post(
     } = posted;
     let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await?
     else {
-        state.save_flow(&flow)?;
+        state.save_flow(&flow).await?;
         return Ok(see_other(&login_url(&config, &flow)));
     };
     let ctx = state.core(&config, now);
@@ -473,9 +472,11 @@ pub async fn login_password_post(
         &options,
         &form.username,
         &form.password,
-    )? {
+    )
+    .await?
+    {
         Begun::NotOffered | Begun::Incomplete => {
-            state.save_flow(&flow)?;
+            state.save_flow(&flow).await?;
             return Ok(see_other(&login_url(&config, &flow)));
         }
         Begun::Locked { unlock: None } => {}
@@ -490,10 +491,10 @@ pub async fn login_password_post(
             })
             .await?;
             if let (Some(rec), Some(u)) = (flow.recording.as_mut(), &attempt.user) {
-                rec.user(state.store.as_ref(), &u.id)?;
+                rec.user(state.store.as_ref(), &u.id).await?;
             }
             accepted = ok;
-            signin::password::finish(ctx, &mut flow, step, &form.username, attempt, ok)?;
+            signin::password::finish(ctx, &mut flow, step, &form.username, attempt, ok).await?;
             if !ok {
                 // The failure counts towards the account's lock: keep it across a crash.
                 state.flush().await?;
@@ -509,7 +510,7 @@ pub async fn login_password_post(
             ..Default::default()
         });
     }
-    state.save_flow(&flow)?;
+    state.save_flow(&flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }
 
@@ -546,7 +547,7 @@ pub async fn unlock_get(
 ) -> Result<Response, WebError> {
     let config = state.config();
     let ctx = state.core(&config, state.now());
-    let message = match signin::unlock::redeem(ctx, &token)? {
+    let message = match signin::unlock::redeem(ctx, &token).await? {
         Some(_) => {
             state.flush().await?;
             "Your account is unlocked. You can sign in again."
@@ -582,7 +583,7 @@ pub async fn signup_get(
     let config = state.config();
     let now = state.now();
     let browser = cookies::get(&jar, &config, cookies::BROWSER);
-    let mut flow = state.load_flow(&id, browser.as_deref(), now)?;
+    let mut flow = state.load_flow(&id, browser.as_deref(), now).await?;
     let Some((_, options, app)) = current_step(&state, &config, &jar, &mut flow, now).await? else {
         return Err(signup_unavailable());
     };
@@ -606,7 +607,7 @@ pub async fn signup_get(
         rules: password::describe_policy(&config.security.password_policy),
         sign_in_url: login_url(&config, &flow),
     };
-    state.save_flow(&flow)?;
+    state.save_flow(&flow).await?;
     state.render("signup.html", &page)
 }
 
@@ -647,23 +648,24 @@ pub async fn signup_post(
         &email,
         &form.password,
         &form.password_confirm,
-    )?
+    )
+    .await?
     .is_empty()
     {
-        state.save_flow(&flow)?;
+        state.save_flow(&flow).await?;
         return Ok(see_other(&signup_url));
     }
     let presented = form.password.clone();
     let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
         .await?
         .map_err(|e| WebError::Internal(e.to_string()))?;
-    match signin::sign_up(ctx, &mut flow, step, &app.id, &email, hash)? {
+    match signin::sign_up(ctx, &mut flow, step, &app.id, &email, hash).await? {
         SignedUp::Created { .. } => state.flush().await?,
         SignedUp::Taken => {
-            state.save_flow(&flow)?;
+            state.save_flow(&flow).await?;
             return Ok(see_other(&signup_url));
         }
     }
-    state.save_flow(&flow)?;
+    state.save_flow(&flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }

@@ -24,7 +24,7 @@ pub(crate) async fn metrics_get(State(state): State<Shared>, core: Core) -> Resp
     if !core.config.metrics.on_main_listener() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    render(&state, &core)
+    render(&state, &core).await
 }
 
 /// `GET /metrics` on the separate `metrics.bind` listener.
@@ -32,11 +32,11 @@ async fn metrics_only_get(State(state): State<Shared>, core: Core) -> Response {
     if !core.config.metrics.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
-    render(&state, &core)
+    render(&state, &core).await
 }
 
-fn render(state: &Shared, core: &Core) -> Response {
-    let body = state.metrics.scrape(core.store.as_ref());
+async fn render(state: &Shared, core: &Core) -> Response {
+    let body = state.metrics.scrape(core.store.as_ref()).await;
     (
         [
             (header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE),

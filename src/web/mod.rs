@@ -66,7 +66,7 @@ pub struct AppState {
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    pub fn new(
+    pub async fn new(
         config: Config,
         store: Arc<dyn Store>,
         keys: Arc<Keys>,
@@ -74,9 +74,12 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Shared> {
         let mailer = Mailer::from_config(&config.email)?;
-        let csrf_key = store.secret("csrf", &|| crate::crypto::random_token(32).into_bytes())?;
-        let client_key =
-            store.secret("throttle", &|| crate::crypto::random_token(32).into_bytes())?;
+        let csrf_key = store
+            .secret("csrf", &|| crate::crypto::random_token(32).into_bytes())
+            .await?;
+        let client_key = store
+            .secret("throttle", &|| crate::crypto::random_token(32).into_bytes())
+            .await?;
         let templates = pages::environment(config.theme.as_deref());
         let metrics = crate::metrics::Metrics::new()
             .map_err(|e| anyhow::anyhow!("cannot set up the metrics: {e}"))?;
@@ -215,39 +218,36 @@ impl AppState {
     }
 
     /// Load a flow for this browser, refusing one that expired or belongs elsewhere.
-    pub(crate) fn load_flow(
+    pub(crate) async fn load_flow(
         &self,
         id: &str,
         browser: Option<&str>,
         now: u64,
     ) -> Result<Flow, WebError> {
         let config = self.config();
-        crate::signin::load(self.core(&config, now), id, browser)?.ok_or_else(WebError::flow_lost)
+        crate::signin::load(self.core(&config, now), id, browser)
+            .await?
+            .ok_or_else(WebError::flow_lost)
     }
 
-    pub(crate) fn save_flow(&self, flow: &Flow) -> Result<(), WebError> {
+    pub(crate) async fn save_flow(&self, flow: &Flow) -> Result<(), WebError> {
         let config = self.config();
-        Ok(crate::signin::save(self.core(&config, self.now()), flow)?)
+        Ok(crate::signin::save(self.core(&config, self.now()), flow).await?)
     }
 
     /// The SSO session named by the cookie, if it is live.
-    pub(crate) fn session(
+    pub(crate) async fn session(
         &self,
         cookie: Option<&str>,
         now: u64,
     ) -> Result<Option<(String, Session)>, WebError> {
         let config = self.config();
-        Ok(crate::signin::live_session(
-            self.core(&config, now),
-            cookie,
-        )?)
+        Ok(crate::signin::live_session(self.core(&config, now), cookie).await?)
     }
 
-    /// Make every write so far durable, off the async runtime.
+    /// Make every write so far durable.
     pub(crate) async fn flush(&self) -> Result<(), WebError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush()).await??;
-        Ok(())
+        Ok(self.store.flush().await?)
     }
 }
 

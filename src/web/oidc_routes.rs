@@ -149,16 +149,13 @@ pub async fn token(
         WebError::oauth(e)
     })?;
     let grant_type = request.grant_type().map(str::to_string);
-    let result = core
-        .blocking(move |c| token::exchange(&c.ctx(), &c.keys, &request))
-        .await;
+    let result = token::exchange(&core.ctx(), &core.keys, &request).await;
     let outcome = match &result {
-        Ok(Ok(_)) => "ok",
-        Ok(Err(e)) => e.error.code.as_str(),
-        Err(_) => "server_error",
+        Ok(_) => "ok",
+        Err(e) => e.error.code.as_str(),
     };
     state.metrics.token(grant_type.as_deref(), outcome);
-    match result? {
+    match result {
         Ok(body) => Ok(token_response(body)),
         Err(e) => {
             let challenge = e.challenge();
@@ -192,7 +189,8 @@ fn unauthorized(error: Option<&str>) -> WebError {
 
 async fn userinfo(core: Core, token: Option<String>) -> Result<Response, WebError> {
     let token = token.ok_or_else(|| unauthorized(None))?;
-    let claims = token::userinfo(&core.ctx(), &core.keys, &token)?
+    let claims = token::userinfo(&core.ctx(), &core.keys, &token)
+        .await?
         .ok_or_else(|| unauthorized(Some("invalid_token")))?;
     let mut res = Json(claims).into_response();
     res.headers_mut()
@@ -229,8 +227,7 @@ async fn finish_logout(
 ) -> Result<Response, WebError> {
     let config = core.config.clone();
     let session = cookies::get(&jar, &config, cookies::SESSION);
-    core.blocking(move |c| logout::end_session(&c.ctx(), session.as_deref()))
-        .await??;
+    logout::end_session(&core.ctx(), session.as_deref()).await?;
     let jar = cookies::clear_session(jar, &config);
     let res = match target.return_url() {
         Some(url) => Redirect::to(url.as_str()).into_response(),
@@ -260,7 +257,7 @@ pub async fn logout_get(
 ) -> Result<Response, WebError> {
     let target = logout_target(&core, &params)?;
     let session = cookies::get(&jar, &core.config, cookies::SESSION);
-    match logout::decide(&core.ctx(), &target, session.as_deref())? {
+    match logout::decide(&core.ctx(), &target, session.as_deref()).await? {
         logout::Decision::SignOut => finish_logout(&state, core, jar, target).await,
         logout::Decision::Confirm => {
             let config = &core.config;

@@ -59,7 +59,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Shared> for Posted<T> {
             Form::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state)
                 .await
                 .map_err(|_| WebError::bad_request("The form could not be read."))?;
-        let flow = state.load_flow(&id, browser.as_deref(), now)?;
+        let flow = state.load_flow(&id, browser.as_deref(), now).await?;
         Ok(Posted {
             form,
             flow,

@@ -50,14 +50,9 @@ pub(crate) fn answer(a: Answer) -> Response {
     res
 }
 
-/// Run an admin operation for `client` on the blocking pool.
-pub(crate) async fn run(
-    core: &Core,
-    client: ServiceToken,
-    op: impl FnOnce(&Admin) -> Result<Answer, ScimError> + Send + 'static,
-) -> Result<Result<Answer, ScimError>, WebError> {
-    core.blocking(move |c| op(&Admin::new(&c.ctx(), &client.client_id)))
-        .await
+/// The admin operations of `scim`, acting for `client`.
+pub(crate) fn admin<'a>(core: &'a Core, client: &'a ServiceToken) -> Admin<'a> {
+    Admin::new(&core.ctx(), &client.client_id)
 }
 
 fn json_body(body: &Bytes) -> Result<Value, ScimError> {
@@ -77,20 +72,19 @@ pub async fn users_get(
     caller: ScimCaller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    let listed = run(&core, caller.client, move |a| {
-        a.list(
+    let listed = admin(&core, &caller.client)
+        .list(
             q.get("filter").map(String::as_str),
             q.get("startIndex").map(String::as_str),
             q.get("count").map(String::as_str),
         )
-    })
-    .await??;
+        .await?;
     Ok(answer(listed))
 }
 
 pub async fn users_post(core: Core, caller: ScimCaller, body: Bytes) -> Result<Response, WebError> {
     let body = json_body(&body)?;
-    let created = run(&core, caller.client, move |a| a.create(&body)).await??;
+    let created = admin(&core, &caller.client).create(&body).await?;
     Ok(answer(created))
 }
 
@@ -100,7 +94,7 @@ pub async fn user_get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let found = run(&core, caller.client, move |a| a.get(&id)).await??;
+    let found = admin(&core, &caller.client).get(&id).await?;
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -111,20 +105,28 @@ pub async fn user_get(
     Ok(answer(found))
 }
 
+/// How a write replaces a user: PUT or PATCH.
+enum Write {
+    Replace,
+    Patch,
+}
+
 /// A write to one user with a JSON body and an optional `If-Match`: PUT and PATCH.
 async fn write_user(
     core: &Core,
     caller: ScimCaller,
     headers: &HeaderMap,
     body: &Bytes,
-    op: impl FnOnce(&Admin, &Value, Option<&str>) -> Result<Answer, ScimError> + Send + 'static,
+    id: &str,
+    how: Write,
 ) -> Result<Response, WebError> {
     let body = json_body(body)?;
     let version = if_match(headers);
-    let written = run(core, caller.client, move |a| {
-        op(a, &body, version.as_deref())
-    })
-    .await??;
+    let admin = admin(core, &caller.client);
+    let written = match how {
+        Write::Replace => admin.replace(id, &body, version.as_deref()).await?,
+        Write::Patch => admin.patch(id, &body, version.as_deref()).await?,
+    };
     Ok(answer(written))
 }
 
@@ -135,10 +137,7 @@ pub async fn user_put(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    write_user(&core, caller, &headers, &body, move |a, body, version| {
-        a.replace(&id, body, version)
-    })
-    .await
+    write_user(&core, caller, &headers, &body, &id, Write::Replace).await
 }
 
 pub async fn user_patch(
@@ -148,10 +147,7 @@ pub async fn user_patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    write_user(&core, caller, &headers, &body, move |a, body, version| {
-        a.patch(&id, body, version)
-    })
-    .await
+    write_user(&core, caller, &headers, &body, &id, Write::Patch).await
 }
 
 pub async fn user_delete(
@@ -161,10 +157,9 @@ pub async fn user_delete(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let version = if_match(&headers);
-    let deleted = run(&core, caller.client, move |a| {
-        a.delete(&id, version.as_deref())
-    })
-    .await??;
+    let deleted = admin(&core, &caller.client)
+        .delete(&id, version.as_deref())
+        .await?;
     Ok(answer(deleted))
 }
 

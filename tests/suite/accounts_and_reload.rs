@@ -46,7 +46,7 @@ async fn sign_up_creates_an_account_and_signs_in() {
     let again = browser.follow(&usher, res).await.unwrap();
     assert!(again.body.contains("Use at least 10 characters."));
     assert!(again.body.contains("The two passwords do not match."));
-    assert_eq!(usher.store.user_count().unwrap(), 0);
+    assert_eq!(usher.store.user_count().await.unwrap(), 0);
 
     let res = browser
         .post(
@@ -66,6 +66,7 @@ async fn sign_up_creates_an_account_and_signs_in() {
     let user = usher
         .store
         .find_user("carol@example.com")
+        .await
         .unwrap()
         .expect("account stored");
     assert!(user.password_hash.unwrap().0.starts_with("$argon2id$"));
@@ -104,7 +105,9 @@ async fn sign_up_is_not_offered_where_the_app_does_not_allow_it() {
 #[tokio::test]
 async fn logout_without_a_hint_asks_first_and_checks_the_return_address() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     password_login(
@@ -159,7 +162,9 @@ async fn logout_without_a_hint_asks_first_and_checks_the_return_address() {
 #[tokio::test]
 async fn a_disabled_account_cannot_sign_in_or_refresh() {
     let usher = Usher::default().await;
-    let mut alice = usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    let mut alice = usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let start = rp.start(&[]);
@@ -170,7 +175,7 @@ async fn a_disabled_account_cannot_sign_in_or_refresh() {
         .unwrap();
 
     alice.disabled = true;
-    usher.store.update_user(&alice).unwrap();
+    usher.store.update_user(&alice).await.unwrap();
     use openidconnect::OAuth2TokenResponse;
     let refresh = rp
         .client
@@ -200,7 +205,9 @@ async fn a_disabled_account_cannot_sign_in_or_refresh() {
 #[tokio::test]
 async fn reload_swaps_valid_configs_and_refuses_broken_ones() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let state = usher.running.state.clone();
     let path = usher.config_path();
     let original = std::fs::read_to_string(&path).unwrap();
@@ -329,7 +336,9 @@ async fn a_theme_folder_overrides_a_page() {
         "listen: \"127.0.0.1:0\"\ntheme: theme",
     );
     let usher = Usher::start_in(dir, &config).await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let start = rp.start(&[]);

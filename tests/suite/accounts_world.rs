@@ -153,10 +153,11 @@ pub async fn bearer(w: &World, client_id: &str, secret: &str) -> String {
 }
 
 /// The kinds of the audit events about `sub`, oldest first.
-pub fn kinds_for(w: &World, sub: &str) -> Vec<String> {
+pub async fn kinds_for(w: &World, sub: &str) -> Vec<String> {
     w.usher
         .store
         .events(0, 1000)
+        .await
         .unwrap()
         .into_iter()
         .filter(|e| e.sub.as_deref() == Some(sub))

@@ -36,7 +36,13 @@ async fn the_cli_lists_manages_and_audits_users() {
     let w = world().await;
     // Ada arrives through Google and is provisioned.
     my_account_via(&w, &crate::common::Browser::new(), "google", "g-1001").await;
-    let uid = w.usher.store.identity("google", "g-1001").unwrap().unwrap();
+    let uid = w
+        .usher
+        .store
+        .identity("google", "g-1001")
+        .await
+        .unwrap()
+        .unwrap();
     let server = w.usher.issuer.clone();
     let env = [
         ("USHER_SERVER", server.as_str()),
@@ -94,16 +100,22 @@ async fn the_cli_lists_manages_and_audits_users() {
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let bob = w.usher.store.find_user("bob").unwrap().expect("created");
+    let bob = w
+        .usher
+        .store
+        .find_user("bob")
+        .await
+        .unwrap()
+        .expect("created");
     assert_eq!(bob.name.as_deref(), Some("Bob Builder"));
 
     let out = cli(&w, &["users", "disable", "bob"], &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "disabled bob\n");
-    assert!(w.usher.store.user(&bob.id).unwrap().unwrap().disabled);
+    assert!(w.usher.store.user(&bob.id).await.unwrap().unwrap().disabled);
     let out = cli(&w, &["users", "enable", &bob.id], &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!w.usher.store.user(&bob.id).unwrap().unwrap().disabled);
+    assert!(!w.usher.store.user(&bob.id).await.unwrap().unwrap().disabled);
 
     let out = cli(
         &w,
@@ -126,7 +138,7 @@ async fn the_cli_lists_manages_and_audits_users() {
 
     let out = cli(&w, &["users", "delete", "bob"], &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(w.usher.store.find_user("bob").unwrap().is_none());
+    assert!(w.usher.store.find_user("bob").await.unwrap().is_none());
     let out = cli(&w, &["users", "show", "bob"], &env).await;
     assert!(!out.status.success());
     assert!(

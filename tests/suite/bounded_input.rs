@@ -89,7 +89,7 @@ async fn a_filter_longer_than_the_cap_is_refused_before_parsing() {
 async fn scim_writes_with_oversized_values_or_endless_operations_are_refused() {
     let w = world().await;
     let token = bearer(&w, "ops", OPS_SECRET).await;
-    let users_before = w.usher.store.user_count().unwrap();
+    let users_before = w.usher.store.user_count().await.unwrap();
     let big = "x".repeat(100_000);
     let base = || {
         json!({
@@ -118,7 +118,7 @@ async fn scim_writes_with_oversized_values_or_endless_operations_are_refused() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{field}");
         assert_eq!(answer["scimType"], "invalidValue", "{field}");
     }
-    assert_eq!(w.usher.store.user_count().unwrap(), users_before);
+    assert_eq!(w.usher.store.user_count().await.unwrap(), users_before);
 
     let (status, created) = scim(&w, &token, reqwest::Method::POST, "/Users", Some(base())).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -218,7 +218,11 @@ async fn each_authorization_parameter_over_its_cap_is_an_invalid_request() {
         .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.headers.get("location").is_none());
-    assert_eq!(usher.store.flow_count().unwrap(), 0, "nothing was started");
+    assert_eq!(
+        usher.store.flow_count().await.unwrap(),
+        0,
+        "nothing was started"
+    );
 }
 
 #[tokio::test]
@@ -286,10 +290,10 @@ async fn refused_oversized_sign_ins_leave_the_store_as_it_was() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    usher.store.flush().unwrap();
+    usher.store.flush().await.unwrap();
     let data = usher.dir.path().join("data");
     let size_before = dir_size(&data);
-    let events_before = usher.store.events(0, 10_000).unwrap().len();
+    let events_before = usher.store.events(0, 10_000).await.unwrap().len();
 
     // 100 authorization requests with a 60 KB state and a 1 MiB login_hint.
     let mut form = with("state", "s".repeat(60 * 1024));
@@ -308,7 +312,7 @@ async fn refused_oversized_sign_ins_leave_the_store_as_it_was() {
             .map(|l| l.to_str().unwrap().to_string());
         authorize_answers.push((res.status(), location));
     }
-    let flows_after_authorize = usher.store.flow_count().unwrap();
+    let flows_after_authorize = usher.store.flow_count().await.unwrap();
 
     // One genuine sign-in, then form posts with a 1 MiB username and a 1 MiB password,
     // and a sign-up with a 1 MiB email.
@@ -368,14 +372,14 @@ async fn refused_oversized_sign_ins_leave_the_store_as_it_was() {
     }
 
     // Measured before anything is asserted, so the figure shows even where it fails.
-    usher.store.flush().unwrap();
+    usher.store.flush().await.unwrap();
     let grown = dir_size(&data).saturating_sub(size_before);
-    let events = usher.store.events(0, 10_000).unwrap();
+    let events = usher.store.events(0, 10_000).await.unwrap();
     eprintln!(
         "store grew by {grown} bytes; {} new audit event(s); {flows_after_authorize} flow(s) \
          after the authorize requests, {} in all",
         events.len() - events_before,
-        usher.store.flow_count().unwrap()
+        usher.store.flow_count().await.unwrap()
     );
 
     for (status, location) in authorize_answers {
@@ -399,9 +403,13 @@ async fn refused_oversized_sign_ins_leave_the_store_as_it_was() {
     assert!(again.body.contains("too long"), "{again:?}");
     let shown = signed_up.expect("sign-up offered").expect("the form again");
     assert!(shown.body.contains("too long"), "{shown:?}");
-    assert_eq!(usher.store.user_count().unwrap(), 0);
+    assert_eq!(usher.store.user_count().await.unwrap(), 0);
     assert_eq!(events.len(), events_before, "refusals are not audited");
-    assert_eq!(usher.store.flow_count().unwrap(), 1, "only the genuine one");
+    assert_eq!(
+        usher.store.flow_count().await.unwrap(),
+        1,
+        "only the genuine one"
+    );
     assert!(
         grown < STORE_GROWTH_BOUND,
         "the store grew by {grown} bytes"

@@ -80,7 +80,9 @@ impl Usher {
         let dyn_store: Arc<dyn Store> = store.clone();
         let real = usher::crypto::unix_now();
         let clock = Arc::new(ManualClock::at(real - real % 30));
-        let state = usher::server::state_with(loaded.config, dyn_store, clock.clone()).unwrap();
+        let state = usher::server::state_with(loaded.config, dyn_store, clock.clone())
+            .await
+            .unwrap();
         let running = usher::server::spawn(state, listener).unwrap();
         Usher {
             running,
@@ -100,7 +102,7 @@ impl Usher {
     }
 
     /// Create a local account with a password.
-    pub fn add_user(&self, username: &str, email: &str, password: &str) -> User {
+    pub async fn add_user(&self, username: &str, email: &str, password: &str) -> User {
         let user = User {
             id: format!("u_{username}"),
             username: username.into(),
@@ -116,7 +118,7 @@ impl Usher {
             created_at: 1,
             updated_at: 1,
         };
-        self.store.create_user(&user).unwrap();
+        self.store.create_user(&user).await.unwrap();
         user
     }
 

@@ -240,8 +240,12 @@ async fn the_demo_serves_thrift_usher_and_the_stand_ins_and_github_passes_throug
     assert!(me.body.contains("id=\"accounts-total\">1<"));
     // Only the demo's password user is in the store: GitHub created no account.
     let store = demo.usher.state.store.clone();
-    assert_eq!(store.user_count().unwrap(), 1);
-    assert!(store.find_user(demo::LOCAL_USERNAME).unwrap().is_some());
+    assert_eq!(store.user_count().await.unwrap(), 1);
+    assert!(store
+        .find_user(demo::LOCAL_USERNAME)
+        .await
+        .unwrap()
+        .is_some());
 
     demo.stop().await;
 }

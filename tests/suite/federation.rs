@@ -113,10 +113,11 @@ async fn google_with_jit_creates_an_account_once_and_resyncs() {
         .usher
         .store
         .identity("google", "g-1001")
+        .await
         .unwrap()
         .expect("identity linked");
     assert_eq!(claims["sub"], user_id, "the app sees the local account");
-    let user = w.usher.store.user(&user_id).unwrap().unwrap();
+    let user = w.usher.store.user(&user_id).await.unwrap().unwrap();
     assert_eq!(user.email.as_deref(), Some("ada@example.com"));
     assert!(user.email_verified);
     assert_eq!(user.name.as_deref(), Some("Ada Lovelace"));
@@ -130,11 +131,12 @@ async fn google_with_jit_creates_an_account_once_and_resyncs() {
     let (back, start, _) = login_with(&w, &rp, "google", "g-1001").await;
     let claims = rp.claims(&back.unwrap_err(), start).await;
     assert_eq!(claims["sub"], user_id, "found, not created again");
-    assert_eq!(w.usher.store.user_count().unwrap(), 1);
+    assert_eq!(w.usher.store.user_count().await.unwrap(), 1);
     assert_eq!(
         w.usher
             .store
             .user(&user_id)
+            .await
             .unwrap()
             .unwrap()
             .name
@@ -164,7 +166,13 @@ async fn preserve_local_keeps_local_attributes() {
     )
     .await;
     assert!(back.is_err());
-    let uid = w.usher.store.identity("keep", "g-1001").unwrap().unwrap();
+    let uid = w
+        .usher
+        .store
+        .identity("keep", "g-1001")
+        .await
+        .unwrap()
+        .unwrap();
     let mut renamed = ada();
     renamed.name = "Someone Else".into();
     w.google.set_user(renamed);
@@ -179,7 +187,14 @@ async fn preserve_local_keeps_local_attributes() {
     .await
     .unwrap_err();
     assert_eq!(
-        w.usher.store.user(&uid).unwrap().unwrap().name.as_deref(),
+        w.usher
+            .store
+            .user(&uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
         Some("Ada Lovelace")
     );
 }
@@ -197,11 +212,12 @@ async fn github_without_jit_passes_claims_through_and_stores_nothing() {
     assert_eq!(claims["preferred_username"], "octocat");
     assert_eq!(claims["name"], "The Octocat");
     assert_eq!(claims["email"], "octocat@github.example");
-    assert_eq!(w.usher.store.user_count().unwrap(), 0, "no account");
+    assert_eq!(w.usher.store.user_count().await.unwrap(), 0, "no account");
     assert!(
         w.usher
             .store
             .identity("github", "583231")
+            .await
             .unwrap()
             .is_none(),
         "no identity record"
@@ -226,7 +242,7 @@ async fn deny_at_the_upstream_returns_access_denied_to_the_app() {
         );
         assert_eq!(q["state"], *start.state.secret());
     }
-    assert_eq!(w.usher.store.user_count().unwrap(), 0);
+    assert_eq!(w.usher.store.user_count().await.unwrap(), 0);
 }
 
 /// Authorize at the upstream, but stop at the redirect back to Usher.
@@ -287,16 +303,17 @@ async fn tampered_replayed_and_expired_state_are_refused() {
     let (cb, flow_id) = callback_url_in(&w, &rp, &browser).await;
     use usher::store::FlowStore;
     let mut flow: serde_json::Value =
-        serde_json::from_slice(&w.usher.store.flow(&flow_id).unwrap().unwrap()).unwrap();
+        serde_json::from_slice(&w.usher.store.flow(&flow_id).await.unwrap().unwrap()).unwrap();
     flow["upstream"]["started_at"] = serde_json::json!(1);
     w.usher
         .store
         .put_flow(&flow_id, &serde_json::to_vec(&flow).unwrap())
+        .await
         .unwrap();
     let late = browser.get(cb.as_str()).await;
     assert_eq!(late.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        w.usher.store.user_count().unwrap(),
+        w.usher.store.user_count().await.unwrap(),
         1,
         "only the one genuine login made an account"
     );
@@ -354,7 +371,7 @@ async fn every_id_token_fault_fails_the_step_without_an_account() {
         assert_eq!(query(&back)["error"], "access_denied");
     }
     assert_eq!(
-        w.usher.store.user_count().unwrap(),
+        w.usher.store.user_count().await.unwrap(),
         0,
         "no fault made an account"
     );
@@ -369,7 +386,8 @@ async fn prompt_username_refuses_a_taken_name() {
     .await;
     let alice = w
         .usher
-        .add_user("alice", "alice@example.com", "wonderland-rabbit");
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&w.usher, "pick", Some("pick-secret")).await;
     let browser = Browser::new();
     let start = rp.start(&[]);
@@ -390,7 +408,12 @@ async fn prompt_username_refuses_a_taken_name() {
     let again = browser.follow(&w.usher, res).await.unwrap();
     assert!(again.body.contains("That username is taken"));
     assert!(
-        w.usher.store.identity("picky", "g-1001").unwrap().is_none(),
+        w.usher
+            .store
+            .identity("picky", "g-1001")
+            .await
+            .unwrap()
+            .is_none(),
         "never alice's account"
     );
     let res = browser
@@ -400,7 +423,7 @@ async fn prompt_username_refuses_a_taken_name() {
     let claims = rp.claims(&back, start).await;
     assert_ne!(claims["sub"], alice.id);
     assert_eq!(
-        w.usher.store.find_user("ada").unwrap().unwrap().id,
+        w.usher.store.find_user("ada").await.unwrap().unwrap().id,
         claims["sub"]
     );
 }
@@ -414,7 +437,8 @@ async fn linking_needs_the_existing_accounts_password() {
     .await;
     let local = w
         .usher
-        .add_user("ada-local", "ada@example.com", "analytical-engine");
+        .add_user("ada-local", "ada@example.com", "analytical-engine")
+        .await;
     let rp = Rp::discover(&w.usher, "link", Some("link-secret")).await;
 
     // Without the plain google connection (link: never) the email clash is refused.
@@ -445,7 +469,12 @@ async fn linking_needs_the_existing_accounts_password() {
     let again = browser.follow(&w.usher, res).await.unwrap();
     assert!(again.body.contains("That password is not right"));
     assert!(
-        w.usher.store.identity("linky", "g-1001").unwrap().is_none(),
+        w.usher
+            .store
+            .identity("linky", "g-1001")
+            .await
+            .unwrap()
+            .is_none(),
         "not linked without proof"
     );
     let res = browser
@@ -458,11 +487,11 @@ async fn linking_needs_the_existing_accounts_password() {
     let claims = rp.claims(&back, start).await;
     assert_eq!(claims["sub"], local.id, "linked to the proven account");
     assert_eq!(
-        w.usher.store.identity("linky", "g-1001").unwrap(),
+        w.usher.store.identity("linky", "g-1001").await.unwrap(),
         Some(local.id.clone())
     );
     use usher::store::AuditStore;
-    let linked = w.usher.store.events(0, 100).unwrap();
+    let linked = w.usher.store.events(0, 100).await.unwrap();
     assert!(
         linked
             .iter()
@@ -476,10 +505,16 @@ async fn a_disabled_account_cannot_sign_in_through_a_connection() {
     let w = plain().await;
     let rp = Rp::discover(&w.usher, "thrift", Some(SECRET)).await;
     login_with(&w, &rp, "google", "g-1001").await.0.unwrap_err();
-    let uid = w.usher.store.identity("google", "g-1001").unwrap().unwrap();
-    let mut user = w.usher.store.user(&uid).unwrap().unwrap();
+    let uid = w
+        .usher
+        .store
+        .identity("google", "g-1001")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut user = w.usher.store.user(&uid).await.unwrap().unwrap();
     user.disabled = true;
-    w.usher.store.update_user(&user).unwrap();
+    w.usher.store.update_user(&user).await.unwrap();
     let (page, _, _) = login_with(&w, &rp, "google", "g-1001").await;
     let page = page.expect("refused with a page");
     assert!(page.body.contains("disabled"));
@@ -505,7 +540,7 @@ async fn fifty_parallel_first_logins_make_one_account() {
         assert_eq!(status, StatusCode::SEE_OTHER, "no server error");
     }
     assert_eq!(
-        w.usher.store.user_count().unwrap(),
+        w.usher.store.user_count().await.unwrap(),
         1,
         "exactly one account"
     );
@@ -535,7 +570,7 @@ async fn mfa_after_a_pass_through_login_is_the_conflict_page() {
     drop(browser);
     // The admin's trace names both fixes.
     use usher::store::AuditStore;
-    let events = w.usher.store.events(0, 10).unwrap();
+    let events = w.usher.store.events(0, 10).await.unwrap();
     let trace = events.last().unwrap().detail.join("\n");
     assert!(
         trace.contains("enable jit.provision on connection `github`"),
@@ -590,6 +625,7 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
         .usher
         .store
         .identity("google", "g-1001")
+        .await
         .unwrap()
         .expect("the account exists already, before step 2");
     let enrol = pick(&w.usher, &browser, &chooser, "totp").await;

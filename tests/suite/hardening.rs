@@ -35,7 +35,9 @@ fn no_store(page: &Page) -> bool {
 #[tokio::test]
 async fn pages_with_the_totp_secret_and_recovery_codes_are_never_stored() {
     let usher = Usher::start(TWO_STEP).await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "bank", Some("bank-secret")).await;
     let browser = Browser::new();
     let login = browser
@@ -118,17 +120,19 @@ fn size_of(dir: &Path) -> u64 {
 #[tokio::test]
 async fn a_megabyte_posted_to_the_password_form_is_refused_413_and_nothing_is_stored() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let login = browser
         .follow(&usher, browser.get(rp.start(&[]).url.as_str()).await)
         .await
         .unwrap();
-    usher.store.flush().unwrap();
+    usher.store.flush().await.unwrap();
     let data = usher.dir.path().join("data");
     let before = size_of(&data);
-    let users = usher.store.user_count().unwrap();
+    let users = usher.store.user_count().await.unwrap();
 
     let huge = "x".repeat(1024 * 1024);
     let res = browser
@@ -143,13 +147,13 @@ async fn a_megabyte_posted_to_the_password_form_is_refused_413_and_nothing_is_st
         .await;
     assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{res:?}");
     assert!(res.body.contains("This request is too large"), "{res:?}");
-    usher.store.flush().unwrap();
+    usher.store.flush().await.unwrap();
     let after = size_of(&data);
     assert!(
         after < before + 256 * 1024,
         "the store grew from {before} to {after} bytes"
     );
-    assert_eq!(usher.store.user_count().unwrap(), users);
+    assert_eq!(usher.store.user_count().await.unwrap(), users);
     // The form still works at its ordinary size.
     assert!(browser
         .submit_password(&usher, &login, "alice", "wonderland-rabbit")
@@ -221,6 +225,7 @@ async fn the_data_folder_is_created_private_and_an_open_one_is_refused_with_the_
     let state = tokio::task::spawn_blocking(move || usher::server::open_state(config))
         .await
         .unwrap()
+        .await
         .unwrap();
     assert_eq!(mode(&data), 0o700, "created for the owner alone");
     assert_eq!(mode(&data.join("credentials.key")), 0o600);
@@ -231,6 +236,7 @@ async fn the_data_folder_is_created_private_and_an_open_one_is_refused_with_the_
     let refused = tokio::task::spawn_blocking(move || usher::server::open_state(config))
         .await
         .unwrap()
+        .await
         .err()
         .expect("an open data folder is refused")
         .to_string();
@@ -248,6 +254,7 @@ async fn the_data_folder_is_created_private_and_an_open_one_is_refused_with_the_
     let refused = tokio::task::spawn_blocking(move || usher::server::open_state(config))
         .await
         .unwrap()
+        .await
         .err()
         .expect("a key file others can read is refused")
         .to_string();
@@ -266,7 +273,8 @@ async fn allow_open_permissions_starts_with_an_open_folder() {
     let config = config_in(dir.path(), "    allow_open_permissions: true\n");
     let state = tokio::task::spawn_blocking(move || usher::server::open_state(config))
         .await
-        .unwrap();
+        .unwrap()
+        .await;
     assert!(state.is_ok(), "{:?}", state.err());
     assert_eq!(
         mode(&data),

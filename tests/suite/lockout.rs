@@ -29,10 +29,11 @@ apps:
 "#;
 
 /// How many passwords of `user_id` were checked and found wrong.
-fn rejected_for(usher: &Usher, user_id: &str) -> usize {
+async fn rejected_for(usher: &Usher, user_id: &str) -> usize {
     usher
         .store
         .events(0, 1000)
+        .await
         .unwrap()
         .into_iter()
         .filter(|e| e.kind == "credential.rejected" && e.sub.as_deref() == Some(user_id))
@@ -42,7 +43,9 @@ fn rejected_for(usher: &Usher, user_id: &str) -> usize {
 #[tokio::test]
 async fn fifty_parallel_wrong_passwords_check_only_the_limit() {
     let usher = Usher::start(CONFIG).await;
-    let alice = usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    let alice = usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     // Fifty browsers at the password page, then every post at the same moment.
     let mut at_page = Vec::new();
@@ -75,7 +78,7 @@ async fn fifty_parallel_wrong_passwords_check_only_the_limit() {
         assert_eq!(t.await.unwrap(), StatusCode::SEE_OTHER);
     }
     assert_eq!(
-        rejected_for(&usher, &alice.id),
+        rejected_for(&usher, &alice.id).await,
         5,
         "max_password_attempts passwords are checked, however many arrive at once"
     );
@@ -94,7 +97,7 @@ async fn fifty_parallel_wrong_passwords_check_only_the_limit() {
         locked.body.contains("Too many failed attempts"),
         "{locked:?}"
     );
-    assert_eq!(rejected_for(&usher, &alice.id), 5);
+    assert_eq!(rejected_for(&usher, &alice.id).await, 5);
 }
 
 #[tokio::test]
@@ -104,7 +107,8 @@ async fn the_admin_api_unlocks_an_account_locked_for_good() {
     let w = world().await;
     let carol = w
         .usher
-        .add_user("carol", "carol@example.com", "carol-password-1");
+        .add_user("carol", "carol@example.com", "carol-password-1")
+        .await;
     // A hundred consecutive failures, every lock waited out: locked for good.
     let rules = Rules {
         block: 5,
@@ -114,7 +118,10 @@ async fn the_admin_api_unlocks_an_account_locked_for_good() {
     };
     let (holder, mut now, mut failed) = (Holder::account(&carol.id), w.usher.clock.now(), 0);
     while failed < 100 {
-        match attempts::reserve(w.usher.store.as_ref(), &holder, rules, now).unwrap() {
+        match attempts::reserve(w.usher.store.as_ref(), &holder, rules, now)
+            .await
+            .unwrap()
+        {
             Reserved::Granted(_) => failed += 1,
             Reserved::Locked { .. } => now += 86_400,
         }
@@ -149,7 +156,9 @@ async fn the_admin_api_unlocks_an_account_locked_for_good() {
     assert_eq!(res.status(), StatusCode::OK);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["userName"], "carol");
-    assert!(kinds_for(&w, &carol.id).contains(&"admin.user_unlocked".to_string()));
+    assert!(kinds_for(&w, &carol.id)
+        .await
+        .contains(&"admin.user_unlocked".to_string()));
 
     let back = thrift_password(
         &w,
@@ -176,7 +185,9 @@ async fn the_owners_verified_email_unlocks_an_account_locked_for_good() {
         ),
     );
     let usher = Usher::start(&config).await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let sign_in = |password: &'static str| {
         let (usher, rp) = (&usher, &rp);
@@ -240,6 +251,7 @@ async fn the_owners_verified_email_unlocks_an_account_locked_for_good() {
     assert!(usher
         .store
         .events(0, 1000)
+        .await
         .unwrap()
         .iter()
         .any(|e| e.kind == "account.unlocked_by_email"));

@@ -49,7 +49,9 @@ async fn sign_ins_tokens_and_flows_are_counted() {
         google.issuer()
     );
     let usher = Usher::start(&config).await;
-    usher.add_user("alice", "alice@example.com", "wonderland-1");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-1")
+        .await;
 
     // A password sign-in and its code exchange.
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;

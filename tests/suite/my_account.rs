@@ -20,6 +20,7 @@ async fn a_provisioned_google_user_enrols_totp_in_my_account() {
         .usher
         .store
         .identity("google", "g-1001")
+        .await
         .unwrap()
         .expect("provisioned");
     assert!(
@@ -38,13 +39,13 @@ async fn a_provisioned_google_user_enrols_totp_in_my_account() {
     assert_eq!(secret, again, "a reload shows the same key");
     let wrong = submit(&w, &browser, &enrol, "code", &[("code", "000000")]).await;
     assert!(wrong.body.contains("That code is not right"), "{wrong:?}");
-    assert!(!w.usher.store.totp(&uid).unwrap().unwrap().confirmed);
+    assert!(!w.usher.store.totp(&uid).await.unwrap().unwrap().confirmed);
     let code = usher::authn::totp::code_at(&secret, w.usher.clock.now());
     let done = submit(&w, &browser, &enrol, "code", &[("code", &code)]).await;
     assert!(done.body.contains("Your recovery codes"), "{done:?}");
     assert!(done.body.contains("Authenticator app: <strong>on</strong>"));
-    assert!(w.usher.store.totp(&uid).unwrap().unwrap().confirmed);
-    assert_eq!(w.usher.store.recovery_codes_left(&uid).unwrap(), 10);
+    assert!(w.usher.store.totp(&uid).await.unwrap().unwrap().confirmed);
+    assert_eq!(w.usher.store.recovery_codes_left(&uid).await.unwrap(), 10);
     // The codes are shown once.
     let later = browser.get(&w.usher.url("/myaccount")).await;
     assert!(!later.body.contains("Your recovery codes"));
@@ -76,9 +77,9 @@ async fn a_provisioned_google_user_enrols_totp_in_my_account() {
         )
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
-    assert!(w.usher.store.totp(&uid).unwrap().is_none());
+    assert!(w.usher.store.totp(&uid).await.unwrap().is_none());
 
-    let kinds = kinds_for(&w, &uid);
+    let kinds = kinds_for(&w, &uid).await;
     for k in [
         "user.provisioned",
         "sign_in",
@@ -92,6 +93,7 @@ async fn a_provisioned_google_user_enrols_totp_in_my_account() {
         .usher
         .store
         .events(0, 100)
+        .await
         .unwrap()
         .into_iter()
         .find(|e| e.kind == "sign_in")
@@ -158,11 +160,11 @@ async fn a_pass_through_github_user_is_refused_with_the_reason() {
         .unwrap();
     assert_eq!(again.status, StatusCode::FORBIDDEN);
     assert_eq!(
-        w.usher.store.user_count().unwrap(),
+        w.usher.store.user_count().await.unwrap(),
         0,
         "nothing was provisioned"
     );
-    let kinds = kinds_for(&w, "github|583231");
+    let kinds = kinds_for(&w, "github|583231").await;
     assert!(kinds.iter().any(|k| k == "account.refused"), "{kinds:?}");
 }
 
@@ -171,7 +173,13 @@ async fn the_only_way_in_cannot_be_unlinked() {
     let w = world().await;
     let browser = Browser::new();
     let page = my_account_via(&w, &browser, "google", "g-1001").await;
-    let uid = w.usher.store.identity("google", "g-1001").unwrap().unwrap();
+    let uid = w
+        .usher
+        .store
+        .identity("google", "g-1001")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         !page.body.contains("identities/unlink"),
         "no unlink button is offered"
@@ -192,10 +200,11 @@ async fn the_only_way_in_cannot_be_unlinked() {
     let after = follow_all(&browser, res).await.unwrap();
     assert!(after.body.contains("cannot be unlinked"), "{after:?}");
     assert_eq!(
-        w.usher.store.identity("google", "g-1001").unwrap(),
+        w.usher.store.identity("google", "g-1001").await.unwrap(),
         Some(uid.clone())
     );
     assert!(!kinds_for(&w, &uid)
+        .await
         .iter()
         .any(|k| k == "account.identity_unlinked"));
 }
@@ -204,10 +213,12 @@ async fn the_only_way_in_cannot_be_unlinked() {
 async fn a_password_user_unlinks_changes_profile_and_password_and_ends_a_session() {
     let w = world().await;
     w.usher
-        .add_user("alice", "alice@example.com", "wonderland-rabbit");
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     w.usher
         .store
         .link_identity("google", "g-77", "u_alice")
+        .await
         .unwrap();
     // A second browser signed in too, to be signed out from the first.
     let other = Browser::new();
@@ -215,7 +226,7 @@ async fn a_password_user_unlinks_changes_profile_and_password_and_ends_a_session
     assert!(page.body.contains("<h1>My Account</h1>"), "{page:?}");
     let browser = Browser::new();
     let page = my_account_password(&w, &browser, "alice", "wonderland-rabbit").await;
-    assert_eq!(w.usher.store.sessions_of("u_alice").unwrap().len(), 2);
+    assert_eq!(w.usher.store.sessions_of("u_alice").await.unwrap().len(), 2);
     assert!(page.body.contains("(this browser)"));
 
     // Unlinking is allowed: the password remains a way in.
@@ -231,7 +242,13 @@ async fn a_password_user_unlinks_changes_profile_and_password_and_ends_a_session
         page.body.contains("The connection was unlinked"),
         "{page:?}"
     );
-    assert!(w.usher.store.identity("google", "g-77").unwrap().is_none());
+    assert!(w
+        .usher
+        .store
+        .identity("google", "g-77")
+        .await
+        .unwrap()
+        .is_none());
 
     // Profile: editable fields change, the picture (not editable here) does not.
     let page = submit(
@@ -248,7 +265,7 @@ async fn a_password_user_unlinks_changes_profile_and_password_and_ends_a_session
     )
     .await;
     assert!(page.body.contains("Your profile was saved"), "{page:?}");
-    let user = w.usher.store.user("u_alice").unwrap().unwrap();
+    let user = w.usher.store.user("u_alice").await.unwrap().unwrap();
     assert_eq!(user.name.as_deref(), Some("Alice Liddell"));
     assert_eq!(user.picture, None);
 
@@ -299,7 +316,7 @@ async fn a_password_user_unlinks_changes_profile_and_password_and_ends_a_session
             .contains("Your password was changed, and you were signed out of 1 other session"),
         "{page:?}"
     );
-    let stored = w.usher.store.user("u_alice").unwrap();
+    let stored = w.usher.store.user("u_alice").await.unwrap();
     assert!(usher::authn::password::verify(
         stored.as_ref(),
         "through-the-glass"
@@ -343,20 +360,26 @@ async fn a_password_user_unlinks_changes_profile_and_password_and_ends_a_session
         page.body.contains("That session was signed out"),
         "{page:?}"
     );
-    assert_eq!(w.usher.store.sessions_of("u_alice").unwrap().len(), 1);
+    assert_eq!(w.usher.store.sessions_of("u_alice").await.unwrap().len(), 1);
 
     // Finally sign out here: My Account ends with the session.
     let res = browser
         .post(&w.usher.url("/myaccount/logout"), &[("csrf", &page.csrf())])
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
-    assert!(w.usher.store.sessions_of("u_alice").unwrap().is_empty());
+    assert!(w
+        .usher
+        .store
+        .sessions_of("u_alice")
+        .await
+        .unwrap()
+        .is_empty());
     let out = follow_all(&browser, browser.get(&w.usher.url("/myaccount")).await)
         .await
         .unwrap();
     assert!(out.body.contains("Sign in to <strong>My Account</strong>"));
 
-    let kinds = kinds_for(&w, "u_alice");
+    let kinds = kinds_for(&w, "u_alice").await;
     for k in [
         "account.identity_unlinked",
         "account.profile_updated",
@@ -371,7 +394,8 @@ async fn a_password_user_unlinks_changes_profile_and_password_and_ends_a_session
 async fn forms_need_the_csrf_token_and_a_signed_in_account() {
     let w = world().await;
     w.usher
-        .add_user("alice", "alice@example.com", "wonderland-rabbit");
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let browser = Browser::new();
     my_account_password(&w, &browser, "alice", "wonderland-rabbit").await;
     let res = browser
@@ -385,6 +409,7 @@ async fn forms_need_the_csrf_token_and_a_signed_in_account() {
         w.usher
             .store
             .user("u_alice")
+            .await
             .unwrap()
             .unwrap()
             .name
@@ -408,6 +433,7 @@ async fn forms_need_the_csrf_token_and_a_signed_in_account() {
         w.usher
             .store
             .user("u_alice")
+            .await
             .unwrap()
             .unwrap()
             .name
@@ -420,12 +446,13 @@ async fn forms_need_the_csrf_token_and_a_signed_in_account() {
 async fn a_disabled_account_loses_my_account() {
     let w = world().await;
     w.usher
-        .add_user("alice", "alice@example.com", "wonderland-rabbit");
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let browser = Browser::new();
     my_account_password(&w, &browser, "alice", "wonderland-rabbit").await;
-    let mut user = w.usher.store.user("u_alice").unwrap().unwrap();
+    let mut user = w.usher.store.user("u_alice").await.unwrap().unwrap();
     user.disabled = true;
-    w.usher.store.update_user(&user).unwrap();
+    w.usher.store.update_user(&user).await.unwrap();
     let page = follow_all(&browser, browser.get(&w.usher.url("/myaccount")).await)
         .await
         .unwrap();
@@ -475,8 +502,17 @@ async fn my_account_steps_enrol_or_skip_mfa_and_the_trail_says_so() {
         page.body.contains("Authenticator app: <strong>on</strong>"),
         "{page:?}"
     );
-    let uid = w.usher.store.identity("google", "g-1001").unwrap().unwrap();
-    assert!(kinds_for(&w, &uid).iter().any(|k| k == "mfa.enrolled"));
+    let uid = w
+        .usher
+        .store
+        .identity("google", "g-1001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(kinds_for(&w, &uid)
+        .await
+        .iter()
+        .any(|k| k == "mfa.enrolled"));
 
     let other = Browser::new();
     let refused = my_account_via(&w, &other, "github", "583231").await;
@@ -485,6 +521,7 @@ async fn my_account_steps_enrol_or_skip_mfa_and_the_trail_says_so() {
         .usher
         .store
         .events(0, 100)
+        .await
         .unwrap()
         .into_iter()
         .find(|e| e.kind == "mfa.skipped")

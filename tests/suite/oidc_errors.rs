@@ -215,7 +215,9 @@ async fn a_malformed_token_request_gets_an_oauth_error_not_a_bare_status() {
 #[tokio::test]
 async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let browser = Browser::new();
     let code = code_for_alice(&usher, &browser).await;
     let (status, first, headers) = token_call(
@@ -260,7 +262,9 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
 #[tokio::test]
 async fn wrong_verifier_wrong_secret_and_wrong_redirect_are_refused() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let browser = Browser::new();
 
     let code = code_for_alice(&usher, &browser).await;
@@ -342,6 +346,7 @@ async fn an_expired_code_is_invalid_grant() {
     usher
         .store
         .put_code(&usher::crypto::token_hash("old-code"), &record)
+        .await
         .unwrap();
     let (status, body, _) = token_call(
         &usher,
@@ -364,7 +369,9 @@ async fn an_expired_code_is_invalid_grant() {
 #[tokio::test]
 async fn the_openidconnect_client_sees_a_wrong_verifier_as_invalid_grant() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let start = rp.start(&[]);
@@ -379,7 +386,9 @@ async fn the_openidconnect_client_sees_a_wrong_verifier_as_invalid_grant() {
 #[tokio::test]
 async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     // An unknown user gets exactly the words a wrong password gets.
     let probe = Browser::new();
     let page = sign_in_page(&usher, &probe).await;
@@ -422,6 +431,7 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     let rejected: Vec<_> = usher
         .store
         .events(0, 100)
+        .await
         .unwrap()
         .into_iter()
         .filter(|e| e.kind == "credential.rejected")
@@ -429,7 +439,7 @@ async fn lockout_after_repeated_failures_is_shared_across_browsers() {
     assert_eq!(rejected.len(), 4, "{rejected:?}");
     assert!(rejected.iter().all(|e| e.outcome == "failure"));
     assert!(rejected[0].sub.is_none() && rejected[0].detail[0].contains("`mallory`"));
-    let alice = usher.store.find_user("alice").unwrap().unwrap();
+    let alice = usher.store.find_user("alice").await.unwrap().unwrap();
     assert!(rejected[1..]
         .iter()
         .all(|e| e.sub.as_deref() == Some(alice.id.as_str())));
@@ -461,7 +471,9 @@ async fn cancelling_a_step_returns_access_denied_to_the_app() {
 #[tokio::test]
 async fn forms_without_a_valid_csrf_token_are_refused() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let browser = Browser::new();
     let page = sign_in_page(&usher, &browser).await;
     let action = usher.url_of(&page.form_action(Some("password")));
@@ -504,7 +516,9 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
 #[tokio::test]
 async fn sso_prompt_login_and_max_age() {
     let usher = Usher::default().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let start = rp.start(&[]);

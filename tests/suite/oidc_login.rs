@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 #[tokio::test]
 async fn password_login_end_to_end_with_a_certified_style_client() {
     let usher = Usher::default().await;
-    let alice = usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    let alice = usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
 
@@ -165,7 +167,9 @@ async fn password_login_end_to_end_with_a_certified_style_client() {
 #[tokio::test]
 async fn public_client_with_es256_and_client_secret_post() {
     let usher = Usher::default().await;
-    usher.add_user("bob", "bob@example.com", "builder-of-things");
+    usher
+        .add_user("bob", "bob@example.com", "builder-of-things")
+        .await;
     let rp = Rp::discover(&usher, "spa", None).await;
     let browser = Browser::new();
     let start = rp.start(&[]);

@@ -45,7 +45,9 @@ issuer: "{{issuer}}"
     );
     let config_path = dir.path().join("usher.yaml");
     let usher = Usher::start_in(dir, &config).await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let recorded = tempfile::tempdir().unwrap();
     usher.running.state.record_to(recorded.path().to_path_buf());
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;

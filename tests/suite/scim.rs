@@ -223,7 +223,7 @@ async fn no_token_is_401_and_a_token_without_scim_is_403() {
         .unwrap()
         .contains("insufficient_scope"));
     assert_eq!(body["status"], "403");
-    assert_eq!(w.usher.store.user_count().unwrap(), 0);
+    assert_eq!(w.usher.store.user_count().await.unwrap(), 0);
     // The same token may read the audit trail, and the admin TOTP reset needs scim.
     let res = http
         .get(w.usher.url("/admin/v1/events"))
@@ -241,7 +241,8 @@ async fn no_token_is_401_and_a_token_without_scim_is_403() {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // A user's own access token (from signing in to an app) is no admin token.
     w.usher
-        .add_user("alice", "alice@example.com", "wonderland-rabbit");
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&w.usher, "thrift", Some(SECRET)).await;
     let start = rp.start(&[]);
     let back = thrift_password(&w, &Browser::new(), &start, "alice", "wonderland-rabbit")
@@ -417,13 +418,14 @@ async fn create_filter_page_patch_replace_deactivate_and_delete() {
     let (s, b) = api.get(&format!("/Users/{aid}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(b["status"], "404");
-    assert!(w.usher.store.find_user("alan").unwrap().is_none());
+    assert!(w.usher.store.find_user("alan").await.unwrap().is_none());
 
     // Every write is in the audit trail, named after the client.
     let admin: Vec<(String, String)> = w
         .usher
         .store
         .events(0, 100)
+        .await
         .unwrap()
         .into_iter()
         .filter(|e| e.kind.starts_with("admin."))
@@ -492,7 +494,7 @@ async fn a_deactivated_account_cannot_sign_in() {
     let start = rp.start(&[]);
     let back = thrift_password(&w, &browser, &start, "grace", "cobol-forever-1959").await;
     assert!(query(&back.expect_err("signed in")).contains_key("code"));
-    assert_eq!(w.usher.store.sessions_of(&gid).unwrap().len(), 1);
+    assert_eq!(w.usher.store.sessions_of(&gid).await.unwrap().len(), 1);
 
     // Deactivated: her session ends, and neither SSO nor the password lets her in.
     let (s, _, b) = api
@@ -508,9 +510,9 @@ async fn a_deactivated_account_cannot_sign_in() {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["active"], false);
-    assert!(w.usher.store.user(&gid).unwrap().unwrap().disabled);
+    assert!(w.usher.store.user(&gid).await.unwrap().unwrap().disabled);
     assert!(
-        w.usher.store.sessions_of(&gid).unwrap().is_empty(),
+        w.usher.store.sessions_of(&gid).await.unwrap().is_empty(),
         "her sessions ended"
     );
     let start = rp.start(&[]);
@@ -545,7 +547,7 @@ async fn a_deactivated_account_cannot_sign_in() {
     let start = rp.start(&[]);
     let back = thrift_password(&w, &Browser::new(), &start, "grace", "cobol-forever-1959").await;
     assert!(query(&back.expect_err("signed in again")).contains_key("code"));
-    let kinds = kinds_for(&w, &gid);
+    let kinds = kinds_for(&w, &gid).await;
     assert!(
         kinds.iter().any(|k| k == "admin.user_disabled"),
         "{kinds:?}"
@@ -558,7 +560,13 @@ async fn federated_links_show_on_the_user_and_discovery_is_public() {
     let w = world().await;
     let browser = Browser::new();
     my_account_via(&w, &browser, "google", "g-1001").await;
-    let uid = w.usher.store.identity("google", "g-1001").unwrap().unwrap();
+    let uid = w
+        .usher
+        .store
+        .identity("google", "g-1001")
+        .await
+        .unwrap()
+        .unwrap();
     let api = Api::new(&w, "ops", OPS_SECRET).await;
     let (s, u) = api.get(&format!("/Users/{uid}")).await;
     assert_eq!(s, StatusCode::OK);

@@ -44,8 +44,12 @@ async fn start() -> Usher {
         app("trycatch", "trycatch.rhai"),
     );
     let usher = Usher::start_in(dir, &config).await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
-    usher.add_user("bob", "bob@example.com", "builder-of-things");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
+    usher
+        .add_user("bob", "bob@example.com", "builder-of-things")
+        .await;
     usher
 }
 
@@ -87,7 +91,7 @@ async fn both_styles_skip_or_ask_step_two_alike() {
         );
     }
     use usher::store::AuditStore;
-    let events = usher.store.events(0, 100).unwrap();
+    let events = usher.store.events(0, 100).await.unwrap();
     assert_eq!(
         events.iter().filter(|e| e.outcome == "success").count(),
         2,

@@ -65,7 +65,9 @@ async fn start() -> Usher {
 #[tokio::test]
 async fn set_claim_reaches_the_id_token() {
     let usher = start().await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let start = rp.start(&[]);
@@ -95,7 +97,9 @@ async fn set_claim_reaches_the_id_token() {
 #[tokio::test]
 async fn fail_reaches_the_app_as_an_oauth_error() {
     let usher = start().await;
-    usher.add_user("mallory", "mallory@example.com", "i-am-not-evil");
+    usher
+        .add_user("mallory", "mallory@example.com", "i-am-not-evil")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let start = rp.start(&[]);
@@ -107,7 +111,7 @@ async fn fail_reaches_the_app_as_an_oauth_error() {
     assert!(!q.contains_key("code"));
     // The audit trail says why.
     use usher::store::AuditStore;
-    let events = usher.store.events(0, 100).unwrap();
+    let events = usher.store.events(0, 100).await.unwrap();
     let e = events
         .iter()
         .find(|e| e.kind == "sign_in")
@@ -133,11 +137,13 @@ async fn fail_reaches_the_app_as_an_oauth_error() {
 async fn a_runaway_script_fails_its_own_login_while_others_sign_in() {
     let usher = start().await;
     for i in 0..20 {
-        usher.add_user(
-            &format!("user{i}"),
-            &format!("user{i}@example.com"),
-            "pass-word-123",
-        );
+        usher
+            .add_user(
+                &format!("user{i}"),
+                &format!("user{i}@example.com"),
+                "pass-word-123",
+            )
+            .await;
     }
     let loopy = {
         let rp = Rp::discover(&usher, "loopy", Some("loopy-secret")).await;
@@ -200,7 +206,7 @@ async fn a_runaway_script_fails_its_own_login_while_others_sign_in() {
         "line 3: the script ran too long (more than {} operations)",
         usher::policy::MAX_OPERATIONS
     );
-    let events = usher.store.events(0, 1000).unwrap();
+    let events = usher.store.events(0, 1000).await.unwrap();
     let e = events
         .iter()
         .find(|e| e.kind == "sign_in" && e.app.as_deref() == Some("loopy"))

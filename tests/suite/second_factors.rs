@@ -52,7 +52,9 @@ apps:
 async fn start() -> (Usher, SmtpSink) {
     let sink = SmtpSink::start().await;
     let usher = Usher::start(&config(sink.port())).await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     (usher, sink)
 }
 
@@ -103,7 +105,7 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
     let again = browser.get(&page.url).await;
     assert_eq!(totp_secret(&again), secret);
     // At rest the secret is sealed, not stored in the clear.
-    let stored = usher.store.totp("u_alice").unwrap().unwrap();
+    let stored = usher.store.totp("u_alice").await.unwrap().unwrap();
     assert!(!stored
         .sealed_secret
         .windows(secret.len())
@@ -355,10 +357,20 @@ async fn email_otp_over_smtp_with_expiry_and_supersession() {
     }
 
     // Expire the current code in the store: refused as expired.
-    let mut record = usher.store.email_code("u_alice").unwrap().unwrap().value;
+    let mut record = usher
+        .store
+        .email_code("u_alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
     let saved = record.clone();
     record.expires_at = usher.clock.now() - 1;
-    usher.store.put_email_code("u_alice", &record).unwrap();
+    usher
+        .store
+        .put_email_code("u_alice", &record)
+        .await
+        .unwrap();
     let refused = submit_code(&usher, &browser, &page, &second).await.unwrap();
     assert!(
         refused.body.contains("expired or was replaced"),
@@ -366,7 +378,7 @@ async fn email_otp_over_smtp_with_expiry_and_supersession() {
     );
 
     // Restore it and sign in with it.
-    usher.store.put_email_code("u_alice", &saved).unwrap();
+    usher.store.put_email_code("u_alice", &saved).await.unwrap();
     let back = submit_code(&usher, &browser, &refused, &second)
         .await
         .expect_err("signed in");
@@ -426,9 +438,9 @@ async fn a_reset_totp_is_enrolled_again() {
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let first = enrol(&usher, &rp).await;
     let store: &dyn usher::store::Store = usher.store.as_ref();
-    usher::authn::reset_totp(store, "u_alice").unwrap();
-    assert!(usher.store.totp("u_alice").unwrap().is_none());
-    assert_eq!(usher.store.recovery_codes_left("u_alice").unwrap(), 0);
+    usher::authn::reset_totp(store, "u_alice").await.unwrap();
+    assert!(usher.store.totp("u_alice").await.unwrap().is_none());
+    assert_eq!(usher.store.recovery_codes_left("u_alice").await.unwrap(), 0);
     let browser = Browser::new();
     let (page, _) = to_step_two(&usher, &browser, &rp, "totp").await;
     assert!(
@@ -460,7 +472,9 @@ async fn one_address_gets_no_more_email_codes_than_the_throttle_allows() {
         "security:\n  max_otp_attempts: 3\n  throttle:\n    email: { max: 2, seconds: 120 }\n",
     );
     let usher = Usher::start(&config).await;
-    usher.add_user("alice", "alice@example.com", "wonderland-rabbit");
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
     let (page, _) = to_step_two(&usher, &browser, &rp, "email_otp").await;
@@ -477,6 +491,7 @@ async fn one_address_gets_no_more_email_codes_than_the_throttle_allows() {
     let sent_before = usher
         .store
         .email_code("u_alice")
+        .await
         .unwrap()
         .unwrap()
         .value
@@ -500,6 +515,7 @@ async fn one_address_gets_no_more_email_codes_than_the_throttle_allows() {
     let sent_after = usher
         .store
         .email_code("u_alice")
+        .await
         .unwrap()
         .unwrap()
         .value

@@ -47,9 +47,14 @@ async fn sign_in_page(usher: &Usher, browser: &Browser) -> Page {
 }
 
 /// The address the flow behind a sign-in page recorded.
-fn recorded_ip(usher: &Usher, page: &Page) -> String {
+async fn recorded_ip(usher: &Usher, page: &Page) -> String {
     let id = page.url.rsplit('/').next().unwrap();
-    let bytes = usher.store.flow(id).unwrap().expect("the flow is stored");
+    let bytes = usher
+        .store
+        .flow(id)
+        .await
+        .unwrap()
+        .expect("the flow is stored");
     let flow: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     flow["ip"].as_str().unwrap().to_string()
 }
@@ -59,16 +64,16 @@ async fn a_forwarded_address_counts_only_from_a_trusted_proxy() {
     // Loopback is not a trusted proxy: the header is the client's word, ignored.
     let usher = Usher::default().await;
     let page = sign_in_page(&usher, &browser_from("203.0.113.7")).await;
-    assert_eq!(recorded_ip(&usher, &page), "127.0.0.1");
+    assert_eq!(recorded_ip(&usher, &page).await, "127.0.0.1");
 
     // Trusted: the rightmost address that is not a proxy; a spoofed entry to its left
     // is not believed.
     let usher = Usher::start(&behind_proxy("    enabled: true")).await;
     let page = sign_in_page(&usher, &browser_from("198.51.100.1, 203.0.113.7")).await;
-    assert_eq!(recorded_ip(&usher, &page), "203.0.113.7");
+    assert_eq!(recorded_ip(&usher, &page).await, "203.0.113.7");
     // A garbled header from the trusted peer falls back to the peer.
     let page = sign_in_page(&usher, &browser_from("203.0.113.7, unknown")).await;
-    assert_eq!(recorded_ip(&usher, &page), "127.0.0.1");
+    assert_eq!(recorded_ip(&usher, &page).await, "127.0.0.1");
 }
 
 #[tokio::test]
@@ -89,7 +94,9 @@ async fn scripts_and_audit_lines_see_the_address_the_proxy_vouches_for() {
     );
     assert!(config.contains("where.rhai"));
     let usher = Usher::start_in(dir, &config).await;
-    usher.add_user("alice", "alice@example.com", "correct horse battery");
+    usher
+        .add_user("alice", "alice@example.com", "correct horse battery")
+        .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = browser_from("203.0.113.7");
     let start = rp.start(&[]);
@@ -108,7 +115,7 @@ async fn scripts_and_audit_lines_see_the_address_the_proxy_vouches_for() {
         .expect_err("signed in");
     let claims = rp.claims(&back, start).await;
     assert_eq!(claims["office"], "documentation", "{claims}");
-    let events = usher.store.events(0, 100).unwrap();
+    let events = usher.store.events(0, 100).await.unwrap();
     let rejected = events
         .iter()
         .find(|e| e.kind == "credential.rejected")
@@ -287,7 +294,9 @@ async fn one_address_cannot_lock_many_accounts_nor_keep_one_locked_past_the_wind
     let usher = Usher::start(&config).await;
     let users: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
     for u in &users {
-        usher.add_user(u, &format!("{u}@example.com"), "the right password");
+        usher
+            .add_user(u, &format!("{u}@example.com"), "the right password")
+            .await;
     }
 
     // The attacker walks the accounts, three wrong guesses each (a fresh sign-in per
@@ -310,13 +319,16 @@ async fn one_address_cannot_lock_many_accounts_nor_keep_one_locked_past_the_wind
     }
     assert!(held_back, "the per-address throttle stopped the attacker");
     let now = usher.clock.now();
-    let locked: Vec<&String> = users
-        .iter()
-        .filter(|u| {
-            usher::authn::attempts::locked(usher.store.as_ref(), &format!("password:u_{u}"), now)
-                .unwrap()
-        })
-        .collect();
+    let mut locked: Vec<&String> = Vec::new();
+    for u in &users {
+        let key = format!("password:u_{u}");
+        if usher::authn::attempts::locked(usher.store.as_ref(), &key, now)
+            .await
+            .unwrap()
+        {
+            locked.push(u);
+        }
+    }
     assert_eq!(
         locked.len(),
         3,

@@ -19,25 +19,25 @@ const RULES: Rules = Rules {
 const T0: u64 = 1_700_000_000;
 
 /// One wrong secret: reserve and keep the reservation. `None` when locked.
-fn wrong(store: &dyn Store, holder: &Holder, now: u64) -> Option<Ticket> {
-    match reserve(store, holder, RULES, now).unwrap() {
+async fn wrong(store: &dyn Store, holder: &Holder, now: u64) -> Option<Ticket> {
+    match reserve(store, holder, RULES, now).await.unwrap() {
         Reserved::Granted(t) => Some(t),
         Reserved::Locked { .. } => None,
     }
 }
 
-fn is_locked(store: &dyn Store, holder: &Holder, now: u64) -> Option<bool> {
-    match reserve(store, holder, RULES, now).unwrap() {
+async fn is_locked(store: &dyn Store, holder: &Holder, now: u64) -> Option<bool> {
+    match reserve(store, holder, RULES, now).await.unwrap() {
         Reserved::Granted(t) => {
-            give_back(store, t, now).unwrap();
+            give_back(store, t, now).await.unwrap();
             None
         }
         Reserved::Locked { for_good } => Some(for_good),
     }
 }
 
-#[test]
-fn the_lock_doubles_with_each_block_up_to_the_longest() {
+#[tokio::test]
+async fn the_lock_doubles_with_each_block_up_to_the_longest() {
     assert_eq!(RULES.lock_after(4), None);
     let windows: Vec<u64> = (1..=10).filter_map(|b| RULES.lock_after(b * 5)).collect();
     assert_eq!(
@@ -50,110 +50,128 @@ fn the_lock_doubles_with_each_block_up_to_the_longest() {
     let mut now = T0;
     for block in 0..3u32 {
         for i in 1..=5 {
-            let t = wrong(&store, &alice, now).expect("within the block");
+            let t = wrong(&store, &alice, now).await.expect("within the block");
             assert_eq!(t.failures, block * 5 + i);
         }
         let window = 900 << block;
-        assert_eq!(is_locked(&store, &alice, now + window - 1), Some(false));
+        assert_eq!(
+            is_locked(&store, &alice, now + window - 1).await,
+            Some(false)
+        );
         now += window;
     }
-    assert_eq!(standing(&store, "u_alice", now).unwrap().failures, 15);
+    assert_eq!(standing(&store, "u_alice", now).await.unwrap().failures, 15);
 }
 
-#[test]
-fn after_the_cap_the_account_stays_locked_until_an_administrator_unlocks_it() {
+#[tokio::test]
+async fn after_the_cap_the_account_stays_locked_until_an_administrator_unlocks_it() {
     let store = SledStore::temporary().unwrap();
     let alice = Holder::account("u_alice");
     let mut now = T0;
     let mut checked = 0;
     // An attacker who waits out every lock: 100 guesses, then nothing.
     while checked < 100 {
-        match wrong(&store, &alice, now) {
+        match wrong(&store, &alice, now).await {
             Some(_) => checked += 1,
             None => now += 3600,
         }
     }
     assert_eq!(checked, 100);
-    let s = standing(&store, "u_alice", now).unwrap();
+    let s = standing(&store, "u_alice", now).await.unwrap();
     assert_eq!((s.failures, s.locked_until), (100, u64::MAX));
     // Years later, far past every window: still locked, and the page says for good.
     for later in [now + 86_400, now + 10 * 365 * 86_400] {
-        assert_eq!(is_locked(&store, &alice, later), Some(true));
+        assert_eq!(is_locked(&store, &alice, later).await, Some(true));
     }
-    assert_eq!(standing(&store, "u_alice", now).unwrap().failures, 100);
+    assert_eq!(
+        standing(&store, "u_alice", now).await.unwrap().failures,
+        100
+    );
     // The sweep keeps it: it never expires.
-    store.sweep_counters(now + 20 * 365 * 86_400).unwrap();
-    assert_eq!(is_locked(&store, &alice, now + 1), Some(true));
+    store.sweep_counters(now + 20 * 365 * 86_400).await.unwrap();
+    assert_eq!(is_locked(&store, &alice, now + 1).await, Some(true));
     // The admin unlock (`Admin::unlock`) forgives it all.
-    forgive_account(&store, "u_alice").unwrap();
-    assert_eq!(is_locked(&store, &alice, now + 1), None);
-    assert_eq!(wrong(&store, &alice, now + 1).unwrap().failures, 1);
+    forgive_account(&store, "u_alice").await.unwrap();
+    assert_eq!(is_locked(&store, &alice, now + 1).await, None);
+    assert_eq!(wrong(&store, &alice, now + 1).await.unwrap().failures, 1);
 }
 
-#[test]
-fn a_right_secret_gives_its_attempt_back_and_only_a_finished_sign_in_resets_the_count() {
+#[tokio::test]
+async fn a_right_secret_gives_its_attempt_back_and_only_a_finished_sign_in_resets_the_count() {
     let store = SledStore::temporary().unwrap();
     let alice = Holder::account("u_alice");
     for _ in 0..4 {
-        wrong(&store, &alice, T0).unwrap();
+        wrong(&store, &alice, T0).await.unwrap();
     }
     // The right password: the attempt goes back, the four failures stay, so passing
     // the password again buys no new guesses at the second factor.
-    let right = wrong(&store, &alice, T0).unwrap();
+    let right = wrong(&store, &alice, T0).await.unwrap();
     assert_eq!(right.failures, 5);
     assert_eq!(right.locks_until, T0 + 900, "the boundary locks at once");
-    give_back(&store, right, T0).unwrap();
-    let s = standing(&store, "u_alice", T0).unwrap();
+    give_back(&store, right, T0).await.unwrap();
+    let s = standing(&store, "u_alice", T0).await.unwrap();
     assert_eq!(
         (s.failures, s.locked_until),
         (4, 0),
         "its lock went with it"
     );
-    let fifth = wrong(&store, &alice, T0).unwrap();
+    let fifth = wrong(&store, &alice, T0).await.unwrap();
     assert_eq!((fifth.failures, fifth.locks_until), (5, T0 + 900));
     // The whole sign-in succeeded (`signin::complete`): the count starts over.
-    forgive_account(&store, "u_alice").unwrap();
+    forgive_account(&store, "u_alice").await.unwrap();
     assert_eq!(
-        standing(&store, "u_alice", T0).unwrap(),
+        standing(&store, "u_alice", T0).await.unwrap(),
         Standing {
             failures: 0,
             locked_until: 0
         }
     );
-    assert_eq!(wrong(&store, &alice, T0).unwrap().failures, 1);
+    assert_eq!(wrong(&store, &alice, T0).await.unwrap().failures, 1);
 }
 
-#[test]
-fn an_attempt_past_a_boundary_whose_lock_is_still_being_set_is_refused() {
+#[tokio::test]
+async fn an_attempt_past_a_boundary_whose_lock_is_still_being_set_is_refused() {
     let hooked = Arc::new(Hooked::new(Arc::new(SledStore::temporary().unwrap())));
     let alice = Holder::account("u_alice");
     for _ in 0..4 {
-        wrong(hooked.as_ref(), &alice, T0).unwrap();
+        wrong(hooked.as_ref(), &alice, T0).await.unwrap();
     }
     // Right after this attempt takes the fifth place, and before it sets the lock,
     // another arrives.
     let (outer, who) = (hooked.clone(), alice.clone());
     hooked.before("hit", move |_| {
-        outer.before("counter", move |inner| {
+        outer.before("counter", move |inner| async move {
             assert_eq!(
-                reserve(inner, &who, RULES, T0).unwrap(),
+                reserve(inner.as_ref(), &who, RULES, T0).await.unwrap(),
                 Reserved::Locked { for_good: false },
                 "the sixth may not be checked while the fifth is in flight"
             );
         });
+        async {}
     });
-    let fifth = wrong(hooked.as_ref(), &alice, T0).expect("the fifth is checked");
+    let fifth = wrong(hooked.as_ref(), &alice, T0)
+        .await
+        .expect("the fifth is checked");
     assert_eq!((fifth.failures, fifth.locks_until), (5, T0 + 900));
-    assert_eq!(standing(hooked.inner(), "u_alice", T0).unwrap().failures, 5);
+    assert_eq!(
+        standing(hooked.inner(), "u_alice", T0)
+            .await
+            .unwrap()
+            .failures,
+        5
+    );
     // Once the lock has passed, the next block opens.
     assert_eq!(
-        wrong(hooked.as_ref(), &alice, T0 + 900).unwrap().failures,
+        wrong(hooked.as_ref(), &alice, T0 + 900)
+            .await
+            .unwrap()
+            .failures,
         6
     );
 }
 
-#[test]
-fn unknown_names_count_under_a_hashed_key_that_expires_and_is_swept() {
+#[tokio::test]
+async fn unknown_names_count_under_a_hashed_key_that_expires_and_is_swept() {
     let store = SledStore::temporary().unwrap();
     let mallory = Holder::of(None, "  Mallory ");
     assert_eq!(
@@ -171,33 +189,37 @@ fn unknown_names_count_under_a_hashed_key_that_expires_and_is_swept() {
     assert_ne!(mallory, Holder::of(None, "mallory2"));
     // It locks like an account would.
     for _ in 0..5 {
-        wrong(&store, &mallory, T0).unwrap();
+        wrong(&store, &mallory, T0).await.unwrap();
     }
-    assert_eq!(is_locked(&store, &mallory, T0 + 1), Some(false));
+    assert_eq!(is_locked(&store, &mallory, T0 + 1).await, Some(false));
     assert_eq!(
-        store.counter(mallory.key(), T0).unwrap().map(|c| c.count),
+        store
+            .counter(mallory.key(), T0)
+            .await
+            .unwrap()
+            .map(|c| c.count),
         Some(5)
     );
     // Nothing is kept past the longest lock: the sweep removes all of it.
     let gone = T0 + RULES.longest_lock;
     assert_eq!(
-        store.sweep_counters(gone).unwrap(),
+        store.sweep_counters(gone).await.unwrap(),
         3,
         "count, lock, lock tally"
     );
-    assert_eq!(store.counter(mallory.key(), gone).unwrap(), None);
-    assert_eq!(wrong(&store, &mallory, gone).unwrap().failures, 1);
+    assert_eq!(store.counter(mallory.key(), gone).await.unwrap(), None);
+    assert_eq!(wrong(&store, &mallory, gone).await.unwrap().failures, 1);
 }
 
-#[test]
-fn an_unknown_name_at_the_cap_reads_as_locked_for_good_yet_expires() {
+#[tokio::test]
+async fn an_unknown_name_at_the_cap_reads_as_locked_for_good_yet_expires() {
     let store = SledStore::temporary().unwrap();
     let rules = Rules { cap: 7, ..RULES };
     let ghost = Holder::of(None, "ghost");
     let mut now = T0;
     let mut checked = 0;
     while checked < 7 {
-        match reserve(&store, &ghost, rules, now).unwrap() {
+        match reserve(&store, &ghost, rules, now).await.unwrap() {
             Reserved::Granted(t) => {
                 checked += 1;
                 assert_eq!(t.capped, checked == 7);
@@ -206,11 +228,11 @@ fn an_unknown_name_at_the_cap_reads_as_locked_for_good_yet_expires() {
         }
     }
     assert_eq!(
-        reserve(&store, &ghost, rules, now + 3600).unwrap(),
+        reserve(&store, &ghost, rules, now + 3600).await.unwrap(),
         Reserved::Locked { for_good: true },
         "the page says what it says for an account"
     );
     let later = now + 2 * RULES.longest_lock;
-    store.sweep_counters(later).unwrap();
-    assert_eq!(store.counter(ghost.key(), later).unwrap(), None);
+    store.sweep_counters(later).await.unwrap();
+    assert_eq!(store.counter(ghost.key(), later).await.unwrap(), None);
 }

@@ -3,12 +3,16 @@
 //! backend. Every call is passed through unchanged otherwise.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 
 use crate::store::*;
 
 /// A test's one-off action, run with the wrapped store.
-pub type Hook = Box<dyn FnOnce(&dyn Store) + Send>;
+pub type Hook = Box<dyn FnOnce(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// `inner`, with one-off hooks before named calls (`"find_user"`, `"redeem_code"`, … —
 /// the trait method's name).
@@ -26,11 +30,17 @@ impl Hooked {
     }
 
     /// Run `hook` once, at the start of the next call of `method`.
-    pub fn before(&self, method: &'static str, hook: impl FnOnce(&dyn Store) + Send + 'static) {
+    pub fn before<Fut>(
+        &self,
+        method: &'static str,
+        hook: impl FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
+    ) where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         self.hooks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(method, Box::new(hook));
+            .insert(method, Box::new(move |s| Box::pin(hook(s))));
     }
 
     /// The wrapped store.
@@ -38,7 +48,7 @@ impl Hooked {
         self.inner.as_ref()
     }
 
-    fn at(&self, method: &'static str) {
+    async fn at(&self, method: &'static str) {
         // Taken out before it runs: a hook that calls `method` itself does not recurse.
         let hook = self
             .hooks
@@ -46,25 +56,28 @@ impl Hooked {
             .unwrap_or_else(|p| p.into_inner())
             .remove(method);
         if let Some(hook) = hook {
-            hook(self.inner.as_ref());
+            hook(self.inner.clone()).await;
         }
     }
 }
 
 /// Each method: run its hook, then pass the call on.
 macro_rules! pass {
-    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
-        $(
-            fn $name(&self $(, $arg: $ty)*) -> $ret {
-                self.at(stringify!($name));
-                self.inner.$name($($arg),*)
-            }
-        )*
+    ($trait:ident { $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)* }) => {
+        #[async_trait]
+        impl $trait for Hooked {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.at(stringify!($name)).await;
+                    self.inner.$name($($arg),*).await
+                }
+            )*
+        }
     };
 }
 
-impl UserStore for Hooked {
-    pass! {
+pass! {
+    UserStore {
         fn create_user(&self, user: &User) -> StoreResult<()>;
         fn user(&self, id: &str) -> StoreResult<Option<User>>;
         fn find_user(&self, login: &str) -> StoreResult<Option<User>>;
@@ -77,14 +90,14 @@ impl UserStore for Hooked {
     }
 }
 
-impl UserQueryStore for Hooked {
-    pass! {
+pass! {
+    UserQueryStore {
         fn query_users(&self, query: &UserQuery) -> StoreResult<UserPage>;
     }
 }
 
-impl IdentityStore for Hooked {
-    pass! {
+pass! {
+    IdentityStore {
         fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>>;
         fn create_federated_user(&self, user: &User, connection: &str, subject: &str) -> StoreResult<User>;
         fn link_identity(&self, connection: &str, subject: &str, user_id: &str) -> StoreResult<bool>;
@@ -93,8 +106,8 @@ impl IdentityStore for Hooked {
     }
 }
 
-impl CounterStore for Hooked {
-    pass! {
+pass! {
+    CounterStore {
         fn hit(&self, key: &str, now: u64, expires_at: u64) -> StoreResult<Counter>;
         fn counter(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
         fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()>;
@@ -104,8 +117,8 @@ impl CounterStore for Hooked {
     }
 }
 
-impl CredentialStore for Hooked {
-    pass! {
+pass! {
+    CredentialStore {
         fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()>;
         fn create_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<TotpCredential>;
         fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>>;
@@ -120,8 +133,8 @@ impl CredentialStore for Hooked {
     }
 }
 
-impl SessionStore for Hooked {
-    pass! {
+pass! {
+    SessionStore {
         fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
         fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
         fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
@@ -130,8 +143,8 @@ impl SessionStore for Hooked {
     }
 }
 
-impl FlowStore for Hooked {
-    pass! {
+pass! {
+    FlowStore {
         fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()>;
         fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
         fn delete_flow(&self, id: &str) -> StoreResult<()>;
@@ -142,16 +155,16 @@ impl FlowStore for Hooked {
     }
 }
 
-impl FlashStore for Hooked {
-    pass! {
+pass! {
+    FlashStore {
         fn put_flash(&self, id: &str, bytes: &[u8], expires_at: u64) -> StoreResult<()>;
         fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>>;
         fn sweep_flashes(&self, now: u64) -> StoreResult<usize>;
     }
 }
 
-impl TokenStore for Hooked {
-    pass! {
+pass! {
+    TokenStore {
         fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()>;
         fn sweep_tokens(&self, now: u64) -> StoreResult<usize>;
         fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
@@ -164,25 +177,25 @@ impl TokenStore for Hooked {
     }
 }
 
-impl KeyStore for Hooked {
-    pass! {
+pass! {
+    KeyStore {
         fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
         fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
-        fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> StoreResult<Vec<u8>>;
+        fn secret(&self, name: &str, make: &(dyn Fn() -> Vec<u8> + Send + Sync)) -> StoreResult<Vec<u8>>;
     }
 }
 
-impl AuditStore for Hooked {
-    pass! {
+pass! {
+    AuditStore {
         fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
         fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>>;
-        fn scan_events(&self, since: u64, visit: &mut dyn FnMut(AuditEvent) -> bool) -> StoreResult<()>;
+        fn scan_events(&self, since: u64, visit: &mut (dyn FnMut(AuditEvent) -> bool + Send)) -> StoreResult<()>;
         fn sweep_events(&self, cutoff: u64) -> StoreResult<usize>;
     }
 }
 
-impl Store for Hooked {
-    pass! {
+pass! {
+    Store {
         fn flush(&self) -> StoreResult<()>;
     }
 }

@@ -25,6 +25,7 @@ pub mod short_lived;
 pub mod tokens;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Barrier};
 
 use super::*;
@@ -45,23 +46,33 @@ impl<F: Fn() -> Arc<dyn Store> + Sync> StoreFactory for F {
 /// backend might have, so a race shows.
 pub const PARALLEL: usize = 50;
 
-/// Run `f(i)` on [`PARALLEL`] threads released at once; their answers, by `i`.
-pub fn race<T: Send + 'static>(
-    store: &Arc<dyn Store>,
-    f: impl Fn(&dyn Store, usize) -> T + Send + Sync + 'static,
-) -> Vec<T> {
+/// Run `f(store, i)` on [`PARALLEL`] threads released at once, each driving its future
+/// on the test's runtime (so a network backend's connections work), and their
+/// answers, by `i`. Threads rather than tasks: an embedded backend that never yields
+/// still races for real.
+pub async fn race<T, F, Fut>(store: &Arc<dyn Store>, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<dyn Store>, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
     let f = Arc::new(f);
     let start = Arc::new(Barrier::new(PARALLEL));
-    let handles: Vec<_> = (0..PARALLEL)
+    let threads: Vec<_> = (0..PARALLEL)
         .map(|i| {
-            let (f, start, store) = (f.clone(), start.clone(), store.clone());
+            let (f, start, store, runtime) =
+                (f.clone(), start.clone(), store.clone(), runtime.clone());
             std::thread::spawn(move || {
                 start.wait();
-                f(store.as_ref(), i)
+                runtime.block_on(f(store, i))
             })
         })
         .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+    // Joined off the runtime: the threads need its workers to make progress.
+    tokio::task::spawn_blocking(move || threads.into_iter().map(|h| h.join().unwrap()).collect())
+        .await
+        .unwrap()
 }
 
 /// An account with a name and an address.
@@ -145,7 +156,7 @@ pub fn totp_credential() -> TotpCredential {
     }
 }
 
-/// One `#[test]` per contract test, each on a fresh store from `$factory` (anything
+/// One multi-threaded `#[tokio::test]` per contract test, each on a fresh store from `$factory` (anything
 /// that is a [`StoreFactory`], e.g. a `fn() -> Arc<dyn Store>`). Use it inside a test
 /// module: `usher::store_contract_tests!(fresh_store);`.
 #[macro_export]
@@ -206,9 +217,9 @@ macro_rules! store_contract_tests {
 macro_rules! __store_contract_tests {
     ($factory:expr; $($module:ident :: $name:ident),* $(,)?) => {
         $(
-            #[test]
-            fn $name() {
-                $crate::store::contract::$module::$name(&$factory);
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::store::contract::$module::$name(&$factory).await;
             }
         )*
     };

@@ -4,10 +4,13 @@
 
 use super::*;
 
-pub fn parallel_redemptions_of_one_code_give_exactly_one_success(f: &dyn StoreFactory) {
+pub async fn parallel_redemptions_of_one_code_give_exactly_one_success(f: &dyn StoreFactory) {
     let s = f.fresh();
-    s.put_code("h", &code()).unwrap();
-    let results = race(&s, |s, i| s.redeem_code("h", &format!("g{i}")).unwrap());
+    s.put_code("h", &code()).await.unwrap();
+    let results = race(&s, |s, i| async move {
+        s.redeem_code("h", &format!("g{i}")).await.unwrap()
+    })
+    .await;
     let fresh: Vec<&CodeRecord> = results
         .iter()
         .filter_map(|r| match r {
@@ -30,21 +33,21 @@ pub fn parallel_redemptions_of_one_code_give_exactly_one_success(f: &dyn StoreFa
             Redeem::Unknown => panic!("a stored code was unknown"),
         }
     }
-    assert_eq!(s.redeem_code("nope", "g").unwrap(), Redeem::Unknown);
+    assert_eq!(s.redeem_code("nope", "g").await.unwrap(), Redeem::Unknown);
 }
 
-pub fn a_reuse_that_beats_the_first_exchange_bars_its_grant(f: &dyn StoreFactory) {
+pub async fn a_reuse_that_beats_the_first_exchange_bars_its_grant(f: &dyn StoreFactory) {
     let s = f.fresh();
     // The reuse is noticed before the first exchange has written its grant.
-    s.bar_grant(&grant("g1")).unwrap();
-    assert!(!s.create_grant(&grant("g1")).unwrap());
-    assert!(s.grant("g1").unwrap().unwrap().revoked);
+    s.bar_grant(&grant("g1")).await.unwrap();
+    assert!(!s.create_grant(&grant("g1")).await.unwrap());
+    assert!(s.grant("g1").await.unwrap().unwrap().revoked);
     // Noticed afterwards, it revokes the grant that was written.
-    assert!(s.create_grant(&grant("g2")).unwrap());
-    assert!(!s.grant("g2").unwrap().unwrap().revoked);
-    s.bar_grant(&grant("g2")).unwrap();
-    assert!(s.grant("g2").unwrap().unwrap().revoked);
-    assert!(s.grant("g3").unwrap().is_none());
+    assert!(s.create_grant(&grant("g2")).await.unwrap());
+    assert!(!s.grant("g2").await.unwrap().unwrap().revoked);
+    s.bar_grant(&grant("g2")).await.unwrap();
+    assert!(s.grant("g2").await.unwrap().unwrap().revoked);
+    assert!(s.grant("g3").await.unwrap().is_none());
 }
 
 fn refresh(grant_id: &str) -> RefreshRecord {
@@ -55,37 +58,39 @@ fn refresh(grant_id: &str) -> RefreshRecord {
     }
 }
 
-pub fn refresh_rotation_detects_reuse(f: &dyn StoreFactory) {
+pub async fn refresh_rotation_detects_reuse(f: &dyn StoreFactory) {
     let s = f.fresh();
     let rec = refresh("g");
-    s.put_refresh("r1", &rec).unwrap();
+    s.put_refresh("r1", &rec).await.unwrap();
     assert!(matches!(
-        s.rotate_refresh("r1", "r2", &rec).unwrap(),
+        s.rotate_refresh("r1", "r2", &rec).await.unwrap(),
         Rotate::Rotated(_)
     ));
     assert!(matches!(
-        s.rotate_refresh("r1", "r3", &rec).unwrap(),
+        s.rotate_refresh("r1", "r3", &rec).await.unwrap(),
         Rotate::Reused(_)
     ));
     // The reused attempt's new token was never stored.
     assert!(matches!(
-        s.rotate_refresh("r3", "r4", &rec).unwrap(),
+        s.rotate_refresh("r3", "r4", &rec).await.unwrap(),
         Rotate::Unknown
     ));
     assert!(matches!(
-        s.rotate_refresh("r2", "r5", &rec).unwrap(),
+        s.rotate_refresh("r2", "r5", &rec).await.unwrap(),
         Rotate::Rotated(_)
     ));
 }
 
-pub fn parallel_refreshes_rotate_once_and_the_reuse_names_the_family(f: &dyn StoreFactory) {
+pub async fn parallel_refreshes_rotate_once_and_the_reuse_names_the_family(f: &dyn StoreFactory) {
     let s = f.fresh();
-    assert!(s.create_grant(&grant("g1")).unwrap());
-    s.put_refresh("r1", &refresh("g1")).unwrap();
-    let results = race(&s, |s, i| {
+    assert!(s.create_grant(&grant("g1")).await.unwrap());
+    s.put_refresh("r1", &refresh("g1")).await.unwrap();
+    let results = race(&s, |s, i| async move {
         s.rotate_refresh("r1", &format!("n{i}"), &refresh("g1"))
+            .await
             .unwrap()
-    });
+    })
+    .await;
     let rotated: Vec<usize> = (0..PARALLEL)
         .filter(|&i| matches!(results[i], Rotate::Rotated(_)))
         .collect();
@@ -102,6 +107,7 @@ pub fn parallel_refreshes_rotate_once_and_the_reuse_names_the_family(f: &dyn Sto
     for i in 0..PARALLEL {
         let next = s
             .rotate_refresh(&format!("n{i}"), &format!("m{i}"), &refresh("g1"))
+            .await
             .unwrap();
         if i == rotated[0] {
             assert!(matches!(next, Rotate::Rotated(_)), "{next:?}");
@@ -109,54 +115,59 @@ pub fn parallel_refreshes_rotate_once_and_the_reuse_names_the_family(f: &dyn Sto
             assert_eq!(next, Rotate::Unknown);
         }
     }
-    s.revoke_grant("g1").unwrap();
-    assert!(s.grant("g1").unwrap().unwrap().revoked);
+    s.revoke_grant("g1").await.unwrap();
+    assert!(s.grant("g1").await.unwrap().unwrap().revoked);
 }
 
-pub fn expired_tokens_are_swept_and_late_code_reuse_is_still_seen(f: &dyn StoreFactory) {
+pub async fn expired_tokens_are_swept_and_late_code_reuse_is_still_seen(f: &dyn StoreFactory) {
     let s = f.fresh();
     let mut c = code();
     c.expires_at = 100;
-    s.put_code("old", &c).unwrap();
+    s.put_code("old", &c).await.unwrap();
     c.expires_at = 10_000;
-    s.put_code("fresh", &c).unwrap();
+    s.put_code("fresh", &c).await.unwrap();
     // A code is kept an hour past its expiry, to still recognise reuse.
-    assert_eq!(s.sweep_tokens(3000).unwrap(), 0);
-    assert_eq!(s.sweep_tokens(3701).unwrap(), 1);
+    assert_eq!(s.sweep_tokens(3000).await.unwrap(), 0);
+    assert_eq!(s.sweep_tokens(3701).await.unwrap(), 1);
     assert!(matches!(
-        s.redeem_code("fresh", "g").unwrap(),
+        s.redeem_code("fresh", "g").await.unwrap(),
         Redeem::Fresh(_)
     ));
-    assert_eq!(s.redeem_code("old", "g").unwrap(), Redeem::Unknown);
+    assert_eq!(s.redeem_code("old", "g").await.unwrap(), Redeem::Unknown);
     // Grants and refresh tokens go at their expiry.
     let mut g = grant("g_old");
     g.expires_at = 50;
-    s.create_grant(&g).unwrap();
-    s.create_grant(&grant("g_live")).unwrap();
+    s.create_grant(&g).await.unwrap();
+    s.create_grant(&grant("g_live")).await.unwrap();
     let mut r = refresh("g_old");
     r.expires_at = 50;
-    s.put_refresh("r_old", &r).unwrap();
-    s.put_refresh("r_live", &refresh("g_live")).unwrap();
-    assert_eq!(s.sweep_tokens(60).unwrap(), 2);
-    assert!(s.grant("g_old").unwrap().is_none());
-    assert!(s.grant("g_live").unwrap().is_some());
+    s.put_refresh("r_old", &r).await.unwrap();
+    s.put_refresh("r_live", &refresh("g_live")).await.unwrap();
+    assert_eq!(s.sweep_tokens(60).await.unwrap(), 2);
+    assert!(s.grant("g_old").await.unwrap().is_none());
+    assert!(s.grant("g_live").await.unwrap().is_some());
     assert_eq!(
-        s.rotate_refresh("r_old", "x", &refresh("g_old")).unwrap(),
+        s.rotate_refresh("r_old", "x", &refresh("g_old"))
+            .await
+            .unwrap(),
         Rotate::Unknown
     );
 }
 
-pub fn server_secrets_are_created_once_even_in_parallel(f: &dyn StoreFactory) {
+pub async fn server_secrets_are_created_once_even_in_parallel(f: &dyn StoreFactory) {
     let s = f.fresh();
-    let seen = race(&s, |s, i| s.secret("csrf", &|| vec![i as u8; 4]).unwrap());
+    let seen = race(&s, |s, i| async move {
+        s.secret("csrf", &|| vec![i as u8; 4]).await.unwrap()
+    })
+    .await;
     assert!(seen.iter().all(|v| *v == seen[0]), "{seen:?}");
-    assert_eq!(s.secret("csrf", &|| vec![9]).unwrap(), seen[0]);
-    assert_eq!(s.secret("other", &|| vec![7]).unwrap(), vec![7]);
+    assert_eq!(s.secret("csrf", &|| vec![9]).await.unwrap(), seen[0]);
+    assert_eq!(s.secret("other", &|| vec![7]).await.unwrap(), vec![7]);
 }
 
-pub fn signing_keys_are_kept(f: &dyn StoreFactory) {
+pub async fn signing_keys_are_kept(f: &dyn StoreFactory) {
     let s = f.fresh();
-    assert!(s.signing_keys().unwrap().is_empty());
+    assert!(s.signing_keys().await.unwrap().is_empty());
     for kid in ["k1", "k2"] {
         s.put_signing_key(&StoredKey {
             kid: kid.into(),
@@ -164,10 +175,12 @@ pub fn signing_keys_are_kept(f: &dyn StoreFactory) {
             pkcs8_der: vec![1, 2, 3],
             created_at: 5,
         })
+        .await
         .unwrap();
     }
     let mut kids: Vec<String> = s
         .signing_keys()
+        .await
         .unwrap()
         .into_iter()
         .map(|k| k.kid)

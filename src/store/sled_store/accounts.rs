@@ -7,6 +7,7 @@ use sled::Transactional;
 
 use super::{backend, decode, encode, fold, identity_key, tx_result, SledStore};
 use crate::store::*;
+use async_trait::async_trait;
 
 impl SledStore {
     /// `IdentityStore::unlink_identity`.
@@ -73,10 +74,10 @@ impl SledStore {
     }
 
     /// `UserStore::delete_user`.
-    pub(super) fn delete_account(&self, id: &str) -> StoreResult<()> {
+    pub(super) async fn delete_account(&self, id: &str) -> StoreResult<()> {
         // A transaction cannot scan, so the identities are listed first. One linked in
         // between would point at nothing, which provisioning refuses cleanly.
-        let links = self.identities_of(id)?;
+        let links = self.identities_of(id).await?;
         tx_result(
             (
                 &self.users,
@@ -150,8 +151,9 @@ fn session_index_key(user_id: &str, hash: &str) -> String {
     format!("{user_id}\0{hash}")
 }
 
+#[async_trait]
 impl SessionStore for SledStore {
-    fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()> {
+    async fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()> {
         let value = encode(session)?;
         tx_result(
             (&self.sessions, &self.user_sessions).transaction(|(sessions, index)| {
@@ -171,11 +173,11 @@ impl SessionStore for SledStore {
         )
     }
 
-    fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
         Self::get(&self.sessions, id_hash)
     }
 
-    fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
         tx_result(
             (&self.sessions, &self.user_sessions).transaction(|(sessions, index)| {
                 if let Some(bytes) = sessions.remove(id_hash.as_bytes())? {
@@ -192,13 +194,13 @@ impl SessionStore for SledStore {
         )
     }
 
-    fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>> {
+    async fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>> {
         let prefix = format!("{user_id}\0");
         let mut out = Vec::new();
         for key in self.user_sessions.scan_prefix(prefix.as_bytes()).keys() {
             let key = key.map_err(backend)?;
             let hash = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            if let Some(session) = self.session(&hash)? {
+            if let Some(session) = self.session(&hash).await? {
                 if session.user_id.as_deref() == Some(user_id) {
                     out.push((hash, session));
                 }
@@ -207,7 +209,7 @@ impl SessionStore for SledStore {
         Ok(out)
     }
 
-    fn sweep_sessions(&self, now: u64) -> StoreResult<usize> {
+    async fn sweep_sessions(&self, now: u64) -> StoreResult<usize> {
         let mut expired = Vec::new();
         for entry in self.sessions.iter() {
             let (key, value) = entry.map_err(backend)?;
@@ -217,18 +219,19 @@ impl SessionStore for SledStore {
             }
         }
         for hash in &expired {
-            self.delete_session(hash)?;
+            self.delete_session(hash).await?;
         }
         Ok(expired.len())
     }
 }
 
+#[async_trait]
 impl AuditStore for SledStore {
-    fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
+    async fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
         Self::put(&self.audit, &event.id, event)
     }
 
-    fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
+    async fn events(&self, since: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let start = format!("{since:016x}");
         self.audit
             .range(start.as_bytes()..)
@@ -240,10 +243,10 @@ impl AuditStore for SledStore {
             .collect()
     }
 
-    fn scan_events(
+    async fn scan_events(
         &self,
         since: u64,
-        visit: &mut dyn FnMut(AuditEvent) -> bool,
+        visit: &mut (dyn FnMut(AuditEvent) -> bool + Send),
     ) -> StoreResult<()> {
         let start = format!("{since:016x}");
         for kv in self.audit.range(start.as_bytes()..) {
@@ -255,7 +258,7 @@ impl AuditStore for SledStore {
         Ok(())
     }
 
-    fn sweep_events(&self, cutoff: u64) -> StoreResult<usize> {
+    async fn sweep_events(&self, cutoff: u64) -> StoreResult<usize> {
         // Ids start with their time in fixed-width hex: the old ones are a key range.
         let end = format!("{cutoff:016x}");
         let mut removed = 0;

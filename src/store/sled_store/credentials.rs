@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{backend, cas_update, decode, encode, Change, SledStore};
 use crate::secret::ct_eq;
 use crate::store::*;
+use async_trait::async_trait;
 
 /// An e-mail code record as sled keeps it. Records written before versions existed
 /// read as version 0.
@@ -18,12 +19,13 @@ struct StoredEmailCode {
     version: u64,
 }
 
+#[async_trait]
 impl CredentialStore for SledStore {
-    fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()> {
+    async fn put_totp(&self, user_id: &str, credential: &TotpCredential) -> StoreResult<()> {
         SledStore::put(&self.totp, user_id, credential)
     }
 
-    fn create_totp(
+    async fn create_totp(
         &self,
         user_id: &str,
         credential: &TotpCredential,
@@ -41,16 +43,16 @@ impl CredentialStore for SledStore {
         }
     }
 
-    fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>> {
+    async fn totp(&self, user_id: &str) -> StoreResult<Option<TotpCredential>> {
         SledStore::get(&self.totp, user_id)
     }
 
-    fn delete_totp(&self, user_id: &str) -> StoreResult<()> {
+    async fn delete_totp(&self, user_id: &str) -> StoreResult<()> {
         self.totp.remove(user_id).map_err(backend)?;
         Ok(())
     }
 
-    fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool> {
+    async fn accept_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool> {
         cas_update(
             &self.totp,
             user_id,
@@ -64,11 +66,11 @@ impl CredentialStore for SledStore {
         )
     }
 
-    fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
+    async fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
         SledStore::put(&self.recovery, user_id, &hashes)
     }
 
-    fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool> {
+    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> StoreResult<bool> {
         cas_update(&self.recovery, user_id, |current: Option<Vec<String>>| {
             let Some(mut hashes) = current else {
                 return (Change::Keep, false);
@@ -90,12 +92,12 @@ impl CredentialStore for SledStore {
         })
     }
 
-    fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize> {
+    async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<usize> {
         let hashes: Option<Vec<String>> = SledStore::get(&self.recovery, user_id)?;
         Ok(hashes.map_or(0, |h| h.len()))
     }
 
-    fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()> {
+    async fn put_email_code(&self, key: &str, code: &EmailCode) -> StoreResult<()> {
         cas_update(
             &self.email_codes,
             key,
@@ -110,7 +112,7 @@ impl CredentialStore for SledStore {
         )
     }
 
-    fn email_code(&self, key: &str) -> StoreResult<Option<Versioned<EmailCode>>> {
+    async fn email_code(&self, key: &str) -> StoreResult<Option<Versioned<EmailCode>>> {
         let stored: Option<StoredEmailCode> = SledStore::get(&self.email_codes, key)?;
         Ok(stored.map(|s| Versioned {
             value: s.code,
@@ -118,7 +120,7 @@ impl CredentialStore for SledStore {
         }))
     }
 
-    fn swap_email_code(
+    async fn swap_email_code(
         &self,
         key: &str,
         expected: Option<u64>,
@@ -146,8 +148,9 @@ impl CredentialStore for SledStore {
     }
 }
 
+#[async_trait]
 impl CounterStore for SledStore {
-    fn hit(&self, key: &str, now: u64, expires_at: u64) -> StoreResult<Counter> {
+    async fn hit(&self, key: &str, now: u64, expires_at: u64) -> StoreResult<Counter> {
         // Retried on contention, so N parallel hits answer N different counts.
         cas_update(&self.counters, key, |current: Option<Counter>| {
             let next = match current.filter(|c| c.expires_at > now) {
@@ -164,12 +167,12 @@ impl CounterStore for SledStore {
         })
     }
 
-    fn counter(&self, key: &str, now: u64) -> StoreResult<Option<Counter>> {
+    async fn counter(&self, key: &str, now: u64) -> StoreResult<Option<Counter>> {
         let c: Option<Counter> = SledStore::get(&self.counters, key)?;
         Ok(c.filter(|c| c.expires_at > now))
     }
 
-    fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()> {
+    async fn extend_counter(&self, key: &str, now: u64, until: u64) -> StoreResult<()> {
         cas_update(
             &self.counters,
             key,
@@ -188,7 +191,7 @@ impl CounterStore for SledStore {
         )
     }
 
-    fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>> {
+    async fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>> {
         cas_update(
             &self.counters,
             key,
@@ -206,12 +209,12 @@ impl CounterStore for SledStore {
         )
     }
 
-    fn reset_counter(&self, key: &str) -> StoreResult<()> {
+    async fn reset_counter(&self, key: &str) -> StoreResult<()> {
         self.counters.remove(key).map_err(backend)?;
         Ok(())
     }
 
-    fn sweep_counters(&self, now: u64) -> StoreResult<usize> {
+    async fn sweep_counters(&self, now: u64) -> StoreResult<usize> {
         let mut removed = 0;
         for entry in self.counters.iter() {
             let (key, value) = entry.map_err(backend)?;

@@ -5,38 +5,40 @@ use std::sync::atomic::Ordering;
 
 use super::{backend, SledStore};
 use crate::store::*;
+use async_trait::async_trait;
 
+#[async_trait]
 impl FlowStore for SledStore {
-    fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()> {
+    async fn put_flow(&self, id: &str, bytes: &[u8]) -> StoreResult<()> {
         if self.flows.insert(id, bytes).map_err(backend)?.is_none() {
             self.live_flows.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+    async fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.flows.get(id).map_err(backend)?.map(|v| v.to_vec()))
     }
 
-    fn delete_flow(&self, id: &str) -> StoreResult<()> {
+    async fn delete_flow(&self, id: &str) -> StoreResult<()> {
         if self.flows.remove(id).map_err(backend)?.is_some() {
             self.forget_flows(1);
         }
         Ok(())
     }
 
-    fn flow_count(&self) -> StoreResult<usize> {
+    async fn flow_count(&self) -> StoreResult<usize> {
         Ok(self.live_flows.load(Ordering::Relaxed))
     }
 
-    fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()> {
+    async fn put_upstream_state(&self, state_hash: &str, flow_id: &str) -> StoreResult<()> {
         self.upstream_states
             .insert(state_hash, flow_id.as_bytes())
             .map_err(backend)?;
         Ok(())
     }
 
-    fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>> {
+    async fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>> {
         // `remove` is atomic: exactly one caller sees the value.
         Ok(self
             .upstream_states
@@ -45,7 +47,7 @@ impl FlowStore for SledStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize> {
+    async fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize> {
         // Ids start with their creation time in fixed-width hex, so the old ones are a
         // prefix range of the tree.
         let end = format!("{cutoff:016x}");
@@ -70,15 +72,16 @@ impl FlowStore for SledStore {
     }
 }
 
+#[async_trait]
 impl FlashStore for SledStore {
-    fn put_flash(&self, id: &str, bytes: &[u8], expires_at: u64) -> StoreResult<()> {
+    async fn put_flash(&self, id: &str, bytes: &[u8], expires_at: u64) -> StoreResult<()> {
         let mut value = expires_at.to_be_bytes().to_vec();
         value.extend_from_slice(bytes);
         self.flashes.insert(id, value).map_err(backend)?;
         Ok(())
     }
 
-    fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>> {
+    async fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>> {
         // `remove` is atomic: exactly one caller sees the value.
         let Some(value) = self.flashes.remove(id).map_err(backend)? else {
             return Ok(None);
@@ -88,7 +91,7 @@ impl FlashStore for SledStore {
             .map(|(_, body)| body.to_vec()))
     }
 
-    fn sweep_flashes(&self, now: u64) -> StoreResult<usize> {
+    async fn sweep_flashes(&self, now: u64) -> StoreResult<usize> {
         let mut removed = 0;
         for entry in self.flashes.iter() {
             let (key, value) = entry.map_err(backend)?;

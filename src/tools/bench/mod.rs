@@ -298,10 +298,11 @@ fn measure_limits(target: &Target, cores: usize, seconds: f64) -> anyhow::Result
         Some(l) => l.state.keys.clone(),
         None => {
             let store = crate::store::SledStore::temporary()?;
-            Arc::new(crate::oidc::keys::Keys::load_or_generate(
+            let rt = tokio::runtime::Builder::new_current_thread().build()?;
+            Arc::new(rt.block_on(crate::oidc::keys::Keys::load_or_generate(
                 &store,
                 crate::crypto::unix_now(),
-            )?)
+            ))?)
         }
     };
     let mut signatures = Vec::new();

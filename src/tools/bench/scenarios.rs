@@ -394,9 +394,9 @@ pub async fn script(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     provision(ctx, fed, FAMILY_SCRIPT, pool_size).await?;
     let mut secrets = Vec::new();
     for n in 0..pool_size {
-        secrets.push(local.enrol_totp(FAMILY_SCRIPT, n)?);
+        secrets.push(local.enrol_totp(FAMILY_SCRIPT, n).await?);
     }
-    local.state.store.flush()?;
+    local.state.store.flush().await?;
     let pool = Arc::new(TotpPool {
         secrets,
         last_step: Mutex::new(vec![0; pool_size as usize]),

@@ -184,9 +184,9 @@ impl Target {
             .map_err(|d| anyhow::anyhow!("the bench config does not load:\n{d}"))?;
         let store: Arc<dyn Store> =
             Arc::new(crate::store::SledStore::open(&dir.path().join("data"))?);
-        let state = crate::server::state_with_store(loaded.config, store)?;
+        let state = server.block_on(crate::server::state_with_store(loaded.config, store))?;
         let running = server.block_on(async { crate::server::spawn(state.clone(), listener) })?;
-        seed_password_users(&state, args.users)?;
+        server.block_on(seed_password_users(&state, args.users))?;
         Ok(Target {
             issuer,
             http: http_client(args.concurrency)?,
@@ -249,11 +249,12 @@ impl Local {
 
     /// Enrol upstream user `n` of `family` (already provisioned) in TOTP; returns the
     /// secret the authenticator app would hold.
-    pub fn enrol_totp(&self, family: u64, n: u64) -> anyhow::Result<Vec<u8>> {
+    pub async fn enrol_totp(&self, family: u64, n: u64) -> anyhow::Result<Vec<u8>> {
         let subject = self.upstream.user_id(family, n);
         let store = &self.state.store;
         let uid = store
-            .identity(self.upstream.connection(), &subject)?
+            .identity(self.upstream.connection(), &subject)
+            .await?
             .ok_or_else(|| anyhow::anyhow!("upstream user {subject} was not provisioned"))?;
         let secret = crate::authn::totp::generate_secret();
         let sealed = self
@@ -261,15 +262,17 @@ impl Local {
             .sealing
             .seal(&secret, uid.as_bytes())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        store.put_totp(
-            &uid,
-            &crate::store::TotpCredential {
-                sealed_secret: sealed,
-                created_at: crate::crypto::unix_now(),
-                last_step: 0,
-                confirmed: true,
-            },
-        )?;
+        store
+            .put_totp(
+                &uid,
+                &crate::store::TotpCredential {
+                    sealed_secret: sealed,
+                    created_at: crate::crypto::unix_now(),
+                    last_step: 0,
+                    confirmed: true,
+                },
+            )
+            .await?;
         Ok(secret)
     }
 }
@@ -281,28 +284,31 @@ pub fn password_user(n: u64) -> String {
 
 /// Local accounts for the password scenario, all with the same Argon2id hash (one
 /// hash is enough: verifying costs the same whatever the salt).
-fn seed_password_users(state: &Shared, count: u64) -> anyhow::Result<()> {
+async fn seed_password_users(state: &Shared, count: u64) -> anyhow::Result<()> {
     let hash = crate::authn::password::hash(PASSWORD)?;
     let now = crate::crypto::unix_now();
     for n in 0..count.max(1) {
         let name = password_user(n);
-        state.store.create_user(&User {
-            id: format!("u_{name}"),
-            username: name.clone(),
-            email: Some(format!("{name}@bench.example")),
-            email_verified: true,
-            name: Some(format!("Bench {n}")),
-            given_name: None,
-            family_name: None,
-            picture: None,
-            roles: vec![],
-            password_hash: Some(hash.clone()),
-            disabled: false,
-            created_at: now,
-            updated_at: now,
-        })?;
+        state
+            .store
+            .create_user(&User {
+                id: format!("u_{name}"),
+                username: name.clone(),
+                email: Some(format!("{name}@bench.example")),
+                email_verified: true,
+                name: Some(format!("Bench {n}")),
+                given_name: None,
+                family_name: None,
+                picture: None,
+                roles: vec![],
+                password_hash: Some(hash.clone()),
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
     }
-    state.store.flush()?;
+    state.store.flush().await?;
     Ok(())
 }
 

@@ -259,12 +259,8 @@ async fn start_in(options: &DemoOptions, data_dir: &Path, temporary: bool) -> an
         EmailConfig::Smtp(_) => None,
     };
 
-    let state = tokio::task::spawn_blocking(move || -> anyhow::Result<Shared> {
-        let state = crate::server::open_state(config)?;
-        seed_local_user(state.store.as_ref())?;
-        Ok(state)
-    })
-    .await??;
+    let state = crate::server::open_state(config).await?;
+    seed_local_user(state.store.as_ref()).await?;
     let inspector: Arc<dyn Inspector> = Arc::new(StoreInspector {
         state: state.clone(),
     });
@@ -349,8 +345,8 @@ fn admin_client(thrift: &App, secret: &str) -> App {
 }
 
 /// Create the demo's password user unless it exists (a kept `--data` folder has it).
-fn seed_local_user(store: &dyn Store) -> anyhow::Result<()> {
-    if store.find_user(LOCAL_USERNAME)?.is_some() {
+async fn seed_local_user(store: &dyn Store) -> anyhow::Result<()> {
+    if store.find_user(LOCAL_USERNAME).await?.is_some() {
         return Ok(());
     }
     let now = unix_now();
@@ -369,8 +365,8 @@ fn seed_local_user(store: &dyn Store) -> anyhow::Result<()> {
         created_at: now,
         updated_at: now,
     };
-    store.create_user(&user)?;
-    store.flush()?;
+    store.create_user(&user).await?;
+    store.flush().await?;
     Ok(())
 }
 
@@ -494,7 +490,7 @@ impl Demo {
         let _ = tokio::time::timeout(Duration::from_secs(5), usher.stop()).await;
         google.stop().await;
         github.stop().await;
-        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        let _ = store.flush().await;
         if temporary {
             let _ = std::fs::remove_dir_all(&data_dir);
         }
@@ -567,12 +563,13 @@ struct StoreInspector {
     state: Shared,
 }
 
+#[async_trait::async_trait]
 impl Inspector for StoreInspector {
-    fn inspect(&self, sub: &str) -> BehindTheScenes {
+    async fn inspect(&self, sub: &str) -> BehindTheScenes {
         let store = self.state.store.as_ref();
         let config = self.state.config();
-        let accounts_total = store.user_count().unwrap_or(0);
-        let trace = latest_trace(store, sub);
+        let accounts_total = store.user_count().await.unwrap_or(0);
+        let trace = latest_trace(store, sub).await;
         let fact = |label: &str, value: String| Fact {
             label: label.into(),
             value,
@@ -583,9 +580,9 @@ impl Inspector for StoreInspector {
                 .get(connection)
                 .map_or_else(|| connection.to_string(), |c| c.display_name.clone())
         };
-        match store.user(sub) {
+        match store.user(sub).await {
             Ok(Some(user)) => {
-                let identities = store.identities_of(&user.id).unwrap_or_default();
+                let identities = store.identities_of(&user.id).await.unwrap_or_default();
                 let summary = match identities.first() {
                     Some((connection, _)) => format!(
                         "{} has jit.provision on: Usher created this account the moment your first {} sign-in succeeded, so the same login could go on to step 2.",
@@ -616,7 +613,7 @@ impl Inspector for StoreInspector {
                         "none".into()
                     },
                 ));
-                let totp = matches!(store.totp(&user.id), Ok(Some(t)) if t.confirmed);
+                let totp = matches!(store.totp(&user.id).await, Ok(Some(t)) if t.confirmed);
                 facts.push(fact(
                     "Authenticator app",
                     if totp {
@@ -654,9 +651,9 @@ impl Inspector for StoreInspector {
 }
 
 /// The trace and outcome of `sub`'s latest sign-in in the last hour.
-fn latest_trace(store: &dyn Store, sub: &str) -> Vec<String> {
+async fn latest_trace(store: &dyn Store, sub: &str) -> Vec<String> {
     let since = unix_now().saturating_sub(3600);
-    let events = store.events(since, 10_000).unwrap_or_default();
+    let events = store.events(since, 10_000).await.unwrap_or_default();
     events
         .into_iter()
         .rev()

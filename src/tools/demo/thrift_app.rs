@@ -83,8 +83,9 @@ pub struct Fact {
 
 /// Looks a subject (`sub`) up where the app cannot: the demo implements it over Usher's
 /// store. Called off the async runtime.
+#[async_trait::async_trait]
 pub trait Inspector: Send + Sync {
-    fn inspect(&self, sub: &str) -> BehindTheScenes;
+    async fn inspect(&self, sub: &str) -> BehindTheScenes;
 }
 
 /// How to start Thrift.
@@ -576,9 +577,7 @@ async fn me_get(State(state): State<Shared>, jar: CookieJar) -> Response {
         .unwrap_or_default()
         .to_string();
     let behind = match state.inspector.clone() {
-        Some(inspector) => tokio::task::spawn_blocking(move || inspector.inspect(&sub))
-            .await
-            .ok(),
+        Some(inspector) => Some(inspector.inspect(&sub).await),
         None => None,
     };
     let page = MePage {
