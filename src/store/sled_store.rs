@@ -385,12 +385,7 @@ impl SledStore {
 #[async_trait]
 impl TokenStore for SledStore {
     async fn sweep_tokens(&self, now: u64) -> StoreResult<usize> {
-        // Codes are kept an hour past their expiry, so a late second use is still
-        // recognised as reuse and revokes what the first use issued.
-        let codes = Self::sweep_expired(&self.codes, now.saturating_sub(3600))?;
-        let refresh = Self::sweep_expired(&self.refresh, now)?;
-        let grants = Self::sweep_expired(&self.grants, now)?;
-        Ok(codes + refresh + grants)
+        self.off_runtime(move |s| s.sweep_tokens_now(now)).await
     }
 
     async fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()> {
@@ -669,5 +664,18 @@ impl SledStore {
         }
         self.live_flows.store(0, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The sweeps: each walks a whole tree, so the trait methods run them on the
+/// blocking pool.
+impl SledStore {
+    fn sweep_tokens_now(&self, now: u64) -> StoreResult<usize> {
+        // Codes are kept an hour past their expiry, so a late second use is still
+        // recognised as reuse and revokes what the first use issued.
+        let codes = Self::sweep_expired(&self.codes, now.saturating_sub(3600))?;
+        let refresh = Self::sweep_expired(&self.refresh, now)?;
+        let grants = Self::sweep_expired(&self.grants, now)?;
+        Ok(codes + refresh + grants)
     }
 }

@@ -178,20 +178,7 @@ impl SessionStore for SledStore {
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        tx_result(
-            (&self.sessions, &self.user_sessions).transaction(|(sessions, index)| {
-                if let Some(bytes) = sessions.remove(id_hash.as_bytes())? {
-                    // A corrupt record is removed all the same; only its index entry
-                    // cannot be found, and `sessions_of` skips such leftovers.
-                    if let Ok(old) = decode::<Session>(&bytes) {
-                        if let Some(uid) = old.user_id {
-                            index.remove(session_index_key(&uid, id_hash).as_bytes())?;
-                        }
-                    }
-                }
-                Ok(())
-            }),
-        )
+        self.remove_session(id_hash)
     }
 
     async fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>> {
@@ -210,18 +197,7 @@ impl SessionStore for SledStore {
     }
 
     async fn sweep_sessions(&self, now: u64) -> StoreResult<usize> {
-        let mut expired = Vec::new();
-        for entry in self.sessions.iter() {
-            let (key, value) = entry.map_err(backend)?;
-            let gone = decode::<Session>(&value).map_or(true, |s| s.expires_at <= now);
-            if gone {
-                expired.push(String::from_utf8_lossy(&key).into_owned());
-            }
-        }
-        for hash in &expired {
-            self.delete_session(hash).await?;
-        }
-        Ok(expired.len())
+        self.off_runtime(move |s| s.sweep_sessions_now(now)).await
     }
 }
 
@@ -259,6 +235,29 @@ impl AuditStore for SledStore {
     }
 
     async fn sweep_events(&self, cutoff: u64) -> StoreResult<usize> {
+        self.off_runtime(move |s| s.sweep_events_now(cutoff)).await
+    }
+}
+
+/// The sweeps: each walks a whole tree, so the trait methods run them on the
+/// blocking pool.
+impl SledStore {
+    fn sweep_sessions_now(&self, now: u64) -> StoreResult<usize> {
+        let mut expired = Vec::new();
+        for entry in self.sessions.iter() {
+            let (key, value) = entry.map_err(backend)?;
+            let gone = decode::<Session>(&value).map_or(true, |s| s.expires_at <= now);
+            if gone {
+                expired.push(String::from_utf8_lossy(&key).into_owned());
+            }
+        }
+        for hash in &expired {
+            self.remove_session(hash)?;
+        }
+        Ok(expired.len())
+    }
+
+    fn sweep_events_now(&self, cutoff: u64) -> StoreResult<usize> {
         // Ids start with their time in fixed-width hex: the old ones are a key range.
         let end = format!("{cutoff:016x}");
         let mut removed = 0;
@@ -268,5 +267,25 @@ impl AuditStore for SledStore {
             removed += 1;
         }
         Ok(removed)
+    }
+}
+
+impl SledStore {
+    /// Remove a session and its index entry, in one transaction.
+    fn remove_session(&self, id_hash: &str) -> StoreResult<()> {
+        tx_result(
+            (&self.sessions, &self.user_sessions).transaction(|(sessions, index)| {
+                if let Some(bytes) = sessions.remove(id_hash.as_bytes())? {
+                    // A corrupt record is removed all the same; only its index entry
+                    // cannot be found, and `sessions_of` skips such leftovers.
+                    if let Ok(old) = decode::<Session>(&bytes) {
+                        if let Some(uid) = old.user_id {
+                            index.remove(session_index_key(&uid, id_hash).as_bytes())?;
+                        }
+                    }
+                }
+                Ok(())
+            }),
+        )
     }
 }

@@ -215,22 +215,7 @@ impl CounterStore for SledStore {
     }
 
     async fn sweep_counters(&self, now: u64) -> StoreResult<usize> {
-        let mut removed = 0;
-        for entry in self.counters.iter() {
-            let (key, value) = entry.map_err(backend)?;
-            let expired = decode::<Counter>(&value).map_or(true, |c| c.expires_at <= now);
-            // Removed only if unchanged: a hit that restarted it meanwhile stays.
-            if expired
-                && self
-                    .counters
-                    .compare_and_swap(&key, Some(value), None as Option<&[u8]>)
-                    .map_err(backend)?
-                    .is_ok()
-            {
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        self.off_runtime(move |s| s.sweep_counters_now(now)).await
     }
 }
 
@@ -281,5 +266,28 @@ impl SledStore {
         }
         self.db.drop_tree("attempts").map_err(backend)?;
         Ok(())
+    }
+}
+
+/// The sweeps: each walks a whole tree, so the trait methods run them on the
+/// blocking pool.
+impl SledStore {
+    fn sweep_counters_now(&self, now: u64) -> StoreResult<usize> {
+        let mut removed = 0;
+        for entry in self.counters.iter() {
+            let (key, value) = entry.map_err(backend)?;
+            let expired = decode::<Counter>(&value).map_or(true, |c| c.expires_at <= now);
+            // Removed only if unchanged: a hit that restarted it meanwhile stays.
+            if expired
+                && self
+                    .counters
+                    .compare_and_swap(&key, Some(value), None as Option<&[u8]>)
+                    .map_err(backend)?
+                    .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }

@@ -48,27 +48,7 @@ impl FlowStore for SledStore {
     }
 
     async fn sweep_flows(&self, cutoff: u64) -> StoreResult<usize> {
-        // Ids start with their creation time in fixed-width hex, so the old ones are a
-        // prefix range of the tree.
-        let end = format!("{cutoff:016x}");
-        let mut removed = 0;
-        for entry in self.flows.range(..end.as_bytes()) {
-            let (key, _) = entry.map_err(backend)?;
-            // A flow finished meanwhile is not counted twice.
-            if self.flows.remove(key).map_err(backend)?.is_some() {
-                removed += 1;
-            }
-        }
-        self.forget_flows(removed);
-        // Round trips that never came back: their value is the (time-prefixed) flow id.
-        for entry in self.upstream_states.iter() {
-            let (key, flow_id) = entry.map_err(backend)?;
-            let started = crate::crypto::id_time(&String::from_utf8_lossy(&flow_id));
-            if started.is_none_or(|t| t < cutoff) {
-                self.upstream_states.remove(key).map_err(backend)?;
-            }
-        }
-        Ok(removed)
+        self.off_runtime(move |s| s.sweep_flows_now(cutoff)).await
     }
 }
 
@@ -92,15 +72,7 @@ impl FlashStore for SledStore {
     }
 
     async fn sweep_flashes(&self, now: u64) -> StoreResult<usize> {
-        let mut removed = 0;
-        for entry in self.flashes.iter() {
-            let (key, value) = entry.map_err(backend)?;
-            let expired = split_flash(&value).is_none_or(|(expires_at, _)| expires_at <= now);
-            if expired && self.flashes.remove(key).map_err(backend)?.is_some() {
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        self.off_runtime(move |s| s.sweep_flashes_now(now)).await
     }
 }
 
@@ -119,5 +91,45 @@ impl SledStore {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
                 Some(c.saturating_sub(n))
             });
+    }
+}
+
+/// The sweeps: each walks a whole tree, so the trait methods run them on the
+/// blocking pool.
+impl SledStore {
+    fn sweep_flows_now(&self, cutoff: u64) -> StoreResult<usize> {
+        // Ids start with their creation time in fixed-width hex, so the old ones are a
+        // prefix range of the tree.
+        let end = format!("{cutoff:016x}");
+        let mut removed = 0;
+        for entry in self.flows.range(..end.as_bytes()) {
+            let (key, _) = entry.map_err(backend)?;
+            // A flow finished meanwhile is not counted twice.
+            if self.flows.remove(key).map_err(backend)?.is_some() {
+                removed += 1;
+            }
+        }
+        self.forget_flows(removed);
+        // Round trips that never came back: their value is the (time-prefixed) flow id.
+        for entry in self.upstream_states.iter() {
+            let (key, flow_id) = entry.map_err(backend)?;
+            let started = crate::crypto::id_time(&String::from_utf8_lossy(&flow_id));
+            if started.is_none_or(|t| t < cutoff) {
+                self.upstream_states.remove(key).map_err(backend)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn sweep_flashes_now(&self, now: u64) -> StoreResult<usize> {
+        let mut removed = 0;
+        for entry in self.flashes.iter() {
+            let (key, value) = entry.map_err(backend)?;
+            let expired = split_flash(&value).is_none_or(|(expires_at, _)| expires_at <= now);
+            if expired && self.flashes.remove(key).map_err(backend)?.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
