@@ -230,11 +230,16 @@ async fn sign_up_checks_the_form_and_creates_one_account_per_email() {
         .unwrap()
         .is_empty());
     let hash = crate::store::PasswordHash("hash".into());
-    let SignedUp::Created { user_id } =
-        sign_up(ctx, &mut f, 1, "a", "new@example.com", hash.clone())
-            .await
-            .unwrap()
-    else {
+    let SignedUp::Created { user_id } = sign_up(
+        ctx,
+        &mut f,
+        (1, "a"),
+        "new@example.com",
+        hash.clone(),
+        false,
+    )
+    .await
+    .unwrap() else {
         panic!("created");
     };
     assert_eq!(
@@ -244,7 +249,7 @@ async fn sign_up_checks_the_form_and_creates_one_account_per_email() {
     // The same email again (a second tab that passed the check before the first wrote).
     let mut again = flow(&config);
     assert_eq!(
-        sign_up(ctx, &mut again, 1, "a", "NEW@example.com", hash)
+        sign_up(ctx, &mut again, (1, "a"), "NEW@example.com", hash, false)
             .await
             .unwrap(),
         SignedUp::Taken

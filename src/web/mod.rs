@@ -18,6 +18,7 @@ pub mod metrics;
 mod oidc_routes;
 pub mod pages;
 mod posted;
+mod reset;
 mod scim;
 
 use std::sync::{Arc, RwLock};
@@ -422,6 +423,18 @@ pub fn app(state: Shared) -> Router {
         .route(
             "/signup/{flow}",
             get(login::signup_get).post(login::signup_post),
+        )
+        .route(
+            "/login/{flow}/forgot",
+            get(reset::forgot_get).post(reset::forgot_post),
+        )
+        .route(
+            "/login/{flow}/reset",
+            get(reset::reset_get).post(reset::reset_post),
+        )
+        .route(
+            "/signup/{flow}/verify",
+            get(reset::verify_get).post(reset::verify_post),
         )
         .route("/unlock/{token}", get(login::unlock_get))
         .route("/metrics", get(metrics::metrics_get))
