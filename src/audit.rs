@@ -39,6 +39,8 @@ pub mod kind {
     pub const ACCOUNT_RECOVERY_CODES: &str = "account.recovery_codes_regenerated";
     pub const ACCOUNT_UNLINKED: &str = "account.identity_unlinked";
     pub const ACCOUNT_SESSION_ENDED: &str = "account.session_ended";
+    /// A new email address, proven with a code mailed to it, replaced the old one.
+    pub const ACCOUNT_EMAIL: &str = "account.email_changed";
     pub const ADMIN_USER_CREATED: &str = "admin.user_created";
     pub const ADMIN_USER_UPDATED: &str = "admin.user_updated";
     pub const ADMIN_USER_DISABLED: &str = "admin.user_disabled";

@@ -69,7 +69,10 @@ fn class_of(method: &Method, path: &str, base: &str) -> Option<Class> {
         ["login", _, "forgot"] => Some(Class::Email),
         ["login", _, "password" | "totp" | "email_otp" | "recovery_code" | "federation" | "reset"]
         | ["signup", _, "verify"] => Some(Class::SignIn),
-        ["myaccount", "password" | "totp"] => Some(Class::SignIn),
+        ["myaccount", "password" | "totp"] | ["myaccount", "email", "confirm"] => {
+            Some(Class::SignIn)
+        }
+        ["myaccount", "email"] => Some(Class::Email),
         _ => None,
     }
 }
@@ -204,6 +207,8 @@ mod tests {
         assert_eq!(c(&post, "/signup/f1"), Some(Class::SignUp));
         assert_eq!(c(&post, "/signup/f1/verify"), Some(Class::SignIn));
         assert_eq!(c(&post, "/login/f1/forgot"), Some(Class::Email));
+        assert_eq!(c(&post, "/myaccount/email"), Some(Class::Email));
+        assert_eq!(c(&post, "/myaccount/email/confirm"), Some(Class::SignIn));
         assert_eq!(c(&post, "/login/f1/reset"), Some(Class::SignIn));
         assert_eq!(c(&get, "/login/f1/forgot"), None);
         assert_eq!(c(&post, "/token"), Some(Class::Token));

@@ -325,6 +325,11 @@ fn self_service_and_admin_routes() -> Router<Shared> {
             "/myaccount/password",
             post(account_forms::account_password_post),
         )
+        .route("/myaccount/email", post(account_forms::account_email_post))
+        .route(
+            "/myaccount/email/confirm",
+            post(account_forms::account_email_confirm_post),
+        )
         .route(
             "/myaccount/totp",
             get(account_forms::account_totp_get).post(account_forms::account_totp_post),
