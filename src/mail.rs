@@ -329,6 +329,33 @@ mod tests {
     }
 
     #[test]
+    fn the_reset_mails_carry_the_code_and_say_what_to_do_if_unexpected() {
+        let mail = reset_code_mail("042917", 5);
+        for body in [&mail.text, &mail.html] {
+            assert!(body.contains("042917"), "{body}");
+            assert!(body.contains("5 minutes"), "{body}");
+            assert!(body.contains("did not ask for this"), "{body}");
+        }
+        assert!(
+            mail.text.contains("\n042917\n"),
+            "the code on a line of its own"
+        );
+        assert!(!format!("{mail:?}").contains("042917"));
+        let notice = password_reset_notice("2026-12-02T05:00:00Z", "203.0.113.9 <b>");
+        for body in [&notice.text, &notice.html] {
+            assert!(body.contains("2026-12-02T05:00:00Z"), "{body}");
+            assert!(body.contains("was not you"), "{body}");
+        }
+        assert!(
+            notice.html.contains("203.0.113.9 &lt;b&gt;"),
+            "{}",
+            notice.html
+        );
+        let verify = verify_email_mail("123456", 5);
+        assert!(verify.text.contains("\n123456\n"), "{}", verify.text);
+    }
+
+    #[test]
     fn bad_addresses_are_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = dir.path().join("outbox");
