@@ -148,7 +148,8 @@ pub struct Flow {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct PendingReset {
     /// The account the code was mailed for; `None` when the name typed matched no
-    /// account with a verified address. The pages look the same either way.
+    /// enabled account with a password and a verified address. The pages look the same
+    /// either way.
     pub user_id: Option<String>,
 }
 

@@ -88,7 +88,9 @@ pub async fn request(
         .store
         .find_user(login)
         .await?
-        .filter(|u| !u.disabled && u.email_verified);
+        // Only a password that exists is reset: an account that signs in through a
+        // connection does not gain a password from its mailbox.
+        .filter(|u| !u.disabled && u.email_verified && u.password_hash.is_some());
     let Some((user, to)) = user.and_then(|u| u.email.clone().map(|to| (u, to))) else {
         flow.reset = Some(PendingReset { user_id: None });
         flow.last_login = Some(login.to_string());
