@@ -6,10 +6,11 @@
 //! change but the code's hash, bound to the account *and* the new address (the confirm
 //! form carries the address back; a different one does not match the hash), under the
 //! email code's rules (`authn::email_otp`: five minutes, used once, five wrong tries,
-//! three sends per ten minutes per account). Until the code comes back the old address
-//! stays, verified as it was. A new address that another account holds verified is
-//! refused; one another account holds *unverified* is not claimed, and that account
-//! gives it up (`provision::release_unverified`) when this one proves it.
+//! three sends per ten minutes per account, at most ten wrong codes a day). Until the
+//! code comes back the old address stays, verified as it was. A new address that
+//! another account holds verified is refused; one another account holds *unverified* is
+//! not claimed, and that account gives it up (`provision::release_unverified`) when this
+//! one proves it.
 
 use super::{record, refuse, AccountError};
 use crate::audit::kind;
@@ -104,7 +105,14 @@ pub async fn confirm_change(
     }
     let address = checked_address(ctx, user, address).await?;
     let hash = code_hash(&user.id, &address, code);
-    match email_otp::check_hash(store, &record_key(&user.id), &hash, now).await? {
+    let key = record_key(&user.id);
+    if !email_otp::reserve_try(store, &key, now).await? {
+        store.flush().await?;
+        return refuse("Too many wrong codes today. Try again tomorrow.");
+    }
+    let checked = email_otp::check_hash(store, &key, &hash, now).await?;
+    email_otp::settle_try(store, &key, checked, now).await?;
+    match checked {
         EmailCheck::Ok => {}
         EmailCheck::Wrong { tries_left: 0 } => {
             store.flush().await?;

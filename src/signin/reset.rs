@@ -10,7 +10,9 @@
 //! [`email_otp::RESEND_WINDOW`] (the per-client limits are the shell's throttles). The
 //! rules are the email code's own, over the same versioned record, under a key of its
 //! own (`reset:<user id>`), so a reset code never passes a sign-in's second factor and
-//! the other way round.
+//! the other way round. Across every code sent, at most
+//! [`email_otp::MAX_TRIES_PER_DAY`] wrong codes are checked per account a day, so the
+//! six digits cannot be worn down over months.
 //!
 //! A reset does not sign anybody in: the flow goes back to the password step, and the
 //! sign-in asks for the new password and then every step after it — the second factor
@@ -227,8 +229,24 @@ pub async fn submit(ctx: Ctx<'_>, flow: &mut Flow, form: &ResetForm) -> CoreResu
         refused(ctx, flow, None, "a code for a name without an account").await;
         return Ok(Reset::Refused);
     };
+    let key = record_key(&user_id);
+    if !email_otp::reserve_try(ctx.store, &key, ctx.now).await? {
+        // The same words as a wrong code: the cap must not tell an account apart from
+        // a name nobody has.
+        flow.tell(WRONG_CODE);
+        refused(
+            ctx,
+            flow,
+            Some(&user_id),
+            "too many wrong codes today; not checked",
+        )
+        .await;
+        return Ok(Reset::Refused);
+    }
     let hash = code_hash(&user_id, &flow.id, &form.code);
-    match email_otp::check_hash(ctx.store, &record_key(&user_id), &hash, ctx.now).await? {
+    let checked = email_otp::check_hash(ctx.store, &key, &hash, ctx.now).await?;
+    email_otp::settle_try(ctx.store, &key, checked, ctx.now).await?;
+    match checked {
         EmailCheck::Ok => {}
         outcome => {
             flow.tell(WRONG_CODE);

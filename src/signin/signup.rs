@@ -9,8 +9,10 @@
 //! address stays free for anyone who proves it first, and no half-made account exists.
 //! The code follows the email code's rules (`authn::email_otp`: six digits, five
 //! minutes, five wrong tries, three sends per ten minutes) over a record per address,
-//! so a stranger cannot use sign-up to flood an address with mail; its hash is bound to
-//! the address and to the sign-in, so a code works only where it was asked for.
+//! so a stranger cannot use sign-up to flood an address with mail, and at most
+//! `email_otp::MAX_TRIES_PER_DAY` wrong codes are checked per address a day, so nobody
+//! guesses their way to someone else's address; its hash is bound to the address and to
+//! the sign-in, so a code works only where it was asked for.
 
 use super::Ctx;
 use crate::authn::email_otp::{self, EmailCheck, EmailIssue};
@@ -247,7 +249,13 @@ pub async fn verify_sign_up(
     }
     let hash = sign_up_code_hash(&pending.email, &flow.id, code);
     let key = sign_up_key(&pending.email);
-    match email_otp::check_hash(ctx.store, &key, &hash, ctx.now).await? {
+    if !email_otp::reserve_try(ctx.store, &key, ctx.now).await? {
+        flow.tell("Too many wrong codes for this address today. Try again tomorrow.");
+        return Ok(Verified::Refused);
+    }
+    let checked = email_otp::check_hash(ctx.store, &key, &hash, ctx.now).await?;
+    email_otp::settle_try(ctx.store, &key, checked, ctx.now).await?;
+    match checked {
         EmailCheck::Ok => {}
         EmailCheck::Wrong { tries_left: 0 } => {
             flow.tell("That code is not right, and it no longer works. Send a new code.");

@@ -661,3 +661,50 @@ async fn a_held_sign_up_makes_its_account_only_when_the_code_comes_back() {
         Verified::NotPending
     );
 }
+
+#[tokio::test]
+async fn past_the_daily_cap_a_reset_code_is_not_even_checked() {
+    let store = SledStore::temporary().unwrap();
+    let config = config();
+    let ctx = at(&config, &store);
+    alice_with_password(&store, "wonderland-rabbit").await;
+    let mut f = flow(&config);
+    let mut code = String::new();
+    // Each code burns after a few wrong tries; new ones keep coming within the resend
+    // limit (moved past it on the clock), but the day's wrong tries add up.
+    for round in 0..4u64 {
+        let ctx = Ctx {
+            now: NOW + round * crate::authn::email_otp::RESEND_WINDOW,
+            ..ctx
+        };
+        let reset::Requested::Asked { mail: Some(mail) } =
+            reset::request(ctx, &mut f, &[StepOption::Password], "alice")
+                .await
+                .unwrap()
+        else {
+            panic!("a code is mailed")
+        };
+        code = mail.code.expose().to_string();
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        for _ in 0..3 {
+            reset::submit(ctx, &mut f, &reset_form(wrong, "a-brand-new-password"))
+                .await
+                .unwrap();
+        }
+    }
+    // Twelve wrong tries so far: the right code is refused unchecked, in the same words.
+    let late = Ctx {
+        now: NOW + 3 * crate::authn::email_otp::RESEND_WINDOW,
+        ..ctx
+    };
+    let refused = reset::submit(late, &mut f, &reset_form(&code, "a-brand-new-password"))
+        .await
+        .unwrap();
+    assert!(matches!(refused, reset::Reset::Refused), "{refused:?}");
+    assert_eq!(f.notice(), Some(reset::WRONG_CODE));
+    let user = store.user("u_alice").await.unwrap().unwrap();
+    assert!(crate::authn::password::verify(
+        Some(&user),
+        "wonderland-rabbit"
+    ));
+}
