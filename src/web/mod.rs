@@ -431,15 +431,15 @@ pub fn app(state: Shared) -> Router {
         )
         .route(
             "/login/{flow}/forgot",
-            get(reset::forgot_get).post(reset::forgot_post),
+            get(reset::login_forgot_get).post(reset::login_forgot_post),
         )
         .route(
             "/login/{flow}/reset",
-            get(reset::reset_get).post(reset::reset_post),
+            get(reset::login_reset_get).post(reset::login_reset_post),
         )
         .route(
             "/signup/{flow}/verify",
-            get(reset::verify_get).post(reset::verify_post),
+            get(reset::signup_verify_get).post(reset::signup_verify_post),
         )
         .route("/unlock/{token}", get(login::unlock_get))
         .route("/metrics", get(metrics::metrics_get))

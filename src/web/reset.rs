@@ -103,7 +103,7 @@ pub struct ForgotQuery {
     again: Option<String>,
 }
 
-pub async fn forgot_get(
+pub async fn login_forgot_get(
     State(state): State<Shared>,
     jar: CookieJar,
     Path(id): Path<String>,
@@ -139,7 +139,7 @@ pub struct ForgotForm {
     username: String,
 }
 
-pub async fn forgot_post(
+pub async fn login_forgot_post(
     State(state): State<Shared>,
     mut posted: Posted<ForgotForm>,
 ) -> Result<Response, WebError> {
@@ -174,7 +174,7 @@ pub async fn forgot_post(
     Ok(see_other(&next))
 }
 
-pub async fn reset_get(
+pub async fn login_reset_get(
     State(state): State<Shared>,
     jar: CookieJar,
     Path(id): Path<String>,
@@ -221,7 +221,7 @@ pub struct ResetPostForm {
     password_confirm: String,
 }
 
-pub async fn reset_post(
+pub async fn login_reset_post(
     State(state): State<Shared>,
     mut posted: Posted<ResetPostForm>,
 ) -> Result<Response, WebError> {
@@ -270,7 +270,7 @@ pub async fn reset_post(
 }
 
 /// `/signup/{flow}/verify`: the code mailed to a new account's address.
-pub async fn verify_get(
+pub async fn signup_verify_get(
     State(state): State<Shared>,
     jar: CookieJar,
     Path(id): Path<String>,
@@ -304,7 +304,7 @@ pub struct VerifyForm {
     resend: Option<String>,
 }
 
-pub async fn verify_post(
+pub async fn signup_verify_post(
     State(state): State<Shared>,
     mut posted: Posted<VerifyForm>,
 ) -> Result<Response, WebError> {
