@@ -9,6 +9,8 @@
 
 pub mod access;
 pub mod forms;
+pub mod notify;
+pub mod step_up;
 
 use std::collections::BTreeMap;
 

@@ -83,8 +83,17 @@ pub(crate) async fn render(
     match option {
         StepOption::Totp => {
             let ctx = state.core(config, state.now());
-            let enrol = match codes::totp_prompt(ctx, &state.sealing, app, &uid).await? {
+            let enrol = match codes::totp_prompt(ctx, &state.sealing, app, flow, &uid).await? {
                 TotpPrompt::Enter => None,
+                TotpPrompt::PassFirst => {
+                    return Err(WebError::Page {
+                        status: StatusCode::FORBIDDEN,
+                        title: "Verify with your second factor first",
+                        message: codes::PASS_FIRST.into(),
+                        hint: Some("Go back and choose the way you usually verify.".into()),
+                        back_url,
+                    });
+                }
                 TotpPrompt::NotOffered => {
                     return Err(WebError::page(
                         StatusCode::FORBIDDEN,
