@@ -153,7 +153,9 @@ async fn returning(
         return Ok(Provisioned::Refused("this account is disabled".into()));
     }
     let user = sync_attributes(store, conn, identity, user, now).await?;
-    Ok(Provisioned::Subject(Box::new(account_subject(&user, identity))))
+    Ok(Provisioned::Subject(Box::new(account_subject(
+        &user, identity,
+    ))))
 }
 
 fn str_claim(identity: &UpstreamIdentity, name: &str) -> Option<String> {
@@ -215,7 +217,11 @@ pub async fn create(
             Ok(winner) if winner.disabled => {
                 return Ok(Provisioned::Refused("this account is disabled".into()))
             }
-            Ok(winner) => return Ok(Provisioned::Subject(Box::new(account_subject(&winner, identity)))),
+            Ok(winner) => {
+                return Ok(Provisioned::Subject(Box::new(account_subject(
+                    &winner, identity,
+                ))))
+            }
             Err(StoreError::Conflict("username")) if chosen.is_some() => {
                 return Ok(Provisioned::Refused("that username is taken".into()))
             }
@@ -263,14 +269,18 @@ pub async fn link(
                 .identity(&identity.connection, &identity.subject)
                 .await?
             {
-                Some(id) if id == user.id => Provisioned::Subject(Box::new(account_subject(user, identity))),
+                Some(id) if id == user.id => {
+                    Provisioned::Subject(Box::new(account_subject(user, identity)))
+                }
                 _ => Provisioned::Refused(
                     "this identity is already linked to another account".into(),
                 ),
             },
         );
     }
-    Ok(Provisioned::Subject(Box::new(account_subject(user, identity))))
+    Ok(Provisioned::Subject(Box::new(account_subject(
+        user, identity,
+    ))))
 }
 
 /// Re-sync profile attributes from the upstream, per `jit.attributes`.
