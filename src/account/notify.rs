@@ -130,3 +130,21 @@ pub async fn changed(config: &Config, by: &By, user: &User, change: Change, at: 
         }
     }
 }
+
+/// [`changed`] for the account `user_id`, read from the store (a change made while
+/// signing in, where the flow knows only the id). A store failure is logged like a
+/// failure to send.
+pub async fn changed_by_id(ctx: &crate::context::Ctx<'_>, by: &By, user_id: &str, change: Change) {
+    match ctx.store.user(user_id).await {
+        Ok(Some(user)) => changed(ctx.config, by, &user, change, ctx.now).await,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, user = user_id, change = ?change, "could not read the account to send the notice of a change")
+        }
+    }
+}
+
+/// The client address a sign-in recorded (`Flow::ip`), for a notice.
+pub fn flow_client(ip: &str) -> Option<IpAddr> {
+    ip.parse().ok()
+}

@@ -2,7 +2,8 @@
 //! removing the authenticator app, new recovery codes and unlinking a connection need
 //! a sign-in at most `my_account.step_up_seconds` old that passed the account's second
 //! factor, when it has one (`authn::steps::factors`: the authenticator app or its
-//! recovery codes, else codes by email where this server uses them).
+//! recovery codes, else codes by email to a verified address where this server uses
+//! them).
 //!
 //! The rule is checked here, against the SSO session My Account's token was issued
 //! under; it is met only by signing in again through Usher's own flow, which the shell
@@ -53,7 +54,7 @@ pub async fn check(ctx: &Ctx<'_>, user: &User, session_hash: &str) -> StoreResul
     else {
         return Ok(Fresh::StepUp);
     };
-    let factors = steps::factors(ctx.store, ctx.config, &user.id, user.email.as_deref()).await?;
+    let factors = steps::factors(ctx.store, ctx.config, user).await?;
     Ok(judge(
         &session,
         &factors,

@@ -58,17 +58,14 @@ pub fn email_codes_in_use(config: &Config) -> bool {
 
 /// The second factors that prove the owner of an account, as option names: the
 /// authenticator app (and its recovery codes) when one is set up; otherwise recovery
-/// codes left over, and codes by email when the account has an address and this server
-/// uses them. Only the strongest kind is named, so a step-up never falls back from an
+/// codes left over, and codes by email when the account has a verified address and
+/// this server uses them. Only the strongest kind is named, so a step-up never falls back from an
 /// authenticator to the mailbox. Empty: the account has no second factor at all.
-pub async fn factors(
-    store: &dyn Store,
-    config: &Config,
-    user_id: &str,
-    email: Option<&str>,
-) -> StoreResult<Vec<String>> {
-    let totp = store.totp(user_id).await?.is_some_and(|c| c.confirmed);
-    let codes = store.recovery_codes_left(user_id).await? > 0;
+pub async fn factors(store: &dyn Store, config: &Config, user: &User) -> StoreResult<Vec<String>> {
+    let totp = store.totp(&user.id).await?.is_some_and(|c| c.confirmed);
+    let codes = store.recovery_codes_left(&user.id).await? > 0;
+    // An address nobody has shown they own is no proof of the owner.
+    let email = user.email.as_deref().filter(|_| user.email_verified);
     let mut out = Vec::new();
     if totp {
         out.push(StepOption::Totp.name().to_string());
@@ -86,7 +83,7 @@ pub async fn factors(
 /// can be asked for, read from the store.
 pub async fn subject_of(store: &dyn Store, config: &Config, u: &User) -> StoreResult<Subject> {
     let mut subject = local_subject(u, enrolled(store, &u.id).await?);
-    subject.factors = factors(store, config, &u.id, u.email.as_deref()).await?;
+    subject.factors = factors(store, config, u).await?;
     Ok(subject)
 }
 

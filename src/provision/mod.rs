@@ -407,10 +407,10 @@ pub async fn settle(
             match &account {
                 Some(uid) => {
                     subject.enrolled = crate::authn::steps::enrolled(store, uid).await?;
-                    let email = subject.email.clone();
-                    subject.factors =
-                        crate::authn::steps::factors(store, config, uid, email.as_deref())
-                            .await?;
+                    if let Some(user) = store.user(uid).await? {
+                        subject.factors =
+                            crate::authn::steps::factors(store, config, &user).await?;
+                    }
                     flow.log(format!(
                         "step {step}: {} identity {}: {how} {uid}",
                         conn.id, identity.subject

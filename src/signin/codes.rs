@@ -70,8 +70,10 @@ pub const PASS_FIRST: &str = "This account already has a second factor. Verify w
 /// with no second factor at all, or once the user has passed one of its factors in
 /// this sign-in (an earlier session's pass does not count).
 pub async fn enrolment_allowed(ctx: Ctx<'_>, flow: &Flow, user_id: &str) -> CoreResult<bool> {
-    let email = ctx.store.user(user_id).await?.and_then(|u| u.email);
-    let factors = steps::factors(ctx.store, ctx.config, user_id, email.as_deref()).await?;
+    let Some(user) = ctx.store.user(user_id).await? else {
+        return Ok(false);
+    };
+    let factors = steps::factors(ctx.store, ctx.config, &user).await?;
     Ok(factors.is_empty()
         || flow
             .done()

@@ -272,3 +272,28 @@ async fn a_password_change_is_mailed_to_the_account_with_the_client_address() {
     let when = usher::timefmt::rfc3339(usher.clock.now());
     assert!(text.contains(&when), "{when} in {text}");
 }
+
+#[tokio::test]
+async fn an_authenticator_set_up_while_signing_in_is_mailed_too() {
+    // No app offers codes by email, so alice's address is no second factor: she may set
+    // up an authenticator while signing in, and is told so by mail.
+    let (usher, sink) = start("[[password], [totp]]").await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    let start = rp.start(&[]);
+    let page = browser
+        .follow(&usher, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
+    let enrol = browser
+        .submit_password(&usher, &page, "alice", "wonderland-rabbit")
+        .await
+        .unwrap();
+    assert!(
+        enrol.body.contains("Set up your authenticator app"),
+        "{enrol:?}"
+    );
+    let (_, next) = enrol_totp(&usher, &browser, &enrol).await;
+    assert!(next.is_err(), "signed in to Thrift");
+    notice(&sink, "An authenticator app was set up").await;
+}
