@@ -146,13 +146,22 @@ fn begin(config: &Config, app: &App, step_up: Option<After>) -> Result<Start, Ac
 }
 
 /// The parts of what the browser kept: `state`, the PKCE verifier, and where to go
-/// after a step-up.
-fn kept_parts(kept: &str) -> Option<(&str, &str, After)> {
+/// after a step-up (`None`: an ordinary sign-in).
+fn kept_parts(kept: &str) -> Option<(&str, &str, Option<After>)> {
     let mut parts = kept.splitn(3, '.');
     let state = parts.next()?;
     let verifier = parts.next()?;
-    let after = parts.next().map_or(After::Home, After::parse);
+    let after = parts.next().map(After::parse);
     Some((state, verifier, after))
+}
+
+/// A redeemed answer: the access token My Account keeps, where the browser goes, and
+/// the message left for the page after a step-up.
+#[derive(Debug)]
+pub struct Redeemed {
+    pub access: String,
+    pub after: After,
+    pub flash: Option<String>,
 }
 
 /// The query of the redirect back to My Account.
@@ -193,7 +202,7 @@ pub async fn callback(
     app: &App,
     kept: Option<&str>,
     answer: Answer,
-) -> Result<(String, After), CallbackError> {
+) -> Result<Redeemed, CallbackError> {
     let (expected, verifier, after) = kept.and_then(kept_parts).ok_or(CallbackError::Stale)?;
     let presented = answer.state.unwrap_or_default();
     if !ct_eq(expected.as_bytes(), presented.as_bytes()) {
@@ -272,7 +281,27 @@ pub async fn callback(
         .await;
         return Err(CallbackError::NoAccount { idp });
     }
-    Ok((access, after))
+    // Back from a step-up to the page: the change the user asked for is theirs to make
+    // again now (the form's fields are not kept).
+    let flash = match (after, grant.data.user_id.as_deref()) {
+        (Some(After::Home), Some(user_id)) => {
+            let flash = super::forms::Flash {
+                user_id: user_id.to_string(),
+                notice: Some(format!(
+                    "You signed in again. Make your change now: for the next {} minutes, changes to your sign-in need no further check.",
+                    ctx.config.my_account.step_up_seconds.div_ceil(60)
+                )),
+                ..Default::default()
+            };
+            Some(super::forms::put_flash(ctx, &flash).await?)
+        }
+        _ => None,
+    };
+    Ok(Redeemed {
+        access,
+        after: after.unwrap_or(After::Home),
+        flash,
+    })
 }
 
 /// Sign out of My Account and of the SSO session: the grant of My Account's token is

@@ -303,7 +303,7 @@ pub async fn account_callback_get(
         error_description: q.error_description,
     };
     let redeemed = access::callback(&core.ctx(), &core.keys, &app, kept.as_deref(), answer).await;
-    let (access_token, after) = match redeemed {
+    let redeemed = match redeemed {
         Ok(redeemed) => redeemed,
         Err(CallbackError::Stale) => return Err(stale()),
         Err(CallbackError::Unfinished(why)) => {
@@ -322,10 +322,20 @@ pub async fn account_callback_get(
         jar,
         &config,
         cookies::ACCOUNT,
-        access_token,
+        redeemed.access,
         config.security.access_token_ttl,
     );
-    let to = match after {
+    let jar = match redeemed.flash {
+        Some(flash) => cookies::set(
+            jar,
+            &config,
+            cookies::ACCOUNT_FLASH,
+            flash,
+            config.security.flow_ttl,
+        ),
+        None => jar,
+    };
+    let to = match redeemed.after {
         forms::After::Home => home(&config),
         forms::After::TotpSetup => format!("{}/totp", home(&config)),
     };

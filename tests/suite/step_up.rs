@@ -196,6 +196,7 @@ async fn with_only_a_password_factors_change_only_after_the_second_factor_is_pas
     let now_code = usher::authn::totp::code_at(&secret, usher.clock.now());
     let back = code(&usher, &browser, &totp_page, &now_code).await;
     assert!(back.body.contains("<h1>My Account</h1>"), "{back:?}");
+    assert!(back.body.contains("You signed in again"), "{back:?}");
 
     // Signed in again with the authenticator: the same forms go through.
     let res = post(&usher, &browser, "/myaccount/recovery-codes", &back).await;
@@ -239,6 +240,7 @@ async fn a_sign_in_older_than_the_step_up_window_signs_in_again_before_the_passw
         .await
         .unwrap();
     assert!(home.body.contains("<h1>My Account</h1>"), "{home:?}");
+    assert!(home.body.contains("You signed in again"), "{home:?}");
     let mut form = form;
     form[0].1 = home.csrf();
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
