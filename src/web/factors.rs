@@ -91,7 +91,13 @@ pub(crate) async fn render(
                         status: StatusCode::FORBIDDEN,
                         title: "Verify with your second factor first",
                         message: codes::PASS_FIRST.into(),
-                        hint: Some("Go back and choose the way you usually verify.".into()),
+                        hint: Some(match back_url {
+                            Some(_) => "Go back and choose the way you usually verify.".into(),
+                            None => format!(
+                                "Set up your authenticator app at {}/myaccount, then sign in again.",
+                                crate::oidc::issuer(config).trim_end_matches('/')
+                            ),
+                        }),
                         back_url,
                     });
                 }

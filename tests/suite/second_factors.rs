@@ -578,6 +578,10 @@ async fn an_email_code_account_cannot_enrol_an_authenticator_with_its_password_a
         .await
         .unwrap();
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
+    assert!(
+        html_unescape(&refused.body).contains("/myaccount"),
+        "{refused:?}"
+    );
     assert!(usher.store.totp("u_alice").await.unwrap().is_none());
     let tom_browser = Browser::new();
     let (tom_page, _) = to_step_two(&usher, &tom_browser, &rp, "totp").await;
