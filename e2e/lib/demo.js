@@ -62,7 +62,7 @@ export async function startDemo(args = []) {
       }
       return execFileSync(BIN, ['users', 'list'], { env, encoding: 'utf8' });
     },
-    /** The newest six-digit code in the outbox, waiting for one to arrive. */
+    /** The six-digit code of the newest code mail in the outbox, waiting for one to arrive. */
     async emailCode(after = 0) {
       const deadline = Date.now() + 15_000;
       while (Date.now() < deadline) {
@@ -70,8 +70,9 @@ export async function startDemo(args = []) {
         try {
           files = readdirSync(demo.outbox).filter((f) => f.endsWith('.eml')).sort();
         } catch { /* not created yet */ }
-        if (files.length > after) {
-          const text = readFileSync(join(demo.outbox, files[files.length - 1]), 'utf8');
+        // Newest first, skipping other mail (a notice of a change carries no code).
+        for (const name of files.slice(after).reverse()) {
+          const text = readFileSync(join(demo.outbox, name), 'utf8');
           const m = text.match(/^\s*(\d{6})\s*$/m);
           if (m) return m[1];
         }

@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::forms::After;
 use super::{session_handle, AccountError};
 use crate::audit::{self, kind};
 use crate::config::{App, Config, MY_ACCOUNT_APP};
 use crate::context::Ctx;
 use crate::crypto::{b64url, random_token, sha256, token_hash};
+use crate::flow::step_up::SECOND_FACTOR_ACR;
 use crate::oidc::keys::Keys;
 use crate::oidc::token::{self, AccessClaims, TokenRequest};
 use crate::secret::ct_eq;
@@ -99,6 +101,19 @@ pub struct Start {
 }
 
 pub fn start(config: &Config, app: &App) -> Result<Start, AccountError> {
+    begin(config, app, None)
+}
+
+/// The start of a sign-in that a credential change asked for: the SSO session may stand
+/// in only if it is at most `my_account.step_up_seconds` old (`max_age`), and the
+/// sign-in must pass the account's second factor afresh
+/// ([`crate::flow::step_up::SECOND_FACTOR_ACR`]). `after` is where the browser goes
+/// once it is back.
+pub fn start_step_up(config: &Config, app: &App, after: After) -> Result<Start, AccountError> {
+    begin(config, app, Some(after))
+}
+
+fn begin(config: &Config, app: &App, step_up: Option<After>) -> Result<Start, AccountError> {
     let state = random_token(16);
     let verifier = random_token(32);
     let redirect = app
@@ -115,10 +130,38 @@ pub fn start(config: &Config, app: &App) -> Result<Start, AccountError> {
         .append_pair("state", &state)
         .append_pair("code_challenge", &b64url(&sha256(verifier.as_bytes())))
         .append_pair("code_challenge_method", "S256");
+    let keep = match step_up {
+        None => format!("{state}.{verifier}"),
+        Some(after) => {
+            url.query_pairs_mut()
+                .append_pair("max_age", &config.my_account.step_up_seconds.to_string())
+                .append_pair("acr_values", SECOND_FACTOR_ACR);
+            format!("{state}.{verifier}.{}", after.as_str())
+        }
+    };
     Ok(Start {
         authorize_url: url.into(),
-        keep: format!("{state}.{verifier}"),
+        keep,
     })
+}
+
+/// The parts of what the browser kept: `state`, the PKCE verifier, and where to go
+/// after a step-up (`None`: an ordinary sign-in).
+fn kept_parts(kept: &str) -> Option<(&str, &str, Option<After>)> {
+    let mut parts = kept.splitn(3, '.');
+    let state = parts.next()?;
+    let verifier = parts.next()?;
+    let after = parts.next().map(After::parse);
+    Some((state, verifier, after))
+}
+
+/// A redeemed answer: the access token My Account keeps, where the browser goes, and
+/// the message left for the page after a step-up.
+#[derive(Debug)]
+pub struct Redeemed {
+    pub access: String,
+    pub after: After,
+    pub flash: Option<String>,
 }
 
 /// The query of the redirect back to My Account.
@@ -149,8 +192,9 @@ pub enum CallbackError {
     Internal(String),
 }
 
-/// Redeem the answer to a sign-in started with [`start`]; `kept` is what the browser
-/// kept. Returns the access token My Account keeps. A subject without an account has
+/// Redeem the answer to a sign-in started with [`start`] or [`start_step_up`]; `kept`
+/// is what the browser kept. Returns the access token My Account keeps, and where to
+/// go next. A subject without an account has
 /// its fresh grant revoked and is audited as refused. Blocking (signing, flush).
 pub async fn callback(
     ctx: &Ctx<'_>,
@@ -158,10 +202,8 @@ pub async fn callback(
     app: &App,
     kept: Option<&str>,
     answer: Answer,
-) -> Result<String, CallbackError> {
-    let (expected, verifier) = kept
-        .and_then(|k| k.split_once('.'))
-        .ok_or(CallbackError::Stale)?;
+) -> Result<Redeemed, CallbackError> {
+    let (expected, verifier, after) = kept.and_then(kept_parts).ok_or(CallbackError::Stale)?;
     let presented = answer.state.unwrap_or_default();
     if !ct_eq(expected.as_bytes(), presented.as_bytes()) {
         return Err(CallbackError::Stale);
@@ -239,7 +281,27 @@ pub async fn callback(
         .await;
         return Err(CallbackError::NoAccount { idp });
     }
-    Ok(access)
+    // Back from a step-up to the page: the change the user asked for is theirs to make
+    // again now (the form's fields are not kept).
+    let flash = match (after, grant.data.user_id.as_deref()) {
+        (Some(After::Home), Some(user_id)) => {
+            let flash = super::forms::Flash {
+                user_id: user_id.to_string(),
+                notice: Some(format!(
+                    "You signed in again. Make your change now: for the next {} minutes, changes to your sign-in need no further check.",
+                    ctx.config.my_account.step_up_seconds.div_ceil(60)
+                )),
+                ..Default::default()
+            };
+            Some(super::forms::put_flash(ctx, &flash).await?)
+        }
+        _ => None,
+    };
+    Ok(Redeemed {
+        access,
+        after: after.unwrap_or(After::Home),
+        flash,
+    })
 }
 
 /// Sign out of My Account and of the SSO session: the grant of My Account's token is

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::access::Signed;
 use super::email::ChangeCode;
+use super::notify::{self, By, Change};
+use super::step_up::{self, Fresh};
 use super::{AccountError, Overview, PasswordChange};
 use crate::authn::sealing::SealingKey;
 use crate::authn::totp::{self, Enrolment};
@@ -74,6 +76,49 @@ pub enum Reply {
     Back { flash: String },
     /// The browser's own session ended, and My Account with it.
     SignedOut,
+    /// The change needs a more recent sign-in (with the account's second factor): sign
+    /// in again through Usher's own flow, then come back to `after`.
+    StepUp { after: After },
+}
+
+/// Where the browser goes after signing in again for a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// The page, where the form is submitted again.
+    Home,
+    /// Setting up the authenticator app.
+    TotpSetup,
+}
+
+impl After {
+    /// The value the shell keeps while the browser signs in (bounded: one of these).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            After::Home => "home",
+            After::TotpSetup => "totp",
+        }
+    }
+
+    pub fn parse(value: &str) -> After {
+        match value {
+            "totp" => After::TotpSetup,
+            _ => After::Home,
+        }
+    }
+}
+
+/// `None` when `signed` may change a credential now; else the step-up to go through.
+async fn needs_step_up(
+    ctx: &Ctx<'_>,
+    signed: &Signed,
+    after: After,
+) -> Result<Option<Reply>, AccountError> {
+    Ok(
+        match step_up::check(ctx, &signed.user, &signed.session_hash).await? {
+            Fresh::Yes => None,
+            Fresh::StepUp => Some(Reply::StepUp { after }),
+        },
+    )
 }
 
 /// Keep the outcome of a change as the page's message. A refusal is the message; a
@@ -132,6 +177,9 @@ pub async fn email(
     signed: &Signed,
     address: &str,
 ) -> Result<(Reply, Option<ChangeCode>), AccountError> {
+    if let Some(step_up) = needs_step_up(ctx, signed, After::Home).await? {
+        return Ok((step_up, None));
+    }
     match super::email::request_change(ctx, &signed.user, address).await {
         Ok(send) => {
             let notice = format!(
@@ -152,12 +200,15 @@ pub async fn email(
 /// The code mailed to the new address. A wrong code leaves the page asking for it.
 pub async fn confirm_email(
     ctx: &Ctx<'_>,
+    by: &By,
     signed: &Signed,
     address: &str,
     code: &str,
 ) -> Result<Reply, AccountError> {
     match super::email::confirm_change(ctx, &signed.user, address, code).await {
         Ok(new) => {
+            // The notice goes to the address the account had: its owner hears of it.
+            notify::changed(ctx.config, by, &signed.user, Change::Email, ctx.now).await;
             let notice = format!("Your email address is now {new}.");
             back_pending(ctx, &signed.user.id, Ok(notice), None).await
         }
@@ -189,29 +240,55 @@ pub async fn profile(
 /// The password form; this browser's session stays signed in, the others end.
 pub async fn password(
     ctx: &Ctx<'_>,
+    by: &By,
     signed: &Signed,
     change: &PasswordChange,
 ) -> Result<Reply, AccountError> {
-    let outcome = super::change_password(ctx, &signed.user, change, &signed.session_hash)
-        .await
-        .map(|ended| match ended {
-            0 => "Your password was changed.".to_string(),
-            n => format!(
-                "Your password was changed, and you were signed out of {n} other session(s)."
-            ),
-        });
+    if let Some(step_up) = needs_step_up(ctx, signed, After::Home).await? {
+        return Ok(step_up);
+    }
+    let outcome = super::change_password(ctx, &signed.user, change, &signed.session_hash).await;
+    if outcome.is_ok() {
+        notify::changed(ctx.config, by, &signed.user, Change::Password, ctx.now).await;
+    }
+    let outcome = outcome.map(|ended| match ended {
+        0 => "Your password was changed.".to_string(),
+        n => format!("Your password was changed, and you were signed out of {n} other session(s)."),
+    });
     back(ctx, &signed.user.id, outcome, Vec::new()).await
 }
 
-/// The authenticator app being set up, ready to scan; `None` when one is already set
-/// up (the page says how things stand).
+/// What the authenticator setup page shows.
+#[derive(Debug)]
+pub enum Setup {
+    /// The authenticator being set up, ready to scan.
+    Scan(Enrolment),
+    /// One is already set up (the page says how things stand).
+    AlreadySet,
+    /// Setting one up needs a more recent sign-in first.
+    StepUp(Reply),
+}
+
+/// The authenticator app being set up, ready to scan — after a recent enough sign-in
+/// (with the account's existing second factor), like any change of a factor.
 pub async fn totp_setup(
     ctx: &Ctx<'_>,
     sealing: &SealingKey,
     signed: &Signed,
-) -> Result<Option<Enrolment>, AccountError> {
+) -> Result<Setup, AccountError> {
+    if ctx
+        .store
+        .totp(&signed.user.id)
+        .await?
+        .is_some_and(|c| c.confirmed)
+    {
+        return Ok(Setup::AlreadySet);
+    }
+    if let Some(step_up) = needs_step_up(ctx, signed, After::TotpSetup).await? {
+        return Ok(Setup::StepUp(step_up));
+    }
     let Some(secret) = super::totp_secret(ctx, sealing, &signed.user.id).await? else {
-        return Ok(None);
+        return Ok(Setup::AlreadySet);
     };
     let user = &signed.user;
     let label = user.email.as_deref().unwrap_or(&user.username);
@@ -221,7 +298,7 @@ pub async fn totp_setup(
     crate::offload::cpu(move || totp::enrolment(&secret, &issuer, &label))
         .await
         .map_err(|e| AccountError::Internal(e.to_string()))?
-        .map(Some)
+        .map(Setup::Scan)
         .map_err(|e| AccountError::Internal(e.to_string()))
 }
 
@@ -229,32 +306,54 @@ pub async fn totp_setup(
 /// codes, once.
 pub async fn confirm_totp(
     ctx: &Ctx<'_>,
+    by: &By,
     sealing: &SealingKey,
     signed: &Signed,
     code: &str,
 ) -> Result<Reply, AccountError> {
+    if let Some(step_up) = needs_step_up(ctx, signed, After::TotpSetup).await? {
+        return Ok(step_up);
+    }
     match super::confirm_totp(ctx, sealing, &signed.user.id, code).await {
-        Ok(codes) => back(
+        Ok(codes) => {
+            notify::changed(ctx.config, by, &signed.user, Change::TotpEnrolled, ctx.now).await;
+            back(
             ctx,
             &signed.user.id,
             Ok("Your authenticator app is set up. Save your recovery codes now: they are shown only once.".into()),
             codes,
-        ).await,
+        ).await
+        }
         Err(e) => back(ctx, &signed.user.id, Err(e), Vec::new()).await,
     }
 }
 
-pub async fn reset_totp(ctx: &Ctx<'_>, signed: &Signed) -> Result<Reply, AccountError> {
-    let outcome = super::reset_totp(ctx, &signed.user.id).await.map(|()| {
+pub async fn reset_totp(ctx: &Ctx<'_>, by: &By, signed: &Signed) -> Result<Reply, AccountError> {
+    if let Some(step_up) = needs_step_up(ctx, signed, After::Home).await? {
+        return Ok(step_up);
+    }
+    let outcome = super::reset_totp(ctx, &signed.user.id).await;
+    if outcome.is_ok() {
+        notify::changed(ctx.config, by, &signed.user, Change::TotpRemoved, ctx.now).await;
+    }
+    let outcome = outcome.map(|()| {
         "Your authenticator app and recovery codes were removed. Set up a new one whenever you like."
             .to_string()
     });
     back(ctx, &signed.user.id, outcome, Vec::new()).await
 }
 
-pub async fn recovery_codes(ctx: &Ctx<'_>, signed: &Signed) -> Result<Reply, AccountError> {
+pub async fn recovery_codes(
+    ctx: &Ctx<'_>,
+    by: &By,
+    signed: &Signed,
+) -> Result<Reply, AccountError> {
+    if let Some(step_up) = needs_step_up(ctx, signed, After::Home).await? {
+        return Ok(step_up);
+    }
     match super::regenerate_recovery_codes(ctx, &signed.user.id).await {
         Ok(codes) => {
+            notify::changed(ctx.config, by, &signed.user, Change::RecoveryCodes, ctx.now).await;
             back(
                 ctx,
                 &signed.user.id,
@@ -269,13 +368,25 @@ pub async fn recovery_codes(ctx: &Ctx<'_>, signed: &Signed) -> Result<Reply, Acc
 
 pub async fn unlink(
     ctx: &Ctx<'_>,
+    by: &By,
     signed: &Signed,
     connection: &str,
     subject: &str,
 ) -> Result<Reply, AccountError> {
-    let outcome = super::unlink(ctx, &signed.user, connection, subject)
-        .await
-        .map(|()| "The connection was unlinked.".to_string());
+    if let Some(step_up) = needs_step_up(ctx, signed, After::Home).await? {
+        return Ok(step_up);
+    }
+    let outcome = super::unlink(ctx, &signed.user, connection, subject).await;
+    if outcome.is_ok() {
+        let name = ctx
+            .config
+            .connections
+            .get(connection)
+            .map_or_else(|| connection.to_string(), |c| c.display_name.clone());
+        let change = Change::ConnectionUnlinked(name);
+        notify::changed(ctx.config, by, &signed.user, change, ctx.now).await;
+    }
+    let outcome = outcome.map(|()| "The connection was unlinked.".to_string());
     back(ctx, &signed.user.id, outcome, Vec::new()).await
 }
 

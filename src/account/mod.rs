@@ -10,6 +10,8 @@
 pub mod access;
 pub mod email;
 pub mod forms;
+pub mod notify;
+pub mod step_up;
 
 use std::collections::BTreeMap;
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
+use crate::account::notify::By;
 use crate::config::Config;
 use crate::store::{
     AuditStore, CredentialStore, IdentityStore, SessionStore, SledStore, TokenStore, UserStore,
@@ -381,6 +382,7 @@ async fn a_refused_change_is_a_message_on_the_page_not_an_error() {
     let ctx = at(&store, &config, 5);
     let reply = forms::password(
         &ctx,
+        &By::default(),
         &signed,
         &pw("nope", "new-password-1", "new-password-1"),
     )
@@ -394,6 +396,7 @@ async fn a_refused_change_is_a_message_on_the_page_not_an_error() {
     );
     let reply = forms::password(
         &ctx,
+        &By::default(),
         &signed,
         &pw("old-password-1", "new-password-1", "new-password-1"),
     )
@@ -475,34 +478,95 @@ async fn recovery_codes_are_shown_with_the_message() {
     let config = config("");
     let signed = signed_ada(&store, None).await;
     let ctx = at(&store, &config, 5);
-    let refused = flash_of(&ctx, forms::recovery_codes(&ctx, &signed).await.unwrap()).await;
+    let refused = flash_of(
+        &ctx,
+        forms::recovery_codes(&ctx, &By::default(), &signed)
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(refused.codes.is_empty());
     assert!(refused.error.unwrap().contains("authenticator app first"));
     let sealing = SealingKey::from_bytes(&[7u8; 32]);
     let now = 1_700_000_000;
     let ctx = at(&store, &config, now);
-    let enrolment = forms::totp_setup(&ctx, &sealing, &signed)
-        .await
-        .unwrap()
-        .unwrap();
+    // A sign-in a day old is too old to set up a factor: sign in again first.
+    assert!(matches!(
+        forms::totp_setup(&ctx, &sealing, &signed).await.unwrap(),
+        forms::Setup::StepUp(forms::Reply::StepUp {
+            after: forms::After::TotpSetup
+        })
+    ));
+    assert!(
+        store.totp("u_ada").await.unwrap().is_none(),
+        "no secret yet"
+    );
+    signed_in_again(&store, now).await;
+    let forms::Setup::Scan(enrolment) = forms::totp_setup(&ctx, &sealing, &signed).await.unwrap()
+    else {
+        panic!("the authenticator to scan")
+    };
     let secret = totp_secret(&ctx, &sealing, "u_ada").await.unwrap().unwrap();
     assert!(!enrolment.qr_png_base64.is_empty());
     let code = totp::code_at(&secret, now);
     let done = flash_of(
         &ctx,
-        forms::confirm_totp(&ctx, &sealing, &signed, &code)
+        forms::confirm_totp(&ctx, &By::default(), &sealing, &signed, &code)
             .await
             .unwrap(),
     )
     .await;
     assert_eq!(done.codes.len(), recovery::COUNT);
     assert!(
-        forms::totp_setup(&ctx, &sealing, &signed)
-            .await
-            .unwrap()
-            .is_none(),
+        matches!(
+            forms::totp_setup(&ctx, &sealing, &signed).await.unwrap(),
+            forms::Setup::AlreadySet
+        ),
         "set up already"
     );
+    // Now that the account has an authenticator, a password alone is not enough to
+    // change its factors, however recent: the authenticator must be passed again.
+    assert_eq!(
+        forms::recovery_codes(&ctx, &By::default(), &signed)
+            .await
+            .unwrap(),
+        forms::Reply::StepUp {
+            after: forms::After::Home
+        }
+    );
+    assert_eq!(
+        forms::reset_totp(&ctx, &By::default(), &signed)
+            .await
+            .unwrap(),
+        forms::Reply::StepUp {
+            after: forms::After::Home
+        }
+    );
+    assert!(store
+        .totp("u_ada")
+        .await
+        .unwrap()
+        .is_some_and(|c| c.confirmed));
+    let mut session = store.session("h-ada").await.unwrap().unwrap();
+    session.satisfied.insert("totp".into(), now);
+    store.put_session("h-ada", &session).await.unwrap();
+    let again = flash_of(
+        &ctx,
+        forms::recovery_codes(&ctx, &By::default(), &signed)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again.codes.len(), recovery::COUNT);
+}
+
+/// Ada's session `h-ada` signed in (with her password only) at `now`.
+async fn signed_in_again(store: &SledStore, now: u64) {
+    let mut session = store.session("h-ada").await.unwrap().unwrap();
+    session.auth_time = now;
+    session.satisfied.insert("password".into(), now);
+    session.expires_at = now + 1000;
+    store.put_session("h-ada", &session).await.unwrap();
 }
 
 #[tokio::test]

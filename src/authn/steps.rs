@@ -45,6 +45,48 @@ pub async fn enrolled(store: &dyn Store, user_id: &str) -> StoreResult<Vec<Strin
     Ok(out)
 }
 
+/// Whether any app on this server (My Account included) offers codes by email as a
+/// sign-in option: then an account's address is one of its second factors.
+pub fn email_codes_in_use(config: &Config) -> bool {
+    config.apps.values().any(|a| {
+        a.sign_in
+            .steps
+            .iter()
+            .any(|s| s.options.contains(&StepOption::EmailOtp))
+    })
+}
+
+/// The second factors that prove the owner of an account, as option names: the
+/// authenticator app (and its recovery codes) when one is set up; otherwise recovery
+/// codes left over, and codes by email when the account has a verified address and
+/// this server uses them. Only the strongest kind is named, so a step-up never falls back from an
+/// authenticator to the mailbox. Empty: the account has no second factor at all.
+pub async fn factors(store: &dyn Store, config: &Config, user: &User) -> StoreResult<Vec<String>> {
+    let totp = store.totp(&user.id).await?.is_some_and(|c| c.confirmed);
+    let codes = store.recovery_codes_left(&user.id).await? > 0;
+    // An address nobody has shown they own is no proof of the owner.
+    let email = user.email.as_deref().filter(|_| user.email_verified);
+    let mut out = Vec::new();
+    if totp {
+        out.push(StepOption::Totp.name().to_string());
+    }
+    if codes {
+        out.push(StepOption::RecoveryCode.name().to_string());
+    }
+    if !totp && email.is_some_and(|e| !e.is_empty()) && email_codes_in_use(config) {
+        out.push(StepOption::EmailOtp.name().to_string());
+    }
+    Ok(out)
+}
+
+/// The subject of a local account with what it has enrolled and the second factors it
+/// can be asked for, read from the store.
+pub async fn subject_of(store: &dyn Store, config: &Config, u: &User) -> StoreResult<Subject> {
+    let mut subject = local_subject(u, enrolled(store, &u.id).await?);
+    subject.factors = factors(store, config, u).await?;
+    Ok(subject)
+}
+
 /// A password attempt about to be checked, its attempt reserved.
 pub struct PasswordAttempt {
     pub user: Option<User>,
@@ -129,7 +171,7 @@ pub async fn password_end(
                 flow.tell("This account is disabled. Contact your administrator.");
                 flow.log(format!("step {step}: account {} is disabled", u.id));
             } else {
-                let subject = local_subject(&u, enrolled(store, &u.id).await?);
+                let subject = subject_of(store, config, &u).await?;
                 if let Err(e) = flow.step_succeeded(
                     step,
                     &StepOption::Password,

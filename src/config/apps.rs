@@ -258,7 +258,20 @@ pub fn my_account(
         }
     };
     let enabled = raw.is_none_or(|r| r.enabled);
-    let settings = MyAccount { enabled, editable };
+    let step_up_seconds = raw.map_or(300, |r| r.step_up_seconds);
+    if step_up_seconds == 0 {
+        report.error(
+            file,
+            "my_account.step_up_seconds",
+            Part::Value,
+            "my_account.step_up_seconds must be greater than 0",
+        );
+    }
+    let settings = MyAccount {
+        enabled,
+        editable,
+        step_up_seconds,
+    };
     if !enabled {
         return (settings, None);
     }

@@ -93,6 +93,7 @@ pub fn load_with_env(
             MyAccount {
                 enabled: false,
                 editable: Vec::new(),
+                step_up_seconds: 300,
             },
             None,
         ),

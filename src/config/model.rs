@@ -57,6 +57,9 @@ pub struct MyAccount {
     pub enabled: bool,
     /// Profile attributes users may change themselves.
     pub editable: Vec<ProfileField>,
+    /// A credential change needs a sign-in at most this many seconds old that passed
+    /// the account's second factor (when it has one); greater than 0.
+    pub step_up_seconds: u64,
 }
 
 /// A profile attribute My Account can offer for editing.

@@ -92,6 +92,14 @@ pub struct RawMyAccount {
     /// Profile attributes users may change themselves (default all four).
     #[serde(default)]
     pub editable: Option<Vec<RawProfileField>>,
+    /// How recent a sign-in (that passed the account's second factor, when it has one)
+    /// must be to change a credential (default 300).
+    #[serde(default = "d_step_up", deserialize_with = "lenient")]
+    pub step_up_seconds: u64,
+}
+
+fn d_step_up() -> u64 {
+    300
 }
 
 /// `my_account.editable[]`.
@@ -696,6 +704,7 @@ pub fn vocabulary() -> Vec<String> {
             steps: Some(Vec::new()),
             script: Some(String::new()),
             editable: Some(Vec::new()),
+            step_up_seconds: d_step_up(),
         }),
         audit: Some(RawAudit::default()),
         metrics: Some(RawMetrics {

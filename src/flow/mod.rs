@@ -8,6 +8,7 @@
 //! and says what to do: show a step, complete, or fail.
 
 mod run;
+pub mod step_up;
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,11 @@ pub struct Subject {
     /// Second factors the account has enrolled (`totp`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enrolled: Vec<String>,
+    /// The second factors that prove the account's owner (option names, the strongest
+    /// kind only; see `authn::steps::factors`): what a step-up asks for, and what must
+    /// be passed before a new authenticator is enrolled. Empty: none at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub factors: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// What the upstream provider says it did (its `amr`).
@@ -424,7 +430,13 @@ pub fn next(flow: &mut Flow, app: &App, session: Option<&SessionView>, now: u64)
         None => run.in_order(),
     };
     let decided = run.apply(flow, outcome);
-    if decided == Next::Complete && app.sign_in.script.is_some() {
+    if decided != Next::Complete {
+        return decided;
+    }
+    if let Some(more) = step_up::after_policy(flow, app) {
+        return more;
+    }
+    if app.sign_in.script.is_some() {
         note_skipped(flow, app);
     }
     decided

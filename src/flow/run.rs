@@ -209,7 +209,7 @@ impl Run {
 /// Trace the step about to be shown with the options the user will see (those the
 /// subject can use). Once per flow: showing the same page again after a wrong password
 /// adds nothing. With no usable option the MFA conflict's own line says why.
-fn note_offered(flow: &mut Flow, step: usize, options: &[StepOption]) {
+pub(super) fn note_offered(flow: &mut Flow, step: usize, options: &[StepOption]) {
     let usable = usable_options(options, flow.subject());
     if usable.is_empty() {
         return;

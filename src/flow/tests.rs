@@ -348,3 +348,100 @@ fn a_step_with_nothing_usable_is_not_traced_as_offered() {
         flow.trace
     );
 }
+
+fn step_up_request(prompt: &[&str]) -> AuthRequest {
+    AuthRequest {
+        acr_values: vec![step_up::SECOND_FACTOR_ACR.into()],
+        ..request(prompt, Some(300))
+    }
+}
+
+fn with_factors(factors: &[&str]) -> Subject {
+    Subject {
+        factors: factors.iter().map(|f| f.to_string()).collect(),
+        ..subject("u1")
+    }
+}
+
+#[test]
+fn a_step_up_asks_for_the_accounts_own_factor_after_the_apps_steps() {
+    let app = app(vec![vec![StepOption::Password]]);
+    let mut flow = Flow::new("f".into(), step_up_request(&[]), &app, "b".into(), 100, 600);
+    let who = with_factors(&["totp", "recovery_code"]);
+    flow.step_succeeded(
+        1,
+        &StepOption::Password,
+        who.clone(),
+        vec!["pwd".into()],
+        101,
+    )
+    .unwrap();
+    assert_eq!(
+        next(&mut flow, &app, None, 101),
+        Next::Show {
+            step: 2,
+            options: vec![StepOption::Totp, StepOption::RecoveryCode]
+        }
+    );
+    flow.step_succeeded(2, &StepOption::Totp, who, vec!["otp".into()], 102)
+        .unwrap();
+    assert_eq!(next(&mut flow, &app, None, 102), Next::Complete);
+    assert_eq!(flow.amr(), ["pwd", "otp", "mfa"]);
+}
+
+#[test]
+fn a_step_up_is_not_met_by_the_sessions_earlier_pass() {
+    // The app's own second step is satisfied by the session's TOTP; the step-up still
+    // wants a fresh one.
+    let app = app(vec![vec![StepOption::Password], vec![StepOption::Totp]]);
+    let mut s = session(&["password", "totp"], 100);
+    s.subject = with_factors(&["totp"]);
+    let mut flow = Flow::new("f".into(), step_up_request(&[]), &app, "b".into(), 200, 600);
+    assert_eq!(
+        next(&mut flow, &app, Some(&s), 200),
+        Next::Show {
+            step: 3,
+            options: vec![StepOption::Totp]
+        }
+    );
+    // Under prompt=none it cannot be asked: login_required.
+    let mut silent = Flow::new(
+        "f".into(),
+        step_up_request(&["none"]),
+        &app,
+        "b".into(),
+        200,
+        600,
+    );
+    assert!(matches!(
+        next(&mut silent, &app, Some(&s), 200),
+        Next::Fail(e) if e.code == crate::oidc::ErrorCode::LoginRequired
+    ));
+}
+
+#[test]
+fn an_account_without_a_second_factor_completes_a_step_up_with_its_sign_in() {
+    let app = app(vec![vec![StepOption::Password]]);
+    let mut flow = Flow::new("f".into(), step_up_request(&[]), &app, "b".into(), 100, 600);
+    flow.step_succeeded(
+        1,
+        &StepOption::Password,
+        subject("u1"),
+        vec!["pwd".into()],
+        101,
+    )
+    .unwrap();
+    assert_eq!(next(&mut flow, &app, None, 101), Next::Complete);
+    // Without the acr value, an account with factors is not asked either.
+    let mut plain = Flow::new("f".into(), request(&[], None), &app, "b".into(), 100, 600);
+    plain
+        .step_succeeded(
+            1,
+            &StepOption::Password,
+            with_factors(&["totp"]),
+            vec!["pwd".into()],
+            101,
+        )
+        .unwrap();
+    assert_eq!(next(&mut plain, &app, None, 101), Next::Complete);
+}

@@ -21,7 +21,7 @@ use crate::upstream::UpstreamIdentity;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Provisioned {
     /// The step succeeds for this subject.
-    Subject(Subject),
+    Subject(Box<Subject>),
     /// The user must confirm creating an account (`scheme: prompt_consent`).
     NeedsConsent,
     /// The user must choose a username (`scheme: prompt_username`).
@@ -109,7 +109,7 @@ pub async fn provision(
         return returning(store, conn, identity, &user_id, now).await;
     }
     if !conn.jit.provision {
-        return Ok(Provisioned::Subject(passthrough(identity)));
+        return Ok(Provisioned::Subject(Box::new(passthrough(identity))));
     }
     if let Some(email) = identity.claim_str("email") {
         if let Some(existing) = store.find_user(&email).await? {
@@ -214,7 +214,9 @@ async fn returning(
         return Ok(Provisioned::Refused("this account is disabled".into()));
     }
     let user = sync_attributes(store, conn, identity, user, now).await?;
-    Ok(Provisioned::Subject(account_subject(&user, identity)))
+    Ok(Provisioned::Subject(Box::new(account_subject(
+        &user, identity,
+    ))))
 }
 
 fn str_claim(identity: &UpstreamIdentity, name: &str) -> Option<String> {
@@ -276,7 +278,11 @@ pub async fn create(
             Ok(winner) if winner.disabled => {
                 return Ok(Provisioned::Refused("this account is disabled".into()))
             }
-            Ok(winner) => return Ok(Provisioned::Subject(account_subject(&winner, identity))),
+            Ok(winner) => {
+                return Ok(Provisioned::Subject(Box::new(account_subject(
+                    &winner, identity,
+                ))))
+            }
             Err(StoreError::Conflict("username")) if chosen.is_some() => {
                 return Ok(Provisioned::Refused("that username is taken".into()))
             }
@@ -324,14 +330,18 @@ pub async fn link(
                 .identity(&identity.connection, &identity.subject)
                 .await?
             {
-                Some(id) if id == user.id => Provisioned::Subject(account_subject(user, identity)),
+                Some(id) if id == user.id => {
+                    Provisioned::Subject(Box::new(account_subject(user, identity)))
+                }
                 _ => Provisioned::Refused(
                     "this identity is already linked to another account".into(),
                 ),
             },
         );
     }
-    Ok(Provisioned::Subject(account_subject(user, identity)))
+    Ok(Provisioned::Subject(Box::new(account_subject(
+        user, identity,
+    ))))
 }
 
 /// Re-sync profile attributes from the upstream, per `jit.attributes`.
@@ -438,6 +448,7 @@ pub struct Arrival<'a> {
 /// fixture.
 pub async fn settle(
     store: &dyn Store,
+    config: &crate::config::Config,
     flow: &mut crate::flow::Flow,
     arrival: Arrival<'_>,
     decided: Provisioned,
@@ -457,6 +468,10 @@ pub async fn settle(
             match &account {
                 Some(uid) => {
                     subject.enrolled = crate::authn::steps::enrolled(store, uid).await?;
+                    if let Some(user) = store.user(uid).await? {
+                        subject.factors =
+                            crate::authn::steps::factors(store, config, &user).await?;
+                    }
                     flow.log(format!(
                         "step {step}: {} identity {}: {how} {uid}",
                         conn.id, identity.subject
@@ -469,7 +484,7 @@ pub async fn settle(
             }
             let amr = step_amr(conn, &identity);
             let option = crate::config::StepOption::Connection(conn.id.clone());
-            if let Err(e) = flow.step_succeeded(step, &option, subject, amr, now) {
+            if let Err(e) = flow.step_succeeded(step, &option, *subject, amr, now) {
                 flow.tell(e.description);
             }
             return Ok(Settled::Passed {

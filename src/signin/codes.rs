@@ -57,6 +57,28 @@ pub enum TotpPrompt {
     Enrol { secret: Vec<u8> },
     /// No authenticator, and the app does not let one be set up while signing in.
     NotOffered,
+    /// No authenticator, but the account has another second factor: a new one is set
+    /// up only after that one is passed (else a stolen password would enrol the thief's
+    /// authenticator).
+    PassFirst,
+}
+
+/// What the user is told when enrolment waits for the account's existing factor.
+pub const PASS_FIRST: &str = "This account already has a second factor. Verify with it first; you can then set up an authenticator app in My Account.";
+
+/// Whether a new authenticator may be enrolled in this sign-in: only for an account
+/// with no second factor at all, or once the user has passed one of its factors in
+/// this sign-in (an earlier session's pass does not count).
+pub async fn enrolment_allowed(ctx: Ctx<'_>, flow: &Flow, user_id: &str) -> CoreResult<bool> {
+    let Some(user) = ctx.store.user(user_id).await? else {
+        return Ok(false);
+    };
+    let factors = steps::factors(ctx.store, ctx.config, &user).await?;
+    Ok(factors.is_empty()
+        || flow
+            .done()
+            .iter()
+            .any(|r| !r.from_session && factors.contains(&r.option)))
 }
 
 /// Prepare the TOTP page of an account: the pending (unconfirmed) secret if there is
@@ -66,6 +88,7 @@ pub async fn totp_prompt(
     ctx: Ctx<'_>,
     sealing: &SealingKey,
     app: &App,
+    flow: &Flow,
     user_id: &str,
 ) -> CoreResult<TotpPrompt> {
     let existing = match ctx.store.totp(user_id).await? {
@@ -74,6 +97,10 @@ pub async fn totp_prompt(
     };
     if !app.mfa_enrolment {
         return Ok(TotpPrompt::NotOffered);
+    }
+    if !enrolment_allowed(ctx, flow, user_id).await? {
+        tracing::info!(flow = %flow.id, "authenticator enrolment refused: the account's existing second factor was not passed");
+        return Ok(TotpPrompt::PassFirst);
     }
     let had_one = existing.is_some();
     if let Some(secret) = existing.and_then(|c| sealing.open(&c.sealed_secret, user_id.as_bytes()))
@@ -134,6 +161,15 @@ pub async fn submit_totp(
         }
         return Ok(Checked::Refused);
     };
+    if !credential.confirmed && !enrolment_allowed(ctx, flow, uid).await? {
+        // A pending secret (from another page, or My Account) is not confirmed here.
+        flow.tell(PASS_FIRST);
+        flow.log(format!(
+            "step {}: authenticator enrolment refused: the account's existing second factor was not passed",
+            at.step
+        ));
+        return Ok(Checked::Refused);
+    }
     let Some(attempt) = steps::otp_attempt(store, ctx.config, flow, uid, now).await? else {
         return Ok(Checked::Refused);
     };

@@ -127,7 +127,7 @@ async fn settle(
         identity,
         how,
     };
-    let settled = provision::settle(ctx.store, flow, arrival, decided, ctx.now).await?;
+    let settled = provision::settle(ctx.store, ctx.config, flow, arrival, decided, ctx.now).await?;
     let with_account = settled == (Settled::Passed { account: true });
     crate::audit::federated(ctx.store, flow, how.as_str(), with_account, ctx.now).await;
     Ok(Arrived::Settled { settled, how })

@@ -52,8 +52,7 @@ pub async fn session_view(ctx: Ctx<'_>, session: &Session) -> StoreResult<Option
     let subject = match &session.user_id {
         Some(id) => match ctx.store.user(id).await? {
             Some(u) if !u.disabled => {
-                let enrolled = steps::enrolled(ctx.store, &u.id).await?;
-                let mut s = steps::local_subject(&u, enrolled);
+                let mut s = steps::subject_of(ctx.store, ctx.config, &u).await?;
                 s.idp = session.idp.clone();
                 s
             }

@@ -141,7 +141,7 @@ pub async fn sign_up(
     if let Err(e) = flow.step_succeeded(
         step,
         &StepOption::Password,
-        steps::local_subject(&user, Vec::new()),
+        steps::subject_of(ctx.store, ctx.config, &user).await?,
         vec!["pwd".into()],
         now,
     ) {

@@ -44,9 +44,18 @@ pub(crate) fn built_in(config: &Config) -> Result<std::sync::Arc<App>, WebError>
     })
 }
 
-/// Send the browser through Usher's own sign-in for the built-in app.
-fn start(config: &Config, app: &App, jar: CookieJar) -> Result<Response, WebError> {
-    let start = access::start(config, app)?;
+/// Send the browser through Usher's own sign-in for the built-in app; for a step-up,
+/// one that must be recent and pass the account's second factor.
+fn start(
+    config: &Config,
+    app: &App,
+    jar: CookieJar,
+    step_up: Option<forms::After>,
+) -> Result<Response, WebError> {
+    let start = match step_up {
+        None => access::start(config, app)?,
+        Some(after) => access::start_step_up(config, app, after)?,
+    };
     let jar = cookies::set(
         jar,
         config,
@@ -58,9 +67,14 @@ fn start(config: &Config, app: &App, jar: CookieJar) -> Result<Response, WebErro
 }
 
 /// Where a My Account form's answer sends the browser: back to the page with its
-/// message, or to the signed-out page with My Account's cookies gone.
-pub(crate) fn reply(config: &Config, jar: CookieJar, reply: forms::Reply) -> Response {
-    match reply {
+/// message, to the signed-out page with My Account's cookies gone, or through sign-in
+/// again when the change needs a more recent one.
+pub(crate) fn reply(
+    config: &Config,
+    jar: CookieJar,
+    reply: forms::Reply,
+) -> Result<Response, WebError> {
+    Ok(match reply {
         forms::Reply::Back { flash } => {
             let jar = cookies::set(
                 jar,
@@ -72,7 +86,11 @@ pub(crate) fn reply(config: &Config, jar: CookieJar, reply: forms::Reply) -> Res
             (jar, see_other(&home(config))).into_response()
         }
         forms::Reply::SignedOut => signed_out(config, jar),
-    }
+        forms::Reply::StepUp { after } => {
+            let app = built_in(config)?;
+            return start(config, &app, jar, Some(after));
+        }
+    })
 }
 
 fn signed_out(config: &Config, jar: CookieJar) -> Response {
@@ -219,7 +237,7 @@ pub async fn account_get(
     let config = core.config.clone();
     let app = built_in(&config)?;
     let Some(signed) = signed_in(&core, &jar).await? else {
-        return start(&config, &app, jar);
+        return start(&config, &app, jar, None);
     };
     let flash_id = cookies::get(&jar, &config, cookies::ACCOUNT_FLASH);
     let jar = match flash_id {
@@ -288,8 +306,8 @@ pub async fn account_callback_get(
         error_description: q.error_description,
     };
     let redeemed = access::callback(&core.ctx(), &core.keys, &app, kept.as_deref(), answer).await;
-    let access_token = match redeemed {
-        Ok(token) => token,
+    let redeemed = match redeemed {
+        Ok(redeemed) => redeemed,
         Err(CallbackError::Stale) => return Err(stale()),
         Err(CallbackError::Unfinished(why)) => {
             return Err(WebError::page(
@@ -307,10 +325,24 @@ pub async fn account_callback_get(
         jar,
         &config,
         cookies::ACCOUNT,
-        access_token,
+        redeemed.access,
         config.security.access_token_ttl,
     );
-    Ok((jar, see_other(&home(&config))).into_response())
+    let jar = match redeemed.flash {
+        Some(flash) => cookies::set(
+            jar,
+            &config,
+            cookies::ACCOUNT_FLASH,
+            flash,
+            config.security.flow_ttl,
+        ),
+        None => jar,
+    };
+    let to = match redeemed.after {
+        forms::After::Home => home(&config),
+        forms::After::TotpSetup => format!("{}/totp", home(&config)),
+    };
+    Ok((jar, see_other(&to)).into_response())
 }
 
 /// A form with nothing but its CSRF token.

@@ -19,10 +19,10 @@ use axum_extra::extract::cookie::CookieJar;
 pub async fn account_profile_post(
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, form }: AccountForm<BTreeMap<String, String>>,
+    AccountForm { signed, form, .. }: AccountForm<BTreeMap<String, String>>,
 ) -> Result<Response, WebError> {
     let answer = forms::profile(&core.ctx(), &signed, &form).await?;
-    Ok(reply(&core.config, jar, answer))
+    reply(&core.config, jar, answer)
 }
 
 #[derive(Deserialize)]
@@ -38,15 +38,15 @@ pub struct PasswordForm {
 pub async fn account_password_post(
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, form }: AccountForm<PasswordForm>,
+    AccountForm { signed, form, by }: AccountForm<PasswordForm>,
 ) -> Result<Response, WebError> {
     let change = PasswordChange {
         current: form.current_password,
         new: form.new_password,
         confirm: form.new_password_confirm,
     };
-    let answer = forms::password(&core.ctx(), &signed, &change).await?;
-    Ok(reply(&core.config, jar, answer))
+    let answer = forms::password(&core.ctx(), &by, &signed, &change).await?;
+    reply(&core.config, jar, answer)
 }
 
 #[derive(Deserialize)]
@@ -61,7 +61,7 @@ pub async fn account_email_post(
     State(state): State<Shared>,
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, form }: AccountForm<EmailForm>,
+    AccountForm { signed, form, .. }: AccountForm<EmailForm>,
 ) -> Result<Response, WebError> {
     let (answer, send) = forms::email(&core.ctx(), &signed, &form.email).await?;
     if let Some(send) = send {
@@ -71,7 +71,7 @@ pub async fn account_email_post(
         );
         super::reset::mail_now(&state, send.to, mail, "email change code").await?;
     }
-    Ok(reply(&core.config, jar, answer))
+    reply(&core.config, jar, answer)
 }
 
 #[derive(Deserialize)]
@@ -85,10 +85,10 @@ pub struct EmailConfirmForm {
 pub async fn account_email_confirm_post(
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, form }: AccountForm<EmailConfirmForm>,
+    AccountForm { signed, form, by }: AccountForm<EmailConfirmForm>,
 ) -> Result<Response, WebError> {
-    let answer = forms::confirm_email(&core.ctx(), &signed, &form.email, &form.code).await?;
-    Ok(reply(&core.config, jar, answer))
+    let answer = forms::confirm_email(&core.ctx(), &by, &signed, &form.email, &form.code).await?;
+    reply(&core.config, jar, answer)
 }
 
 /// `account_totp.html`: setting up an authenticator app.
@@ -114,13 +114,15 @@ fn grouped(secret_b32: &str) -> String {
 pub async fn account_totp_get(
     State(state): State<Shared>,
     core: Core,
+    jar: CookieJar,
     Account { signed, browser }: Account,
 ) -> Result<Response, WebError> {
     let config = core.config.clone();
-    let setup = forms::totp_setup(&core.ctx(), &core.sealing, &signed).await?;
-    // Already set up: the page says how things stand.
-    let Some(e) = setup else {
-        return Ok(see_other(&home(&config)));
+    let e = match forms::totp_setup(&core.ctx(), &core.sealing, &signed).await? {
+        forms::Setup::Scan(e) => e,
+        // Already set up: the page says how things stand.
+        forms::Setup::AlreadySet => return Ok(see_other(&home(&config))),
+        forms::Setup::StepUp(step_up) => return reply(&config, jar, step_up),
     };
     state.render(
         "account_totp.html",
@@ -144,28 +146,28 @@ pub struct CodeForm {
 pub async fn account_totp_post(
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, form }: AccountForm<CodeForm>,
+    AccountForm { signed, form, by }: AccountForm<CodeForm>,
 ) -> Result<Response, WebError> {
-    let answer = forms::confirm_totp(&core.ctx(), &core.sealing, &signed, &form.code).await?;
-    Ok(reply(&core.config, jar, answer))
+    let answer = forms::confirm_totp(&core.ctx(), &by, &core.sealing, &signed, &form.code).await?;
+    reply(&core.config, jar, answer)
 }
 
 pub async fn account_totp_reset_post(
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, .. }: AccountForm<NoFields>,
+    AccountForm { signed, by, .. }: AccountForm<NoFields>,
 ) -> Result<Response, WebError> {
-    let answer = forms::reset_totp(&core.ctx(), &signed).await?;
-    Ok(reply(&core.config, jar, answer))
+    let answer = forms::reset_totp(&core.ctx(), &by, &signed).await?;
+    reply(&core.config, jar, answer)
 }
 
 pub async fn account_recovery_codes_post(
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, .. }: AccountForm<NoFields>,
+    AccountForm { signed, by, .. }: AccountForm<NoFields>,
 ) -> Result<Response, WebError> {
-    let answer = forms::recovery_codes(&core.ctx(), &signed).await?;
-    Ok(reply(&core.config, jar, answer))
+    let answer = forms::recovery_codes(&core.ctx(), &by, &signed).await?;
+    reply(&core.config, jar, answer)
 }
 
 #[derive(Deserialize)]
@@ -179,10 +181,10 @@ pub struct UnlinkForm {
 pub async fn account_unlink_post(
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, form }: AccountForm<UnlinkForm>,
+    AccountForm { signed, form, by }: AccountForm<UnlinkForm>,
 ) -> Result<Response, WebError> {
-    let answer = forms::unlink(&core.ctx(), &signed, &form.connection, &form.subject).await?;
-    Ok(reply(&core.config, jar, answer))
+    let answer = forms::unlink(&core.ctx(), &by, &signed, &form.connection, &form.subject).await?;
+    reply(&core.config, jar, answer)
 }
 
 #[derive(Deserialize)]
@@ -194,8 +196,8 @@ pub struct SessionForm {
 pub async fn account_session_end_post(
     core: Core,
     jar: CookieJar,
-    AccountForm { signed, form }: AccountForm<SessionForm>,
+    AccountForm { signed, form, .. }: AccountForm<SessionForm>,
 ) -> Result<Response, WebError> {
     let answer = forms::end_session(&core.ctx(), &signed, &form.session).await?;
-    Ok(reply(&core.config, jar, answer))
+    reply(&core.config, jar, answer)
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::account::{built_in, home};
 use super::{cookies, see_other, AppState, Shared, WebError};
 use crate::account::access::{self, Signed};
+use crate::account::notify::By;
 use crate::authn::sealing::SealingKey;
 use crate::config::{ApiScope, Config};
 use crate::context::Ctx;
@@ -243,12 +244,19 @@ impl<T: DeserializeOwned + Send> FromRequest<Shared> for CsrfForm<T> {
 pub(crate) struct AccountForm<T> {
     pub signed: Signed,
     pub form: T,
+    /// Where the form came from (the client address decided once) and the mailer, for
+    /// the notice of a change.
+    pub by: By,
 }
 
 impl<T: DeserializeOwned + Send> FromRequest<Shared> for AccountForm<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &Shared) -> Result<Self, Response> {
+        let client = req
+            .extensions()
+            .get::<super::client::ClientAddr>()
+            .map(|c| c.0);
         let (jar, csrf, form) = csrf_form(req, state).await?;
         let core = Core::of(state);
         built_in(&core.config).map_err(IntoResponse::into_response)?;
@@ -257,7 +265,14 @@ impl<T: DeserializeOwned + Send> FromRequest<Shared> for AccountForm<T> {
             .await
             .map_err(IntoResponse::into_response)?
         {
-            Some(signed) => Ok(AccountForm { signed, form }),
+            Some(signed) => Ok(AccountForm {
+                signed,
+                form,
+                by: By {
+                    client,
+                    mailer: Some(state.mailer()),
+                },
+            }),
             None => Err(see_other(&home(&core.config))),
         }
     }

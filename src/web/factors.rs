@@ -13,6 +13,7 @@ use super::login::login_url;
 use super::pages::{EmailOtpPage, RecoveryCodePage, RecoveryCodesPage, TotpEnrol, TotpPage};
 use super::posted::Posted;
 use super::{see_other, Shared, WebError};
+use crate::account::notify;
 use crate::authn::{email_otp, totp};
 use crate::config::{App, Config, StepOption};
 
@@ -83,8 +84,23 @@ pub(crate) async fn render(
     match option {
         StepOption::Totp => {
             let ctx = state.core(config, state.now());
-            let enrol = match codes::totp_prompt(ctx, &state.sealing, app, &uid).await? {
+            let enrol = match codes::totp_prompt(ctx, &state.sealing, app, flow, &uid).await? {
                 TotpPrompt::Enter => None,
+                TotpPrompt::PassFirst => {
+                    return Err(WebError::Page {
+                        status: StatusCode::FORBIDDEN,
+                        title: "Verify with your second factor first",
+                        message: codes::PASS_FIRST.into(),
+                        hint: Some(match back_url {
+                            Some(_) => "Go back and choose the way you usually verify.".into(),
+                            None => format!(
+                                "Set up your authenticator app at {}/myaccount, then sign in again.",
+                                crate::oidc::issuer(config).trim_end_matches('/')
+                            ),
+                        }),
+                        back_url,
+                    });
+                }
                 TotpPrompt::NotOffered => {
                     return Err(WebError::page(
                         StatusCode::FORBIDDEN,
@@ -279,12 +295,21 @@ async fn answer_code(
         ..
     } = posted;
     let ctx = state.core(&config, now);
+    let uid = at.user_id.clone();
     let checked = match option {
         StepOption::Totp => {
             codes::submit_totp(ctx, &state.sealing, &mut flow, at, &form.code).await?
         }
         _ => codes::submit_recovery_code(ctx, &mut flow, at, &form.code).await?,
     };
+    // A code that confirmed a new authenticator issued recovery codes to show once.
+    if option == StepOption::Totp && checked == Checked::Passed && !flow.pending_codes.is_empty() {
+        let by = notify::By {
+            client: notify::flow_client(&flow.ip),
+            mailer: Some(state.mailer()),
+        };
+        notify::changed_by_id(&ctx, &by, &uid, notify::Change::TotpEnrolled).await;
+    }
     code_answered(state, &config, flow, option.name(), checked).await
 }
 

@@ -12,6 +12,7 @@ use super::login::login_url;
 use super::pages::{Detail, FederationPage};
 use super::posted::Posted;
 use super::{cookies, see_other, Shared, WebError};
+use crate::account::notify;
 use crate::authn::password;
 use crate::config::{App, Config, Connection};
 use crate::flow::Flow;
@@ -184,6 +185,17 @@ async fn settled_answer(
     }
     if settled == (Settled::Passed { account: true }) && how != How::Found {
         state.flush().await?;
+    }
+    if settled == (Settled::Passed { account: true }) && how == How::Linked {
+        if let Some(uid) = flow.subject().and_then(|s| s.user_id.clone()) {
+            let by = notify::By {
+                client: notify::flow_client(&flow.ip),
+                mailer: Some(state.mailer()),
+            };
+            let change = notify::Change::ConnectionLinked(conn.display_name.clone());
+            let ctx = state.core(config, state.now());
+            notify::changed_by_id(&ctx, &by, &uid, change).await;
+        }
     }
     state.save_flow(flow).await?;
     match settled {

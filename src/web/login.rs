@@ -236,7 +236,8 @@ async fn show_step(
                 action: format!("{}/pick", login_url(config, flow)),
                 csrf,
                 step,
-                steps: app.sign_in.steps.len(),
+                // A step-up step comes after the app's own.
+                steps: app.sign_in.steps.len().max(step),
                 options: options.iter().map(|o| option_button(config, o)).collect(),
                 sign_up_url,
                 cancel_url: Some(format!("{}/cancel", login_url(config, flow))),

@@ -29,4 +29,5 @@ mod script_steps;
 mod scripts;
 mod second_factors;
 mod standin;
+mod step_up;
 mod throttles;

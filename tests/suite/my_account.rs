@@ -59,6 +59,26 @@ async fn a_provisioned_google_user_enrols_totp_in_my_account() {
             .collect()
     };
     let first = codes(&done);
+    // The Google sign-in alone no longer changes the authenticator's codes: Usher's
+    // sign-in asks for the authenticator first (step-up), then the form goes through.
+    let res = browser
+        .post(
+            &w.usher.url("/myaccount/recovery-codes"),
+            &[("csrf", &later.csrf())],
+        )
+        .await;
+    let chooser = follow_all(&browser, res).await.unwrap();
+    assert!(chooser.body.contains("Authenticator app"), "{chooser:?}");
+    assert_eq!(
+        w.usher.store.recovery_codes_left(&uid).await.unwrap(),
+        10,
+        "nothing changed yet"
+    );
+    w.usher.clock.advance(30);
+    let totp_page = pick(&w.usher, &browser, &chooser, "totp").await;
+    let code = usher::authn::totp::code_at(&secret, w.usher.clock.now());
+    let later = submit(&w, &browser, &totp_page, "code", &[("code", &code)]).await;
+    assert!(later.body.contains("<h1>My Account</h1>"), "{later:?}");
     let res = browser
         .post(
             &w.usher.url("/myaccount/recovery-codes"),

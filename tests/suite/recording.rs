@@ -39,7 +39,9 @@ issuer: "{{issuer}}"
     sign_in:
       steps:
         - [password, google, github]
-        - [totp, email_otp]
+        # No codes by email: the accounts have no second factor yet, so each sets up
+        # an authenticator while signing in.
+        - [totp, recovery_code]
       script: mfa.rhai
 "#
     );

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::common::*;
 use crate::smtp_sink::SmtpSink;
 use reqwest::StatusCode;
-use usher::store::CredentialStore;
+use usher::store::{CredentialStore, UserStore};
 
 fn config(smtp_port: u16) -> String {
     format!(
@@ -49,12 +49,19 @@ apps:
     )
 }
 
+/// Usher with alice, whose address makes codes by email her second factor, and tom,
+/// who has no address and so no second factor until he sets up an authenticator.
 async fn start() -> (Usher, SmtpSink) {
     let sink = SmtpSink::start().await;
     let usher = Usher::start(&config(sink.port())).await;
     usher
         .add_user("alice", "alice@example.com", "wonderland-rabbit")
         .await;
+    let mut tom = usher
+        .add_user("tom", "tom@example.com", "wonderland-rabbit")
+        .await;
+    tom.email = None;
+    usher.store.update_user(&tom).await.unwrap();
     (usher, sink)
 }
 
@@ -73,15 +80,26 @@ async fn submit_code(
     browser.follow(usher, res).await
 }
 
-/// Password, then arrive at step 2 with `option` picked.
+/// Tom's password, then arrive at step 2 with `option` picked.
 async fn to_step_two(usher: &Usher, browser: &Browser, rp: &Rp, option: &str) -> (Page, AuthStart) {
+    to_step_two_as(usher, browser, rp, "tom", option).await
+}
+
+/// `user`'s password, then arrive at step 2 with `option` picked.
+async fn to_step_two_as(
+    usher: &Usher,
+    browser: &Browser,
+    rp: &Rp,
+    user: &str,
+    option: &str,
+) -> (Page, AuthStart) {
     let start = rp.start(&[]);
     let page = browser
         .follow(usher, browser.get(start.url.as_str()).await)
         .await
         .unwrap();
     let chooser = browser
-        .submit_password(usher, &page, "alice", "wonderland-rabbit")
+        .submit_password(usher, &page, user, "wonderland-rabbit")
         .await
         .unwrap();
     assert!(chooser.body.contains("Step 2 of 2"), "{chooser:?}");
@@ -105,7 +123,7 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
     let again = browser.get(&page.url).await;
     assert_eq!(totp_secret(&again), secret);
     // At rest the secret is sealed, not stored in the clear.
-    let stored = usher.store.totp("u_alice").await.unwrap().unwrap();
+    let stored = usher.store.totp("u_tom").await.unwrap().unwrap();
     assert!(!stored
         .sealed_secret
         .windows(secret.len())
@@ -186,7 +204,7 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
     assert!(refused.body.contains("That code is not right"));
 }
 
-/// Enrol alice's TOTP directly and return the secret.
+/// Enrol tom's TOTP directly and return the secret.
 async fn enrol(usher: &Usher, rp: &Rp) -> Vec<u8> {
     let browser = Browser::new();
     let (page, _) = to_step_two(usher, &browser, rp, "totp").await;
@@ -325,7 +343,7 @@ async fn email_otp_over_smtp_with_expiry_and_supersession() {
     let (usher, sink) = start().await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
-    let (page, start) = to_step_two(&usher, &browser, &rp, "email_otp").await;
+    let (page, start) = to_step_two_as(&usher, &browser, &rp, "alice", "email_otp").await;
     assert!(page.body.contains("Check your email"));
     let mail = sink
         .wait_for_message(Duration::from_secs(10))
@@ -398,7 +416,7 @@ async fn sso_skips_satisfied_steps_for_the_next_app() {
         &usher,
         &browser,
         &shop.start(&[]),
-        "alice",
+        "tom",
         "wonderland-rabbit",
     )
     .await;
@@ -438,9 +456,9 @@ async fn a_reset_totp_is_enrolled_again() {
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let first = enrol(&usher, &rp).await;
     let store: &dyn usher::store::Store = usher.store.as_ref();
-    usher::authn::reset_totp(store, "u_alice").await.unwrap();
-    assert!(usher.store.totp("u_alice").await.unwrap().is_none());
-    assert_eq!(usher.store.recovery_codes_left("u_alice").await.unwrap(), 0);
+    usher::authn::reset_totp(store, "u_tom").await.unwrap();
+    assert!(usher.store.totp("u_tom").await.unwrap().is_none());
+    assert_eq!(usher.store.recovery_codes_left("u_tom").await.unwrap(), 0);
     let browser = Browser::new();
     let (page, _) = to_step_two(&usher, &browser, &rp, "totp").await;
     assert!(
@@ -477,7 +495,7 @@ async fn one_address_gets_no_more_email_codes_than_the_throttle_allows() {
         .await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
     let browser = Browser::new();
-    let (page, _) = to_step_two(&usher, &browser, &rp, "email_otp").await;
+    let (page, _) = to_step_two_as(&usher, &browser, &rp, "alice", "email_otp").await;
     assert!(page.body.contains("Check your email"), "{page:?}");
     sink.wait_for_message(Duration::from_secs(10))
         .await
@@ -530,4 +548,46 @@ async fn one_address_gets_no_more_email_codes_than_the_throttle_allows() {
     sink.wait_for_message(Duration::from_secs(10))
         .await
         .expect("a code once the window has passed");
+}
+
+#[tokio::test]
+async fn an_email_code_account_cannot_enrol_an_authenticator_with_its_password_alone() {
+    let (usher, _sink) = start().await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    // Alice's second factor is her email: with only her password, picking the
+    // authenticator app shows no key to scan.
+    let (page, _) = to_step_two_as(&usher, &browser, &rp, "alice", "totp").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{page:?}");
+    assert!(
+        page.body.contains("Verify with your second factor first"),
+        "{page:?}"
+    );
+    assert!(!page.body.contains("totp-secret"), "no key is shown");
+    assert!(usher.store.totp("u_alice").await.unwrap().is_none());
+    // The same at Bank, which offers no codes by email: the account still has them.
+    let bank = Rp::discover(&usher, "bank", Some("bank-secret")).await;
+    let b2 = Browser::new();
+    let start = bank.start(&[]);
+    let page = b2
+        .follow(&usher, b2.get(start.url.as_str()).await)
+        .await
+        .unwrap();
+    let refused = b2
+        .submit_password(&usher, &page, "alice", "wonderland-rabbit")
+        .await
+        .unwrap();
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
+    assert!(
+        html_unescape(&refused.body).contains("/myaccount"),
+        "{refused:?}"
+    );
+    assert!(usher.store.totp("u_alice").await.unwrap().is_none());
+    let tom_browser = Browser::new();
+    let (tom_page, _) = to_step_two(&usher, &tom_browser, &rp, "totp").await;
+    assert!(tom_page.body.contains("Set up your authenticator app"));
+    // Tom, with no second factor at all, may still set one up while signing in.
+    let (_, next) = enrol_totp(&usher, &tom_browser, &tom_page).await;
+    assert!(next.is_err(), "signed in to Thrift");
+    assert!(usher.store.totp("u_tom").await.unwrap().unwrap().confirmed);
 }
