@@ -71,14 +71,79 @@ pub fn session_handle(session_hash: &str) -> String {
     b64url(&sha256(session_hash.as_bytes())[..16])
 }
 
-/// End every SSO session of an account (disabled, deleted, new password); returns how
-/// many there were.
-pub async fn end_sessions(store: &dyn Store, user_id: &str) -> StoreResult<usize> {
-    let sessions = store.sessions_of(user_id).await?;
-    for (hash, _) in &sessions {
-        store.delete_session(hash).await?;
+/// What [`sign_out_everywhere`] ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignedOut {
+    /// SSO sessions ended.
+    pub sessions: usize,
+    /// Grants (token families) revoked: their refresh tokens are refused and their
+    /// access tokens fail at userinfo and introspection.
+    pub grants: usize,
+}
+
+impl std::fmt::Display for SignedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} session(s) ended, {} grant(s) revoked",
+            self.sessions, self.grants
+        )
     }
-    Ok(sessions.len())
+}
+
+/// What a sign-out everywhere leaves alone: the SSO session (store key) of the browser
+/// that asked, and the My Account grant issued under it, so a password change keeps
+/// its author signed in to My Account. Every other app's grant goes, that browser's
+/// included.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep<'a> {
+    pub session: Option<&'a str>,
+}
+
+/// End every SSO session of an account and revoke every grant it holds, offline ones
+/// included: the one function behind every "this account's credentials changed or it
+/// was shut off" path (password change and reset, factor reset by an administrator,
+/// disabling, deleting, an administrator's "sign out everywhere"). Sessions go first,
+/// so a code issued in one of them can no longer be exchanged (`oidc::token` checks
+/// the session) while the grants are revoked. Not audited here: the caller records
+/// why, with the counts.
+pub async fn sign_out_everywhere(
+    store: &dyn Store,
+    user_id: &str,
+    keep: Keep<'_>,
+) -> StoreResult<SignedOut> {
+    let mut out = SignedOut::default();
+    for (hash, _) in store.sessions_of(user_id).await? {
+        if Some(hash.as_str()) != keep.session {
+            store.delete_session(&hash).await?;
+            out.sessions += 1;
+        }
+    }
+    out.grants = match keep.session {
+        None => store.revoke_grants_of(user_id).await?,
+        Some(kept) => {
+            let mut revoked = 0;
+            for grant in store.grants_of(user_id).await? {
+                let own = grant.client_id == MY_ACCOUNT_APP
+                    && grant.data.session.as_deref() == Some(kept);
+                if !own && !grant.revoked {
+                    store.revoke_grant(&grant.id).await?;
+                    revoked += 1;
+                }
+            }
+            revoked
+        }
+    };
+    Ok(out)
+}
+
+/// End every SSO session of an account and revoke all its grants (disabled, deleted,
+/// new password, reset factor); returns how many sessions there were. The grants'
+/// count is logged; a caller that audits it uses [`sign_out_everywhere`].
+pub async fn end_sessions(store: &dyn Store, user_id: &str) -> StoreResult<usize> {
+    let out = sign_out_everywhere(store, user_id, Keep::default()).await?;
+    tracing::info!(user = %user_id, ended = %out, "signed out everywhere");
+    Ok(out.sessions)
 }
 
 /// A session as My Account lists it.
@@ -240,9 +305,11 @@ pub async fn unlink(
 }
 
 /// Change the password: the old one must be right (counted against the same lock as
-/// signing in), the new one must meet the policy. Other sessions of the account end.
-/// Blocking (Argon2). `keep_session` is the store key of the session asking, which
-/// stays signed in. Returns how many other sessions ended.
+/// signing in), the new one must meet the policy. Other sessions of the account end and
+/// every grant of the account is revoked, so no app keeps refreshing on the old
+/// password. Blocking (Argon2). `keep_session` is the store key of the session asking,
+/// which stays signed in to My Account ([`Keep`]). Returns how many other sessions
+/// ended.
 pub async fn change_password(
     ctx: &Ctx<'_>,
     user: &User,
@@ -292,23 +359,24 @@ pub async fn change_password(
     updated.password_hash = Some(hash);
     updated.updated_at = now;
     store.update_user(&updated).await?;
-    let mut ended = 0;
-    for (hash, _) in store.sessions_of(&user.id).await? {
-        if hash != keep_session {
-            store.delete_session(&hash).await?;
-            ended += 1;
-        }
-    }
+    let ended = sign_out_everywhere(
+        store,
+        &user.id,
+        Keep {
+            session: Some(keep_session),
+        },
+    )
+    .await?;
     store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_PASSWORD,
         &user.id,
-        vec![format!("{ended} other session(s) ended")],
+        vec![format!("other sessions and apps signed out: {ended}")],
     )
     .await;
-    Ok(ended)
+    Ok(ended.sessions)
 }
 
 /// The secret of the authenticator being set up: the pending one if there is one (a
@@ -456,17 +524,23 @@ pub async fn end_session(
         return Ok(None);
     };
     store.delete_session(&hash).await?;
+    // Like signing out there: the apps' grants of the session go, offline ones stay
+    // (they are listed on their own and revoked one by one).
+    let revoked = store.revoke_session_grants(&hash, true).await?;
     store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_SESSION_ENDED,
         user_id,
-        vec![format!(
-            "session signed in at {} through {}",
-            crate::timefmt::rfc3339(session.auth_time),
-            session.idp
-        )],
+        vec![
+            format!(
+                "session signed in at {} through {}",
+                crate::timefmt::rfc3339(session.auth_time),
+                session.idp
+            ),
+            format!("{revoked} grant(s) revoked"),
+        ],
     )
     .await;
     Ok(Some(hash))

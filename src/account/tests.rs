@@ -353,8 +353,10 @@ async fn signed_ada(store: &SledStore, password: Option<&str>) -> access::Signed
             amr: vec![],
             claims: Default::default(),
             sid: Some(session_handle("h-ada")),
+            session: Some("h-ada".into()),
         },
         revoked: false,
+        offline: false,
         created_at: 1,
         expires_at: 100,
     };

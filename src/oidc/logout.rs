@@ -108,13 +108,18 @@ pub async fn decide(
     })
 }
 
-/// End the SSO session named by the cookie, if any. Blocking (flush).
-pub async fn end_session(ctx: &Ctx<'_>, session_cookie: Option<&str>) -> StoreResult<()> {
-    if let Some(value) = session_cookie {
-        ctx.store.delete_session(&token_hash(value)).await?;
-        ctx.store.flush().await?;
-    }
-    Ok(())
+/// End the SSO session named by the cookie, if any, and revoke the grants issued
+/// under it except `offline_access` ones: the apps' refresh tokens die with the
+/// session. Returns how many grants were revoked. Blocking (flush).
+pub async fn end_session(ctx: &Ctx<'_>, session_cookie: Option<&str>) -> StoreResult<usize> {
+    let Some(value) = session_cookie else {
+        return Ok(0);
+    };
+    let hash = token_hash(value);
+    ctx.store.delete_session(&hash).await?;
+    let revoked = ctx.store.revoke_session_grants(&hash, true).await?;
+    ctx.store.flush().await?;
+    Ok(revoked)
 }
 
 #[cfg(test)]

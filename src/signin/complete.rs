@@ -129,6 +129,7 @@ pub async fn complete(
             amr,
             claims: flow.token_claims(),
             sid: Some(b64url(&sha256(session_hash.as_bytes())[..16])),
+            session: Some(session_hash.clone()),
         },
         expires_at: now + ctx.config.security.code_ttl,
         redeemed_by: None,

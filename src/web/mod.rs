@@ -368,6 +368,7 @@ fn self_service_and_admin_routes() -> Router<Shared> {
             post(admin::reset_totp_post),
         )
         .route("/admin/v1/users/{id}/unlock", post(admin::unlock_post))
+        .route("/admin/v1/users/{id}/sign-out", post(admin::sign_out_post))
         .route("/admin/v1/events", get(admin::events_get))
 }
 
