@@ -160,7 +160,12 @@ pub struct AccessClaims {
     pub gid: String,
 }
 
-fn authenticate<'c>(config: &'c Config, req: &TokenRequest) -> Result<&'c App, TokenError> {
+/// The client of a token, revocation or introspection request: HTTP Basic, or
+/// `client_id` (and `client_secret`) in the form; a public client names itself only.
+pub(super) fn authenticate<'c>(
+    config: &'c Config,
+    req: &TokenRequest,
+) -> Result<&'c App, TokenError> {
     let form_secret = req.params.get("client_secret").filter(|s| !s.is_empty());
     let deny = |d: &str, basic| TokenError {
         error: OAuthError::invalid_client(d),
@@ -374,7 +379,10 @@ pub fn is_offline(scopes: &[String]) -> bool {
 
 /// Whether the SSO session a grant (or code) was issued under is still there and
 /// unexpired. A grant from before grants named their session has nothing to check.
-async fn session_lives(ctx: &Ctx<'_>, data: &crate::store::GrantData) -> Result<bool, StoreError> {
+pub(super) async fn session_lives(
+    ctx: &Ctx<'_>,
+    data: &crate::store::GrantData,
+) -> Result<bool, StoreError> {
     match &data.session {
         None => Ok(true),
         Some(hash) => Ok(ctx

@@ -63,7 +63,8 @@ fn class_of(method: &Method, path: &str, base: &str) -> Option<Class> {
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["token"] => Some(Class::Token),
+        // Each checks a client secret: one throttle for all three.
+        ["token" | "revoke" | "introspect"] => Some(Class::Token),
         ["signup", _] => Some(Class::SignUp),
         ["login", _, "password" | "totp" | "email_otp" | "recovery_code" | "federation"] => {
             Some(Class::SignIn)
@@ -202,6 +203,8 @@ mod tests {
         assert_eq!(c(&post, "/myaccount/password"), Some(Class::SignIn));
         assert_eq!(c(&post, "/signup/f1"), Some(Class::SignUp));
         assert_eq!(c(&post, "/token"), Some(Class::Token));
+        assert_eq!(c(&post, "/revoke"), Some(Class::Token));
+        assert_eq!(c(&post, "/introspect"), Some(Class::Token));
         assert_eq!(c(&get, "/scim/v2/Users"), Some(Class::Api));
         assert_eq!(c(&post, "/admin/v1/users/u1/reset-totp"), Some(Class::Api));
         assert_eq!(

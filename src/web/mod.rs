@@ -393,6 +393,8 @@ pub fn app(state: Shared) -> Router {
             get(oidc_routes::authorize_get).post(oidc_routes::authorize_post),
         )
         .route("/token", post(oidc_routes::token))
+        .route("/revoke", post(oidc_routes::revoke_post))
+        .route("/introspect", post(oidc_routes::introspect_post))
         .route(
             "/userinfo",
             get(oidc_routes::userinfo_get).post(oidc_routes::userinfo_post),

@@ -23,6 +23,7 @@ mod my_account;
 mod oidc_errors;
 mod oidc_login;
 mod recording;
+mod revocation;
 mod scim;
 mod script_steps;
 mod scripts;
