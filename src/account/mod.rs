@@ -20,7 +20,7 @@ use crate::authn::{password, recovery, totp};
 use crate::config::{ProfileField, MY_ACCOUNT_APP};
 use crate::context::Ctx;
 use crate::crypto::{b64url, sha256};
-use crate::store::{Session, Store, StoreError, StoreResult, TotpCredential, User};
+use crate::store::{Grant, Session, Store, StoreError, StoreResult, TotpCredential, User};
 
 /// Why a change was refused, in words for the page; or a store failure.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +153,9 @@ pub struct SessionInfo {
     /// The session of the browser asking.
     pub current: bool,
     pub session: Session,
+    /// The apps' live grants issued in this session, oldest first (My Account's own
+    /// are not listed: they are the page itself).
+    pub grants: Vec<Grant>,
 }
 
 /// Everything the My Account page shows.
@@ -165,6 +168,9 @@ pub struct Overview {
     pub recovery_codes_left: usize,
     /// Live sessions, newest first.
     pub sessions: Vec<SessionInfo>,
+    /// Live `offline_access` grants whose session has ended: they keep working until
+    /// revoked, so they are listed on their own.
+    pub offline: Vec<Grant>,
 }
 
 impl Overview {
@@ -177,25 +183,89 @@ impl Overview {
 
 pub async fn overview(ctx: &Ctx<'_>, user: User, current_hash: &str) -> StoreResult<Overview> {
     let (store, now) = (ctx.store, ctx.now);
+    let mut grants: Vec<Grant> = store
+        .grants_of(&user.id)
+        .await?
+        .into_iter()
+        .filter(|g| !g.revoked && g.expires_at > now && g.client_id != MY_ACCOUNT_APP)
+        .collect();
     let mut sessions: Vec<SessionInfo> = store
         .sessions_of(&user.id)
         .await?
         .into_iter()
         .filter(|(_, s)| s.expires_at > now)
-        .map(|(hash, session)| SessionInfo {
-            handle: session_handle(&hash),
-            current: hash == current_hash,
-            session,
+        .map(|(hash, session)| {
+            let (mine, rest) = grants
+                .drain(..)
+                .partition(|g| g.data.session.as_deref() == Some(hash.as_str()));
+            grants = rest;
+            SessionInfo {
+                handle: session_handle(&hash),
+                current: hash == current_hash,
+                session,
+                grants: mine,
+            }
         })
         .collect();
     sessions.sort_by_key(|s| std::cmp::Reverse(s.session.auth_time));
+    // What is left lost its session: only offline grants still work.
+    grants.retain(|g| g.offline);
     Ok(Overview {
         identities: store.identities_of(&user.id).await?,
         totp: store.totp(&user.id).await?.is_some_and(|c| c.confirmed),
         recovery_codes_left: store.recovery_codes_left(&user.id).await?,
         sessions,
+        offline: grants,
         user,
     })
+}
+
+/// The longest grant id a form may name.
+const GRANT_ID_MAX: usize = 64;
+
+/// Revoke one app's grant of the account (an app in a session, or one with offline
+/// access): its refresh tokens are refused and its access tokens fail at userinfo and
+/// introspection. Returns the app's client id; `Ok(None)` if the grant is not the
+/// account's, is My Account's own, or has already ended. Blocking (flush).
+pub async fn revoke_grant(
+    ctx: &Ctx<'_>,
+    user_id: &str,
+    grant_id: &str,
+) -> Result<Option<String>, AccountError> {
+    let (store, now) = (ctx.store, ctx.now);
+    // Grant ids are time-prefixed random ids of a few dozen characters; anything
+    // longer names no grant and is not looked up.
+    if grant_id.len() > GRANT_ID_MAX {
+        return Ok(None);
+    }
+    let Some(grant) = store.grant(grant_id).await?.filter(|g| {
+        g.data.user_id.as_deref() == Some(user_id)
+            && g.client_id != MY_ACCOUNT_APP
+            && !g.revoked
+            && g.expires_at > now
+    }) else {
+        return Ok(None);
+    };
+    store.revoke_grant(&grant.id).await?;
+    store.flush().await?;
+    record(
+        store,
+        now,
+        kind::ACCOUNT_GRANT_REVOKED,
+        user_id,
+        vec![format!(
+            "{} ({}), granted at {}",
+            grant.client_id,
+            if grant.offline {
+                "offline access"
+            } else {
+                "in a session"
+            },
+            crate::timefmt::rfc3339(grant.created_at)
+        )],
+    )
+    .await;
+    Ok(Some(grant.client_id))
 }
 
 /// Change the editable profile attributes from a form (`name`, `given_name`, …). A

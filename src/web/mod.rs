@@ -345,6 +345,10 @@ fn self_service_and_admin_routes() -> Router<Shared> {
             post(account_forms::account_session_end_post),
         )
         .route(
+            "/myaccount/grants/revoke",
+            post(account_forms::account_grant_revoke_post),
+        )
+        .route(
             "/scim/v2/Users",
             get(scim::users_get).post(scim::users_post),
         )

@@ -633,3 +633,112 @@ async fn resetting_the_factor_or_disabling_the_account_revokes_its_grants() {
         .unwrap();
     assert!(grant.revoked, "disabling revokes, not only refuses");
 }
+
+/// The handle of the first session on a My Account page that is not this browser's.
+fn other_session(page: &Page) -> String {
+    page.body
+        .split("name=\"session\" value=\"")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].to_string())
+        .find(|h| {
+            let at = page.body.find(h.as_str()).unwrap();
+            !page.body[..at]
+                .rsplit("Signed in ")
+                .next()
+                .unwrap()
+                .contains("(this browser)")
+        })
+        .expect("another session is listed")
+}
+
+#[tokio::test]
+async fn my_account_lists_each_sessions_apps_and_offline_access_and_revokes_either() {
+    let w = world().await;
+    let usher = &w.usher;
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
+    let phone = Browser::new();
+    let online = sign_in(usher, &phone, "thrift", Some(SECRET), "openid").await;
+    let offline = sign_in(
+        usher,
+        &phone,
+        "thrift",
+        Some(SECRET),
+        "openid offline_access",
+    )
+    .await;
+    let laptop = Browser::new();
+    let page = my_account_password(&w, &laptop, "alice", "wonderland-rabbit").await;
+    let (online_g, offline_g) = (grant_of(&online.access), grant_of(&offline.access));
+    for g in [&online_g, &offline_g] {
+        assert!(
+            page.body.contains(&format!("name=\"grant\" value=\"{g}\"")),
+            "{page:?}"
+        );
+    }
+    assert!(page.body.contains("offline access"), "{page:?}");
+
+    // Revoke one app's grant.
+    let revoke = |page: Page, grant: String| {
+        let laptop = &laptop;
+        let usher = &w.usher;
+        async move {
+            let res = laptop
+                .post(
+                    &usher.url("/myaccount/grants/revoke"),
+                    &[("csrf", &page.csrf()), ("grant", &grant)],
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:?}");
+            follow_all(laptop, res).await.unwrap()
+        }
+    };
+    let page = revoke(page, online_g.clone()).await;
+    assert!(
+        page.body.contains("Thrift can no longer use your account"),
+        "{page:?}"
+    );
+    assert!(!page.body.contains(&online_g));
+    assert_eq!(
+        refresh(usher, "thrift", Some(SECRET), &online.refresh).await,
+        Err("invalid_grant".into())
+    );
+    // Revoking it again changes nothing.
+    let page = revoke(page, online_g.clone()).await;
+    assert!(page.body.contains("already ended"), "{page:?}");
+
+    // Ending the phone's session leaves the offline grant, now listed on its own.
+    let handle = other_session(&page);
+    let res = laptop
+        .post(
+            &usher.url("/myaccount/sessions/end"),
+            &[("csrf", &page.csrf()), ("session", &handle)],
+        )
+        .await;
+    let page = follow_all(&laptop, res).await.unwrap();
+    assert!(
+        page.body.contains("That session was signed out"),
+        "{page:?}"
+    );
+    assert!(page.body.contains("Apps with offline access"), "{page:?}");
+    assert!(page.body.contains(&offline_g));
+    let offline_r = refresh(usher, "thrift", Some(SECRET), &offline.refresh)
+        .await
+        .expect("offline access outlives the session");
+    let page = revoke(page, offline_g.clone()).await;
+    assert!(!page.body.contains("Apps with offline access"), "{page:?}");
+    assert_eq!(
+        refresh(usher, "thrift", Some(SECRET), &offline_r).await,
+        Err("invalid_grant".into())
+    );
+    let kinds = kinds_for(&w, "u_alice").await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "account.grant_revoked")
+            .count(),
+        2,
+        "{kinds:?}"
+    );
+}
