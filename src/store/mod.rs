@@ -530,6 +530,12 @@ pub trait TokenStore: Send + Sync {
     /// SET revoked = true WHERE session = $1 AND NOT revoked AND NOT (offline AND
     /// $2)`.
     async fn revoke_session_grants(&self, session: &str, keep_offline: bool) -> StoreResult<usize>;
+    /// File the grants of session `from` under session `to`, whose public handle is
+    /// `sid` (a sign-in that replaced the browser's session with a fresh one for the
+    /// same subject keeps its apps' grants): each grant's `data.session` and
+    /// `data.sid` change together with its index entry, atomically per grant. Returns
+    /// how many moved. `UPDATE … SET session = $2, sid = $3 WHERE session = $1`.
+    async fn move_session_grants(&self, from: &str, to: &str, sid: &str) -> StoreResult<usize>;
     /// Revoke grant `barred.id`, or, when its code exchange has not written it yet,
     /// write `barred` (revoked) in its place so that exchange cannot issue tokens.
     /// `INSERT … ON CONFLICT DO UPDATE SET revoked = true`.

@@ -449,6 +449,10 @@ impl TokenStore for SledStore {
         self.revoke_indexed(&self.session_grants, session, keep_offline)
     }
 
+    async fn move_session_grants(&self, from: &str, to: &str, sid: &str) -> StoreResult<usize> {
+        self.move_grants(from, to, sid)
+    }
+
     async fn bar_grant(&self, barred: &Grant) -> StoreResult<()> {
         let mut barred = barred.clone();
         barred.revoked = true;

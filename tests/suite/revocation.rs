@@ -27,6 +27,18 @@ async fn sign_in(
     secret: Option<&str>,
     scope: &str,
 ) -> Tokens {
+    sign_in_with(usher, browser, client_id, secret, scope, &[]).await
+}
+
+/// [`sign_in`] with more authorization parameters (`prompt`, `max_age`).
+async fn sign_in_with(
+    usher: &Usher,
+    browser: &Browser,
+    client_id: &str,
+    secret: Option<&str>,
+    scope: &str,
+    extra: &[(&str, &str)],
+) -> Tokens {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut url = url::Url::parse(&usher.url("/authorize")).unwrap();
     url.query_pairs_mut()
@@ -37,7 +49,8 @@ async fn sign_in(
         .append_pair("state", "st")
         .append_pair("nonce", "n")
         .append_pair("code_challenge", challenge.as_str())
-        .append_pair("code_challenge_method", "S256");
+        .append_pair("code_challenge_method", "S256")
+        .extend_pairs(extra);
     let back = match follow_all(browser, browser.get(url.as_str()).await).await {
         Err(back) => back,
         Ok(mut page) => {
@@ -253,6 +266,41 @@ async fn once_the_session_expires_only_offline_grants_refresh() {
     refresh(&usher, "thrift", Some(SECRET), &offline.refresh)
         .await
         .expect("offline_access outlives the session");
+}
+
+#[tokio::test]
+async fn signing_in_again_in_the_same_browser_keeps_the_apps_tokens() {
+    let usher = alice().await;
+    let browser = Browser::new();
+    let first = sign_in(&usher, &browser, "thrift", Some(SECRET), "openid").await;
+    // A fresh sign-in (a new session id) by the same user, as step-up asks for.
+    let again = sign_in_with(
+        &usher,
+        &browser,
+        "spa",
+        None,
+        "openid",
+        &[("prompt", "login")],
+    )
+    .await;
+    assert_ne!(
+        decode_payload(&first.id_token)["sid"],
+        decode_payload(&again.id_token)["sid"],
+        "the session id was renewed"
+    );
+    let r = refresh(&usher, "thrift", Some(SECRET), &first.refresh)
+        .await
+        .expect("the earlier app keeps its tokens");
+    // And they now end with the new session.
+    let mut logout = url::Url::parse(&usher.url("/logout")).unwrap();
+    logout
+        .query_pairs_mut()
+        .append_pair("id_token_hint", &again.id_token);
+    assert_eq!(browser.get(logout.as_str()).await.status, StatusCode::OK);
+    assert_eq!(
+        refresh(&usher, "thrift", Some(SECRET), &r).await,
+        Err("invalid_grant".into())
+    );
 }
 
 #[tokio::test]

@@ -161,6 +161,30 @@ pub async fn swept_grants_leave_both_indexes(f: &dyn StoreFactory) {
         .all(|g| g.id == "g_live"));
 }
 
+pub async fn a_sessions_grants_move_to_the_session_replacing_it(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    for g in [
+        grant_in("g1", "u1", Some("s1"), false),
+        grant_in("g2", "u1", Some("s1"), true),
+        grant_in("g3", "u1", Some("s2"), false),
+    ] {
+        assert!(s.create_grant(&g).await.unwrap());
+    }
+    assert_eq!(s.move_session_grants("s1", "s9", "sid9").await.unwrap(), 2);
+    assert!(s.session_grants("s1").await.unwrap().is_empty());
+    let moved = s.session_grants("s9").await.unwrap();
+    assert_eq!(ids(&moved), ["g1", "g2"]);
+    for g in &moved {
+        assert_eq!(g.data.session.as_deref(), Some("s9"));
+        assert_eq!(g.data.sid.as_deref(), Some("sid9"));
+    }
+    assert_eq!(ids(&s.session_grants("s2").await.unwrap()), ["g3"]);
+    // They end with their new session now.
+    assert_eq!(s.revoke_session_grants("s9", true).await.unwrap(), 1);
+    assert_eq!(s.move_session_grants("s1", "s8", "sid8").await.unwrap(), 0);
+    assert_eq!(ids(&s.grants_of("u1").await.unwrap()), ["g1", "g2", "g3"]);
+}
+
 pub async fn a_refresh_token_is_looked_up_without_being_spent(f: &dyn StoreFactory) {
     let s = f.fresh();
     let rec = RefreshRecord {

@@ -208,6 +208,7 @@ macro_rules! store_contract_tests {
             grants::revoking_an_account_revokes_every_grant_it_holds,
             grants::parallel_revocations_count_each_grant_once,
             grants::swept_grants_leave_both_indexes,
+            grants::a_sessions_grants_move_to_the_session_replacing_it,
             grants::a_refresh_token_is_looked_up_without_being_spent,
             tokens::server_secrets_are_created_once_even_in_parallel,
             tokens::signing_keys_are_kept,

@@ -102,6 +102,38 @@ impl SledStore {
         Ok(revoked)
     }
 
+    pub(super) fn move_grants(&self, from: &str, to: &str, sid: &str) -> StoreResult<usize> {
+        let mut moved = 0;
+        for id in Self::indexed(&self.session_grants, from)? {
+            let old_key = index_key(from, &id);
+            let new_key = index_key(to, &id);
+            let done = tx_result((&self.grants, &self.session_grants).transaction(
+                |(grants, sessions)| {
+                    let Some(bytes) = grants.get(id.as_bytes())? else {
+                        sessions.remove(old_key.as_bytes())?;
+                        return Ok(false);
+                    };
+                    let mut grant: Grant =
+                        decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                    if grant.data.session.as_deref() != Some(from) {
+                        return Ok(false);
+                    }
+                    grant.data.session = Some(to.to_string());
+                    grant.data.sid = Some(sid.to_string());
+                    let value = encode(&grant).map_err(ConflictableTransactionError::Abort)?;
+                    grants.insert(id.as_bytes(), value)?;
+                    sessions.remove(old_key.as_bytes())?;
+                    sessions.insert(new_key.as_bytes(), &[] as &[u8])?;
+                    Ok(true)
+                },
+            ))?;
+            if done {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
     /// Remove grants expired before `now` together with their index entries; returns
     /// how many grants.
     pub(super) fn sweep_grants(&self, now: u64) -> StoreResult<usize> {
