@@ -330,7 +330,10 @@ impl<'a> Admin<'a> {
             .set_external_id(&user.id, draft.external_id.as_deref())
             .await?;
         let mut detail = vec![format!("changed: {}", changed.join(", "))];
-        if user.disabled && !record.user.disabled {
+        // Disabling shuts the account off; a password set by an administrator is a
+        // reset: either way nothing signed in before may stay.
+        let disabled = user.disabled && !record.user.disabled;
+        if disabled || changed.iter().any(|c| c == "password") {
             let ended = sign_out_everywhere(self.store, &user.id, Keep::default()).await?;
             detail.push(ended.to_string());
         }

@@ -618,7 +618,7 @@ async fn an_administrator_signs_an_account_out_everywhere() {
 }
 
 #[tokio::test]
-async fn resetting_the_factor_or_disabling_the_account_revokes_its_grants() {
+async fn resetting_the_factor_or_the_password_or_disabling_the_account_revokes_its_grants() {
     let w = world().await;
     let usher = &w.usher;
     usher
@@ -648,6 +648,40 @@ async fn resetting_the_factor_or_disabling_the_account_revokes_its_grants() {
         Err("invalid_grant".into())
     );
     assert!(usher.store.sessions_of("u_alice").await.unwrap().is_empty());
+
+    // A password an administrator sets is a reset: every grant goes.
+    let browser = Browser::new();
+    let t = sign_in(
+        usher,
+        &browser,
+        "thrift",
+        Some(SECRET),
+        "openid offline_access",
+    )
+    .await;
+    let patch = |op: serde_json::Value| {
+        http.patch(usher.url("/scim/v2/Users/u_alice"))
+            .bearer_auth(&ops)
+            .header("content-type", "application/scim+json")
+            .body(
+                serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [op],
+                })
+                .to_string(),
+            )
+            .send()
+    };
+    let res = patch(
+        serde_json::json!({ "op": "replace", "path": "password", "value": "wonderland-rabbit" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        refresh(usher, "thrift", Some(SECRET), &t.refresh).await,
+        Err("invalid_grant".into())
+    );
 
     let browser = Browser::new();
     let t = sign_in(
