@@ -24,6 +24,7 @@ mod oidc_errors;
 mod oidc_login;
 mod recording;
 mod revocation;
+mod revocation_account;
 mod scim;
 mod script_steps;
 mod scripts;
