@@ -210,6 +210,36 @@ mod tests {
             .is_none());
     }
 
+    #[tokio::test]
+    async fn ending_the_session_revokes_its_grants_but_offline_ones() {
+        use crate::store::TokenStore;
+        let store = SledStore::temporary().unwrap();
+        let config = config();
+        let ctx = Ctx {
+            config: &config,
+            store: &store,
+            now: 5,
+        };
+        let hash = token_hash("cookie");
+        store.put_session(&hash, &session("u_ada")).await.unwrap();
+        for (id, session, offline) in [
+            ("g1", hash.as_str(), false),
+            ("g2", hash.as_str(), true),
+            ("g3", "another", false),
+        ] {
+            let mut g = crate::store::contract::grant(id);
+            g.data.session = Some(session.into());
+            g.offline = offline;
+            assert!(store.create_grant(&g).await.unwrap());
+        }
+        assert_eq!(end_session(&ctx, None).await.unwrap(), 0);
+        assert_eq!(end_session(&ctx, Some("cookie")).await.unwrap(), 1);
+        assert!(store.session(&hash).await.unwrap().is_none());
+        assert!(store.grant("g1").await.unwrap().unwrap().revoked);
+        assert!(!store.grant("g2").await.unwrap().unwrap().revoked);
+        assert!(!store.grant("g3").await.unwrap().unwrap().revoked);
+    }
+
     #[test]
     fn the_return_address_carries_the_state() {
         let target = Target {
