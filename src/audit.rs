@@ -41,6 +41,8 @@ pub mod kind {
     pub const ACCOUNT_SESSION_ENDED: &str = "account.session_ended";
     /// The user revoked one app's grant from the sessions list.
     pub const ACCOUNT_GRANT_REVOKED: &str = "account.grant_revoked";
+    /// A new email address, proven with a code mailed to it, replaced the old one.
+    pub const ACCOUNT_EMAIL: &str = "account.email_changed";
     pub const ADMIN_USER_CREATED: &str = "admin.user_created";
     pub const ADMIN_USER_UPDATED: &str = "admin.user_updated";
     pub const ADMIN_USER_DISABLED: &str = "admin.user_disabled";
@@ -55,6 +57,18 @@ pub mod kind {
     /// The owner of an account locked for good followed the link mailed to its
     /// verified address.
     pub const ACCOUNT_UNLOCKED_BY_EMAIL: &str = "account.unlocked_by_email";
+    /// "Forgot your password?": a code was asked for (mailed, or not for a name
+    /// without an account with a verified address — the detail says which).
+    pub const PASSWORD_RESET_REQUESTED: &str = "password_reset.requested";
+    /// A new password was set with a mailed code; every session of the account ended.
+    pub const PASSWORD_RESET_COMPLETED: &str = "password_reset.completed";
+    /// A reset refused: a wrong, used or expired code, or too many codes asked for.
+    pub const PASSWORD_RESET_REFUSED: &str = "password_reset.refused";
+    /// A sign-up's email address was proven with the mailed code.
+    pub const EMAIL_VERIFIED: &str = "user.email_verified";
+    /// An account with an unverified address gave the address up to someone who proved
+    /// it (a federated identity whose provider verified it, or a verified sign-up).
+    pub const EMAIL_RELEASED: &str = "user.email_released";
 }
 
 /// The id of a new event: its time, then a per-process sequence number, then random
@@ -101,6 +115,18 @@ pub async fn record(
     detail: Vec<String>,
 ) {
     write(store, now, kind, "success", (actor, sub), detail).await;
+}
+
+/// Something asked for and refused (outcome `failure`), outside a sign-in's own trail.
+pub async fn refused(
+    store: &dyn AuditStore,
+    now: u64,
+    kind: &str,
+    actor: Option<&str>,
+    sub: Option<&str>,
+    detail: Vec<String>,
+) {
+    write(store, now, kind, "failure", (actor, sub), detail).await;
 }
 
 /// A credential refused inside a sign-in (a wrong password or code), recorded when it

@@ -197,7 +197,64 @@ const OTP_HTML: (&str, &str) = (
     include_str!("../templates/email_otp.html"),
 );
 
-/// The e-mail OTP message for `code`, valid for `minutes`, from `app_name`.
+/// Text made safe to put inside HTML.
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A message of plain paragraphs, as text and as HTML (each paragraph escaped).
+fn paragraphs(subject: String, paragraphs: &[String]) -> RenderedMail {
+    RenderedMail {
+        subject,
+        text: format!("{}\n", paragraphs.join("\n\n")),
+        html: paragraphs
+            .iter()
+            .map(|p| format!("<p>{}</p>", escape_html(p)))
+            .collect(),
+    }
+}
+
+/// The mail with the code that lets the owner of an account choose a new password.
+pub fn reset_code_mail(code: &str, minutes: u64) -> RenderedMail {
+    paragraphs(
+        "Your password reset code".into(),
+        &[
+            "Someone asked to reset the password of your account. If that was you, enter this code on the page where you asked:".into(),
+            code.to_string(),
+            format!("It works once, within the next {minutes} minutes."),
+            "If you did not ask for this, ignore this mail: your password stays as it is, and nobody can change it without this code.".into(),
+        ],
+    )
+}
+
+/// The notice that an account's password was reset with a mailed code.
+pub fn password_reset_notice(when: &str, from: &str) -> RenderedMail {
+    paragraphs(
+        "Your password was reset".into(),
+        &[
+            format!("The password of your account was reset at {when}, from the address {from}, with a code sent to this email address. Every session of the account was signed out."),
+            "If that was not you, someone can read your email: secure your mailbox first, then reset your password again and tell your administrator.".into(),
+        ],
+    )
+}
+
+/// The mail with the code that proves a new account's address belongs to whoever signs
+/// up with it.
+pub fn verify_email_mail(code: &str, minutes: u64) -> RenderedMail {
+    paragraphs(
+        "Confirm your email address".into(),
+        &[
+            "Someone is creating an account with this email address. If that was you, enter this code on the sign-up page:".into(),
+            code.to_string(),
+            format!("It works once, within the next {minutes} minutes."),
+            "If you did not ask for this, ignore this mail: no account is created without this code.".into(),
+        ],
+    )
+}
+
 /// The mail that carries an unlock link to the owner of an account locked for good.
 pub fn unlock_mail(link: &str) -> RenderedMail {
     let text = format!(
@@ -220,6 +277,7 @@ pub fn unlock_mail(link: &str) -> RenderedMail {
     }
 }
 
+/// The e-mail OTP message for `code`, valid for `minutes`, from `app_name`.
 pub fn render_email_otp(
     app_name: &str,
     code: &str,
@@ -268,6 +326,33 @@ mod tests {
         // The HTML part escapes what it is given.
         assert!(mail.html.contains("Thrift &lt;Shop&gt;"), "{}", mail.html);
         assert!(!format!("{mail:?}").contains("042917"));
+    }
+
+    #[test]
+    fn the_reset_mails_carry_the_code_and_say_what_to_do_if_unexpected() {
+        let mail = reset_code_mail("042917", 5);
+        for body in [&mail.text, &mail.html] {
+            assert!(body.contains("042917"), "{body}");
+            assert!(body.contains("5 minutes"), "{body}");
+            assert!(body.contains("did not ask for this"), "{body}");
+        }
+        assert!(
+            mail.text.contains("\n042917\n"),
+            "the code on a line of its own"
+        );
+        assert!(!format!("{mail:?}").contains("042917"));
+        let notice = password_reset_notice("2026-12-02T05:00:00Z", "203.0.113.9 <b>");
+        for body in [&notice.text, &notice.html] {
+            assert!(body.contains("2026-12-02T05:00:00Z"), "{body}");
+            assert!(body.contains("was not you"), "{body}");
+        }
+        assert!(
+            notice.html.contains("203.0.113.9 &lt;b&gt;"),
+            "{}",
+            notice.html
+        );
+        let verify = verify_email_mail("123456", 5);
+        assert!(verify.text.contains("\n123456\n"), "{}", verify.text);
     }
 
     #[test]

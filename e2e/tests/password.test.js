@@ -1,4 +1,4 @@
-// Sign-up with email and password, then the second step: TOTP enrolment, answered by
+// Sign-up with email and password, the code mailed to the address, then the second step: TOTP enrolment, answered by
 // computing the code from the key Usher shows (as an authenticator app would), then the
 // recovery codes, and back on Thrift with a local account.
 
@@ -32,6 +32,13 @@ test('sign up with a password, enrol TOTP, land on Thrift with an account', asyn
   await page.fill('input[name=password_confirm]', 'correct horse battery');
   await shot(page, 'usher-sign-up');
   await page.click('button[type=submit]');
+
+  // The address is proven first: a code goes to it, and the account exists only after.
+  await page.locator('input[name=code]').waitFor();
+  assert.match(await page.textContent('#verify-info'), /grace@example\.com/);
+  await page.fill('input[name=code]', await demo.emailCode());
+  await shot(page, 'usher-verify-email');
+  await page.click('button[type=submit]:not([name=resend])');
 
   // Step 2: Grace has an account, so the second factor applies; she enrols TOTP.
   await page.locator('button[value=totp]').waitFor();

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::access::Signed;
+use super::email::ChangeCode;
 use super::{AccountError, Overview, PasswordChange};
 use crate::authn::sealing::SealingKey;
 use crate::authn::totp::{self, Enrolment};
@@ -27,6 +28,9 @@ pub struct Flash {
     pub notice: Option<String>,
     pub error: Option<String>,
     pub codes: Vec<String>,
+    /// A new email address a code was mailed to: the page asks for the code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_email: Option<String>,
 }
 
 /// Keep a message for the next page (as long as a sign-in may take); returns the id
@@ -90,10 +94,78 @@ async fn back(
         notice,
         error,
         codes,
+        pending_email: None,
     };
     Ok(Reply::Back {
         flash: put_flash(ctx, &flash).await?,
     })
+}
+
+/// The same, with the page asking for the code mailed to `pending` (when there is one).
+async fn back_pending(
+    ctx: &Ctx<'_>,
+    user_id: &str,
+    outcome: Result<String, AccountError>,
+    pending: Option<String>,
+) -> Result<Reply, AccountError> {
+    let (notice, error) = match outcome {
+        Ok(notice) => (Some(notice), None),
+        Err(AccountError::Refused(message)) => (None, Some(message)),
+        Err(fault) => return Err(fault),
+    };
+    let flash = Flash {
+        user_id: user_id.to_string(),
+        notice,
+        error,
+        codes: Vec::new(),
+        pending_email: pending,
+    };
+    Ok(Reply::Back {
+        flash: put_flash(ctx, &flash).await?,
+    })
+}
+
+/// The email form: a code goes to the new address (the shell mails it), and the page
+/// then asks for it. The address changes only in [`confirm_email`].
+pub async fn email(
+    ctx: &Ctx<'_>,
+    signed: &Signed,
+    address: &str,
+) -> Result<(Reply, Option<ChangeCode>), AccountError> {
+    match super::email::request_change(ctx, &signed.user, address).await {
+        Ok(send) => {
+            let notice = format!(
+                "We sent a code to {}. Enter it below to make it your email address; until then your address stays as it is.",
+                send.to
+            );
+            let pending = Some(send.to.clone());
+            let reply = back_pending(ctx, &signed.user.id, Ok(notice), pending).await?;
+            Ok((reply, Some(send)))
+        }
+        Err(e) => Ok((
+            back_pending(ctx, &signed.user.id, Err(e), None).await?,
+            None,
+        )),
+    }
+}
+
+/// The code mailed to the new address. A wrong code leaves the page asking for it.
+pub async fn confirm_email(
+    ctx: &Ctx<'_>,
+    signed: &Signed,
+    address: &str,
+    code: &str,
+) -> Result<Reply, AccountError> {
+    match super::email::confirm_change(ctx, &signed.user, address, code).await {
+        Ok(new) => {
+            let notice = format!("Your email address is now {new}.");
+            back_pending(ctx, &signed.user.id, Ok(notice), None).await
+        }
+        Err(e) => {
+            let pending = Some(address.trim().to_string());
+            back_pending(ctx, &signed.user.id, Err(e), pending).await
+        }
+    }
 }
 
 /// The profile form: the editable fields by name.

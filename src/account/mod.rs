@@ -8,6 +8,7 @@
 //! pool.
 
 pub mod access;
+pub mod email;
 pub mod forms;
 
 use std::collections::BTreeMap;

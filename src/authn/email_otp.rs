@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::crypto::b64url;
 use crate::secret::ct_eq;
 use crate::secret::Secret;
-use crate::store::{CredentialStore, EmailCode, StoreResult};
+use crate::store::{CounterStore, CredentialStore, EmailCode, StoreResult};
 
 /// Digits in a code.
 pub const DIGITS: usize = 6;
@@ -30,6 +30,52 @@ pub const MAX_SENDS: usize = 3;
 pub const RESEND_WINDOW: u64 = 10 * 60;
 /// Wrong tries after which the pending code is burned.
 pub const MAX_WRONG: u32 = 5;
+
+/// Codes that may be checked per record within [`TRIES_WINDOW`], across every code
+/// sent. The per-code and resend limits alone let a patient guesser try 15 codes every
+/// ten minutes for as long as it likes — over a year about even odds of hitting one. A
+/// code that resets a password or proves an address (where no password stands in front
+/// of it) also counts against this daily cap; past it nothing is checked until the
+/// window ends (so a stranger can hold such codes up for a day, never guess one).
+pub const MAX_TRIES_PER_DAY: u32 = 10;
+/// The window of [`MAX_TRIES_PER_DAY`], in seconds.
+pub const TRIES_WINDOW: u64 = 24 * 60 * 60;
+
+fn tries_key(key: &str) -> String {
+    format!("code-tries:{key}")
+}
+
+/// Reserve one check of the record `key`'s code against the daily cap, before it is
+/// checked: `false` means the cap is reached and nothing may be checked. Parallel
+/// reservations cannot pass the cap together (one atomic hit each).
+pub async fn reserve_try<S: CounterStore + ?Sized>(
+    store: &S,
+    key: &str,
+    now: u64,
+) -> StoreResult<bool> {
+    let counted = store
+        .hit(&tries_key(key), now, now.saturating_add(TRIES_WINDOW))
+        .await?;
+    Ok(counted.count <= MAX_TRIES_PER_DAY)
+}
+
+/// After [`reserve_try`] and the check: a right code forgives the day's wrong tries; a
+/// check that compared nothing (no code pending, or it expired) gives its try back; a
+/// wrong code keeps it counted.
+pub async fn settle_try<S: CounterStore + ?Sized>(
+    store: &S,
+    key: &str,
+    outcome: EmailCheck,
+    now: u64,
+) -> StoreResult<()> {
+    match outcome {
+        EmailCheck::Ok => store.reset_counter(&tries_key(key)).await,
+        EmailCheck::Expired | EmailCheck::Missing => {
+            store.take_back(&tries_key(key), now).await.map(|_| ())
+        }
+        EmailCheck::Wrong { .. } => Ok(()),
+    }
+}
 
 /// A new code: six digits, each of the million values equally likely, from the OS
 /// generator.
@@ -195,7 +241,7 @@ pub async fn check_hash<S: CredentialStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SledStore;
+    use crate::store::{CounterStore, SledStore};
 
     #[test]
     fn codes_are_six_digits_and_spread_over_the_range() {
@@ -221,6 +267,51 @@ mod tests {
         assert_ne!(
             hash_code("u1", "123456"),
             crate::authn::recovery::hash("u1", "123456")
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_codes_are_capped_per_day_across_every_code_sent() {
+        let store = SledStore::temporary().unwrap();
+        let wrong = EmailCheck::Wrong { tries_left: 4 };
+        for _ in 0..MAX_TRIES_PER_DAY {
+            assert!(reserve_try(&store, "reset:u1", 1000).await.unwrap());
+            settle_try(&store, "reset:u1", wrong, 1000).await.unwrap();
+        }
+        assert!(!reserve_try(&store, "reset:u1", 2000).await.unwrap());
+        assert!(
+            reserve_try(&store, "reset:u2", 2000).await.unwrap(),
+            "per record"
+        );
+        assert!(
+            reserve_try(&store, "reset:u1", 1000 + TRIES_WINDOW)
+                .await
+                .unwrap(),
+            "a day later"
+        );
+        // A check that compared nothing gives its try back; a right code forgives all.
+        settle_try(&store, "reset:u1", EmailCheck::Missing, 1000 + TRIES_WINDOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .counter("code-tries:reset:u1", 1000 + TRIES_WINDOW)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(reserve_try(&store, "reset:u1", 1000 + TRIES_WINDOW)
+            .await
+            .unwrap());
+        settle_try(&store, "reset:u1", EmailCheck::Ok, 1000 + TRIES_WINDOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .counter("code-tries:reset:u1", 1000 + TRIES_WINDOW)
+                .await
+                .unwrap(),
+            None
         );
     }
 

@@ -193,6 +193,19 @@ impl Client {
             .unwrap_or(Value::Null))
     }
 
+    pub async fn set_email_verified(&self, id: &str, verified: bool) -> Result<Value, CliError> {
+        let path = format!("{}:emailVerified", crate::scim::USHER_USER_SCHEMA);
+        let body = json!({
+            "schemas": [crate::scim::PATCH_OP],
+            "Operations": [{ "op": "replace", "path": path, "value": verified }],
+        });
+        let url = self.url(&format!("/scim/v2/Users/{}", urlencode(id)), &[])?;
+        Ok(self
+            .call(Method::PATCH, url, Some(&body))
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
     pub async fn delete(&self, id: &str) -> Result<(), CliError> {
         let url = self.url(&format!("/scim/v2/Users/{}", urlencode(id)), &[])?;
         self.call(Method::DELETE, url, None).await.map(|_| ())

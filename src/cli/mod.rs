@@ -64,9 +64,19 @@ pub enum UsersCommand {
         /// The id another system knows the account by.
         #[arg(long)]
         external_id: Option<String>,
+        /// The address is known to be the account's (an import from a system that
+        /// verified it): it claims the address, and tokens say `email_verified: true`.
+        #[arg(long, requires = "email")]
+        email_verified: bool,
         /// Read an initial password from standard input (first line).
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Mark an account's email address verified (or, with `--unverified`, not).
+    VerifyEmail {
+        user: String,
+        #[arg(long)]
+        unverified: bool,
     },
     /// Deactivate an account: it can no longer sign in, its sessions end and every
     /// token issued to it is revoked.
@@ -171,6 +181,7 @@ async fn users_async(args: UsersArgs) -> Result<String, CliError> {
             email,
             name,
             external_id,
+            email_verified,
             password_stdin,
         } => {
             let mut body = json!({
@@ -186,6 +197,10 @@ async fn users_async(args: UsersArgs) -> Result<String, CliError> {
             if let Some(x) = external_id {
                 body["externalId"] = json!(x);
             }
+            if email_verified {
+                body["schemas"] = json!([crate::scim::USER_SCHEMA, crate::scim::USHER_USER_SCHEMA]);
+                body[crate::scim::USHER_USER_SCHEMA] = json!({ "emailVerified": true });
+            }
             if password_stdin {
                 let mut text = String::new();
                 std::io::stdin()
@@ -199,6 +214,17 @@ async fn users_async(args: UsersArgs) -> Result<String, CliError> {
                 "created {}\n{}",
                 id_of(&created),
                 table::user(&created)
+            ))
+        }
+        UsersCommand::VerifyEmail { user, unverified } => {
+            let found = client.find(&user).await?;
+            let changed = client
+                .set_email_verified(&id_of(&found), !unverified)
+                .await?;
+            Ok(format!(
+                "the email address of {} is now {}\n",
+                name_of(&changed),
+                if unverified { "unverified" } else { "verified" }
             ))
         }
         UsersCommand::Disable { user } => {

@@ -193,6 +193,10 @@ pub struct Security {
     pub password_policy: PasswordPolicy,
     /// Per-client-address throttles.
     pub throttle: Throttles,
+    /// Sign-up mails a code to the address and creates the account, its address
+    /// verified, only when the code comes back (default true). Off: the account is
+    /// created at once with an unverified address, which claims nothing.
+    pub verify_sign_up_email: bool,
     /// The key that encrypts TOTP secrets at rest.
     pub credentials_key: CredentialsKey,
 }

@@ -245,6 +245,10 @@ pub struct RawSecurity {
     /// Per-client-address throttles, by kind of request (default: on).
     #[serde(default)]
     pub throttle: RawThrottle,
+    /// Sign-up mails a code to the address and creates the account only when it comes
+    /// back (default: on).
+    #[serde(default = "d_true")]
+    pub verify_sign_up_email: bool,
     /// File holding the key that encrypts TOTP secrets at rest, relative to the config
     /// folder (default `credentials.key` in the store folder, created on first start).
     #[serde(default)]
@@ -334,6 +338,7 @@ impl Default for RawSecurity {
             client_credentials_ttl_seconds: d_service_token(),
             password_policy: RawPasswordPolicy::default(),
             throttle: RawThrottle::default(),
+            verify_sign_up_email: true,
             credentials_key_file: None,
             credentials_key: None,
         }

@@ -384,6 +384,7 @@ fn security(report: &mut Report, file: usize, raw: &RawSecurity, sled: &Path) ->
             require_mixed_case: policy.require_mixed_case,
         },
         throttle: throttles?,
+        verify_sign_up_email: raw.verify_sign_up_email,
         credentials_key: credentials_key?,
     })
 }

@@ -126,6 +126,13 @@ pub struct Flow {
     /// What a recording server keeps of this sign-in, to write it as a fixture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<crate::fixtures::record::Recording>,
+    /// A password reset asked for in this sign-in (`signin::reset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<PendingReset>,
+    /// A sign-up waiting for its email address to be verified (`signin::sign_up`): the
+    /// account is created only once the code mailed to the address comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_up: Option<PendingSignUp>,
     /// Claims the script set in its latest run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, Value>,
@@ -134,6 +141,27 @@ pub struct Flow {
     trace: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub script_log: Vec<String>,
+}
+
+/// A password reset in progress: a code was (or, for a name without an account, seemed
+/// to be) mailed, and the flow waits for it with a new password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct PendingReset {
+    /// The account the code was mailed for; `None` when the name typed matched no
+    /// enabled account with a password and a verified address. The pages look the same
+    /// either way.
+    pub user_id: Option<String>,
+}
+
+/// A sign-up held until its email address is verified. Nothing is claimed meanwhile: the
+/// address stays free for anyone who proves it first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingSignUp {
+    /// The step the new account satisfies.
+    pub step: usize,
+    pub email: String,
+    /// The Argon2id hash of the chosen password (its `Debug` is redacted).
+    pub password_hash: crate::store::PasswordHash,
 }
 
 /// What the caller should do next.
@@ -205,6 +233,8 @@ impl Flow {
             upstream: None,
             federation: None,
             recording: None,
+            reset: None,
+            sign_up: None,
             claims: BTreeMap::new(),
             trace: Vec::new(),
             script_log: Vec::new(),

@@ -119,6 +119,17 @@ pub async fn provision(
             if let Some(user_id) = store.identity(&conn.id, &identity.subject).await? {
                 return returning(store, conn, identity, &user_id, now).await;
             }
+            // An address an account holds unverified is not claimed: it neither blocks
+            // an identity whose provider verified it nor may be linked to by one. The
+            // holder gives the address up, and the identity gets an account of its own.
+            if identity.email_verified() && unverified_holder(&existing, &email) {
+                release_unverified(store, &existing, &email, now).await?;
+                return Ok(match conn.jit.scheme {
+                    JitScheme::Silent => create(store, conn, identity, None, now).await?,
+                    JitScheme::PromptConsent => Provisioned::NeedsConsent,
+                    JitScheme::PromptUsername => Provisioned::NeedsUsername,
+                });
+            }
             return Ok(match conn.jit.link {
                 JitLink::VerifiedEmailWithProof if identity.email_verified() => {
                     Provisioned::NeedsLinkProof { user_id: existing.id }
@@ -134,6 +145,56 @@ pub async fn provision(
         JitScheme::PromptConsent => Provisioned::NeedsConsent,
         JitScheme::PromptUsername => Provisioned::NeedsUsername,
     })
+}
+
+/// Whether `holder` holds `address` only as an unverified email: nobody proved the
+/// address is theirs, so it is not claimed. An account whose *username* is the address
+/// but whose email is another (or none) holds it as a name an administrator chose, and
+/// keeps it.
+pub fn unverified_holder(holder: &User, address: &str) -> bool {
+    !holder.email_verified
+        && holder
+            .email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(address.trim()))
+}
+
+/// Take an unverified address from the account holding it, for someone who proved it:
+/// its email is cleared, and a username equal to the address (a sign-up's) becomes the
+/// account's id, since usernames and emails share one namespace. The account itself
+/// stays — its password, factors and sessions untouched — so nothing of a real person's
+/// is lost; an administrator finds it by id (`usher users show <id>`) to rename, merge
+/// or delete it. Audited as `user.email_released`.
+pub async fn release_unverified(
+    store: &dyn Store,
+    holder: &User,
+    address: &str,
+    now: u64,
+) -> StoreResult<()> {
+    let mut released = holder.clone();
+    released.email = None;
+    released.email_verified = false;
+    let renamed = released.username.eq_ignore_ascii_case(address.trim());
+    if renamed {
+        released.username = released.id.clone();
+    }
+    released.updated_at = now;
+    store.update_user(&released).await?;
+    let mut detail =
+        vec!["an unverified email address was given up to someone who proved it".to_string()];
+    if renamed {
+        detail.push(format!("username is now {}", released.id));
+    }
+    crate::audit::record(
+        store,
+        now,
+        crate::audit::kind::EMAIL_RELEASED,
+        None,
+        Some(&holder.id),
+        detail,
+    )
+    .await;
+    Ok(())
 }
 
 /// The account an identity is already linked to, re-synced under the connection's rules.

@@ -388,3 +388,92 @@ async fn silent_jit_takes_only_names_the_username_prompt_would_accept() {
         Provisioned::Refused(_)
     ));
 }
+
+fn holder(username: &str, email: Option<&str>, verified: bool) -> crate::store::User {
+    crate::store::User {
+        id: "u_holder".into(),
+        username: username.into(),
+        email: email.map(String::from),
+        email_verified: verified,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: vec![],
+        password_hash: None,
+        disabled: false,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn an_unverified_holder_gives_its_address_up_to_a_verified_identity() {
+    let store = SledStore::temporary().unwrap();
+    store
+        .create_user(&holder("ada@example.com", Some("ada@example.com"), false))
+        .await
+        .unwrap();
+    let linking = conn(
+        true,
+        JitScheme::Silent,
+        JitAttributes::Override,
+        JitLink::VerifiedEmailWithProof,
+    );
+    let Provisioned::Subject(s) = provision(&store, &linking, &identity("ada", "Ada"), 7)
+        .await
+        .unwrap()
+    else {
+        panic!("an account of its own, not a link proof")
+    };
+    let id = s.user_id.unwrap();
+    assert_ne!(id, "u_holder");
+    let created = store.user(&id).await.unwrap().unwrap();
+    assert_eq!(created.email.as_deref(), Some("ada@example.com"));
+    assert!(created.email_verified);
+    let released = store.user("u_holder").await.unwrap().unwrap();
+    assert_eq!(released.email, None);
+    assert_eq!(released.username, "u_holder");
+    assert_eq!(released.updated_at, 7);
+}
+
+#[tokio::test]
+async fn an_unverified_identity_takes_nothing_and_a_chosen_username_is_kept() {
+    let store = SledStore::temporary().unwrap();
+    store
+        .create_user(&holder("ada@example.com", Some("ada@example.com"), false))
+        .await
+        .unwrap();
+    // The upstream did not verify the address either: refused as before.
+    let mut unverified = identity("ada", "Ada");
+    unverified
+        .claims
+        .insert("email_verified".into(), json!(false));
+    assert!(matches!(
+        provision(&store, &silent(), &unverified, 1).await.unwrap(),
+        Provisioned::Refused(_)
+    ));
+    assert_eq!(
+        store
+            .user("u_holder")
+            .await
+            .unwrap()
+            .unwrap()
+            .email
+            .as_deref(),
+        Some("ada@example.com")
+    );
+
+    // A name an administrator chose (the address as username, no email) is not an
+    // unverified claim: it is kept, and the identity is refused.
+    let named = holder("bob@example.com", None, false);
+    assert!(!unverified_holder(&named, "bob@example.com"));
+    assert!(unverified_holder(
+        &holder("x", Some("Bob@Example.com"), false),
+        "bob@example.com"
+    ));
+    assert!(!unverified_holder(
+        &holder("x", Some("bob@example.com"), true),
+        "bob@example.com"
+    ));
+}

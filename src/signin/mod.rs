@@ -16,13 +16,17 @@ pub mod federation;
 mod flows;
 mod next;
 pub mod password;
+pub mod reset;
 mod signup;
 pub mod unlock;
 
 pub use complete::{complete, redirect_error, Completed};
 pub use flows::{live_session, load, save, start, Starter};
 pub use next::{decide, prepare, resolve, AtStep, Prepared, Shown};
-pub use signup::{plausible_email, sign_up, sign_up_problems, SignedUp};
+pub use signup::{
+    hold_sign_up, plausible_email, resend_sign_up_code, sign_up, sign_up_problems, verify_sign_up,
+    SignUpCode, SignedUp, Verified,
+};
 
 use crate::authn::steps;
 pub use crate::context::Ctx;

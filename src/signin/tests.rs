@@ -230,11 +230,16 @@ async fn sign_up_checks_the_form_and_creates_one_account_per_email() {
         .unwrap()
         .is_empty());
     let hash = crate::store::PasswordHash("hash".into());
-    let SignedUp::Created { user_id } =
-        sign_up(ctx, &mut f, 1, "a", "new@example.com", hash.clone())
-            .await
-            .unwrap()
-    else {
+    let SignedUp::Created { user_id } = sign_up(
+        ctx,
+        &mut f,
+        (1, "a"),
+        "new@example.com",
+        hash.clone(),
+        false,
+    )
+    .await
+    .unwrap() else {
         panic!("created");
     };
     assert_eq!(
@@ -244,7 +249,7 @@ async fn sign_up_checks_the_form_and_creates_one_account_per_email() {
     // The same email again (a second tab that passed the check before the first wrote).
     let mut again = flow(&config);
     assert_eq!(
-        sign_up(ctx, &mut again, 1, "a", "NEW@example.com", hash)
+        sign_up(ctx, &mut again, (1, "a"), "NEW@example.com", hash, false)
             .await
             .unwrap(),
         SignedUp::Taken
@@ -512,4 +517,194 @@ async fn parallel_link_proofs_check_no_more_passwords_than_the_limit() {
         .filter(|e| e.kind == "credential.rejected" && e.sub.as_deref() == Some("u_ada"))
         .count();
     assert_eq!(rejected, checked, "each checked proof is in the trail");
+}
+
+async fn alice_with_password(store: &SledStore, password: &str) -> User {
+    let user = User {
+        id: "u_alice".into(),
+        username: "alice".into(),
+        email: Some("alice@example.com".into()),
+        email_verified: true,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: vec![],
+        password_hash: Some(crate::authn::password::hash(password).unwrap()),
+        disabled: false,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.create_user(&user).await.unwrap();
+    user
+}
+
+fn reset_form(code: &str, password: &str) -> reset::ResetForm {
+    reset::ResetForm {
+        code: code.into(),
+        new: password.into(),
+        confirm: password.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_reset_code_works_once_even_from_a_stale_copy_of_the_sign_in() {
+    let store = SledStore::temporary().unwrap();
+    let config = config();
+    let ctx = at(&config, &store);
+    alice_with_password(&store, "wonderland-rabbit").await;
+    let mut f = flow(&config);
+    let reset::Requested::Asked { mail: Some(mail) } =
+        reset::request(ctx, &mut f, &[StepOption::Password], "alice@example.com")
+            .await
+            .unwrap()
+    else {
+        panic!("a code is mailed to a verified address")
+    };
+    assert_eq!(mail.to, "alice@example.com");
+    let code = mail.code.expose().to_string();
+    // A copy of the flow from before the reset (a second tab, a replayed request).
+    let mut stale = f.clone();
+    let done = reset::submit(ctx, &mut f, &reset_form(&code, "a-brand-new-password"))
+        .await
+        .unwrap();
+    assert!(matches!(done, reset::Reset::Done { .. }), "{done:?}");
+    assert_eq!(f.picked(), Some("password"), "back at the password step");
+    assert!(f.subject().is_none(), "nobody is signed in by a reset");
+    let again = reset::submit(ctx, &mut stale, &reset_form(&code, "an-attackers-password"))
+        .await
+        .unwrap();
+    assert!(matches!(again, reset::Reset::Refused), "{again:?}");
+    assert_eq!(stale.notice(), Some(reset::WRONG_CODE));
+    let user = store.user("u_alice").await.unwrap().unwrap();
+    assert!(crate::authn::password::verify(
+        Some(&user),
+        "a-brand-new-password"
+    ));
+}
+
+#[tokio::test]
+async fn a_reset_code_is_bound_to_its_sign_in_and_a_weak_password_keeps_it_usable() {
+    let store = SledStore::temporary().unwrap();
+    let config = config();
+    let ctx = at(&config, &store);
+    alice_with_password(&store, "wonderland-rabbit").await;
+    let mut f = flow(&config);
+    let reset::Requested::Asked { mail: Some(mail) } =
+        reset::request(ctx, &mut f, &[StepOption::Password], "alice")
+            .await
+            .unwrap()
+    else {
+        panic!("a code is mailed")
+    };
+    let code = mail.code.expose().to_string();
+    // The same code in another sign-in that asked for the same account: refused.
+    let mut other = flow(&config);
+    other.id = "f2".into();
+    other.reset = f.reset.clone();
+    let refused = reset::submit(ctx, &mut other, &reset_form(&code, "a-brand-new-password"))
+        .await
+        .unwrap();
+    assert!(matches!(refused, reset::Reset::Refused));
+    // A weak password is refused before the code is looked at.
+    let weak = reset::submit(ctx, &mut f, &reset_form(&code, "short"))
+        .await
+        .unwrap();
+    assert!(matches!(weak, reset::Reset::Refused));
+    assert!(f.notice().unwrap().contains("at least"), "{:?}", f.notice());
+    let done = reset::submit(ctx, &mut f, &reset_form(&code, "a-brand-new-password"))
+        .await
+        .unwrap();
+    assert!(matches!(done, reset::Reset::Done { .. }), "{done:?}");
+}
+
+#[tokio::test]
+async fn a_held_sign_up_makes_its_account_only_when_the_code_comes_back() {
+    let store = SledStore::temporary().unwrap();
+    let config = config();
+    let ctx = at(&config, &store);
+    let mut f = flow(&config);
+    let hash = crate::store::PasswordHash("$argon2id$stand-in".into());
+    let sent = hold_sign_up(ctx, &mut f, 1, "new@example.com", hash)
+        .await
+        .unwrap()
+        .expect("a code for the address");
+    assert_eq!(sent.to, "new@example.com");
+    assert!(store.find_user("new@example.com").await.unwrap().is_none());
+    assert_eq!(
+        verify_sign_up(ctx, &mut f, 1, "a", "not a code")
+            .await
+            .unwrap(),
+        Verified::Refused
+    );
+    assert_eq!(
+        verify_sign_up(ctx, &mut f, 2, "a", sent.code.expose())
+            .await
+            .unwrap(),
+        Verified::NotPending,
+        "only at the step it was held for"
+    );
+    let Verified::Done(SignedUp::Created { user_id }) =
+        verify_sign_up(ctx, &mut f, 1, "a", sent.code.expose())
+            .await
+            .unwrap()
+    else {
+        panic!("created")
+    };
+    let user = store.user(&user_id).await.unwrap().unwrap();
+    assert!(user.email_verified);
+    assert!(f.sign_up.is_none());
+    assert_eq!(
+        verify_sign_up(ctx, &mut f, 1, "a", sent.code.expose())
+            .await
+            .unwrap(),
+        Verified::NotPending
+    );
+}
+
+#[tokio::test]
+async fn past_the_daily_cap_a_reset_code_is_not_even_checked() {
+    let store = SledStore::temporary().unwrap();
+    let config = config();
+    let ctx = at(&config, &store);
+    alice_with_password(&store, "wonderland-rabbit").await;
+    let mut f = flow(&config);
+    let mut code = String::new();
+    // Each code burns after a few wrong tries; new ones keep coming within the resend
+    // limit (moved past it on the clock), but the day's wrong tries add up.
+    for round in 0..4u64 {
+        let ctx = Ctx {
+            now: NOW + round * crate::authn::email_otp::RESEND_WINDOW,
+            ..ctx
+        };
+        let reset::Requested::Asked { mail: Some(mail) } =
+            reset::request(ctx, &mut f, &[StepOption::Password], "alice")
+                .await
+                .unwrap()
+        else {
+            panic!("a code is mailed")
+        };
+        code = mail.code.expose().to_string();
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        for _ in 0..3 {
+            reset::submit(ctx, &mut f, &reset_form(wrong, "a-brand-new-password"))
+                .await
+                .unwrap();
+        }
+    }
+    // Twelve wrong tries so far: the right code is refused unchecked, in the same words.
+    let late = Ctx {
+        now: NOW + 3 * crate::authn::email_otp::RESEND_WINDOW,
+        ..ctx
+    };
+    let refused = reset::submit(late, &mut f, &reset_form(&code, "a-brand-new-password"))
+        .await
+        .unwrap();
+    assert!(matches!(refused, reset::Reset::Refused), "{refused:?}");
+    assert_eq!(f.notice(), Some(reset::WRONG_CODE));
+    let user = store.user("u_alice").await.unwrap().unwrap();
+    assert!(crate::authn::password::verify(
+        Some(&user),
+        "wonderland-rabbit"
+    ));
 }

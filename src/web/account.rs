@@ -127,6 +127,8 @@ struct AccountPage {
     username: String,
     email: Option<String>,
     email_verified: bool,
+    /// A new address waiting for the code mailed to it.
+    pending_email: Option<String>,
     fields: Vec<FieldView>,
     any_editable: bool,
     has_password: bool,
@@ -194,6 +196,7 @@ fn page(state: &Shared, config: &Config, o: Overview, csrf: String, flash: Flash
         username: u.username.clone(),
         email: u.email.clone(),
         email_verified: u.email_verified,
+        pending_email: flash.pending_email,
         any_editable: fields.iter().any(|f| f.editable),
         fields,
         has_password: u.password_hash.is_some(),

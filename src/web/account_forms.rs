@@ -49,6 +49,48 @@ pub async fn account_password_post(
     Ok(reply(&core.config, jar, answer))
 }
 
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// A new email address: a code goes to it (and the browser waits for the mail, so the
+/// page that follows can say it was sent).
+pub async fn account_email_post(
+    State(state): State<Shared>,
+    core: Core,
+    jar: CookieJar,
+    AccountForm { signed, form }: AccountForm<EmailForm>,
+) -> Result<Response, WebError> {
+    let (answer, send) = forms::email(&core.ctx(), &signed, &form.email).await?;
+    if let Some(send) = send {
+        let mail = crate::mail::verify_email_mail(
+            send.code.expose(),
+            crate::authn::email_otp::CODE_TTL_MINUTES,
+        );
+        super::reset::mail_now(&state, send.to, mail, "email change code").await?;
+    }
+    Ok(reply(&core.config, jar, answer))
+}
+
+#[derive(Deserialize)]
+pub struct EmailConfirmForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn account_email_confirm_post(
+    core: Core,
+    jar: CookieJar,
+    AccountForm { signed, form }: AccountForm<EmailConfirmForm>,
+) -> Result<Response, WebError> {
+    let answer = forms::confirm_email(&core.ctx(), &signed, &form.email, &form.code).await?;
+    Ok(reply(&core.config, jar, answer))
+}
+
 /// `account_totp.html`: setting up an authenticator app.
 #[derive(Serialize)]
 struct TotpSetupPage {

@@ -66,10 +66,14 @@ fn class_of(method: &Method, path: &str, base: &str) -> Option<Class> {
         // Each checks a client secret: one throttle for all three.
         ["token" | "revoke" | "introspect"] => Some(Class::Token),
         ["signup", _] => Some(Class::SignUp),
-        ["login", _, "password" | "totp" | "email_otp" | "recovery_code" | "federation"] => {
+        // A reset request mails a code; a reset or a sign-up's verification guesses one.
+        ["login", _, "forgot"] => Some(Class::Email),
+        ["login", _, "password" | "totp" | "email_otp" | "recovery_code" | "federation" | "reset"]
+        | ["signup", _, "verify"] => Some(Class::SignIn),
+        ["myaccount", "password" | "totp"] | ["myaccount", "email", "confirm"] => {
             Some(Class::SignIn)
         }
-        ["myaccount", "password" | "totp"] => Some(Class::SignIn),
+        ["myaccount", "email"] => Some(Class::Email),
         _ => None,
     }
 }
@@ -202,6 +206,12 @@ mod tests {
         assert_eq!(c(&post, "/login/f1/federation"), Some(Class::SignIn));
         assert_eq!(c(&post, "/myaccount/password"), Some(Class::SignIn));
         assert_eq!(c(&post, "/signup/f1"), Some(Class::SignUp));
+        assert_eq!(c(&post, "/signup/f1/verify"), Some(Class::SignIn));
+        assert_eq!(c(&post, "/login/f1/forgot"), Some(Class::Email));
+        assert_eq!(c(&post, "/myaccount/email"), Some(Class::Email));
+        assert_eq!(c(&post, "/myaccount/email/confirm"), Some(Class::SignIn));
+        assert_eq!(c(&post, "/login/f1/reset"), Some(Class::SignIn));
+        assert_eq!(c(&get, "/login/f1/forgot"), None);
         assert_eq!(c(&post, "/token"), Some(Class::Token));
         assert_eq!(c(&post, "/revoke"), Some(Class::Token));
         assert_eq!(c(&post, "/introspect"), Some(Class::Token));

@@ -259,6 +259,7 @@ async fn show_step(
                     back_url: (options.len() > 1)
                         .then(|| format!("{}?back=1", login_url(config, flow))),
                     sign_up_url,
+                    forgot_url: format!("{}/forgot", login_url(config, flow)),
                     cancel_url: Some(format!("{}/cancel", login_url(config, flow))),
                 },
             )
@@ -659,7 +660,18 @@ pub async fn signup_post(
     let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
         .await?
         .map_err(|e| WebError::Internal(e.to_string()))?;
-    match signin::sign_up(ctx, &mut flow, step, &app.id, &email, hash).await? {
+    if config.security.verify_sign_up_email {
+        // The account waits for its address to be proven; the code goes to it now.
+        super::client::email_allowed(&state, &config, &flow.ip, now).await?;
+        let send = signin::hold_sign_up(ctx, &mut flow, step, &email, hash).await?;
+        state.save_flow(&flow).await?;
+        state.flush().await?;
+        if let Some(send) = send {
+            super::reset::send_verification(&state, send).await?;
+        }
+        return Ok(see_other(&super::reset::verify_url(&config, &flow)));
+    }
+    match signin::sign_up(ctx, &mut flow, (step, &app.id), &email, hash, false).await? {
         SignedUp::Created { .. } => state.flush().await?,
         SignedUp::Taken => {
             state.save_flow(&flow).await?;

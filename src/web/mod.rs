@@ -18,6 +18,7 @@ pub mod metrics;
 mod oidc_routes;
 pub mod pages;
 mod posted;
+mod reset;
 mod scim;
 
 use std::sync::{Arc, RwLock};
@@ -324,6 +325,11 @@ fn self_service_and_admin_routes() -> Router<Shared> {
             "/myaccount/password",
             post(account_forms::account_password_post),
         )
+        .route("/myaccount/email", post(account_forms::account_email_post))
+        .route(
+            "/myaccount/email/confirm",
+            post(account_forms::account_email_confirm_post),
+        )
         .route(
             "/myaccount/totp",
             get(account_forms::account_totp_get).post(account_forms::account_totp_post),
@@ -429,6 +435,18 @@ pub fn app(state: Shared) -> Router {
         .route(
             "/signup/{flow}",
             get(login::signup_get).post(login::signup_post),
+        )
+        .route(
+            "/login/{flow}/forgot",
+            get(reset::login_forgot_get).post(reset::login_forgot_post),
+        )
+        .route(
+            "/login/{flow}/reset",
+            get(reset::login_reset_get).post(reset::login_reset_post),
+        )
+        .route(
+            "/signup/{flow}/verify",
+            get(reset::signup_verify_get).post(reset::signup_verify_post),
         )
         .route("/unlock/{token}", get(login::unlock_get))
         .route("/metrics", get(metrics::metrics_get))

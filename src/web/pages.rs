@@ -65,7 +65,50 @@ pub struct PasswordPage {
     /// Back to the chooser, when the step has other options.
     pub back_url: Option<String>,
     pub sign_up_url: Option<String>,
+    /// "Forgot your password?".
+    pub forgot_url: String,
     pub cancel_url: Option<String>,
+}
+
+/// `forgot.html`: asking for a password reset code.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgotPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    pub username: String,
+    pub error: Option<String>,
+    /// Back to the sign-in's password step.
+    pub back_url: String,
+}
+
+/// `reset.html`: the mailed code and a new password.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResetPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    /// What happened to the request (the same whatever was typed).
+    pub info: String,
+    /// Problems with the last try, one per line.
+    pub errors: Vec<String>,
+    /// The password rules, shown as hints.
+    pub rules: Vec<String>,
+    /// Back to the request page.
+    pub again_url: String,
+    pub back_url: String,
+}
+
+/// `verify_email.html`: the code mailed to a new account's address.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyEmailPage {
+    pub layout: Layout,
+    pub action: String,
+    pub csrf: String,
+    pub email: String,
+    pub error: Option<String>,
+    /// Back to the sign-up form.
+    pub sign_up_url: String,
 }
 
 /// `totp.html`: a code from the authenticator app, or enrolling one first.
@@ -205,6 +248,12 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/password.html"),
     ),
     ("signup.html", include_str!("../../templates/signup.html")),
+    ("forgot.html", include_str!("../../templates/forgot.html")),
+    ("reset.html", include_str!("../../templates/reset.html")),
+    (
+        "verify_email.html",
+        include_str!("../../templates/verify_email.html"),
+    ),
     ("error.html", include_str!("../../templates/error.html")),
     ("logout.html", include_str!("../../templates/logout.html")),
     ("message.html", include_str!("../../templates/message.html")),

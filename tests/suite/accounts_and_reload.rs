@@ -59,6 +59,31 @@ async fn sign_up_creates_an_account_and_signs_in() {
             ],
         )
         .await;
+    // The address is verified first: a code goes to it, and no account exists yet.
+    let verify = browser.follow(&usher, res).await.unwrap();
+    assert!(
+        verify.body.contains("Confirm your email address"),
+        "{verify:?}"
+    );
+    assert_eq!(usher.store.user_count().await.unwrap(), 0);
+    let code = outbox_code(&usher, 0).await;
+    let verify_action = usher.url_of(&verify.form_action(Some("code")));
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let res = browser
+        .post(&verify_action, &[("csrf", &verify.csrf()), ("code", wrong)])
+        .await;
+    let refused = browser.follow(&usher, res).await.unwrap();
+    assert!(
+        refused.body.contains("That code is not right"),
+        "{refused:?}"
+    );
+    assert_eq!(usher.store.user_count().await.unwrap(), 0);
+    let res = browser
+        .post(
+            &verify_action,
+            &[("csrf", &refused.csrf()), ("code", &code)],
+        )
+        .await;
     let back = browser
         .follow(&usher, res)
         .await
@@ -69,6 +94,7 @@ async fn sign_up_creates_an_account_and_signs_in() {
         .await
         .unwrap()
         .expect("account stored");
+    assert!(user.email_verified, "the address was proven");
     assert!(user.password_hash.unwrap().0.starts_with("$argon2id$"));
     let tokens = rp
         .exchange(&query(&back)["code"], start.verifier)
@@ -82,6 +108,51 @@ async fn sign_up_creates_an_account_and_signs_in() {
         .unwrap();
     assert_eq!(claims.subject().as_str(), user.id);
     assert_eq!(claims.email().unwrap().as_str(), "carol@example.com");
+    assert_eq!(claims.email_verified(), Some(true));
+}
+
+/// With `security.verify_sign_up_email: false` the account is made at once, and its
+/// address stays unverified in the tokens.
+#[tokio::test]
+async fn without_verification_sign_up_makes_an_account_whose_email_is_unverified() {
+    let usher = Usher::start(
+        &BASE_CONFIG.replace("security:\n", "security:\n  verify_sign_up_email: false\n"),
+    )
+    .await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    let start = rp.start(&[]);
+    let page = browser
+        .follow(&usher, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
+    let body = html_unescape(&page.body);
+    let link = body
+        .split("href=\"")
+        .find(|s| s.starts_with("/signup/"))
+        .expect("a sign-up link");
+    let form = browser
+        .get(&usher.url(&link[..link.find('"').unwrap()]))
+        .await;
+    let res = browser
+        .post(
+            &usher.url_of(&form.form_action(Some("email"))),
+            &[
+                ("csrf", &form.csrf()),
+                ("email", "dave@example.com"),
+                ("password", "a-long-enough-secret"),
+                ("password_confirm", "a-long-enough-secret"),
+            ],
+        )
+        .await;
+    let back = browser
+        .follow(&usher, res)
+        .await
+        .expect_err("signed in at once");
+    assert_eq!(outbox_count(&usher), 0, "nothing mailed");
+    let claims = rp.claims(&back, start).await;
+    assert_eq!(claims["email"], "dave@example.com");
+    assert_eq!(claims["email_verified"], false);
 }
 
 #[tokio::test]

@@ -263,3 +263,65 @@ async fn bad_credentials_and_a_missing_server_are_explained() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--client-id"), "{}", stderr(&out));
 }
+
+/// Accounts imported from a system that verified their addresses are marked so at
+/// creation, and an administrator can mark (or unmark) any account later.
+#[tokio::test]
+async fn the_cli_sets_whether_an_email_address_is_verified() {
+    let w = world().await;
+    let server = w.usher.issuer.clone();
+    let env = [
+        ("USHER_SERVER", server.as_str()),
+        ("USHER_CLIENT_ID", "ops"),
+        ("USHER_CLIENT_SECRET", OPS_SECRET),
+    ];
+    let out = cli(
+        &w,
+        &[
+            "users",
+            "add",
+            "carol",
+            "--email",
+            "carol@example.com",
+            "--email-verified",
+        ],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let carol = w.usher.store.find_user("carol").await.unwrap().unwrap();
+    assert!(carol.email_verified);
+
+    let out = cli(
+        &w,
+        &["users", "add", "dan", "--email", "dan@example.com"],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dan = w.usher.store.find_user("dan").await.unwrap().unwrap();
+    assert!(!dan.email_verified, "unverified unless said");
+    let out = cli(&w, &["users", "verify-email", "dan"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "the email address of dan is now verified\n");
+    assert!(
+        w.usher
+            .store
+            .user(&dan.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+    let out = cli(&w, &["users", "verify-email", "dan", "--unverified"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !w.usher
+            .store
+            .user(&dan.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+}

@@ -564,3 +564,48 @@ pub fn connections_yaml(
 {extra}"#
     )
 }
+
+/// The `.eml` files anywhere under the server's folder (the default outbox is inside
+/// the store folder), oldest first.
+fn outbox_files(dir: &std::path::Path) -> Vec<(std::time::SystemTime, PathBuf)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(outbox_files(&path));
+        } else if path.extension().is_some_and(|e| e == "eml") {
+            let modified = entry.metadata().unwrap().modified().unwrap();
+            found.push((modified, path));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The six-digit code in the outbox's newest message once there are more than `after`
+/// messages, waiting a few seconds for it.
+pub async fn outbox_code(usher: &Usher, after: usize) -> String {
+    for _ in 0..100 {
+        let files = outbox_files(usher.dir.path());
+        if files.len() > after {
+            let text = std::fs::read_to_string(&files[files.len() - 1].1).unwrap();
+            if let Some(code) = text
+                .lines()
+                .map(str::trim)
+                .find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return code.to_string();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no code arrived in the outbox");
+}
+
+/// How many messages the outbox holds.
+pub fn outbox_count(usher: &Usher) -> usize {
+    outbox_files(usher.dir.path()).len()
+}

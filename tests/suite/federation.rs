@@ -657,3 +657,89 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
     let back = browser.follow(&w.usher, res).await.expect_err("signed in");
     assert_eq!(rp.claims(&back, start).await["sub"], uid);
 }
+
+/// Someone signs up with Ada's address and never verifies it (a sign-up made with
+/// verification off, or before it existed). The address is not theirs to claim: Ada's
+/// Google sign-in, whose address Google verified, gets an account of its own, and the
+/// unverified holder gives the address up.
+async fn squat_adas_address(w: &World) -> usher::store::User {
+    let squatter = usher::store::User {
+        id: "u_squatter".into(),
+        username: "ada@example.com".into(),
+        email: Some("ada@example.com".into()),
+        email_verified: false,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        roles: vec![],
+        password_hash: Some(usher::authn::password::hash("not-adas-password").unwrap()),
+        disabled: false,
+        created_at: 1,
+        updated_at: 1,
+    };
+    w.usher.store.create_user(&squatter).await.unwrap();
+    squatter
+}
+
+#[tokio::test]
+async fn an_unverified_sign_up_does_not_block_a_verified_google_identity() {
+    let w = plain().await;
+    let squatter = squat_adas_address(&w).await;
+    let rp = Rp::discover(&w.usher, "thrift", Some(SECRET)).await;
+    let (back, start, _) = login_with(&w, &rp, "google", "g-1001").await;
+    let back = back.expect_err("signed in, not refused");
+    let claims = rp.claims(&back, start).await;
+    let user_id = w
+        .usher
+        .store
+        .identity("google", "g-1001")
+        .await
+        .unwrap()
+        .expect("identity linked");
+    assert_ne!(user_id, squatter.id, "not linked to the unverified holder");
+    assert_eq!(claims["sub"], user_id);
+    assert_eq!(claims["email"], "ada@example.com");
+    assert_eq!(claims["email_verified"], true);
+    let released = w.usher.store.user(&squatter.id).await.unwrap().unwrap();
+    assert_eq!(released.email, None, "the holder gave the address up");
+    assert_eq!(released.username, squatter.id);
+    assert!(released.password_hash.is_some(), "and kept everything else");
+    use usher::store::AuditStore;
+    assert!(w
+        .usher
+        .store
+        .events(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.kind == "user.email_released" && e.sub.as_deref() == Some("u_squatter")));
+}
+
+#[tokio::test]
+async fn an_unverified_address_cannot_be_linked_to() {
+    let w = world(
+        "  linky:\n    kind: oidc\n    display_name: Linky\n    client_id: usher-google\n    client_secret: google-secret\n    issuer: \"{google}\"\n    jit: { link: verified_email_with_proof }\n",
+        "  link:\n    name: Link\n    client_id: link\n    client_secret: link-secret\n    redirect_uris: [\"http://127.0.0.1:1/callback\"]\n    sign_in:\n      steps: [[linky]]\n",
+    )
+    .await;
+    let squatter = squat_adas_address(&w).await;
+    let rp = Rp::discover(&w.usher, "link", Some("link-secret")).await;
+    let browser = Browser::new();
+    let start = rp.start(&[]);
+    let consent = follow_all(&browser, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
+    let back = follow_all(
+        &browser,
+        decide(&browser, &consent, "g-1001", "authorize").await,
+    )
+    .await
+    .expect_err("signed in without a link proof page");
+    let claims = rp.claims(&back, start).await;
+    assert_ne!(claims["sub"], squatter.id);
+    assert_ne!(
+        w.usher.store.identity("linky", "g-1001").await.unwrap(),
+        Some(squatter.id.clone())
+    );
+}

@@ -22,6 +22,7 @@ mod metrics;
 mod my_account;
 mod oidc_errors;
 mod oidc_login;
+mod password_reset;
 mod recording;
 mod revocation;
 mod revocation_account;

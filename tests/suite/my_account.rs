@@ -535,3 +535,90 @@ async fn my_account_steps_enrol_or_skip_mfa_and_the_trail_says_so() {
         skipped.detail
     );
 }
+
+/// A new email address is mailed a code and replaces the old one only when the code
+/// comes back; until then the old address stays. The code is bound to the address it
+/// was sent to, and another account's verified address cannot be taken.
+#[tokio::test]
+async fn a_new_email_address_replaces_the_old_one_only_once_its_code_comes_back() {
+    let w = world().await;
+    w.usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
+    w.usher
+        .add_user("bob", "bob@example.com", "bob-the-builder")
+        .await;
+    let browser = Browser::new();
+    let page = my_account_password(&w, &browser, "alice", "wonderland-rabbit").await;
+
+    let page = submit(
+        &w,
+        &browser,
+        &page,
+        "email",
+        &[("email", "bob@example.com")],
+    )
+    .await;
+    assert!(page.body.contains("belongs to another account"), "{page:?}");
+    assert_eq!(outbox_count(&w.usher), 0);
+
+    let page = submit(
+        &w,
+        &browser,
+        &page,
+        "email",
+        &[("email", "alice.new@example.com")],
+    )
+    .await;
+    assert!(
+        page.body
+            .contains("We sent a code to alice.new@example.com"),
+        "{page:?}"
+    );
+    let code = outbox_code(&w.usher, 0).await;
+    let alice = || async { w.usher.store.user("u_alice").await.unwrap().unwrap() };
+    assert_eq!(alice().await.email.as_deref(), Some("alice@example.com"));
+
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let page = submit(
+        &w,
+        &browser,
+        &page,
+        "code",
+        &[("email", "alice.new@example.com"), ("code", wrong)],
+    )
+    .await;
+    assert!(page.body.contains("That code is not right"), "{page:?}");
+    // The right code for another address than the one it was sent to.
+    let page = submit(
+        &w,
+        &browser,
+        &page,
+        "code",
+        &[("email", "mallory@example.com"), ("code", &code)],
+    )
+    .await;
+    assert!(page.body.contains("That code is not right"), "{page:?}");
+    assert_eq!(alice().await.email.as_deref(), Some("alice@example.com"));
+
+    let page = submit(
+        &w,
+        &browser,
+        &page,
+        "code",
+        &[("email", "alice.new@example.com"), ("code", &code)],
+    )
+    .await;
+    assert!(
+        page.body
+            .contains("Your email address is now alice.new@example.com"),
+        "{page:?}"
+    );
+    let changed = alice().await;
+    assert_eq!(changed.email.as_deref(), Some("alice.new@example.com"));
+    assert!(changed.email_verified);
+    assert_eq!(changed.username, "alice");
+    assert!(kinds_for(&w, "u_alice")
+        .await
+        .contains(&"account.email_changed".to_string()));
+}
