@@ -39,6 +39,8 @@ pub mod kind {
     pub const ACCOUNT_RECOVERY_CODES: &str = "account.recovery_codes_regenerated";
     pub const ACCOUNT_UNLINKED: &str = "account.identity_unlinked";
     pub const ACCOUNT_SESSION_ENDED: &str = "account.session_ended";
+    /// The user revoked one app's grant from the sessions list.
+    pub const ACCOUNT_GRANT_REVOKED: &str = "account.grant_revoked";
     /// A new email address, proven with a code mailed to it, replaced the old one.
     pub const ACCOUNT_EMAIL: &str = "account.email_changed";
     pub const ADMIN_USER_CREATED: &str = "admin.user_created";
@@ -48,6 +50,10 @@ pub mod kind {
     pub const ADMIN_USER_DELETED: &str = "admin.user_deleted";
     pub const ADMIN_TOTP_RESET: &str = "admin.totp_reset";
     pub const ADMIN_USER_UNLOCKED: &str = "admin.user_unlocked";
+    /// An administrator ended every session and revoked every grant of the account.
+    pub const ADMIN_USER_SIGNED_OUT: &str = "admin.user_signed_out";
+    /// An app revoked one of its tokens at `/revoke` (RFC 7009).
+    pub const TOKEN_REVOKED: &str = "token.revoked";
     /// The owner of an account locked for good followed the link mailed to its
     /// verified address.
     pub const ACCOUNT_UNLOCKED_BY_EMAIL: &str = "account.unlocked_by_email";

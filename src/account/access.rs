@@ -305,8 +305,9 @@ pub async fn callback(
 }
 
 /// Sign out of My Account and of the SSO session: the grant of My Account's token is
-/// revoked (when it is still good) and the session named by the cookie ends. Blocking
-/// (flush).
+/// revoked (when it is still good) and the session named by the cookie ends with the
+/// grants issued under it, as at the logout endpoint (`offline_access` ones stay).
+/// Blocking (flush).
 pub async fn sign_out(
     ctx: &Ctx<'_>,
     keys: &Keys,
@@ -317,7 +318,9 @@ pub async fn sign_out(
         ctx.store.revoke_grant(&signed.grant_id).await?;
     }
     if let Some(value) = session_cookie {
-        ctx.store.delete_session(&token_hash(value)).await?;
+        let hash = token_hash(value);
+        ctx.store.delete_session(&hash).await?;
+        ctx.store.revoke_session_grants(&hash, true).await?;
     }
     ctx.store.flush().await
 }

@@ -411,3 +411,24 @@ pub async fn end_session(
     };
     back(ctx, &signed.user.id, outcome, Vec::new()).await
 }
+
+/// Revoke one app's grant from the sessions list; `app_name` names the app for the
+/// message.
+pub async fn revoke_grant(
+    ctx: &Ctx<'_>,
+    signed: &Signed,
+    grant_id: &str,
+    app_name: &(dyn Fn(&str) -> String + Send + Sync),
+) -> Result<Reply, AccountError> {
+    let outcome = match super::revoke_grant(ctx, &signed.user.id, grant_id).await {
+        Ok(Some(client_id)) => Ok(format!(
+            "{} can no longer use your account until you sign in to it again.",
+            app_name(&client_id)
+        )),
+        Ok(None) => Err(AccountError::Refused(
+            "That app's access has already ended.".into(),
+        )),
+        Err(e) => Err(e),
+    };
+    back(ctx, &signed.user.id, outcome, Vec::new()).await
+}

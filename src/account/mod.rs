@@ -23,7 +23,7 @@ use crate::authn::{password, recovery, totp};
 use crate::config::{ProfileField, MY_ACCOUNT_APP};
 use crate::context::Ctx;
 use crate::crypto::{b64url, sha256};
-use crate::store::{Session, Store, StoreError, StoreResult, TotpCredential, User};
+use crate::store::{Grant, Session, Store, StoreError, StoreResult, TotpCredential, User};
 
 /// Why a change was refused, in words for the page; or a store failure.
 #[derive(Debug, thiserror::Error)]
@@ -74,14 +74,79 @@ pub fn session_handle(session_hash: &str) -> String {
     b64url(&sha256(session_hash.as_bytes())[..16])
 }
 
-/// End every SSO session of an account (disabled, deleted, new password); returns how
-/// many there were.
-pub async fn end_sessions(store: &dyn Store, user_id: &str) -> StoreResult<usize> {
-    let sessions = store.sessions_of(user_id).await?;
-    for (hash, _) in &sessions {
-        store.delete_session(hash).await?;
+/// What [`sign_out_everywhere`] ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignedOut {
+    /// SSO sessions ended.
+    pub sessions: usize,
+    /// Grants (token families) revoked: their refresh tokens are refused and their
+    /// access tokens fail at userinfo and introspection.
+    pub grants: usize,
+}
+
+impl std::fmt::Display for SignedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} session(s) ended, {} grant(s) revoked",
+            self.sessions, self.grants
+        )
     }
-    Ok(sessions.len())
+}
+
+/// What a sign-out everywhere leaves alone: the SSO session (store key) of the browser
+/// that asked, and the My Account grant issued under it, so a password change keeps
+/// its author signed in to My Account. Every other app's grant goes, that browser's
+/// included.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep<'a> {
+    pub session: Option<&'a str>,
+}
+
+/// End every SSO session of an account and revoke every grant it holds, offline ones
+/// included: the one function behind every "this account's credentials changed or it
+/// was shut off" path (password change and reset, factor reset by an administrator,
+/// disabling, deleting, an administrator's "sign out everywhere"). Sessions go first,
+/// so a code issued in one of them can no longer be exchanged (`oidc::token` checks
+/// the session) while the grants are revoked. Not audited here: the caller records
+/// why, with the counts.
+pub async fn sign_out_everywhere(
+    store: &dyn Store,
+    user_id: &str,
+    keep: Keep<'_>,
+) -> StoreResult<SignedOut> {
+    let mut out = SignedOut::default();
+    for (hash, _) in store.sessions_of(user_id).await? {
+        if Some(hash.as_str()) != keep.session {
+            store.delete_session(&hash).await?;
+            out.sessions += 1;
+        }
+    }
+    out.grants = match keep.session {
+        None => store.revoke_grants_of(user_id).await?,
+        Some(kept) => {
+            let mut revoked = 0;
+            for grant in store.grants_of(user_id).await? {
+                let own = grant.client_id == MY_ACCOUNT_APP
+                    && grant.data.session.as_deref() == Some(kept);
+                if !own && !grant.revoked {
+                    store.revoke_grant(&grant.id).await?;
+                    revoked += 1;
+                }
+            }
+            revoked
+        }
+    };
+    Ok(out)
+}
+
+/// End every SSO session of an account and revoke all its grants (disabled, deleted,
+/// new password, reset factor); returns how many sessions there were. The grants'
+/// count is logged; a caller that audits it uses [`sign_out_everywhere`].
+pub async fn end_sessions(store: &dyn Store, user_id: &str) -> StoreResult<usize> {
+    let out = sign_out_everywhere(store, user_id, Keep::default()).await?;
+    tracing::info!(user = %user_id, ended = %out, "signed out everywhere");
+    Ok(out.sessions)
 }
 
 /// A session as My Account lists it.
@@ -91,6 +156,9 @@ pub struct SessionInfo {
     /// The session of the browser asking.
     pub current: bool,
     pub session: Session,
+    /// The apps' live grants issued in this session, oldest first (My Account's own
+    /// are not listed: they are the page itself).
+    pub grants: Vec<Grant>,
 }
 
 /// Everything the My Account page shows.
@@ -103,6 +171,9 @@ pub struct Overview {
     pub recovery_codes_left: usize,
     /// Live sessions, newest first.
     pub sessions: Vec<SessionInfo>,
+    /// Live `offline_access` grants whose session has ended: they keep working until
+    /// revoked, so they are listed on their own.
+    pub offline: Vec<Grant>,
 }
 
 impl Overview {
@@ -115,25 +186,89 @@ impl Overview {
 
 pub async fn overview(ctx: &Ctx<'_>, user: User, current_hash: &str) -> StoreResult<Overview> {
     let (store, now) = (ctx.store, ctx.now);
+    let mut grants: Vec<Grant> = store
+        .grants_of(&user.id)
+        .await?
+        .into_iter()
+        .filter(|g| !g.revoked && g.expires_at > now && g.client_id != MY_ACCOUNT_APP)
+        .collect();
     let mut sessions: Vec<SessionInfo> = store
         .sessions_of(&user.id)
         .await?
         .into_iter()
         .filter(|(_, s)| s.expires_at > now)
-        .map(|(hash, session)| SessionInfo {
-            handle: session_handle(&hash),
-            current: hash == current_hash,
-            session,
+        .map(|(hash, session)| {
+            let (mine, rest) = grants
+                .drain(..)
+                .partition(|g| g.data.session.as_deref() == Some(hash.as_str()));
+            grants = rest;
+            SessionInfo {
+                handle: session_handle(&hash),
+                current: hash == current_hash,
+                session,
+                grants: mine,
+            }
         })
         .collect();
     sessions.sort_by_key(|s| std::cmp::Reverse(s.session.auth_time));
+    // What is left lost its session: only offline grants still work.
+    grants.retain(|g| g.offline);
     Ok(Overview {
         identities: store.identities_of(&user.id).await?,
         totp: store.totp(&user.id).await?.is_some_and(|c| c.confirmed),
         recovery_codes_left: store.recovery_codes_left(&user.id).await?,
         sessions,
+        offline: grants,
         user,
     })
+}
+
+/// The longest grant id a form may name.
+const GRANT_ID_MAX: usize = 64;
+
+/// Revoke one app's grant of the account (an app in a session, or one with offline
+/// access): its refresh tokens are refused and its access tokens fail at userinfo and
+/// introspection. Returns the app's client id; `Ok(None)` if the grant is not the
+/// account's, is My Account's own, or has already ended. Blocking (flush).
+pub async fn revoke_grant(
+    ctx: &Ctx<'_>,
+    user_id: &str,
+    grant_id: &str,
+) -> Result<Option<String>, AccountError> {
+    let (store, now) = (ctx.store, ctx.now);
+    // Grant ids are time-prefixed random ids of a few dozen characters; anything
+    // longer names no grant and is not looked up.
+    if grant_id.len() > GRANT_ID_MAX {
+        return Ok(None);
+    }
+    let Some(grant) = store.grant(grant_id).await?.filter(|g| {
+        g.data.user_id.as_deref() == Some(user_id)
+            && g.client_id != MY_ACCOUNT_APP
+            && !g.revoked
+            && g.expires_at > now
+    }) else {
+        return Ok(None);
+    };
+    store.revoke_grant(&grant.id).await?;
+    store.flush().await?;
+    record(
+        store,
+        now,
+        kind::ACCOUNT_GRANT_REVOKED,
+        user_id,
+        vec![format!(
+            "{} ({}), granted at {}",
+            grant.client_id,
+            if grant.offline {
+                "offline access"
+            } else {
+                "in a session"
+            },
+            crate::timefmt::rfc3339(grant.created_at)
+        )],
+    )
+    .await;
+    Ok(Some(grant.client_id))
 }
 
 /// Change the editable profile attributes from a form (`name`, `given_name`, …). A
@@ -243,9 +378,11 @@ pub async fn unlink(
 }
 
 /// Change the password: the old one must be right (counted against the same lock as
-/// signing in), the new one must meet the policy. Other sessions of the account end.
-/// Blocking (Argon2). `keep_session` is the store key of the session asking, which
-/// stays signed in. Returns how many other sessions ended.
+/// signing in), the new one must meet the policy. Other sessions of the account end and
+/// every grant of the account is revoked, so no app keeps refreshing on the old
+/// password. Blocking (Argon2). `keep_session` is the store key of the session asking,
+/// which stays signed in to My Account ([`Keep`]). Returns how many other sessions
+/// ended.
 pub async fn change_password(
     ctx: &Ctx<'_>,
     user: &User,
@@ -295,23 +432,24 @@ pub async fn change_password(
     updated.password_hash = Some(hash);
     updated.updated_at = now;
     store.update_user(&updated).await?;
-    let mut ended = 0;
-    for (hash, _) in store.sessions_of(&user.id).await? {
-        if hash != keep_session {
-            store.delete_session(&hash).await?;
-            ended += 1;
-        }
-    }
+    let ended = sign_out_everywhere(
+        store,
+        &user.id,
+        Keep {
+            session: Some(keep_session),
+        },
+    )
+    .await?;
     store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_PASSWORD,
         &user.id,
-        vec![format!("{ended} other session(s) ended")],
+        vec![format!("other sessions and apps signed out: {ended}")],
     )
     .await;
-    Ok(ended)
+    Ok(ended.sessions)
 }
 
 /// The secret of the authenticator being set up: the pending one if there is one (a
@@ -459,17 +597,23 @@ pub async fn end_session(
         return Ok(None);
     };
     store.delete_session(&hash).await?;
+    // Like signing out there: the apps' grants of the session go, offline ones stay
+    // (they are listed on their own and revoked one by one).
+    let revoked = store.revoke_session_grants(&hash, true).await?;
     store.flush().await?;
     record(
         store,
         now,
         kind::ACCOUNT_SESSION_ENDED,
         user_id,
-        vec![format!(
-            "session signed in at {} through {}",
-            crate::timefmt::rfc3339(session.auth_time),
-            session.idp
-        )],
+        vec![
+            format!(
+                "session signed in at {} through {}",
+                crate::timefmt::rfc3339(session.auth_time),
+                session.idp
+            ),
+            format!("{revoked} grant(s) revoked"),
+        ],
     )
     .await;
     Ok(Some(hash))

@@ -354,8 +354,10 @@ async fn signed_ada(store: &SledStore, password: Option<&str>) -> access::Signed
             amr: vec![],
             claims: Default::default(),
             sid: Some(session_handle("h-ada")),
+            session: Some("h-ada".into()),
         },
         revoked: false,
+        offline: false,
         created_at: 1,
         expires_at: 100,
     };
@@ -658,4 +660,97 @@ async fn parallel_wrong_current_passwords_check_no_more_than_the_limit() {
     let right = pw("old-password-1", "new-password-1", "new-password-1");
     let still = change_password(&at(&store, &config, 6), &user, &right, "mine").await;
     assert!(still.unwrap_err().to_string().contains("Too many"));
+}
+
+/// An app's grant of `uid` issued in session `session`.
+fn app_grant(id: &str, uid: &str, session: &str, offline: bool) -> crate::store::Grant {
+    crate::store::Grant {
+        id: id.into(),
+        client_id: "a".into(),
+        scopes: vec!["openid".into()],
+        nonce: None,
+        data: crate::store::GrantData {
+            sub: uid.into(),
+            user_id: Some(uid.into()),
+            auth_time: 1,
+            amr: vec![],
+            claims: Default::default(),
+            sid: Some(session_handle(session)),
+            session: Some(session.into()),
+        },
+        revoked: false,
+        offline,
+        created_at: 1,
+        expires_at: 100,
+    }
+}
+
+#[tokio::test]
+async fn only_ones_own_app_grants_are_listed_and_revoked() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let signed = signed_ada(&store, Some("old-password-1")).await;
+    store
+        .put_session("h-bob", &session_of("u_bob"))
+        .await
+        .unwrap();
+    for g in [
+        app_grant("g-a1", "u_ada", "h-ada", false),
+        app_grant("g-a2", "u_ada", "h-gone", true),
+        app_grant("g-a3", "u_ada", "h-gone", false),
+        app_grant("g-b1", "u_bob", "h-bob", false),
+    ] {
+        assert!(store.create_grant(&g).await.unwrap());
+    }
+    let ctx = at(&store, &config, 5);
+    let o = overview(&ctx, signed.user.clone(), "h-ada").await.unwrap();
+    let listed: Vec<&str> = o.sessions[0].grants.iter().map(|g| g.id.as_str()).collect();
+    // My Account's own grant is the page itself; a dead session's only offline grant
+    // still works, so it is listed on its own.
+    assert_eq!(listed, ["g-a1"]);
+    let offline: Vec<&str> = o.offline.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(offline, ["g-a2"]);
+
+    assert_eq!(revoke_grant(&ctx, "u_ada", "g-b1").await.unwrap(), None);
+    assert!(!store.grant("g-b1").await.unwrap().unwrap().revoked);
+    assert_eq!(revoke_grant(&ctx, "u_ada", "g-ada").await.unwrap(), None);
+    assert_eq!(
+        revoke_grant(&ctx, "u_ada", &"x".repeat(10_000))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        revoke_grant(&ctx, "u_ada", "g-a2")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("a")
+    );
+    assert!(store.grant("g-a2").await.unwrap().unwrap().revoked);
+    assert_eq!(revoke_grant(&ctx, "u_ada", "g-a2").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_every_grant_but_my_accounts_own() {
+    let store = SledStore::temporary().unwrap();
+    let config = config("");
+    let signed = signed_ada(&store, Some("old-password-1")).await;
+    for g in [
+        app_grant("g-a1", "u_ada", "h-ada", false),
+        app_grant("g-a2", "u_ada", "h-phone", true),
+    ] {
+        assert!(store.create_grant(&g).await.unwrap());
+    }
+    change_password(
+        &at(&store, &config, 5),
+        &signed.user,
+        &pw("old-password-1", "new-password-22", "new-password-22"),
+        "h-ada",
+    )
+    .await
+    .unwrap();
+    assert!(store.grant("g-a1").await.unwrap().unwrap().revoked);
+    assert!(store.grant("g-a2").await.unwrap().unwrap().revoked);
+    assert!(!store.grant("g-ada").await.unwrap().unwrap().revoked);
 }

@@ -230,6 +230,14 @@ impl Client {
             .unwrap_or(Value::Null))
     }
 
+    pub async fn sign_out(&self, id: &str) -> Result<Value, CliError> {
+        let url = self.url(&format!("/admin/v1/users/{}/sign-out", urlencode(id)), &[])?;
+        Ok(self
+            .call(Method::POST, url, None)
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
     pub async fn events(&self, query: &[(&str, String)]) -> Result<Vec<Value>, CliError> {
         let answer = self.get("/admin/v1/events", query).await?;
         Ok(answer["events"].as_array().cloned().unwrap_or_default())

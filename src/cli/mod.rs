@@ -78,17 +78,22 @@ pub enum UsersCommand {
         #[arg(long)]
         unverified: bool,
     },
-    /// Deactivate an account: it can no longer sign in, and its sessions end.
+    /// Deactivate an account: it can no longer sign in, its sessions end and every
+    /// token issued to it is revoked.
     Disable { user: String },
     /// Reactivate an account.
     Enable { user: String },
     /// Delete an account with its linked identities, second factors and sessions.
     Delete { user: String },
-    /// Remove an account's authenticator app and recovery codes; it enrols again.
+    /// Remove an account's authenticator app and recovery codes; it enrols again. Its
+    /// sessions end and its tokens are revoked.
     ResetTotp { user: String },
     /// Lift an account's attempt lock (also the one left after
     /// `security.max_consecutive_failures`) and forgive its failures.
     Unlock { user: String },
+    /// Sign an account out everywhere: every session ends and every token issued to
+    /// it (offline ones included) is revoked.
+    SignOut { user: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -242,6 +247,14 @@ async fn users_async(args: UsersArgs) -> Result<String, CliError> {
             client.reset_totp(&id_of(&found)).await?;
             Ok(format!(
                 "reset the authenticator app of {}; it enrols again at its next sign-in that asks for one\n",
+                name_of(&found)
+            ))
+        }
+        UsersCommand::SignOut { user } => {
+            let found = client.find(&user).await?;
+            client.sign_out(&id_of(&found)).await?;
+            Ok(format!(
+                "signed {} out everywhere: its sessions ended and its tokens are revoked\n",
                 name_of(&found)
             ))
         }

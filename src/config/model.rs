@@ -259,7 +259,7 @@ pub struct Throttles {
     pub sign_up: Rate,
     /// Email code sends (default 10 per 600 s).
     pub email: Rate,
-    /// `/token` (default 600 per 60 s).
+    /// `/token`, `/revoke` and `/introspect` (default 600 per 60 s).
     pub token: Rate,
     /// SCIM and the admin API (default 600 per 60 s).
     pub api: Rate,

@@ -25,6 +25,9 @@ pub enum ErrorCode {
     InsufficientScope,
     /// Usher's admin API: the resource named in the path does not exist.
     NotFound,
+    /// `/revoke` was asked about a kind of token Usher does not revoke (RFC 7009
+    /// §2.2.1).
+    UnsupportedTokenType,
 }
 
 impl ErrorCode {
@@ -47,6 +50,7 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
         }
     }
 }

@@ -108,13 +108,18 @@ pub async fn decide(
     })
 }
 
-/// End the SSO session named by the cookie, if any. Blocking (flush).
-pub async fn end_session(ctx: &Ctx<'_>, session_cookie: Option<&str>) -> StoreResult<()> {
-    if let Some(value) = session_cookie {
-        ctx.store.delete_session(&token_hash(value)).await?;
-        ctx.store.flush().await?;
-    }
-    Ok(())
+/// End the SSO session named by the cookie, if any, and revoke the grants issued
+/// under it except `offline_access` ones: the apps' refresh tokens die with the
+/// session. Returns how many grants were revoked. Blocking (flush).
+pub async fn end_session(ctx: &Ctx<'_>, session_cookie: Option<&str>) -> StoreResult<usize> {
+    let Some(value) = session_cookie else {
+        return Ok(0);
+    };
+    let hash = token_hash(value);
+    ctx.store.delete_session(&hash).await?;
+    let revoked = ctx.store.revoke_session_grants(&hash, true).await?;
+    ctx.store.flush().await?;
+    Ok(revoked)
 }
 
 #[cfg(test)]
@@ -203,6 +208,36 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn ending_the_session_revokes_its_grants_but_offline_ones() {
+        use crate::store::TokenStore;
+        let store = SledStore::temporary().unwrap();
+        let config = config();
+        let ctx = Ctx {
+            config: &config,
+            store: &store,
+            now: 5,
+        };
+        let hash = token_hash("cookie");
+        store.put_session(&hash, &session("u_ada")).await.unwrap();
+        for (id, session, offline) in [
+            ("g1", hash.as_str(), false),
+            ("g2", hash.as_str(), true),
+            ("g3", "another", false),
+        ] {
+            let mut g = crate::store::contract::grant(id);
+            g.data.session = Some(session.into());
+            g.offline = offline;
+            assert!(store.create_grant(&g).await.unwrap());
+        }
+        assert_eq!(end_session(&ctx, None).await.unwrap(), 0);
+        assert_eq!(end_session(&ctx, Some("cookie")).await.unwrap(), 1);
+        assert!(store.session(&hash).await.unwrap().is_none());
+        assert!(store.grant("g1").await.unwrap().unwrap().revoked);
+        assert!(!store.grant("g2").await.unwrap().unwrap().revoked);
+        assert!(!store.grant("g3").await.unwrap().unwrap().revoked);
     }
 
     #[test]

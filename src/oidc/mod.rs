@@ -7,6 +7,7 @@ pub mod client_credentials;
 pub mod error;
 pub mod keys;
 pub mod logout;
+pub mod revocation;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};
@@ -35,6 +36,11 @@ pub fn discovery(config: &Config) -> serde_json::Value {
         "userinfo_endpoint": format!("{iss}/userinfo"),
         "jwks_uri": format!("{iss}/jwks"),
         "end_session_endpoint": format!("{iss}/logout"),
+        "revocation_endpoint": format!("{iss}/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint": format!("{iss}/introspect"),
+        // Confidential clients only: a public client cannot introspect.
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -42,7 +48,7 @@ pub fn discovery(config: &Config) -> serde_json::Value {
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "sid",
             "name", "given_name", "family_name", "preferred_username", "picture", "updated_at",

@@ -160,7 +160,12 @@ pub struct AccessClaims {
     pub gid: String,
 }
 
-fn authenticate<'c>(config: &'c Config, req: &TokenRequest) -> Result<&'c App, TokenError> {
+/// The client of a token, revocation or introspection request: HTTP Basic, or
+/// `client_id` (and `client_secret`) in the form; a public client names itself only.
+pub(super) fn authenticate<'c>(
+    config: &'c Config,
+    req: &TokenRequest,
+) -> Result<&'c App, TokenError> {
     let form_secret = req.params.get("client_secret").filter(|s| !s.is_empty());
     let deny = |d: &str, basic| TokenError {
         error: OAuthError::invalid_client(d),
@@ -280,6 +285,7 @@ async fn authorization_code(
                         nonce: r.nonce.clone(),
                         data: r.grant.clone(),
                         revoked: true,
+                        offline: is_offline(&r.scopes),
                         created_at: now,
                         expires_at: now + config.security.refresh_token_ttl,
                     })
@@ -339,6 +345,13 @@ async fn redeemed(
         (None, None) => {}
     }
     let user = live_user(store, record.grant.user_id.as_deref()).await?;
+    // The session the code was issued in must still be there: signing out, a new
+    // password or a disabled account between sign-in and exchange ends it, and with it
+    // every code it issued (an offline grant included, which would otherwise outlive
+    // the revocation that just missed it).
+    if !session_lives(ctx, &record.grant).await? {
+        return Err(grant_error("the sign-in session has ended"));
+    }
     let grant = Grant {
         id: grant_id,
         client_id: app.client_id.clone(),
@@ -346,6 +359,7 @@ async fn redeemed(
         nonce: record.nonce.clone(),
         data: record.grant.clone(),
         revoked: false,
+        offline: is_offline(&record.scopes),
         created_at: now,
         expires_at: now + config.security.refresh_token_ttl,
     };
@@ -353,6 +367,30 @@ async fn redeemed(
         return Err(grant_error("the code has already been used"));
     }
     issue(ctx, keys, app, &grant, user.as_ref(), true).await
+}
+
+/// The scope that lets a grant outlive its SSO session.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// Whether these scopes make an `offline` grant.
+pub fn is_offline(scopes: &[String]) -> bool {
+    scopes.iter().any(|s| s == OFFLINE_ACCESS)
+}
+
+/// Whether the SSO session a grant (or code) was issued under is still there and
+/// unexpired. A grant from before grants named their session has nothing to check.
+pub(super) async fn session_lives(
+    ctx: &Ctx<'_>,
+    data: &crate::store::GrantData,
+) -> Result<bool, StoreError> {
+    match &data.session {
+        None => Ok(true),
+        Some(hash) => Ok(ctx
+            .store
+            .session(hash)
+            .await?
+            .is_some_and(|s| s.expires_at > ctx.now)),
+    }
 }
 
 /// The account behind a grant, refusing one that was disabled or deleted since.
@@ -420,6 +458,12 @@ async fn refresh(
     }
     if now > old.expires_at || now > grant.expires_at {
         return Err(grant_error("the refresh token has expired"));
+    }
+    // Tokens die with the session that issued them, unless offline access was granted.
+    if !grant.offline && !session_lives(ctx, &grant.data).await? {
+        store.revoke_grant(&grant.id).await?;
+        store.flush().await?;
+        return Err(grant_error("the sign-in session has ended"));
     }
     let mut grant = grant;
     if let Some(scope) = req.params.get("scope").filter(|s| !s.is_empty()) {

@@ -13,6 +13,7 @@ use super::filter;
 use super::patch;
 use super::resource::{self, Draft, Record};
 use super::{Answer, ScimError, LIST_RESPONSE};
+use crate::account::{sign_out_everywhere, Keep};
 use crate::audit::{self, kind};
 use crate::authn::password;
 use crate::config::Config;
@@ -329,9 +330,12 @@ impl<'a> Admin<'a> {
             .set_external_id(&user.id, draft.external_id.as_deref())
             .await?;
         let mut detail = vec![format!("changed: {}", changed.join(", "))];
-        if user.disabled && !record.user.disabled {
-            let ended = crate::account::end_sessions(self.store, &user.id).await?;
-            detail.push(format!("{ended} session(s) ended"));
+        // Disabling shuts the account off; a password set by an administrator is a
+        // reset: either way nothing signed in before may stay.
+        let disabled = user.disabled && !record.user.disabled;
+        if disabled || changed.iter().any(|c| c == "password") {
+            let ended = sign_out_everywhere(self.store, &user.id, Keep::default()).await?;
+            detail.push(ended.to_string());
         }
         self.store.flush().await?;
         let kind = match (record.user.disabled, user.disabled) {
@@ -355,7 +359,7 @@ impl<'a> Admin<'a> {
     pub async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Answer, ScimError> {
         let record = self.load(id).await?;
         Self::check_version(&record, if_match)?;
-        let ended = crate::account::end_sessions(self.store, id).await?;
+        let ended = sign_out_everywhere(self.store, id, Keep::default()).await?;
         crate::authn::reset_totp(self.store, id).await?;
         crate::authn::attempts::forgive_account(self.store, id).await?;
         self.store.delete_user(id).await?;
@@ -369,7 +373,7 @@ impl<'a> Admin<'a> {
             vec![
                 format!("userName {}", record.user.username),
                 format!(
-                    "{} identity link(s) removed, {ended} session(s) ended",
+                    "{} identity link(s) removed, {ended}",
                     record.identities.len()
                 ),
             ],
@@ -384,9 +388,11 @@ impl<'a> Admin<'a> {
     }
 
     /// Remove the account's authenticator app and recovery codes; it enrols again at
-    /// its next sign-in that needs TOTP.
+    /// its next sign-in that needs TOTP. Whoever held the old factor may be signed in:
+    /// every session ends and every grant is revoked.
     pub async fn reset_totp(&self, id: &str) -> Result<Answer, ScimError> {
         let record = self.load(id).await?;
+        let ended = sign_out_everywhere(self.store, id, Keep::default()).await?;
         crate::authn::reset_totp(self.store, id).await?;
         audit::record(
             self.store,
@@ -394,10 +400,32 @@ impl<'a> Admin<'a> {
             kind::ADMIN_TOTP_RESET,
             Some(self.client_id),
             Some(id),
-            vec![format!("had an authenticator: {}", record.totp)],
+            vec![
+                format!("had an authenticator: {}", record.totp),
+                ended.to_string(),
+            ],
         )
         .await;
         Ok(self.answer(200, &self.load(id).await?))
+    }
+
+    /// Sign the account out everywhere: every SSO session ends and every grant is
+    /// revoked, offline ones included (a lost laptop, a departing employee who keeps
+    /// the account). Answers the SCIM representation of the user.
+    pub async fn sign_out(&self, id: &str) -> Result<Answer, ScimError> {
+        let record = self.load(id).await?;
+        let ended = sign_out_everywhere(self.store, id, Keep::default()).await?;
+        self.store.flush().await?;
+        audit::record(
+            self.store,
+            self.now,
+            kind::ADMIN_USER_SIGNED_OUT,
+            Some(self.client_id),
+            Some(id),
+            vec![ended.to_string()],
+        )
+        .await;
+        Ok(self.answer(200, &record))
     }
 
     /// Lift the account's lock and forgive its consecutive failures, the cap's

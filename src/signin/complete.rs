@@ -105,15 +105,24 @@ pub async fn complete(
     let (cookie, session_hash) = match (same, interactive) {
         (Some((hash, _)), false) => (None, hash.clone()),
         _ => {
-            if let Some((old, _)) = session {
-                ctx.store.delete_session(old).await?;
-            }
             let value = random_token(32);
             let hash = token_hash(&value);
             (Some(value), hash)
         }
     };
+    let sid = b64url(&sha256(session_hash.as_bytes())[..16]);
     ctx.store.put_session(&session_hash, &new_session).await?;
+    if let Some((old, _)) = session.filter(|(old, _)| *old != session_hash) {
+        // The same subject signing in again keeps its apps: their grants move to the
+        // new session before the old one ends (else their next refresh would find no
+        // session). Another subject's grants end with the old session.
+        if same.is_some() {
+            ctx.store
+                .move_session_grants(old, &session_hash, &sid)
+                .await?;
+        }
+        ctx.store.delete_session(old).await?;
+    }
 
     let code = random_token(32);
     let record = CodeRecord {
@@ -128,7 +137,8 @@ pub async fn complete(
             auth_time,
             amr,
             claims: flow.token_claims(),
-            sid: Some(b64url(&sha256(session_hash.as_bytes())[..16])),
+            sid: Some(sid),
+            session: Some(session_hash.clone()),
         },
         expires_at: now + ctx.config.security.code_ttl,
         redeemed_by: None,

@@ -153,8 +153,15 @@ pub struct GrantData {
     pub amr: Vec<String>,
     /// Claims fixed at sign-in: pass-through upstream claims, script `set_claim`s.
     pub claims: BTreeMap<String, serde_json::Value>,
-    /// The SSO session's hash, so logout can end the grant's tokens' `sid`.
+    /// The public handle of the SSO session (`account::session_handle`): the `sid`
+    /// claim of the grant's ID tokens.
     pub sid: Option<String>,
+    /// The SSO session's store key (the hash of its cookie), which never leaves the
+    /// server: the grant is indexed under it, so ending the session revokes the grant,
+    /// and a refresh checks the session still lives. `None` for grants written before
+    /// grants were indexed by session.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 /// A token family: one code exchange and the refresh tokens rotated from it.
@@ -166,6 +173,11 @@ pub struct Grant {
     pub nonce: Option<String>,
     pub data: GrantData,
     pub revoked: bool,
+    /// The `offline_access` scope was granted: the grant outlives its SSO session
+    /// (logout, session end, session expiry) and ends only when revoked, when it
+    /// expires, or with everything else of the account (password change, disabling).
+    #[serde(default)]
+    pub offline: bool,
     pub created_at: u64,
     pub expires_at: u64,
 }
@@ -477,28 +489,62 @@ pub trait FlashStore: Send + Sync {
     async fn sweep_flashes(&self, now: u64) -> StoreResult<usize>;
 }
 
-/// Authorization codes, grants (token families) and refresh tokens.
+/// Authorization codes, grants (token families) and refresh tokens. Grants are
+/// indexed by account (`data.user_id`) and by SSO session (`data.session`), the indexes
+/// written in the same transaction as the grant, so revoking "everything of this
+/// account" or "everything of this session" never misses a grant that was written
+/// before it started.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     async fn put_code(&self, code_hash: &str, record: &CodeRecord) -> StoreResult<()>;
-    /// Remove expired refresh tokens and grants, and codes an hour past their expiry
-    /// (a late reuse is still recognised); returns how many.
+    /// Remove expired refresh tokens and grants (with their index entries), and codes
+    /// an hour past their expiry (a late reuse is still recognised); returns how many.
     async fn sweep_tokens(&self, now: u64) -> StoreResult<usize>;
     /// Mark a code redeemed by `grant_id`, atomically: of N parallel calls one sees
     /// `Fresh`, the rest `Reused` naming the winner's grant. `UPDATE … SET redeemed_by
     /// = $2 WHERE hash = $1 AND redeemed_by IS NULL RETURNING`, then a read on a miss.
     async fn redeem_code(&self, code_hash: &str, grant_id: &str) -> StoreResult<Redeem>;
-    /// Write a new grant; `false` if one with that id is already there (a reuse of its
-    /// code barred it first), and then nothing is written. `INSERT … ON CONFLICT DO
-    /// NOTHING`.
+    /// Write a new grant with its account and session index entries; `false` if one
+    /// with that id is already there (a reuse of its code barred it first), and then
+    /// nothing is written. `INSERT … ON CONFLICT DO NOTHING` (the indexes are the
+    /// table's `user_id` and `session` columns).
     async fn create_grant(&self, grant: &Grant) -> StoreResult<bool>;
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     async fn revoke_grant(&self, id: &str) -> StoreResult<()>;
+    /// The grants of an account that the sweep has not removed yet, revoked and expired
+    /// ones included, in id order (ids are time-prefixed: oldest first). `SELECT …
+    /// WHERE user_id = $1 ORDER BY id`.
+    async fn grants_of(&self, user_id: &str) -> StoreResult<Vec<Grant>>;
+    /// The grants issued under an SSO session (its store key), like
+    /// [`grants_of`](Self::grants_of). `SELECT … WHERE session = $1 ORDER BY id`.
+    async fn session_grants(&self, session: &str) -> StoreResult<Vec<Grant>>;
+    /// Revoke every grant of the account, atomically per grant, and return how many
+    /// this call turned from live to revoked: of N parallel calls the counts add up to
+    /// the number of live grants, each counted once, and afterwards every grant written
+    /// before the first call started is revoked. `UPDATE … SET revoked = true WHERE
+    /// user_id = $1 AND NOT revoked`.
+    async fn revoke_grants_of(&self, user_id: &str) -> StoreResult<usize>;
+    /// Revoke the grants issued under an SSO session, all of them or, with
+    /// `keep_offline`, all but the `offline` ones; the count and the promise under
+    /// concurrency are those of [`revoke_grants_of`](Self::revoke_grants_of). `UPDATE …
+    /// SET revoked = true WHERE session = $1 AND NOT revoked AND NOT (offline AND
+    /// $2)`.
+    async fn revoke_session_grants(&self, session: &str, keep_offline: bool) -> StoreResult<usize>;
+    /// File the grants of session `from` under session `to`, whose public handle is
+    /// `sid` (a sign-in that replaced the browser's session with a fresh one for the
+    /// same subject keeps its apps' grants): each grant's `data.session` and
+    /// `data.sid` change together with its index entry, atomically per grant. Returns
+    /// how many moved. `UPDATE … SET session = $2, sid = $3 WHERE session = $1`.
+    async fn move_session_grants(&self, from: &str, to: &str, sid: &str) -> StoreResult<usize>;
     /// Revoke grant `barred.id`, or, when its code exchange has not written it yet,
     /// write `barred` (revoked) in its place so that exchange cannot issue tokens.
     /// `INSERT … ON CONFLICT DO UPDATE SET revoked = true`.
     async fn bar_grant(&self, barred: &Grant) -> StoreResult<()>;
     async fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
+    /// A refresh token's record, used or not, without touching it (revocation and
+    /// introspection look a token up; only [`rotate_refresh`](Self::rotate_refresh)
+    /// spends one).
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
     /// Mark `old` used and store `new`, atomically: of N parallel rotations of one token
     /// exactly one is `Rotated`; the rest are `Reused`, naming the grant whose family
     /// the caller revokes, and store nothing.

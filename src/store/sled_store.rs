@@ -18,6 +18,7 @@ use super::*;
 mod accounts;
 mod credentials;
 mod flows;
+mod grants;
 mod group_commit;
 
 /// The sled backend. A handle: clones share one database, so blocking work (the
@@ -65,6 +66,10 @@ pub struct Trees {
     live_flows: std::sync::atomic::AtomicUsize,
     codes: sled::Tree,
     grants: sled::Tree,
+    /// `<user id>\0<grant id>` → nothing: grants by account.
+    user_grants: sled::Tree,
+    /// `<session hash>\0<grant id>` → nothing: grants by SSO session.
+    session_grants: sled::Tree,
     refresh: sled::Tree,
     keys: sled::Tree,
     secrets: sled::Tree,
@@ -138,6 +143,8 @@ impl SledStore {
             live_flows,
             codes: tree("codes")?,
             grants: tree("grants")?,
+            user_grants: tree("user_grants")?,
+            session_grants: tree("session_grants")?,
             refresh: tree("refresh")?,
             keys: tree("keys")?,
             secrets: tree("secrets")?,
@@ -148,6 +155,7 @@ impl SledStore {
             trees: Arc::new(trees),
         };
         store.index_old_sessions()?;
+        store.index_old_grants()?;
         store.migrate_attempts()?;
         Ok(store)
     }
@@ -414,11 +422,7 @@ impl TokenStore for SledStore {
     }
 
     async fn create_grant(&self, grant: &Grant) -> StoreResult<bool> {
-        let created = self
-            .grants
-            .compare_and_swap(&grant.id, None as Option<&[u8]>, Some(encode(grant)?))
-            .map_err(backend)?;
-        Ok(created.is_ok())
+        self.insert_grant(grant)
     }
 
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
@@ -426,26 +430,27 @@ impl TokenStore for SledStore {
     }
 
     async fn revoke_grant(&self, id: &str) -> StoreResult<()> {
-        let mut err = None;
-        self.grants
-            .update_and_fetch(id, |old| {
-                let bytes = old?;
-                match serde_json::from_slice::<Grant>(bytes) {
-                    Ok(mut g) => {
-                        g.revoked = true;
-                        serde_json::to_vec(&g).ok().or_else(|| Some(bytes.to_vec()))
-                    }
-                    Err(e) => {
-                        err = Some(e.to_string());
-                        Some(bytes.to_vec())
-                    }
-                }
-            })
-            .map_err(backend)?;
-        match err {
-            Some(e) => Err(StoreError::Corrupt(e)),
-            None => Ok(()),
-        }
+        self.revoke_one(id, false).map(|_| ())
+    }
+
+    async fn grants_of(&self, user_id: &str) -> StoreResult<Vec<Grant>> {
+        self.indexed_grants(&self.user_grants, user_id)
+    }
+
+    async fn session_grants(&self, session: &str) -> StoreResult<Vec<Grant>> {
+        self.indexed_grants(&self.session_grants, session)
+    }
+
+    async fn revoke_grants_of(&self, user_id: &str) -> StoreResult<usize> {
+        self.revoke_indexed(&self.user_grants, user_id, false)
+    }
+
+    async fn revoke_session_grants(&self, session: &str, keep_offline: bool) -> StoreResult<usize> {
+        self.revoke_indexed(&self.session_grants, session, keep_offline)
+    }
+
+    async fn move_session_grants(&self, from: &str, to: &str, sid: &str) -> StoreResult<usize> {
+        self.move_grants(from, to, sid)
     }
 
     async fn bar_grant(&self, barred: &Grant) -> StoreResult<()> {
@@ -459,6 +464,10 @@ impl TokenStore for SledStore {
 
     async fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()> {
         Self::put(&self.refresh, token_hash, record)
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
+        Self::get(&self.refresh, token_hash)
     }
 
     async fn rotate_refresh(
@@ -675,7 +684,7 @@ impl SledStore {
         // recognised as reuse and revokes what the first use issued.
         let codes = Self::sweep_expired(&self.codes, now.saturating_sub(3600))?;
         let refresh = Self::sweep_expired(&self.refresh, now)?;
-        let grants = Self::sweep_expired(&self.grants, now)?;
+        let grants = self.sweep_grants(now)?;
         Ok(codes + refresh + grants)
     }
 }

@@ -92,6 +92,29 @@ async fn sessions_written_before_the_index_are_indexed_on_open() {
     assert_eq!(listed, ["old"]);
 }
 
+#[tokio::test]
+async fn grants_written_before_the_index_are_revoked_with_their_account() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // An older version's grant: no `offline`, no `session`, and no index entry.
+        let db = sled::open(dir.path()).unwrap();
+        let mut old = serde_json::to_value(super::contract::grant("g_old")).unwrap();
+        old.as_object_mut().unwrap().remove("offline");
+        old["data"].as_object_mut().unwrap().remove("session");
+        db.open_tree("grants")
+            .unwrap()
+            .insert("g_old", serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let listed = store.grants_of("u1").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].offline && listed[0].data.session.is_none());
+    assert_eq!(store.revoke_grants_of("u1").await.unwrap(), 1);
+    assert!(store.grant("g_old").await.unwrap().unwrap().revoked);
+}
+
 /// Open a folder with plain sled right after a store of it was dropped: its flusher
 /// thread may hold the folder's lock a moment longer.
 fn reopen_raw(path: &std::path::Path) -> sled::Db {

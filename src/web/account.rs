@@ -114,6 +114,15 @@ struct IdentityView {
     subject: String,
 }
 
+/// An app's grant, with what its revoke button posts.
+#[derive(Serialize)]
+struct GrantView {
+    id: String,
+    app: String,
+    granted_at: String,
+    offline: bool,
+}
+
 #[derive(Serialize)]
 struct SessionView {
     handle: String,
@@ -122,6 +131,7 @@ struct SessionView {
     expires_at: String,
     method: String,
     apps: String,
+    grants: Vec<GrantView>,
 }
 
 /// `account.html`.
@@ -146,6 +156,26 @@ struct AccountPage {
     totp: bool,
     recovery_codes_left: usize,
     sessions: Vec<SessionView>,
+    /// Offline grants whose session has ended.
+    offline: Vec<GrantView>,
+}
+
+/// An app's name by its client id (the id itself for an app no longer configured).
+pub(super) fn app_name(config: &Config, client_id: &str) -> String {
+    config
+        .apps
+        .values()
+        .find(|a| a.client_id == client_id)
+        .map_or_else(|| client_id.to_string(), |a| a.name.clone())
+}
+
+fn grant_view(config: &Config, g: &crate::store::Grant) -> GrantView {
+    GrantView {
+        id: g.id.clone(),
+        app: app_name(config, &g.client_id),
+        granted_at: crate::timefmt::rfc3339(g.created_at),
+        offline: g.offline,
+    }
 }
 
 fn connection_label(config: &Config, id: &str) -> String {
@@ -175,13 +205,6 @@ fn page(state: &Shared, config: &Config, o: Overview, csrf: String, flash: Flash
             editable: config.my_account.editable.contains(f),
         })
         .collect::<Vec<_>>();
-    let app_name = |client_id: &String| {
-        config
-            .apps
-            .values()
-            .find(|a| &a.client_id == client_id)
-            .map_or_else(|| client_id.clone(), |a| a.name.clone())
-    };
     AccountPage {
         layout: state.layout(config, "My Account", None),
         csrf,
@@ -221,11 +244,13 @@ fn page(state: &Shared, config: &Config, o: Overview, csrf: String, flash: Flash
                     .session
                     .clients
                     .iter()
-                    .map(app_name)
+                    .map(|c| app_name(config, c))
                     .collect::<Vec<_>>()
                     .join(", "),
+                grants: s.grants.iter().map(|g| grant_view(config, g)).collect(),
             })
             .collect(),
+        offline: o.offline.iter().map(|g| grant_view(config, g)).collect(),
     }
 }
 

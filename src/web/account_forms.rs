@@ -201,3 +201,20 @@ pub async fn account_session_end_post(
     let answer = forms::end_session(&core.ctx(), &signed, &form.session).await?;
     reply(&core.config, jar, answer)
 }
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    #[serde(default)]
+    grant: String,
+}
+
+pub async fn account_grant_revoke_post(
+    core: Core,
+    jar: CookieJar,
+    AccountForm { signed, form, .. }: AccountForm<GrantForm>,
+) -> Result<Response, WebError> {
+    let config = core.config.clone();
+    let app_name = |client_id: &str| super::account::app_name(&config, client_id);
+    let answer = forms::revoke_grant(&core.ctx(), &signed, &form.grant, &app_name).await?;
+    reply(&core.config, jar, answer)
+}

@@ -1,5 +1,5 @@
-//! The small admin API beside SCIM, under `/admin/v1`: resetting an account's TOTP and
-//! unlocking it (scope `scim`) and reading the audit trail (scope `audit`). Same bearer tokens as
+//! The small admin API beside SCIM, under `/admin/v1`: resetting an account's TOTP,
+//! unlocking it and signing it out everywhere (scope `scim`) and reading the audit trail (scope `audit`). Same bearer tokens as
 //! SCIM; answers are plain JSON, errors OAuth's `{ "error", "error_description" }`,
 //! written out by `error.rs`.
 
@@ -61,6 +61,21 @@ pub async fn unlock_post(
 ) -> Result<Response, WebError> {
     let answer = admin(&core, &caller.client)
         .unlock(&id)
+        .await
+        .map_err(oauth_error)?;
+    Ok(json_no_store(answer.body.unwrap_or(Value::Null)))
+}
+
+/// `POST /admin/v1/users/{id}/sign-out`: end every SSO session of the account and
+/// revoke every grant it holds, offline ones included. Answers the SCIM representation
+/// of the user.
+pub async fn sign_out_post(
+    core: Core,
+    caller: Caller<AdminScope>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let answer = admin(&core, &caller.client)
+        .sign_out(&id)
         .await
         .map_err(oauth_error)?;
     Ok(json_no_store(answer.body.unwrap_or(Value::Null)))

@@ -63,7 +63,8 @@ fn class_of(method: &Method, path: &str, base: &str) -> Option<Class> {
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["token"] => Some(Class::Token),
+        // Each checks a client secret: one throttle for all three.
+        ["token" | "revoke" | "introspect"] => Some(Class::Token),
         ["signup", _] => Some(Class::SignUp),
         // A reset request mails a code; a reset or a sign-up's verification guesses one.
         ["login", _, "forgot"] => Some(Class::Email),
@@ -212,6 +213,8 @@ mod tests {
         assert_eq!(c(&post, "/login/f1/reset"), Some(Class::SignIn));
         assert_eq!(c(&get, "/login/f1/forgot"), None);
         assert_eq!(c(&post, "/token"), Some(Class::Token));
+        assert_eq!(c(&post, "/revoke"), Some(Class::Token));
+        assert_eq!(c(&post, "/introspect"), Some(Class::Token));
         assert_eq!(c(&get, "/scim/v2/Users"), Some(Class::Api));
         assert_eq!(c(&post, "/admin/v1/users/u1/reset-totp"), Some(Class::Api));
         assert_eq!(

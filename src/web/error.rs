@@ -192,13 +192,15 @@ pub(crate) enum ErrorStyle {
 }
 
 impl ErrorStyle {
-    /// Machines call the token, userinfo, metrics and admin endpoints and SCIM; people
-    /// see the rest in a browser.
+    /// Machines call the token, revocation, introspection, userinfo, metrics and admin
+    /// endpoints and SCIM; people see the rest in a browser.
     pub(crate) fn of(path: &str, base: &str) -> ErrorStyle {
         let path = path.strip_prefix(base).unwrap_or(path);
         if path.starts_with("/scim/") {
             ErrorStyle::Scim
         } else if path == "/token"
+            || path == "/revoke"
+            || path == "/introspect"
             || path == "/userinfo"
             || path.starts_with("/admin/")
             || path == "/metrics"
@@ -335,6 +337,8 @@ mod tests {
     #[test]
     fn machines_read_json_errors_and_people_read_pages() {
         assert_eq!(ErrorStyle::of("/token", ""), ErrorStyle::OAuth);
+        assert_eq!(ErrorStyle::of("/revoke", ""), ErrorStyle::OAuth);
+        assert_eq!(ErrorStyle::of("/introspect", ""), ErrorStyle::OAuth);
         assert_eq!(ErrorStyle::of("/idp/token", "/idp"), ErrorStyle::OAuth);
         assert_eq!(ErrorStyle::of("/admin/v1/events", ""), ErrorStyle::OAuth);
         assert_eq!(ErrorStyle::of("/scim/v2/Users", ""), ErrorStyle::Scim);

@@ -351,6 +351,10 @@ fn self_service_and_admin_routes() -> Router<Shared> {
             post(account_forms::account_session_end_post),
         )
         .route(
+            "/myaccount/grants/revoke",
+            post(account_forms::account_grant_revoke_post),
+        )
+        .route(
             "/scim/v2/Users",
             get(scim::users_get).post(scim::users_post),
         )
@@ -374,6 +378,7 @@ fn self_service_and_admin_routes() -> Router<Shared> {
             post(admin::reset_totp_post),
         )
         .route("/admin/v1/users/{id}/unlock", post(admin::unlock_post))
+        .route("/admin/v1/users/{id}/sign-out", post(admin::sign_out_post))
         .route("/admin/v1/events", get(admin::events_get))
 }
 
@@ -398,6 +403,8 @@ pub fn app(state: Shared) -> Router {
             get(oidc_routes::authorize_get).post(oidc_routes::authorize_post),
         )
         .route("/token", post(oidc_routes::token))
+        .route("/revoke", post(oidc_routes::revoke_post))
+        .route("/introspect", post(oidc_routes::introspect_post))
         .route(
             "/userinfo",
             get(oidc_routes::userinfo_get).post(oidc_routes::userinfo_post),

@@ -1,4 +1,5 @@
-//! Protocol endpoints: discovery, JWKS, authorize, token, userinfo, logout.
+//! Protocol endpoints: discovery, JWKS, authorize, token, revocation, introspection,
+//! userinfo, logout.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,8 @@ use super::extract::{bearer, Core, CsrfForm};
 use super::{cookies, login, Shared, WebError};
 use crate::oidc::authorize::{self, AuthorizeError};
 use crate::oidc::logout;
-use crate::oidc::token::{self, TokenRequest};
+use crate::oidc::revocation;
+use crate::oidc::token::{self, TokenError, TokenRequest};
 use crate::oidc::{ErrorCode, OAuthError};
 use crate::signin;
 use crate::web::pages::{LogoutPage, MessagePage};
@@ -129,22 +131,39 @@ fn token_response(body: serde_json::Value) -> Response {
     res
 }
 
+/// A form-encoded request to the token, revocation or introspection endpoint.
+fn client_request(
+    headers: &HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<TokenRequest, OAuthError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match form {
+        Ok(Form(pairs)) => TokenRequest::parse(pairs, authorization),
+        Err(_) => Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )),
+    }
+}
+
+/// A refused client request, with the `WWW-Authenticate` challenge it calls for.
+fn client_error(e: TokenError) -> WebError {
+    let challenge = e.challenge();
+    let error = WebError::oauth(e.error);
+    match challenge {
+        Some(c) => error.with_challenge(HeaderValue::from_static(c)),
+        None => error,
+    }
+}
+
 pub async fn token(
     State(state): State<Shared>,
     core: Core,
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let request = match form {
-        Ok(Form(pairs)) => TokenRequest::parse(pairs, authorization),
-        Err(_) => Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        )),
-    };
-    let request = request.map_err(|e| {
+    let request = client_request(&headers, form).map_err(|e| {
         state.metrics.token(None, e.code.as_str());
         WebError::oauth(e)
     })?;
@@ -155,17 +174,33 @@ pub async fn token(
         Err(e) => e.error.code.as_str(),
     };
     state.metrics.token(grant_type.as_deref(), outcome);
-    match result {
-        Ok(body) => Ok(token_response(body)),
-        Err(e) => {
-            let challenge = e.challenge();
-            let error = WebError::oauth(e.error);
-            Err(match challenge {
-                Some(c) => error.with_challenge(HeaderValue::from_static(c)),
-                None => error,
-            })
-        }
-    }
+    result.map(token_response).map_err(client_error)
+}
+
+/// `POST /revoke` (RFC 7009): an empty 200 whether or not there was anything to revoke.
+pub async fn revoke_post(
+    core: Core,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, WebError> {
+    let request = client_request(&headers, form).map_err(WebError::oauth)?;
+    revocation::revoke(&core.ctx(), &core.keys, &request)
+        .await
+        .map_err(client_error)?;
+    Ok(token_response(serde_json::json!({})))
+}
+
+/// `POST /introspect` (RFC 7662).
+pub async fn introspect_post(
+    core: Core,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, WebError> {
+    let request = client_request(&headers, form).map_err(WebError::oauth)?;
+    revocation::introspect(&core.ctx(), &core.keys, &request)
+        .await
+        .map(token_response)
+        .map_err(client_error)
 }
 
 /// 401 for a bearer token that is missing (no error code, RFC 6750 §3.1) or no good.

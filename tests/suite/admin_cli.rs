@@ -135,6 +135,13 @@ async fn the_cli_lists_manages_and_audits_users() {
     let out = cli(&w, &["users", "unlock", "ada@example.com"], &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("unlocked"), "{}", stdout(&out));
+    let out = cli(&w, &["users", "sign-out", "ada@example.com"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("signed ada@example.com out everywhere"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = cli(&w, &["users", "delete", "bob"], &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -156,6 +163,7 @@ async fn the_cli_lists_manages_and_audits_users() {
         "sign_in",
         "admin.totp_reset",
         "admin.user_unlocked",
+        "admin.user_signed_out",
     ] {
         assert!(events.contains(kind), "{kind} in {events}");
     }

@@ -24,6 +24,8 @@ mod oidc_errors;
 mod oidc_login;
 mod password_reset;
 mod recording;
+mod revocation;
+mod revocation_account;
 mod scim;
 mod script_steps;
 mod scripts;

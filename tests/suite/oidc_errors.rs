@@ -339,6 +339,7 @@ async fn an_expired_code_is_invalid_grant() {
             amr: vec!["pwd".into()],
             claims: Default::default(),
             sid: None,
+            session: None,
         },
         expires_at: usher.clock.now() - 1,
         redeemed_by: None,

@@ -122,15 +122,16 @@ async fn post_reset(
     (location, browser.follow(usher, res).await.unwrap())
 }
 
-/// Sign in with a password and the emailed code; returns the app's redirect.
+/// Sign in with a password and the emailed code; returns the app's redirect and the
+/// start of the sign-in (its PKCE verifier redeems the code).
 async fn sign_in_fully(
     usher: &Usher,
     sink: &SmtpSink,
     browser: &Browser,
     rp: &Rp,
     password: &str,
-) -> url::Url {
-    let (page, _) = password_page(usher, browser, rp).await;
+) -> (url::Url, AuthStart) {
+    let (page, start) = password_page(usher, browser, rp).await;
     let code_page = browser
         .submit_password(usher, &page, "alice", password)
         .await
@@ -143,7 +144,8 @@ async fn sign_in_fully(
             &[("csrf", &code_page.csrf()), ("code", &code)],
         )
         .await;
-    browser.follow(usher, res).await.expect_err("signed in")
+    let back = browser.follow(usher, res).await.expect_err("signed in");
+    (back, start)
 }
 
 #[tokio::test]
@@ -151,9 +153,18 @@ async fn a_forgotten_password_is_reset_by_a_mailed_code_and_the_second_factor_is
     let (usher, sink) = start().await;
     let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
 
-    // Another browser of Alice's is signed in: the reset ends it.
+    // Another browser of Alice's is signed in, and Thrift holds tokens from it:
+    // the reset ends the session and revokes them.
     let elsewhere = Browser::new();
-    sign_in_fully(&usher, &sink, &elsewhere, &rp, "wonderland-rabbit").await;
+    let (back, start) = sign_in_fully(&usher, &sink, &elsewhere, &rp, "wonderland-rabbit").await;
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .expect("code exchange");
+    let refresh_token = {
+        use openidconnect::OAuth2TokenResponse;
+        tokens.refresh_token().expect("a refresh token").clone()
+    };
     assert_eq!(usher.store.sessions_of("u_alice").await.unwrap().len(), 1);
 
     let browser = Browser::new();
@@ -211,6 +222,16 @@ async fn a_forgotten_password_is_reset_by_a_mailed_code_and_the_second_factor_is
         .await
         .expect("the other browser is asked to sign in again");
     assert!(elsewhere_again.body.contains("name=\"password\""));
+    let refused = rp
+        .client
+        .exchange_refresh_token(&refresh_token)
+        .unwrap()
+        .request_async(&rp.http)
+        .await;
+    assert!(
+        format!("{refused:?}").contains("invalid_grant"),
+        "the reset revoked the account's grants: {refused:?}"
+    );
 
     // The same code again, in the same sign-in: refused, and the password stays.
     let (location, _) = post_reset(

@@ -172,6 +172,12 @@ pass! {
         fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
         fn revoke_grant(&self, id: &str) -> StoreResult<()>;
         fn bar_grant(&self, barred: &Grant) -> StoreResult<()>;
+        fn grants_of(&self, user_id: &str) -> StoreResult<Vec<Grant>>;
+        fn session_grants(&self, session: &str) -> StoreResult<Vec<Grant>>;
+        fn revoke_grants_of(&self, user_id: &str) -> StoreResult<usize>;
+        fn revoke_session_grants(&self, session: &str, keep_offline: bool) -> StoreResult<usize>;
+        fn move_session_grants(&self, from: &str, to: &str, sid: &str) -> StoreResult<usize>;
+        fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
         fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
         fn rotate_refresh(&self, old_hash: &str, new_hash: &str, new: &RefreshRecord) -> StoreResult<Rotate>;
     }

@@ -20,6 +20,7 @@
 pub mod accounts;
 pub mod counters;
 pub mod credentials;
+pub mod grants;
 pub mod hooked;
 pub mod short_lived;
 pub mod tokens;
@@ -109,6 +110,7 @@ pub fn code() -> CodeRecord {
             amr: vec!["pwd".into()],
             claims: BTreeMap::new(),
             sid: None,
+            session: None,
         },
         expires_at: 100,
         redeemed_by: None,
@@ -125,6 +127,7 @@ pub fn grant(id: &str) -> Grant {
         nonce: None,
         data: c.grant,
         revoked: false,
+        offline: false,
         created_at: 1,
         expires_at: 100,
     }
@@ -200,6 +203,13 @@ macro_rules! store_contract_tests {
             tokens::refresh_rotation_detects_reuse,
             tokens::parallel_refreshes_rotate_once_and_the_reuse_names_the_family,
             tokens::expired_tokens_are_swept_and_late_code_reuse_is_still_seen,
+            grants::grants_are_listed_by_account_and_by_session,
+            grants::ending_a_session_revokes_its_grants_and_can_keep_offline_ones,
+            grants::revoking_an_account_revokes_every_grant_it_holds,
+            grants::parallel_revocations_count_each_grant_once,
+            grants::swept_grants_leave_both_indexes,
+            grants::a_sessions_grants_move_to_the_session_replacing_it,
+            grants::a_refresh_token_is_looked_up_without_being_spent,
             tokens::server_secrets_are_created_once_even_in_parallel,
             tokens::signing_keys_are_kept,
             short_lived::flows_are_counted_and_swept_by_age,
