@@ -129,21 +129,7 @@ async fn back(
     outcome: Result<String, AccountError>,
     codes: Vec<String>,
 ) -> Result<Reply, AccountError> {
-    let (notice, error) = match outcome {
-        Ok(notice) => (Some(notice), None),
-        Err(AccountError::Refused(message)) => (None, Some(message)),
-        Err(fault) => return Err(fault),
-    };
-    let flash = Flash {
-        user_id: user_id.to_string(),
-        notice,
-        error,
-        codes,
-        pending_email: None,
-    };
-    Ok(Reply::Back {
-        flash: put_flash(ctx, &flash).await?,
-    })
+    back_with(ctx, user_id, outcome, codes, None).await
 }
 
 /// The same, with the page asking for the code mailed to `pending` (when there is one).
@@ -152,6 +138,16 @@ async fn back_pending(
     user_id: &str,
     outcome: Result<String, AccountError>,
     pending: Option<String>,
+) -> Result<Reply, AccountError> {
+    back_with(ctx, user_id, outcome, Vec::new(), pending).await
+}
+
+async fn back_with(
+    ctx: &Ctx<'_>,
+    user_id: &str,
+    outcome: Result<String, AccountError>,
+    codes: Vec<String>,
+    pending_email: Option<String>,
 ) -> Result<Reply, AccountError> {
     let (notice, error) = match outcome {
         Ok(notice) => (Some(notice), None),
@@ -162,8 +158,8 @@ async fn back_pending(
         user_id: user_id.to_string(),
         notice,
         error,
-        codes: Vec::new(),
-        pending_email: pending,
+        codes,
+        pending_email,
     };
     Ok(Reply::Back {
         flash: put_flash(ctx, &flash).await?,
