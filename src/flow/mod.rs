@@ -139,6 +139,11 @@ pub struct Flow {
     /// account is created only once the code mailed to the address comes back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_up: Option<PendingSignUp>,
+    /// The account's email address was proven in this sign-in (the code mailed at
+    /// sign-up came back): as good as passing its email-code factor here, so the new
+    /// account may set up an authenticator in the same sign-in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mailbox_proven: bool,
     /// Claims the script set in its latest run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, Value>,
@@ -241,6 +246,7 @@ impl Flow {
             recording: None,
             reset: None,
             sign_up: None,
+            mailbox_proven: false,
             claims: BTreeMap::new(),
             trace: Vec::new(),
             script_log: Vec::new(),

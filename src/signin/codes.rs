@@ -68,13 +68,16 @@ pub const PASS_FIRST: &str = "This account already has a second factor. Verify w
 
 /// Whether a new authenticator may be enrolled in this sign-in: only for an account
 /// with no second factor at all, or once the user has passed one of its factors in
-/// this sign-in (an earlier session's pass does not count).
+/// this sign-in (an earlier session's pass does not count). A sign-up whose address
+/// code came back in this sign-in has passed the email factor that address is.
 pub async fn enrolment_allowed(ctx: Ctx<'_>, flow: &Flow, user_id: &str) -> CoreResult<bool> {
     let Some(user) = ctx.store.user(user_id).await? else {
         return Ok(false);
     };
     let factors = steps::factors(ctx.store, ctx.config, &user).await?;
+    let email = StepOption::EmailOtp.name();
     Ok(factors.is_empty()
+        || (flow.mailbox_proven && factors.iter().any(|f| f == email))
         || flow
             .done()
             .iter()

@@ -277,6 +277,7 @@ pub async fn verify_sign_up(
         }
     }
     flow.sign_up = None;
+    flow.mailbox_proven = true;
     let done = sign_up(
         ctx,
         flow,

@@ -663,6 +663,54 @@ async fn a_held_sign_up_makes_its_account_only_when_the_code_comes_back() {
 }
 
 #[tokio::test]
+async fn the_address_proven_at_sign_up_counts_as_its_email_factor_for_enrolment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usher.yaml");
+    std::fs::write(
+        &path,
+        "issuer: http://localhost:9000\napps:\n  a:\n    name: A\n    client_id: a\n    redirect_uris: [http://localhost:1/cb]\n    sign_up: true\n    sign_in: { steps: [[password], [totp, email_otp]] }\n",
+    )
+    .unwrap();
+    let config = crate::config::load_with_env(&path, &|_| None)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .config;
+    let store = SledStore::temporary().unwrap();
+    let ctx = at(&config, &store);
+    let mut f = flow(&config);
+    let hash = crate::store::PasswordHash("$argon2id$stand-in".into());
+    let sent = hold_sign_up(ctx, &mut f, 1, "new@example.com", hash)
+        .await
+        .unwrap()
+        .expect("a code for the address");
+    let Verified::Done(SignedUp::Created { user_id }) =
+        verify_sign_up(ctx, &mut f, 1, "a", sent.code.expose())
+            .await
+            .unwrap()
+    else {
+        panic!("created")
+    };
+    // The verified address is a second factor the new account already has…
+    let user = store.user(&user_id).await.unwrap().unwrap();
+    assert_eq!(
+        crate::authn::steps::factors(&store, &config, &user)
+            .await
+            .unwrap(),
+        ["email_otp"]
+    );
+    // …and it was proven in this very sign-in: an authenticator may be set up now.
+    assert!(crate::signin::codes::enrolment_allowed(ctx, &f, &user_id)
+        .await
+        .unwrap());
+    // A later sign-in with the password alone may not.
+    let later = flow(&config);
+    assert!(
+        !crate::signin::codes::enrolment_allowed(ctx, &later, &user_id)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
 async fn past_the_daily_cap_a_reset_code_is_not_even_checked() {
     let store = SledStore::temporary().unwrap();
     let config = config();
