@@ -105,14 +105,20 @@ pub fn render(
 }
 
 /// Tell `user` that `change` was made at `at` by `by`. Nothing is sent to an account
-/// without an address; a failure is logged. Sending runs on the blocking pool and is
+/// without a verified address; a failure is logged. Sending runs on the blocking pool and is
 /// awaited, so the notice has left (or failed) when the change's answer goes back.
 pub async fn changed(config: &Config, by: &By, user: &User, change: Change, at: u64) {
     let Some(mailer) = by.mailer.clone() else {
         return;
     };
-    let Some(to) = user.email.clone().filter(|e| !e.is_empty()) else {
-        tracing::debug!(user = %user.id, change = ?change, "no address to send the notice to");
+    // Only a verified address: an unproven one may be a stranger's, who would learn the
+    // username and the client address of every change.
+    let Some(to) = user
+        .email
+        .clone()
+        .filter(|e| !e.is_empty() && user.email_verified)
+    else {
+        tracing::debug!(user = %user.id, change = ?change, "no verified address to send the notice to");
         return;
     };
     let mail = render(config, user, &change, at, by.client);

@@ -8,7 +8,7 @@
 use super::attempts::{self, Attempts, Holder, Limit, Reserved, Rules, Ticket};
 use super::recovery;
 use crate::config::{Config, StepOption};
-use crate::flow::{Flow, Subject};
+use crate::flow::{password_fingerprint, Flow, Subject};
 use crate::store::{Store, StoreResult, User};
 
 pub const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
@@ -180,6 +180,8 @@ pub async fn password_end(
                     now,
                 ) {
                     flow.tell(e.description);
+                } else {
+                    flow.password_seen = u.password_hash.as_ref().map(password_fingerprint);
                 }
             }
         }

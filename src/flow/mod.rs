@@ -139,6 +139,11 @@ pub struct Flow {
     /// account is created only once the code mailed to the address comes back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_up: Option<PendingSignUp>,
+    /// A fingerprint of the password hash the user typed a match for in this sign-in
+    /// ([`password_fingerprint`]): when the account's password changes (a reset, My
+    /// Account), a sign-in still under way with the old one is void.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_seen: Option<String>,
     /// The account's email address was proven in this sign-in (the code mailed at
     /// sign-up came back): as good as passing its email-code factor here, so the new
     /// account may set up an authenticator in the same sign-in.
@@ -247,6 +252,7 @@ impl Flow {
             reset: None,
             sign_up: None,
             mailbox_proven: false,
+            password_seen: None,
             claims: BTreeMap::new(),
             trace: Vec::new(),
             script_log: Vec::new(),
@@ -496,3 +502,10 @@ pub fn satisfied_options(flow: &Flow) -> BTreeMap<String, u64> {
 
 #[cfg(test)]
 mod tests;
+
+/// A short fingerprint of a stored password hash: enough to notice the password has
+/// changed since a sign-in checked it, and nothing an attacker could use (the hash is
+/// salted and slow; this is a digest of it).
+pub fn password_fingerprint(hash: &crate::store::PasswordHash) -> String {
+    crate::crypto::token_hash(&hash.0)
+}

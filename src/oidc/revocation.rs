@@ -239,8 +239,9 @@ pub async fn introspect(
 
 /// Whether a grant still issues good tokens: not revoked, its account (if any) still
 /// there and enabled, and, unless offline, its SSO session still live — the refresh
-/// grant's own checks, so introspection never calls active what a refresh refuses.
-async fn live_grant(ctx: &Ctx<'_>, grant: &Grant) -> Result<bool, StoreError> {
+/// grant's own checks, so introspection and userinfo never accept what a refresh
+/// refuses.
+pub(crate) async fn live_grant(ctx: &Ctx<'_>, grant: &Grant) -> Result<bool, StoreError> {
     if grant.revoked || ctx.now > grant.expires_at {
         return Ok(false);
     }

@@ -633,7 +633,7 @@ pub async fn userinfo(
     let Some(grant) = store.grant(&claims.gid).await? else {
         return Ok(None);
     };
-    if grant.revoked || grant.data.sub != claims.sub {
+    if grant.data.sub != claims.sub || !super::revocation::live_grant(ctx, &grant).await? {
         return Ok(None);
     }
     let scopes: Vec<String> = claims.scope.split(' ').map(String::from).collect();

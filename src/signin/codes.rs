@@ -61,7 +61,14 @@ pub enum TotpPrompt {
     /// up only after that one is passed (else a stolen password would enrol the thief's
     /// authenticator).
     PassFirst,
+    /// No second factor at all, but nothing was proven in this sign-in (an SSO session
+    /// passed every step so far): a credential is set up only after the user signs in
+    /// for real, here or in My Account.
+    SignInFirst,
 }
+
+/// What the user is told when enrolment waits for a real sign-in.
+pub const SIGN_IN_FIRST: &str = "Setting up an authenticator app needs a sign-in with your password now; a saved session is not enough.";
 
 /// What the user is told when enrolment waits for the account's existing factor.
 pub const PASS_FIRST: &str = "This account already has a second factor. Verify with it first; you can then set up an authenticator app in My Account.";
@@ -69,19 +76,37 @@ pub const PASS_FIRST: &str = "This account already has a second factor. Verify w
 /// Whether a new authenticator may be enrolled in this sign-in: only for an account
 /// with no second factor at all, or once the user has passed one of its factors in
 /// this sign-in (an earlier session's pass does not count). A sign-up whose address
-/// code came back in this sign-in has passed the email factor that address is.
+/// code came back in this sign-in has passed the email factor that address is. Either
+/// way something was proven in this sign-in; a session alone enrols nothing.
 pub async fn enrolment_allowed(ctx: Ctx<'_>, flow: &Flow, user_id: &str) -> CoreResult<bool> {
+    Ok(enrolment_refused(ctx, flow, user_id).await?.is_none())
+}
+
+/// Why a new authenticator may not be enrolled in this sign-in, if it may not.
+async fn enrolment_refused(
+    ctx: Ctx<'_>,
+    flow: &Flow,
+    user_id: &str,
+) -> CoreResult<Option<TotpPrompt>> {
     let Some(user) = ctx.store.user(user_id).await? else {
-        return Ok(false);
+        return Ok(Some(TotpPrompt::PassFirst));
     };
     let factors = steps::factors(ctx.store, ctx.config, &user).await?;
     let email = StepOption::EmailOtp.name();
-    Ok(factors.is_empty()
-        || (flow.mailbox_proven && factors.iter().any(|f| f == email))
+    let passed = (flow.mailbox_proven && factors.iter().any(|f| f == email))
         || flow
             .done()
             .iter()
-            .any(|r| !r.from_session && factors.contains(&r.option)))
+            .any(|r| !r.from_session && factors.contains(&r.option));
+    // Someone must have proven something in this sign-in: an SSO session alone (perhaps
+    // hours old, perhaps a borrowed browser) does not set up a credential, as My
+    // Account's step-up would not let it either.
+    let active_here = flow.interactive() || flow.mailbox_proven;
+    Ok(match (factors.is_empty(), passed, active_here) {
+        (true, _, true) | (false, true, _) => None,
+        (true, _, false) => Some(TotpPrompt::SignInFirst),
+        (false, false, _) => Some(TotpPrompt::PassFirst),
+    })
 }
 
 /// Prepare the TOTP page of an account: the pending (unconfirmed) secret if there is
@@ -101,9 +126,9 @@ pub async fn totp_prompt(
     if !app.mfa_enrolment {
         return Ok(TotpPrompt::NotOffered);
     }
-    if !enrolment_allowed(ctx, flow, user_id).await? {
-        tracing::info!(flow = %flow.id, "authenticator enrolment refused: the account's existing second factor was not passed");
-        return Ok(TotpPrompt::PassFirst);
+    if let Some(refused) = enrolment_refused(ctx, flow, user_id).await? {
+        tracing::info!(flow = %flow.id, why = ?refused, "authenticator enrolment refused");
+        return Ok(refused);
     }
     let had_one = existing.is_some();
     if let Some(secret) = existing.and_then(|c| sealing.open(&c.sealed_secret, user_id.as_bytes()))
@@ -164,9 +189,16 @@ pub async fn submit_totp(
         }
         return Ok(Checked::Refused);
     };
-    if !credential.confirmed && !enrolment_allowed(ctx, flow, uid).await? {
+    let refused = match credential.confirmed {
+        true => None,
+        false => enrolment_refused(ctx, flow, uid).await?,
+    };
+    if let Some(refused) = refused {
         // A pending secret (from another page, or My Account) is not confirmed here.
-        flow.tell(PASS_FIRST);
+        flow.tell(match refused {
+            TotpPrompt::SignInFirst => SIGN_IN_FIRST,
+            _ => PASS_FIRST,
+        });
         flow.log(format!(
             "step {}: authenticator enrolment refused: the account's existing second factor was not passed",
             at.step

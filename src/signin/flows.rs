@@ -6,7 +6,7 @@
 use super::{CoreError, CoreResult, Ctx};
 use crate::config::App;
 use crate::crypto::{time_prefixed_id, token_hash};
-use crate::flow::Flow;
+use crate::flow::{password_fingerprint, Flow};
 use crate::oidc::authorize::AuthRequest;
 use crate::secret::ct_eq;
 use crate::store::{Session, StoreResult};
@@ -55,7 +55,28 @@ pub async fn load(ctx: Ctx<'_>, id: &str, browser: Option<&str>) -> StoreResult<
         return Ok(None);
     };
     let bound = browser.is_some_and(|b| ct_eq(token_hash(b).as_bytes(), flow.browser.as_bytes()));
-    Ok((bound && flow.expires_at > ctx.now).then_some(flow))
+    if !bound || flow.expires_at <= ctx.now {
+        return Ok(None);
+    }
+    if !password_still_current(ctx, &flow).await? {
+        // The password this sign-in passed has been changed (a reset, My Account)
+        // since: whoever typed the old one goes no further.
+        ctx.store.delete_flow(&flow.id).await?;
+        return Ok(None);
+    }
+    Ok(Some(flow))
+}
+
+/// Whether the password the flow passed is still the account's.
+async fn password_still_current(ctx: Ctx<'_>, flow: &Flow) -> StoreResult<bool> {
+    let (Some(seen), Some(user_id)) = (
+        &flow.password_seen,
+        flow.subject().and_then(|s| s.user_id.as_deref()),
+    ) else {
+        return Ok(true);
+    };
+    let current = ctx.store.user(user_id).await?.and_then(|u| u.password_hash);
+    Ok(current.is_some_and(|h| ct_eq(password_fingerprint(&h).as_bytes(), seen.as_bytes())))
 }
 
 /// Keep the flow for the next request.

@@ -101,6 +101,18 @@ pub(crate) async fn render(
                         back_url,
                     });
                 }
+                TotpPrompt::SignInFirst => {
+                    return Err(WebError::Page {
+                        status: StatusCode::FORBIDDEN,
+                        title: "Sign in again first",
+                        message: codes::SIGN_IN_FIRST.into(),
+                        hint: Some(format!(
+                            "Sign out and sign in again with your password, or set it up at {}/myaccount.",
+                            crate::oidc::issuer(config).trim_end_matches('/')
+                        )),
+                        back_url,
+                    });
+                }
                 TotpPrompt::NotOffered => {
                     return Err(WebError::page(
                         StatusCode::FORBIDDEN,

@@ -7,6 +7,7 @@ mod smtp_sink;
 
 mod accounts_and_reload;
 mod admin_cli;
+mod attacks_lifecycle;
 mod bench;
 mod bounded_input;
 mod config_admin;
