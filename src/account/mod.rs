@@ -116,6 +116,11 @@ pub async fn sign_out_everywhere(
     keep: Keep<'_>,
 ) -> StoreResult<SignedOut> {
     let mut out = SignedOut::default();
+    // A half-set-up authenticator's key may have been seen by whoever is being signed
+    // out: the owner's next set-up starts from a new one.
+    if store.totp(user_id).await?.is_some_and(|c| !c.confirmed) {
+        store.delete_totp(user_id).await?;
+    }
     for (hash, _) in store.sessions_of(user_id).await? {
         if Some(hash.as_str()) != keep.session {
             store.delete_session(&hash).await?;

@@ -346,3 +346,60 @@ async fn change_notices_are_not_mailed_to_an_unverified_address() {
         mail.unwrap_or_default()
     );
 }
+
+/// BREAK: the authenticator key shown at an enrolment page is kept per account and
+/// shown again to the next sign-in — even after a password reset. Someone who knows
+/// Alice's password opens the enrolment page and notes the key; Alice, suspecting
+/// nothing or after resetting her password to shut them out, later signs in and is shown
+/// that same key, and enrols it: the intruder now holds her authenticator's seed.
+///
+/// Expected: a pending key is bound to the sign-in that showed it (a new sign-in gets a
+/// new key), and at the very least a password reset discards it
+/// (src/signin/codes.rs `totp_prompt` reuses `existing` unconfirmed secrets).
+#[tokio::test]
+async fn an_enrolment_key_seen_before_a_reset_is_not_shown_to_the_owner_after_it() {
+    let sink = SmtpSink::start().await;
+    let usher = Usher::start(&bank_config(sink.port())).await;
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
+    let rp = Rp::discover(&usher, "bank", Some("bank-secret")).await;
+
+    async fn enrol_page(usher: &Usher, browser: &Browser, rp: &Rp, password: &str) -> Page {
+        let page = password_page(usher, browser, rp).await;
+        let mut enrol = browser
+            .submit_password(usher, &page, "alice", password)
+            .await
+            .expect("step 2");
+        if enrol.body.contains("name=\"option\"") {
+            enrol = pick(usher, browser, &enrol, "totp").await;
+        }
+        assert!(
+            enrol.body.contains("Set up your authenticator app"),
+            "{enrol:?}"
+        );
+        enrol
+    }
+
+    // The intruder, with the leaked password, only looks.
+    let intruder = Browser::new();
+    let seen = totp_secret(&enrol_page(&usher, &intruder, &rp, "wonderland-rabbit").await);
+
+    // Alice resets her password, then signs in and sets up her authenticator.
+    let alice = Browser::new();
+    let page = password_page(&usher, &alice, &rp).await;
+    reset_password(
+        &usher,
+        &sink,
+        &alice,
+        &page,
+        "alice",
+        "a-brand-new-password",
+    )
+    .await;
+    let shown = totp_secret(&enrol_page(&usher, &alice, &rp, "a-brand-new-password").await);
+    assert_ne!(
+        shown, seen,
+        "Alice is offered the authenticator key the intruder saw before her reset"
+    );
+}
