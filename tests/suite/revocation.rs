@@ -28,6 +28,20 @@ pub(crate) async fn sign_in(
     sign_in_with(usher, browser, client_id, secret, scope, &[]).await
 }
 
+/// Two sign-ins to Thrift in `browser`: one plain, one with `offline_access`.
+pub(crate) async fn online_and_offline(usher: &Usher, browser: &Browser) -> (Tokens, Tokens) {
+    let online = sign_in(usher, browser, "thrift", Some(SECRET), "openid").await;
+    let offline = sign_in(
+        usher,
+        browser,
+        "thrift",
+        Some(SECRET),
+        "openid offline_access",
+    )
+    .await;
+    (online, offline)
+}
+
 /// [`sign_in`] with more authorization parameters (`prompt`, `max_age`).
 async fn sign_in_with(
     usher: &Usher,
@@ -161,15 +175,7 @@ async fn alice() -> Usher {
 async fn logout_with_an_id_token_hint_ends_the_sessions_refresh_tokens_but_not_offline_ones() {
     let usher = alice().await;
     let browser = Browser::new();
-    let online = sign_in(&usher, &browser, "thrift", Some(SECRET), "openid").await;
-    let offline = sign_in(
-        &usher,
-        &browser,
-        "thrift",
-        Some(SECRET),
-        "openid offline_access",
-    )
-    .await;
+    let (online, offline) = online_and_offline(&usher, &browser).await;
     // Both refresh before the logout.
     let online_r = refresh(&usher, "thrift", Some(SECRET), &online.refresh)
         .await
@@ -217,15 +223,7 @@ async fn logout_with_an_id_token_hint_ends_the_sessions_refresh_tokens_but_not_o
 async fn logout_without_a_hint_ends_the_sessions_refresh_tokens_once_confirmed() {
     let usher = alice().await;
     let browser = Browser::new();
-    let online = sign_in(&usher, &browser, "thrift", Some(SECRET), "openid").await;
-    let offline = sign_in(
-        &usher,
-        &browser,
-        "thrift",
-        Some(SECRET),
-        "openid offline_access",
-    )
-    .await;
+    let (online, offline) = online_and_offline(&usher, &browser).await;
     let confirm = browser.get(&usher.url("/logout")).await;
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.body.contains("Sign out"), "{confirm:?}");
@@ -250,15 +248,7 @@ async fn logout_without_a_hint_ends_the_sessions_refresh_tokens_once_confirmed()
 async fn once_the_session_expires_only_offline_grants_refresh() {
     let usher = alice().await;
     let browser = Browser::new();
-    let online = sign_in(&usher, &browser, "thrift", Some(SECRET), "openid").await;
-    let offline = sign_in(
-        &usher,
-        &browser,
-        "thrift",
-        Some(SECRET),
-        "openid offline_access",
-    )
-    .await;
+    let (online, offline) = online_and_offline(&usher, &browser).await;
     // Past the session's 12 hours, well within the refresh tokens' 30 days.
     usher.clock.advance(13 * 3600);
     assert_eq!(

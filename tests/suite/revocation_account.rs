@@ -9,7 +9,7 @@ use usher::store::{SessionStore, TokenStore};
 
 use crate::accounts_world::*;
 use crate::common::*;
-use crate::revocation::{refresh, sign_in, userinfo_status};
+use crate::revocation::{online_and_offline, refresh, sign_in, userinfo_status};
 
 /// The grant an access token names.
 fn grant_of(access: &str) -> String {
@@ -24,15 +24,7 @@ async fn after_a_password_change_every_refresh_token_is_dead() {
         .add_user("alice", "alice@example.com", "wonderland-rabbit")
         .await;
     let phone = Browser::new();
-    let online = sign_in(usher, &phone, "thrift", Some(SECRET), "openid").await;
-    let offline = sign_in(
-        usher,
-        &phone,
-        "thrift",
-        Some(SECRET),
-        "openid offline_access",
-    )
-    .await;
+    let (online, offline) = online_and_offline(usher, &phone).await;
     let laptop = Browser::new();
     let page = my_account_password(&w, &laptop, "alice", "wonderland-rabbit").await;
     // An app signed in in the same browser as My Account loses its tokens as well.
@@ -236,15 +228,7 @@ async fn my_account_lists_each_sessions_apps_and_offline_access_and_revokes_eith
         .add_user("alice", "alice@example.com", "wonderland-rabbit")
         .await;
     let phone = Browser::new();
-    let online = sign_in(usher, &phone, "thrift", Some(SECRET), "openid").await;
-    let offline = sign_in(
-        usher,
-        &phone,
-        "thrift",
-        Some(SECRET),
-        "openid offline_access",
-    )
-    .await;
+    let (online, offline) = online_and_offline(usher, &phone).await;
     let laptop = Browser::new();
     let page = my_account_password(&w, &laptop, "alice", "wonderland-rabbit").await;
     let (online_g, offline_g) = (grant_of(&online.access), grant_of(&offline.access));
