@@ -16,6 +16,7 @@
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
+pub mod postgres;
 pub mod query;
 mod sled_store;
 
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PgStore;
 pub use query::{UserPage, UserQuery};
 pub use sled_store::SledStore;
 
@@ -37,6 +39,11 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("not found")]
     NotFound,
+    /// The backend cannot be reached right now (a database restarting, a pool with no
+    /// free connection in time): the request may succeed when retried, and is answered
+    /// 503.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -624,6 +631,18 @@ pub trait Store:
     /// of them. A backend whose durability is a blocking call (sled's fsync) makes it
     /// on the blocking pool itself, so callers simply await.
     async fn flush(&self) -> StoreResult<()>;
+
+    /// Whether the store can serve requests now (`/readyz`): an embedded store that
+    /// opened is; a database must answer and have this binary's schema.
+    async fn ready(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// The PostgreSQL backend behind this store, if it is one (its pool status and
+    /// statement counts for metrics and benchmarks).
+    fn postgres(&self) -> Option<&PgStore> {
+        None
+    }
 }
 
 /// Every account, in id order, read a page at a time: for small stores only (the

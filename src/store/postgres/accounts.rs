@@ -1,0 +1,307 @@
+//! The PostgreSQL side of accounts, federated identities and SSO sessions.
+
+use async_trait::async_trait;
+use tokio_postgres::types::Json;
+
+use super::{col, int, json_of, uint, PgStore, Tx};
+use crate::store::*;
+
+fn fold(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+/// Claim the account's sign-in names (username, and email when it differs) in the
+/// transaction; `Conflict` when another account holds either. One primary key over
+/// both kinds makes them one namespace.
+async fn claim_names(tx: &Tx<'_>, user: &User) -> StoreResult<()> {
+    let username = fold(&user.username);
+    let claim =
+        "INSERT INTO login_names (name, user_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+    if tx.execute(claim, &[&username, &user.id]).await? == 0 {
+        return Err(StoreError::Conflict("username"));
+    }
+    if let Some(email) = user.email.as_deref().map(fold) {
+        if email != username && tx.execute(claim, &[&email, &user.id]).await? == 0 {
+            return Err(StoreError::Conflict("email"));
+        }
+    }
+    Ok(())
+}
+
+async fn insert_user(tx: &Tx<'_>, user: &User) -> StoreResult<()> {
+    claim_names(tx, user).await?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO users (id, created_at, value) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            &[&user.id, &int(user.created_at), &Json(user)],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict("id"));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        insert_user(&tx, user).await?;
+        tx.commit().await
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        let row = self
+            .query_opt("SELECT value FROM users WHERE id = $1", &[&id])
+            .await?;
+        row.map(|r| json_of(&r, "value")).transpose()
+    }
+
+    async fn find_user(&self, login: &str) -> StoreResult<Option<User>> {
+        let row = self
+            .query_opt(
+                "SELECT u.value FROM login_names n JOIN users u ON u.id = n.user_id WHERE n.name = $1",
+                &[&fold(login)],
+            )
+            .await?;
+        row.map(|r| json_of(&r, "value")).transpose()
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let old = tx
+            .query_opt("SELECT id FROM users WHERE id = $1 FOR UPDATE", &[&user.id])
+            .await?;
+        if old.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        // The names follow the record: released and claimed again in one transaction.
+        tx.execute("DELETE FROM login_names WHERE user_id = $1", &[&user.id])
+            .await?;
+        claim_names(&tx, user).await?;
+        tx.execute(
+            "UPDATE users SET value = $2, created_at = $3 WHERE id = $1",
+            &[&user.id, &Json(user), &int(user.created_at)],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    async fn user_count(&self) -> StoreResult<usize> {
+        let row = self
+            .query_opt("SELECT count(*) AS n FROM users", &[])
+            .await?;
+        let n: i64 = match &row {
+            Some(r) => col(r, "n")?,
+            None => 0,
+        };
+        Ok(uint(n) as usize)
+    }
+
+    async fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>> {
+        // Every id is longer than the empty string, so "" starts at the first.
+        let after = after.unwrap_or("");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT value FROM users WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?;
+        rows.iter().map(|r| json_of(r, "value")).collect()
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let gone = tx
+            .execute("DELETE FROM users WHERE id = $1", &[&id])
+            .await?;
+        if gone == 0 {
+            return Err(StoreError::NotFound);
+        }
+        for sql in [
+            "DELETE FROM login_names WHERE user_id = $1",
+            "DELETE FROM identities WHERE user_id = $1",
+            "DELETE FROM external_ids WHERE user_id = $1",
+        ] {
+            tx.execute(sql, &[&id]).await?;
+        }
+        tx.commit().await
+    }
+
+    async fn external_id(&self, user_id: &str) -> StoreResult<Option<String>> {
+        let row = self
+            .query_opt(
+                "SELECT external_id FROM external_ids WHERE user_id = $1",
+                &[&user_id],
+            )
+            .await?;
+        row.map(|r| col(&r, "external_id")).transpose()
+    }
+
+    async fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()> {
+        match external_id {
+            Some(v) => {
+                self.execute(
+                    "INSERT INTO external_ids (user_id, external_id) VALUES ($1, $2)
+                     ON CONFLICT (user_id) DO UPDATE SET external_id = EXCLUDED.external_id",
+                    &[&user_id, &v],
+                )
+                .await?
+            }
+            None => {
+                self.execute("DELETE FROM external_ids WHERE user_id = $1", &[&user_id])
+                    .await?
+            }
+        };
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserQueryStore for PgStore {}
+
+#[async_trait]
+impl IdentityStore for PgStore {
+    async fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>> {
+        let row = self
+            .query_opt(
+                "SELECT user_id FROM identities WHERE connection = $1 AND subject = $2",
+                &[&connection, &subject],
+            )
+            .await?;
+        row.map(|r| col(&r, "user_id")).transpose()
+    }
+
+    async fn create_federated_user(
+        &self,
+        user: &User,
+        connection: &str,
+        subject: &str,
+    ) -> StoreResult<User> {
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        // A concurrent first login holding the identity makes this wait for its
+        // outcome: its account if it committed, the identity is ours if it rolled back.
+        let claimed = tx
+            .execute(
+                "INSERT INTO identities (connection, subject, user_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (connection, subject) DO NOTHING",
+                &[&connection, &subject, &user.id],
+            )
+            .await?;
+        if claimed == 0 {
+            let row = tx
+                .query_opt(
+                    "SELECT u.value FROM identities i JOIN users u ON u.id = i.user_id
+                     WHERE i.connection = $1 AND i.subject = $2",
+                    &[&connection, &subject],
+                )
+                .await?;
+            return match row {
+                Some(r) => json_of(&r, "value"),
+                None => Err(StoreError::NotFound),
+            };
+        }
+        insert_user(&tx, user).await?;
+        tx.commit().await?;
+        Ok(user.clone())
+    }
+
+    async fn link_identity(
+        &self,
+        connection: &str,
+        subject: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                "INSERT INTO identities (connection, subject, user_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (connection, subject) DO NOTHING",
+                &[&connection, &subject, &user_id],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>> {
+        let rows = self
+            .query(
+                "SELECT connection, subject FROM identities WHERE user_id = $1 ORDER BY connection, subject",
+                &[&user_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "connection")?, col(r, "subject")?)))
+            .collect()
+    }
+
+    async fn unlink_identity(
+        &self,
+        connection: &str,
+        subject: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                "DELETE FROM identities WHERE connection = $1 AND subject = $2 AND user_id = $3",
+                &[&connection, &subject, &user_id],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO sessions (hash, user_id, expires_at, value) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (hash) DO UPDATE SET user_id = EXCLUDED.user_id,
+                 expires_at = EXCLUDED.expires_at, value = EXCLUDED.value",
+            &[
+                &id_hash,
+                &session.user_id,
+                &int(session.expires_at),
+                &Json(session),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+        let row = self
+            .query_opt("SELECT value FROM sessions WHERE hash = $1", &[&id_hash])
+            .await?;
+        row.map(|r| json_of(&r, "value")).transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM sessions WHERE hash = $1", &[&id_hash])
+            .await
+            .map(|_| ())
+    }
+
+    async fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>> {
+        let rows = self
+            .query(
+                "SELECT hash, value FROM sessions WHERE user_id = $1 ORDER BY hash",
+                &[&user_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "hash")?, json_of(r, "value")?)))
+            .collect()
+    }
+
+    async fn sweep_sessions(&self, now: u64) -> StoreResult<usize> {
+        let n = self
+            .execute("DELETE FROM sessions WHERE expires_at <= $1", &[&int(now)])
+            .await?;
+        Ok(n as usize)
+    }
+}
