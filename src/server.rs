@@ -46,6 +46,15 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .await??;
             Ok(Arc::new(store))
         }
+        StoreConfig::Postgres(settings) => {
+            let store = crate::store::PgStore::open(settings).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open the PostgreSQL store at {}: {e}",
+                    settings.redacted_url()
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

@@ -134,6 +134,9 @@ pub enum StoreConfig {
         /// file can be read by group or others.
         allow_open_permissions: bool,
     },
+    /// A PostgreSQL database (`store: { postgres: { url, schema, pool } }`), shared by
+    /// every node of a deployment.
+    Postgres(crate::store::postgres::PgSettings),
 }
 
 #[derive(Debug, Clone)]

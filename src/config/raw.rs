@@ -133,13 +133,43 @@ fn d_retention() -> u64 {
     90
 }
 
-/// `store:`.
+/// `store:` — at most one of `sled` (the default) or `postgres`.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
-    /// The sled embedded database.
+    /// The sled embedded database, for one node.
     #[serde(default)]
-    pub sled: RawSled,
+    pub sled: Option<RawSled>,
+    /// A PostgreSQL database shared by every node.
+    #[serde(default)]
+    pub postgres: Option<RawPostgres>,
+}
+
+/// `store.postgres:`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    /// `postgres://user:password@host:port/database` (usually `${DATABASE_URL}`).
+    #[serde(default)]
+    pub url: String,
+    /// The schema Usher's tables live in (default `public`).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// The connection pool of each node.
+    #[serde(default)]
+    pub pool: Option<RawPool>,
+}
+
+/// `store.postgres.pool:`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// Connections a node keeps open at most (default 16).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub max_connections: Option<usize>,
+    /// How long a request waits for a connection before it is answered 503 (default 5).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub acquire_timeout_seconds: Option<u64>,
 }
 
 /// `store.sled:`.
@@ -690,7 +720,13 @@ pub fn vocabulary() -> Vec<String> {
     let mut root = RawRoot {
         issuer: String::new(),
         listen: None,
-        store: Some(RawStore::default()),
+        store: Some(RawStore {
+            sled: Some(RawSled::default()),
+            postgres: Some(RawPostgres {
+                pool: Some(RawPool::default()),
+                ..RawPostgres::default()
+            }),
+        }),
         email: Some(RawEmail {
             outbox: None,
             smtp: Some(RawSmtp::default()),

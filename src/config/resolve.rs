@@ -132,7 +132,8 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
     let sled_rel = raw
         .store
         .as_ref()
-        .and_then(|s| s.sled.path.as_deref())
+        .and_then(|s| s.sled.as_ref())
+        .and_then(|s| s.path.as_deref())
         .unwrap_or("./data");
     let sled_path = resolve_path(&base, sled_rel);
     let email = email(report, file, raw, &sled_path);
@@ -166,23 +167,119 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
     }
     let metrics = metrics(report, file, raw);
     let server = super::server::resolve(report, file, raw.server.as_ref());
-    let allow_open_permissions = raw
-        .store
-        .as_ref()
-        .is_some_and(|s| s.sled.allow_open_permissions);
+    let store = store(report, file, raw, sled_path, &security);
     Some(Top {
         issuer: issuer?,
         listen: listen?,
-        store: StoreConfig::Sled {
-            path: sled_path,
-            allow_open_permissions,
-        },
+        store: store?,
         email: email?,
         theme: theme?,
         security: security?,
         server: server?,
         audit: (retention_days > 0).then_some(AuditSettings { retention_days })?,
         metrics: metrics?,
+    })
+}
+
+/// `store:`: sled in `sled_path` unless `postgres` is given; never both.
+fn store(
+    report: &mut Report,
+    file: usize,
+    raw: &RawRoot,
+    sled_path: PathBuf,
+    security: &Option<Security>,
+) -> Option<StoreConfig> {
+    let raw_store = raw.store.as_ref();
+    let sled = raw_store.and_then(|s| s.sled.as_ref());
+    let Some(pg) = raw_store.and_then(|s| s.postgres.as_ref()) else {
+        return Some(StoreConfig::Sled {
+            path: sled_path,
+            allow_open_permissions: sled.is_some_and(|s| s.allow_open_permissions),
+        });
+    };
+    let mut ok = true;
+    if sled.is_some() {
+        report.error(
+            file,
+            "store.postgres",
+            Part::Key,
+            "store has both `sled` and `postgres`; keep the one this deployment uses",
+        );
+        ok = false;
+    }
+    let url = pg.url.trim();
+    if url.is_empty() {
+        report.error(
+            file,
+            "store.postgres.url",
+            Part::Value,
+            "store.postgres.url is empty: give a URL like `postgres://usher:…@db.internal/usher`, usually `${DATABASE_URL}`",
+        );
+        ok = false;
+    } else if let Err(e) = crate::store::postgres::parse_url(url) {
+        // The message shows the URL with its password hidden.
+        report.error(
+            file,
+            "store.postgres.url",
+            Part::Value,
+            format!(
+                "store.postgres.url `{}` is not a PostgreSQL connection URL: {e}",
+                crate::store::postgres::redact(url)
+            ),
+        );
+        ok = false;
+    }
+    let schema = pg.schema.clone().unwrap_or_else(|| "public".into());
+    if !crate::store::postgres::valid_schema_name(&schema) {
+        report.error(
+            file,
+            "store.postgres.schema",
+            Part::Value,
+            format!("store.postgres.schema `{schema}` must be lower-case letters, digits and `_`, starting with a letter or `_`"),
+        );
+        ok = false;
+    }
+    let pool = pg.pool.as_ref();
+    let max_connections = pool.and_then(|p| p.max_connections).unwrap_or(16);
+    if !(1..=1000).contains(&max_connections) {
+        report.error(
+            file,
+            "store.postgres.pool.max_connections",
+            Part::Value,
+            "store.postgres.pool.max_connections must be between 1 and 1000",
+        );
+        ok = false;
+    }
+    let timeout = pool.and_then(|p| p.acquire_timeout_seconds).unwrap_or(5);
+    if !(1..=300).contains(&timeout) {
+        report.error(
+            file,
+            "store.postgres.pool.acquire_timeout_seconds",
+            Part::Value,
+            "store.postgres.pool.acquire_timeout_seconds must be between 1 and 300",
+        );
+        ok = false;
+    }
+    // Every node must unseal the same TOTP secrets: a key file inside a per-node data
+    // folder would differ between nodes, and the database must not hold its own key.
+    let defaulted =
+        raw.security.credentials_key.is_none() && raw.security.credentials_key_file.is_none();
+    if defaulted && security.is_some() {
+        report.error(
+            file,
+            "security.credentials_key",
+            Part::Key,
+            "with store.postgres every node needs the same credentials key: set security.credentials_key (e.g. `${USHER_CREDENTIALS_KEY}`; `openssl rand -base64 32` makes one) or security.credentials_key_file",
+        );
+        ok = false;
+    }
+    ok.then(|| {
+        StoreConfig::Postgres(crate::store::postgres::PgSettings {
+            url: url.to_string(),
+            schema,
+            max_connections,
+            acquire_timeout: std::time::Duration::from_secs(timeout),
+        })
     })
 }
 

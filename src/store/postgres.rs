@@ -65,27 +65,30 @@ impl PgSettings {
     }
 }
 
-/// `url` with its password hidden.
+/// `url` with its password hidden, whether or not it parses.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    if let Some((scheme, rest)) = url.split_once("://") {
+        // The user information ends at the last `@` before the path.
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            let userinfo = &rest[..at];
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            return format!("{scheme}://{user}{hidden}{}", &rest[at..]);
         }
-        Ok(_) => url.to_string(),
-        // A key=value string: hide the value after `password=`.
-        Err(_) => url
-            .split_whitespace()
-            .map(|part| {
-                if part.starts_with("password=") {
-                    "password=***"
-                } else {
-                    part
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
+        return url.to_string();
     }
+    // A key=value string: hide the value after `password=`.
+    url.split_whitespace()
+        .map(|part| {
+            if part.starts_with("password=") {
+                "password=***"
+            } else {
+                part
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Parse a connection URL the way the driver will, for `usher check`.

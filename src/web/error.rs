@@ -33,6 +33,9 @@ pub enum WebError {
     },
     /// A fault on our side; the client sees a generic answer.
     Internal(String),
+    /// The store cannot be reached right now (a database restarting): 503, to be
+    /// retried; the client sees a generic answer and a request id.
+    Unavailable(String),
     /// A protocol error of the OAuth endpoints (`/token`, `/userinfo`, the admin API).
     OAuth {
         status: StatusCode,
@@ -133,9 +136,18 @@ impl WebError {
 
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
-        WebError::Internal(e.to_string())
+        match e {
+            StoreError::Unavailable(detail) => WebError::RetryAfter {
+                error: Box::new(WebError::Unavailable(detail)),
+                seconds: UNAVAILABLE_RETRY_SECONDS,
+            },
+            e => WebError::Internal(e.to_string()),
+        }
     }
 }
+
+/// What a 503 for an unreachable store asks clients to wait before retrying.
+const UNAVAILABLE_RETRY_SECONDS: u64 = 2;
 
 impl From<minijinja::Error> for WebError {
     fn from(e: minijinja::Error) -> Self {
@@ -151,7 +163,10 @@ impl From<tokio::task::JoinError> for WebError {
 
 impl From<crate::signin::CoreError> for WebError {
     fn from(e: crate::signin::CoreError) -> Self {
-        WebError::Internal(e.to_string())
+        match e {
+            crate::signin::CoreError::Store(e) => e.into(),
+            e => WebError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -293,10 +308,25 @@ impl super::AppState {
                     None,
                 )
             }
+            WebError::Unavailable(detail) => {
+                tracing::warn!(%request_id, %detail, "store unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Usher is briefly unavailable",
+                    "Usher cannot reach its database right now.".to_string(),
+                    Some("Try again in a few seconds. If it keeps happening, quote the request ID to your administrator.".to_string()),
+                    None,
+                )
+            }
         };
         match style {
             ErrorStyle::OAuth => {
-                let error = if status.is_server_error() {
+                let error = if status == StatusCode::SERVICE_UNAVAILABLE {
+                    OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        format!("the server is briefly unavailable (request id {request_id})"),
+                    )
+                } else if status.is_server_error() {
                     OAuthError::server_error()
                 } else {
                     OAuthError::invalid_request(message)

@@ -665,7 +665,10 @@ fn credentials_key_defaults_to_a_file_beside_the_store_and_is_given_once() {
     let loaded = load_with_env(&path, &no_env).unwrap();
     let StoreConfig::Sled {
         path: sled_path, ..
-    } = &loaded.config.store;
+    } = &loaded.config.store
+    else {
+        panic!("expected sled, got {:?}", loaded.config.store);
+    };
     match &loaded.config.security.credentials_key {
         CredentialsKey::File(file) => assert_eq!(file, &sled_path.join("credentials.key")),
         other => panic!("expected the default key file, got {other:?}"),
@@ -965,4 +968,64 @@ fn every_subcommand_has_help() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Usage: usher"), "usher {sub} --help: {text}");
     }
+}
+
+#[test]
+fn a_postgres_store_is_checked_and_never_echoes_its_password() {
+    let key = "security:\n  credentials_key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+    // A good block resolves to its settings, defaults filled in.
+    let loaded = load_text(&format!(
+        "{VALID}{key}store:\n  postgres:\n    url: postgres://usher:s3cret@db.internal:5432/usher\n    pool: {{ max_connections: 32 }}\n"
+    ))
+    .unwrap_or_else(|d| panic!("{d}"));
+    let StoreConfig::Postgres(pg) = &loaded.config.store else {
+        panic!("expected postgres, got {:?}", loaded.config.store);
+    };
+    assert_eq!(pg.max_connections, 32);
+    assert_eq!(pg.schema, "public");
+    assert_eq!(pg.acquire_timeout, std::time::Duration::from_secs(5));
+    assert!(
+        !pg.redacted_url().contains("s3cret"),
+        "{}",
+        pg.redacted_url()
+    );
+
+    // A malformed URL names its key and position, with the password hidden.
+    let d = only_error(&format!(
+        "{VALID}{key}store:\n  postgres:\n    url: postgres://usher:s3cret@db.internal:notaport/usher\n"
+    ));
+    assert_eq!(d.path, "store.postgres.url");
+    assert!(
+        d.message.contains("is not a PostgreSQL connection URL"),
+        "{}",
+        d.message
+    );
+    assert!(!d.to_string().contains("s3cret"), "{d}");
+    assert_eq!(at(&d).0, 14);
+
+    // Both backends at once, a bad schema, a pool out of range: each named.
+    let d = errors(&format!(
+        "{VALID}{key}store:\n  sled: {{ path: ./db }}\n  postgres:\n    url: postgres://db/usher\n    schema: Bad-Name\n    pool: {{ max_connections: 0 }}\n"
+    ));
+    let paths: Vec<&str> = d.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "store.postgres",
+            "store.postgres.schema",
+            "store.postgres.pool.max_connections"
+        ]
+    );
+
+    // Nodes sharing a database must share the key that seals TOTP secrets.
+    let d = only_error(&format!(
+        "{VALID}store:\n  postgres:\n    url: postgres://db/usher\n"
+    ));
+    assert_eq!(d.path, "security.credentials_key");
+    assert!(
+        d.message
+            .contains("every node needs the same credentials key"),
+        "{}",
+        d.message
+    );
 }
