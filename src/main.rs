@@ -22,6 +22,9 @@ enum Command {
     Users(usher::cli::UsersArgs),
     /// List audit events of a running server (through its admin API).
     Events(usher::cli::EventsArgs),
+    /// The signing keys in the configured store: list them, or add one (a rotation).
+    #[command(subcommand)]
+    Keys(usher::cli::KeysCommand),
     /// Run the identity provider.
     Serve {
         /// A config file, or a folder holding usher.yaml plus apps/ and connections/.
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Users(args) => usher::cli::users(args),
         Command::Events(args) => usher::cli::events(args),
         Command::Check { config, strict } => check(&config, strict),
+        Command::Keys(command) => usher::cli::keys(command),
         Command::Bench(args) => match usher::tools::bench::run(&args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {

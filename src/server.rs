@@ -72,7 +72,7 @@ pub async fn state_with(
     let keys = Keys::load_or_generate(store.as_ref(), clock.now()).await?;
     store.flush().await?;
     let sealing = SealingKey::load(&config.security.credentials_key)?;
-    AppState::new(config, store, Arc::new(keys), sealing, clock).await
+    AppState::new(config, store, keys, sealing, clock).await
 }
 
 /// A running server: its address, and a handle to stop it.
@@ -101,6 +101,8 @@ pub fn spawn(state: Shared, listener: TcpListener) -> std::io::Result<Running> {
     let router = web::app(state.clone());
     let sweeper_state = state.clone();
     let sweeper = tokio::spawn(async move { sweep_forever(sweeper_state).await });
+    let keys_state = state.clone();
+    let key_reloader = tokio::spawn(async move { reload_keys_forever(keys_state).await });
     // Transport limits are read once: the listener outlives any reload.
     let settings = state.config().server.clone();
     let task = tokio::spawn(async move {
@@ -109,6 +111,7 @@ pub fn spawn(state: Shared, listener: TcpListener) -> std::io::Result<Running> {
         })
         .await;
         sweeper.abort();
+        key_reloader.abort();
     });
     Ok(Running {
         addr,
@@ -116,6 +119,23 @@ pub fn spawn(state: Shared, listener: TcpListener) -> std::io::Result<Running> {
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Read the signing keys again every minute: another node, or `usher keys rotate`, may
+/// have added one, and a new key starts signing once its publication lead has passed.
+async fn reload_keys_forever(state: Shared) {
+    let period = Duration::from_secs(crate::oidc::keys::RELOAD_SECONDS);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tick.tick().await;
+        match state.keys.reload(state.store.as_ref(), state.now()).await {
+            Ok(true) => tracing::info!(
+                "signing keys reloaded: the published set or the signing key changed"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "reloading the signing keys failed"),
+        }
+    }
 }
 
 /// Drop expired in-progress logins once a minute.

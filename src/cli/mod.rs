@@ -5,6 +5,7 @@
 //! (users) or `audit` scope (events).
 
 mod client;
+mod keys;
 mod table;
 
 use std::io::Read;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 pub use client::{CliError, Client};
+pub use keys::{keys, KeysCommand};
 
 /// Where the server is and who the CLI is to it.
 #[derive(Debug, Clone, clap::Args)]

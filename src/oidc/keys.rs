@@ -4,6 +4,14 @@
 //! gets the key of that kind. Every stored key stays published, so tokens signed before
 //! a rotation still verify until they expire.
 //!
+//! Several nodes share the keys through the store. The first key of an algorithm has a
+//! kid every node derives alike (from a store secret) and is written only if absent, so
+//! nodes starting together on an empty database end with one key, not one each. A key
+//! added later (`usher keys rotate`) is published at once but signs only after
+//! [`PUBLISH_LEAD_SECONDS`]: every node reloads the keys every
+//! [`RELOAD_SECONDS`] and clients cache the JWKS for at most its `max-age`, so by then
+//! every node publishes it and every client that refetches sees it.
+//!
 //! Private keys are parsed once, at load, and tokens are signed with the parsed keys
 //! directly: handing DER to a JOSE library would parse it again for every signature,
 //! which for RSA (key checks and CRT precomputation) costs more than the signature.
@@ -121,9 +129,57 @@ struct Key {
     jwk: Value,
 }
 
+/// How often a node reads the keys from the store again.
+pub const RELOAD_SECONDS: u64 = 60;
+
+/// How long the JWKS may be cached (`Cache-Control: max-age` of `/jwks`).
+pub const JWKS_MAX_AGE_SECONDS: u64 = 300;
+
+/// How long a new key is only published before it signs: longer than a node's reload
+/// interval plus a client's JWKS cache lifetime, with margin.
+pub const PUBLISH_LEAD_SECONDS: u64 = 2 * (RELOAD_SECONDS + JWKS_MAX_AGE_SECONDS);
+
 /// The server's signing keys.
 pub struct Keys {
     keys: Vec<Key>,
+    /// The kid that signs, per algorithm, as chosen when the set was loaded.
+    signing: Vec<(SigningAlg, String)>,
+}
+
+/// The keys in use, swapped whole when a reload finds the set or the signing choice
+/// changed; a request takes one snapshot.
+pub struct KeyRing {
+    current: std::sync::RwLock<std::sync::Arc<Keys>>,
+}
+
+impl KeyRing {
+    pub fn new(keys: Keys) -> KeyRing {
+        KeyRing {
+            current: std::sync::RwLock::new(std::sync::Arc::new(keys)),
+        }
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Keys> {
+        match self.current.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Read the keys from the store again; `true` if what is published or what signs
+    /// changed.
+    pub async fn reload(&self, store: &dyn KeyStore, now: u64) -> Result<bool, KeyError> {
+        let fresh = Keys::load(store, now).await?;
+        let old = self.current();
+        if old.jwks() == fresh.jwks() && old.signing == fresh.signing {
+            return Ok(false);
+        }
+        match self.current.write() {
+            Ok(mut w) => *w = std::sync::Arc::new(fresh),
+            Err(poisoned) => *poisoned.into_inner() = std::sync::Arc::new(fresh),
+        }
+        Ok(true)
+    }
 }
 
 fn jwt_alg(alg: SigningAlg) -> Algorithm {
@@ -230,30 +286,90 @@ fn load(stored: &StoredKey) -> Result<Key, KeyError> {
     })
 }
 
+const ALGS: [SigningAlg; 3] = [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa];
+
 impl Keys {
     /// Load every stored key, generating (and storing) one for each algorithm that has
     /// none yet. Generation is slow (RSA): call this at start-up, not on a request.
+    /// Nodes doing this at once on one store end with the same keys: a first key's kid
+    /// is derived from a store secret and the key is written only if that kid is free,
+    /// then everyone reads back what landed.
     pub async fn load_or_generate(store: &dyn KeyStore, now: u64) -> Result<Keys, KeyError> {
-        let mut stored = store.signing_keys().await?;
-        for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
-            if !stored.iter().any(|k| k.alg == alg.as_str()) {
-                let key = generate(alg, now)?;
-                store.put_signing_key(&key).await?;
-                stored.push(key);
+        let stored = store.signing_keys().await?;
+        let missing: Vec<SigningAlg> = ALGS
+            .into_iter()
+            .filter(|alg| !stored.iter().any(|k| k.alg == alg.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            let seed = store
+                .secret("signing-key-ids", &|| random_token(6).into_bytes())
+                .await?;
+            let seed = String::from_utf8_lossy(&seed).into_owned();
+            for alg in missing {
+                let mut key = generate(alg, now)?;
+                key.kid = format!("{}-{seed}", alg.as_str().to_lowercase());
+                store.add_signing_key(&key).await?;
             }
         }
-        // A stable order, so the JWKS does not shuffle between restarts.
-        stored.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
-        let keys = stored.iter().map(load).collect::<Result<Vec<_>, _>>()?;
-        Ok(Keys { keys })
+        Self::load(store, now).await
     }
 
-    /// The newest key of an algorithm.
-    fn active(&self, alg: SigningAlg) -> Option<&Key> {
+    /// The stored keys as they are (a reload; nothing is generated).
+    pub async fn load(store: &dyn KeyStore, now: u64) -> Result<Keys, KeyError> {
+        Self::from_stored(store.signing_keys().await?, now)
+    }
+
+    fn from_stored(mut stored: Vec<StoredKey>, now: u64) -> Result<Keys, KeyError> {
+        // A stable order, so the JWKS does not shuffle between restarts or nodes.
+        stored.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
+        let keys = stored.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+        let signing = ALGS
+            .into_iter()
+            .filter_map(|alg| {
+                let of_alg = keys.iter().filter(|k| k.alg == alg);
+                // The newest key that every node has published for long enough; before
+                // any has (a first start), the oldest, which every node picks alike.
+                let published = of_alg
+                    .clone()
+                    .filter(|k| k.created_at.saturating_add(PUBLISH_LEAD_SECONDS) <= now)
+                    .max_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
+                let chosen = published.or_else(|| {
+                    of_alg.min_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)))
+                })?;
+                Some((alg, chosen.kid.clone()))
+            })
+            .collect();
+        Ok(Keys { keys, signing })
+    }
+
+    /// Add a new key of `alg` to the store (a rotation): published by every node
+    /// within [`RELOAD_SECONDS`], signing after [`PUBLISH_LEAD_SECONDS`].
+    pub async fn rotate(
+        store: &dyn KeyStore,
+        alg: SigningAlg,
+        now: u64,
+    ) -> Result<StoredKey, KeyError> {
+        let key = generate(alg, now)?;
+        store.add_signing_key(&key).await?;
+        Ok(key)
+    }
+
+    /// The stored keys with what each does now, for `usher keys list`: (kid, alg,
+    /// created at, signing).
+    pub fn summary(&self) -> Vec<(String, &'static str, u64, bool)> {
         self.keys
             .iter()
-            .filter(|k| k.alg == alg)
-            .max_by_key(|k| k.created_at)
+            .map(|k| {
+                let signing = self.signing.iter().any(|(_, kid)| kid == &k.kid);
+                (k.kid.clone(), k.alg.as_str(), k.created_at, signing)
+            })
+            .collect()
+    }
+
+    /// The key that signs for an algorithm.
+    fn active(&self, alg: SigningAlg) -> Option<&Key> {
+        let (_, kid) = self.signing.iter().find(|(a, _)| *a == alg)?;
+        self.keys.iter().find(|k| &k.kid == kid)
     }
 
     /// The public keys, for `/jwks`.
@@ -371,6 +487,7 @@ mod tests {
                 SigningAlg::EdDsa => continue,
             };
             let one = Keys {
+                signing: vec![(key.alg, key.kid.clone())],
                 keys: vec![Key {
                     signer: slow,
                     ..load(&StoredKey {
@@ -392,6 +509,93 @@ mod tests {
                 .unwrap();
             assert!(one.verify::<Value>(&token, "JWT", "http://i").is_some());
         }
+    }
+
+    /// The kid that signs for `alg`.
+    fn signing_kid(keys: &Keys, alg: SigningAlg) -> String {
+        keys.active(alg).unwrap().kid.clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn nodes_starting_together_on_one_store_get_the_same_keys() {
+        let store = std::sync::Arc::new(SledStore::temporary().unwrap());
+        let starts: Vec<_> = (0..4)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    Keys::load_or_generate(store.as_ref(), 100 + i)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for s in starts {
+            nodes.push(s.await.unwrap());
+        }
+        // One key per algorithm in the store, and every node publishes and signs alike.
+        assert_eq!(store.signing_keys().await.unwrap().len(), 3);
+        for node in &nodes[1..] {
+            assert_eq!(node.jwks(), nodes[0].jwks());
+            for alg in ALGS {
+                assert_eq!(signing_kid(node, alg), signing_kid(&nodes[0], alg));
+            }
+        }
+        // A token one node signs, another verifies.
+        let now = crate::crypto::unix_now();
+        let token = nodes[1]
+            .sign(
+                SigningAlg::Es256,
+                "JWT",
+                &json!({ "iss": "http://i", "exp": now + 60 }),
+            )
+            .unwrap();
+        assert!(nodes[3]
+            .verify::<Value>(&token, "JWT", "http://i")
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_published_at_once_and_signs_only_after_the_lead() {
+        let store = SledStore::temporary().unwrap();
+        let start = 1_000;
+        let ring = KeyRing::new(Keys::load_or_generate(&store, start).await.unwrap());
+        let old = signing_kid(&ring.current(), SigningAlg::Rs256);
+        assert!(
+            !ring.reload(&store, start + 10).await.unwrap(),
+            "nothing changed"
+        );
+
+        let rotated_at = start + 5_000;
+        let new = Keys::rotate(&store, SigningAlg::Rs256, rotated_at)
+            .await
+            .unwrap();
+        assert!(ring.reload(&store, rotated_at).await.unwrap());
+        let keys = ring.current();
+        let jwks = keys.jwks();
+        let published: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert!(published.contains(&new.kid.as_str()), "published at once");
+        assert_eq!(
+            signing_kid(&keys, SigningAlg::Rs256),
+            old,
+            "but not signing yet"
+        );
+
+        // One second before the lead has passed, still the old key; then the new one.
+        let almost = rotated_at + PUBLISH_LEAD_SECONDS - 1;
+        assert!(!ring.reload(&store, almost).await.unwrap());
+        assert_eq!(signing_kid(&ring.current(), SigningAlg::Rs256), old);
+        assert!(ring.reload(&store, almost + 1).await.unwrap());
+        assert_eq!(signing_kid(&ring.current(), SigningAlg::Rs256), new.kid);
+        // The old key stays published, so tokens it signed still verify.
+        assert!(ring.current().keys.iter().any(|k| k.kid == old));
+        // Other algorithms are untouched.
+        assert_eq!(ring.current().keys.len(), 4);
     }
 
     #[tokio::test]

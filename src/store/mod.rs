@@ -568,6 +568,10 @@ pub trait TokenStore: Send + Sync {
 pub trait KeyStore: Send + Sync {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
     async fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// Store `key` unless a key with its kid is there already; `true` if this call
+    /// wrote it. Of N parallel adds of one kid exactly one is `true`, and everyone
+    /// reads back the winner's key. `INSERT … ON CONFLICT DO NOTHING`.
+    async fn add_signing_key(&self, key: &StoredKey) -> StoreResult<bool>;
     /// A named server secret (CSRF key, …), created with `make` on first use: of N
     /// parallel first uses on any nodes, all get the one value that landed first.
     /// `INSERT … ON CONFLICT DO NOTHING`, then a read.

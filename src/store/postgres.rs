@@ -569,6 +569,17 @@ impl KeyStore for PgStore {
         .map(|_| ())
     }
 
+    async fn add_signing_key(&self, key: &StoredKey) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                "INSERT INTO signing_keys (kid, alg, pkcs8_der, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (kid) DO NOTHING",
+                &[&key.kid, &key.alg, &key.pkcs8_der, &int(key.created_at)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     async fn secret(
         &self,
         name: &str,

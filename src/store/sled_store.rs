@@ -509,6 +509,14 @@ impl KeyStore for SledStore {
         Self::put(&self.keys, &key.kid, key)
     }
 
+    async fn add_signing_key(&self, key: &StoredKey) -> StoreResult<bool> {
+        let added = self
+            .keys
+            .compare_and_swap(&key.kid, None as Option<&[u8]>, Some(encode(key)?))
+            .map_err(backend)?;
+        Ok(added.is_ok())
+    }
+
     async fn secret(
         &self,
         name: &str,

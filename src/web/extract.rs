@@ -44,7 +44,7 @@ impl Core {
         Core {
             config: state.config(),
             store: state.store.clone(),
-            keys: state.keys.clone(),
+            keys: state.keys.current(),
             sealing: state.sealing.clone(),
             now: state.now(),
         }
@@ -135,7 +135,7 @@ impl<G: Guard> FromRequestParts<Shared> for Caller<G> {
         let config = state.config();
         client_credentials::admit(
             &config,
-            &state.keys,
+            &state.keys.current(),
             state.now(),
             token.as_deref(),
             G::SCOPE,

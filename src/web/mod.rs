@@ -36,7 +36,7 @@ use crate::clock::Clock;
 use crate::config::{App, Config};
 use crate::flow::Flow;
 use crate::mail::Mailer;
-use crate::oidc::keys::Keys;
+use crate::oidc::keys::{KeyRing, Keys};
 use crate::store::{Session, Store};
 pub use error::WebError;
 use pages::Layout;
@@ -47,7 +47,8 @@ pub struct AppState {
     config: RwLock<Arc<Config>>,
     templates: RwLock<Arc<Environment<'static>>>,
     pub store: Arc<dyn Store>,
-    pub keys: Arc<Keys>,
+    /// The signing keys, reloaded from the store every minute (other nodes may add one).
+    pub keys: KeyRing,
     /// Encrypts TOTP secrets at rest.
     pub sealing: Arc<SealingKey>,
     mailer: RwLock<Arc<Mailer>>,
@@ -70,7 +71,7 @@ impl AppState {
     pub async fn new(
         config: Config,
         store: Arc<dyn Store>,
-        keys: Arc<Keys>,
+        keys: Keys,
         sealing: SealingKey,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Shared> {
@@ -88,7 +89,7 @@ impl AppState {
             config: RwLock::new(Arc::new(config)),
             templates: RwLock::new(Arc::new(templates)),
             store,
-            keys,
+            keys: KeyRing::new(keys),
             sealing: Arc::new(sealing),
             mailer: RwLock::new(Arc::new(mailer)),
             upstreams: crate::upstream::Upstreams::new(),

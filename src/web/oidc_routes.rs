@@ -25,8 +25,14 @@ pub async fn discovery(State(state): State<Shared>) -> Response {
 
 pub async fn jwks(State(state): State<Shared>) -> Response {
     (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.keys.jwks()),
+        [(
+            header::CACHE_CONTROL,
+            format!(
+                "public, max-age={}",
+                crate::oidc::keys::JWKS_MAX_AGE_SECONDS
+            ),
+        )],
+        Json(state.keys.current().jwks()),
     )
         .into_response()
 }

@@ -187,6 +187,7 @@ pass! {
     KeyStore {
         fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
         fn put_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+        fn add_signing_key(&self, key: &StoredKey) -> StoreResult<bool>;
         fn secret(&self, name: &str, make: &(dyn Fn() -> Vec<u8> + Send + Sync)) -> StoreResult<Vec<u8>>;
     }
 }

@@ -217,6 +217,7 @@ macro_rules! store_contract_tests {
             grants::a_refresh_token_is_looked_up_without_being_spent,
             tokens::server_secrets_are_created_once_even_in_parallel,
             tokens::signing_keys_are_kept,
+            tokens::a_signing_key_is_added_once_even_in_parallel,
             short_lived::flows_are_counted_and_swept_by_age,
             short_lived::an_upstream_state_is_taken_once_even_in_parallel,
             short_lived::abandoned_round_trips_are_swept_with_their_flows,

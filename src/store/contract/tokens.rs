@@ -188,3 +188,24 @@ pub async fn signing_keys_are_kept(f: &dyn StoreFactory) {
     kids.sort();
     assert_eq!(kids, ["k1", "k2"]);
 }
+
+pub async fn a_signing_key_is_added_once_even_in_parallel(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    // Nodes starting together each make a first key under the one kid they all derive.
+    let added = race(&s, |s, i| async move {
+        s.add_signing_key(&StoredKey {
+            kid: "rs256-first".into(),
+            alg: "RS256".into(),
+            pkcs8_der: vec![i as u8; 3],
+            created_at: 5,
+        })
+        .await
+        .unwrap()
+    })
+    .await;
+    let winners: Vec<usize> = (0..PARALLEL).filter(|i| added[*i]).collect();
+    assert_eq!(winners.len(), 1, "{added:?}");
+    let stored = s.signing_keys().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].pkcs8_der, vec![winners[0] as u8; 3]);
+}

@@ -295,7 +295,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 fn measure_limits(target: &Target, cores: usize, seconds: f64) -> anyhow::Result<Limits> {
     let d = Duration::from_secs_f64(seconds.max(0.1));
     let keys = match &target.local {
-        Some(l) => l.state.keys.clone(),
+        Some(l) => l.state.keys.current(),
         None => {
             let store = crate::store::SledStore::temporary()?;
             let rt = tokio::runtime::Builder::new_current_thread().build()?;
