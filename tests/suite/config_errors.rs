@@ -1029,3 +1029,29 @@ fn a_postgres_store_is_checked_and_never_echoes_its_password() {
         d.message
     );
 }
+
+#[test]
+fn the_several_nodes_example_needs_its_database_and_key_from_the_environment() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nodes");
+    // Without them it is refused, naming both variables' keys.
+    let d = match load_with_env(&dir, &no_env) {
+        Ok(_) => panic!("expected the example to need DATABASE_URL and USHER_CREDENTIALS_KEY"),
+        Err(d) => d,
+    };
+    let text = d.to_string();
+    assert!(text.contains("DATABASE_URL"), "{text}");
+    assert!(text.contains("USHER_CREDENTIALS_KEY"), "{text}");
+    // With them it loads as a PostgreSQL store.
+    let env = |name: &str| match name {
+        "DATABASE_URL" => Some("postgres://usher:pw@db.internal/usher".to_string()),
+        "USHER_CREDENTIALS_KEY" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string()),
+        _ => None,
+    };
+    let loaded = load_with_env(&dir, &env).unwrap_or_else(|d| panic!("{d}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let StoreConfig::Postgres(pg) = &loaded.config.store else {
+        panic!("expected postgres, got {:?}", loaded.config.store);
+    };
+    assert_eq!(pg.url, "postgres://usher:pw@db.internal/usher");
+    assert_eq!(pg.max_connections, 16);
+}
