@@ -25,6 +25,7 @@ use super::*;
 mod accounts;
 pub mod cluster;
 mod credentials;
+mod query;
 mod tokens;
 
 /// The migrations, in order: (version, SQL). A released migration never changes; a
@@ -132,6 +133,8 @@ pub struct PgStore {
     pool: Pool,
     schema: String,
     counts: std::sync::Arc<Counts>,
+    /// The collation account queries fold case with (found on first use).
+    fold: std::sync::Arc<std::sync::OnceLock<&'static str>>,
 }
 
 #[derive(Default)]
@@ -143,16 +146,21 @@ struct Counts {
 /// A database error: a lost or refused connection is "unavailable" (the request may
 /// be retried, and the node answers 503); anything else is a backend error.
 fn pg(e: tokio_postgres::Error) -> StoreError {
+    // The driver's own text of a server error is just "db error": say what it was.
+    let text = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    };
     if e.is_closed() || e.code().is_none() {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(text)
     } else if e
         .code()
         .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
     {
         // Connection exceptions and operator interventions (a shutdown, a restart).
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(text)
     } else {
-        StoreError::Backend(e.to_string())
+        StoreError::Backend(text)
     }
 }
 
@@ -224,6 +232,7 @@ impl PgStore {
             pool,
             schema: settings.schema.clone(),
             counts: Default::default(),
+            fold: Default::default(),
         })
     }
 

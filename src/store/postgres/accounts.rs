@@ -162,9 +162,6 @@ impl UserStore for PgStore {
 }
 
 #[async_trait]
-impl UserQueryStore for PgStore {}
-
-#[async_trait]
 impl IdentityStore for PgStore {
     async fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>> {
         let row = self
