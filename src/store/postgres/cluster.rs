@@ -297,24 +297,29 @@ pub fn shared() -> Option<&'static TempCluster> {
     }
 }
 
-/// A fresh, empty, migrated store in its own schema of the shared cluster (contract
-/// tests); `None` as [`shared`] is.
-#[allow(clippy::panic)]
-pub async fn fresh_store() -> Option<super::PgStore> {
+/// Settings for a new schema of the shared cluster, nothing created yet; `None` as
+/// [`shared`] is. Two stores opened with one such settings are two nodes.
+pub fn fresh_settings() -> Option<super::PgSettings> {
     let cluster = shared()?;
     let schema = format!(
         "t_{}",
         crate::crypto::random_token(9)
             .to_lowercase()
-            .replace('-', "_")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect::<String>()
     );
-    let schema = schema
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect::<String>();
     let mut settings = super::PgSettings::new(cluster.url("postgres"));
     settings.schema = schema;
     settings.max_connections = 8;
+    Some(settings)
+}
+
+/// A fresh, empty, migrated store in its own schema of the shared cluster (contract
+/// tests); `None` as [`shared`] is.
+#[allow(clippy::panic)]
+pub async fn fresh_store() -> Option<super::PgStore> {
+    let settings = fresh_settings()?;
     Some(
         super::PgStore::open(&settings)
             .await
