@@ -27,6 +27,7 @@ pub mod data_folder;
 pub mod fixtures;
 pub mod flow;
 pub mod limits;
+pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod names;

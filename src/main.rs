@@ -95,14 +95,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("USHER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log_format = match usher::logging::format_from_env() {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // `usher serve` sets up logging itself, once its config says which format.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        usher::logging::init(log_format.unwrap_or_default());
+    }
     match cli.command {
         Command::Users(args) => usher::cli::users(args),
         Command::Events(args) => usher::cli::events(args),
@@ -168,10 +172,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(usher::server::serve(config, record)) {
+            match runtime.block_on(usher::server::serve(config, record, log_format)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    usher::logging::fatal(&format!("{e:#}"));
                     ExitCode::FAILURE
                 }
             }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use crate::store::StoreResult;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets (seconds) for requests and upstream round trips: fine below 10 ms
@@ -43,6 +43,90 @@ pub struct Metrics {
     cpu_seconds: Gauge,
     resident: IntGauge,
     resident_peak: IntGauge,
+    /// The database's pool and statements: only for a PostgreSQL store, so an embedded
+    /// store's scrape has no such series (rather than zeros that would mean nothing).
+    db: Option<DbMetrics>,
+}
+
+/// The series of a PostgreSQL store.
+struct DbMetrics {
+    max: IntGauge,
+    open: IntGauge,
+    idle: IntGauge,
+    waiting: IntGauge,
+    statements: IntCounter,
+    round_trips: IntCounter,
+    unavailable: IntCounter,
+    /// Held while the counters catch up with the store's totals, so two scrapes at
+    /// once cannot both add the same difference.
+    catching_up: std::sync::Mutex<()>,
+}
+
+impl DbMetrics {
+    fn new(registry: &Registry) -> Result<DbMetrics, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        Ok(DbMetrics {
+            max: gauge(
+                "usher_db_pool_max_connections",
+                "Connections to the database this node may open at most (store.postgres.pool.max_connections).",
+            )?,
+            open: gauge(
+                "usher_db_pool_open_connections",
+                "Connections to the database this node holds open, busy or idle.",
+            )?,
+            idle: gauge(
+                "usher_db_pool_idle_connections",
+                "Open connections waiting in the pool for a request.",
+            )?,
+            waiting: gauge(
+                "usher_db_pool_waiting_requests",
+                "Requests waiting for a connection: above zero, the pool is the bottleneck.",
+            )?,
+            statements: counter(
+                "usher_db_statements_total",
+                "SQL statements this node has run.",
+            )?,
+            round_trips: counter(
+                "usher_db_round_trips_total",
+                "Round trips to the database: statements, their first preparation on a connection, transaction begins and commits.",
+            )?,
+            unavailable: counter(
+                "usher_db_unavailable_responses_total",
+                "Requests answered 503 because the database could not be reached (not counting /readyz).",
+            )?,
+            catching_up: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// Set the gauges to the pool as it is, and bring the counters up to the store's
+    /// totals.
+    fn read(&self, store: &crate::store::PgStore) {
+        let pool = store.pool_status();
+        let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.max.set(int(pool.max));
+        self.open.set(int(pool.open));
+        self.idle.set(int(pool.idle));
+        self.waiting.set(int(pool.waiting));
+        let counts = store.counts();
+        let _one_at_a_time = match self.catching_up.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let catch_up = |counter: &IntCounter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&self.statements, counts.statements);
+        catch_up(&self.round_trips, counts.round_trips);
+    }
 }
 
 impl Metrics {
@@ -139,7 +223,24 @@ impl Metrics {
             cpu_seconds,
             resident,
             resident_peak,
+            db: None,
         })
+    }
+
+    /// Add the series of a PostgreSQL store: its pool, statements, round trips and the
+    /// requests it could not serve.
+    pub fn with_database(mut self) -> Result<Metrics, prometheus::Error> {
+        if self.db.is_none() {
+            self.db = Some(DbMetrics::new(&self.registry)?);
+        }
+        Ok(self)
+    }
+
+    /// A request answered 503 because the store could not be reached.
+    pub fn store_unavailable(&self) {
+        if let Some(db) = &self.db {
+            db.unavailable.inc();
+        }
     }
 
     /// A finished sign-in. `outcome` is `success`, or a text starting with the error
@@ -186,8 +287,14 @@ impl Metrics {
         self.tokens.with_label_values(&[grant, outcome]).inc();
     }
 
-    /// Everything, with the sign-ins in progress counted in `store`.
-    pub async fn scrape(&self, store: &dyn crate::store::FlowStore) -> String {
+    /// Everything, with the sign-ins in progress counted in `store` and, for a
+    /// PostgreSQL store, its pool and statement figures as they are now.
+    pub async fn scrape(&self, store: &dyn crate::store::Store) -> String {
+        // Read before counting the flows, so a database that does not answer cannot
+        // hold back what the pool shows (a queue of waiting requests).
+        if let (Some(db), Some(pg)) = (&self.db, store.postgres()) {
+            db.read(pg);
+        }
         self.render(store.flow_count().await)
     }
 
@@ -323,6 +430,21 @@ mod tests {
         )));
         assert!(text.contains("usher_flows_active 7"), "{text}");
         assert!(!text.contains("connection refused"));
+    }
+
+    #[test]
+    fn database_series_are_there_only_when_asked_for() {
+        let plain = Metrics::new().unwrap();
+        plain.store_unavailable();
+        assert!(!plain.render(Ok(0)).contains("usher_db_"));
+        let db = Metrics::new().unwrap().with_database().unwrap();
+        db.store_unavailable();
+        let text = db.render(Ok(0));
+        assert!(
+            text.contains("usher_db_unavailable_responses_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("usher_db_pool_max_connections 0"), "{text}");
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub async fn cpu<T: Send + 'static>(
     if tokio::runtime::Handle::try_current().is_err() {
         return Ok(work());
     }
-    match tokio::task::spawn_blocking(work).await {
+    // The caller's span (its request id) goes along, for anything the work logs.
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(work)).await {
         Ok(value) => Ok(value),
         Err(e) => match e.try_into_panic() {
             Ok(payload) => std::panic::resume_unwind(payload),

@@ -218,9 +218,10 @@ pub fn reload(state: &Shared, path: &Path) -> bool {
                 || old.listen != loaded.config.listen
                 || old.metrics.bind != loaded.config.metrics.bind
                 || old.server != loaded.config.server
+                || old.log != loaded.config.log
             {
                 tracing::warn!(
-                    "store, listen, metrics.bind and server changes take effect on restart"
+                    "store, listen, metrics.bind, server and log changes take effect on restart"
                 );
             }
             state.replace_config(loaded.config);
@@ -274,9 +275,19 @@ pub async fn watch_config(state: Shared, path: PathBuf) {
     }
 }
 
-/// `usher serve`: run until Ctrl-C or SIGTERM.
-pub async fn serve(config_path: PathBuf, record: Option<PathBuf>) -> anyhow::Result<()> {
-    let loaded = config::load(&config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
+/// `usher serve`: run until Ctrl-C or SIGTERM. Logging is set up here, once the
+/// config is read: in `log_format` (from `USHER_LOG_FORMAT`) when given, else in the
+/// config's `log.format`; a config that does not load is reported in `log_format` or
+/// as text.
+pub async fn serve(
+    config_path: PathBuf,
+    record: Option<PathBuf>,
+    log_format: Option<crate::logging::LogFormat>,
+) -> anyhow::Result<()> {
+    let loaded = config::load(&config_path);
+    let from_config = loaded.as_ref().ok().map(|l| l.config.log.format);
+    crate::logging::init(crate::logging::choose(log_format, from_config));
+    let loaded = loaded.map_err(|d| anyhow::anyhow!("{d}"))?;
     for w in &loaded.warnings {
         tracing::warn!("{}", w.message);
     }
@@ -292,7 +303,10 @@ pub async fn serve(config_path: PathBuf, record: Option<PathBuf>) -> anyhow::Res
     }
     let running = spawn(state.clone(), listener)?;
     tracing::info!(%issuer, addr = %running.addr, "Usher is serving");
-    println!("Usher is serving {issuer} on http://{}", running.addr);
+    // For people; a log collector reads the line above (JSON keeps stdout empty).
+    if crate::logging::active() != Some(crate::logging::LogFormat::Json) {
+        println!("Usher is serving {issuer} on http://{}", running.addr);
+    }
     let metrics = spawn_metrics_listener(&state).await?;
     let watcher = tokio::spawn(watch_config(state, config_path));
     shutdown_signal().await;

@@ -135,6 +135,7 @@ pub fn load_with_env(
             audit: top.audit,
             metrics: top.metrics,
             server: top.server,
+            log: top.log,
             files,
         },
         warnings: report.warnings,

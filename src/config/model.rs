@@ -44,6 +44,8 @@ pub struct Config {
     /// How the server meets its clients: transport limits (read at start-up) and the
     /// trusted reverse proxies.
     pub server: super::ServerSettings,
+    /// How log lines are written.
+    pub log: LogSettings,
     /// Every file the config was read from (watched for changes by `usher serve`).
     pub files: Vec<PathBuf>,
 }
@@ -104,6 +106,25 @@ impl MetricsSettings {
     pub fn on_main_listener(&self) -> bool {
         self.enabled && self.bind.is_none()
     }
+}
+
+/// `log:`, resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// The format `usher serve` writes log lines in. Chosen when the process starts
+    /// (`USHER_LOG_FORMAT` wins over it); a reload does not switch it.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: one line per event, span fields in front.
+    #[default]
+    Text,
+    /// For machines: one JSON object per line, span fields (the request id) flattened
+    /// into it.
+    Json,
 }
 
 /// `audit:`, resolved.

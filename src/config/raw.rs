@@ -60,6 +60,28 @@ pub struct RawRoot {
     /// (see `server.rs`).
     #[serde(default)]
     pub server: Option<super::server::RawServer>,
+    /// How log lines are written (default: text; see `logging.rs`).
+    #[serde(default)]
+    pub log: Option<RawLog>,
+}
+
+/// `log:`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (default) or `json`: one JSON object a line. `USHER_LOG_FORMAT` wins
+    /// over it; read once, when the server starts.
+    #[serde(default)]
+    pub format: RawLogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawLogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `metrics:`.
@@ -748,6 +770,7 @@ pub fn vocabulary() -> Vec<String> {
             bind: Some(String::new()),
         }),
         server: Some(super::server::RawServer::default()),
+        log: Some(RawLog::default()),
     };
     root.connections.insert(
         String::new(),
@@ -797,6 +820,7 @@ pub fn vocabulary() -> Vec<String> {
     }
     let values = [
         to_words(&[RawSmtpTls::None, RawSmtpTls::StartTls, RawSmtpTls::Tls]),
+        to_words(&[RawLogFormat::Text, RawLogFormat::Json]),
         to_words(&[
             RawKind::Oidc,
             RawKind::Google,

@@ -12,16 +12,16 @@ use std::sync::Arc;
 use url::Url;
 
 use super::locate::{child, Part};
-use super::model::MetricsSettings;
 use super::model::{
     decode_key_text, AuditSettings, Connection, ConnectionKind, CredentialsKey, EmailConfig, Jit,
     JitAttributes, JitLink, JitScheme, PasswordPolicy, Security, SmtpConfig, SmtpTls, StepOption,
     StoreConfig,
 };
+use super::model::{LogFormat, LogSettings, MetricsSettings};
 use super::model::{Rate, Throttles};
 use super::raw::{
-    RawAttributes, RawConnection, RawKind, RawLink, RawRoot, RawScheme, RawSecurity, RawSmtp,
-    RawSmtpTls,
+    RawAttributes, RawConnection, RawKind, RawLink, RawLogFormat, RawRoot, RawScheme, RawSecurity,
+    RawSmtp, RawSmtpTls,
 };
 use super::raw::{RawRate, RawThrottle};
 use super::report::Report;
@@ -50,6 +50,7 @@ pub struct Top {
     pub audit: AuditSettings,
     pub metrics: MetricsSettings,
     pub server: super::ServerSettings,
+    pub log: LogSettings,
 }
 
 /// `base.join(rel)` without the `./` noise, so paths in messages read cleanly.
@@ -178,7 +179,17 @@ pub fn top(report: &mut Report, file: usize, raw: &RawRoot) -> Option<Top> {
         server: server?,
         audit: (retention_days > 0).then_some(AuditSettings { retention_days })?,
         metrics: metrics?,
+        log: log(raw),
     })
+}
+
+/// `log:`: the format is the only setting, and serde has checked its value.
+fn log(raw: &RawRoot) -> LogSettings {
+    let format = match raw.log.as_ref().map(|l| l.format) {
+        Some(RawLogFormat::Json) => LogFormat::Json,
+        Some(RawLogFormat::Text) | None => LogFormat::Text,
+    };
+    LogSettings { format }
 }
 
 /// `store:`: sled in `sled_path` unless `postgres` is given; never both.

@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/migrations/0001_
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i32 = 1;
 
+/// How the "unavailable" error of a database whose schema is older than this binary's
+/// begins ([`PgStore::check_ready`]).
+pub const MIGRATIONS_PENDING: &str = "schema migrations pending";
+
 /// How to reach the database (`store: { postgres: … }`, resolved).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgSettings {
@@ -312,21 +316,39 @@ impl PgStore {
     }
 
     /// Whether the database answers and its schema is the one this binary expects
-    /// (`/readyz`).
+    /// (`/readyz`): `Unavailable` when it does not answer, or when it starts with
+    /// [`MIGRATIONS_PENDING`] because the schema is older (or absent).
     pub async fn check_ready(&self) -> StoreResult<()> {
-        let row = self
-            .query_opt("SELECT max(version) AS v FROM usher_migrations", &[])
-            .await?;
+        let pending = |version: i32| {
+            StoreError::Unavailable(format!(
+                "{MIGRATIONS_PENDING}: the database is at version {version}, this node needs {SCHEMA_VERSION}"
+            ))
+        };
+        let client = self.client().await?;
+        let before = client.statement_cache.size();
+        let statement = match client
+            .prepare_cached("SELECT max(version) AS v FROM usher_migrations")
+            .await
+        {
+            Ok(statement) => statement,
+            // No migrations table: nothing was ever applied in this schema.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                return Err(pending(0))
+            }
+            Err(e) => return Err(pg(e)),
+        };
+        if client.statement_cache.size() > before {
+            self.counted(0, 1);
+        }
+        self.counted(1, 1);
+        let row = client.query_opt(&statement, &[]).await.map_err(pg)?;
         let version: Option<i32> = match &row {
             Some(r) => col(r, "v")?,
             None => None,
         };
         match version {
             Some(v) if v >= SCHEMA_VERSION => Ok(()),
-            v => Err(StoreError::Unavailable(format!(
-                "schema migrations pending: the database is at version {}, this node needs {SCHEMA_VERSION}",
-                v.unwrap_or(0)
-            ))),
+            v => Err(pending(v.unwrap_or(0))),
         }
     }
 

@@ -165,10 +165,13 @@ pub async fn admit(State(state): State<Shared>, mut req: Request, next: Next) ->
         return next.run(req).await;
     };
     let style = ErrorStyle::of(req.uri().path(), base);
+    let request_id = super::request_id::RequestId::of(&req);
     match check(&state, &config, class, client, state.now()).await {
         Ok(None) => next.run(req).await,
-        Ok(Some(retry_after)) => state.error_response(too_many(class, retry_after, style), style),
-        Err(e) => state.error_response(e, style),
+        Ok(Some(retry_after)) => {
+            state.error_response(too_many(class, retry_after, style), style, &request_id)
+        }
+        Err(e) => state.error_response(e, style, &request_id),
     }
 }
 

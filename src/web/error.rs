@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
 
 use super::pages::ErrorPage;
+use super::request_id::RequestId;
 use super::Shared;
 use crate::account::AccountError;
 use crate::oidc::{ErrorCode, OAuthError};
@@ -233,9 +234,10 @@ pub async fn render_errors(State(state): State<Shared>, req: Request, next: Next
         let config = state.config();
         ErrorStyle::of(req.uri().path(), config.issuer.path().trim_end_matches('/'))
     };
+    let request_id = RequestId::of(&req);
     let mut res = next.run(req).await;
     match res.extensions_mut().remove::<Unrendered>() {
-        Some(Unrendered(error)) => state.error_response(error, style),
+        Some(Unrendered(error)) => state.error_response(error, style, &request_id),
         None => res,
     }
 }
@@ -266,12 +268,18 @@ fn scim_json(error: &ScimError, challenge: Option<HeaderValue>) -> Response {
 }
 
 impl super::AppState {
-    /// Turn an error into the response its route's clients read.
-    pub(crate) fn error_response(&self, err: WebError, style: ErrorStyle) -> Response {
-        let request_id = crate::crypto::random_token(9);
+    /// Turn an error into the response its route's clients read. `request_id` is the
+    /// request's own (`request_id::assign`), so the id a page shows is the one its log
+    /// lines carry (the request span adds it to them; the events here need not).
+    pub(crate) fn error_response(
+        &self,
+        err: WebError,
+        style: ErrorStyle,
+        request_id: &str,
+    ) -> Response {
         let (status, title, message, hint, back_url) = match err {
             WebError::RetryAfter { error, seconds } => {
-                let mut res = self.error_response(*error, style);
+                let mut res = self.error_response(*error, style, request_id);
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
                 return res;
@@ -281,11 +289,11 @@ impl super::AppState {
                 error,
                 challenge,
             } => {
-                tracing::info!(%request_id, %status, %error, "request refused");
+                tracing::info!(%status, %error, "request refused");
                 return oauth_json(status, &error, challenge);
             }
             WebError::Scim { error, challenge } => {
-                tracing::info!(%request_id, status = error.status, detail = %error.detail, "request refused");
+                tracing::info!(status = error.status, detail = %error.detail, "request refused");
                 return scim_json(&error, challenge);
             }
             WebError::Page {
@@ -295,11 +303,11 @@ impl super::AppState {
                 hint,
                 back_url,
             } => {
-                tracing::info!(%request_id, %status, %message, "request refused");
+                tracing::info!(%status, reason = %message, "request refused");
                 (status, title, message, hint, back_url)
             }
             WebError::Internal(detail) => {
-                tracing::error!(%request_id, %detail, "internal error");
+                tracing::error!(%detail, "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
@@ -309,7 +317,8 @@ impl super::AppState {
                 )
             }
             WebError::Unavailable(detail) => {
-                tracing::warn!(%request_id, %detail, "store unavailable");
+                tracing::warn!(%detail, "store unavailable");
+                self.metrics.store_unavailable();
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Usher is briefly unavailable",
@@ -348,7 +357,7 @@ impl super::AppState {
             layout: self.layout(&config, title, None),
             message,
             hint,
-            request_id: request_id.clone(),
+            request_id: request_id.to_string(),
             back_url,
         };
         let body = match self.render("error.html", &page) {

@@ -47,10 +47,13 @@ async fn render(state: &Shared, core: &Core) -> Response {
         .into_response()
 }
 
-/// The router of the separate metrics listener: `/metrics` and nothing else.
+/// The router of the separate metrics listener: `/metrics`, and the probes `/healthz`
+/// and `/readyz`, so an orchestrator can stay off the public listener too.
 pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics_only_get))
+        .route("/healthz", axum::routing::get(super::healthz))
+        .route("/readyz", axum::routing::get(super::ready::readyz))
         .with_state(state)
 }
 

@@ -18,6 +18,8 @@ pub mod metrics;
 mod oidc_routes;
 pub mod pages;
 mod posted;
+pub mod ready;
+pub mod request_id;
 mod reset;
 mod scim;
 
@@ -63,6 +65,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where `now` comes from: the machine's clock, or a test's.
     clock: Arc<dyn Clock>,
+    /// The last `/readyz` answer, reused for a second.
+    readiness: ready::Readiness,
 }
 
 pub type Shared = Arc<AppState>;
@@ -84,6 +88,10 @@ impl AppState {
             .await?;
         let templates = pages::environment(config.theme.as_deref());
         let metrics = crate::metrics::Metrics::new()
+            .and_then(|m| match store.postgres() {
+                Some(_) => m.with_database(),
+                None => Ok(m),
+            })
             .map_err(|e| anyhow::anyhow!("cannot set up the metrics: {e}"))?;
         Ok(Arc::new(AppState {
             config: RwLock::new(Arc::new(config)),
@@ -98,6 +106,7 @@ impl AppState {
             record_dir: std::sync::OnceLock::new(),
             metrics: Arc::new(metrics),
             clock,
+            readiness: ready::Readiness::default(),
         }))
     }
 
@@ -258,7 +267,8 @@ pub(crate) fn see_other(url: &str) -> Response {
     Redirect::to(url).into_response()
 }
 
-async fn healthz() -> &'static str {
+/// Liveness: the process answers. Readiness, which asks the store, is `/readyz`.
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
@@ -393,6 +403,7 @@ pub fn app(state: Shared) -> Router {
         .to_string();
     let routes = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(ready::readyz))
         .route("/assets/usher.css", get(stylesheet))
         .route(
             "/.well-known/openid-configuration",
@@ -476,6 +487,8 @@ pub fn app(state: Shared) -> Router {
             state.clone(),
             security_headers,
         ))
+        // First of all: the request's id and span, which every line it logs carries.
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state.clone());
     if base.is_empty() {
         routes

@@ -47,7 +47,10 @@ pub(crate) fn mail_in_background(
     what: &'static str,
 ) {
     let mailer = state.mailer();
+    // The request's span goes along: a failure is logged under its request id.
+    let span = tracing::Span::current();
     drop(tokio::task::spawn_blocking(move || {
+        let _request = span.enter();
         if let Err(e) = mailer.send(&to, &mail.subject, &mail.text, &mail.html) {
             tracing::error!(error = %e, "could not send the {what}");
         }

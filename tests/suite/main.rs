@@ -23,6 +23,7 @@ mod metrics;
 mod my_account;
 mod oidc_errors;
 mod oidc_login;
+mod operations;
 mod password_reset;
 mod recording;
 mod revocation;

@@ -273,28 +273,40 @@ fn chown_to(dir: &Path, user: &str) -> Result<(), String> {
 /// One cluster shared by every test of this process, started on first use; `None`
 /// (after saying so once, loudly, on the terminal) when PostgreSQL is not installed.
 /// Panics instead when [`REQUIRE_VAR`] is set: there, a missing PostgreSQL is a failure.
-// Test support: a missing server that is required must fail the test loudly.
-#[allow(clippy::panic)]
 pub fn shared() -> Option<&'static TempCluster> {
     static CLUSTER: OnceLock<Result<TempCluster, String>> = OnceLock::new();
     match CLUSTER.get_or_init(TempCluster::start) {
         Ok(c) => Some(c),
-        Err(why) => {
-            let required = std::env::var(REQUIRE_VAR).is_ok_and(|v| !v.is_empty() && v != "0");
-            if required {
-                panic!("PostgreSQL is required ({REQUIRE_VAR} is set) but cannot start: {why}");
-            }
-            static SAID: OnceLock<()> = OnceLock::new();
-            SAID.get_or_init(|| {
-                // Straight to stderr, past the test harness's capture, so it shows.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** The PostgreSQL tests did NOT run: {why}.\n*** Install the `postgresql` package to run them; set {REQUIRE_VAR}=1 to make this a failure.\n"
-                );
-            });
-            None
-        }
+        Err(why) => missing(why),
     }
+}
+
+/// A cluster of the caller's own, for a test that stops and starts its server; `None`
+/// (said loudly) or a panic under [`REQUIRE_VAR`] when it cannot start, as [`shared`].
+pub fn own() -> Option<TempCluster> {
+    match TempCluster::start() {
+        Ok(c) => Some(c),
+        Err(why) => missing(&why),
+    }
+}
+
+/// No cluster: a failure where PostgreSQL is required, else a loud note (once) and `None`.
+// Test support: a missing server that is required must fail the test loudly.
+#[allow(clippy::panic)]
+fn missing<T>(why: &str) -> Option<T> {
+    let required = std::env::var(REQUIRE_VAR).is_ok_and(|v| !v.is_empty() && v != "0");
+    if required {
+        panic!("PostgreSQL is required ({REQUIRE_VAR} is set) but cannot start: {why}");
+    }
+    static SAID: OnceLock<()> = OnceLock::new();
+    SAID.get_or_init(|| {
+        // Straight to stderr, past the test harness's capture, so it shows.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** The PostgreSQL tests did NOT run: {why}.\n*** Install the `postgresql` package to run them; set {REQUIRE_VAR}=1 to make this a failure.\n"
+        );
+    });
+    None
 }
 
 /// Settings for a new schema of the shared cluster, nothing created yet; `None` as
