@@ -115,13 +115,27 @@ impl TokenError {
             Some("Basic realm=\"usher\", error=\"invalid_client\"")
         }
     }
+
+    /// When the store could not be reached: the internal detail, which the web layer
+    /// logs under a request id while the client is told to retry (503, `Retry-After`).
+    pub fn unavailable(&self) -> Option<&str> {
+        (self.error.code == ErrorCode::TemporarilyUnavailable).then_some(&self.error.description)
+    }
 }
 
 impl From<StoreError> for TokenError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failure on the token endpoint");
+        let error = match e {
+            StoreError::Unavailable(detail) => {
+                OAuthError::new(ErrorCode::TemporarilyUnavailable, detail)
+            }
+            e => {
+                tracing::error!(error = %e, "store failure on the token endpoint");
+                OAuthError::server_error()
+            }
+        };
         TokenError {
-            error: OAuthError::server_error(),
+            error,
             basic_auth: false,
         }
     }

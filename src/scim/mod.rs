@@ -89,6 +89,12 @@ impl ScimError {
         )
     }
 
+    /// When the store could not be reached (503): the internal detail, which the web
+    /// layer logs under a request id while the client is told to retry (`Retry-After`).
+    pub fn unavailable(&self) -> Option<&str> {
+        (self.status == 503).then_some(&self.detail)
+    }
+
     /// The error body.
     pub fn body(&self) -> Value {
         let mut body = json!({
@@ -110,6 +116,7 @@ impl From<StoreError> for ScimError {
                 ScimError::uniqueness(format!("the {what} is already taken by another account"))
             }
             StoreError::NotFound => ScimError::not_found("User"),
+            StoreError::Unavailable(detail) => ScimError::new(503, None, detail),
             other => {
                 tracing::error!(error = %other, "store failure in the SCIM API");
                 ScimError::new(500, None, "the server could not complete the request")

@@ -183,7 +183,10 @@ impl From<AccountError> for WebError {
 
 impl From<ScimError> for WebError {
     fn from(e: ScimError) -> Self {
-        WebError::scim(e)
+        match e.unavailable() {
+            Some(detail) => StoreError::Unavailable(detail.to_string()).into(),
+            None => WebError::scim(e),
+        }
     }
 }
 
@@ -383,6 +386,20 @@ mod tests {
         assert_eq!(ErrorStyle::of("/scim/v2/Users", ""), ErrorStyle::Scim);
         assert_eq!(ErrorStyle::of("/login/abc", ""), ErrorStyle::Page);
         assert_eq!(ErrorStyle::of("/myaccount", ""), ErrorStyle::Page);
+    }
+
+    #[test]
+    fn an_unreachable_store_asks_for_a_retry_on_the_token_endpoint_and_scim_too() {
+        let down = || StoreError::Unavailable("connection refused".into());
+        let is_retry = |e: WebError| matches!(e, WebError::RetryAfter { error, .. } if matches!(*error, WebError::Unavailable(_)));
+        assert!(is_retry(WebError::from(ScimError::from(down()))));
+        let token = crate::oidc::token::TokenError::from(down());
+        assert_eq!(token.unavailable(), Some("connection refused"));
+        let broken = crate::oidc::token::TokenError::from(StoreError::Backend("bad".into()));
+        assert_eq!(broken.unavailable(), None);
+        assert!(!is_retry(WebError::from(ScimError::from(
+            StoreError::Backend("bad".into())
+        ))));
     }
 
     #[test]

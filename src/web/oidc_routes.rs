@@ -155,6 +155,9 @@ fn client_request(
 
 /// A refused client request, with the `WWW-Authenticate` challenge it calls for.
 fn client_error(e: TokenError) -> WebError {
+    if let Some(detail) = e.unavailable() {
+        return crate::store::StoreError::Unavailable(detail.to_string()).into();
+    }
     let challenge = e.challenge();
     let error = WebError::oauth(e.error);
     match challenge {

@@ -127,6 +127,27 @@ impl Usher {
     }
 }
 
+/// What a browser and a relying party need to know of a server: its issuer. One
+/// in-process [`Usher`], or several `usher serve` nodes behind one issuer (multinode).
+pub trait Issuer {
+    fn issuer(&self) -> &str;
+
+    /// A page-relative action (`/login/…`) as an absolute URL.
+    fn url_of(&self, action: &str) -> String {
+        if action.starts_with("http") {
+            action.to_string()
+        } else {
+            format!("{}{}", self.issuer(), action)
+        }
+    }
+}
+
+impl Issuer for Usher {
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
 /// A browser: keeps cookies, follows no redirect by itself.
 pub struct Browser {
     pub http: reqwest::Client,
@@ -192,13 +213,16 @@ pub fn html_unescape(s: &str) -> String {
 impl Browser {
     pub fn new() -> Browser {
         Browser {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .user_agent("UsherTestBrowser/1.0")
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: Self::builder().build().unwrap(),
         }
+    }
+
+    /// The settings of a browser's client, for a test to add to (where it connects).
+    pub fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .user_agent("UsherTestBrowser/1.0")
+            .redirect(reqwest::redirect::Policy::none())
     }
 
     async fn page(res: reqwest::Response) -> Page {
@@ -224,14 +248,14 @@ impl Browser {
 
     /// Follow redirects within Usher until a page is shown or the browser is sent to
     /// the app's redirect URI (returned as `Err(url)`).
-    pub async fn follow(&self, usher: &Usher, mut page: Page) -> Result<Page, Url> {
+    pub async fn follow(&self, usher: &impl Issuer, mut page: Page) -> Result<Page, Url> {
         for _ in 0..10 {
             if !page.status.is_redirection() {
                 return Ok(page);
             }
             let loc = page.headers[LOCATION].to_str().unwrap().to_string();
             let next = Url::parse(&page.url).unwrap().join(&loc).unwrap();
-            if !next.as_str().starts_with(&usher.issuer) {
+            if !next.as_str().starts_with(usher.issuer()) {
                 return Err(next);
             }
             page = self.get(next.as_str()).await;
@@ -242,7 +266,7 @@ impl Browser {
     /// Fill in the password form of `page` and follow where it leads.
     pub async fn submit_password(
         &self,
-        usher: &Usher,
+        usher: &impl Issuer,
         page: &Page,
         username: &str,
         password: &str,
@@ -261,17 +285,6 @@ impl Browser {
             .await;
         assert_eq!(res.status, StatusCode::SEE_OTHER, "POST answers 303");
         self.follow(usher, res).await
-    }
-}
-
-impl Usher {
-    /// A page-relative action (`/login/…`) as an absolute URL.
-    pub fn url_of(&self, action: &str) -> String {
-        if action.starts_with("http") {
-            action.to_string()
-        } else {
-            format!("{}{}", self.issuer, action)
-        }
     }
 }
 
@@ -296,13 +309,23 @@ pub struct AuthStart {
 }
 
 impl Rp {
-    pub async fn discover(usher: &Usher, client_id: &str, secret: Option<&str>) -> Rp {
+    pub async fn discover(usher: &impl Issuer, client_id: &str, secret: Option<&str>) -> Rp {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
+        Self::discover_with(usher, http, client_id, secret).await
+    }
+
+    /// [`Rp::discover`] with the RP's own HTTP client (one that reaches chosen nodes).
+    pub async fn discover_with(
+        usher: &impl Issuer,
+        http: reqwest::Client,
+        client_id: &str,
+        secret: Option<&str>,
+    ) -> Rp {
         let meta = CoreProviderMetadata::discover_async(
-            IssuerUrl::new(usher.issuer.clone()).unwrap(),
+            IssuerUrl::new(usher.issuer().to_string()).unwrap(),
             &http,
         )
         .await
@@ -380,7 +403,7 @@ pub fn query(url: &Url) -> HashMap<String, String> {
 
 /// Drive a whole password sign-in for `rp`, returning the callback URL.
 pub async fn password_login(
-    usher: &Usher,
+    usher: &impl Issuer,
     browser: &Browser,
     start: &AuthStart,
     user: &str,

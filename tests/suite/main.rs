@@ -20,6 +20,7 @@ mod limits;
 mod lockout;
 mod mail;
 mod metrics;
+mod multinode;
 mod my_account;
 mod oidc_errors;
 mod oidc_login;
