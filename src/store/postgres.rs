@@ -426,6 +426,12 @@ impl Tx<'_> {
         Ok(statement)
     }
 
+    async fn query(&self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+        let statement = self.statement(sql).await?;
+        self.store.counted(1, 1);
+        self.tx.query(&statement, params).await.map_err(pg)
+    }
+
     async fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
         let statement = self.statement(sql).await?;
         self.store.counted(1, 1);

@@ -182,6 +182,7 @@ macro_rules! store_contract_tests {
             accounts::queries_filter_order_page_and_count,
             accounts::queries_see_external_ids_identities_and_authenticators,
             accounts::the_session_index_follows_puts_and_deletes,
+            accounts::crossed_names_in_parallel_conflict_cleanly,
             counters::parallel_hits_count_every_one_exactly_once,
             counters::a_counter_keeps_its_expiry_and_restarts_after_it,
             counters::extending_a_counter_never_shortens_it_nor_revives_it,
