@@ -66,30 +66,143 @@ impl PgSettings {
     }
 }
 
-/// `url` with its password hidden, whether or not it parses.
+/// `url` with its password hidden, whether or not it parses: wherever the driver would
+/// find one (the user information, a `password` query parameter, a key=value pair),
+/// and erring towards hiding more.
 pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        // The user information ends at the last `@` before the path.
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            return format!("{scheme}://{user}{hidden}{}", &rest[at..]);
-        }
-        return url.to_string();
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", redact_url_rest(rest)),
+        None => redact_key_values(url),
     }
-    // A key=value string: hide the value after `password=`.
-    url.split_whitespace()
-        .map(|part| {
-            if part.starts_with("password=") {
-                "password=***"
-            } else {
-                part
+}
+
+/// A URL after its `scheme://`.
+fn redact_url_rest(rest: &str) -> String {
+    // The driver takes everything before the first `@` as the user information, `/`,
+    // `?` and all; an unencoded `@` in a password pushes the host after a later one.
+    let (userinfo, tail) = match rest.find('@') {
+        Some(first) => {
+            let after = &rest[first + 1..];
+            let host_end = after.find(['/', '?']).unwrap_or(after.len());
+            let at = match after[..host_end].rfind('@') {
+                Some(later) => first + 1 + later,
+                None => first,
+            };
+            (Some(&rest[..at]), &rest[at..])
+        }
+        None => (None, rest),
+    };
+    let mut out = String::new();
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***");
             }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+            None => out.push_str(userinfo),
+        }
+    }
+    match tail.split_once('?') {
+        Some((head, query)) => {
+            out.push_str(head);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if percent_decoded(key).eq_ignore_ascii_case(b"password") => {
+                        format!("{key}=***")
+                    }
+                    _ => param.to_string(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+/// `%XX` escapes decoded, as the driver decodes a query parameter's name.
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// A key=value connection string, read as the driver reads it (spaces around `=`,
+/// quoted values with backslash escapes), with the value of `password` hidden.
+fn redact_key_values(text: &str) -> String {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let offset = |i: usize| chars.get(i).map_or(text.len(), |&(o, _)| o);
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        let key_start = i;
+        while at(i).is_some_and(|c| !c.is_whitespace() && c != '=') {
+            i += 1;
+        }
+        let key = &text[offset(key_start)..offset(i)];
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        if at(i) != Some('=') {
+            // Not a pair the driver would accept: hide the rest, to be safe.
+            if key_start < chars.len() && !key.is_empty() {
+                out.push_str(&text[copied..offset(key_start)]);
+                out.push_str("***");
+                return out;
+            }
+            break;
+        }
+        i += 1;
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        let value_start = i;
+        if at(i) == Some('\'') {
+            i += 1;
+            while let Some(c) = at(i) {
+                i += if c == '\\' { 2 } else { 1 };
+                if c == '\'' {
+                    break;
+                }
+            }
+        } else {
+            while let Some(c) = at(i).filter(|c| !c.is_whitespace()) {
+                i += if c == '\\' { 2 } else { 1 };
+            }
+        }
+        let value_end = i.min(chars.len());
+        if key.eq_ignore_ascii_case("password") {
+            out.push_str(&text[copied..offset(value_start)]);
+            out.push_str("***");
+            copied = offset(value_end);
+        }
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    out
 }
 
 /// Parse a connection URL the way the driver will, for `usher check`.

@@ -63,3 +63,41 @@ async fn nodes_migrate_and_sweep_at_once_without_double_work_or_lost_rows() {
         assert!(b.counter(&format!("c{i}"), now).await.unwrap().is_some());
     }
 }
+
+/// Every way the driver accepts a password is hidden by `redact`, which the config
+/// check and the start-up error print: a password holding `/`, `?` or `@` (the driver
+/// takes everything up to the first `@` as the user information), a `password=`
+/// query parameter, and a key=value string's quoted or spaced value.
+#[test]
+fn redacted_urls_never_show_a_password_the_driver_would_use() {
+    let cases = [
+        "postgres://usher:s3cret@db.internal/usher",
+        "postgres://usher:ab/s3cret@db.internal/usher",
+        "postgresql://usher:ab?s3cret@db.internal:5432/usher",
+        "postgres://usher:s3cret@x@db.internal/usher",
+        "postgres://usher@db.internal/usher?password=s3cret",
+        "postgres://db.internal/usher?sslmode=disable&password=s3cret&user=u",
+        "postgres://db.internal/usher?pass%77ord=s3cret",
+        "host=db user=usher password=s3cret dbname=usher",
+        "host=db user=usher password='s3cret and more' dbname=usher",
+        "host=db user=usher password = s3cret dbname=usher",
+        "host=db user=usher password='it\\'s s3cret' dbname=usher",
+    ];
+    for url in cases {
+        let config: tokio_postgres::Config = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+        let password = String::from_utf8(config.get_password().unwrap().to_vec()).unwrap();
+        assert!(password.contains("s3cret"), "{url} gives {password}");
+        let shown = super::redact(url);
+        for part in ["s3cret", "more", "and"] {
+            assert!(!shown.contains(part), "{url} shows as {shown}");
+        }
+        assert!(shown.contains("***"), "{url} shows as {shown}");
+    }
+    // What holds no password is shown as it is.
+    for url in [
+        "postgres://usher@db.internal:5432/usher?sslmode=disable",
+        "host=db user=usher dbname=usher",
+    ] {
+        assert_eq!(super::redact(url), url);
+    }
+}
