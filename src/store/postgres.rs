@@ -402,6 +402,18 @@ impl PgStore {
         client.query(&statement, params).await.map_err(pg)
     }
 
+    /// A one-off statement: sent unnamed with its parameters' types, in one round trip,
+    /// and not cached (for SQL built per call, like an account filter).
+    async fn query_unprepared(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), tokio_postgres::types::Type)],
+    ) -> StoreResult<Vec<Row>> {
+        let client = self.client().await?;
+        self.counted(1, 1);
+        client.query_typed(sql, params).await.map_err(pg)
+    }
+
     async fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
         let client = self.client().await?;
         let statement = self.statement(&client, sql).await?;

@@ -101,3 +101,63 @@ fn redacted_urls_never_show_a_password_the_driver_would_use() {
         assert_eq!(super::redact(url), url);
     }
 }
+
+/// Every distinct account filter is a distinct SQL text. Kept in each connection's
+/// statement cache, they would pile up for as long as the connection lives, on the
+/// node and on the server (a SCIM client sending ever new filters grows both without
+/// bound); a query's statement must not outlive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_account_filters_do_not_pile_up_prepared_statements() {
+    use crate::store::query::{Filter, Literal, Op, UserAttr};
+    use crate::store::{UserQuery, UserQueryStore, UserStore};
+    let Some(mut settings) = super::cluster::fresh_settings() else {
+        return;
+    };
+    settings.max_connections = 1;
+    let store = super::PgStore::open(&settings).await.unwrap();
+    store
+        .create_user(&crate::store::contract::user(
+            "u1",
+            "ann",
+            "ann@example.com",
+        ))
+        .await
+        .unwrap();
+    let prepared = || async {
+        let row = store
+            .query_opt("SELECT count(*) AS n FROM pg_prepared_statements", &[])
+            .await
+            .unwrap()
+            .unwrap();
+        row.get::<_, i64>("n")
+    };
+    let before = prepared().await;
+    for terms in 1..=200 {
+        let mut filter = Filter::Compare(UserAttr::Username, Op::Eq, Literal::Str("ann".into()));
+        for t in 1..terms {
+            filter = Filter::Or(
+                Box::new(filter),
+                Box::new(Filter::Compare(
+                    UserAttr::Id,
+                    Op::Eq,
+                    Literal::Str(format!("x{t}")),
+                )),
+            );
+        }
+        let page = store
+            .query_users(&UserQuery {
+                filter: Some(filter),
+                start: 0,
+                count: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, 1);
+    }
+    let after = prepared().await;
+    assert!(
+        after - before < 10,
+        "200 distinct filters left {} prepared statements behind",
+        after - before
+    );
+}
