@@ -161,3 +161,66 @@ async fn distinct_account_filters_do_not_pile_up_prepared_statements() {
         after - before
     );
 }
+
+/// The database restarts under a node: while it is down a call is "unavailable" (503,
+/// not 500), and once it is back the pool's broken connections are replaced, so calls
+/// succeed again without restarting the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_recovers_when_the_database_restarts() {
+    use crate::store::{FlowStore, StoreError};
+    if super::cluster::shared().is_none() {
+        return;
+    }
+    // A cluster of its own: the shared one serves the other tests meanwhile.
+    let cluster = tokio::task::spawn_blocking(super::cluster::TempCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut settings = super::PgSettings::new(cluster.url("postgres"));
+    settings.max_connections = 4;
+    settings.acquire_timeout = std::time::Duration::from_secs(2);
+    let store = super::PgStore::open(&settings).await.unwrap();
+    // Fill the pool with connections that have prepared statements.
+    let warm: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_flow(&format!("f{i}"), b"x").await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for w in warm {
+        results.push(w.await.unwrap());
+    }
+    let warm = results;
+    assert!(warm.iter().all(|r| r.is_ok()), "{warm:?}");
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop_now().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    let down = store.flow("f1").await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    // Every pooled connection died with the server: at most one failed call each, then
+    // every call succeeds.
+    let mut failures = 0;
+    for i in 0..20 {
+        match store.flow(&format!("f{}", i % 8)).await {
+            Ok(found) => assert_eq!(found.as_deref(), Some(&b"x"[..])),
+            Err(StoreError::Unavailable(_)) if failures < 4 => failures += 1,
+            Err(e) => panic!("call {i} after the restart failed: {e}"),
+        }
+    }
+    for i in 0..8 {
+        assert!(store.flow(&format!("f{i}")).await.unwrap().is_some());
+    }
+    drop(cluster);
+}
