@@ -35,8 +35,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/migrations/0001_
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i32 = 1;
 
-/// How to reach the database (`store: { postgres: … }`, resolved).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach the database (`store: { postgres: … }`, resolved). Its `Debug` shows
+/// the URL redacted.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgSettings {
     /// A `postgres://` URL (or key=value connection string). May hold a password:
     /// never logged as is (see [`PgSettings::redacted_url`]).
@@ -48,6 +49,17 @@ pub struct PgSettings {
     /// How long a request waits for a free connection, or for a new one to connect,
     /// before it is answered "unavailable".
     pub acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &self.redacted_url())
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
 }
 
 impl PgSettings {

@@ -224,3 +224,12 @@ async fn a_node_recovers_when_the_database_restarts() {
     }
     drop(cluster);
 }
+
+/// Settings printed for debugging (a panic, a `{:?}` in a log line) hide the password.
+#[test]
+fn debugged_settings_hide_the_password() {
+    let settings = super::PgSettings::new("postgres://usher:s3cret@db.internal/usher");
+    let shown = format!("{settings:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("db.internal"), "{shown}");
+}
