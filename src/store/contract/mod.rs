@@ -196,6 +196,7 @@ macro_rules! store_contract_tests {
             credentials::a_totp_step_is_accepted_once_even_in_parallel,
             credentials::of_parallel_enrolments_the_first_secret_stays,
             credentials::a_recovery_code_is_consumed_once_even_in_parallel,
+            credentials::parallel_new_recovery_codes_leave_exactly_one_set,
             credentials::an_email_code_record_swaps_once_per_version,
             credentials::an_email_code_works_once_and_a_new_one_supersedes_it,
             credentials::parallel_checks_of_one_email_code_give_one_success,
