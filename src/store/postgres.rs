@@ -293,6 +293,13 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(format!("no database connection: {e}"))
 }
 
+/// Whether `text` can be stored at all: PostgreSQL's text holds no NUL, so a lookup
+/// by text with one (a client's choice) finds nothing, without asking the database,
+/// which would refuse the parameter and fail the request.
+fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 /// Times and counts are `u64` in Usher and `bigint` in the database.
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -595,6 +602,9 @@ impl FlowStore for PgStore {
     }
 
     async fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        if !storable(id) {
+            return Ok(None);
+        }
         let row = self
             .query_opt("SELECT value FROM flows WHERE id = $1", &[&id])
             .await?;
@@ -602,6 +612,9 @@ impl FlowStore for PgStore {
     }
 
     async fn delete_flow(&self, id: &str) -> StoreResult<()> {
+        if !storable(id) {
+            return Ok(());
+        }
         self.execute("DELETE FROM flows WHERE id = $1", &[&id])
             .await
             .map(|_| ())
@@ -642,6 +655,9 @@ impl FlowStore for PgStore {
     }
 
     async fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>> {
+        if !storable(state_hash) {
+            return Ok(None);
+        }
         let row = self
             .query_opt(
                 "DELETE FROM upstream_states WHERE state_hash = $1 RETURNING flow_id",
@@ -665,6 +681,9 @@ impl FlashStore for PgStore {
     }
 
     async fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>> {
+        if !storable(id) {
+            return Ok(None);
+        }
         let row = self
             .query_opt(
                 "DELETE FROM flashes WHERE id = $1 RETURNING value, expires_at",

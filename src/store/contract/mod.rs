@@ -224,6 +224,7 @@ macro_rules! store_contract_tests {
             short_lived::an_upstream_state_is_taken_once_even_in_parallel,
             short_lived::abandoned_round_trips_are_swept_with_their_flows,
             short_lived::a_flash_is_taken_once_even_in_parallel,
+            short_lived::lookups_of_text_holding_a_nul_find_nothing,
             short_lived::an_expired_flash_is_not_shown_and_is_swept,
             short_lived::events_scan_in_order_and_sweep_by_age,
         }

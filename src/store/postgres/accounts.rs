@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use tokio_postgres::types::Json;
 
-use super::{col, int, json_of, uint, PgStore, Tx};
+use super::{col, int, json_of, storable, uint, PgStore, Tx};
 use crate::store::*;
 
 fn fold(s: &str) -> String {
@@ -74,6 +74,9 @@ impl UserStore for PgStore {
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        if !storable(id) {
+            return Ok(None);
+        }
         let row = self
             .query_opt("SELECT value FROM users WHERE id = $1", &[&id])
             .await?;
@@ -81,6 +84,9 @@ impl UserStore for PgStore {
     }
 
     async fn find_user(&self, login: &str) -> StoreResult<Option<User>> {
+        if !storable(login) {
+            return Ok(None);
+        }
         let row = self
             .query_opt(
                 "SELECT u.value FROM login_names n JOIN users u ON u.id = n.user_id WHERE n.name = $1",
@@ -201,6 +207,9 @@ impl UserStore for PgStore {
 #[async_trait]
 impl IdentityStore for PgStore {
     async fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>> {
+        if !storable(connection) || !storable(subject) {
+            return Ok(None);
+        }
         let row = self
             .query_opt(
                 "SELECT user_id FROM identities WHERE connection = $1 AND subject = $2",
@@ -308,6 +317,9 @@ impl SessionStore for PgStore {
     }
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+        if !storable(id_hash) {
+            return Ok(None);
+        }
         let row = self
             .query_opt("SELECT value FROM sessions WHERE hash = $1", &[&id_hash])
             .await?;
@@ -315,6 +327,9 @@ impl SessionStore for PgStore {
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        if !storable(id_hash) {
+            return Ok(());
+        }
         self.execute("DELETE FROM sessions WHERE hash = $1", &[&id_hash])
             .await
             .map(|_| ())
