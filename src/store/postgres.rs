@@ -341,7 +341,14 @@ impl PgStore {
         }
         let mut config = parse_url(&settings.url).map_err(StoreError::Backend)?;
         config.application_name("usher");
-        config.options(format!("-c search_path={}", settings.schema));
+        // Added to the URL's own server options (a statement timeout, …), not in
+        // their place.
+        let search_path = format!("-c search_path={}", settings.schema);
+        let options = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{given} {search_path}"),
+            _ => search_path,
+        };
+        config.options(options);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(settings.acquire_timeout);
         }

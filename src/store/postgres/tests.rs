@@ -233,3 +233,24 @@ fn debugged_settings_hide_the_password() {
     assert!(!shown.contains("s3cret"), "{shown}");
     assert!(shown.contains("db.internal"), "{shown}");
 }
+
+/// Server options the operator gives in the URL (`?options=-c statement_timeout=…`, the
+/// usual way to bound a query) still apply beside the schema's search path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_in_the_url_are_kept_beside_the_search_path() {
+    let Some(mut settings) = super::cluster::fresh_settings() else {
+        return;
+    };
+    settings.url = format!("{}?options=-c%20statement_timeout%3D4321", settings.url);
+    let store = super::PgStore::open(&settings).await.unwrap();
+    let row = store
+        .query_opt(
+            "SELECT current_setting('statement_timeout') AS t, current_schema() AS s",
+            &[],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.get::<_, String>("t"), "4321ms");
+    assert_eq!(row.get::<_, String>("s"), settings.schema);
+}
