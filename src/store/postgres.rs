@@ -223,7 +223,9 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Whether a schema name can be used as is: it goes into `search_path` unquoted.
+/// Whether a schema name can be used: lower-case letters, digits and `_`, so that
+/// quoted (as it is wherever it is written into SQL, a keyword like `user` too) it
+/// names the schema an unquoted mention would.
 pub fn valid_schema_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -343,7 +345,8 @@ impl PgStore {
         config.application_name("usher");
         // Added to the URL's own server options (a statement timeout, …), not in
         // their place.
-        let search_path = format!("-c search_path={}", settings.schema);
+        // Quoted: a valid name may still be a keyword (`user`).
+        let search_path = format!("-c search_path=\"{}\"", settings.schema);
         let options = match config.get_options() {
             Some(given) if !given.trim().is_empty() => format!("{given} {search_path}"),
             _ => search_path,
@@ -507,7 +510,7 @@ impl PgStore {
         let schema = &self.schema;
         client
             .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema};
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
                  CREATE TABLE IF NOT EXISTS usher_migrations (
                      version integer PRIMARY KEY,
                      applied_at bigint NOT NULL

@@ -254,3 +254,29 @@ async fn options_in_the_url_are_kept_beside_the_search_path() {
     assert_eq!(row.get::<_, String>("t"), "4321ms");
     assert_eq!(row.get::<_, String>("s"), settings.schema);
 }
+
+/// A schema name that is an SQL keyword (`user`, `order`) passes the config check, so
+/// it must work: quoted wherever it is written into SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_named_like_a_keyword_works() {
+    use crate::store::FlowStore;
+    let Some(base) = super::cluster::fresh_settings() else {
+        return;
+    };
+    // One test owns these names in the shared cluster's database.
+    for schema in ["user", "order"] {
+        let mut settings = base.clone();
+        settings.schema = schema.into();
+        assert!(super::valid_schema_name(schema));
+        let store = super::PgStore::open(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("{schema}: {e}"));
+        store.put_flow("f", b"x").await.unwrap();
+        let row = store
+            .query_opt("SELECT current_schema() AS s", &[])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.get::<_, String>("s"), schema);
+    }
+}
