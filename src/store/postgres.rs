@@ -795,10 +795,23 @@ const AUDIT_PAGE: i64 = 500;
 #[async_trait]
 impl AuditStore for PgStore {
     async fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
+        // JSON in PostgreSQL cannot hold a NUL, and a refused event would be lost (the
+        // core logs the failure and goes on): whoever typed or sent a NUL would leave
+        // no trace. The event is kept with U+FFFD in its place.
+        let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+        let event = AuditEvent {
+            id: clean(&event.id),
+            at: event.at,
+            kind: clean(&event.kind),
+            app: event.app.as_deref().map(clean),
+            sub: event.sub.as_deref().map(clean),
+            outcome: clean(&event.outcome),
+            detail: event.detail.iter().map(|d| clean(d)).collect(),
+        };
         self.execute(
             "INSERT INTO audit_events (id, value) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
-            &[&event.id, &Json(event)],
+            &[&event.id, &Json(&event)],
         )
         .await
         .map(|_| ())

@@ -280,3 +280,31 @@ async fn a_schema_named_like_a_keyword_works() {
         assert_eq!(row.get::<_, String>("s"), schema);
     }
 }
+
+/// An audit event holding a NUL (an upstream's `error_description=%00`, a typed name)
+/// is recorded all the same: PostgreSQL's JSON cannot hold a NUL, and a refused write
+/// would drop the event (the core logs the failure and goes on), so whoever put the
+/// NUL there would leave no trace. The NUL is kept as U+FFFD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_event_holding_a_nul_is_recorded() {
+    use crate::store::AuditStore;
+    let Some(store) = super::cluster::fresh_store().await else {
+        return;
+    };
+    let event = crate::store::AuditEvent {
+        id: "0000000000000001-x".into(),
+        at: 1,
+        kind: "sign_in".into(),
+        app: Some("thrift\0".into()),
+        sub: Some("github|\0".into()),
+        outcome: "provider: bad\0news".into(),
+        detail: vec!["login ann\0".into()],
+    };
+    store.append_event(&event).await.unwrap();
+    let stored = store.events(0, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].outcome, "provider: bad\u{FFFD}news");
+    assert_eq!(stored[0].app.as_deref(), Some("thrift\u{FFFD}"));
+    assert_eq!(stored[0].sub.as_deref(), Some("github|\u{FFFD}"));
+    assert_eq!(stored[0].detail, ["login ann\u{FFFD}"]);
+}
