@@ -308,3 +308,85 @@ async fn an_audit_event_holding_a_nul_is_recorded() {
     assert_eq!(stored[0].sub.as_deref(), Some("github|\u{FFFD}"));
     assert_eq!(stored[0].detail, ["login ann\u{FFFD}"]);
 }
+
+/// Two nodes (two pools on one schema) spending one refresh token and one code at
+/// once: exactly one rotation and one redemption win across both, and every loser
+/// names the winner's family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_spend_a_token_and_a_code_once_between_them() {
+    use crate::store::{Redeem, RefreshRecord, Rotate, TokenStore};
+    let Some(settings) = super::cluster::fresh_settings() else {
+        return;
+    };
+    let a = super::PgStore::open(&settings).await.unwrap();
+    let b = super::PgStore::open(&settings).await.unwrap();
+    for round in 0..10 {
+        let old = format!("r{round}");
+        let record = RefreshRecord {
+            grant_id: "g1".into(),
+            expires_at: 100,
+            used: false,
+        };
+        a.put_refresh(&old, &record).await.unwrap();
+        a.put_code(&format!("c{round}"), &crate::store::contract::code())
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let (old, record) = (old.clone(), record.clone());
+                tokio::spawn(async move {
+                    let rotated = node
+                        .rotate_refresh(&old, &format!("{old}-n{i}"), &record)
+                        .await
+                        .unwrap();
+                    let redeemed = node
+                        .redeem_code(&format!("c{round}"), &format!("grant-{i}"))
+                        .await
+                        .unwrap();
+                    (rotated, redeemed)
+                })
+            })
+            .collect();
+        let mut rotations = Vec::new();
+        let mut redemptions = Vec::new();
+        for t in tasks {
+            let (r, c) = t.await.unwrap();
+            rotations.push(r);
+            redemptions.push(c);
+        }
+        let won = rotations
+            .iter()
+            .filter(|r| matches!(r, Rotate::Rotated(_)))
+            .count();
+        assert_eq!(won, 1, "{rotations:?}");
+        assert!(rotations
+            .iter()
+            .all(|r| matches!(r, Rotate::Rotated(o) | Rotate::Reused(o) if o.grant_id == "g1")));
+        let fresh: Vec<_> = redemptions
+            .iter()
+            .filter_map(|r| match r {
+                Redeem::Fresh(c) => c.redeemed_by.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fresh.len(), 1, "{redemptions:?}");
+        for r in &redemptions {
+            if let Redeem::Reused(c) = r {
+                assert_eq!(c.redeemed_by, Some(fresh[0].clone()));
+            }
+        }
+        // Only the winner's new token was stored.
+        let mut stored = 0;
+        for i in 0..16 {
+            if b.refresh_token(&format!("{old}-n{i}"))
+                .await
+                .unwrap()
+                .is_some()
+            {
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, 1);
+    }
+}
