@@ -39,8 +39,9 @@ pub const SCHEMA_VERSION: i32 = 1;
 /// begins ([`PgStore::check_ready`]).
 pub const MIGRATIONS_PENDING: &str = "schema migrations pending";
 
-/// How to reach the database (`store: { postgres: … }`, resolved).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach the database (`store: { postgres: … }`, resolved). Its `Debug` shows
+/// the URL redacted.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgSettings {
     /// A `postgres://` URL (or key=value connection string). May hold a password:
     /// never logged as is (see [`PgSettings::redacted_url`]).
@@ -52,6 +53,17 @@ pub struct PgSettings {
     /// How long a request waits for a free connection, or for a new one to connect,
     /// before it is answered "unavailable".
     pub acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &self.redacted_url())
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
 }
 
 impl PgSettings {
@@ -70,30 +82,143 @@ impl PgSettings {
     }
 }
 
-/// `url` with its password hidden, whether or not it parses.
+/// `url` with its password hidden, whether or not it parses: wherever the driver would
+/// find one (the user information, a `password` query parameter, a key=value pair),
+/// and erring towards hiding more.
 pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        // The user information ends at the last `@` before the path.
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            return format!("{scheme}://{user}{hidden}{}", &rest[at..]);
-        }
-        return url.to_string();
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", redact_url_rest(rest)),
+        None => redact_key_values(url),
     }
-    // A key=value string: hide the value after `password=`.
-    url.split_whitespace()
-        .map(|part| {
-            if part.starts_with("password=") {
-                "password=***"
-            } else {
-                part
+}
+
+/// A URL after its `scheme://`.
+fn redact_url_rest(rest: &str) -> String {
+    // The driver takes everything before the first `@` as the user information, `/`,
+    // `?` and all; an unencoded `@` in a password pushes the host after a later one.
+    let (userinfo, tail) = match rest.find('@') {
+        Some(first) => {
+            let after = &rest[first + 1..];
+            let host_end = after.find(['/', '?']).unwrap_or(after.len());
+            let at = match after[..host_end].rfind('@') {
+                Some(later) => first + 1 + later,
+                None => first,
+            };
+            (Some(&rest[..at]), &rest[at..])
+        }
+        None => (None, rest),
+    };
+    let mut out = String::new();
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***");
             }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+            None => out.push_str(userinfo),
+        }
+    }
+    match tail.split_once('?') {
+        Some((head, query)) => {
+            out.push_str(head);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if percent_decoded(key).eq_ignore_ascii_case(b"password") => {
+                        format!("{key}=***")
+                    }
+                    _ => param.to_string(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+/// `%XX` escapes decoded, as the driver decodes a query parameter's name.
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// A key=value connection string, read as the driver reads it (spaces around `=`,
+/// quoted values with backslash escapes), with the value of `password` hidden.
+fn redact_key_values(text: &str) -> String {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let offset = |i: usize| chars.get(i).map_or(text.len(), |&(o, _)| o);
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        let key_start = i;
+        while at(i).is_some_and(|c| !c.is_whitespace() && c != '=') {
+            i += 1;
+        }
+        let key = &text[offset(key_start)..offset(i)];
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        if at(i) != Some('=') {
+            // Not a pair the driver would accept: hide the rest, to be safe.
+            if key_start < chars.len() && !key.is_empty() {
+                out.push_str(&text[copied..offset(key_start)]);
+                out.push_str("***");
+                return out;
+            }
+            break;
+        }
+        i += 1;
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        let value_start = i;
+        if at(i) == Some('\'') {
+            i += 1;
+            while let Some(c) = at(i) {
+                i += if c == '\\' { 2 } else { 1 };
+                if c == '\'' {
+                    break;
+                }
+            }
+        } else {
+            while let Some(c) = at(i).filter(|c| !c.is_whitespace()) {
+                i += if c == '\\' { 2 } else { 1 };
+            }
+        }
+        let value_end = i.min(chars.len());
+        if key.eq_ignore_ascii_case("password") {
+            out.push_str(&text[copied..offset(value_start)]);
+            out.push_str("***");
+            copied = offset(value_end);
+        }
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    out
 }
 
 /// Parse a connection URL the way the driver will, for `usher check`.
@@ -102,7 +227,9 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Whether a schema name can be used as is: it goes into `search_path` unquoted.
+/// Whether a schema name can be used: lower-case letters, digits and `_`, so that
+/// quoted (as it is wherever it is written into SQL, a keyword like `user` too) it
+/// names the schema an unquoted mention would.
 pub fn valid_schema_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -172,6 +299,13 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(format!("no database connection: {e}"))
 }
 
+/// Whether `text` can be stored at all: PostgreSQL's text holds no NUL, so a lookup
+/// by text with one (a client's choice) finds nothing, without asking the database,
+/// which would refuse the parameter and fail the request.
+fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 /// Times and counts are `u64` in Usher and `bigint` in the database.
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -213,7 +347,15 @@ impl PgStore {
         }
         let mut config = parse_url(&settings.url).map_err(StoreError::Backend)?;
         config.application_name("usher");
-        config.options(format!("-c search_path={}", settings.schema));
+        // Added to the URL's own server options (a statement timeout, …), not in
+        // their place.
+        // Quoted: a valid name may still be a keyword (`user`).
+        let search_path = format!("-c search_path=\"{}\"", settings.schema);
+        let options = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{given} {search_path}"),
+            _ => search_path,
+        };
+        config.options(options);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(settings.acquire_timeout);
         }
@@ -291,6 +433,18 @@ impl PgStore {
         let statement = self.statement(&client, sql).await?;
         self.counted(1, 1);
         client.query(&statement, params).await.map_err(pg)
+    }
+
+    /// A one-off statement: sent unnamed with its parameters' types, in one round trip,
+    /// and not cached (for SQL built per call, like an account filter).
+    async fn query_unprepared(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), tokio_postgres::types::Type)],
+    ) -> StoreResult<Vec<Row>> {
+        let client = self.client().await?;
+        self.counted(1, 1);
+        client.query_typed(sql, params).await.map_err(pg)
     }
 
     async fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
@@ -378,7 +532,7 @@ impl PgStore {
         let schema = &self.schema;
         client
             .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema};
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
                  CREATE TABLE IF NOT EXISTS usher_migrations (
                      version integer PRIMARY KEY,
                      applied_at bigint NOT NULL
@@ -448,6 +602,12 @@ impl Tx<'_> {
         Ok(statement)
     }
 
+    async fn query(&self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+        let statement = self.statement(sql).await?;
+        self.store.counted(1, 1);
+        self.tx.query(&statement, params).await.map_err(pg)
+    }
+
     async fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
         let statement = self.statement(sql).await?;
         self.store.counted(1, 1);
@@ -474,6 +634,9 @@ impl FlowStore for PgStore {
     }
 
     async fn flow(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        if !storable(id) {
+            return Ok(None);
+        }
         let row = self
             .query_opt("SELECT value FROM flows WHERE id = $1", &[&id])
             .await?;
@@ -481,6 +644,9 @@ impl FlowStore for PgStore {
     }
 
     async fn delete_flow(&self, id: &str) -> StoreResult<()> {
+        if !storable(id) {
+            return Ok(());
+        }
         self.execute("DELETE FROM flows WHERE id = $1", &[&id])
             .await
             .map(|_| ())
@@ -521,6 +687,9 @@ impl FlowStore for PgStore {
     }
 
     async fn take_upstream_state(&self, state_hash: &str) -> StoreResult<Option<String>> {
+        if !storable(state_hash) {
+            return Ok(None);
+        }
         let row = self
             .query_opt(
                 "DELETE FROM upstream_states WHERE state_hash = $1 RETURNING flow_id",
@@ -544,6 +713,9 @@ impl FlashStore for PgStore {
     }
 
     async fn take_flash(&self, id: &str, now: u64) -> StoreResult<Option<Vec<u8>>> {
+        if !storable(id) {
+            return Ok(None);
+        }
         let row = self
             .query_opt(
                 "DELETE FROM flashes WHERE id = $1 RETURNING value, expires_at",
@@ -645,10 +817,23 @@ const AUDIT_PAGE: i64 = 500;
 #[async_trait]
 impl AuditStore for PgStore {
     async fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
+        // JSON in PostgreSQL cannot hold a NUL, and a refused event would be lost (the
+        // core logs the failure and goes on): whoever typed or sent a NUL would leave
+        // no trace. The event is kept with U+FFFD in its place.
+        let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+        let event = AuditEvent {
+            id: clean(&event.id),
+            at: event.at,
+            kind: clean(&event.kind),
+            app: event.app.as_deref().map(clean),
+            sub: event.sub.as_deref().map(clean),
+            outcome: clean(&event.outcome),
+            detail: event.detail.iter().map(|d| clean(d)).collect(),
+        };
         self.execute(
             "INSERT INTO audit_events (id, value) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
-            &[&event.id, &Json(event)],
+            &[&event.id, &Json(&event)],
         )
         .await
         .map(|_| ())

@@ -428,3 +428,72 @@ pub async fn the_session_index_follows_puts_and_deletes(f: &dyn StoreFactory) {
     assert_eq!(hashes(s, "u_b").await, ["h2", "h3"]);
     assert!(s.session("h6").await.unwrap().is_none());
 }
+
+/// Two accounts claiming each other's names at once (one's username the other's email,
+/// or two renames swapping names): every call answers `Ok` or `Conflict`, never a
+/// storage error, and of two creations claiming one name exactly one succeeds. A
+/// backend that takes the names' locks in whatever order the record lists them can
+/// deadlock here, and the database then aborts one transaction with an error.
+pub async fn crossed_names_in_parallel_conflict_cleanly(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    // Pairs (2k, 2k+1): username x_k with email y_k, and username y_k with email x_k.
+    let created = race(&s, |s, i| async move {
+        let (k, second) = (i / 2, i % 2 == 1);
+        let (x, y) = (format!("x{k}@example.com"), format!("y{k}@example.com"));
+        let u = if second {
+            user(&format!("b{k}"), &y, &x)
+        } else {
+            user(&format!("a{k}"), &x, &y)
+        };
+        match s.create_user(&u).await {
+            Ok(()) => true,
+            Err(StoreError::Conflict(_)) => false,
+            Err(e) => panic!("creation {i} failed: {e}"),
+        }
+    })
+    .await;
+    for pair in created.chunks(2) {
+        assert_eq!(pair.iter().filter(|&&ok| ok).count(), 1, "{created:?}");
+    }
+
+    // Pairs of existing accounts trying to take each other's username at once.
+    let s = f.fresh();
+    for k in 0..PARALLEL / 2 {
+        s.create_user(&user(
+            &format!("p{k}"),
+            &format!("p{k}"),
+            &format!("p{k}@x.example"),
+        ))
+        .await
+        .unwrap();
+        s.create_user(&user(
+            &format!("q{k}"),
+            &format!("q{k}"),
+            &format!("q{k}@x.example"),
+        ))
+        .await
+        .unwrap();
+    }
+    race(&s, |s, i| async move {
+        let (k, second) = (i / 2, i % 2 == 1);
+        let (me, other) = if second { ("q", "p") } else { ("p", "q") };
+        let mut u = s.user(&format!("{me}{k}")).await.unwrap().unwrap();
+        u.username = format!("{other}{k}");
+        match s.update_user(&u).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("rename {i} failed: {e}"),
+        }
+    })
+    .await;
+    for k in 0..PARALLEL / 2 {
+        // The other's username stays the other's: each rename was refused.
+        assert_eq!(
+            s.find_user(&format!("p{k}")).await.unwrap().unwrap().id,
+            format!("p{k}")
+        );
+        assert_eq!(
+            s.find_user(&format!("q{k}")).await.unwrap().unwrap().id,
+            format!("q{k}")
+        );
+    }
+}

@@ -259,3 +259,38 @@ pub async fn parallel_sends_cannot_pass_the_resend_limit_together(f: &dyn StoreF
         MAX_SENDS
     );
 }
+
+/// New recovery codes generated twice at once (a double click on "new codes", two
+/// tabs): afterwards exactly one request's codes are valid. Every other set was
+/// replaced, so no code from a page the user may never have seen still works.
+pub async fn parallel_new_recovery_codes_leave_exactly_one_set(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    s.put_recovery_codes("u1", &["old".to_string()])
+        .await
+        .unwrap();
+    race(&s, |s, i| async move {
+        let set: Vec<String> = (0..10).map(|n| format!("r{i}-{n}")).collect();
+        s.put_recovery_codes("u1", &set).await.unwrap();
+    })
+    .await;
+    assert_eq!(s.recovery_codes_left("u1").await.unwrap(), 10);
+    assert!(!s.consume_recovery_code("u1", "old").await.unwrap());
+    // The ten left are one request's set.
+    let mut winner = None;
+    for i in 0..PARALLEL {
+        if s.consume_recovery_code("u1", &format!("r{i}-0"))
+            .await
+            .unwrap()
+        {
+            assert!(winner.is_none(), "codes of two sets are valid");
+            winner = Some(i);
+        }
+    }
+    let winner = winner.expect("one set is valid");
+    for n in 1..10 {
+        assert!(s
+            .consume_recovery_code("u1", &format!("r{winner}-{n}"))
+            .await
+            .unwrap());
+    }
+}

@@ -182,6 +182,7 @@ macro_rules! store_contract_tests {
             accounts::queries_filter_order_page_and_count,
             accounts::queries_see_external_ids_identities_and_authenticators,
             accounts::the_session_index_follows_puts_and_deletes,
+            accounts::crossed_names_in_parallel_conflict_cleanly,
             counters::parallel_hits_count_every_one_exactly_once,
             counters::a_counter_keeps_its_expiry_and_restarts_after_it,
             counters::extending_a_counter_never_shortens_it_nor_revives_it,
@@ -195,6 +196,7 @@ macro_rules! store_contract_tests {
             credentials::a_totp_step_is_accepted_once_even_in_parallel,
             credentials::of_parallel_enrolments_the_first_secret_stays,
             credentials::a_recovery_code_is_consumed_once_even_in_parallel,
+            credentials::parallel_new_recovery_codes_leave_exactly_one_set,
             credentials::an_email_code_record_swaps_once_per_version,
             credentials::an_email_code_works_once_and_a_new_one_supersedes_it,
             credentials::parallel_checks_of_one_email_code_give_one_success,
@@ -222,6 +224,7 @@ macro_rules! store_contract_tests {
             short_lived::an_upstream_state_is_taken_once_even_in_parallel,
             short_lived::abandoned_round_trips_are_swept_with_their_flows,
             short_lived::a_flash_is_taken_once_even_in_parallel,
+            short_lived::lookups_of_text_holding_a_nul_find_nothing,
             short_lived::an_expired_flash_is_not_shown_and_is_swept,
             short_lived::events_scan_in_order_and_sweep_by_age,
         }

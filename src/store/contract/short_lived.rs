@@ -124,3 +124,27 @@ pub async fn events_scan_in_order_and_sweep_by_age(f: &dyn StoreFactory) {
     assert_eq!(s.sweep_events(20).await.unwrap(), 2);
     assert_eq!(s.events(0, 10).await.unwrap().len(), 1);
 }
+
+/// Lookups by text a client chose (a typed sign-in name, a flow id from a cookie or a
+/// form, an upstream subject) answer "none" for text holding a NUL, as for any other
+/// name nothing is stored under, rather than failing the request: PostgreSQL's text
+/// cannot hold a NUL at all, so nothing is ever stored under one.
+pub async fn lookups_of_text_holding_a_nul_find_nothing(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    s.create_user(&user("u1", "ann", "ann@example.com"))
+        .await
+        .unwrap();
+    s.put_flow("f1", b"x").await.unwrap();
+    for odd in ["ann\0", "\0", "u1\0x"] {
+        assert!(s.find_user(odd).await.unwrap().is_none(), "{odd:?}");
+        assert!(s.user(odd).await.unwrap().is_none(), "{odd:?}");
+        assert!(s.flow(odd).await.unwrap().is_none(), "{odd:?}");
+        s.delete_flow(odd).await.unwrap();
+        assert!(s.session(odd).await.unwrap().is_none(), "{odd:?}");
+        s.delete_session(odd).await.unwrap();
+        assert!(s.identity("google", odd).await.unwrap().is_none());
+        assert!(s.take_upstream_state(odd).await.unwrap().is_none());
+        assert!(s.take_flash(odd, 0).await.unwrap().is_none());
+    }
+    assert!(s.flow("f1").await.unwrap().is_some());
+}

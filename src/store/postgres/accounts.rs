@@ -3,33 +3,55 @@
 use async_trait::async_trait;
 use tokio_postgres::types::Json;
 
-use super::{col, int, json_of, uint, PgStore, Tx};
+use super::{col, int, json_of, storable, uint, PgStore, Tx};
 use crate::store::*;
 
 fn fold(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-/// Claim the account's sign-in names (username, and email when it differs) in the
-/// transaction; `Conflict` when another account holds either. One primary key over
-/// both kinds makes them one namespace.
-async fn claim_names(tx: &Tx<'_>, user: &User) -> StoreResult<()> {
+/// The account's sign-in names (its username, and its email when that differs), folded,
+/// each with the conflict it reports, in name order.
+fn names_of(user: &User) -> Vec<(String, &'static str)> {
     let username = fold(&user.username);
-    let claim =
-        "INSERT INTO login_names (name, user_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
-    if tx.execute(claim, &[&username, &user.id]).await? == 0 {
-        return Err(StoreError::Conflict("username"));
-    }
+    let mut names = vec![(username.clone(), "username")];
     if let Some(email) = user.email.as_deref().map(fold) {
-        if email != username && tx.execute(claim, &[&email, &user.id]).await? == 0 {
-            return Err(StoreError::Conflict("email"));
+        if email != username {
+            names.push((email, "email"));
         }
     }
-    Ok(())
+    names.sort();
+    names
+}
+
+/// Claim the account's sign-in names in the transaction, except those it holds already
+/// (`owned`); `Conflict` when another account holds either, the username's reported
+/// first. One primary key over both kinds makes them one namespace.
+///
+/// The names are claimed in name order, whichever field holds them: a claim waits for
+/// a transaction that claimed or released the same name, and if two transactions
+/// claimed each other's next name in different orders they would wait on each other
+/// until the database aborted one (two sign-ups, one's username the other's email).
+async fn claim_names(tx: &Tx<'_>, user: &User, owned: &[String]) -> StoreResult<()> {
+    let claim =
+        "INSERT INTO login_names (name, user_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+    let mut taken = Vec::new();
+    for (name, kind) in names_of(user) {
+        if owned.contains(&name) {
+            continue;
+        }
+        if tx.execute(claim, &[&name, &user.id]).await? == 0 {
+            taken.push(kind);
+        }
+    }
+    match taken.iter().find(|k| **k == "username").or(taken.first()) {
+        Some(kind) => Err(StoreError::Conflict(kind)),
+        None => Ok(()),
+    }
 }
 
 async fn insert_user(tx: &Tx<'_>, user: &User) -> StoreResult<()> {
-    claim_names(tx, user).await?;
+    claim_names(tx, user, &[]).await?;
     let inserted = tx
         .execute(
             "INSERT INTO users (id, created_at, value) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
@@ -52,6 +74,9 @@ impl UserStore for PgStore {
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        if !storable(id) {
+            return Ok(None);
+        }
         let row = self
             .query_opt("SELECT value FROM users WHERE id = $1", &[&id])
             .await?;
@@ -59,6 +84,9 @@ impl UserStore for PgStore {
     }
 
     async fn find_user(&self, login: &str) -> StoreResult<Option<User>> {
+        if !storable(login) {
+            return Ok(None);
+        }
         let row = self
             .query_opt(
                 "SELECT u.value FROM login_names n JOIN users u ON u.id = n.user_id WHERE n.name = $1",
@@ -77,10 +105,25 @@ impl UserStore for PgStore {
         if old.is_none() {
             return Err(StoreError::NotFound);
         }
-        // The names follow the record: released and claimed again in one transaction.
-        tx.execute("DELETE FROM login_names WHERE user_id = $1", &[&user.id])
-            .await?;
-        claim_names(&tx, user).await?;
+        // The names follow the record: the new ones claimed first, then the old ones
+        // released, so this transaction never waits for a name once it holds a
+        // released one (see `claim_names`).
+        let owned: Vec<String> = tx
+            .query(
+                "SELECT name FROM login_names WHERE user_id = $1",
+                &[&user.id],
+            )
+            .await?
+            .iter()
+            .map(|r| col(r, "name"))
+            .collect::<StoreResult<_>>()?;
+        claim_names(&tx, user, &owned).await?;
+        let kept: Vec<String> = names_of(user).into_iter().map(|(n, _)| n).collect();
+        tx.execute(
+            "DELETE FROM login_names WHERE user_id = $1 AND NOT (name = ANY($2))",
+            &[&user.id, &kept],
+        )
+        .await?;
         tx.execute(
             "UPDATE users SET value = $2, created_at = $3 WHERE id = $1",
             &[&user.id, &Json(user), &int(user.created_at)],
@@ -164,6 +207,9 @@ impl UserStore for PgStore {
 #[async_trait]
 impl IdentityStore for PgStore {
     async fn identity(&self, connection: &str, subject: &str) -> StoreResult<Option<String>> {
+        if !storable(connection) || !storable(subject) {
+            return Ok(None);
+        }
         let row = self
             .query_opt(
                 "SELECT user_id FROM identities WHERE connection = $1 AND subject = $2",
@@ -271,6 +317,9 @@ impl SessionStore for PgStore {
     }
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+        if !storable(id_hash) {
+            return Ok(None);
+        }
         let row = self
             .query_opt("SELECT value FROM sessions WHERE hash = $1", &[&id_hash])
             .await?;
@@ -278,6 +327,9 @@ impl SessionStore for PgStore {
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        if !storable(id_hash) {
+            return Ok(());
+        }
         self.execute("DELETE FROM sessions WHERE hash = $1", &[&id_hash])
             .await
             .map(|_| ())

@@ -8,6 +8,14 @@ use tokio_postgres::Row;
 use super::{col, int, json_of, uint, PgStore};
 use crate::store::*;
 
+/// A transaction-scoped advisory lock key for `name` of one account.
+fn lock_key(name: &str, user_id: &str) -> i64 {
+    let digest = crate::crypto::sha256(format!("usher-{name}:{user_id}").as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(head)
+}
+
 fn totp_of(row: &Row) -> StoreResult<TotpCredential> {
     Ok(TotpCredential {
         sealed_secret: col(row, "sealed_secret")?,
@@ -91,6 +99,14 @@ impl CredentialStore for PgStore {
     async fn put_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = self.begin(&mut client).await?;
+        // One replacement of an account's codes at a time. Without the lock, a delete
+        // that waited for a parallel replacement goes on with its older snapshot, which
+        // does not see the rows that replacement inserted: both sets would stay valid.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&lock_key("recovery_codes", user_id)],
+        )
+        .await?;
         tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id])
             .await?;
         tx.execute(

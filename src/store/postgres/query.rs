@@ -9,7 +9,7 @@
 //! <comparison>)`, and `ne` is the negated `eq`, as in memory.
 
 use async_trait::async_trait;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::{col, json_of, uint, PgStore};
 use crate::store::query::{Filter, Literal, Op, UserAttr, UserPage, UserQuery};
@@ -17,15 +17,17 @@ use crate::store::*;
 
 /// A `WHERE` clause under construction, with its parameters.
 struct Where {
-    params: Vec<Box<dyn ToSql + Sync + Send>>,
+    /// Each with its type: the statement is sent typed and unnamed (see
+    /// `query_users`).
+    params: Vec<(Box<dyn ToSql + Sync + Send>, Type)>,
     /// The collation `lower()` folds with: a Unicode one where the server has ICU, so
     /// case-insensitive comparisons fold every letter as Usher does in memory.
     fold: &'static str,
 }
 
 impl Where {
-    fn param(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
-        self.params.push(Box::new(value));
+    fn param(&mut self, value: impl ToSql + Sync + Send + 'static, ty: Type) -> String {
+        self.params.push((Box::new(value), ty));
         format!("${}", self.params.len())
     }
 
@@ -115,19 +117,19 @@ impl Where {
     fn compare(&mut self, attr: UserAttr, op: Op, lit: &Literal) -> String {
         match lit {
             Literal::Bool(b) if Self::is_bool(attr) => match op {
-                Op::Eq => format!("s.v = {}::boolean", self.param(*b)),
-                Op::Ne => format!("s.v <> {}::boolean", self.param(*b)),
+                Op::Eq => format!("s.v = {}::boolean", self.param(*b, Type::BOOL)),
+                Op::Ne => format!("s.v <> {}::boolean", self.param(*b, Type::BOOL)),
                 _ => "false".into(),
             },
             Literal::Str(text) if !Self::is_bool(attr) => {
                 let (value, literal) = if attr.case_exact() {
-                    let p = self.param(text.clone());
+                    let p = self.param(text.clone(), Type::TEXT);
                     (
                         "(s.v COLLATE \"C\")".to_string(),
                         format!("({p}::text COLLATE \"C\")"),
                     )
                 } else {
-                    let p = self.param(text.clone());
+                    let p = self.param(text.clone(), Type::TEXT);
                     let fold = self.fold;
                     (
                         format!("(lower(s.v COLLATE \"{fold}\") COLLATE \"C\")"),
@@ -180,8 +182,8 @@ impl UserQueryStore for PgStore {
             Some(f) => w.clause(f),
             None => "true".into(),
         };
-        let limit = w.param(i64::try_from(query.count).unwrap_or(i64::MAX));
-        let offset = w.param(i64::try_from(query.start).unwrap_or(i64::MAX));
+        let limit = w.param(i64::try_from(query.count).unwrap_or(i64::MAX), Type::INT8);
+        let offset = w.param(i64::try_from(query.start).unwrap_or(i64::MAX), Type::INT8);
         // The total and the page in one round trip: the outer join keeps a row (with
         // no account) when the page is empty, so the total still comes back.
         let sql = format!(
@@ -190,12 +192,15 @@ impl UserQueryStore for PgStore {
              LEFT JOIN (SELECT value, created_at, id FROM m ORDER BY created_at, id LIMIT {limit} OFFSET {offset}) p
              ON true ORDER BY p.created_at, p.id"
         );
-        let params: Vec<&(dyn ToSql + Sync)> = w
+        let params: Vec<(&(dyn ToSql + Sync), Type)> = w
             .params
             .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .map(|(p, ty)| (p.as_ref() as &(dyn ToSql + Sync), ty.clone()))
             .collect();
-        let rows = self.query(&sql, &params).await?;
+        // Every filter is its own SQL text: sent as an unnamed, typed statement (one
+        // round trip, as a cached one), not kept in the connection's statement cache,
+        // where ever new filters would pile up on the node and on the server.
+        let rows = self.query_unprepared(&sql, &params).await?;
         let total: i64 = match rows.first() {
             Some(r) => col(r, "total")?,
             None => 0,

@@ -93,3 +93,330 @@ async fn an_unmigrated_schema_is_not_ready_and_a_migrated_one_is() {
     migrated.ready().await.unwrap();
     bare.ready().await.unwrap();
 }
+
+/// Every way the driver accepts a password is hidden by `redact`, which the config
+/// check and the start-up error print: a password holding `/`, `?` or `@` (the driver
+/// takes everything up to the first `@` as the user information), a `password=`
+/// query parameter, and a key=value string's quoted or spaced value.
+#[test]
+fn redacted_urls_never_show_a_password_the_driver_would_use() {
+    let cases = [
+        "postgres://usher:s3cret@db.internal/usher",
+        "postgres://usher:ab/s3cret@db.internal/usher",
+        "postgresql://usher:ab?s3cret@db.internal:5432/usher",
+        "postgres://usher:s3cret@x@db.internal/usher",
+        "postgres://usher@db.internal/usher?password=s3cret",
+        "postgres://db.internal/usher?sslmode=disable&password=s3cret&user=u",
+        "postgres://db.internal/usher?pass%77ord=s3cret",
+        "host=db user=usher password=s3cret dbname=usher",
+        "host=db user=usher password='s3cret and more' dbname=usher",
+        "host=db user=usher password = s3cret dbname=usher",
+        "host=db user=usher password='it\\'s s3cret' dbname=usher",
+    ];
+    for url in cases {
+        let config: tokio_postgres::Config = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+        let password = String::from_utf8(config.get_password().unwrap().to_vec()).unwrap();
+        assert!(password.contains("s3cret"), "{url} gives {password}");
+        let shown = super::redact(url);
+        for part in ["s3cret", "more", "and"] {
+            assert!(!shown.contains(part), "{url} shows as {shown}");
+        }
+        assert!(shown.contains("***"), "{url} shows as {shown}");
+    }
+    // What holds no password is shown as it is.
+    for url in [
+        "postgres://usher@db.internal:5432/usher?sslmode=disable",
+        "host=db user=usher dbname=usher",
+    ] {
+        assert_eq!(super::redact(url), url);
+    }
+}
+
+/// Every distinct account filter is a distinct SQL text. Kept in each connection's
+/// statement cache, they would pile up for as long as the connection lives, on the
+/// node and on the server (a SCIM client sending ever new filters grows both without
+/// bound); a query's statement must not outlive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_account_filters_do_not_pile_up_prepared_statements() {
+    use crate::store::query::{Filter, Literal, Op, UserAttr};
+    use crate::store::{UserQuery, UserQueryStore, UserStore};
+    let Some(mut settings) = super::cluster::fresh_settings() else {
+        return;
+    };
+    settings.max_connections = 1;
+    let store = super::PgStore::open(&settings).await.unwrap();
+    store
+        .create_user(&crate::store::contract::user(
+            "u1",
+            "ann",
+            "ann@example.com",
+        ))
+        .await
+        .unwrap();
+    let prepared = || async {
+        let row = store
+            .query_opt("SELECT count(*) AS n FROM pg_prepared_statements", &[])
+            .await
+            .unwrap()
+            .unwrap();
+        row.get::<_, i64>("n")
+    };
+    let before = prepared().await;
+    for terms in 1..=200 {
+        let mut filter = Filter::Compare(UserAttr::Username, Op::Eq, Literal::Str("ann".into()));
+        for t in 1..terms {
+            filter = Filter::Or(
+                Box::new(filter),
+                Box::new(Filter::Compare(
+                    UserAttr::Id,
+                    Op::Eq,
+                    Literal::Str(format!("x{t}")),
+                )),
+            );
+        }
+        let page = store
+            .query_users(&UserQuery {
+                filter: Some(filter),
+                start: 0,
+                count: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, 1);
+    }
+    let after = prepared().await;
+    assert!(
+        after - before < 10,
+        "200 distinct filters left {} prepared statements behind",
+        after - before
+    );
+}
+
+/// The database restarts under a node: while it is down a call is "unavailable" (503,
+/// not 500), and once it is back the pool's broken connections are replaced, so calls
+/// succeed again without restarting the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_recovers_when_the_database_restarts() {
+    use crate::store::{FlowStore, StoreError};
+    if super::cluster::shared().is_none() {
+        return;
+    }
+    // A cluster of its own: the shared one serves the other tests meanwhile.
+    let cluster = tokio::task::spawn_blocking(super::cluster::TempCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut settings = super::PgSettings::new(cluster.url("postgres"));
+    settings.max_connections = 4;
+    settings.acquire_timeout = std::time::Duration::from_secs(2);
+    let store = super::PgStore::open(&settings).await.unwrap();
+    // Fill the pool with connections that have prepared statements.
+    let warm: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_flow(&format!("f{i}"), b"x").await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for w in warm {
+        results.push(w.await.unwrap());
+    }
+    let warm = results;
+    assert!(warm.iter().all(|r| r.is_ok()), "{warm:?}");
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop_now().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    let down = store.flow("f1").await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    // Every pooled connection died with the server: at most one failed call each, then
+    // every call succeeds.
+    let mut failures = 0;
+    for i in 0..20 {
+        match store.flow(&format!("f{}", i % 8)).await {
+            Ok(found) => assert_eq!(found.as_deref(), Some(&b"x"[..])),
+            Err(StoreError::Unavailable(_)) if failures < 4 => failures += 1,
+            Err(e) => panic!("call {i} after the restart failed: {e}"),
+        }
+    }
+    for i in 0..8 {
+        assert!(store.flow(&format!("f{i}")).await.unwrap().is_some());
+    }
+    drop(cluster);
+}
+
+/// Settings printed for debugging (a panic, a `{:?}` in a log line) hide the password.
+#[test]
+fn debugged_settings_hide_the_password() {
+    let settings = super::PgSettings::new("postgres://usher:s3cret@db.internal/usher");
+    let shown = format!("{settings:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("db.internal"), "{shown}");
+}
+
+/// Server options the operator gives in the URL (`?options=-c statement_timeout=…`, the
+/// usual way to bound a query) still apply beside the schema's search path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_in_the_url_are_kept_beside_the_search_path() {
+    let Some(mut settings) = super::cluster::fresh_settings() else {
+        return;
+    };
+    settings.url = format!("{}?options=-c%20statement_timeout%3D4321", settings.url);
+    let store = super::PgStore::open(&settings).await.unwrap();
+    let row = store
+        .query_opt(
+            "SELECT current_setting('statement_timeout') AS t, current_schema() AS s",
+            &[],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.get::<_, String>("t"), "4321ms");
+    assert_eq!(row.get::<_, String>("s"), settings.schema);
+}
+
+/// A schema name that is an SQL keyword (`user`, `order`) passes the config check, so
+/// it must work: quoted wherever it is written into SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_named_like_a_keyword_works() {
+    use crate::store::FlowStore;
+    let Some(base) = super::cluster::fresh_settings() else {
+        return;
+    };
+    // One test owns these names in the shared cluster's database.
+    for schema in ["user", "order"] {
+        let mut settings = base.clone();
+        settings.schema = schema.into();
+        assert!(super::valid_schema_name(schema));
+        let store = super::PgStore::open(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("{schema}: {e}"));
+        store.put_flow("f", b"x").await.unwrap();
+        let row = store
+            .query_opt("SELECT current_schema() AS s", &[])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.get::<_, String>("s"), schema);
+    }
+}
+
+/// An audit event holding a NUL (an upstream's `error_description=%00`, a typed name)
+/// is recorded all the same: PostgreSQL's JSON cannot hold a NUL, and a refused write
+/// would drop the event (the core logs the failure and goes on), so whoever put the
+/// NUL there would leave no trace. The NUL is kept as U+FFFD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_event_holding_a_nul_is_recorded() {
+    use crate::store::AuditStore;
+    let Some(store) = super::cluster::fresh_store().await else {
+        return;
+    };
+    let event = crate::store::AuditEvent {
+        id: "0000000000000001-x".into(),
+        at: 1,
+        kind: "sign_in".into(),
+        app: Some("thrift\0".into()),
+        sub: Some("github|\0".into()),
+        outcome: "provider: bad\0news".into(),
+        detail: vec!["login ann\0".into()],
+    };
+    store.append_event(&event).await.unwrap();
+    let stored = store.events(0, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].outcome, "provider: bad\u{FFFD}news");
+    assert_eq!(stored[0].app.as_deref(), Some("thrift\u{FFFD}"));
+    assert_eq!(stored[0].sub.as_deref(), Some("github|\u{FFFD}"));
+    assert_eq!(stored[0].detail, ["login ann\u{FFFD}"]);
+}
+
+/// Two nodes (two pools on one schema) spending one refresh token and one code at
+/// once: exactly one rotation and one redemption win across both, and every loser
+/// names the winner's family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_spend_a_token_and_a_code_once_between_them() {
+    use crate::store::{Redeem, RefreshRecord, Rotate, TokenStore};
+    let Some(settings) = super::cluster::fresh_settings() else {
+        return;
+    };
+    let a = super::PgStore::open(&settings).await.unwrap();
+    let b = super::PgStore::open(&settings).await.unwrap();
+    for round in 0..10 {
+        let old = format!("r{round}");
+        let record = RefreshRecord {
+            grant_id: "g1".into(),
+            expires_at: 100,
+            used: false,
+        };
+        a.put_refresh(&old, &record).await.unwrap();
+        a.put_code(&format!("c{round}"), &crate::store::contract::code())
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let (old, record) = (old.clone(), record.clone());
+                tokio::spawn(async move {
+                    let rotated = node
+                        .rotate_refresh(&old, &format!("{old}-n{i}"), &record)
+                        .await
+                        .unwrap();
+                    let redeemed = node
+                        .redeem_code(&format!("c{round}"), &format!("grant-{i}"))
+                        .await
+                        .unwrap();
+                    (rotated, redeemed)
+                })
+            })
+            .collect();
+        let mut rotations = Vec::new();
+        let mut redemptions = Vec::new();
+        for t in tasks {
+            let (r, c) = t.await.unwrap();
+            rotations.push(r);
+            redemptions.push(c);
+        }
+        let won = rotations
+            .iter()
+            .filter(|r| matches!(r, Rotate::Rotated(_)))
+            .count();
+        assert_eq!(won, 1, "{rotations:?}");
+        assert!(rotations
+            .iter()
+            .all(|r| matches!(r, Rotate::Rotated(o) | Rotate::Reused(o) if o.grant_id == "g1")));
+        let fresh: Vec<_> = redemptions
+            .iter()
+            .filter_map(|r| match r {
+                Redeem::Fresh(c) => c.redeemed_by.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fresh.len(), 1, "{redemptions:?}");
+        for r in &redemptions {
+            if let Redeem::Reused(c) = r {
+                assert_eq!(c.redeemed_by, Some(fresh[0].clone()));
+            }
+        }
+        // Only the winner's new token was stored.
+        let mut stored = 0;
+        for i in 0..16 {
+            if b.refresh_token(&format!("{old}-n{i}"))
+                .await
+                .unwrap()
+                .is_some()
+            {
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, 1);
+    }
+}
