@@ -235,6 +235,13 @@ fn locks_key(key: &str) -> String {
     format!("locks:{key}")
 }
 
+/// The lock set by the `boundary`-th block's last failure, beside the key's general lock:
+/// an attempt asks whether the lock of the boundary below it lives, which a lock its own
+/// block is just setting can never answer for it.
+fn boundary_lock_key(key: &str, boundary: u32) -> String {
+    format!("lock:{key}#{boundary}")
+}
+
 /// A reserved attempt: check the secret, then [`give_back`] it if it was right.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
@@ -247,6 +254,8 @@ pub struct Ticket {
     /// This attempt is the last before the cap: if it fails, only an administrator
     /// lifts the lock (and the page says so, for names without an account too).
     pub capped: bool,
+    /// The boundary whose lock this attempt set (meaningful when `locks_until` is set).
+    boundary: u32,
 }
 
 /// What a reservation found.
@@ -285,21 +294,27 @@ pub async fn reserve<S: CounterStore + ?Sized>(
         store.extend_counter(key, now, keep).await?;
     }
     let failures = counted.count;
-    let boundaries_below = failures.saturating_sub(1) / rules.block.max(1);
+    let block = rules.block.max(1);
+    let boundaries_below = failures.saturating_sub(1) / block;
     let locks_set = store
         .counter(&locks_key(key), now)
         .await?
         .map_or(0, |c| c.count);
-    let live_lock = store.counter(&lock, now).await?;
-    // A live lock holds back this attempt only if it is the lock of a boundary below
-    // it. An attempt of the block whose last slot another attempt just filled (and
-    // locked) was counted before that lock and is checked: the block is checked whole.
-    // The tally is read before the lock and written after it, so a lock seen with an
-    // old tally can only be this attempt's own block's.
-    let lock_applies = live_lock.is_some() && locks_set <= boundaries_below;
-    if failures > rules.cap || locks_set < boundaries_below || lock_applies {
+    // Only the lock of the boundary below this attempt holds it back. An attempt of the
+    // block whose last slot another attempt just filled (and locked) was counted before
+    // that lock and is checked: the block is checked whole. A boundary's lock is written
+    // before its tally, so with the tally at the boundaries below, their last lock is
+    // there to be read; a tally short of them means one is still being set.
+    let lower_lock = if boundaries_below > 0 && locks_set >= boundaries_below {
+        store
+            .counter(&boundary_lock_key(key, boundaries_below), now)
+            .await?
+    } else {
+        None
+    };
+    if failures > rules.cap || locks_set < boundaries_below || lower_lock.is_some() {
         store.take_back(key, now).await?;
-        let for_good = failures > rules.cap || live_lock.is_some_and(|l| l.expires_at == u64::MAX);
+        let for_good = failures > rules.cap || lower_lock.is_some_and(|l| l.expires_at == u64::MAX);
         return Ok(Reserved::Locked { for_good });
     }
     let mut locks_until = 0;
@@ -311,9 +326,13 @@ pub async fn reserve<S: CounterStore + ?Sized>(
             (u64::MAX, false) => counted.expires_at.max(now.saturating_add(1)),
             _ => now.saturating_add(seconds),
         };
-        // The lock first, then its tally: an attempt that sees the tally sees the lock.
-        store.hit(&lock, now, locks_until).await?;
-        store.extend_counter(&lock, now, locks_until).await?;
+        // The locks first, then their tally: an attempt that sees the tally sees the
+        // boundary's lock.
+        let boundary = boundary_lock_key(key, failures / block);
+        for lock in [&boundary, &lock] {
+            store.hit(lock, now, locks_until).await?;
+            store.extend_counter(lock, now, locks_until).await?;
+        }
         store.hit(&locks_key(key), now, keep).await?;
         if !holder.account {
             // A name's count outlives its lock, or the next block would start over.
@@ -328,6 +347,7 @@ pub async fn reserve<S: CounterStore + ?Sized>(
         failures,
         locks_until,
         capped: failures >= rules.cap,
+        boundary: failures / block,
     }))
 }
 
@@ -343,6 +363,9 @@ pub async fn give_back<S: CounterStore + ?Sized>(
     store.take_back(key, now).await?;
     if ticket.locks_until != 0 {
         store.reset_counter(&lock_key(key)).await?;
+        store
+            .reset_counter(&boundary_lock_key(key, ticket.boundary))
+            .await?;
         store.take_back(&locks_key(key), now).await?;
     }
     Ok(())

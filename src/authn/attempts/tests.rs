@@ -3,7 +3,7 @@
 //! attempt back without resetting the count, the race at a block's boundary, and the
 //! hashed, expiring counters of names nobody has.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::store::contract::hooked::Hooked;
@@ -130,6 +130,48 @@ async fn a_right_secret_gives_its_attempt_back_and_only_a_finished_sign_in_reset
 }
 
 #[tokio::test]
+async fn an_attempt_counted_before_its_blocks_lock_is_checked_whatever_it_reads_after() {
+    let hooked = Arc::new(Hooked::new(Arc::new(SledStore::temporary().unwrap())));
+    let alice = Holder::account("u_alice");
+    for _ in 0..3 {
+        wrong(hooked.as_ref(), &alice, T0).await.unwrap();
+    }
+    // The fourth attempt takes its place; then, after it has read the tally of locks
+    // and before any further read, the fifth fills the block and locks it.
+    let fifth = Arc::new(Mutex::new(None));
+    let (outer, who, seen) = (hooked.clone(), alice.clone(), fifth.clone());
+    hooked.before("hit", move |_| {
+        let inner_outer = outer.clone();
+        outer.before("counter", move |_| {
+            inner_outer.before("counter", move |inner| async move {
+                let t = wrong(inner.as_ref(), &who, T0).await;
+                *seen.lock().unwrap() = Some(t);
+            });
+            async {}
+        });
+        async {}
+    });
+    let fourth = wrong(hooked.as_ref(), &alice, T0).await;
+    assert_eq!(
+        fourth.map(|t| t.failures),
+        Some(4),
+        "counted before the lock: the block is checked whole"
+    );
+    // Whether or not the fourth read anything after the tally, the fifth ran (here if
+    // not yet) and locked.
+    let ran = fifth.lock().unwrap().take();
+    let fifth = match ran {
+        Some(t) => t,
+        None => wrong(hooked.inner(), &alice, T0).await,
+    };
+    assert_eq!(
+        fifth.map(|t| (t.failures, t.locks_until)),
+        Some((5, T0 + 900))
+    );
+    assert_eq!(is_locked(hooked.inner(), &alice, T0 + 1).await, Some(false));
+}
+
+#[tokio::test]
 async fn an_attempt_past_a_boundary_whose_lock_is_still_being_set_is_refused() {
     let hooked = Arc::new(Hooked::new(Arc::new(SledStore::temporary().unwrap())));
     let alice = Holder::account("u_alice");
@@ -204,8 +246,8 @@ async fn unknown_names_count_under_a_hashed_key_that_expires_and_is_swept() {
     let gone = T0 + RULES.longest_lock;
     assert_eq!(
         store.sweep_counters(gone).await.unwrap(),
-        3,
-        "count, lock, lock tally"
+        4,
+        "count, lock, the boundary's lock, lock tally"
     );
     assert_eq!(store.counter(mallory.key(), gone).await.unwrap(), None);
     assert_eq!(wrong(&store, &mallory, gone).await.unwrap().failures, 1);
