@@ -328,6 +328,56 @@ fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, column: &str) ->
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+/// A record as a `jsonb` parameter. `jsonb` cannot hold a NUL, and a record refused
+/// for one would fail the request that wrote it (a pass-through claim of an upstream,
+/// a name someone typed): every NUL in a string or a key is written as U+FFFD instead.
+#[derive(Debug)]
+pub(super) struct Doc(serde_json::Value);
+
+impl Doc {
+    pub(super) fn of<T: serde::Serialize>(record: &T) -> StoreResult<Doc> {
+        let mut value =
+            serde_json::to_value(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        scrub_nul(&mut value);
+        Ok(Doc(value))
+    }
+}
+
+fn scrub_nul(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    match value {
+        Value::String(s) if s.contains('\0') => *s = clean(s),
+        Value::Array(items) => items.iter_mut().for_each(scrub_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                for (k, v) in old {
+                    map.insert(clean(&k), v);
+                }
+            }
+            map.values_mut().for_each(scrub_nul);
+        }
+        _ => {}
+    }
+}
+
+impl ToSql for Doc {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Json(&self.0).to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <Json<serde_json::Value> as ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 impl PgStore {
     /// Connect, and bring the schema up to date (under an advisory lock, so nodes
     /// starting at once apply each migration once).
@@ -358,6 +408,19 @@ impl PgStore {
         config.options(options);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(settings.acquire_timeout);
+        }
+        // A database that vanishes without closing its connections (a failover, a
+        // dropped network) must not hold a node's pool for the kernel's default of two
+        // hours: probe idle connections after 30 s, and give up on unacknowledged
+        // writes after 30 s, unless the URL says otherwise.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives(true);
+            config.keepalives_idle(Duration::from_secs(30));
+            config.keepalives_interval(Duration::from_secs(10));
+            config.keepalives_retries(3);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(30));
         }
         let manager = Manager::from_config(
             config,
@@ -833,7 +896,7 @@ impl AuditStore for PgStore {
         self.execute(
             "INSERT INTO audit_events (id, value) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
-            &[&event.id, &Json(&event)],
+            &[&event.id, &Doc::of(&event)?],
         )
         .await
         .map(|_| ())

@@ -1,9 +1,8 @@
 //! The PostgreSQL side of accounts, federated identities and SSO sessions.
 
 use async_trait::async_trait;
-use tokio_postgres::types::Json;
 
-use super::{col, int, json_of, storable, uint, PgStore, Tx};
+use super::{col, int, json_of, storable, uint, Doc, PgStore, Tx};
 use crate::store::*;
 
 fn fold(s: &str) -> String {
@@ -55,7 +54,7 @@ async fn insert_user(tx: &Tx<'_>, user: &User) -> StoreResult<()> {
     let inserted = tx
         .execute(
             "INSERT INTO users (id, created_at, value) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-            &[&user.id, &int(user.created_at), &Json(user)],
+            &[&user.id, &int(user.created_at), &Doc::of(user)?],
         )
         .await?;
     if inserted == 0 {
@@ -126,7 +125,7 @@ impl UserStore for PgStore {
         .await?;
         tx.execute(
             "UPDATE users SET value = $2, created_at = $3 WHERE id = $1",
-            &[&user.id, &Json(user), &int(user.created_at)],
+            &[&user.id, &Doc::of(user)?, &int(user.created_at)],
         )
         .await?;
         tx.commit().await
@@ -309,7 +308,7 @@ impl SessionStore for PgStore {
                 &id_hash,
                 &session.user_id,
                 &int(session.expires_at),
-                &Json(session),
+                &Doc::of(session)?,
             ],
         )
         .await

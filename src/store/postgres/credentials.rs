@@ -2,10 +2,9 @@
 //! promise is one statement whose `WHERE` only one caller can match.
 
 use async_trait::async_trait;
-use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
-use super::{col, int, json_of, uint, PgStore};
+use super::{col, int, json_of, uint, Doc, PgStore};
 use crate::store::*;
 
 /// A transaction-scoped advisory lock key for `name` of one account.
@@ -146,7 +145,7 @@ impl CredentialStore for PgStore {
         self.execute(
             "INSERT INTO email_codes (key, version, value) VALUES ($1, nextval('email_code_versions'), $2)
              ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value",
-            &[&key, &Json(code)],
+            &[&key, &Doc::of(code)?],
         )
         .await
         .map(|_| ())
@@ -179,7 +178,7 @@ impl CredentialStore for PgStore {
                 self.execute(
                     "INSERT INTO email_codes (key, version, value)
                      VALUES ($1, nextval('email_code_versions'), $2) ON CONFLICT (key) DO NOTHING",
-                    &[&key, &Json(code)],
+                    &[&key, &Doc::of(code)?],
                 )
                 .await?
             }
@@ -187,7 +186,7 @@ impl CredentialStore for PgStore {
                 self.execute(
                     "UPDATE email_codes SET value = $3, version = nextval('email_code_versions')
                      WHERE key = $1 AND version = $2",
-                    &[&key, &int(version), &Json(code)],
+                    &[&key, &int(version), &Doc::of(code)?],
                 )
                 .await?
             }

@@ -420,3 +420,41 @@ async fn two_nodes_spend_a_token_and_a_code_once_between_them() {
         assert_eq!(stored, 1);
     }
 }
+
+/// A NUL in any string of a record (an upstream's pass-through claim, a typed name) is
+/// stored as U+FFFD: jsonb cannot hold one, and the sign-in that wrote it must not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_holding_a_nul_are_stored_with_a_replacement_character() {
+    let Some(store) = super::cluster::fresh_store().await else {
+        return;
+    };
+    use crate::store::{TokenStore, UserStore};
+    let mut session = crate::store::contract::session(None, 100);
+    session
+        .claims
+        .insert("name\0x".into(), serde_json::json!(["a\0b", { "k": "\0" }]));
+    store.put_session("s1", &session).await.unwrap();
+    let back = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(
+        back.claims["name\u{FFFD}x"],
+        serde_json::json!(["a\u{FFFD}b", { "k": "\u{FFFD}" }])
+    );
+    let mut grant = crate::store::contract::grant("g1");
+    grant.data.claims = session.claims.clone();
+    assert!(store.create_grant(&grant).await.unwrap());
+    assert!(store
+        .grant("g1")
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .claims
+        .contains_key("name\u{FFFD}x"));
+    let mut user = crate::store::contract::user("u1", "ann", "ann@example.com");
+    user.name = Some("Ann\0".into());
+    store.create_user(&user).await.unwrap();
+    assert_eq!(
+        store.user("u1").await.unwrap().unwrap().name.as_deref(),
+        Some("Ann\u{FFFD}")
+    );
+}

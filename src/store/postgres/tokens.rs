@@ -2,10 +2,9 @@
 //! columns (`revoked`, `session`) change in the same statement, so they never disagree.
 
 use async_trait::async_trait;
-use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
-use super::{col, int, json_of, uint, PgStore};
+use super::{col, int, json_of, uint, Doc, PgStore};
 use crate::store::*;
 
 fn refresh_of(row: &Row) -> StoreResult<RefreshRecord> {
@@ -33,7 +32,7 @@ impl TokenStore for PgStore {
                 &code_hash,
                 &record.redeemed_by,
                 &int(record.expires_at),
-                &Json(record),
+                &Doc::of(record)?,
             ],
         )
         .await
@@ -94,7 +93,7 @@ impl TokenStore for PgStore {
                     &grant.revoked,
                     &grant.offline,
                     &int(grant.expires_at),
-                    &Json(grant),
+                    &Doc::of(grant)?,
                 ],
             )
             .await?;
@@ -187,7 +186,7 @@ impl TokenStore for PgStore {
                 &barred.data.session,
                 &barred.offline,
                 &int(barred.expires_at),
-                &Json(&barred),
+                &Doc::of(&barred)?,
             ],
         )
         .await
