@@ -21,7 +21,10 @@ async fn nodes_migrate_and_sweep_at_once_without_double_work_or_lost_rows() {
     let Some(settings) = super::cluster::fresh_settings() else {
         return;
     };
-    let (a, b) = tokio::join!(super::PgStore::open(&settings), super::PgStore::open(&settings));
+    let (a, b) = tokio::join!(
+        super::PgStore::open(&settings),
+        super::PgStore::open(&settings)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     let applied = a
         .query("SELECT version FROM usher_migrations", &[])
@@ -34,7 +37,9 @@ async fn nodes_migrate_and_sweep_at_once_without_double_work_or_lost_rows() {
         let expires_at = if i % 2 == 0 { now - 1 } else { now + 600 };
         let session = crate::store::contract::session(Some("u1"), expires_at);
         a.put_session(&format!("s{i}"), &session).await.unwrap();
-        a.hit(&format!("c{i}"), now - 700, expires_at).await.unwrap();
+        a.hit(&format!("c{i}"), now - 700, expires_at)
+            .await
+            .unwrap();
     }
     let sweeps = |store: super::PgStore| async move {
         let mut removed = 0;
@@ -48,7 +53,11 @@ async fn nodes_migrate_and_sweep_at_once_without_double_work_or_lost_rows() {
         tokio::spawn(sweeps(a.clone())),
         tokio::spawn(sweeps(b.clone()))
     );
-    assert_eq!(ra.unwrap() + rb.unwrap(), 400, "each expired row counted once");
+    assert_eq!(
+        ra.unwrap() + rb.unwrap(),
+        400,
+        "each expired row counted once"
+    );
     assert_eq!(a.sessions_of("u1").await.unwrap().len(), 200);
     for i in (1..400u64).step_by(2) {
         assert!(b.counter(&format!("c{i}"), now).await.unwrap().is_some());
