@@ -1,4 +1,4 @@
-//! The `usher` command line: serve, demo, check, test, users, events.
+//! The `usher` command line: serve, demo, check, test, users, events, keys, store, bench.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +25,9 @@ enum Command {
     /// The signing keys in the configured store: list them, or add one (a rotation).
     #[command(subcommand)]
     Keys(usher::cli::KeysCommand),
+    /// Move a stopped deployment's data between stores: `usher store copy --from
+    /// CONFIG --to CONFIG` (sled to PostgreSQL, back, or sled to sled).
+    Store(usher::cli::StoreArgs),
     /// Run the identity provider.
     Serve {
         /// A config file, or a folder holding usher.yaml plus apps/ and connections/.
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Users(args) => usher::cli::users(args),
         Command::Events(args) => usher::cli::events(args),
+        Command::Store(args) => usher::cli::store(args),
         Command::Check { config, strict } => check(&config, strict),
         Command::Keys(command) => usher::cli::keys(command),
         Command::Bench(args) => match usher::tools::bench::run(&args) {

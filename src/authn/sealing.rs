@@ -70,6 +70,16 @@ impl SealingKey {
         }
     }
 
+    /// Reads the key the configuration names, like [`load`](Self::load), but never
+    /// creates a key file: a missing one is an error (`usher store copy` checks that a
+    /// target opens the source's secrets, and must not mint a key doing so).
+    pub fn load_existing(source: &CredentialsKey) -> Result<SealingKey, SealingError> {
+        match source {
+            CredentialsKey::File(path) => read_key_file(path).map(|k| SealingKey::from_bytes(&k)),
+            inline => Self::load(inline),
+        }
+    }
+
     pub fn from_bytes(key: &[u8; CREDENTIALS_KEY_LEN]) -> SealingKey {
         SealingKey {
             cipher: XChaCha20Poly1305::new(key.into()),

@@ -1,11 +1,14 @@
 //! `usher users` and `usher events`: admin commands that talk to a running server's
-//! SCIM and admin APIs (only one process can hold the sled store, so the CLI never
-//! opens it). The server URL and the client's credentials come from flags or the
+//! SCIM and admin APIs (only one process can hold the sled store, so these never open
+//! it). The server URL and the client's credentials come from flags or the
 //! environment; the client needs the `client_credentials` grant and the `scim` scope
-//! (users) or `audit` scope (events).
+//! (users) or `audit` scope (events). `usher keys` and `usher store` are the
+//! exceptions: they open the configured stores themselves (`usher store copy` moves a
+//! stopped deployment's data).
 
 mod client;
 mod keys;
+mod store;
 mod table;
 
 use std::io::Read;
@@ -15,6 +18,7 @@ use serde_json::{json, Value};
 
 pub use client::{CliError, Client};
 pub use keys::{keys, KeysCommand};
+pub use store::{store, StoreArgs, StoreCommand};
 
 /// Where the server is and who the CLI is to it.
 #[derive(Debug, Clone, clap::Args)]

@@ -19,6 +19,7 @@ pub mod contract;
 pub mod postgres;
 pub mod query;
 mod sled_store;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use postgres::PgStore;
 pub use query::{UserPage, UserQuery};
 pub use sled_store::SledStore;
+pub use transfer::Transfer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -217,7 +219,7 @@ pub enum Rotate {
 }
 
 /// A signing key as stored: its private key in PKCS#8 DER.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredKey {
     pub kid: String,
     /// `RS256`, `ES256` or `EdDSA`.
@@ -645,6 +647,12 @@ pub trait Store:
     /// The PostgreSQL backend behind this store, if it is one (its pool status and
     /// statement counts for metrics and benchmarks).
     fn postgres(&self) -> Option<&PgStore> {
+        None
+    }
+
+    /// Every record out and in, raw (`usher store copy`); `None` for a store that
+    /// cannot (a wrapper that does not pass it on).
+    fn transfer(&self) -> Option<&dyn Transfer> {
         None
     }
 }

@@ -27,6 +27,7 @@ pub mod cluster;
 mod credentials;
 mod query;
 mod tokens;
+mod transfer;
 
 /// The migrations, in order: (version, SQL). A released migration never changes; a
 /// new schema is a new file.
@@ -306,12 +307,18 @@ fn storable(text: &str) -> bool {
     !text.contains('\0')
 }
 
-/// Times and counts are `u64` in Usher and `bigint` in the database.
+/// Times and counts are `u64` in Usher and `bigint` in the database. `u64::MAX`, the
+/// expiry of what lasts until an administrator acts (an account's failure count, a
+/// lock for good), is stored as `i64::MAX` and read back as `u64::MAX`, so it
+/// survives the round trip (and a copy between backends) exactly.
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn uint(v: i64) -> u64 {
+    if v == i64::MAX {
+        return u64::MAX;
+    }
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -971,6 +978,10 @@ impl Store for PgStore {
     }
 
     fn postgres(&self) -> Option<&PgStore> {
+        Some(self)
+    }
+
+    fn transfer(&self) -> Option<&dyn Transfer> {
         Some(self)
     }
 }

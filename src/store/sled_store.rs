@@ -20,6 +20,7 @@ mod credentials;
 mod flows;
 mod grants;
 mod group_commit;
+mod transfer;
 
 /// The sled backend. A handle: clones share one database, so blocking work (the
 /// fsync of [`Store::flush`], expiry sweeps that walk a tree) moves to the blocking
@@ -550,6 +551,10 @@ impl Store for SledStore {
                 .map_err(StoreError::Backend)
         })
         .await
+    }
+
+    fn transfer(&self) -> Option<&dyn Transfer> {
+        Some(self)
     }
 }
 

@@ -35,4 +35,5 @@ mod scripts;
 mod second_factors;
 mod standin;
 mod step_up;
+mod store_copy;
 mod throttles;

@@ -12,11 +12,11 @@ use async_trait::async_trait;
 /// An e-mail code record as sled keeps it. Records written before versions existed
 /// read as version 0.
 #[derive(Serialize, Deserialize)]
-struct StoredEmailCode {
+pub(super) struct StoredEmailCode {
     #[serde(flatten)]
-    code: EmailCode,
+    pub(super) code: EmailCode,
     #[serde(default)]
-    version: u64,
+    pub(super) version: u64,
 }
 
 #[async_trait]

@@ -77,7 +77,7 @@ impl FlashStore for SledStore {
 }
 
 /// A stored flash as (expiry, message); `None` if it is too short to hold an expiry.
-fn split_flash(value: &[u8]) -> Option<(u64, &[u8])> {
+pub(super) fn split_flash(value: &[u8]) -> Option<(u64, &[u8])> {
     let (head, body) = value.split_at_checked(8)?;
     let expires_at = u64::from_be_bytes(head.try_into().ok()?);
     Some((expires_at, body))
