@@ -236,7 +236,28 @@ fn parse_stores(args: &BenchArgs) -> anyhow::Result<Vec<&'static str>> {
     Ok(stores)
 }
 
-/// Run the benchmark and print its figures as they come.
+/// The load average of this machine (1, 5 and 15 minutes), for the report: on a
+/// shared machine it says how much else was running.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// One store under test: its database (PostgreSQL), the Usher on it, and what ran.
+struct Bench {
+    store: &'static str,
+    target: Arc<Target>,
+    db: Option<pg::PgBackend>,
+    results: Vec<ScenarioResult>,
+    /// Whether the returning federated users were provisioned already.
+    seeded: bool,
+}
+
+/// Run the benchmark and print its figures as they come. With two stores, each
+/// scenario runs on one and then at once on the other, so that whatever else the
+/// machine is doing weighs on both alike.
 pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let scenarios = parse_scenarios(&args.scenario)?;
     let stores = parse_stores(args)?;
@@ -253,23 +274,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         .enable_all()
         .build()?;
     println!(
-        "usher bench: {} on {cores} cores ({}); {} ID tokens; concurrency {}; {} s per scenario",
+        "usher bench: {} on {cores} cores ({}), load average {}; {} ID tokens; concurrency {}; {} s per scenario",
         match &args.url {
             Some(u) => format!("Usher at {u}"),
             None => format!(
                 "in-process Usher on {}, upstream {}",
-                stores.join(" then "),
+                stores.join(" and "),
                 args.upstream
             ),
         },
         cpu_model(),
+        load_average(),
         alg.as_str(),
         args.concurrency,
         args.duration
     );
-    let mut idle_rss = None;
-    let mut limits = None;
-    let mut results: Vec<ScenarioResult> = Vec::new();
+    let mut benches: Vec<Bench> = Vec::new();
     for store in &stores {
         // The database lives as long as the Usher on it, and is cleaned up after.
         let db = match *store {
@@ -296,44 +316,74 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
                 db.as_ref().and_then(|d| d.postmaster),
             )?,
         };
-        let target = Arc::new(target);
-        if stores.len() > 1 || db.is_some() {
-            println!();
-            println!("=== store: {store} ===");
-            if let Some(db) = &db {
-                println!("{}", client_rt.block_on(db.describe()));
+        if let Some(db) = &db {
+            println!("{}", client_rt.block_on(db.describe()));
+        }
+        benches.push(Bench {
+            store,
+            target: Arc::new(target),
+            db,
+            results: Vec::new(),
+            seeded: false,
+        });
+    }
+    let first = benches
+        .first()
+        .map(|b| b.target.clone())
+        .ok_or_else(|| anyhow::anyhow!("no store to measure"))?;
+    let idle_rss = match (first.pid, &first.local) {
+        (Some(pid), _) => crate::metrics::ProcessStats::of_pid(pid).rss_bytes,
+        (None, Some(_)) => crate::metrics::ProcessStats::read().rss_bytes,
+        _ => None,
+    };
+    println!(
+        "RSS before the first sign-in: {}{}",
+        mib(idle_rss),
+        if benches.len() > 1 {
+            " (every store's Usher started)"
+        } else {
+            ""
+        }
+    );
+    let limits = (!args.no_limits)
+        .then(|| measure_limits(&first, cores, args.limit_seconds))
+        .transpose()?;
+    drop(first);
+    if let Some(l) = &limits {
+        print_limits(l, cores);
+    }
+    for name in &scenarios {
+        for bench in benches.iter_mut() {
+            if stores.len() > 1 {
+                println!();
+                print!("[{}] ", bench.store);
             }
+            run_scenario(args, &client_rt, bench, name);
         }
-        let rss = match (target.pid, &target.local) {
-            (Some(pid), _) => crate::metrics::ProcessStats::of_pid(pid).rss_bytes,
-            (None, Some(_)) => crate::metrics::ProcessStats::read().rss_bytes,
-            _ => None,
-        };
-        println!("RSS before the first sign-in: {}", mib(rss));
-        idle_rss = idle_rss.or(rss);
-        if limits.is_none() && !args.no_limits {
-            let l = measure_limits(&target, cores, args.limit_seconds)?;
-            print_limits(&l, cores);
-            limits = Some(l);
+    }
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    for mut bench in benches {
+        if let Some(l) = &limits {
+            if stores.len() > 1 {
+                println!();
+                println!("=== {} ===", bench.store);
+            }
+            print_ratios(l, alg, cores, &bench.results);
         }
-        let outcome = run_store(args, &client_rt, &target, &scenarios);
-        match Arc::try_unwrap(target) {
+        match Arc::try_unwrap(bench.target) {
             Ok(t) => t.stop(),
             Err(_) => tracing::warn!("the bench target is still in use; not stopped cleanly"),
         }
-        if let Some(db) = &db {
+        if let Some(db) = &bench.db {
             if let Err(e) = client_rt.block_on(db.clean_up()) {
                 println!("{e:#}");
             }
         }
-        let mut store_results = outcome;
-        if let Some(l) = &limits {
-            print_ratios(l, alg, cores, &store_results);
-        }
-        results.append(&mut store_results);
+        results.append(&mut bench.results);
     }
     if stores.len() > 1 {
         print_comparison(&stores, cores, &results);
+        println!("load average at the end: {}", load_average());
     }
     client_rt.shutdown_timeout(Duration::from_secs(2));
     Ok(Report {
@@ -343,63 +393,59 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     })
 }
 
-/// The scenarios against one target.
-fn run_store(
+/// One scenario against one store's Usher.
+fn run_scenario(
     args: &BenchArgs,
     client_rt: &tokio::runtime::Runtime,
-    target: &Arc<Target>,
-    scenarios: &[&'static str],
-) -> Vec<ScenarioResult> {
+    bench: &mut Bench,
+    name: &str,
+) {
     let ctx = scenarios::Ctx {
-        target: target.clone(),
+        target: bench.target.clone(),
         concurrency: args.concurrency.max(1),
         duration: Duration::from_secs_f64(args.duration.max(0.1)),
         max_ops: args.max_ops,
         users: args.users.max(1),
         verify_refresh: args.verify_refresh,
     };
-    let mut results: Vec<ScenarioResult> = Vec::new();
-    let mut seeded = false;
-    for name in scenarios {
-        let outcome = client_rt.block_on(async {
-            match *name {
-                "password" => scenarios::password(&ctx).await,
-                "sso" => scenarios::sso(&ctx).await,
-                "jit" => scenarios::jit(&ctx).await,
-                "federated" => scenarios::federated(&ctx, None, seeded).await,
-                "federated-half" => {
-                    let full = results
-                        .iter()
-                        .find(|r| r.name == "federated")
-                        .map(|r| r.outcome.per_second());
-                    let full = match full {
-                        Some(f) => f,
-                        None => {
-                            let r = scenarios::federated(&ctx, None, seeded).await?;
-                            r.outcome.per_second()
-                        }
-                    };
-                    scenarios::federated(&ctx, Some((full / 2.0).max(1.0)), true).await
-                }
-                "refresh" => scenarios::refresh(&ctx).await,
-                "client-credentials" => scenarios::client_credentials(&ctx).await,
-                "script" => scenarios::script(&ctx).await,
-                _ => {
-                    let wait = args.wait_expiry.then_some(args.flow_ttl);
-                    scenarios::pending(&ctx, args.pending, wait).await
-                }
+    let (results, seeded) = (&bench.results, bench.seeded);
+    let outcome = client_rt.block_on(async {
+        match name {
+            "password" => scenarios::password(&ctx).await,
+            "sso" => scenarios::sso(&ctx).await,
+            "jit" => scenarios::jit(&ctx).await,
+            "federated" => scenarios::federated(&ctx, None, seeded).await,
+            "federated-half" => {
+                let full = results
+                    .iter()
+                    .find(|r| r.name == "federated")
+                    .map(|r| r.outcome.per_second());
+                let full = match full {
+                    Some(f) => f,
+                    None => {
+                        let r = scenarios::federated(&ctx, None, seeded).await?;
+                        r.outcome.per_second()
+                    }
+                };
+                scenarios::federated(&ctx, Some((full / 2.0).max(1.0)), true).await
             }
-        });
-        match outcome {
-            Ok(r) => {
-                seeded |= r.name.starts_with("federated");
-                print_result(&r);
-                results.push(r);
+            "refresh" => scenarios::refresh(&ctx).await,
+            "client-credentials" => scenarios::client_credentials(&ctx).await,
+            "script" => scenarios::script(&ctx).await,
+            _ => {
+                let wait = args.wait_expiry.then_some(args.flow_ttl);
+                scenarios::pending(&ctx, args.pending, wait).await
             }
-            Err(e) => println!("{name}: not run: {e:#}"),
         }
+    });
+    match outcome {
+        Ok(r) => {
+            bench.seeded |= r.name.starts_with("federated");
+            print_result(&r);
+            bench.results.push(r);
+        }
+        Err(e) => println!("{name}: not run: {e:#}"),
     }
-    results
 }
 
 fn measure_limits(target: &Target, cores: usize, seconds: f64) -> anyhow::Result<Limits> {
@@ -568,14 +614,25 @@ fn print_comparison(stores: &[&str], cores: usize, results: &[ScenarioResult]) {
             other => other,
         }
     }
-    let mut names: Vec<&str> = Vec::new();
+    // The half-load run is named by its rate, which differs by store.
+    let key = |name: &str| {
+        if name.starts_with("federated @") {
+            "federated at half load".to_string()
+        } else {
+            name.to_string()
+        }
+    };
+    let mut names: Vec<String> = Vec::new();
     for r in results {
-        if !names.contains(&r.name.as_str()) {
-            names.push(&r.name);
+        if !names.contains(&key(&r.name)) {
+            names.push(key(&r.name));
         }
     }
-    let find =
-        |store: &str, name: &str| results.iter().find(|r| r.store == store && r.name == name);
+    let find = |store: &str, name: &str| {
+        results
+            .iter()
+            .find(|r| r.store == store && key(&r.name) == name)
+    };
     let ms_cell = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     let cpu_cell = |d: Option<Duration>| {
         d.map_or("–".to_string(), |d| {
@@ -597,7 +654,8 @@ fn print_comparison(stores: &[&str], cores: usize, results: &[ScenarioResult]) {
     header.extend(["database CPU/op", "statements/op", "round trips/op"].map(String::from));
     println!("| {} |", header.join(" | "));
     println!("|{}", "---|".repeat(header.len()));
-    for name in names {
+    for name in &names {
+        let name: &str = name;
         let mut row = vec![name.to_string()];
         for (_, column) in COLUMNS {
             for s in stores {
