@@ -313,7 +313,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
                 upstream,
                 alg.as_str(),
                 &choice,
-                db.as_ref().and_then(|d| d.postmaster),
+                db.as_ref().map(|d| d.probe()),
             )?,
         };
         if let Some(db) = &db {
@@ -523,8 +523,14 @@ fn print_result(r: &ScenarioResult) {
         mib(r.memory.peak_rss_bytes)
     );
     if let Some((statements, round_trips, cpu)) = r.db.as_ref().and_then(|d| d.per_op(o.ops)) {
+        let (writes, wal) =
+            r.db.as_ref()
+                .and_then(|d| d.writes_per_op(o.ops))
+                .unwrap_or_default();
         println!(
-            "  PostgreSQL per op: {statements:.2} statements, {round_trips:.2} round trips, database CPU {}",
+            "  PostgreSQL per op: {statements:.2} statements, {round_trips:.2} round trips, {} transactions that wrote, {} of WAL, database CPU {}",
+            writes.map_or("?".into(), |w| format!("{w:.2}")),
+            wal.map_or("?".into(), |w| format!("{:.1} KiB", w / 1024.0)),
             cpu.map_or("not measured".into(), |c| format!(
                 "{:.0} µs",
                 c.as_secs_f64() * 1e6
@@ -651,7 +657,16 @@ fn print_comparison(stores: &[&str], cores: usize, results: &[ScenarioResult]) {
             header.push(format!("{what}, {}", title(s)));
         }
     }
-    header.extend(["database CPU/op", "statements/op", "round trips/op"].map(String::from));
+    header.extend(
+        [
+            "database CPU/op",
+            "statements/op",
+            "round trips/op",
+            "write transactions/op",
+            "WAL KiB/op",
+        ]
+        .map(String::from),
+    );
     println!("| {} |", header.join(" | "));
     println!("|{}", "---|".repeat(header.len()));
     for name in &names {
@@ -670,15 +685,16 @@ fn print_comparison(stores: &[&str], cores: usize, results: &[ScenarioResult]) {
                 });
             }
         }
-        let pg = find("postgres", name)
-            .and_then(|r| r.db.as_ref().and_then(|d| d.per_op(r.outcome.ops)));
-        match pg {
-            Some((statements, round_trips, cpu)) => {
+        let pg = find("postgres", name).and_then(|r| Some((r.db.as_ref()?, r.outcome.ops)));
+        match pg.and_then(|(d, ops)| Some((d.per_op(ops)?, d.writes_per_op(ops)?))) {
+            Some(((statements, round_trips, cpu), (writes, wal))) => {
                 row.push(cpu_cell(cpu));
                 row.push(format!("{statements:.1}"));
                 row.push(format!("{round_trips:.1}"));
+                row.push(writes.map_or("–".into(), |w| format!("{w:.1}")));
+                row.push(wal.map_or("–".into(), |w| format!("{:.1}", w / 1024.0)));
             }
-            None => row.extend(["–", "–", "–"].map(String::from)),
+            None => row.extend(["–", "–", "–", "–", "–"].map(String::from)),
         }
         println!("| {} |", row.join(" | "));
     }
@@ -686,7 +702,8 @@ fn print_comparison(stores: &[&str], cores: usize, results: &[ScenarioResult]) {
     println!(
         "(per s: operations per second; p50/p99: latency in ms; Usher CPU/op: Usher's \
          threads; database CPU/op: the PostgreSQL server's processes; statements and \
-         round trips counted by the store, prepares, begins and commits included)"
+         round trips counted by the store, prepares, begins and commits included; write \
+         transactions: those that wrote, each of whose commits waits for the WAL on disk)"
     );
 }
 

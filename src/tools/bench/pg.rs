@@ -10,6 +10,63 @@ use std::time::Duration;
 
 use crate::store::postgres::cluster::TempCluster;
 
+/// What a scenario reads of the database before and after its measured run.
+#[derive(Debug, Clone)]
+pub struct DbProbe {
+    /// The server process, when it runs on this machine.
+    pub pid: Option<u32>,
+    /// To read the WAL position and transaction counter.
+    pub url: String,
+}
+
+/// The database at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbMark {
+    pub cpu: Option<Duration>,
+    /// The transaction id counter: it moves by one for each transaction that wrote.
+    pub xid: Option<u64>,
+    /// The WAL insert position, in bytes.
+    pub wal: Option<u64>,
+}
+
+impl DbProbe {
+    pub async fn mark(&self) -> DbMark {
+        let (xid, wal) = match wal_and_xid(&self.url).await {
+            Some((x, w)) => (Some(x), Some(w)),
+            None => (None, None),
+        };
+        DbMark {
+            cpu: self.pid.map(tree_cpu),
+            xid,
+            wal,
+        }
+    }
+}
+
+/// (transaction id, WAL position): the query takes a transaction id of its own, which
+/// the caller subtracts.
+async fn wal_and_xid(url: &str) -> Option<(u64, u64)> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let row = client
+        .query_one(
+            "SELECT txid_current()::bigint, (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint",
+            &[],
+        )
+        .await
+        .ok();
+    drop(client);
+    let _ = driver.await;
+    let row = row?;
+    let xid: i64 = row.try_get(0).ok()?;
+    let wal: i64 = row.try_get(1).ok()?;
+    Some((u64::try_from(xid).ok()?, u64::try_from(wal).ok()?))
+}
+
 /// A database for one run.
 pub struct PgBackend {
     /// The URL Usher's config gets (the password, if any, stays out of what is printed).
@@ -66,6 +123,13 @@ impl PgBackend {
                     cluster: None,
                 })
             }
+        }
+    }
+
+    pub fn probe(&self) -> DbProbe {
+        DbProbe {
+            pid: self.postmaster,
+            url: self.url.clone(),
         }
     }
 

@@ -48,13 +48,16 @@ pub struct ScenarioResult {
 }
 
 /// What the measured run asked of PostgreSQL: the store's own counts (statements, and
-/// round trips including prepares, transaction begins and commits), and the CPU time
-/// of the database's processes when they run on this machine.
+/// round trips including prepares, transaction begins and commits), the CPU time of
+/// the database's processes when they run on this machine, the transactions that
+/// wrote (each commit of one waits for the WAL to reach the disk) and the WAL written.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DbFigures {
     pub statements: u64,
     pub round_trips: u64,
     pub cpu: Option<Duration>,
+    pub write_transactions: Option<u64>,
+    pub wal_bytes: Option<u64>,
 }
 
 impl DbFigures {
@@ -65,6 +68,15 @@ impl DbFigures {
             self.statements as f64 / f64::from(n),
             self.round_trips as f64 / f64::from(n),
             self.cpu.map(|c| c / n),
+        ))
+    }
+
+    /// Per successful operation: (write transactions, WAL bytes).
+    pub fn writes_per_op(&self, ops: u64) -> Option<(Option<f64>, Option<f64>)> {
+        let n = (ops > 0).then_some(ops as f64)?;
+        Some((
+            self.write_transactions.map(|w| w as f64 / n),
+            self.wal_bytes.map(|w| w as f64 / n),
         ))
     }
 }
@@ -113,22 +125,35 @@ where
     let scrape_before = scrape(target).await;
     let local = target.local.as_ref();
     let counts_before = local.and_then(|l| l.pg_counts());
-    let db_pid = local.and_then(|l| l.db_pid);
-    let db_cpu_before = db_pid.map(super::pg::tree_cpu);
+    let probe = local.and_then(|l| l.db.clone());
+    let db_before = match &probe {
+        Some(p) => Some(p.mark().await),
+        None => None,
+    };
     let cpu_before = CpuSnapshot::now();
     let pid_before = target.pid.map(CpuSnapshot::of_pid);
     let outcome = drive(ctx.concurrency, ctx.duration, ctx.max_ops, rate, op).await;
     let cpu = CpuSnapshot::now().since(&cpu_before);
-    let db_cpu = db_pid
-        .zip(db_cpu_before)
-        .map(|(pid, before)| super::pg::tree_cpu(pid).saturating_sub(before));
+    let db_after = match &probe {
+        Some(p) => Some(p.mark().await),
+        None => None,
+    };
     let db = local
         .and_then(|l| l.pg_counts())
         .zip(counts_before)
-        .map(|(after, before)| DbFigures {
-            statements: after.statements.saturating_sub(before.statements),
-            round_trips: after.round_trips.saturating_sub(before.round_trips),
-            cpu: db_cpu,
+        .map(|(after, before)| {
+            let (b, a) = (db_before.unwrap_or_default(), db_after.unwrap_or_default());
+            DbFigures {
+                statements: after.statements.saturating_sub(before.statements),
+                round_trips: after.round_trips.saturating_sub(before.round_trips),
+                cpu: a.cpu.zip(b.cpu).map(|(a, b)| a.saturating_sub(b)),
+                // The later mark's own transaction is not the scenario's.
+                write_transactions: a
+                    .xid
+                    .zip(b.xid)
+                    .map(|(a, b)| a.saturating_sub(b).saturating_sub(1)),
+                wal_bytes: a.wal.zip(b.wal).map(|(a, b)| a.saturating_sub(b)),
+            }
         });
     let target_cpu = target
         .pid

@@ -82,8 +82,8 @@ pub struct Local {
     google: Option<Standin>,
     github: Option<Standin>,
     pub upstream: Upstream,
-    /// The database's server process, when it runs on this machine (for its CPU time).
-    pub db_pid: Option<u32>,
+    /// The database, for what each scenario costs it (PostgreSQL).
+    pub db: Option<super::pg::DbProbe>,
     /// Last, so it is removed after the store is closed.
     _dir: TempDir,
 }
@@ -178,7 +178,7 @@ impl Target {
         upstream: Upstream,
         alg: &str,
         store: &StoreChoice,
-        db_pid: Option<u32>,
+        db: Option<super::pg::DbProbe>,
     ) -> anyhow::Result<Target> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let server = runtime(USHER_THREADS, cores)?;
@@ -232,7 +232,7 @@ impl Target {
                 google: Some(google),
                 github: Some(github),
                 upstream,
-                db_pid,
+                db,
                 _dir: dir,
             }),
             pid: None,
