@@ -33,16 +33,33 @@ pub fn local_subject(u: &User, enrolled: Vec<String>) -> Subject {
     }
 }
 
+/// What an account holds, read once: a confirmed authenticator, recovery codes left.
+struct Held {
+    totp: bool,
+    codes: bool,
+}
+
+async fn held(store: &dyn Store, user_id: &str) -> StoreResult<Held> {
+    Ok(Held {
+        totp: store.totp(user_id).await?.is_some_and(|c| c.confirmed),
+        codes: store.recovery_codes_left(user_id).await? > 0,
+    })
+}
+
 /// Second factors an account holds, for the script's `subject.enrolled`.
 pub async fn enrolled(store: &dyn Store, user_id: &str) -> StoreResult<Vec<String>> {
+    Ok(enrolled_of(&held(store, user_id).await?))
+}
+
+fn enrolled_of(held: &Held) -> Vec<String> {
     let mut out = Vec::new();
-    if store.totp(user_id).await?.is_some_and(|c| c.confirmed) {
+    if held.totp {
         out.push("totp".to_string());
     }
-    if store.recovery_codes_left(user_id).await? > 0 {
+    if held.codes {
         out.push("recovery_code".to_string());
     }
-    Ok(out)
+    out
 }
 
 /// Whether any app on this server (My Account included) offers codes by email as a
@@ -62,28 +79,42 @@ pub fn email_codes_in_use(config: &Config) -> bool {
 /// this server uses them. Only the strongest kind is named, so a step-up never falls back from an
 /// authenticator to the mailbox. Empty: the account has no second factor at all.
 pub async fn factors(store: &dyn Store, config: &Config, user: &User) -> StoreResult<Vec<String>> {
-    let totp = store.totp(&user.id).await?.is_some_and(|c| c.confirmed);
-    let codes = store.recovery_codes_left(&user.id).await? > 0;
+    Ok(factors_of(&held(store, &user.id).await?, config, user))
+}
+
+fn factors_of(held: &Held, config: &Config, user: &User) -> Vec<String> {
     // An address nobody has shown they own is no proof of the owner.
     let email = user.email.as_deref().filter(|_| user.email_verified);
     let mut out = Vec::new();
-    if totp {
+    if held.totp {
         out.push(StepOption::Totp.name().to_string());
     }
-    if codes {
+    if held.codes {
         out.push(StepOption::RecoveryCode.name().to_string());
     }
-    if !totp && email.is_some_and(|e| !e.is_empty()) && email_codes_in_use(config) {
+    if !held.totp && email.is_some_and(|e| !e.is_empty()) && email_codes_in_use(config) {
         out.push(StepOption::EmailOtp.name().to_string());
     }
-    Ok(out)
+    out
+}
+
+/// [`enrolled`] and [`factors`] together, from one read of each credential (a sign-in
+/// needs both; on a network database each read is a round trip).
+pub async fn enrolled_and_factors(
+    store: &dyn Store,
+    config: &Config,
+    user: &User,
+) -> StoreResult<(Vec<String>, Vec<String>)> {
+    let held = held(store, &user.id).await?;
+    Ok((enrolled_of(&held), factors_of(&held, config, user)))
 }
 
 /// The subject of a local account with what it has enrolled and the second factors it
 /// can be asked for, read from the store.
 pub async fn subject_of(store: &dyn Store, config: &Config, u: &User) -> StoreResult<Subject> {
-    let mut subject = local_subject(u, enrolled(store, &u.id).await?);
-    subject.factors = factors(store, config, u).await?;
+    let (enrolled, factors) = enrolled_and_factors(store, config, u).await?;
+    let mut subject = local_subject(u, enrolled);
+    subject.factors = factors;
     Ok(subject)
 }
 

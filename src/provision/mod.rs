@@ -467,10 +467,15 @@ pub async fn settle(
             let account = subject.user_id.clone();
             match &account {
                 Some(uid) => {
-                    subject.enrolled = crate::authn::steps::enrolled(store, uid).await?;
-                    if let Some(user) = store.user(uid).await? {
-                        subject.factors =
-                            crate::authn::steps::factors(store, config, &user).await?;
+                    match store.user(uid).await? {
+                        Some(user) => {
+                            (subject.enrolled, subject.factors) =
+                                crate::authn::steps::enrolled_and_factors(store, config, &user)
+                                    .await?;
+                        }
+                        None => {
+                            subject.enrolled = crate::authn::steps::enrolled(store, uid).await?;
+                        }
                     }
                     flow.log(format!(
                         "step {step}: {} identity {}: {how} {uid}",

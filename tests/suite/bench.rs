@@ -35,6 +35,7 @@ fn a_short_run_signs_people_in_in_every_scenario() {
     let names: Vec<&str> = report.scenarios.iter().map(|s| s.name.as_str()).collect();
     for expected in [
         "password",
+        "sso",
         "jit",
         "federated",
         "refresh",
@@ -63,4 +64,78 @@ fn a_short_run_signs_people_in_in_every_scenario() {
     assert!(limits.argon2_per_second > 0.0);
     assert_eq!(limits.signatures_per_second.len(), 3);
     assert!(report.idle_rss.is_some_and(|r| r > 0));
+}
+
+/// `--store postgres`: the same scenarios on sled and on PostgreSQL in one run, the
+/// PostgreSQL side with its statements and round trips; here on a schema of its own in
+/// the tests' shared cluster (`--store-url`), dropped when the run ends.
+#[test]
+fn postgres_is_measured_next_to_sled_in_one_run() {
+    let Some(cluster) = usher::store::postgres::cluster::shared() else {
+        return;
+    };
+    let url = cluster.url("postgres");
+    let cli = Cli::parse_from([
+        "usher-bench",
+        "--store",
+        "postgres",
+        "--store-url",
+        &url,
+        "--scenario",
+        "password,sso,federated,refresh,script",
+        "--duration",
+        "1",
+        "--max-ops",
+        "6",
+        "--concurrency",
+        "2",
+        "--users",
+        "4",
+        "--alg",
+        "ES256",
+        "--no-limits",
+    ]);
+    let report = usher::tools::bench::run(&cli.bench).expect("the bench runs");
+    for store in ["sled", "postgres"] {
+        for name in ["password", "sso", "federated", "refresh", "script"] {
+            let s = report
+                .find(store, name)
+                .unwrap_or_else(|| panic!("{name} did not run on {store}"));
+            assert!(s.outcome.ops > 0, "{store} {name}: no operation succeeded");
+            assert_eq!(
+                s.outcome.errors, 0,
+                "{store} {name}: {:?}",
+                s.outcome.first_error
+            );
+            match store {
+                "sled" => assert!(s.db.is_none(), "sled has no SQL to count"),
+                _ => {
+                    let db = s.db.expect("PostgreSQL figures");
+                    assert!(db.statements > 0, "{name}: no statement counted");
+                    assert!(db.round_trips >= db.statements, "{name}: {db:?}");
+                    assert!(db.cpu.is_some(), "{name}: no database CPU time");
+                }
+            }
+        }
+    }
+    // The run's schema is gone.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let left: i64 = rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .query_one(
+                "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'usher_bench_%'",
+                &[],
+            )
+            .await
+            .expect("query")
+            .get(0)
+    });
+    assert_eq!(left, 0, "the bench left its schema behind");
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreTokenResponse,
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreTokenResponse,
 };
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
@@ -73,10 +73,13 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// A browser's cookies, by host.
+pub type Jar = HashMap<String, Vec<(String, String)>>;
+
 /// One visitor: a cookie jar per host, over the shared connection pool.
 pub struct Browser<'a> {
     http: &'a reqwest::Client,
-    jar: HashMap<String, Vec<(String, String)>>,
+    jar: Jar,
 }
 
 fn host_key(url: &Url) -> String {
@@ -89,10 +92,17 @@ fn host_key(url: &Url) -> String {
 
 impl<'a> Browser<'a> {
     pub fn new(http: &'a reqwest::Client) -> Self {
-        Browser {
-            http,
-            jar: HashMap::new(),
-        }
+        Self::with_jar(http, Jar::new())
+    }
+
+    /// A returning visitor: the cookies it kept from earlier visits.
+    pub fn with_jar(http: &'a reqwest::Client, jar: Jar) -> Self {
+        Browser { http, jar }
+    }
+
+    /// The cookies, to come back with later.
+    pub fn into_jar(self) -> Jar {
+        self.jar
     }
 
     /// The `Cookie` header this browser sends to `url`'s host.
@@ -251,8 +261,18 @@ impl Rp {
 
     /// A fresh authorization request: PKCE S256, state, nonce.
     pub fn start(&self) -> Start {
+        self.start_with(false)
+    }
+
+    /// The same with `prompt=none`: the app asks for a sign-in only if the browser's
+    /// SSO session allows one without showing a page (`login_required` otherwise).
+    pub fn start_silent(&self) -> Start {
+        self.start_with(true)
+    }
+
+    fn start_with(&self, silent: bool) -> Start {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let (url, state, nonce) = self
+        let mut request = self
             .client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
@@ -261,8 +281,11 @@ impl Rp {
             )
             .add_scope(Scope::new("profile".into()))
             .add_scope(Scope::new("email".into()))
-            .set_pkce_challenge(challenge)
-            .url();
+            .set_pkce_challenge(challenge);
+        if silent {
+            request = request.add_prompt(CoreAuthPrompt::None);
+        }
+        let (url, state, nonce) = request.url();
         Start {
             url,
             state,

@@ -4,7 +4,7 @@
 
 use url::Url;
 
-use super::client::{Browser, Hop, OpResult, Rp, Start, Tokens};
+use super::client::{Browser, Hop, Jar, OpResult, Rp, Start, Tokens};
 
 /// Post the first form of `page` with its CSRF token and `fields`.
 async fn submit(browser: &mut Browser<'_>, page: &Hop, fields: &[(&str, &str)]) -> OpResult<Hop> {
@@ -27,19 +27,53 @@ pub async fn password(
     password: &str,
 ) -> OpResult<Tokens> {
     let mut browser = Browser::new(http);
+    password_in(&mut browser, http, rp, login, password).await
+}
+
+/// The same, and the browser's cookies afterwards (its SSO session).
+pub async fn password_keeping_cookies(
+    http: &reqwest::Client,
+    rp: &Rp,
+    login: &str,
+    password: &str,
+) -> OpResult<Jar> {
+    let mut browser = Browser::new(http);
+    password_in(&mut browser, http, rp, login, password).await?;
+    Ok(browser.into_jar())
+}
+
+async fn password_in(
+    browser: &mut Browser<'_>,
+    http: &reqwest::Client,
+    rp: &Rp,
+    login: &str,
+    password: &str,
+) -> OpResult<Tokens> {
     let start = rp.start();
     let hop = browser.get(start.url.clone()).await?;
     let page = browser
         .until_page(hop, &rp.redirect_uri, "the password page")
         .await?;
     let hop = submit(
-        &mut browser,
+        browser,
         &page,
         &[("username", login), ("password", password)],
     )
     .await?;
     let back = browser.until_app(hop, &rp.redirect_uri).await?;
     rp.finish(http, start, &back).await
+}
+
+/// A silent SSO re-authorization: a browser signed in already comes back with
+/// `prompt=none`, is sent straight back to the app with a code (no page), and the app
+/// exchanges the code and validates the ID token. Returns the cookies as they are after.
+pub async fn silent(http: &reqwest::Client, rp: &Rp, jar: Jar) -> OpResult<Jar> {
+    let mut browser = Browser::with_jar(http, jar);
+    let start = rp.start_silent();
+    let hop = browser.get(start.url.clone()).await?;
+    let back = browser.until_app(hop, &rp.redirect_uri).await?;
+    rp.finish(http, start, &back).await?;
+    Ok(browser.into_jar())
 }
 
 /// Through the upstream: from the authorization request to the upstream's consent

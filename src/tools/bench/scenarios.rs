@@ -40,7 +40,45 @@ pub struct ScenarioResult {
     pub slow_polls: Option<((u64, u64), (u64, u64))>,
     /// Usher's time by route: (route, requests, mean).
     pub routes: Vec<(String, u64, Duration)>,
+    /// The database's share, on PostgreSQL.
+    pub db: Option<DbFigures>,
+    /// The in-process Usher's store (`sled`, `postgres`), or `external` with `--url`.
+    pub store: String,
     pub notes: Vec<String>,
+}
+
+/// What the measured run asked of PostgreSQL: the store's own counts (statements, and
+/// round trips including prepares, transaction begins and commits), the CPU time of
+/// the database's processes when they run on this machine, the transactions that
+/// wrote (each commit of one waits for the WAL to reach the disk) and the WAL written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbFigures {
+    pub statements: u64,
+    pub round_trips: u64,
+    pub cpu: Option<Duration>,
+    pub write_transactions: Option<u64>,
+    pub wal_bytes: Option<u64>,
+}
+
+impl DbFigures {
+    /// Per successful operation: (statements, round trips, CPU time).
+    pub fn per_op(&self, ops: u64) -> Option<(f64, f64, Option<Duration>)> {
+        let n = u32::try_from(ops).ok().filter(|n| *n > 0)?;
+        Some((
+            self.statements as f64 / f64::from(n),
+            self.round_trips as f64 / f64::from(n),
+            self.cpu.map(|c| c / n),
+        ))
+    }
+
+    /// Per successful operation: (write transactions, WAL bytes).
+    pub fn writes_per_op(&self, ops: u64) -> Option<(Option<f64>, Option<f64>)> {
+        let n = (ops > 0).then_some(ops as f64)?;
+        Some((
+            self.write_transactions.map(|w| w as f64 / n),
+            self.wal_bytes.map(|w| w as f64 / n),
+        ))
+    }
 }
 
 impl ScenarioResult {
@@ -85,10 +123,38 @@ where
 {
     let target = &ctx.target;
     let scrape_before = scrape(target).await;
+    let local = target.local.as_ref();
+    let counts_before = local.and_then(|l| l.pg_counts());
+    let probe = local.and_then(|l| l.db.clone());
+    let db_before = match &probe {
+        Some(p) => Some(p.mark().await),
+        None => None,
+    };
     let cpu_before = CpuSnapshot::now();
     let pid_before = target.pid.map(CpuSnapshot::of_pid);
     let outcome = drive(ctx.concurrency, ctx.duration, ctx.max_ops, rate, op).await;
     let cpu = CpuSnapshot::now().since(&cpu_before);
+    let db_after = match &probe {
+        Some(p) => Some(p.mark().await),
+        None => None,
+    };
+    let db = local
+        .and_then(|l| l.pg_counts())
+        .zip(counts_before)
+        .map(|(after, before)| {
+            let (b, a) = (db_before.unwrap_or_default(), db_after.unwrap_or_default());
+            DbFigures {
+                statements: after.statements.saturating_sub(before.statements),
+                round_trips: after.round_trips.saturating_sub(before.round_trips),
+                cpu: a.cpu.zip(b.cpu).map(|(a, b)| a.saturating_sub(b)),
+                // The later mark's own transaction is not the scenario's.
+                write_transactions: a
+                    .xid
+                    .zip(b.xid)
+                    .map(|(a, b)| a.saturating_sub(b).saturating_sub(1)),
+                wal_bytes: a.wal.zip(b.wal).map(|(a, b)| a.saturating_sub(b)),
+            }
+        });
     let target_cpu = target
         .pid
         .zip(pid_before)
@@ -109,6 +175,8 @@ where
         memory: memory(target),
         slow_polls,
         routes,
+        db,
+        store: local.map_or("external", |l| l.store_name()).to_string(),
         notes: Vec::new(),
     }
 }
@@ -257,6 +325,42 @@ pub async fn federated(
     Ok(measured(ctx, &name, rate, move |i| op(i % pool)).await)
 }
 
+/// (g) Silent SSO re-authorization: each task holds a browser signed in once (a
+/// password sign-in, not measured); an operation is the app asking again with
+/// `prompt=none` — `/authorize` answered with a code straight away from the SSO
+/// session — and the code exchange with its ID-token validation.
+pub async fn sso(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+    let target = ctx.target.clone();
+    let rp = rp(&target, world::PASSWORD_APP).await?;
+    let mut jars = Vec::new();
+    for n in 0..ctx.concurrency as u64 {
+        let (login, password) = match &target.external_user {
+            Some(user) => user.clone(),
+            None if target.local.is_some() => (
+                world::password_user(n % ctx.users.max(1)),
+                world::PASSWORD.into(),
+            ),
+            None => anyhow::bail!("--url needs --username and --password"),
+        };
+        let jar = logins::password_keeping_cookies(&target.http, &rp, &login, &password)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        jars.push(jar);
+    }
+    let pool = Arc::new(Mutex::new(jars));
+    let op = move |_| {
+        let (rp, target, pool) = (rp.clone(), target.clone(), pool.clone());
+        async move {
+            let jar = pool.lock().map_err(|e| e.to_string())?.pop();
+            let jar = jar.ok_or("no signed-in browser left (earlier ones failed)")?;
+            let jar = logins::silent(&target.http, &rp, jar).await?;
+            pool.lock().map_err(|e| e.to_string())?.push(jar);
+            Ok(())
+        }
+    };
+    Ok(measured(ctx, "sso", None, op).await)
+}
+
 /// (d) The refresh-token grant: each task keeps rotating its own token.
 pub async fn refresh(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     let target = ctx.target.clone();
@@ -396,7 +500,7 @@ pub async fn script(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     for n in 0..pool_size {
         secrets.push(local.enrol_totp(FAMILY_SCRIPT, n).await?);
     }
-    local.state.store.flush().await?;
+    local.flush().await?;
     let pool = Arc::new(TotpPool {
         secrets,
         last_step: Mutex::new(vec![0; pool_size as usize]),

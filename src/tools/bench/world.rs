@@ -1,6 +1,7 @@
 //! What the load tool signs in to: an Usher started in-process on a loopback port with
-//! a temporary store, local stand-ins for Google and GitHub and seeded users, or an
-//! Usher already running somewhere (`--url`).
+//! a store of the run's own (a temporary sled folder, or a PostgreSQL database opened
+//! through the same `store:` config a node reads), local stand-ins for Google and
+//! GitHub and seeded users; or an Usher already running somewhere (`--url`).
 //!
 //! In-process, Usher, the stand-ins and the load generator each run on their own
 //! runtime with their own thread names, so the CPU time of each can be told apart.
@@ -32,6 +33,16 @@ pub const SERVICE_APP: &str = "bench-service";
 /// The script of the two-step scenario: the JIT article's "MFA only with an account".
 const SCRIPT: &str =
     "let first = execute_step(1);\nif first.user.has_account {\n    execute_step(2);\n}\n";
+
+/// The store of the in-process Usher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// sled in a temporary folder: one node.
+    Sled,
+    /// PostgreSQL, as `store: { postgres: { url, schema } }` in the config, with a
+    /// credentials key in the config as every node of a shared database has.
+    Postgres { url: String, schema: String },
+}
 
 /// Which stand-in the federated scenarios go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +82,8 @@ pub struct Local {
     google: Option<Standin>,
     github: Option<Standin>,
     pub upstream: Upstream,
+    /// The database, for what each scenario costs it (PostgreSQL).
+    pub db: Option<super::pg::DbProbe>,
     /// Last, so it is removed after the store is closed.
     _dir: TempDir,
 }
@@ -158,8 +171,15 @@ impl Target {
         })
     }
 
-    /// Usher in-process on a loopback port, with stand-ins and seeded users.
-    pub fn local(args: &BenchArgs, upstream: Upstream, alg: &str) -> anyhow::Result<Target> {
+    /// Usher in-process on a loopback port over `store`, with stand-ins and seeded
+    /// users.
+    pub fn local(
+        args: &BenchArgs,
+        upstream: Upstream,
+        alg: &str,
+        store: &StoreChoice,
+        db: Option<super::pg::DbProbe>,
+    ) -> anyhow::Result<Target> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let server = runtime(USHER_THREADS, cores)?;
         let upstream_rt = runtime(UPSTREAM_THREADS, cores)?;
@@ -177,13 +197,27 @@ impl Target {
         std::fs::write(dir.path().join("two-step.rhai"), SCRIPT)?;
         let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let issuer = format!("http://{}", listener.local_addr()?);
-        let yaml = config_yaml(&issuer, &google, &github, upstream, alg, args.flow_ttl);
+        let mut yaml = config_yaml(
+            &issuer,
+            &google,
+            &github,
+            upstream,
+            alg,
+            args.flow_ttl,
+            store,
+        );
+        yaml.push_str(&store_yaml(store, args.concurrency));
         let path = dir.path().join("usher.yaml");
         std::fs::write(&path, yaml)?;
         let loaded = crate::config::load_with_env(&path, &|_| None)
             .map_err(|d| anyhow::anyhow!("the bench config does not load:\n{d}"))?;
-        let store: Arc<dyn Store> =
-            Arc::new(crate::store::SledStore::open(&dir.path().join("data"))?);
+        let store: Arc<dyn Store> = match store {
+            StoreChoice::Sled => Arc::new(crate::store::SledStore::open(&dir.path().join("data"))?),
+            // As a node opens it: connect, migrate.
+            StoreChoice::Postgres { .. } => {
+                server.block_on(crate::server::open_store(&loaded.config))?
+            }
+        };
         let state = server.block_on(crate::server::state_with_store(loaded.config, store))?;
         let running = server.block_on(async { crate::server::spawn(state.clone(), listener) })?;
         server.block_on(seed_password_users(&state, args.users))?;
@@ -198,6 +232,7 @@ impl Target {
                 google: Some(google),
                 github: Some(github),
                 upstream,
+                db,
                 _dir: dir,
             }),
             pid: None,
@@ -247,33 +282,92 @@ impl Local {
         id
     }
 
+    /// Run `work` on Usher's runtime: a database connection it opens is then driven
+    /// by Usher's threads (whose CPU time is Usher's), not the load generator's.
+    pub async fn on_server<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        self.server.spawn(work).await?
+    }
+
+    /// Make the store's writes durable (sled flushes; PostgreSQL has committed).
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        self.on_server(async move { Ok(state.store.flush().await?) })
+            .await
+    }
+
     /// Enrol upstream user `n` of `family` (already provisioned) in TOTP; returns the
     /// secret the authenticator app would hold.
     pub async fn enrol_totp(&self, family: u64, n: u64) -> anyhow::Result<Vec<u8>> {
-        let subject = self.upstream.user_id(family, n);
-        let store = &self.state.store;
-        let uid = store
-            .identity(self.upstream.connection(), &subject)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("upstream user {subject} was not provisioned"))?;
-        let secret = crate::authn::totp::generate_secret();
-        let sealed = self
-            .state
-            .sealing
-            .seal(&secret, uid.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        store
-            .put_totp(
-                &uid,
-                &crate::store::TotpCredential {
-                    sealed_secret: sealed,
-                    created_at: crate::crypto::unix_now(),
-                    last_step: 0,
-                    confirmed: true,
-                },
+        let (state, upstream) = (self.state.clone(), self.upstream);
+        self.on_server(enrol_totp(state, upstream, family, n)).await
+    }
+
+    pub fn store_name(&self) -> &'static str {
+        match self.state.store.postgres() {
+            Some(_) => "postgres",
+            None => "sled",
+        }
+    }
+
+    /// The PostgreSQL store's statements and round trips so far (`None` on sled).
+    pub fn pg_counts(&self) -> Option<crate::store::postgres::PgCounts> {
+        self.state.store.postgres().map(|p| p.counts())
+    }
+}
+
+async fn enrol_totp(
+    state: Shared,
+    upstream: Upstream,
+    family: u64,
+    n: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let subject = upstream.user_id(family, n);
+    let store = &state.store;
+    let uid = store
+        .identity(upstream.connection(), &subject)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("upstream user {subject} was not provisioned"))?;
+    let secret = crate::authn::totp::generate_secret();
+    let sealed = state
+        .sealing
+        .seal(&secret, uid.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .put_totp(
+            &uid,
+            &crate::store::TotpCredential {
+                sealed_secret: sealed,
+                created_at: crate::crypto::unix_now(),
+                last_step: 0,
+                confirmed: true,
+            },
+        )
+        .await?;
+    Ok(secret)
+}
+
+/// The `store:` of the config.
+fn store_yaml(store: &StoreChoice, concurrency: usize) -> String {
+    match store {
+        StoreChoice::Sled => String::new(),
+        StoreChoice::Postgres { url, schema } => {
+            // A JSON string is a YAML double-quoted scalar.
+            let url = serde_json::to_string(url).unwrap_or_default();
+            // Enough connections that no request waits for one: every sign-in in
+            // flight holds at most one at a time.
+            let pool = (concurrency * 2).clamp(16, 1000);
+            format!(
+                r#"store:
+  postgres:
+    url: {url}
+    schema: {schema}
+    pool: {{ max_connections: {pool} }}
+"#
             )
-            .await?;
-        Ok(secret)
+        }
     }
 }
 
@@ -319,7 +413,17 @@ fn config_yaml(
     upstream: Upstream,
     alg: &str,
     flow_ttl: u64,
+    store: &StoreChoice,
 ) -> String {
+    // Nodes of a shared database share the key that seals second-factor secrets; it
+    // lives in the config, never in the database.
+    let credentials_key = match store {
+        StoreChoice::Sled => String::new(),
+        StoreChoice::Postgres { .. } => format!(
+            "  credentials_key: \"{}\"\n",
+            crate::crypto::random_token(crate::config::CREDENTIALS_KEY_LEN)
+        ),
+    };
     let g = google.issuer();
     let h = &github.base_url;
     let conn = upstream.connection();
@@ -332,7 +436,7 @@ security:
   # Every simulated user signs in from 127.0.0.1; the bench measures sign-ins, not the
   # per-address throttle that would (rightly) stop one address doing thousands.
   throttle: {{ enabled: false }}
-connections:
+{credentials_key}connections:
   google:
     kind: google
     client_id: usher-google
