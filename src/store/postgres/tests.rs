@@ -68,19 +68,9 @@ async fn nodes_migrate_and_sweep_at_once_without_double_work_or_lost_rows() {
 /// error of another kind, and a migrated one is ready.
 #[tokio::test]
 async fn an_unmigrated_schema_is_not_ready_and_a_migrated_one_is() {
-    let Some(cluster) = super::cluster::shared() else {
+    let Some(mut settings) = super::cluster::fresh_settings() else {
         return;
     };
-    let schema = format!(
-        "r_{}",
-        crate::crypto::random_token(9)
-            .to_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect::<String>()
-    );
-    let mut settings = super::PgSettings::new(cluster.url("postgres"));
-    settings.schema = schema;
     settings.max_connections = 2;
     let bare = super::PgStore::connect(&settings).unwrap();
     match bare.ready().await {
