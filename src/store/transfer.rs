@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use super::*;
 
 /// Records read, and written, at a time: a copy never holds more than one batch.
-pub const BATCH: usize = 500;
+pub const BATCH: usize = 1000;
 
 /// A kind of record, in the order a copy walks them (accounts first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -327,3 +327,46 @@ async fn a_name_taken_in_a_postgres_target_stops_the_copy() {
     };
     a_taken_name_stops_the_copy(Arc::new(pg)).await;
 }
+
+#[test]
+fn a_count_that_does_not_add_up_is_marked_and_named() {
+    let row = |kind, source, read, written, target_before, target| CopyRow {
+        kind,
+        source,
+        read,
+        written,
+        target_before,
+        target,
+    };
+    let report = CopyReport {
+        rows: vec![
+            row(Kind::Users, 3, 3, 3, 0, 3),
+            // One grant read but not written.
+            row(Kind::Grants, 2, 2, 1, 0, 1),
+            // The source changed during the walk.
+            row(Kind::Sessions, 5, 6, 6, 0, 6),
+            // Into a non-empty target: what was there stays, what came is added.
+            row(Kind::SigningKeys, 3, 3, 3, 3, 6),
+            // More than before plus what came: someone else wrote to it.
+            row(Kind::AuditEvents, 1, 1, 1, 0, 2),
+        ],
+        elapsed: Duration::from_millis(5),
+    };
+    let bad: Vec<Kind> = report.mismatches().iter().map(|r| r.kind).collect();
+    assert_eq!(bad, vec![Kind::Grants, Kind::Sessions, Kind::AuditEvents]);
+    let table = report.table();
+    assert!(table.contains("before"), "{table}");
+    let marked: Vec<&str> = table
+        .lines()
+        .filter(|l| l.ends_with("<- differs"))
+        .collect();
+    assert_eq!(marked.len(), 3, "{table}");
+    assert!(marked[0].starts_with("grants "), "{table}");
+    let message = CopyError::Mismatch(report).to_string();
+    assert!(
+        message.starts_with(
+            "the counts differ for grants (source 2, read 2, written 1, target 1); sessions"
+        ),
+        "{message}"
+    );
+}
