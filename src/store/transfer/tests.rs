@@ -370,3 +370,35 @@ fn a_count_that_does_not_add_up_is_marked_and_named() {
         "{message}"
     );
 }
+
+/// PostgreSQL's text and jsonb hold no NUL; sled does. A NUL a sled deployment kept (a
+/// pass-through claim, an upstream subject) is copied as PostgreSQL's own writes store
+/// one, as U+FFFD, rather than failing the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_kept_by_sled_reaches_postgres_as_a_replacement_character() {
+    let Some(pg) = crate::store::postgres::cluster::fresh_store().await else {
+        return;
+    };
+    let from = SledStore::temporary().unwrap();
+    let mut s = session(None, 9_999);
+    s.claims
+        .insert("name".into(), serde_json::json!("Ada\0Lovelace"));
+    from.put_session("s\0x", &s).await.unwrap();
+    from.create_user(&user("u1", "ada", "ada@example.com"))
+        .await
+        .unwrap();
+    assert!(from.link_identity("github", "5\08", "u1").await.unwrap());
+    let report = copy(&from, &pg, CopyOptions::default(), &no_progress)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.mismatches().is_empty());
+    let copied = pg.session("s\u{FFFD}x").await.unwrap().unwrap();
+    assert_eq!(copied.claims["name"], "Ada\u{FFFD}Lovelace");
+    assert_eq!(
+        pg.identity("github", "5\u{FFFD}8")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("u1")
+    );
+}
