@@ -5,10 +5,12 @@
 //! each column an array parameter.
 
 use async_trait::async_trait;
-use tokio_postgres::types::{Json, ToSql};
+use std::borrow::Cow;
+
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::{col, int, json_of, pg, uint, PgStore, Tx};
+use super::{col, int, json_of, pg, uint, Doc, PgStore, Tx};
 use crate::store::transfer::{Kind, Record, Sink, Tally, Transfer, BATCH};
 use crate::store::*;
 
@@ -214,35 +216,35 @@ async fn walk(tx: &Tx<'_>, kind: Kind, sink: &mut dyn Sink) -> StoreResult<bool>
 }
 
 /// One column of a batch, an array parameter of its statement.
-type Texts<'a> = Vec<&'a str>;
-type MaybeTexts<'a> = Vec<Option<&'a str>>;
+type Texts<'a> = Vec<Cow<'a, str>>;
+type MaybeTexts<'a> = Vec<Option<Cow<'a, str>>>;
 type Bytes<'a> = Vec<&'a [u8]>;
 type Times = Vec<i64>;
 type Flags = Vec<bool>;
-type Jsons<'a, T> = Vec<Json<&'a T>>;
+type Docs = Vec<Doc>;
 
 /// The columns of one batch, kind by kind: each becomes one array parameter.
 #[derive(Default)]
 struct Columns<'a> {
-    users: (Texts<'a>, Times, Jsons<'a, User>),
-    names: (Vec<String>, Texts<'a>),
+    users: (Texts<'a>, Times, Docs),
+    names: (Texts<'a>, Texts<'a>),
     external_ids: (Texts<'a>, Texts<'a>),
     identities: (Texts<'a>, Texts<'a>, Texts<'a>),
     totp: (Texts<'a>, Bytes<'a>, Times, Times, Flags),
     recovery_users: Texts<'a>,
     recovery: (Texts<'a>, Texts<'a>),
-    email_codes: (Texts<'a>, Jsons<'a, EmailCode>),
+    email_codes: (Texts<'a>, Docs),
     counters: (Texts<'a>, Vec<i32>, Times),
-    sessions: (Texts<'a>, MaybeTexts<'a>, Times, Jsons<'a, Session>),
+    sessions: (Texts<'a>, MaybeTexts<'a>, Times, Docs),
     flows: (Texts<'a>, Bytes<'a>),
     upstream_states: (Texts<'a>, Texts<'a>),
     flashes: (Texts<'a>, Bytes<'a>, Times),
-    codes: (Texts<'a>, MaybeTexts<'a>, Times, Jsons<'a, CodeRecord>),
+    codes: (Texts<'a>, MaybeTexts<'a>, Times, Docs),
     grants: Grants<'a>,
     refresh: (Texts<'a>, Texts<'a>, Flags, Times),
     keys: (Texts<'a>, Texts<'a>, Bytes<'a>, Times),
     secrets: (Texts<'a>, Bytes<'a>),
-    audit: (Texts<'a>, Jsons<'a, AuditEvent>),
+    audit: (Texts<'a>, Docs),
 }
 
 /// A grant's columns: id, user id, session, revoked, offline, expiry, the record.
@@ -253,142 +255,157 @@ type Grants<'a> = (
     Flags,
     Flags,
     Times,
-    Jsons<'a, Grant>,
+    Docs,
 );
 
 fn fold(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
+/// Text as PostgreSQL can hold it: a NUL (which `text` cannot) written as U+FFFD, as
+/// [`Doc`] writes one inside a record, so a record an embedded store accepted can
+/// always be copied.
+fn t(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn maybe(text: &Option<String>) -> Option<Cow<'_, str>> {
+    text.as_deref().map(t)
+}
+
 impl<'a> Columns<'a> {
-    fn of(records: &'a [Record]) -> Columns<'a> {
+    fn of(records: &'a [Record]) -> StoreResult<Columns<'a>> {
         let mut c = Columns::default();
         for record in records {
             match record {
                 Record::User(u) => {
-                    c.users.0.push(&u.id);
+                    c.users.0.push(t(&u.id));
                     c.users.1.push(int(u.created_at));
-                    c.users.2.push(Json(u));
-                    // Sign-in names as `claim_names` writes them: the username, and
-                    // the email when it differs.
+                    c.users.2.push(Doc::of(u)?);
+                    // Sign-in names as the account's own writes claim them: the
+                    // username, and the email when it differs.
                     let username = fold(&u.username);
                     if let Some(email) = u.email.as_deref().map(fold) {
                         if email != username {
-                            c.names.0.push(email);
-                            c.names.1.push(&u.id);
+                            c.names.0.push(Cow::Owned(t(&email).into_owned()));
+                            c.names.1.push(t(&u.id));
                         }
                     }
-                    c.names.0.push(username);
-                    c.names.1.push(&u.id);
+                    c.names.0.push(Cow::Owned(t(&username).into_owned()));
+                    c.names.1.push(t(&u.id));
                 }
                 Record::ExternalId {
                     user_id,
                     external_id,
                 } => {
-                    c.external_ids.0.push(user_id);
-                    c.external_ids.1.push(external_id);
+                    c.external_ids.0.push(t(user_id));
+                    c.external_ids.1.push(t(external_id));
                 }
                 Record::Identity {
                     connection,
                     subject,
                     user_id,
                 } => {
-                    c.identities.0.push(connection);
-                    c.identities.1.push(subject);
-                    c.identities.2.push(user_id);
+                    c.identities.0.push(t(connection));
+                    c.identities.1.push(t(subject));
+                    c.identities.2.push(t(user_id));
                 }
                 Record::Totp {
                     user_id,
                     credential,
                 } => {
-                    c.totp.0.push(user_id);
+                    c.totp.0.push(t(user_id));
                     c.totp.1.push(&credential.sealed_secret);
                     c.totp.2.push(int(credential.created_at));
                     c.totp.3.push(int(credential.last_step));
                     c.totp.4.push(credential.confirmed);
                 }
                 Record::RecoveryCodes { user_id, hashes } => {
-                    c.recovery_users.push(user_id);
+                    c.recovery_users.push(t(user_id));
                     for h in hashes {
-                        c.recovery.0.push(user_id);
-                        c.recovery.1.push(h);
+                        c.recovery.0.push(t(user_id));
+                        c.recovery.1.push(t(h));
                     }
                 }
                 Record::EmailCode { key, code, .. } => {
-                    c.email_codes.0.push(key);
-                    c.email_codes.1.push(Json(code));
+                    c.email_codes.0.push(t(key));
+                    c.email_codes.1.push(Doc::of(code)?);
                 }
                 Record::Counter { key, counter } => {
-                    c.counters.0.push(key);
+                    c.counters.0.push(t(key));
                     c.counters
                         .1
                         .push(i32::try_from(counter.count).unwrap_or(i32::MAX));
                     c.counters.2.push(int(counter.expires_at));
                 }
                 Record::Session { hash, session } => {
-                    c.sessions.0.push(hash);
-                    c.sessions.1.push(session.user_id.as_deref());
+                    c.sessions.0.push(t(hash));
+                    c.sessions.1.push(maybe(&session.user_id));
                     c.sessions.2.push(int(session.expires_at));
-                    c.sessions.3.push(Json(session));
+                    c.sessions.3.push(Doc::of(session)?);
                 }
                 Record::Flow { id, bytes } => {
-                    c.flows.0.push(id);
+                    c.flows.0.push(t(id));
                     c.flows.1.push(bytes);
                 }
                 Record::UpstreamState {
                     state_hash,
                     flow_id,
                 } => {
-                    c.upstream_states.0.push(state_hash);
-                    c.upstream_states.1.push(flow_id);
+                    c.upstream_states.0.push(t(state_hash));
+                    c.upstream_states.1.push(t(flow_id));
                 }
                 Record::Flash {
                     id,
                     bytes,
                     expires_at,
                 } => {
-                    c.flashes.0.push(id);
+                    c.flashes.0.push(t(id));
                     c.flashes.1.push(bytes);
                     c.flashes.2.push(int(*expires_at));
                 }
                 Record::Code { hash, record } => {
-                    c.codes.0.push(hash);
-                    c.codes.1.push(record.redeemed_by.as_deref());
+                    c.codes.0.push(t(hash));
+                    c.codes.1.push(maybe(&record.redeemed_by));
                     c.codes.2.push(int(record.expires_at));
-                    c.codes.3.push(Json(record));
+                    c.codes.3.push(Doc::of(record)?);
                 }
                 Record::Grant(g) => {
-                    c.grants.0.push(&g.id);
-                    c.grants.1.push(g.data.user_id.as_deref());
-                    c.grants.2.push(g.data.session.as_deref());
+                    c.grants.0.push(t(&g.id));
+                    c.grants.1.push(maybe(&g.data.user_id));
+                    c.grants.2.push(maybe(&g.data.session));
                     c.grants.3.push(g.revoked);
                     c.grants.4.push(g.offline);
                     c.grants.5.push(int(g.expires_at));
-                    c.grants.6.push(Json(g));
+                    c.grants.6.push(Doc::of(g)?);
                 }
                 Record::Refresh { hash, record } => {
-                    c.refresh.0.push(hash);
-                    c.refresh.1.push(&record.grant_id);
+                    c.refresh.0.push(t(hash));
+                    c.refresh.1.push(t(&record.grant_id));
                     c.refresh.2.push(record.used);
                     c.refresh.3.push(int(record.expires_at));
                 }
                 Record::SigningKey(k) => {
-                    c.keys.0.push(&k.kid);
-                    c.keys.1.push(&k.alg);
+                    c.keys.0.push(t(&k.kid));
+                    c.keys.1.push(t(&k.alg));
                     c.keys.2.push(&k.pkcs8_der);
                     c.keys.3.push(int(k.created_at));
                 }
                 Record::Secret { name, value } => {
-                    c.secrets.0.push(name);
+                    c.secrets.0.push(t(name));
                     c.secrets.1.push(value);
                 }
                 Record::AuditEvent(e) => {
-                    c.audit.0.push(&e.id);
-                    c.audit.1.push(Json(e));
+                    c.audit.0.push(t(&e.id));
+                    c.audit.1.push(Doc::of(e)?);
                 }
             }
         }
-        c
+        Ok(c)
     }
 }
 
@@ -452,7 +469,7 @@ impl PgStore {
                 let taken: Vec<String> = names
                     .iter()
                     .zip(owners)
-                    .filter(|(n, _)| !claimed.contains(n))
+                    .filter(|(n, _)| !claimed.iter().any(|c| c == n.as_ref()))
                     .take(5)
                     .map(|(n, o)| format!("`{n}` of account {o}"))
                     .collect();
@@ -728,7 +745,7 @@ impl Transfer for PgStore {
         if records.is_empty() {
             return Ok(Tally::default());
         }
-        let columns = Columns::of(records);
+        let columns = Columns::of(records)?;
         let mut client = self.client().await?;
         let tx = self.begin(&mut client).await?;
         let written = self.import_columns(&tx, &columns).await?;
