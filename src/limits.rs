@@ -55,6 +55,19 @@ pub const PARAM_NAME_MAX: usize = 64;
 /// twenty; a request with more is not a real client's).
 pub const PARAMS_MAX: usize = 32;
 
+/// An upstream provider's userinfo answer, in bytes: a profile is a few hundred bytes;
+/// the cap stops a provider (or whoever sits in its place) from filling a sign-in's
+/// record and the account with megabytes.
+pub const USERINFO_MAX: usize = 64 * 1024;
+/// An upstream provider's discovery document, in bytes (real ones are a few KiB).
+pub const DISCOVERY_MAX: usize = 256 * 1024;
+
+/// Request header names an app's script may be shown (`sign_in.request_headers`).
+pub const SCRIPT_HEADERS_MAX: usize = 32;
+/// One request header value a script sees, in bytes; a longer one is left out (never
+/// cut, since a shortened value would be another value).
+pub const SCRIPT_HEADER_VALUE_MAX: usize = 1024;
+
 /// How deeply a configuration file may nest mappings and sequences. Usher's own
 /// schema needs fewer than ten levels; the position walk stops past the cap, so the
 /// paths it records (which grow with the depth) stay small.

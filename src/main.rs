@@ -94,6 +94,9 @@ enum Command {
         /// Treat warnings as failures.
         #[arg(long)]
         strict: bool,
+        /// Do not read the OIDC connections' discovery documents (no network).
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -114,7 +117,11 @@ fn main() -> ExitCode {
         Command::Users(args) => usher::cli::users(args),
         Command::Events(args) => usher::cli::events(args),
         Command::Store(args) => usher::cli::store(args),
-        Command::Check { config, strict } => check(&config, strict),
+        Command::Check {
+            config,
+            strict,
+            offline,
+        } => check(&config, strict, offline),
         Command::Keys(command) => usher::cli::keys(command),
         Command::Bench(args) => match usher::tools::bench::run(&args) {
             Ok(_) => ExitCode::SUCCESS,
@@ -187,6 +194,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Read each OIDC connection's discovery document: `false` when one names an issuer
+/// other than the configured one. One that cannot be read is a note, not a failure
+/// (`--strict` included): the provider may only be unreachable from here.
+fn check_issuers(config: &usher::config::Config) -> bool {
+    use usher::upstream::IssuerCheck;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return false;
+        }
+    };
+    let checks = runtime.block_on(usher::upstream::Upstreams::new().check_issuers(config));
+    let mut ok = true;
+    for check in checks {
+        match check {
+            IssuerCheck::Matches(_) => {}
+            IssuerCheck::Differs(e) => {
+                eprintln!("error: {e}");
+                ok = false;
+            }
+            IssuerCheck::Unchecked(id, why) => eprintln!(
+                "note: connection `{id}`: the issuer could not be checked ({why}); `--offline` skips this"
+            ),
+        }
+    }
+    ok
+}
+
 fn demo(options: usher::tools::demo::DemoOptions) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -207,12 +246,15 @@ fn demo(options: usher::tools::demo::DemoOptions) -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path, strict: bool) -> ExitCode {
+fn check(path: &std::path::Path, strict: bool, offline: bool) -> ExitCode {
     match usher::config::load(path) {
         Ok(loaded) => {
             print!("{}", usher::config::summary(&loaded.config));
             for w in &loaded.warnings {
                 eprintln!("warning: {}", w.message);
+            }
+            if !offline && !check_issuers(&loaded.config) {
+                return ExitCode::FAILURE;
             }
             if strict && !loaded.warnings.is_empty() {
                 eprintln!(

@@ -291,6 +291,19 @@ pub async fn serve(
     for w in &loaded.warnings {
         tracing::warn!("{}", w.message);
     }
+    for check in crate::upstream::Upstreams::new()
+        .check_issuers(&loaded.config)
+        .await
+    {
+        match check {
+            crate::upstream::IssuerCheck::Matches(_) => {}
+            crate::upstream::IssuerCheck::Differs(e) => anyhow::bail!("{e}"),
+            crate::upstream::IssuerCheck::Unchecked(id, why) => tracing::warn!(
+                connection = %id,
+                "the connection's issuer could not be checked at start-up: {why}"
+            ),
+        }
+    }
     let listen = loaded.config.listen;
     let issuer = crate::oidc::issuer(&loaded.config);
     let state = open_state(loaded.config).await?;

@@ -507,9 +507,16 @@ pub struct Connection {
     pub client_secret: Secret,
     /// The issuer (OIDC kinds); presets fill it in.
     pub issuer: Option<Url>,
+    /// The issuer exactly as configured, trailing slash or not: discovery's `issuer`,
+    /// the ID token's `iss` and an authorization response's `iss` must equal it as
+    /// strings (OpenID Connect Discovery §4.3, RFC 9207 §2.4). `Url` would add a slash
+    /// to a bare host, so the text is kept beside it.
+    pub issuer_text: Option<String>,
     pub authorize_url: Option<Url>,
     pub token_url: Option<Url>,
     pub userinfo_url: Option<Url>,
+    /// OIDC kinds: when userinfo is read after the code exchange.
+    pub userinfo: UserinfoMode,
     /// GitHub's `/user/emails`, or another provider's equivalent.
     pub emails_url: Option<Url>,
     pub scopes: Vec<String>,
@@ -518,6 +525,17 @@ pub struct Connection {
     pub jit: Jit,
     /// Upstream `amr` values trusted as a second factor.
     pub trust_upstream_mfa: bool,
+}
+
+/// When an OIDC connection reads the provider's userinfo endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoMode {
+    /// When the provider has a userinfo endpoint and issued an access token.
+    Auto,
+    /// Always: a provider without the endpoint or an access token fails the step.
+    Always,
+    /// Never: the ID token's claims alone.
+    Never,
 }
 
 #[derive(Debug, Clone)]

@@ -439,9 +439,12 @@ pub struct RawConnection {
     /// OAuth2 token endpoint.
     #[serde(default)]
     pub token_url: Option<String>,
-    /// Endpoint returning the user's profile.
+    /// Endpoint returning the user's profile (OIDC kinds: overrides discovery's).
     #[serde(default)]
     pub userinfo_url: Option<String>,
+    /// OIDC kinds: when to read the userinfo endpoint after the code exchange.
+    #[serde(default)]
+    pub userinfo: RawUserinfo,
     /// Endpoint listing the user's e-mail addresses (GitHub's `/user/emails`).
     #[serde(default)]
     pub emails_url: Option<String>,
@@ -496,6 +499,19 @@ impl Default for RawJit {
             link: RawLink::default(),
         }
     }
+}
+
+/// `connections.<id>.userinfo`.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawUserinfo {
+    /// When the provider has a userinfo endpoint and an access token was issued.
+    #[default]
+    Auto,
+    /// Always; a provider without the endpoint or without an access token fails the step.
+    Always,
+    /// Never: the ID token alone.
+    Never,
 }
 
 /// `jit.scheme`.
@@ -783,6 +799,7 @@ pub fn vocabulary() -> Vec<String> {
             authorize_url: None,
             token_url: None,
             userinfo_url: None,
+            userinfo: RawUserinfo::Auto,
             emails_url: None,
             scopes: None,
             claims: BTreeMap::new(),
@@ -827,6 +844,7 @@ pub fn vocabulary() -> Vec<String> {
             RawKind::Github,
             RawKind::Oauth2,
         ]),
+        to_words(&[RawUserinfo::Auto, RawUserinfo::Always, RawUserinfo::Never]),
         to_words(&[
             RawScheme::Silent,
             RawScheme::PromptConsent,

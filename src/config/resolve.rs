@@ -18,12 +18,12 @@ use super::model::{
     StoreConfig,
 };
 use super::model::{LogFormat, LogSettings, MetricsSettings};
-use super::model::{Rate, Throttles};
+use super::model::{Rate, Throttles, UserinfoMode};
 use super::raw::{
     RawAttributes, RawConnection, RawKind, RawLink, RawLogFormat, RawRoot, RawScheme, RawSecurity,
     RawSmtp, RawSmtpTls,
 };
-use super::raw::{RawRate, RawThrottle};
+use super::raw::{RawRate, RawThrottle, RawUserinfo};
 use super::report::Report;
 use crate::secret::Secret;
 
@@ -723,10 +723,19 @@ fn connection(
         display_name,
         client_id: raw.client_id.clone(),
         client_secret: Secret::new(raw.client_secret.clone()),
+        issuer_text: issuer
+            .as_ref()
+            .and(raw.issuer.as_deref().or(preset.issuer))
+            .map(|t| t.trim().to_string()),
         issuer,
         authorize_url,
         token_url,
         userinfo_url,
+        userinfo: match raw.userinfo {
+            RawUserinfo::Auto => UserinfoMode::Auto,
+            RawUserinfo::Always => UserinfoMode::Always,
+            RawUserinfo::Never => UserinfoMode::Never,
+        },
         emails_url,
         scopes,
         claims: raw.claims.clone(),

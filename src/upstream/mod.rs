@@ -8,6 +8,7 @@
 //! plain HTTP — and becomes an [`UpstreamIdentity`] with claims mapped to local
 //! attribute names. Provisioning (what to do with that identity) is `provision`'s job.
 
+mod fetch;
 mod oauth;
 mod oidc;
 
@@ -92,6 +93,25 @@ pub enum UpstreamError {
     NoSubject(String),
     #[error("the connection is misconfigured: {0}")]
     Config(String),
+    #[error("connection `{connection}`: the provider's discovery document names the issuer `{discovered}`, but the configuration says `{configured}`; they must match exactly (a trailing slash counts)")]
+    IssuerMismatch {
+        connection: String,
+        configured: String,
+        discovered: String,
+    },
+    #[error("{0}'s userinfo cannot be used: {1}")]
+    Userinfo(String, String),
+}
+
+/// What reading one connection's discovery document showed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IssuerCheck {
+    /// The document names the configured issuer.
+    Matches(String),
+    /// The document names another issuer ([`UpstreamError::IssuerMismatch`]).
+    Differs(UpstreamError),
+    /// The document could not be read (connection id, why).
+    Unchecked(String, String),
 }
 
 /// The parameters the upstream sent to the callback.
@@ -149,6 +169,26 @@ impl Upstreams {
             m.insert(conn.id.clone(), (Instant::now(), meta.clone()));
         }
         Ok(meta)
+    }
+
+    /// Read the discovery document of every OIDC connection of `config`, one after
+    /// another (each bounded by the fetch timeout), as `usher check` and start-up do: a connection whose provider names another
+    /// issuer is a configuration error (every sign-in through it would fail), one that
+    /// cannot be reached now is only reported, since it may be back by the time anyone
+    /// signs in.
+    pub async fn check_issuers(&self, config: &crate::config::Config) -> Vec<IssuerCheck> {
+        let mut out = Vec::new();
+        for conn in config.connections.values() {
+            if !matches!(conn.kind, ConnectionKind::Oidc | ConnectionKind::Google) {
+                continue;
+            }
+            out.push(match self.metadata(conn).await {
+                Ok(_) => IssuerCheck::Matches(conn.id.clone()),
+                Err(e @ UpstreamError::IssuerMismatch { .. }) => IssuerCheck::Differs(e),
+                Err(e) => IssuerCheck::Unchecked(conn.id.clone(), e.to_string()),
+            });
+        }
+        out
     }
 
     /// Forget a connection's discovery document (its keys may have rotated).
@@ -236,20 +276,22 @@ impl Upstreams {
                 result
             }
             ConnectionKind::Github | ConnectionKind::Oauth2 => {
-                let expected = conn
-                    .issuer
-                    .as_ref()
-                    .map(|u| u.as_str().trim_end_matches('/').to_string());
-                check_iss(conn, answer.iss.as_deref(), expected.as_deref(), false)?;
+                check_iss(
+                    conn,
+                    answer.iss.as_deref(),
+                    conn.issuer_text.as_deref(),
+                    false,
+                )?;
                 oauth::exchange(&self.http, conn, callback, pending, code).await
             }
         }
     }
 }
 
-/// RFC 9207: an `iss` in the response must be the connection's issuer; a provider that
-/// promises to send one must send it. Without this, a malicious provider could replay a
-/// code it received for another connection (the mix-up attack).
+/// RFC 9207: an `iss` in the response must be the connection's issuer, compared as a
+/// string (§2.4: no normalisation, so a trailing slash counts); a provider that promises
+/// to send one must send it. Without this, a malicious provider could replay a code it
+/// received for another connection (the mix-up attack).
 fn check_iss(
     conn: &Connection,
     got: Option<&str>,
@@ -257,11 +299,7 @@ fn check_iss(
     required: bool,
 ) -> Result<(), UpstreamError> {
     match (got, expected) {
-        (Some(got), Some(expected))
-            if got.trim_end_matches('/') == expected.trim_end_matches('/') =>
-        {
-            Ok(())
-        }
+        (Some(got), Some(expected)) if got == expected => Ok(()),
         (Some(got), _) => Err(UpstreamError::WrongIssuer {
             connection: conn.display_name.clone(),
             got: got.to_string(),

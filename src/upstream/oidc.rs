@@ -1,15 +1,20 @@
 //! OIDC connections (`oidc`, `google`): discovery, the authorization URL, and the code
 //! exchange with ID-token validation, all through the `openidconnect` crate.
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use std::time::Duration;
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreProviderMetadata,
+};
 use openidconnect::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, Nonce, OAuth2TokenResponse,
     PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::Value;
 
-use super::{map_claims, Pending, UpstreamError, UpstreamIdentity};
-use crate::config::Connection;
+use super::{fetch, map_claims, Pending, UpstreamError, UpstreamIdentity};
+use crate::config::{Connection, UserinfoMode};
+use crate::limits::{DISCOVERY_MAX, USERINFO_MAX};
 
 /// A provider's discovery document (with its keys), plus whether it promises `iss` in
 /// authorization responses.
@@ -40,40 +45,58 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("preferred_username", "preferred_username"),
 ];
 
+/// How long a discovery document or a userinfo answer may take to arrive.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The issuer as configured, which discovery must name exactly.
+fn configured_issuer(conn: &Connection) -> Result<&str, UpstreamError> {
+    conn.issuer_text
+        .as_deref()
+        .ok_or_else(|| UpstreamError::Config(format!("connection {} has no issuer", conn.id)))
+}
+
+/// Read the provider's discovery document and keys. The document must name the
+/// configured issuer exactly (OpenID Connect Discovery §4.3): `https://tenant.example/`
+/// and `https://tenant.example` are different issuers, and the ID token's `iss` is later
+/// held to the same string.
 pub async fn discover(
     http: &reqwest::Client,
     conn: &Connection,
 ) -> Result<Metadata, UpstreamError> {
-    let issuer = conn
-        .issuer
-        .as_ref()
-        .ok_or_else(|| UpstreamError::Config(format!("connection {} has no issuer", conn.id)))?;
-    let issuer_url = IssuerUrl::new(issuer.as_str().trim_end_matches('/').to_string())
-        .map_err(|e| UpstreamError::Config(e.to_string()))?;
-    let provider = CoreProviderMetadata::discover_async(issuer_url, http)
-        .await
-        .map_err(|e| {
-            UpstreamError::Unreachable(conn.display_name.clone(), format!("discovery: {e}"))
-        })?;
-    // The typed metadata drops extension fields; read this one flag ourselves.
+    let issuer = configured_issuer(conn)?;
+    let unreachable = |what: &str, e: String| {
+        UpstreamError::Unreachable(conn.display_name.clone(), format!("{what}: {e}"))
+    };
+    // §4: a trailing slash is removed before the well-known path is appended.
     let well_known = format!(
         "{}/.well-known/openid-configuration",
-        issuer.as_str().trim_end_matches('/')
+        issuer.trim_end_matches('/')
     );
-    let iss_parameter = match http.get(&well_known).send().await {
-        Ok(res) => res
-            .json::<Value>()
-            .await
-            .ok()
-            .and_then(|v| {
-                v.get("authorization_response_iss_parameter_supported")
-                    .and_then(Value::as_bool)
-            })
-            .unwrap_or(false),
-        Err(_) => false,
-    };
+    let doc = fetch::json_object(http, &well_known, None, DISCOVERY_MAX, FETCH_TIMEOUT)
+        .await
+        .map_err(|e| unreachable("discovery", e.to_string()))?;
+    let discovered = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if discovered != issuer {
+        return Err(UpstreamError::IssuerMismatch {
+            connection: conn.id.clone(),
+            configured: issuer.to_string(),
+            discovered: crate::limits::clip(discovered, 256),
+        });
+    }
+    let iss_parameter = doc
+        .get("authorization_response_iss_parameter_supported")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let provider: CoreProviderMetadata = serde_json::from_value(Value::Object(doc))
+        .map_err(|e| unreachable("discovery", e.to_string()))?;
+    let jwks = CoreJsonWebKeySet::fetch_async(provider.jwks_uri(), http)
+        .await
+        .map_err(|e| unreachable("keys", e.to_string()))?;
     Ok(Metadata {
-        provider,
+        provider: provider.set_jwks(jwks),
         iss_parameter,
     })
 }
@@ -187,24 +210,16 @@ pub async fn exchange(
     // The library has verified the token; read its whole payload for claim mapping,
     // including claims the typed view does not carry.
     let mut raw = payload(&id_token.to_string()).unwrap_or_default();
-    let claims = map_claims(conn, &raw, DEFAULTS);
-    // Keep what describes the user; the protocol's own claims mean nothing offline.
-    for k in [
-        "iss",
-        "aud",
-        "exp",
-        "iat",
-        "nbf",
-        "nonce",
-        "at_hash",
-        "c_hash",
-        "azp",
-        "auth_time",
-        "jti",
-        "sid",
-    ] {
-        raw.remove(k);
+    if let Some(url) = userinfo_endpoint(meta, conn)? {
+        let access = tokens.access_token().secret();
+        let info = userinfo(http, conn, &url, access, &subject).await?;
+        raw = merge_under(info, raw);
     }
+    // Keep what describes the user; the protocol's own claims mean nothing offline.
+    for k in PROTOCOL_CLAIMS {
+        raw.remove(*k);
+    }
+    let claims = map_claims(conn, &raw, DEFAULTS);
     Ok(UpstreamIdentity {
         connection: conn.id.clone(),
         subject,
@@ -212,6 +227,80 @@ pub async fn exchange(
         amr,
         raw,
     })
+}
+
+/// Claims about the token rather than the user: dropped from what is kept and mapped.
+const PROTOCOL_CLAIMS: &[&str] = &[
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "at_hash",
+    "c_hash",
+    "azp",
+    "auth_time",
+    "jti",
+    "sid",
+];
+
+/// Where to read userinfo, if the connection's `userinfo` setting says to: the
+/// configured `userinfo_url`, else discovery's `userinfo_endpoint`.
+fn userinfo_endpoint(meta: &Metadata, conn: &Connection) -> Result<Option<String>, UpstreamError> {
+    let endpoint = conn
+        .userinfo_url
+        .as_ref()
+        .map(|u| u.to_string())
+        .or_else(|| {
+            meta.provider
+                .userinfo_endpoint()
+                .map(|u| u.url().to_string())
+        });
+    match (conn.userinfo, endpoint) {
+        (UserinfoMode::Never, _) => Ok(None),
+        (UserinfoMode::Auto, found) => Ok(found),
+        (UserinfoMode::Always, Some(url)) => Ok(Some(url)),
+        (UserinfoMode::Always, None) => Err(UpstreamError::Userinfo(
+            conn.display_name.clone(),
+            "the provider has no userinfo endpoint (`userinfo: always` needs one; set `userinfo_url` or `userinfo: auto`)".into(),
+        )),
+    }
+}
+
+/// Read userinfo with the access token (OIDC Core §5.3): a JSON object of bounded size
+/// whose `sub` is the ID token's (§5.3.2: otherwise the answer must not be used — it
+/// may describe someone else).
+async fn userinfo(
+    http: &reqwest::Client,
+    conn: &Connection,
+    url: &str,
+    access_token: &str,
+    subject: &str,
+) -> Result<serde_json::Map<String, Value>, UpstreamError> {
+    let refuse = |why: String| UpstreamError::Userinfo(conn.display_name.clone(), why);
+    let info = fetch::json_object(http, url, Some(access_token), USERINFO_MAX, FETCH_TIMEOUT)
+        .await
+        .map_err(|e| refuse(e.to_string()))?;
+    match info.get("sub").and_then(Value::as_str) {
+        Some(sub) if sub == subject => Ok(info),
+        Some(_) => Err(refuse(
+            "its `sub` is not the ID token's, so it describes someone else".into(),
+        )),
+        None => Err(refuse("the answer has no `sub`".into())),
+    }
+}
+
+/// `under`'s claims with `over`'s on top: the ID token, signed and checked, wins every
+/// conflict with userinfo.
+fn merge_under(
+    mut under: serde_json::Map<String, Value>,
+    over: serde_json::Map<String, Value>,
+) -> serde_json::Map<String, Value> {
+    for (k, v) in over {
+        under.insert(k, v);
+    }
+    under
 }
 
 fn payload(jwt: &str) -> Option<serde_json::Map<String, Value>> {

@@ -588,7 +588,8 @@ async fn mfa_after_a_pass_through_login_is_the_conflict_page() {
     assert!(warning.contains("github"), "{warning}");
 }
 
-#[tokio::test]
+// Several threads: `usher check` reads the stand-in's discovery while this test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usher_check_warns_and_strict_fails() {
     let w = world("", MFA_APP).await;
     let bin = env!("CARGO_BIN_EXE_usher");

@@ -37,3 +37,4 @@ mod standin;
 mod step_up;
 mod store_copy;
 mod throttles;
+mod userinfo;

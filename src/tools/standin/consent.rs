@@ -52,7 +52,7 @@ pub(super) fn client_and_redirect(shared: &Shared, params: &Params) -> Result<St
 /// nothing for GitHub.
 fn iss_param(shared: &Shared) -> Option<String> {
     shared.faults().iss_param.or_else(|| match shared.kind {
-        Kind::Oidc => Some(shared.base_url.clone()),
+        Kind::Oidc => Some(shared.issuer.clone()),
         Kind::Github => None,
     })
 }

@@ -39,6 +39,9 @@ pub struct StandinUser {
     /// GitHub: merged over the `/user` answer, so `{"email": null}` makes the email
     /// private (then `/user/emails` reports it with `visibility: "private"`).
     pub extra_claims: Map<String, Value>,
+    /// OIDC: added to the userinfo answer only, over everything else (so a test can
+    /// make userinfo disagree with the ID token).
+    pub userinfo_claims: Map<String, Value>,
     /// Authentication methods the upstream claims it used (`amr`), e.g. `["pwd","mfa"]`.
     /// Sent in the ID token only when not empty.
     pub amr: Vec<String>,
@@ -54,6 +57,7 @@ impl StandinUser {
             email: email.to_string(),
             email_verified: true,
             extra_claims: Map::new(),
+            userinfo_claims: Map::new(),
             amr: Vec::new(),
         }
     }
@@ -78,6 +82,13 @@ pub struct StandinConfig {
     pub client_id: String,
     pub client_secret: String,
     pub faults: Faults,
+    /// OIDC: the ID token carries only the protocol claims (`sub`, `iss`, …, `amr`);
+    /// the profile and email claims come from userinfo alone, as OIDC Core §5.4 allows
+    /// and many providers do once an access token is issued.
+    pub profile_in_userinfo_only: bool,
+    /// OIDC: the issuer is the base URL with a trailing slash (`http://127.0.0.1:PORT/`),
+    /// in discovery, ID tokens and the `iss` parameter alike, as many tenants' are.
+    pub issuer_with_trailing_slash: bool,
 }
 
 impl StandinConfig {
@@ -88,7 +99,16 @@ impl StandinConfig {
             client_id: client_id.to_string(),
             client_secret: client_secret.to_string(),
             faults: Faults::default(),
+            profile_in_userinfo_only: false,
+            issuer_with_trailing_slash: false,
         }
+    }
+
+    /// Send profile and email claims from userinfo only (see
+    /// [`StandinConfig::profile_in_userinfo_only`]).
+    pub fn profile_in_userinfo_only(mut self) -> StandinConfig {
+        self.profile_in_userinfo_only = true;
+        self
     }
 
     pub fn with_user(mut self, user: StandinUser) -> StandinConfig {
@@ -105,6 +125,7 @@ impl std::fmt::Debug for StandinConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &"***")
             .field("faults", &self.faults)
+            .field("profile_in_userinfo_only", &self.profile_in_userinfo_only)
             .finish()
     }
 }
@@ -126,6 +147,26 @@ pub struct Faults {
     /// The RFC 9207 `iss` sent back on the redirect. `None`: the right issuer for
     /// OIDC, none at all for GitHub (which does not send it).
     pub iss_param: Option<String>,
+    /// How the OIDC userinfo endpoint misbehaves, if it does.
+    pub userinfo: Option<UserinfoFault>,
+    /// The `issuer` the discovery document names instead of the stand-in's own.
+    pub discovery_issuer: Option<String>,
+}
+
+/// Ways the OIDC userinfo endpoint can misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoFault {
+    /// Names another user (`sub` differs from the ID token's).
+    WrongSubject,
+    /// Answers a JSON object of about 4 MiB.
+    Huge,
+    /// Answers HTML with status 200.
+    NotJson,
+    /// Answers a signed JWT (`application/jwt`), as OIDC Core allows when a client
+    /// registered for it.
+    Jwt,
+    /// Answers after 30 seconds.
+    Slow,
 }
 
 /// How many users the consent page lists at most.
@@ -180,6 +221,8 @@ struct Redeemed {
 struct Shared {
     kind: Kind,
     base_url: String,
+    /// The OIDC issuer: the base URL, with a trailing slash when so configured.
+    issuer: String,
     client_id: String,
     client_secret: String,
     users: RwLock<Vec<StandinUser>>,
@@ -190,6 +233,7 @@ struct Shared {
     /// that token, as the OAuth security BCP asks.
     redeemed: Mutex<HashMap<String, Redeemed>>,
     tokens: Mutex<HashMap<String, AccessGrant>>,
+    profile_in_userinfo_only: bool,
     /// The ID-token signing key (OIDC only).
     key: Option<oidc::SigningKey>,
 }
@@ -288,6 +332,11 @@ impl Standin {
         let shared = Arc::new(Shared {
             kind: config.kind,
             base_url: base_url.clone(),
+            issuer: if config.issuer_with_trailing_slash {
+                format!("{base_url}/")
+            } else {
+                base_url.clone()
+            },
             client_id: config.client_id,
             client_secret: config.client_secret,
             users: RwLock::new(config.users),
@@ -296,6 +345,7 @@ impl Standin {
             codes: Mutex::new(HashMap::new()),
             redeemed: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            profile_in_userinfo_only: config.profile_in_userinfo_only,
             key,
         });
         let app = router(shared.clone());
@@ -336,9 +386,10 @@ impl Standin {
         }
     }
 
-    /// The issuer: the base URL (also for GitHub, where the notion does not apply).
+    /// The issuer: the base URL (also for GitHub, where the notion does not apply),
+    /// with a trailing slash when [`StandinConfig::issuer_with_trailing_slash`] is set.
     pub fn issuer(&self) -> String {
-        self.base_url.clone()
+        self.shared.issuer.clone()
     }
 
     /// Where the browser is sent to sign in.

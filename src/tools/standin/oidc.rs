@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use super::consent::{self, Refused};
 use super::params::{is_pkce_string, pkce_matches, ClientAuth, Params};
-use super::{pages, AccessGrant, Grant, Pending, Shared, StandinUser, ACCESS_TTL};
+use super::{pages, AccessGrant, Grant, Pending, Shared, StandinUser, UserinfoFault, ACCESS_TTL};
 use crate::crypto::{b64url, random_token, sha256, unix_now};
 
 /// The RS256 key that signs ID tokens, made fresh at every start, and parsed once (a
@@ -86,8 +86,12 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
 
 async fn discovery_get(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let base = &shared.base_url;
+    let issuer = shared
+        .faults()
+        .discovery_issuer
+        .unwrap_or_else(|| shared.issuer.clone());
     Json(json!({
-        "issuer": base,
+        "issuer": issuer,
         "authorization_endpoint": format!("{base}/authorize"),
         "token_endpoint": format!("{base}/token"),
         "userinfo_endpoint": format!("{base}/userinfo"),
@@ -343,6 +347,16 @@ fn user_claims(user: &StandinUser, scope: &str) -> Map<String, Value> {
     claims
 }
 
+/// What an ID token carries when the profile comes from userinfo only: `amr`, nothing
+/// about who the user is beyond `sub` (added by the caller).
+fn protocol_claims(user: &StandinUser) -> Map<String, Value> {
+    let mut claims = Map::new();
+    if !user.amr.is_empty() {
+        claims.insert("amr".into(), json!(user.amr));
+    }
+    claims
+}
+
 fn id_token(
     shared: &Shared,
     grant: &Grant,
@@ -355,7 +369,11 @@ fn id_token(
         tracing::error!("the OIDC stand-in has no signing key");
         return Err(TokenError::ServerError("No signing key."));
     };
-    let mut claims = user_claims(user, &grant.scope);
+    let mut claims = if shared.profile_in_userinfo_only {
+        protocol_claims(user)
+    } else {
+        user_claims(user, &grant.scope)
+    };
     let (iat, exp) = if faults.expired_id_token {
         (now.saturating_sub(7200), now.saturating_sub(3600))
     } else {
@@ -364,7 +382,7 @@ fn id_token(
     let iss = if faults.wrong_issuer_in_id_token {
         format!("{}/not-the-issuer", shared.base_url)
     } else {
-        shared.base_url.clone()
+        shared.issuer.clone()
     };
     let aud = if faults.wrong_audience {
         format!("{}-someone-else", shared.client_id)
@@ -430,8 +448,38 @@ async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
             .into_response();
     };
     let mut claims = user_claims(&user, &scope);
+    for (k, v) in &user.userinfo_claims {
+        claims.insert(k.clone(), v.clone());
+    }
     claims.insert("sub".into(), json!(user.id));
-    Json(Value::Object(claims)).into_response()
+    match shared.faults().userinfo {
+        None => Json(Value::Object(claims)).into_response(),
+        Some(UserinfoFault::WrongSubject) => {
+            claims.insert("sub".into(), json!(format!("{}-someone-else", user.id)));
+            Json(Value::Object(claims)).into_response()
+        }
+        Some(UserinfoFault::Huge) => {
+            // Many claims of 64 KiB each: about 4 MiB of valid JSON.
+            let filler = "x".repeat(64 * 1024);
+            for i in 0..64 {
+                claims.insert(format!("filler_{i}"), json!(filler));
+            }
+            Json(Value::Object(claims)).into_response()
+        }
+        Some(UserinfoFault::NotJson) => (
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body>Welcome back!</body></html>",
+        )
+            .into_response(),
+        Some(UserinfoFault::Jwt) => match shared.key.as_ref().map(|k| k.sign(&claims)) {
+            Some(Ok(jwt)) => ([(header::CONTENT_TYPE, "application/jwt")], jwt).into_response(),
+            _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+        Some(UserinfoFault::Slow) => {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            Json(Value::Object(claims)).into_response()
+        }
+    }
 }
 
 #[cfg(test)]
