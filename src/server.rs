@@ -287,7 +287,7 @@ pub async fn serve(
     let loaded = config::load(&config_path);
     let from_config = loaded.as_ref().ok().map(|l| l.config.log.format);
     crate::logging::init(crate::logging::choose(log_format, from_config));
-    let loaded = loaded.map_err(|d| anyhow::anyhow!("{d}"))?;
+    let loaded = loaded.map_err(|d| anyhow::anyhow!("{}", d.unprefixed()))?;
     for w in &loaded.warnings {
         tracing::warn!("{}", w.message);
     }

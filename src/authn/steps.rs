@@ -109,13 +109,69 @@ pub async fn enrolled_and_factors(
     Ok((enrolled_of(&held), factors_of(&held, config, user)))
 }
 
-/// The subject of a local account with what it has enrolled and the second factors it
-/// can be asked for, read from the store.
-pub async fn subject_of(store: &dyn Store, config: &Config, u: &User) -> StoreResult<Subject> {
+/// The subject of a local account with what it has enrolled, the second factors it
+/// can be asked for, and what scripts read of it ([`script_view`]), read from the store.
+pub async fn subject_of(
+    store: &dyn Store,
+    config: &Config,
+    u: &User,
+    now: u64,
+) -> StoreResult<Subject> {
     let (enrolled, factors) = enrolled_and_factors(store, config, u).await?;
     let mut subject = local_subject(u, enrolled);
     subject.factors = factors;
+    script_view(store, &mut subject, u, now).await?;
     Ok(subject)
+}
+
+/// The most sessions `ctx.user.sessions` lists (the latest sign-ins first).
+pub const SCRIPT_SESSIONS_MAX: usize = 20;
+
+/// What a script reads of an account beyond the account itself: its groups and its
+/// live single sign-on sessions. Recorded in the subject when the step completes, so
+/// every replay of the script sees the same.
+pub async fn script_view(
+    store: &dyn Store,
+    subject: &mut Subject,
+    user: &User,
+    now: u64,
+) -> StoreResult<()> {
+    subject.groups = groups_of(store, user).await?;
+    subject.sessions = sessions_of(store, &user.id, now).await?;
+    Ok(())
+}
+
+/// The groups an account belongs to, for `ctx.user.groups`. Usher has no groups yet, so
+/// this is empty; it is the one place the groups feature fills in.
+pub async fn groups_of(_store: &dyn Store, _user: &User) -> StoreResult<Vec<String>> {
+    Ok(Vec::new())
+}
+
+/// The account's live single sign-on sessions, latest sign-in first, at most
+/// [`SCRIPT_SESSIONS_MAX`]. The sign-in in progress has none yet (its session is made
+/// when it completes), so these are the user's other sessions.
+pub async fn sessions_of(
+    store: &dyn Store,
+    user_id: &str,
+    now: u64,
+) -> StoreResult<Vec<crate::flow::OtherSession>> {
+    let mut live: Vec<crate::flow::OtherSession> = store
+        .sessions_of(user_id)
+        .await?
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.expires_at > now)
+        .map(|s| crate::flow::OtherSession {
+            apps: s.clients,
+            idp: s.idp,
+            started_at: s.created_at,
+            auth_time: s.auth_time,
+            expires_at: s.expires_at,
+        })
+        .collect();
+    live.sort_by_key(|s| std::cmp::Reverse(s.auth_time));
+    live.truncate(SCRIPT_SESSIONS_MAX);
+    Ok(live)
 }
 
 /// A password attempt about to be checked, its attempt reserved.
@@ -202,7 +258,7 @@ pub async fn password_end(
                 flow.tell("This account is disabled. Contact your administrator.");
                 flow.log(format!("step {step}: account {} is disabled", u.id));
             } else {
-                let subject = subject_of(store, config, &u).await?;
+                let subject = subject_of(store, config, &u, now).await?;
                 if let Err(e) = flow.step_succeeded(
                     step,
                     &StepOption::Password,

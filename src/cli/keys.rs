@@ -53,7 +53,7 @@ pub fn keys(command: KeysCommand) -> ExitCode {
 }
 
 async fn open(config: &Path) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-    let loaded = crate::config::load(config).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let loaded = crate::config::load(config).map_err(|d| anyhow::anyhow!("{}", d.unprefixed()))?;
     crate::server::open_store(&loaded.config).await
 }
 

@@ -128,13 +128,19 @@ fn app(
         &raw.post_logout_redirect_uris,
     );
     let sign_in_path = child(&path, "sign_in");
-    let (steps, script) = match &raw.sign_in {
+    let (steps, script, request_headers) = match &raw.sign_in {
         Some(sign_in) => (
             steps(report, file, &sign_in_path, &sign_in.steps, known),
             match &sign_in.script {
                 None => None,
                 Some(rel) => script(report, file, &child(&sign_in_path, "script"), rel),
             },
+            request_headers(
+                report,
+                file,
+                &child(&sign_in_path, "request_headers"),
+                &sign_in.request_headers,
+            ),
         ),
         None => {
             if interactive {
@@ -145,7 +151,7 @@ fn app(
                     format!("missing required key `sign_in` in {path}; an app with the `authorization_code` grant signs users in and needs `sign_in.steps`"),
                 );
             }
-            (Vec::new(), None)
+            (Vec::new(), None, Vec::new())
         }
     };
     let mut scopes: Vec<ApiScope> = raw
@@ -174,12 +180,64 @@ fn app(
             Some(RawAlg::Es256) => SigningAlg::Es256,
             Some(RawAlg::EdDsa) => SigningAlg::EdDsa,
         },
-        sign_in: SignIn { steps, script },
+        sign_in: SignIn {
+            steps,
+            script,
+            request_headers,
+        },
         sign_up: raw.sign_up,
         mfa_enrolment: raw.mfa_enrolment,
         grants,
         scopes,
     })
+}
+
+/// Headers that carry credentials: a script never sees them.
+const SECRET_HEADERS: &[&str] = &["cookie", "authorization", "proxy-authorization"];
+
+/// `sign_in.request_headers`: header names, lower-cased, each a valid HTTP field name,
+/// none that carries credentials, at most [`crate::limits::SCRIPT_HEADERS_MAX`].
+fn request_headers(report: &mut Report, file: usize, path: &str, names: &[String]) -> Vec<String> {
+    let max = crate::limits::SCRIPT_HEADERS_MAX;
+    if names.len() > max {
+        report.error(
+            file,
+            path,
+            Part::Value,
+            format!("{path} lists {} headers; at most {max}", names.len()),
+        );
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let item = format!("{path}[{i}]");
+        let lower = name.trim().to_ascii_lowercase();
+        let token = !lower.is_empty()
+            && lower.len() <= 64
+            && lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            report.error(
+                file,
+                &item,
+                Part::Value,
+                format!(
+                    "`{name}` is not an HTTP header name (letters, digits and `-`, at most 64)"
+                ),
+            );
+        } else if SECRET_HEADERS.contains(&lower.as_str()) {
+            report.error(
+                file,
+                &item,
+                Part::Value,
+                format!("scripts never see `{lower}`: it carries credentials"),
+            );
+        } else if !out.contains(&lower) {
+            out.push(lower);
+        }
+    }
+    out
 }
 
 /// The app's grants, and the rules tying them to its other keys: `client_credentials`
@@ -311,7 +369,11 @@ pub fn my_account(
         redirect_uris: redirect.into_iter().collect(),
         post_logout_redirect_uris: Vec::new(),
         signing_alg: SigningAlg::Rs256,
-        sign_in: SignIn { steps, script },
+        sign_in: SignIn {
+            steps,
+            script,
+            request_headers: Vec::new(),
+        },
         sign_up: false,
         mfa_enrolment: true,
         grants: vec![GrantType::AuthorizationCode],

@@ -36,6 +36,19 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostics {
+    /// The diagnostics one a line, without the `error: ` that [`Display`](fmt::Display)
+    /// puts before the first: for a caller that prefixes the message itself (the
+    /// start-up's fatal error), so nobody reads `error: error: …`.
+    pub fn unprefixed(&self) -> String {
+        self.0
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\nerror: ")
+    }
+}
+
 /// Every problem found in one load; a config with any of these is refused whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Diagnostics(pub Vec<Diagnostic>);

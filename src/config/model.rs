@@ -371,6 +371,7 @@ impl App {
                     })
                     .collect(),
                 script,
+                request_headers: Vec::new(),
             },
             sign_up: false,
             mfa_enrolment: true,
@@ -437,6 +438,9 @@ pub struct SignIn {
     pub steps: Vec<Step>,
     /// The adaptive script, if any: its path and its source.
     pub script: Option<ScriptSource>,
+    /// Lower-case names of the request headers the script sees (`ctx.request.headers`);
+    /// never credentials (`cookie`, `authorization`, `proxy-authorization`).
+    pub request_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -619,6 +619,10 @@ pub struct RawSignIn {
     /// A `.rhai` adaptive script, relative to the file naming it.
     #[serde(default)]
     pub script: Option<String>,
+    /// Request headers the script may read as `ctx.request.headers` (never `cookie` or
+    /// `authorization`).
+    #[serde(default)]
+    pub request_headers: Vec<String>,
 }
 
 /// Which of the two spellings a step used; the key path of its options depends on it.
@@ -828,6 +832,7 @@ pub fn vocabulary() -> Vec<String> {
                     shape: StepShape::Map,
                 }],
                 script: None,
+                request_headers: Vec::new(),
             }),
         },
     );

@@ -44,9 +44,31 @@ pub struct Subject {
     pub factors: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// The groups the account belongs to, for scripts (`ctx.user.groups`). Filled by
+    /// [`crate::authn::steps::groups_of`]; empty until Usher has groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The account's other live single sign-on sessions when the step completed, for
+    /// scripts (`ctx.user.sessions`); recorded with the step so replays agree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<OtherSession>,
     /// What the upstream provider says it did (its `amr`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream_amr: Vec<String>,
+}
+
+/// One of an account's live single sign-on sessions, as a script sees it. Times are
+/// seconds since 1970.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct OtherSession {
+    /// The apps (client ids) it signed in to.
+    pub apps: Vec<String>,
+    /// `local`, or the connection that identified the user.
+    pub idp: String,
+    pub started_at: u64,
+    /// When its user last actively authenticated.
+    pub auth_time: u64,
+    pub expires_at: u64,
 }
 
 impl Subject {
@@ -94,6 +116,10 @@ pub struct Flow {
     pub ip: String,
     #[serde(default)]
     pub user_agent: String,
+    /// The request headers the app's `sign_in.request_headers` lets its script see,
+    /// lower-case name → value, from the request that started the flow.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     /// Fingerprint of the app's steps and script when the flow started; a reload that
     /// changes them restarts the flow rather than mixing two configurations.
     pub steps_fingerprint: u64,
@@ -234,6 +260,7 @@ impl Flow {
             request,
             ip: String::new(),
             user_agent: String::new(),
+            headers: BTreeMap::new(),
             steps_fingerprint: steps_fingerprint(app),
             browser,
             created_at: now,

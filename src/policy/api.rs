@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext, Position};
 use serde_json::Value;
 
+use super::record::{self, Kind, Record};
 use crate::config::{App, StepOption};
-use crate::flow::{Flow, Halt, Resolved, Run, StepFailure, StepRecord, Subject};
+use crate::flow::{Flow, Halt, OtherSession, Resolved, Run, StepFailure, StepRecord, Subject};
 use crate::oidc::claims::RESERVED;
 use crate::oidc::{ErrorCode, OAuthError};
 
@@ -20,7 +21,7 @@ struct Current {
     run: Run,
     halt: Option<Halt>,
     app: Map,
-    request: Map,
+    request: Record,
     now: i64,
 }
 
@@ -29,6 +30,17 @@ thread_local! {
 }
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Marks an error raised by Usher's API (a misused `execute_step`, an unknown member)
+/// rather than thrown by the script, so the message does not say "the script threw".
+pub const API_ERROR_TAG: i32 = 0x5573;
+
+/// An error of the script API, with its message as the admin should read it.
+pub fn api_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    let mut value = Dynamic::from(message.into());
+    value.set_tag(API_ERROR_TAG);
+    Box::new(EvalAltResult::ErrorRuntime(value, Position::NONE))
+}
 
 fn strs(items: &[String]) -> Array {
     items.iter().map(|s| Dynamic::from(s.clone())).collect()
@@ -73,14 +85,20 @@ fn dynamic_to_json(d: &Dynamic) -> Value {
     } else if let Some(a) = d.read_lock::<Array>() {
         Value::Array(a.iter().map(dynamic_to_json).collect())
     } else if let Some(m) = d.read_lock::<Map>() {
-        Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.to_string(), dynamic_to_json(v)))
-                .collect(),
-        )
+        map_to_json(&m)
+    } else if let Some(r) = d.read_lock::<Record>() {
+        map_to_json(r.fields())
     } else {
         Value::String(d.to_string())
     }
+}
+
+fn map_to_json(m: &Map) -> Value {
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.to_string(), dynamic_to_json(v)))
+            .collect(),
+    )
 }
 
 fn subject_map(s: &Subject) -> Dynamic {
@@ -94,6 +112,9 @@ fn subject_map(s: &Subject) -> Dynamic {
     m.insert("has_account".into(), Dynamic::from(s.has_account()));
     m.insert("enrolled".into(), Dynamic::from(strs(&s.enrolled)));
     m.insert("roles".into(), Dynamic::from(strs(&s.roles)));
+    m.insert("groups".into(), Dynamic::from(strs(&s.groups)));
+    let sessions: Array = s.sessions.iter().map(session_map).collect();
+    m.insert("sessions".into(), Dynamic::from(sessions));
     m.insert("upstream_amr".into(), Dynamic::from(strs(&s.upstream_amr)));
     let claims: Map = s
         .claims
@@ -101,6 +122,17 @@ fn subject_map(s: &Subject) -> Dynamic {
         .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
         .collect();
     m.insert("claims".into(), Dynamic::from(claims));
+    Dynamic::from(Record::new(Kind::Subject, m))
+}
+
+fn session_map(s: &OtherSession) -> Dynamic {
+    let time = |t: u64| Dynamic::from(i64::try_from(t).unwrap_or(i64::MAX));
+    let mut m = Map::new();
+    m.insert("apps".into(), Dynamic::from(strs(&s.apps)));
+    m.insert("idp".into(), Dynamic::from(s.idp.clone()));
+    m.insert("started_at".into(), time(s.started_at));
+    m.insert("auth_time".into(), time(s.auth_time));
+    m.insert("expires_at".into(), time(s.expires_at));
     Dynamic::from(m)
 }
 
@@ -115,7 +147,7 @@ fn step_map(r: &StepRecord) -> Dynamic {
     m.insert("failed".into(), Dynamic::from(false));
     m.insert("user".into(), subject.clone());
     m.insert("subject".into(), subject);
-    Dynamic::from(m)
+    Dynamic::from(Record::new(Kind::Step, m))
 }
 
 fn failure_map(f: &StepFailure) -> Dynamic {
@@ -124,7 +156,7 @@ fn failure_map(f: &StepFailure) -> Dynamic {
     m.insert("option".into(), Dynamic::from(f.option.clone()));
     m.insert("failed".into(), Dynamic::from(true));
     m.insert("reason".into(), Dynamic::from(f.reason.clone()));
-    Dynamic::from(m)
+    Dynamic::from(Record::new(Kind::Step, m))
 }
 
 fn build_ctx(cur: &Current) -> Dynamic {
@@ -149,7 +181,7 @@ fn build_ctx(cur: &Current) -> Dynamic {
         }
     }
     m.insert("steps".into(), Dynamic::from(steps));
-    Dynamic::from(m)
+    Dynamic::from(Record::new(Kind::Ctx, m))
 }
 
 /// Put a replay in place for the script about to run.
@@ -166,6 +198,13 @@ pub fn install(run: Run, app: &App, flow: &Flow) {
     request.insert("prompt".into(), Dynamic::from(strs(&r.prompt)));
     request.insert("login_hint".into(), opt_str(&r.login_hint));
     request.insert("client_id".into(), Dynamic::from(r.client_id.clone()));
+    let headers: Map = flow
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+        .collect();
+    request.insert("headers".into(), Dynamic::from(headers));
+    let request = Record::new(Kind::Request, request);
     let now = i64::try_from(flow.created_at).unwrap_or(i64::MAX);
     CURRENT.with(|c| {
         *c.borrow_mut() = Some(Current {
@@ -194,7 +233,9 @@ pub fn current_ctx() -> Dynamic {
 fn with_current<T>(f: impl FnOnce(&mut Current) -> T) -> RhaiResult<T> {
     CURRENT.with(|c| match c.borrow_mut().as_mut() {
         Some(cur) => Ok(f(cur)),
-        None => Err("the script API is only available during a sign-in".into()),
+        None => Err(api_error(
+            "the script API is only available during a sign-in",
+        )),
     })
 }
 
@@ -225,30 +266,35 @@ fn execute_step(ncc: NativeCallContext, n: i64, opts: Map) -> RhaiResult<Dynamic
         return Err(halt(Halt::Fail(OAuthError::server_error())));
     }
     let Ok(step) = usize::try_from(n) else {
-        return Err(format!("execute_step({n}): steps are numbered from 1").into());
+        return Err(api_error(format!(
+            "execute_step({n}): steps are numbered from 1"
+        )));
     };
+    if let Some(e) = check_step_options(n, &opts) {
+        return Err(api_error(e));
+    }
     let narrowed: Option<Vec<StepOption>> = match opts.get("options") {
         None => None,
         Some(list) => {
-            let list = list
-                .read_lock::<Array>()
-                .ok_or("execute_step: `options` must be an array of option names")?;
+            let list = list.read_lock::<Array>().ok_or_else(|| {
+                api_error("execute_step: `options` must be an array of option names")
+            })?;
             let configured = with_current(|cur| {
                 cur.run
                     .steps
                     .get(step.wrapping_sub(1))
                     .map(|s| s.options.clone())
             })?
-            .ok_or_else(|| format!("execute_step({n}): the app has no step {n}"))?;
+            .ok_or_else(|| api_error(format!("execute_step({n}): the app has no step {n}")))?;
             let mut out = Vec::new();
             for item in list.iter() {
                 let name = item.to_string();
                 match configured.iter().find(|o| o.name() == name) {
                     Some(o) => out.push(o.clone()),
                     None => {
-                        return Err(
-                            format!("execute_step({n}): step {n} has no option `{name}`").into(),
-                        )
+                        return Err(api_error(format!(
+                            "execute_step({n}): step {n} has no option `{name}`"
+                        )))
                     }
                 }
             }
@@ -261,6 +307,8 @@ fn execute_step(ncc: NativeCallContext, n: i64, opts: Map) -> RhaiResult<Dynamic
     let on_fail = opts
         .get("on_fail")
         .and_then(|d| d.clone().try_cast::<FnPtr>());
+    // A typo in a key, or a callback that is not a function, would otherwise be ignored
+    // and the step it guards silently skipped.
     let resolved = with_current(|cur| cur.run.execute(step, narrowed.as_deref()))?;
     match resolved {
         Ok(Resolved::Done(record)) => {
@@ -289,6 +337,37 @@ fn execute_step(ncc: NativeCallContext, n: i64, opts: Map) -> RhaiResult<Dynamic
     }
 }
 
+/// The keys an `execute_step` options map may have.
+pub const STEP_OPTION_KEYS: &[&str] = &["options", "on_success", "on_fail"];
+
+/// What is wrong with an `execute_step` options map, if anything: an unknown key (with
+/// the nearest valid one), or a callback that is not a function.
+fn check_step_options(n: i64, opts: &Map) -> Option<String> {
+    for (key, value) in opts {
+        let key = key.as_str();
+        if !STEP_OPTION_KEYS.contains(&key) {
+            return Some(unknown_step_option(&format!("execute_step({n})"), key));
+        }
+        if key != "options" && !value.is_fnptr() {
+            return Some(format!(
+                "execute_step({n}): `{key}` must be a function such as `|ctx| {{ … }}`, not {}",
+                value.type_name()
+            ));
+        }
+    }
+    None
+}
+
+/// "execute_step(2): unknown option `onSuccess`; did you mean `on_success`?"
+pub fn unknown_step_option(call: &str, key: &str) -> String {
+    let mut text = format!("{call}: unknown option `{key}`");
+    match record::nearest(key, STEP_OPTION_KEYS) {
+        Some(near) => text.push_str(&format!("; did you mean `{near}`?")),
+        None => text.push_str("; the options are `options`, `on_success` and `on_fail`"),
+    }
+    text
+}
+
 /// The error codes a script may end a login with.
 const SCRIPT_ERRORS: &[ErrorCode] = &[
     ErrorCode::AccessDenied,
@@ -308,14 +387,14 @@ fn fail_with(map: Map) -> RhaiResult<()> {
         .find(|c| c.as_str() == error)
         .copied()
         .ok_or_else(|| {
-            format!(
+            api_error(format!(
                 "fail(): `{error}` is not an error a script may return; use one of {}",
                 SCRIPT_ERRORS
                     .iter()
                     .map(|c| c.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )
+            ))
         })?;
     let description = map
         .get("description")
@@ -327,7 +406,9 @@ fn fail_with(map: Map) -> RhaiResult<()> {
 
 fn set_claim(name: &str, value: Dynamic) -> RhaiResult<()> {
     if RESERVED.contains(&name) {
-        return Err(format!("set_claim(): `{name}` is set by Usher and cannot be changed").into());
+        return Err(api_error(format!(
+            "set_claim(): `{name}` is set by Usher and cannot be changed"
+        )));
     }
     let json = dynamic_to_json(&value);
     with_current(|cur| {
@@ -390,6 +471,7 @@ pub fn ip_in_range(ip: &str, cidr: &str) -> bool {
 pub const API_FUNCTIONS: &[&str] = &["execute_step", "fail", "set_claim", "log", "ip_in_range"];
 
 pub fn register(e: &mut Engine) {
+    record::register(e);
     e.register_fn("execute_step", |ncc: NativeCallContext, n: i64| {
         execute_step(ncc, n, Map::new())
     });

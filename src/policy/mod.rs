@@ -9,6 +9,7 @@
 
 mod api;
 mod check;
+mod record;
 
 use std::sync::OnceLock;
 
@@ -112,6 +113,7 @@ pub fn compile(source: &str) -> Result<Script, CompileError> {
     })?;
     check::no_imports(&ast)?;
     check::known_functions(engine, &ast)?;
+    check::literal_names(&ast, source)?;
     let has_entry_fn = ast
         .iter_functions()
         .any(|f| f.name == "on_login_request" && f.params.len() == 1);
@@ -187,6 +189,9 @@ pub fn describe(err: &EvalAltResult) -> String {
             "Size of object map" => format!("a map grew past the limit of {MAX_MAP_LEN} entries"),
             _ => format!("{what} grew past its limit"),
         },
+        EvalAltResult::ErrorRuntime(value, _) if value.tag() == api::API_ERROR_TAG => {
+            value.to_string()
+        }
         EvalAltResult::ErrorRuntime(value, _) => format!("the script threw: {value}"),
         other => {
             let mut text = other.to_string();

@@ -442,3 +442,110 @@ fn trust_upstream_mfa_sample() {
     assert_eq!(drive(&source, google), vec![1, 2]);
     assert_eq!(drive(&source, local()), vec![1, 2]);
 }
+
+#[test]
+fn a_misspelt_option_key_in_a_literal_map_is_refused_at_load_with_the_right_name() {
+    // The JavaScript spelling every ported policy uses: ignored, it would skip step 2.
+    let ported = "fn on_login_request(ctx) {\n    execute_step(1, #{\n        onSuccess: |ctx| { execute_step(2); }\n    });\n}\n";
+    let e = compile(ported).unwrap_err();
+    assert_eq!((e.line, e.column), (3, 9), "{e:?}");
+    assert_eq!(
+        e.message,
+        "execute_step(1): unknown option `onSuccess`; did you mean `on_success`?"
+    );
+    let e = compile("execute_step(1, #{ on_fial: |ctx| {} });\n").unwrap_err();
+    assert!(e.message.contains("did you mean `on_fail`?"), "{e:?}");
+    // The right names compile, in either style.
+    compile(CALLBACKS).unwrap();
+    compile("execute_step(1, #{ options: [\"password\"], on_fail: |ctx| {} });").unwrap();
+}
+
+#[test]
+fn a_misspelt_option_key_in_a_map_built_at_run_time_fails_the_sign_in_naming_its_line() {
+    let m = script_error(
+        "let opts = #{};\nopts.onSuccess = |ctx| { execute_step(2); };\nexecute_step(1, opts);\n",
+    );
+    assert_eq!(
+        m,
+        "line 3: execute_step(1): unknown option `onSuccess`; did you mean `on_success`?"
+    );
+    let m = script_error("let opts = #{ on_success: \"step 2\" };\nexecute_step(1, opts);\n");
+    assert!(
+        m.starts_with("line 2: execute_step(1): `on_success` must be a function"),
+        "{m}"
+    );
+}
+
+#[test]
+fn unknown_members_of_ctx_are_refused_at_load() {
+    let e = compile("execute_step(1);\nif ctx.usr != () { execute_step(2); }\n").unwrap_err();
+    assert_eq!(e.line, 2);
+    assert_eq!(e.message, "`ctx` has no member `usr`");
+    assert_eq!(e.suggestion.as_deref(), Some("user"));
+    let e = compile("if ctx.request.header[\"x-device\"] == \"kiosk\" { fail(); }\n").unwrap_err();
+    assert_eq!(e.message, "`ctx.request` has no member `header`");
+    assert_eq!(e.suggestion.as_deref(), Some("headers"));
+    let e = compile("fn on_login_request(ctx) {\n    execute_step(1, #{ on_success: |ctx| {\n        if ctx.user.hasAccount { execute_step(2); }\n    } });\n}\n").unwrap_err();
+    assert_eq!(e.line, 3);
+    assert_eq!(e.suggestion.as_deref(), Some("has_account"));
+    // What exists passes, through indexes and `?.` alike.
+    compile("let ip = ctx.request.ip;\nlet h = ctx.request.headers[\"x-device\"];\nlet idp = ctx.steps[1]?.idp;\nlet n = ctx.user?.sessions;\n").unwrap();
+}
+
+#[test]
+fn unknown_members_of_a_step_or_subject_fail_the_sign_in_naming_line_and_name() {
+    let app = app_with(
+        "let first = execute_step(1);\nif first.usr.has_account {\n    execute_step(2);\n}\n",
+    );
+    let mut flow = flow_for(&app, &[]);
+    assert!(matches!(
+        next(&mut flow, &app, None, 1001),
+        Next::Show { step: 1, .. }
+    ));
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002)
+        .unwrap();
+    match next(&mut flow, &app, None, 1003) {
+        Next::ScriptError(m) => assert!(
+            m.starts_with("line 2: ") && m.contains("has no member `usr`; did you mean `user`?"),
+            "{m}"
+        ),
+        other => panic!("must not complete without step 2: {other:?}"),
+    }
+    let app = app_with(
+        "let first = execute_step(1);\nif first.user.isFederated {\n    log(\"federated\");\n}\n",
+    );
+    let mut flow = flow_for(&app, &[]);
+    next(&mut flow, &app, None, 1001);
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002)
+        .unwrap();
+    match next(&mut flow, &app, None, 1003) {
+        Next::ScriptError(m) => assert!(
+            m.starts_with("line 2: ") && m.contains("did you mean `is_federated`?"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn records_still_read_like_maps() {
+    // Comparisons with (), `in`, printing, claims as a plain map and a failed step's
+    // missing members all behave as before.
+    let script = r#"
+let first = execute_step(1, #{ on_fail: |ctx| {} });
+if ctx.steps[2] != () { fail("no step 2 yet"); }
+if !("has_account" in first.user) { fail("in"); }
+if first.user.claims.nothing != () { fail("claims are a map"); }
+if first.reason != () { fail("a success has no reason"); }
+log(`${first.user.groups.len()} groups, ${first.user.sessions.len()} other sessions`);
+set_claim("who", first.user);
+"#;
+    let app = app_with(script);
+    let mut flow = flow_for(&app, &[]);
+    next(&mut flow, &app, None, 1001);
+    flow.step_succeeded(1, &StepOption::Password, local(), vec![], 1002)
+        .unwrap();
+    assert_eq!(next(&mut flow, &app, None, 1003), Next::Complete);
+    assert_eq!(flow.script_log, vec!["0 groups, 0 other sessions"]);
+    assert_eq!(flow.claims["who"]["id"], "u1");
+}

@@ -472,6 +472,8 @@ pub async fn settle(
                             (subject.enrolled, subject.factors) =
                                 crate::authn::steps::enrolled_and_factors(store, config, &user)
                                     .await?;
+                            crate::authn::steps::script_view(store, &mut subject, &user, now)
+                                .await?;
                         }
                         None => {
                             subject.enrolled = crate::authn::steps::enrolled(store, uid).await?;

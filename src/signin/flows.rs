@@ -18,6 +18,9 @@ pub struct Starter {
     pub ip: String,
     pub user_agent: String,
     pub browser: String,
+    /// The request headers the app lets its script see (`sign_in.request_headers`),
+    /// lower-case name → value.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Start a sign-in for a validated authorization request. `record` keeps what a
@@ -39,6 +42,7 @@ pub fn start(
     );
     flow.ip = starter.ip;
     flow.user_agent = starter.user_agent;
+    flow.headers = starter.headers;
     if record {
         flow.recording = Some(Default::default());
     }

@@ -52,8 +52,12 @@ pub async fn session_view(ctx: Ctx<'_>, session: &Session) -> StoreResult<Option
     let subject = match &session.user_id {
         Some(id) => match ctx.store.user(id).await? {
             Some(u) if !u.disabled => {
-                let mut s = steps::subject_of(ctx.store, ctx.config, &u).await?;
+                let mut s = steps::subject_of(ctx.store, ctx.config, &u, ctx.now).await?;
                 s.idp = session.idp.clone();
+                // The session standing in for the step is this browser's own.
+                s.sessions.retain(|o| {
+                    !(o.started_at == session.created_at && o.auth_time == session.auth_time)
+                });
                 s
             }
             _ => return Ok(None),

@@ -141,7 +141,7 @@ pub async fn sign_up(
     if let Err(e) = flow.step_succeeded(
         step,
         &StepOption::Password,
-        steps::subject_of(ctx.store, ctx.config, &user).await?,
+        steps::subject_of(ctx.store, ctx.config, &user, now).await?,
         vec!["pwd".into()],
         now,
     ) {

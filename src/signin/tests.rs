@@ -324,6 +324,7 @@ async fn a_flow_loads_only_for_its_browser_and_only_until_it_expires() {
         ip: "192.0.2.1".into(),
         user_agent: "test".into(),
         browser: "cookie-a".into(),
+        ..Starter::default()
     };
     let request = flow(&config).request;
     let started = start(ctx, request, &config.apps["a"], starter, false);

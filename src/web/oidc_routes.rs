@@ -1,7 +1,7 @@
 //! Protocol endpoints: discovery, JWKS, authorize, token, revocation, introspection,
 //! userinfo, logout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Query, State};
@@ -71,24 +71,55 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientInfo {
 pub async fn authorize_get(
     State(state): State<Shared>,
     client: ClientInfo,
+    headers: HeaderMap,
     jar: CookieJar,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    authorize(&state, client, jar, params).await
+    authorize(&state, client, &headers, jar, params).await
 }
 
 pub async fn authorize_post(
     State(state): State<Shared>,
     client: ClientInfo,
+    headers: HeaderMap,
     jar: CookieJar,
     Form(params): Form<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    authorize(&state, client, jar, params).await
+    authorize(&state, client, &headers, jar, params).await
+}
+
+/// The headers of `names` (lower-case) that the request carries, for the app's script.
+/// Several fields of one name are joined with `, ` (RFC 9110 §5.3); a value that is not
+/// visible ASCII or exceeds [`SCRIPT_HEADER_VALUE_MAX`](crate::limits::SCRIPT_HEADER_VALUE_MAX)
+/// is left out rather than cut.
+fn script_headers(names: &[String], headers: &HeaderMap) -> BTreeMap<String, String> {
+    let max = crate::limits::SCRIPT_HEADER_VALUE_MAX;
+    let mut out = BTreeMap::new();
+    for name in names {
+        let mut joined = String::new();
+        let mut usable = true;
+        for value in headers.get_all(name.as_str()) {
+            match value.to_str() {
+                Ok(v) if joined.len() + v.len() + 2 <= max + 2 => {
+                    if !joined.is_empty() {
+                        joined.push_str(", ");
+                    }
+                    joined.push_str(v);
+                }
+                _ => usable = false,
+            }
+        }
+        if usable && !joined.is_empty() && joined.len() <= max {
+            out.insert(name.clone(), joined);
+        }
+    }
+    out
 }
 
 async fn authorize(
     state: &Shared,
     client: ClientInfo,
+    headers: &HeaderMap,
     jar: CookieJar,
     params: HashMap<String, String>,
 ) -> Result<Response, WebError> {
@@ -117,6 +148,7 @@ async fn authorize(
         ip: client.ip,
         user_agent: client.user_agent,
         browser,
+        headers: script_headers(&app.sign_in.request_headers, headers),
     };
     let flow = signin::start(
         state.core(&config, now),
