@@ -52,6 +52,13 @@ fn the_example_fixtures_pass() {
         "{stdout}"
     );
     assert!(stdout.contains("ok    ") && stdout.contains("Google with JIT creates an account"));
+    // The article's sample policy decides, not only compiles.
+    assert!(
+        stdout.contains(
+            "ok    examples/thrift/tests/asgardeo-style.test.yaml › a Google user skips step 2"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]
