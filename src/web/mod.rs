@@ -319,6 +319,20 @@ async fn security_headers(State(state): State<Shared>, mut res: Response) -> Res
 }
 
 /// My Account, SCIM 2.0 and the admin API.
+/// The issuer's root: a person who types the server's address sees what it is and
+/// where to go, rather than a 404.
+async fn home_get(State(state): State<Shared>) -> Result<Response, WebError> {
+    let config = state.config();
+    state.render(
+        "home.html",
+        &pages::HomePage {
+            layout: state.layout(&config, "Usher", None),
+            issuer: crate::oidc::issuer(&config),
+            my_account: config.my_account.enabled,
+        },
+    )
+}
+
 fn self_service_and_admin_routes() -> Router<Shared> {
     Router::new()
         .route("/myaccount", get(account::account_get))
@@ -402,6 +416,7 @@ pub fn app(state: Shared) -> Router {
         .trim_end_matches('/')
         .to_string();
     let routes = Router::new()
+        .route("/", get(home_get))
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready::readyz))
         .route("/assets/usher.css", get(stylesheet))

@@ -240,6 +240,15 @@ pub struct MessagePage {
     pub message: String,
 }
 
+/// The issuer's root URL: which server this is, and where a person may go from here.
+#[derive(Debug, Serialize)]
+pub struct HomePage {
+    pub layout: Layout,
+    pub issuer: String,
+    /// Whether My Account is served (`my_account.enabled`).
+    pub my_account: bool,
+}
+
 const BUILT_IN: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -257,6 +266,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("error.html", include_str!("../../templates/error.html")),
     ("logout.html", include_str!("../../templates/logout.html")),
     ("message.html", include_str!("../../templates/message.html")),
+    ("home.html", include_str!("../../templates/home.html")),
     ("cancel.html", include_str!("../../templates/cancel.html")),
     (
         "otp_links.html",

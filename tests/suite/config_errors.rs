@@ -955,6 +955,16 @@ apps:
     let at = format!("{}:9:12:", file.display());
     assert!(stderr.contains(&at), "{stderr}");
     assert!(stderr.contains("did you mean `password`?"), "{stderr}");
+    // The server refuses it the same way, each diagnostic saying `error:` once.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("error: {at}")), "{stderr}");
+    assert!(!stderr.contains("error: error:"), "{stderr}");
 }
 
 #[test]

@@ -270,3 +270,19 @@ async fn discovery_and_jwks_publish_every_key() {
     let health = reqwest::get(usher.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_issuers_root_names_the_server_and_links_onwards() {
+    let usher = Usher::default().await;
+    let page = Browser::new().get(&usher.url("/")).await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    let body = html_unescape(&page.body);
+    assert!(body.contains(&usher.issuer), "names the server: {body}");
+    assert!(body.contains("href=\"/myaccount\""), "{body}");
+    assert!(body.contains("href=\"/.well-known/openid-configuration\""));
+    // Without My Account, no link to it.
+    let usher = Usher::start(&format!("{BASE_CONFIG}my_account:\n  enabled: false\n")).await;
+    let page = Browser::new().get(&usher.url("/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!html_unescape(&page.body).contains("/myaccount"));
+}
