@@ -32,6 +32,23 @@ pub async fn json_object(
     max: usize,
     timeout: Duration,
 ) -> Result<Map<String, Value>, FetchError> {
+    match json(http, url, bearer, max, timeout).await? {
+        Value::Object(map) => Ok(map),
+        _ => Err(FetchError::NotJson {
+            url: url.to_string(),
+            reason: "a JSON value that is not an object".into(),
+        }),
+    }
+}
+
+/// GET `url` and read any JSON value of at most `max` bytes within `timeout`.
+pub async fn json(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Value, FetchError> {
     let read = async {
         let mut req = http
             .get(url)
@@ -81,11 +98,7 @@ pub async fn json_object(
             body.extend_from_slice(&chunk);
         }
         match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(FetchError::NotJson {
-                url: url.to_string(),
-                reason: "a JSON value that is not an object".into(),
-            }),
+            Ok(value) => Ok(value),
             Err(e) => Err(FetchError::NotJson {
                 url: url.to_string(),
                 reason: format!("{} bytes of {}: {e}", body.len(), shown_type(&content_type)),
@@ -111,4 +124,114 @@ fn shown_type(content_type: &str) -> String {
 /// reqwest's error text names the URL again; the caller's message already does.
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+
+    /// A server answering each path in its own bad way.
+    async fn server() -> String {
+        let app = axum::Router::new()
+            .route(
+                "/ok",
+                get(|| async { axum::Json(serde_json::json!({ "sub": "1" })) }),
+            )
+            .route(
+                "/huge",
+                get(|| async { ([(CONTENT_TYPE, "application/json")], "[1".repeat(1 << 20)) }),
+            )
+            .route(
+                "/jwt",
+                get(|| async { ([(CONTENT_TYPE, "application/jwt")], "eyJ.eyJ.sig") }),
+            )
+            .route(
+                "/html",
+                get(|| async { ([(CONTENT_TYPE, "text/html")], "<html></html>") }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "{}"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    /// A raw server that answers every connection with a chunked body of 1 MiB, no
+    /// `Content-Length` to warn the reader.
+    async fn chunked_server() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+                    for _ in 0..64 {
+                        if socket.write_all(chunk.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = socket.write_all(b"0\r\n\r\n").await;
+                });
+            }
+        });
+        format!("http://{addr}/unsized")
+    }
+
+    #[tokio::test]
+    async fn every_bad_answer_is_refused_within_its_caps() {
+        let base = server().await;
+        let http = reqwest::Client::new();
+        let get = |path: &str| {
+            let url = format!("{base}{path}");
+            let http = http.clone();
+            async move {
+                json(
+                    &http,
+                    &url,
+                    Some("t"),
+                    64 * 1024,
+                    Duration::from_millis(500),
+                )
+                .await
+            }
+        };
+        assert_eq!(get("/ok").await.unwrap()["sub"], "1");
+        assert!(matches!(
+            get("/huge").await,
+            Err(FetchError::TooLarge { max: 65536, .. })
+        ));
+        let unsized_url = chunked_server().await;
+        let unsized_answer =
+            json(&http, &unsized_url, None, 64 * 1024, Duration::from_secs(2)).await;
+        assert!(
+            matches!(unsized_answer, Err(FetchError::TooLarge { .. })),
+            "{unsized_answer:?}"
+        );
+        assert!(matches!(get("/jwt").await, Err(FetchError::Jwt { .. })));
+        assert!(matches!(
+            get("/html").await,
+            Err(FetchError::NotJson { .. })
+        ));
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            get("/slow").await,
+            Err(FetchError::TimedOut { .. })
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

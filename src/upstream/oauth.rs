@@ -10,7 +10,7 @@ use oauth2::{
 };
 use serde_json::{json, Value};
 
-use super::{map_claims, Pending, UpstreamError, UpstreamIdentity};
+use super::{fetch, map_claims, Pending, UpstreamError, UpstreamIdentity};
 use crate::config::{Connection, ConnectionKind};
 
 /// Local attribute ← GitHub's `/user` field.
@@ -159,29 +159,28 @@ pub(super) fn map_profile(
     claims
 }
 
+/// A profile or an address list from the provider's API: JSON, at most
+/// [`USERINFO_MAX`](crate::limits::USERINFO_MAX) bytes, within five seconds.
 async fn get_json_value(
     http: &reqwest::Client,
     conn: &Connection,
     url: &str,
     token: &str,
 ) -> Result<Value, UpstreamError> {
-    let name = || conn.display_name.clone();
-    let res = http
-        .get(url)
-        .bearer_auth(token)
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| UpstreamError::Unreachable(name(), e.to_string()))?;
-    if !res.status().is_success() {
-        return Err(UpstreamError::Provider(
-            name(),
-            format!("{url} answered {}", res.status()),
-        ));
-    }
-    res.json::<Value>()
-        .await
-        .map_err(|e| UpstreamError::Unreachable(name(), e.to_string()))
+    fetch::json(
+        http,
+        url,
+        Some(token),
+        crate::limits::USERINFO_MAX,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .map_err(|e| match e {
+        fetch::FetchError::Status { .. } => {
+            UpstreamError::Provider(conn.display_name.clone(), e.to_string())
+        }
+        other => UpstreamError::Unreachable(conn.display_name.clone(), other.to_string()),
+    })
 }
 
 async fn get_json(

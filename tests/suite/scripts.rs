@@ -279,3 +279,29 @@ apps:
         "{typo}"
     );
 }
+
+#[test]
+fn usher_check_refuses_a_ported_policy_that_would_skip_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    // The JavaScript spelling of the callback: accepted and ignored, it would let every
+    // local user through without step 2.
+    std::fs::write(
+        dir.path().join("ported.rhai"),
+        "fn on_login_request(ctx) {\n    execute_step(1, #{\n        onSuccess: |ctx| {\n            if ctx.steps[1].idp == \"local\" { execute_step(2); }\n        }\n    });\n}\n",
+    )
+    .unwrap();
+    let yaml = "issuer: http://localhost:9000\napps:\n  a:\n    name: A\n    client_id: a\n    redirect_uris: [\"http://localhost/cb\"]\n    sign_in:\n      steps: [[password], [totp]]\n      script: ported.rhai\n";
+    std::fs::write(dir.path().join("usher.yaml"), yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args(["check", "--config"])
+        .arg(dir.path().join("usher.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ported.rhai:3:9: script error: execute_step(1): unknown option `onSuccess`; did you mean `on_success`?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("error: error:"), "{stderr}");
+}
