@@ -120,7 +120,7 @@ pub async fn subject_of(
     let (enrolled, factors) = enrolled_and_factors(store, config, u).await?;
     let mut subject = local_subject(u, enrolled);
     subject.factors = factors;
-    script_view(store, &mut subject, u, now).await?;
+    script_view(store, config, &mut subject, u, now).await?;
     Ok(subject)
 }
 
@@ -129,13 +129,18 @@ pub const SCRIPT_SESSIONS_MAX: usize = 20;
 
 /// What a script reads of an account beyond the account itself: its groups and its
 /// live single sign-on sessions. Recorded in the subject when the step completes, so
-/// every replay of the script sees the same.
+/// every replay of the script sees the same. Without any script in the config nobody
+/// could read them, and the store is spared the reads.
 pub async fn script_view(
     store: &dyn Store,
+    config: &Config,
     subject: &mut Subject,
     user: &User,
     now: u64,
 ) -> StoreResult<()> {
+    if !config.apps.values().any(|a| a.sign_in.script.is_some()) {
+        return Ok(());
+    }
     subject.groups = groups_of(store, user).await?;
     subject.sessions = sessions_of(store, &user.id, now).await?;
     Ok(())
