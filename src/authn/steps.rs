@@ -9,7 +9,7 @@ use super::attempts::{self, Attempts, Holder, Limit, Reserved, Rules, Ticket};
 use super::recovery;
 use crate::config::{Config, StepOption};
 use crate::flow::{password_fingerprint, Flow, Subject};
-use crate::store::{Store, StoreResult, User};
+use crate::store::{Account, Store, StoreResult, User};
 
 pub const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
 pub const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
@@ -107,6 +107,18 @@ pub async fn enrolled_and_factors(
 ) -> StoreResult<(Vec<String>, Vec<String>)> {
     let held = held(store, &user.id).await?;
     Ok((enrolled_of(&held), factors_of(&held, config, user)))
+}
+
+/// The subject of an account read with its second factors: what it has enrolled and
+/// what it can be asked for, with no further read.
+pub fn account_subject(config: &Config, account: &Account) -> Subject {
+    let held = Held {
+        totp: account.totp,
+        codes: account.recovery_codes > 0,
+    };
+    let mut subject = local_subject(&account.user, enrolled_of(&held));
+    subject.factors = factors_of(&held, config, &account.user);
+    subject
 }
 
 /// The subject of a local account with what it has enrolled and the second factors it

@@ -616,6 +616,30 @@ pub trait AuditStore: Send + Sync {
     async fn sweep_events(&self, cutoff: u64) -> StoreResult<usize>;
 }
 
+/// An account read together with what it holds as second factors: a sign-in that knows
+/// its account needs both, and on a network database that is one query, not three.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub user: User,
+    /// A confirmed TOTP authenticator.
+    pub totp: bool,
+    /// Recovery codes left.
+    pub recovery_codes: usize,
+}
+
+/// A code exchange's redemption ([`TokenStore::redeem_code`]) with what the exchange
+/// checks next, read in the same call ([`Store::redeem_code_at`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redemption {
+    pub redeem: Redeem,
+    /// On a `Fresh` redemption, the grant's account as it is now; `None` when the grant
+    /// has none, or it is gone.
+    pub user: Option<User>,
+    /// On a `Fresh` redemption, whether the SSO session the code was issued in is
+    /// there and unexpired (true for a code that names no session).
+    pub session_live: bool,
+}
+
 /// Every capability, plus durability.
 #[async_trait]
 pub trait Store:
@@ -654,6 +678,111 @@ pub trait Store:
     /// cannot (a wrapper that does not pass it on).
     fn transfer(&self) -> Option<&dyn Transfer> {
         None
+    }
+
+    // Several capabilities in one call. A silent SSO sign-in is the commonest thing an
+    // identity provider serves, and on a network database its cost is counted in round
+    // trips: these answer what it needs in one each. The defaults compose the
+    // capabilities above (an embedded store pays nothing per call); a database
+    // overrides them with one statement apiece, and the contract suite holds both to
+    // the same answers.
+
+    /// The account with its second factors ([`Account`]); `None` when there is none.
+    async fn account(&self, user_id: &str) -> StoreResult<Option<Account>> {
+        let Some(user) = self.user(user_id).await? else {
+            return Ok(None);
+        };
+        let totp = self.totp(user_id).await?.is_some_and(|c| c.confirmed);
+        let recovery_codes = self.recovery_codes_left(user_id).await?;
+        Ok(Some(Account {
+            user,
+            totp,
+            recovery_codes,
+        }))
+    }
+
+    /// The SSO session stored under `id_hash` with its account as [`account`]
+    /// (Self::account) reads it: `None` for no session; the account is `None` when the
+    /// session has none or it is gone.
+    async fn session_with_account(
+        &self,
+        id_hash: &str,
+    ) -> StoreResult<Option<(Session, Option<Account>)>> {
+        let Some(session) = self.session(id_hash).await? else {
+            return Ok(None);
+        };
+        let account = match &session.user_id {
+            Some(id) => self.account(id).await?,
+            None => None,
+        };
+        Ok(Some((session, account)))
+    }
+
+    /// Redeem a code exactly as [`redeem_code`](TokenStore::redeem_code) does and, when
+    /// this call won it, read the grant's account and whether its session lives at
+    /// `now`, in the same call.
+    async fn redeem_code_at(
+        &self,
+        code_hash: &str,
+        grant_id: &str,
+        now: u64,
+    ) -> StoreResult<Redemption> {
+        let redeem = self.redeem_code(code_hash, grant_id).await?;
+        let Redeem::Fresh(record) = &redeem else {
+            return Ok(Redemption {
+                redeem,
+                user: None,
+                session_live: false,
+            });
+        };
+        let user = match &record.grant.user_id {
+            Some(id) => self.user(id).await?,
+            None => None,
+        };
+        let session_live = match &record.grant.session {
+            Some(hash) => self
+                .session(hash)
+                .await?
+                .is_some_and(|s| s.expires_at > now),
+            None => true,
+        };
+        Ok(Redemption {
+            redeem,
+            user,
+            session_live,
+        })
+    }
+
+    /// Write a new grant and its first refresh token together: as
+    /// [`create_grant`](TokenStore::create_grant), `false` (and nothing written, the
+    /// token neither) when a grant with that id is there already.
+    async fn create_grant_with_refresh(
+        &self,
+        grant: &Grant,
+        refresh_hash: &str,
+        refresh: &RefreshRecord,
+    ) -> StoreResult<bool> {
+        if !self.create_grant(grant).await? {
+            return Ok(false);
+        }
+        self.put_refresh(refresh_hash, refresh).await?;
+        Ok(true)
+    }
+
+    /// Store a code as [`put_code`](TokenStore::put_code) does, with the audit events of
+    /// the sign-in that issued it, in one write: a database that cannot write the
+    /// events does not issue the code either.
+    async fn put_code_with_events(
+        &self,
+        code_hash: &str,
+        record: &CodeRecord,
+        events: &[AuditEvent],
+    ) -> StoreResult<()> {
+        self.put_code(code_hash, record).await?;
+        for event in events {
+            self.append_event(event).await?;
+        }
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod accounts;
+pub mod combined;
 pub mod counters;
 pub mod credentials;
 pub mod grants;
@@ -227,6 +228,12 @@ macro_rules! store_contract_tests {
             short_lived::lookups_of_text_holding_a_nul_find_nothing,
             short_lived::an_expired_flash_is_not_shown_and_is_swept,
             short_lived::events_scan_in_order_and_sweep_by_age,
+            combined::an_account_is_read_with_its_second_factors,
+            combined::a_session_is_read_with_its_account,
+            combined::a_redemption_reads_the_account_and_session_it_needs,
+            combined::parallel_redemptions_read_standing_once,
+            combined::a_grant_and_its_refresh_token_are_written_together_or_not_at_all,
+            combined::a_code_is_written_with_its_audit_events,
         }
     };
 }
