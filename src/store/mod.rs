@@ -398,6 +398,15 @@ pub trait CounterStore: Send + Sync {
     async fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
     /// Forget the counter (a success forgives the failures before it). `DELETE`.
     async fn reset_counter(&self, key: &str) -> StoreResult<()>;
+    /// Forget several counters at once (a sign-in forgives every count of its
+    /// account): as [`reset_counter`](Self::reset_counter) of each, in one call.
+    /// `DELETE … WHERE key = ANY($1)`.
+    async fn reset_counters(&self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.reset_counter(key).await?;
+        }
+        Ok(())
+    }
     /// Remove counters expired at or before `now`; returns how many.
     async fn sweep_counters(&self, now: u64) -> StoreResult<usize>;
 }
@@ -461,6 +470,11 @@ pub trait SessionStore: Send + Sync {
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
     /// The sessions of an account, with their hashes, expired ones included.
     async fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
+    /// End every session of the account but `keep` (the one signing the others out);
+    /// returns how many this call ended: of parallel calls, each session is counted
+    /// once, and afterwards no session of the account written before the first call
+    /// started is left but `keep`. `DELETE … WHERE user_id = $1 AND hash <> $2`.
+    async fn end_sessions_of(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize>;
     /// Remove sessions that expired at or before `now`; returns how many. Safe to run
     /// on every node at once: a session removed twice counts once.
     async fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
@@ -533,6 +547,17 @@ pub trait TokenStore: Send + Sync {
     /// before the first call started is revoked. `UPDATE … SET revoked = true WHERE
     /// user_id = $1 AND NOT revoked`.
     async fn revoke_grants_of(&self, user_id: &str) -> StoreResult<usize>;
+    /// As [`revoke_grants_of`](Self::revoke_grants_of), sparing the grants of app
+    /// `client_id` issued under session `session` (the page signing the account out
+    /// everywhere else keeps its own), with the same count and promise under
+    /// concurrency. `UPDATE … WHERE user_id = $1 AND NOT revoked
+    /// AND NOT (client_id = $2 AND session = $3)`.
+    async fn revoke_grants_of_except(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        session: &str,
+    ) -> StoreResult<usize>;
     /// Revoke the grants issued under an SSO session, all of them or, with
     /// `keep_offline`, all but the `offline` ones; the count and the promise under
     /// concurrency are those of [`revoke_grants_of`](Self::revoke_grants_of). `UPDATE …

@@ -497,3 +497,33 @@ pub async fn crossed_names_in_parallel_conflict_cleanly(f: &dyn StoreFactory) {
         );
     }
 }
+
+pub async fn an_accounts_sessions_end_together_but_the_kept_one(f: &dyn StoreFactory) {
+    let store = f.fresh();
+    let s = store.as_ref();
+    for (hash, user) in [("h1", "u_a"), ("h2", "u_a"), ("h3", "u_a"), ("h4", "u_b")] {
+        s.put_session(hash, &session(Some(user), 100))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.end_sessions_of("u_a", Some("h2")).await.unwrap(), 2);
+    assert_eq!(hashes(s, "u_a").await, ["h2"]);
+    assert!(s.session("h1").await.unwrap().is_none());
+    assert!(s.session("h2").await.unwrap().is_some(), "the kept session");
+    assert_eq!(hashes(s, "u_b").await, ["h4"], "another account's session");
+    assert_eq!(s.end_sessions_of("u_a", None).await.unwrap(), 1);
+    assert!(hashes(s, "u_a").await.is_empty());
+    assert_eq!(s.end_sessions_of("nobody", None).await.unwrap(), 0);
+    // Parallel calls end each session once between them.
+    for i in 0..10 {
+        s.put_session(&format!("p{i}"), &session(Some("u_a"), 100))
+            .await
+            .unwrap();
+    }
+    let counts = race(&store, |s, _| async move {
+        s.end_sessions_of("u_a", None).await.unwrap()
+    })
+    .await;
+    assert_eq!(counts.iter().sum::<usize>(), 10, "{counts:?}");
+    assert!(hashes(s, "u_a").await.is_empty());
+}

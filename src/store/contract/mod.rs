@@ -234,6 +234,9 @@ macro_rules! store_contract_tests {
             combined::parallel_redemptions_read_standing_once,
             combined::a_grant_and_its_refresh_token_are_written_together_or_not_at_all,
             combined::a_code_is_written_with_its_audit_events,
+            accounts::an_accounts_sessions_end_together_but_the_kept_one,
+            grants::revoking_an_account_can_spare_one_apps_grant_in_one_session,
+            counters::several_counters_are_forgotten_in_one_call,
         }
     };
 }

@@ -346,6 +346,16 @@ impl SessionStore for PgStore {
             .collect()
     }
 
+    async fn end_sessions_of(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize> {
+        let n = self
+            .execute(
+                "DELETE FROM sessions WHERE user_id = $1 AND hash IS DISTINCT FROM $2",
+                &[&user_id, &keep],
+            )
+            .await?;
+        Ok(n as usize)
+    }
+
     async fn sweep_sessions(&self, now: u64) -> StoreResult<usize> {
         let n = self
             .execute("DELETE FROM sessions WHERE expires_at <= $1", &[&int(now)])

@@ -178,7 +178,18 @@ impl SessionStore for SledStore {
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        self.remove_session(id_hash)
+        self.remove_session(id_hash).map(|_| ())
+    }
+
+    async fn end_sessions_of(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize> {
+        let mut ended = 0;
+        for (hash, _) in self.sessions_of(user_id).await? {
+            // Counted only by the call whose remove took it.
+            if Some(hash.as_str()) != keep && self.remove_session(&hash)? {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     async fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>> {
@@ -272,19 +283,21 @@ impl SledStore {
 
 impl SledStore {
     /// Remove a session and its index entry, in one transaction.
-    fn remove_session(&self, id_hash: &str) -> StoreResult<()> {
+    /// Remove a session and its index entry; `true` if this call removed it.
+    fn remove_session(&self, id_hash: &str) -> StoreResult<bool> {
         tx_result(
             (&self.sessions, &self.user_sessions).transaction(|(sessions, index)| {
-                if let Some(bytes) = sessions.remove(id_hash.as_bytes())? {
-                    // A corrupt record is removed all the same; only its index entry
-                    // cannot be found, and `sessions_of` skips such leftovers.
-                    if let Ok(old) = decode::<Session>(&bytes) {
-                        if let Some(uid) = old.user_id {
-                            index.remove(session_index_key(&uid, id_hash).as_bytes())?;
-                        }
+                let Some(bytes) = sessions.remove(id_hash.as_bytes())? else {
+                    return Ok(false);
+                };
+                // A corrupt record is removed all the same; only its index entry
+                // cannot be found, and `sessions_of` skips such leftovers.
+                if let Ok(old) = decode::<Session>(&bytes) {
+                    if let Some(uid) = old.user_id {
+                        index.remove(session_index_key(&uid, id_hash).as_bytes())?;
                     }
                 }
-                Ok(())
+                Ok(true)
             }),
         )
     }
