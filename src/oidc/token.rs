@@ -20,7 +20,7 @@ use crate::context::Ctx;
 use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
 use crate::limits;
 use crate::secret::ct_eq;
-use crate::store::{Grant, Redeem, RefreshRecord, Rotate, Store, StoreError, User};
+use crate::store::{Grant, Redeem, RefreshRecord, Rotate, StoreError, User};
 
 /// A token request, already split from its HTTP envelope.
 #[derive(Debug, Default)]
@@ -432,15 +432,6 @@ pub(super) async fn session_lives(
     }
 }
 
-/// The account behind a grant, refusing one that was disabled or deleted since.
-async fn live_user(store: &dyn Store, user_id: Option<&str>) -> Result<Option<User>, TokenError> {
-    let found = match user_id {
-        Some(id) => store.user(id).await?,
-        None => None,
-    };
-    live(user_id, found)
-}
-
 /// The grant's account (`user_id`) as `found` in the store: refused when it was
 /// disabled or deleted since.
 fn live(user_id: Option<&str>, found: Option<User>) -> Result<Option<User>, TokenError> {
@@ -469,17 +460,12 @@ async fn refresh(
     let new_token = random_token(32);
     // Rotate first: a presented refresh token is spent whatever comes next, so two
     // parallel uses cannot both succeed. One presented by another client has leaked,
-    // and its family is revoked.
-    let old_hash = token_hash(presented);
-    let next = RefreshRecord {
-        grant_id: String::new(),
-        expires_at: 0,
-        used: false,
-    };
-    let old = match store
-        .rotate_refresh(&old_hash, &token_hash(&new_token), &next)
-        .await?
-    {
+    // and its family is revoked. The same call reads the grant, its session and its
+    // account.
+    let rotation = store
+        .rotate_refresh_at(&token_hash(presented), &token_hash(&new_token), now)
+        .await?;
+    let old = match rotation.rotate {
         Rotate::Rotated(old) => old,
         Rotate::Unknown => return Err(grant_error("the refresh token is invalid")),
         Rotate::Reused(old) => {
@@ -489,9 +475,8 @@ async fn refresh(
             return Err(grant_error("the refresh token has already been used"));
         }
     };
-    let grant = store
-        .grant(&old.grant_id)
-        .await?
+    let grant = rotation
+        .grant
         .ok_or_else(|| grant_error("the refresh token is invalid"))?;
     if grant.revoked {
         return Err(grant_error("the grant was revoked"));
@@ -507,7 +492,7 @@ async fn refresh(
         return Err(grant_error("the refresh token has expired"));
     }
     // Tokens die with the session that issued them, unless offline access was granted.
-    if !grant.offline && !session_lives(ctx, &grant.data).await? {
+    if !grant.offline && !rotation.session_live {
         store.revoke_grant(&grant.id).await?;
         store.flush().await?;
         return Err(grant_error("the sign-in session has ended"));
@@ -530,7 +515,7 @@ async fn refresh(
         }
         grant.scopes = asked;
     }
-    let user = match live_user(store, grant.data.user_id.as_deref()).await {
+    let user = match live(grant.data.user_id.as_deref(), rotation.user) {
         Ok(u) => u,
         Err(e) => {
             store.revoke_grant(&grant.id).await?;
@@ -538,17 +523,6 @@ async fn refresh(
             return Err(e);
         }
     };
-    // The rotated-in token was stored with placeholder fields; now write it for real.
-    store
-        .put_refresh(
-            &token_hash(&new_token),
-            &RefreshRecord {
-                grant_id: grant.id.clone(),
-                expires_at: grant.expires_at,
-                used: false,
-            },
-        )
-        .await?;
     issue(ctx, keys, app, &grant, user.as_ref(), &new_token).await
 }
 

@@ -55,11 +55,15 @@ pub async fn complete(
         .subject()
         .cloned()
         .ok_or_else(|| CoreError::Internal("completed flow has no subject".into()))?;
+    let interactive = flow.interactive();
     if let Some(id) = &subject.user_id {
-        // The session read with this request found the account live: that is now.
-        let seen_live = session
-            .and_then(|s| s.view.as_ref())
-            .is_some_and(|v| v.subject.user_id.as_ref() == Some(id));
+        // A silent sign-in writes no new session, only the code (which the exchange
+        // checks against the account again): the account this request's session read
+        // found live will do. An interactive one reads it again before it writes one.
+        let seen_live = !interactive
+            && session
+                .and_then(|s| s.view.as_ref())
+                .is_some_and(|v| v.subject.user_id.as_ref() == Some(id));
         let live = seen_live || ctx.store.user(id).await?.is_some_and(|u| !u.disabled);
         if !live {
             flow.log("the account is disabled or was deleted");
@@ -76,7 +80,6 @@ pub async fn complete(
     let same = session
         .filter(|s| s.session.sub == subject.sub)
         .map(|s| (&s.hash, &s.session));
-    let interactive = flow.interactive();
     let mut satisfied: BTreeMap<String, u64> =
         same.map(|(_, s)| s.satisfied.clone()).unwrap_or_default();
     satisfied.extend(flow::satisfied_options(flow));
@@ -117,12 +120,22 @@ pub async fn complete(
         }
     };
     let sid = b64url(&sha256(session_hash.as_bytes())[..16]);
-    // A silent re-authorization of an app the session already knows changes nothing:
-    // writing it again would only cost a round trip (and could bring back a session
-    // another node ended in the meantime).
-    let unchanged = same.is_some_and(|(hash, s)| *hash == session_hash && *s == new_session);
-    if !unchanged {
-        ctx.store.put_session(&session_hash, &new_session).await?;
+    // A silent sign-in keeps the browser's session: it changes nothing when the app is
+    // one the session knows (no write at all), else it is updated only if it is still
+    // there, so a sign-out on another node since this request read it stays done (the
+    // code then names an ended session, and its exchange is refused).
+    match same {
+        Some((hash, s)) if *hash == session_hash => {
+            if *s != new_session
+                && !ctx
+                    .store
+                    .update_session(&session_hash, &new_session)
+                    .await?
+            {
+                flow.log("the session ended while signing in");
+            }
+        }
+        _ => ctx.store.put_session(&session_hash, &new_session).await?,
     }
     if let Some(old) = session.map(|s| &s.hash).filter(|old| **old != session_hash) {
         // The same subject signing in again keeps its apps: their grants move to the
@@ -155,6 +168,14 @@ pub async fn complete(
         expires_at: now + ctx.config.security.code_ttl,
         redeemed_by: None,
     };
+    flow.log(format!("signed in as {}", subject.sub));
+    // The code and the sign-in's audit trail are written together, first: if they
+    // cannot be, the sign-in fails with its flow still there to try again.
+    let mut events = vec![audit_event(ctx, flow, "success")];
+    events.extend(crate::audit::skipped_mfa_events(app, flow, now));
+    ctx.store
+        .put_code_with_events(&token_hash(&code), &record, &events)
+        .await?;
     if let (Some(id), true) = (&subject.user_id, interactive) {
         // The whole sign-in succeeded: the account's consecutive failures are forgiven.
         // Not before: passing the password again must not buy new guesses at the
@@ -164,13 +185,6 @@ pub async fn complete(
     if !flow.unsaved {
         ctx.store.delete_flow(&flow.id).await?;
     }
-    flow.log(format!("signed in as {}", subject.sub));
-    // The code and the sign-in's audit trail are written together.
-    let mut events = vec![audit_event(ctx, flow, "success")];
-    events.extend(crate::audit::skipped_mfa_events(app, flow, now));
-    ctx.store
-        .put_code_with_events(&token_hash(&code), &record, &events)
-        .await?;
     let redirect = response_url(
         &flow.request.redirect_uri,
         &crate::oidc::issuer(ctx.config),

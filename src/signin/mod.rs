@@ -67,7 +67,9 @@ pub fn cancel(ctx: Ctx<'_>, flow: &mut Flow, step: usize) {
 }
 
 /// Write a sign-in's outcome and trace into the audit trail. A failure to write is
-/// logged, never allowed to turn a sign-in into an error.
+/// logged, never allowed to turn a refused sign-in into an error. (A successful one's
+/// events are written with its code, and fail with it: no code leaves without its
+/// trail.)
 pub async fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
     let event = audit_event(ctx, flow, outcome);
     if let Err(e) = ctx.store.append_event(&event).await {

@@ -466,6 +466,10 @@ pub trait CredentialStore: Send + Sync {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
+    /// Replace a session that is still there; `false`, and nothing written, when it is
+    /// gone: a silent sign-in that read the session before a sign-out (on any node)
+    /// ended it must not bring it back. `UPDATE … WHERE hash = $1`.
+    async fn update_session(&self, id_hash: &str, session: &Session) -> StoreResult<bool>;
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
     /// The sessions of an account, with their hashes, expired ones included.
@@ -665,6 +669,21 @@ pub struct Redemption {
     pub session_live: bool,
 }
 
+/// A refresh token's rotation ([`TokenStore::rotate_refresh`]) with what the refresh
+/// checks next, read in the same call ([`Store::rotate_refresh_at`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotation {
+    pub rotate: Rotate,
+    /// On `Rotated`, the token's grant as it is now (`None` when it is gone).
+    pub grant: Option<Grant>,
+    /// On `Rotated`, whether the grant's SSO session is there and unexpired (true for a
+    /// grant that names none).
+    pub session_live: bool,
+    /// On `Rotated`, the grant's account as it is now (`None` when the grant has none,
+    /// or it is gone).
+    pub user: Option<User>,
+}
+
 /// Every capability, plus durability.
 #[async_trait]
 pub trait Store:
@@ -778,6 +797,60 @@ pub trait Store:
         })
     }
 
+    /// Rotate refresh token `old_hash` as [`rotate_refresh`](TokenStore::rotate_refresh)
+    /// does, the new token `new_hash` taking the old one's grant and expiry, and, when
+    /// this call spent it, read the grant, its session's liveness at `now` and its
+    /// account in the same call.
+    async fn rotate_refresh_at(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: u64,
+    ) -> StoreResult<Rotation> {
+        // The old token's grant and expiry are not known before it is spent: the new
+        // one is stored with a placeholder, then written for real.
+        let placeholder = RefreshRecord {
+            grant_id: String::new(),
+            expires_at: 0,
+            used: false,
+        };
+        let rotate = self
+            .rotate_refresh(old_hash, new_hash, &placeholder)
+            .await?;
+        let Rotate::Rotated(old) = &rotate else {
+            return Ok(Rotation {
+                rotate,
+                grant: None,
+                session_live: false,
+                user: None,
+            });
+        };
+        let inherited = RefreshRecord {
+            grant_id: old.grant_id.clone(),
+            expires_at: old.expires_at,
+            used: false,
+        };
+        self.put_refresh(new_hash, &inherited).await?;
+        let grant = self.grant(&old.grant_id).await?;
+        let session_live = match grant.as_ref().and_then(|g| g.data.session.as_deref()) {
+            Some(hash) => self
+                .session(hash)
+                .await?
+                .is_some_and(|s| s.expires_at > now),
+            None => true,
+        };
+        let user = match grant.as_ref().and_then(|g| g.data.user_id.as_deref()) {
+            Some(id) => self.user(id).await?,
+            None => None,
+        };
+        Ok(Rotation {
+            rotate,
+            grant,
+            session_live,
+            user,
+        })
+    }
+
     /// Write a new grant and its first refresh token together: as
     /// [`create_grant`](TokenStore::create_grant), `false` (and nothing written, the
     /// token neither) when a grant with that id is there already.
@@ -795,8 +868,9 @@ pub trait Store:
     }
 
     /// Store a code as [`put_code`](TokenStore::put_code) does, with the audit events of
-    /// the sign-in that issued it, in one write: a database that cannot write the
-    /// events does not issue the code either.
+    /// the sign-in that issued it: an error when either cannot be written, so no code
+    /// is handed out without its trail (on a database one statement writes both or
+    /// neither; the default may leave a code no one was given).
     async fn put_code_with_events(
         &self,
         code_hash: &str,

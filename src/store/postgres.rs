@@ -1010,6 +1010,15 @@ impl Store for PgStore {
         self.redeem_code_joined(code_hash, grant_id, now).await
     }
 
+    async fn rotate_refresh_at(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: u64,
+    ) -> StoreResult<Rotation> {
+        self.rotate_refresh_joined(old_hash, new_hash, now).await
+    }
+
     async fn create_grant_with_refresh(
         &self,
         grant: &Grant,

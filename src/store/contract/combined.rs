@@ -231,3 +231,110 @@ pub async fn a_code_is_written_with_its_audit_events(f: &dyn StoreFactory) {
     ));
     assert_eq!(s.events(0, 10).await.unwrap().len(), 2);
 }
+
+/// Grant `g1` of `u1` in session `s1` (or none), with refresh token `r1`.
+async fn granted(s: &Arc<dyn Store>, session: Option<&str>) {
+    let mut g = grant("g1");
+    g.data.session = session.map(String::from);
+    assert!(s
+        .create_grant_with_refresh(&g, "r1", &first_refresh("g1"))
+        .await
+        .unwrap());
+}
+
+pub async fn a_rotation_reads_the_grant_session_and_account_it_needs(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    two_accounts(&s).await;
+    s.put_session("s1", &session(Some("u1"), 100))
+        .await
+        .unwrap();
+    granted(&s, Some("s1")).await;
+    let r = s.rotate_refresh_at("r1", "r2", 50).await.unwrap();
+    let Rotate::Rotated(old) = &r.rotate else {
+        panic!("a fresh token was not rotated: {:?}", r.rotate)
+    };
+    assert_eq!(old.grant_id, "g1");
+    assert_eq!(r.grant.as_ref().map(|g| g.id.as_str()), Some("g1"));
+    assert_eq!(r.user, s.user("u1").await.unwrap());
+    assert!(r.session_live);
+    // The new token carries the grant and expiry on, and rotates in turn.
+    assert_eq!(
+        s.refresh_token("r2").await.unwrap(),
+        Some(first_refresh("g1"))
+    );
+    // Spending the old one again is a reuse naming its grant; nothing else is read.
+    let again = s.rotate_refresh_at("r1", "r3", 50).await.unwrap();
+    assert!(matches!(&again.rotate, Rotate::Reused(o) if o.grant_id == "g1"));
+    assert_eq!((again.grant, again.user), (None, None));
+    assert_eq!(
+        s.refresh_token("r3").await.unwrap(),
+        None,
+        "a reuse stored its token"
+    );
+    assert_eq!(
+        s.rotate_refresh_at("nope", "r4", 50).await.unwrap().rotate,
+        Rotate::Unknown
+    );
+    // The session expired at the refresh's time, then ended.
+    assert!(
+        !s.rotate_refresh_at("r2", "r5", 100)
+            .await
+            .unwrap()
+            .session_live
+    );
+    s.delete_session("s1").await.unwrap();
+    assert!(
+        !s.rotate_refresh_at("r5", "r6", 50)
+            .await
+            .unwrap()
+            .session_live
+    );
+    // The account gone: the grant is still read, the account is not there.
+    s.delete_user("u1").await.unwrap();
+    let r = s.rotate_refresh_at("r6", "r7", 50).await.unwrap();
+    assert!(r.grant.is_some());
+    assert_eq!(r.user, None);
+}
+
+pub async fn a_rotation_of_a_grant_without_a_session_has_none_to_check(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    two_accounts(&s).await;
+    granted(&s, None).await;
+    let r = s.rotate_refresh_at("r1", "r2", 50).await.unwrap();
+    assert!(matches!(r.rotate, Rotate::Rotated(_)));
+    assert!(r.session_live);
+    // A token whose grant the sweep removed: rotated, with no grant to issue from.
+    s.put_refresh("orphan", &first_refresh("gone"))
+        .await
+        .unwrap();
+    let r = s.rotate_refresh_at("orphan", "o2", 50).await.unwrap();
+    assert!(matches!(r.rotate, Rotate::Rotated(_)));
+    assert_eq!(r.grant, None);
+}
+
+pub async fn parallel_rotations_at_spend_a_token_once(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    two_accounts(&s).await;
+    granted(&s, None).await;
+    let results = race(&s, |s, i| async move {
+        s.rotate_refresh_at("r1", &format!("n{i}"), 50)
+            .await
+            .unwrap()
+    })
+    .await;
+    let won: Vec<usize> = (0..PARALLEL)
+        .filter(|i| matches!(results[*i].rotate, Rotate::Rotated(_)))
+        .collect();
+    assert_eq!(won.len(), 1, "one token was rotated several times");
+    for (i, r) in results.iter().enumerate() {
+        let stored = s.refresh_token(&format!("n{i}")).await.unwrap();
+        match &r.rotate {
+            Rotate::Rotated(_) => assert_eq!(stored, Some(first_refresh("g1"))),
+            Rotate::Reused(old) => {
+                assert_eq!(old.grant_id, "g1");
+                assert_eq!(stored, None, "a losing rotation stored its token");
+            }
+            Rotate::Unknown => panic!("a stored token was unknown"),
+        }
+    }
+}

@@ -139,6 +139,7 @@ pass! {
         fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
         fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
         fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
+        fn update_session(&self, id_hash: &str, session: &Session) -> StoreResult<bool>;
         fn end_sessions_of(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize>;
         fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
     }

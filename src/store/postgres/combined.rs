@@ -116,6 +116,74 @@ impl PgStore {
         })
     }
 
+    pub(super) async fn rotate_refresh_joined(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: u64,
+    ) -> StoreResult<Rotation> {
+        // One statement, so one transaction: the token is spent only if this call
+        // matched it unspent, the new one takes its grant and expiry, and the grant,
+        // its session and its account are read as they are when it wins.
+        let won = self
+            .query_opt(
+                "WITH spent AS (
+                     UPDATE refresh_tokens SET used = true WHERE hash = $1 AND NOT used
+                     RETURNING grant_id, used, expires_at
+                 ), fresh AS (
+                     INSERT INTO refresh_tokens (hash, grant_id, used, expires_at)
+                     SELECT $2, grant_id, false, expires_at FROM spent
+                     ON CONFLICT (hash) DO UPDATE SET grant_id = EXCLUDED.grant_id,
+                         used = EXCLUDED.used, expires_at = EXCLUDED.expires_at
+                 )
+                 SELECT spent.grant_id, spent.used, spent.expires_at, g.value AS grant,
+                     s.expires_at AS session_expires, u.value AS account
+                 FROM spent
+                 LEFT JOIN grants g ON g.id = spent.grant_id COLLATE \"C\"
+                 LEFT JOIN sessions s ON s.hash = g.session COLLATE \"C\"
+                 LEFT JOIN users u ON u.id = g.user_id COLLATE \"C\"",
+                &[&old_hash, &new_hash],
+            )
+            .await?;
+        let Some(row) = won else {
+            // Spent before, or unknown: which one is a second, rarer read.
+            let rotate = match self.refresh_token(old_hash).await? {
+                Some(old) => Rotate::Reused(old),
+                None => Rotate::Unknown,
+            };
+            return Ok(Rotation {
+                rotate,
+                grant: None,
+                session_live: false,
+                user: None,
+            });
+        };
+        // As `rotate_refresh` answers it: the record as spent.
+        let old = RefreshRecord {
+            grant_id: col(&row, "grant_id")?,
+            used: col(&row, "used")?,
+            expires_at: uint(col(&row, "expires_at")?),
+        };
+        let grant = col::<Option<tokio_postgres::types::Json<Grant>>>(&row, "grant")?
+            .map(|j| j.0)
+            .filter(|g| g.id == old.grant_id);
+        let session_live = match grant.as_ref().and_then(|g| g.data.session.as_ref()) {
+            Some(_) => col::<Option<i64>>(&row, "session_expires")?.is_some_and(|e| uint(e) > now),
+            None => true,
+        };
+        let user = col::<Option<tokio_postgres::types::Json<User>>>(&row, "account")?
+            .map(|j| j.0)
+            .filter(|u| {
+                grant.as_ref().and_then(|g| g.data.user_id.as_deref()) == Some(u.id.as_str())
+            });
+        Ok(Rotation {
+            rotate: Rotate::Rotated(old),
+            grant,
+            session_live,
+            user,
+        })
+    }
+
     pub(super) async fn create_grant_with_refresh_joined(
         &self,
         grant: &Grant,

@@ -146,7 +146,7 @@ impl TokenStore for PgStore {
             .execute(
                 &format!(
                     "UPDATE grants SET {REVOKE} WHERE user_id = $1 AND NOT revoked
-                     AND NOT (value->>'client_id' = $2 AND coalesce(session = $3, false))"
+                     AND NOT coalesce(value->>'client_id' = $2 AND session = $3, false)"
                 ),
                 &[&user_id, &client_id, &session],
             )
