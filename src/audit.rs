@@ -154,6 +154,25 @@ pub async fn rejected(
     .await;
 }
 
+/// An event within the caps.
+fn event(
+    now: u64,
+    kind: &str,
+    outcome: &str,
+    (actor, sub): (Option<&str>, Option<&str>),
+    detail: Vec<String>,
+) -> AuditEvent {
+    bounded(AuditEvent {
+        id: event_id(now),
+        at: now,
+        kind: kind.to_string(),
+        app: actor.map(str::to_string),
+        sub: sub.map(str::to_string),
+        outcome: outcome.to_string(),
+        detail,
+    })
+}
+
 async fn write(
     store: &dyn AuditStore,
     now: u64,
@@ -162,15 +181,7 @@ async fn write(
     (actor, sub): (Option<&str>, Option<&str>),
     detail: Vec<String>,
 ) {
-    let event = bounded(AuditEvent {
-        id: event_id(now),
-        at: now,
-        kind: kind.to_string(),
-        app: actor.map(str::to_string),
-        sub: sub.map(str::to_string),
-        outcome: outcome.to_string(),
-        detail,
-    });
+    let event = event(now, kind, outcome, (actor, sub), detail);
     if let Err(e) = store.append_event(&event).await {
         tracing::error!(error = %e, kind, "could not write the audit event");
     }
@@ -210,13 +221,15 @@ pub async fn federated(
     .await;
 }
 
-/// After a successful sign-in: every step that offers only second factors and was not
-/// taken (a script decided so) is recorded as `mfa.skipped`, with the script's log, so
-/// "why did this user skip MFA?" has an answer in the trail as well as in the trace.
-pub async fn skipped_mfa(store: &dyn AuditStore, app: &App, flow: &Flow, now: u64) {
+/// The `mfa.skipped` events of a successful sign-in, written with its code: one for
+/// every step that offers only second factors and was not taken (a script decided
+/// so), with the script's log, so "why did this user skip MFA?" has an answer in the
+/// trail as well as in the trace.
+pub fn skipped_mfa_events(app: &App, flow: &Flow, now: u64) -> Vec<AuditEvent> {
     let Some(subject) = flow.subject() else {
-        return;
+        return Vec::new();
     };
+    let mut events = Vec::new();
     for (i, step) in app.sign_in.steps.iter().enumerate() {
         let n = i + 1;
         let mfa = !step.options.is_empty() && step.options.iter().all(StepOption::needs_account);
@@ -236,8 +249,9 @@ pub async fn skipped_mfa(store: &dyn AuditStore, app: &App, flow: &Flow, now: u6
         )];
         detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
         let who = (Some(app.id.as_str()), Some(subject.sub.as_str()));
-        write(store, now, kind::MFA_SKIPPED, "skipped", who, detail).await;
+        events.push(event(now, kind::MFA_SKIPPED, "skipped", who, detail));
     }
+    events
 }
 
 /// Most events the admin API returns at once.

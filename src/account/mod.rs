@@ -121,25 +121,14 @@ pub async fn sign_out_everywhere(
     if store.totp(user_id).await?.is_some_and(|c| !c.confirmed) {
         store.delete_totp(user_id).await?;
     }
-    for (hash, _) in store.sessions_of(user_id).await? {
-        if Some(hash.as_str()) != keep.session {
-            store.delete_session(&hash).await?;
-            out.sessions += 1;
-        }
-    }
+    out.sessions = store.end_sessions_of(user_id, keep.session).await?;
     out.grants = match keep.session {
         None => store.revoke_grants_of(user_id).await?,
+        // My Account's own grant in the session it keeps lives on.
         Some(kept) => {
-            let mut revoked = 0;
-            for grant in store.grants_of(user_id).await? {
-                let own = grant.client_id == MY_ACCOUNT_APP
-                    && grant.data.session.as_deref() == Some(kept);
-                if !own && !grant.revoked {
-                    store.revoke_grant(&grant.id).await?;
-                    revoked += 1;
-                }
-            }
-            revoked
+            store
+                .revoke_grants_of_except(user_id, MY_ACCOUNT_APP, kept)
+                .await?
         }
     };
     Ok(out)

@@ -9,7 +9,7 @@ use super::attempts::{self, Attempts, Holder, Limit, Reserved, Rules, Ticket};
 use super::recovery;
 use crate::config::{Config, StepOption};
 use crate::flow::{password_fingerprint, Flow, Subject};
-use crate::store::{Store, StoreResult, User};
+use crate::store::{Account, Store, StoreResult, User};
 
 pub const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
 pub const LOCKED: &str = "Too many failed attempts. Wait a few minutes before trying again.";
@@ -109,6 +109,19 @@ pub async fn enrolled_and_factors(
     Ok((enrolled_of(&held), factors_of(&held, config, user)))
 }
 
+/// The subject of an account read with its second factors: what it has enrolled and
+/// what it can be asked for, with no further read. What scripts read of it
+/// ([`script_view`]) is added by the caller that needs it.
+pub fn account_subject(config: &Config, account: &Account) -> Subject {
+    let held = Held {
+        totp: account.totp,
+        codes: account.recovery_codes > 0,
+    };
+    let mut subject = local_subject(&account.user, enrolled_of(&held));
+    subject.factors = factors_of(&held, config, &account.user);
+    subject
+}
+
 /// The subject of a local account with what it has enrolled, the second factors it
 /// can be asked for, and what scripts read of it ([`script_view`]), read from the store.
 pub async fn subject_of(
@@ -120,7 +133,7 @@ pub async fn subject_of(
     let (enrolled, factors) = enrolled_and_factors(store, config, u).await?;
     let mut subject = local_subject(u, enrolled);
     subject.factors = factors;
-    script_view(store, config, &mut subject, u, now).await?;
+    script_view(store, config, &mut subject, u, now, None).await?;
     Ok(subject)
 }
 
@@ -130,19 +143,22 @@ pub const SCRIPT_SESSIONS_MAX: usize = 20;
 /// What a script reads of an account beyond the account itself: its groups and its
 /// live single sign-on sessions. Recorded in the subject when the step completes, so
 /// every replay of the script sees the same. Without any script in the config nobody
-/// could read them, and the store is spared the reads.
+/// could read them, and the store is spared the reads. `except` is the hash of the
+/// session standing in for the step, if one does: not one of the user's *other*
+/// sessions.
 pub async fn script_view(
     store: &dyn Store,
     config: &Config,
     subject: &mut Subject,
     user: &User,
     now: u64,
+    except: Option<&str>,
 ) -> StoreResult<()> {
     if !config.apps.values().any(|a| a.sign_in.script.is_some()) {
         return Ok(());
     }
     subject.groups = groups_of(store, user).await?;
-    subject.sessions = sessions_of(store, &user.id, now).await?;
+    subject.sessions = sessions_of(store, &user.id, now, except).await?;
     Ok(())
 }
 
@@ -159,13 +175,14 @@ pub async fn sessions_of(
     store: &dyn Store,
     user_id: &str,
     now: u64,
+    except: Option<&str>,
 ) -> StoreResult<Vec<crate::flow::OtherSession>> {
     let mut live: Vec<crate::flow::OtherSession> = store
         .sessions_of(user_id)
         .await?
         .into_iter()
+        .filter(|(hash, s)| s.expires_at > now && Some(hash.as_str()) != except)
         .map(|(_, s)| s)
-        .filter(|s| s.expires_at > now)
         .map(|s| crate::flow::OtherSession {
             apps: s.clients,
             idp: s.idp,

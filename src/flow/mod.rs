@@ -127,6 +127,11 @@ pub struct Flow {
     pub browser: String,
     pub created_at: u64,
     pub expires_at: u64,
+    /// Made in this request and not written to the store yet ([`Flow::new`] sets it,
+    /// saving clears it; a flow read back never has it): finishing such a sign-in has
+    /// no stored flow to delete, so a silent SSO sign-in saves the round trip.
+    #[serde(skip)]
+    pub unsaved: bool,
     /// Steps satisfied so far, in order: written only by [`Flow::step_succeeded`] and
     /// the interpreter (steps the SSO session satisfies).
     done: Vec<StepRecord>,
@@ -265,6 +270,7 @@ impl Flow {
             browser,
             created_at: now,
             expires_at: now + ttl,
+            unsaved: true,
             done: Vec::new(),
             failed: Vec::new(),
             picked: None,

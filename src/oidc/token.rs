@@ -20,7 +20,7 @@ use crate::context::Ctx;
 use crate::crypto::{b64url, random_token, sha256, time_prefixed_id, token_hash};
 use crate::limits;
 use crate::secret::ct_eq;
-use crate::store::{Grant, Redeem, RefreshRecord, Rotate, Store, StoreError, User};
+use crate::store::{Grant, Redeem, RefreshRecord, Rotate, StoreError, User};
 
 /// A token request, already split from its HTTP envelope.
 #[derive(Debug, Default)]
@@ -283,7 +283,11 @@ async fn authorization_code(
             basic_auth: false,
         })?;
     let grant_id = time_prefixed_id(now);
-    let record = match store.redeem_code(&token_hash(code), &grant_id).await? {
+    // One call redeems the code and reads what the exchange checks next.
+    let redemption = store
+        .redeem_code_at(&token_hash(code), &grant_id, now)
+        .await?;
+    let record = match redemption.redeem {
         Redeem::Fresh(r) => r,
         Redeem::Unknown => return Err(grant_error("the code is invalid")),
         Redeem::Reused(r) => {
@@ -310,7 +314,11 @@ async fn authorization_code(
             return Err(grant_error("the code has already been used"));
         }
     };
-    let result = redeemed(ctx, keys, app, req, record, grant_id).await;
+    let standing = Standing {
+        user: redemption.user,
+        session_live: redemption.session_live,
+    };
+    let result = redeemed(ctx, keys, app, req, (record, standing), grant_id).await;
     if result.is_err() {
         // The code is used up whatever went wrong; that is durable before the answer.
         // (A success is made durable by `issue`, with everything it wrote: one fsync.)
@@ -319,13 +327,20 @@ async fn authorization_code(
     result
 }
 
+/// What a redeemed code's exchange found, read with the redemption: the grant's
+/// account as it is now, and whether its sign-in session still lives.
+struct Standing {
+    user: Option<User>,
+    session_live: bool,
+}
+
 /// The rest of a code exchange, once the code is marked redeemed.
 async fn redeemed(
     ctx: &Ctx<'_>,
     keys: &Keys,
     app: &App,
     req: &TokenRequest,
-    record: crate::store::CodeRecord,
+    (record, standing): (crate::store::CodeRecord, Standing),
     grant_id: String,
 ) -> Result<Value, TokenError> {
     let (config, store, now) = (ctx.config, ctx.store, ctx.now);
@@ -358,12 +373,12 @@ async fn redeemed(
         }
         (None, None) => {}
     }
-    let user = live_user(store, record.grant.user_id.as_deref()).await?;
+    let user = live(record.grant.user_id.as_deref(), standing.user)?;
     // The session the code was issued in must still be there: signing out, a new
     // password or a disabled account between sign-in and exchange ends it, and with it
     // every code it issued (an offline grant included, which would otherwise outlive
     // the revocation that just missed it).
-    if !session_lives(ctx, &record.grant).await? {
+    if !standing.session_live {
         return Err(grant_error("the sign-in session has ended"));
     }
     let grant = Grant {
@@ -377,10 +392,20 @@ async fn redeemed(
         created_at: now,
         expires_at: now + config.security.refresh_token_ttl,
     };
-    if !store.create_grant(&grant).await? {
+    // The grant and its first refresh token are written together.
+    let refresh = random_token(32);
+    let first = RefreshRecord {
+        grant_id: grant.id.clone(),
+        expires_at: grant.expires_at,
+        used: false,
+    };
+    if !store
+        .create_grant_with_refresh(&grant, &token_hash(&refresh), &first)
+        .await?
+    {
         return Err(grant_error("the code has already been used"));
     }
-    issue(ctx, keys, app, &grant, user.as_ref(), true).await
+    issue(ctx, keys, app, &grant, user.as_ref(), &refresh).await
 }
 
 /// The scope that lets a grant outlive its SSO session.
@@ -407,14 +432,13 @@ pub(super) async fn session_lives(
     }
 }
 
-/// The account behind a grant, refusing one that was disabled or deleted since.
-async fn live_user(store: &dyn Store, user_id: Option<&str>) -> Result<Option<User>, TokenError> {
-    match user_id {
-        None => Ok(None),
-        Some(id) => match store.user(id).await? {
-            Some(u) if !u.disabled => Ok(Some(u)),
-            _ => Err(grant_error("the account is disabled or no longer exists")),
-        },
+/// The grant's account (`user_id`) as `found` in the store: refused when it was
+/// disabled or deleted since.
+fn live(user_id: Option<&str>, found: Option<User>) -> Result<Option<User>, TokenError> {
+    match (user_id, found) {
+        (None, _) => Ok(None),
+        (Some(id), Some(u)) if u.id == id && !u.disabled => Ok(Some(u)),
+        _ => Err(grant_error("the account is disabled or no longer exists")),
     }
 }
 
@@ -436,17 +460,12 @@ async fn refresh(
     let new_token = random_token(32);
     // Rotate first: a presented refresh token is spent whatever comes next, so two
     // parallel uses cannot both succeed. One presented by another client has leaked,
-    // and its family is revoked.
-    let old_hash = token_hash(presented);
-    let next = RefreshRecord {
-        grant_id: String::new(),
-        expires_at: 0,
-        used: false,
-    };
-    let old = match store
-        .rotate_refresh(&old_hash, &token_hash(&new_token), &next)
-        .await?
-    {
+    // and its family is revoked. The same call reads the grant, its session and its
+    // account.
+    let rotation = store
+        .rotate_refresh_at(&token_hash(presented), &token_hash(&new_token), now)
+        .await?;
+    let old = match rotation.rotate {
         Rotate::Rotated(old) => old,
         Rotate::Unknown => return Err(grant_error("the refresh token is invalid")),
         Rotate::Reused(old) => {
@@ -456,9 +475,8 @@ async fn refresh(
             return Err(grant_error("the refresh token has already been used"));
         }
     };
-    let grant = store
-        .grant(&old.grant_id)
-        .await?
+    let grant = rotation
+        .grant
         .ok_or_else(|| grant_error("the refresh token is invalid"))?;
     if grant.revoked {
         return Err(grant_error("the grant was revoked"));
@@ -474,7 +492,7 @@ async fn refresh(
         return Err(grant_error("the refresh token has expired"));
     }
     // Tokens die with the session that issued them, unless offline access was granted.
-    if !grant.offline && !session_lives(ctx, &grant.data).await? {
+    if !grant.offline && !rotation.session_live {
         store.revoke_grant(&grant.id).await?;
         store.flush().await?;
         return Err(grant_error("the sign-in session has ended"));
@@ -497,7 +515,7 @@ async fn refresh(
         }
         grant.scopes = asked;
     }
-    let user = match live_user(store, grant.data.user_id.as_deref()).await {
+    let user = match live(grant.data.user_id.as_deref(), rotation.user) {
         Ok(u) => u,
         Err(e) => {
             store.revoke_grant(&grant.id).await?;
@@ -505,31 +523,18 @@ async fn refresh(
             return Err(e);
         }
     };
-    // The rotated-in token was stored with placeholder fields; now write it for real.
-    store
-        .put_refresh(
-            &token_hash(&new_token),
-            &RefreshRecord {
-                grant_id: grant.id.clone(),
-                expires_at: grant.expires_at,
-                used: false,
-            },
-        )
-        .await?;
-    let mut body = issue(ctx, keys, app, &grant, user.as_ref(), false).await?;
-    body["refresh_token"] = json!(new_token);
-    Ok(body)
+    issue(ctx, keys, app, &grant, user.as_ref(), &new_token).await
 }
 
-/// Mint the tokens of a grant. A fresh grant (code exchange) also gets its first
-/// refresh token; a refresh has rotated its own already.
+/// Mint the tokens of a grant, whose refresh token (the first of a code exchange, or
+/// the one a refresh rotated in) is stored already, and make everything durable.
 async fn issue(
     ctx: &Ctx<'_>,
     keys: &Keys,
     app: &App,
     grant: &Grant,
     user: Option<&User>,
-    first: bool,
+    refresh_token: &str,
 ) -> Result<Value, TokenError> {
     let (config, store, now) = (ctx.config, ctx.store, ctx.now);
     let iss = super::issuer(config);
@@ -572,27 +577,14 @@ async fn issue(
         .sign(app.signing_alg, "JWT", &Value::Object(id))
         .map_err(sign_failed)?;
 
-    let mut body = json!({
+    let body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": config.security.access_token_ttl,
         "id_token": id_token,
         "scope": grant.scopes.join(" "),
+        "refresh_token": refresh_token,
     });
-    if first {
-        let refresh = random_token(32);
-        store
-            .put_refresh(
-                &token_hash(&refresh),
-                &RefreshRecord {
-                    grant_id: grant.id.clone(),
-                    expires_at: grant.expires_at,
-                    used: false,
-                },
-            )
-            .await?;
-        body["refresh_token"] = json!(refresh);
-    }
     store.flush().await?;
     Ok(body)
 }

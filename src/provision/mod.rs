@@ -472,7 +472,7 @@ pub async fn settle(
                             (subject.enrolled, subject.factors) =
                                 crate::authn::steps::enrolled_and_factors(store, config, &user)
                                     .await?;
-                            crate::authn::steps::script_view(store, config, &mut subject, &user, now)
+                            crate::authn::steps::script_view(store, config, &mut subject, &user, now, None)
                                 .await?;
                         }
                         None => {

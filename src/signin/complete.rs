@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use url::Url;
 
-use super::{audit, CoreError, CoreResult, Ctx};
+use super::{audit, audit_event, CoreError, CoreResult, Ctx, LiveSession};
 use crate::config::App;
 use crate::crypto::{b64url, random_token, sha256, token_hash};
 use crate::flow::{self, Flow};
@@ -43,20 +43,28 @@ pub fn redirect_error(ctx: Ctx<'_>, flow: &Flow, error: &OAuthError) -> CoreResu
     .ok_or_else(|| CoreError::Internal("registered redirect URI does not parse".into()))
 }
 
-/// Every step is satisfied: update the SSO session (`session` is the browser's live one,
-/// with its hash) and issue the app's code.
+/// Every step is satisfied: update the SSO session (`session` is the browser's live
+/// one, read in this request) and issue the app's code.
 pub async fn complete(
     ctx: Ctx<'_>,
     app: &App,
     flow: &mut Flow,
-    session: Option<&(String, Session)>,
+    session: Option<&LiveSession>,
 ) -> CoreResult<Completed> {
     let subject = flow
         .subject()
         .cloned()
         .ok_or_else(|| CoreError::Internal("completed flow has no subject".into()))?;
+    let interactive = flow.interactive();
     if let Some(id) = &subject.user_id {
-        let live = ctx.store.user(id).await?.is_some_and(|u| !u.disabled);
+        // A silent sign-in writes no new session, only the code (which the exchange
+        // checks against the account again): the account this request's session read
+        // found live will do. An interactive one reads it again before it writes one.
+        let seen_live = !interactive
+            && session
+                .and_then(|s| s.view.as_ref())
+                .is_some_and(|v| v.subject.user_id.as_ref() == Some(id));
+        let live = seen_live || ctx.store.user(id).await?.is_some_and(|u| !u.disabled);
         if !live {
             flow.log("the account is disabled or was deleted");
             ctx.store.delete_flow(&flow.id).await?;
@@ -69,8 +77,9 @@ pub async fn complete(
         }
     }
     let now = ctx.now;
-    let same = session.filter(|(_, s)| s.sub == subject.sub);
-    let interactive = flow.interactive();
+    let same = session
+        .filter(|s| s.session.sub == subject.sub)
+        .map(|s| (&s.hash, &s.session));
     let mut satisfied: BTreeMap<String, u64> =
         same.map(|(_, s)| s.satisfied.clone()).unwrap_or_default();
     satisfied.extend(flow::satisfied_options(flow));
@@ -111,8 +120,24 @@ pub async fn complete(
         }
     };
     let sid = b64url(&sha256(session_hash.as_bytes())[..16]);
-    ctx.store.put_session(&session_hash, &new_session).await?;
-    if let Some((old, _)) = session.filter(|(old, _)| *old != session_hash) {
+    // A silent sign-in keeps the browser's session: it changes nothing when the app is
+    // one the session knows (no write at all), else it is updated only if it is still
+    // there, so a sign-out on another node since this request read it stays done (the
+    // code then names an ended session, and its exchange is refused).
+    match same {
+        Some((hash, s)) if *hash == session_hash => {
+            if *s != new_session
+                && !ctx
+                    .store
+                    .update_session(&session_hash, &new_session)
+                    .await?
+            {
+                flow.log("the session ended while signing in");
+            }
+        }
+        _ => ctx.store.put_session(&session_hash, &new_session).await?,
+    }
+    if let Some(old) = session.map(|s| &s.hash).filter(|old| **old != session_hash) {
         // The same subject signing in again keeps its apps: their grants move to the
         // new session before the old one ends (else their next refresh would find no
         // session). Another subject's grants end with the old session.
@@ -143,17 +168,23 @@ pub async fn complete(
         expires_at: now + ctx.config.security.code_ttl,
         redeemed_by: None,
     };
-    ctx.store.put_code(&token_hash(&code), &record).await?;
+    flow.log(format!("signed in as {}", subject.sub));
+    // The code and the sign-in's audit trail are written together, first: if they
+    // cannot be, the sign-in fails with its flow still there to try again.
+    let mut events = vec![audit_event(ctx, flow, "success")];
+    events.extend(crate::audit::skipped_mfa_events(app, flow, now));
+    ctx.store
+        .put_code_with_events(&token_hash(&code), &record, &events)
+        .await?;
     if let (Some(id), true) = (&subject.user_id, interactive) {
         // The whole sign-in succeeded: the account's consecutive failures are forgiven.
         // Not before: passing the password again must not buy new guesses at the
         // second factor. Not on SSO alone: nothing was proven just now.
         crate::authn::attempts::forgive_account(ctx.store, id).await?;
     }
-    ctx.store.delete_flow(&flow.id).await?;
-    flow.log(format!("signed in as {}", subject.sub));
-    audit(ctx, flow, "success").await;
-    crate::audit::skipped_mfa(ctx.store, app, flow, now).await;
+    if !flow.unsaved {
+        ctx.store.delete_flow(&flow.id).await?;
+    }
     let redirect = response_url(
         &flow.request.redirect_uri,
         &crate::oidc::issuer(ctx.config),

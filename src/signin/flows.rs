@@ -4,12 +4,13 @@
 //! (in the URL) and the browser cookie.
 
 use super::{CoreError, CoreResult, Ctx};
-use crate::config::App;
+use crate::authn::steps;
+use crate::config::{App, Config};
 use crate::crypto::{time_prefixed_id, token_hash};
-use crate::flow::{password_fingerprint, Flow};
+use crate::flow::{password_fingerprint, Flow, SessionView, Subject};
 use crate::oidc::authorize::AuthRequest;
 use crate::secret::ct_eq;
-use crate::store::{Session, StoreResult};
+use crate::store::{Account, Session, StoreResult};
 
 /// Who started a sign-in: the client's address and user agent (for scripts), and the
 /// browser cookie the flow is bound to.
@@ -84,23 +85,85 @@ async fn password_still_current(ctx: Ctx<'_>, flow: &Flow) -> StoreResult<bool> 
 }
 
 /// Keep the flow for the next request.
-pub async fn save(ctx: Ctx<'_>, flow: &Flow) -> CoreResult<()> {
+pub async fn save(ctx: Ctx<'_>, flow: &mut Flow) -> CoreResult<()> {
     let bytes = serde_json::to_vec(flow).map_err(|e| CoreError::Internal(e.to_string()))?;
     ctx.store.put_flow(&flow.id, &bytes).await?;
+    flow.unsaved = false;
     Ok(())
 }
 
-/// The live SSO session named by the browser's cookie, with its hash.
-pub async fn live_session(
-    ctx: Ctx<'_>,
-    cookie: Option<&str>,
-) -> StoreResult<Option<(String, Session)>> {
+/// The browser's live SSO session, read with its account in one store call.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// The store key: the hash of the cookie value.
+    pub hash: String,
+    pub session: Session,
+    /// The session as a policy sees it; `None` when its account was disabled or
+    /// deleted (it stands in for nobody). A `Some` with an account means this request
+    /// found that account live.
+    pub view: Option<SessionView>,
+}
+
+/// The live SSO session named by the browser's cookie: `None` when there is no cookie,
+/// no such session, or it has expired.
+pub async fn live_session(ctx: Ctx<'_>, cookie: Option<&str>) -> StoreResult<Option<LiveSession>> {
     let Some(value) = cookie else { return Ok(None) };
     let hash = token_hash(value);
-    Ok(ctx
-        .store
-        .session(&hash)
-        .await?
-        .filter(|s| s.expires_at > ctx.now)
-        .map(|s| (hash, s)))
+    let Some((session, account)) = ctx.store.session_with_account(&hash).await? else {
+        return Ok(None);
+    };
+    if session.expires_at <= ctx.now {
+        return Ok(None);
+    }
+    let mut view = session_view(ctx.config, &session, account.as_ref());
+    if let (Some(v), Some(a)) = (view.as_mut(), account.as_ref()) {
+        if v.subject.user_id.is_some() {
+            // What a script reads of the account; this browser's own session is not
+            // one of the user's other sessions.
+            steps::script_view(
+                ctx.store,
+                ctx.config,
+                &mut v.subject,
+                &a.user,
+                ctx.now,
+                Some(&hash),
+            )
+            .await?;
+        }
+    }
+    Ok(Some(LiveSession {
+        hash,
+        session,
+        view,
+    }))
+}
+
+/// The SSO session as the interpreter sees it, its subject rebuilt from the account
+/// read with it (`account`). `None` when the session names an account that is
+/// disabled or gone.
+pub fn session_view(
+    config: &Config,
+    session: &Session,
+    account: Option<&Account>,
+) -> Option<SessionView> {
+    let subject = match (&session.user_id, account) {
+        (Some(id), Some(a)) if a.user.id == *id && !a.user.disabled => {
+            let mut s = steps::account_subject(config, a);
+            s.idp = session.idp.clone();
+            s
+        }
+        (Some(_), _) => return None,
+        (None, _) => Subject {
+            sub: session.sub.clone(),
+            idp: session.idp.clone(),
+            claims: session.claims.clone(),
+            ..Subject::default()
+        },
+    };
+    Some(SessionView {
+        subject,
+        auth_time: session.auth_time,
+        expires_at: session.expires_at,
+        satisfied: session.satisfied.clone(),
+    })
 }

@@ -21,17 +21,16 @@ mod signup;
 pub mod unlock;
 
 pub use complete::{complete, redirect_error, Completed};
-pub use flows::{live_session, load, save, start, Starter};
+pub use flows::{live_session, load, save, session_view, start, LiveSession, Starter};
 pub use next::{decide, prepare, resolve, AtStep, Prepared, Shown};
 pub use signup::{
     hold_sign_up, plausible_email, resend_sign_up_code, sign_up, sign_up_problems, verify_sign_up,
     SignUpCode, SignedUp, Verified,
 };
 
-use crate::authn::steps;
 pub use crate::context::Ctx;
-use crate::flow::{Flow, SessionView, Subject};
-use crate::store::{Session, StoreError, StoreResult};
+use crate::flow::Flow;
+use crate::store::StoreError;
 
 /// Why a core call could not give an answer at all.
 #[derive(Debug, thiserror::Error)]
@@ -45,37 +44,6 @@ pub enum CoreError {
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
-
-/// The SSO session as the interpreter sees it, with its subject rebuilt from the store.
-/// `None` when the session's account was disabled or deleted: it stands in for nobody.
-pub async fn session_view(ctx: Ctx<'_>, session: &Session) -> StoreResult<Option<SessionView>> {
-    let subject = match &session.user_id {
-        Some(id) => match ctx.store.user(id).await? {
-            Some(u) if !u.disabled => {
-                let mut s = steps::subject_of(ctx.store, ctx.config, &u, ctx.now).await?;
-                s.idp = session.idp.clone();
-                // The session standing in for the step is this browser's own.
-                s.sessions.retain(|o| {
-                    !(o.started_at == session.created_at && o.auth_time == session.auth_time)
-                });
-                s
-            }
-            _ => return Ok(None),
-        },
-        None => Subject {
-            sub: session.sub.clone(),
-            idp: session.idp.clone(),
-            claims: session.claims.clone(),
-            ..Subject::default()
-        },
-    };
-    Ok(Some(SessionView {
-        subject,
-        auth_time: session.auth_time,
-        expires_at: session.expires_at,
-        satisfied: session.satisfied.clone(),
-    }))
-}
 
 /// The user chose `option` at the step offering `options`; the next page is that
 /// option's. An option the step does not offer is ignored (a stale page).
@@ -99,8 +67,18 @@ pub fn cancel(ctx: Ctx<'_>, flow: &mut Flow, step: usize) {
 }
 
 /// Write a sign-in's outcome and trace into the audit trail. A failure to write is
-/// logged, never allowed to turn a sign-in into an error.
+/// logged, never allowed to turn a refused sign-in into an error. (A successful one's
+/// events are written with its code, and fail with it: no code leaves without its
+/// trail.)
 pub async fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
+    let event = audit_event(ctx, flow, outcome);
+    if let Err(e) = ctx.store.append_event(&event).await {
+        tracing::error!(error = %e, "could not write the audit event");
+    }
+}
+
+/// A sign-in's outcome and trace as an audit event.
+fn audit_event(ctx: Ctx<'_>, flow: &Flow, outcome: &str) -> crate::store::AuditEvent {
     let mut detail = flow.trace().to_vec();
     detail.extend(flow.script_log.iter().map(|l| format!("script: {l}")));
     if !flow.ip.is_empty() {
@@ -118,9 +96,7 @@ pub async fn audit(ctx: Ctx<'_>, flow: &Flow, outcome: &str) {
         detail,
     });
     tracing::debug!(flow = %flow.id, outcome, trace = ?event.detail, "sign-in trace");
-    if let Err(e) = ctx.store.append_event(&event).await {
-        tracing::error!(error = %e, "could not write the audit event");
-    }
+    event
 }
 
 #[cfg(test)]

@@ -152,13 +152,16 @@ async fn an_sso_completion_keeps_the_session_and_its_auth_time() {
     else {
         panic!("issued");
     };
-    let hash = crate::crypto::token_hash(&new_session.unwrap());
-    let session = store.session(&hash).await.unwrap().unwrap();
+    let cookie = new_session.unwrap();
     // Later, the session alone satisfies the step.
     let later = Ctx {
         now: NOW + 100,
         ..ctx
     };
+    let live = crate::signin::live_session(later, Some(&cookie))
+        .await
+        .unwrap()
+        .unwrap();
     let mut silent = flow(&config);
     silent.satisfied_by_session(crate::flow::StepRecord {
         step: 1,
@@ -172,14 +175,9 @@ async fn an_sso_completion_keeps_the_session_and_its_auth_time() {
         new_session,
         record,
         ..
-    } = complete(
-        later,
-        &config.apps["a"],
-        &mut silent,
-        Some(&(hash.clone(), session)),
-    )
-    .await
-    .unwrap()
+    } = complete(later, &config.apps["a"], &mut silent, Some(&live))
+        .await
+        .unwrap()
     else {
         panic!("issued");
     };
@@ -188,6 +186,67 @@ async fn an_sso_completion_keeps_the_session_and_its_auth_time() {
         record.grant.auth_time, NOW,
         "auth_time is the real sign-in's"
     );
+}
+
+/// A silent sign-in does not undo a sign-out that ended its session (on another node)
+/// after this request read it: whether the app is one the session knows (nothing is
+/// written) or a new one (the session would gain it).
+#[tokio::test]
+async fn a_silent_re_authorization_does_not_bring_back_an_ended_session() {
+    for known_app in [true, false] {
+        silent_sign_in_after_a_sign_out(known_app).await;
+    }
+}
+
+async fn silent_sign_in_after_a_sign_out(known_app: bool) {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let user = ada(&store, false).await;
+    let ctx = at(&config, &store);
+    let mut first = signed_in_flow(&config, &user);
+    let Completed::Issued { new_session, .. } = complete(ctx, &config.apps["a"], &mut first, None)
+        .await
+        .unwrap()
+    else {
+        panic!("issued");
+    };
+    let cookie = new_session.unwrap();
+    let hash = crate::crypto::token_hash(&cookie);
+    if !known_app {
+        // The session was made signing in to another app.
+        let mut other = store.session(&hash).await.unwrap().unwrap();
+        other.clients = vec!["other".into()];
+        store.put_session(&hash, &other).await.unwrap();
+    }
+    let live = crate::signin::live_session(ctx, Some(&cookie))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(live.view.is_some(), "the session's account is live");
+    // Signed out elsewhere between this request's read and its completion.
+    store.delete_session(&hash).await.unwrap();
+    let mut silent = flow(&config);
+    silent.satisfied_by_session(crate::flow::StepRecord {
+        step: 1,
+        option: "password".into(),
+        subject: crate::authn::steps::local_subject(&user, vec![]),
+        amr: vec!["pwd".into()],
+        at: NOW,
+        from_session: true,
+    });
+    let done = complete(ctx, &config.apps["a"], &mut silent, Some(&live))
+        .await
+        .unwrap();
+    let Completed::Issued { record, .. } = done else {
+        panic!("issued");
+    };
+    assert_eq!(
+        store.session(&hash).await.unwrap(),
+        None,
+        "the ended session was written back (known app: {known_app})"
+    );
+    // Its code names the session, so the exchange will find it ended.
+    assert_eq!(record.grant.session.as_deref(), Some(hash.as_str()));
 }
 
 #[tokio::test]
@@ -277,7 +336,7 @@ async fn a_second_factor_for_a_subject_without_an_account_ends_the_flow_with_acc
     let ctx = at(&config, &store);
     let app = &config.apps["a"];
     let mut f = flow(&config);
-    save(ctx, &f).await.unwrap();
+    save(ctx, &mut f).await.unwrap();
     // Step 1 satisfied by someone without an account (a pass-through subject).
     f.step_succeeded(
         1,
@@ -327,8 +386,8 @@ async fn a_flow_loads_only_for_its_browser_and_only_until_it_expires() {
         ..Starter::default()
     };
     let request = flow(&config).request;
-    let started = start(ctx, request, &config.apps["a"], starter, false);
-    save(ctx, &started).await.unwrap();
+    let mut started = start(ctx, request, &config.apps["a"], starter, false);
+    save(ctx, &mut started).await.unwrap();
     assert!(load(ctx, &started.id, Some("cookie-a"))
         .await
         .unwrap()

@@ -398,6 +398,15 @@ pub trait CounterStore: Send + Sync {
     async fn take_back(&self, key: &str, now: u64) -> StoreResult<Option<Counter>>;
     /// Forget the counter (a success forgives the failures before it). `DELETE`.
     async fn reset_counter(&self, key: &str) -> StoreResult<()>;
+    /// Forget several counters at once (a sign-in forgives every count of its
+    /// account): as [`reset_counter`](Self::reset_counter) of each, in one call.
+    /// `DELETE … WHERE key = ANY($1)`.
+    async fn reset_counters(&self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.reset_counter(key).await?;
+        }
+        Ok(())
+    }
     /// Remove counters expired at or before `now`; returns how many.
     async fn sweep_counters(&self, now: u64) -> StoreResult<usize>;
 }
@@ -457,10 +466,19 @@ pub trait CredentialStore: Send + Sync {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
+    /// Replace a session that is still there; `false`, and nothing written, when it is
+    /// gone: a silent sign-in that read the session before a sign-out (on any node)
+    /// ended it must not bring it back. `UPDATE … WHERE hash = $1`.
+    async fn update_session(&self, id_hash: &str, session: &Session) -> StoreResult<bool>;
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
     /// The sessions of an account, with their hashes, expired ones included.
     async fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
+    /// End every session of the account but `keep` (the one signing the others out);
+    /// returns how many this call ended: of parallel calls, each session is counted
+    /// once, and afterwards no session of the account written before the first call
+    /// started is left but `keep`. `DELETE … WHERE user_id = $1 AND hash <> $2`.
+    async fn end_sessions_of(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize>;
     /// Remove sessions that expired at or before `now`; returns how many. Safe to run
     /// on every node at once: a session removed twice counts once.
     async fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
@@ -533,6 +551,17 @@ pub trait TokenStore: Send + Sync {
     /// before the first call started is revoked. `UPDATE … SET revoked = true WHERE
     /// user_id = $1 AND NOT revoked`.
     async fn revoke_grants_of(&self, user_id: &str) -> StoreResult<usize>;
+    /// As [`revoke_grants_of`](Self::revoke_grants_of), sparing the grants of app
+    /// `client_id` issued under session `session` (the page signing the account out
+    /// everywhere else keeps its own), with the same count and promise under
+    /// concurrency. `UPDATE … WHERE user_id = $1 AND NOT revoked
+    /// AND NOT (client_id = $2 AND session = $3)`.
+    async fn revoke_grants_of_except(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        session: &str,
+    ) -> StoreResult<usize>;
     /// Revoke the grants issued under an SSO session, all of them or, with
     /// `keep_offline`, all but the `offline` ones; the count and the promise under
     /// concurrency are those of [`revoke_grants_of`](Self::revoke_grants_of). `UPDATE …
@@ -616,6 +645,45 @@ pub trait AuditStore: Send + Sync {
     async fn sweep_events(&self, cutoff: u64) -> StoreResult<usize>;
 }
 
+/// An account read together with what it holds as second factors: a sign-in that knows
+/// its account needs both, and on a network database that is one query, not three.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub user: User,
+    /// A confirmed TOTP authenticator.
+    pub totp: bool,
+    /// Recovery codes left.
+    pub recovery_codes: usize,
+}
+
+/// A code exchange's redemption ([`TokenStore::redeem_code`]) with what the exchange
+/// checks next, read in the same call ([`Store::redeem_code_at`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redemption {
+    pub redeem: Redeem,
+    /// On a `Fresh` redemption, the grant's account as it is now; `None` when the grant
+    /// has none, or it is gone.
+    pub user: Option<User>,
+    /// On a `Fresh` redemption, whether the SSO session the code was issued in is
+    /// there and unexpired (true for a code that names no session).
+    pub session_live: bool,
+}
+
+/// A refresh token's rotation ([`TokenStore::rotate_refresh`]) with what the refresh
+/// checks next, read in the same call ([`Store::rotate_refresh_at`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotation {
+    pub rotate: Rotate,
+    /// On `Rotated`, the token's grant as it is now (`None` when it is gone).
+    pub grant: Option<Grant>,
+    /// On `Rotated`, whether the grant's SSO session is there and unexpired (true for a
+    /// grant that names none).
+    pub session_live: bool,
+    /// On `Rotated`, the grant's account as it is now (`None` when the grant has none,
+    /// or it is gone).
+    pub user: Option<User>,
+}
+
 /// Every capability, plus durability.
 #[async_trait]
 pub trait Store:
@@ -654,6 +722,166 @@ pub trait Store:
     /// cannot (a wrapper that does not pass it on).
     fn transfer(&self) -> Option<&dyn Transfer> {
         None
+    }
+
+    // Several capabilities in one call. A silent SSO sign-in is the commonest thing an
+    // identity provider serves, and on a network database its cost is counted in round
+    // trips: these answer what it needs in one each. The defaults compose the
+    // capabilities above (an embedded store pays nothing per call); a database
+    // overrides them with one statement apiece, and the contract suite holds both to
+    // the same answers.
+
+    /// The account with its second factors ([`Account`]); `None` when there is none.
+    async fn account(&self, user_id: &str) -> StoreResult<Option<Account>> {
+        let Some(user) = self.user(user_id).await? else {
+            return Ok(None);
+        };
+        let totp = self.totp(user_id).await?.is_some_and(|c| c.confirmed);
+        let recovery_codes = self.recovery_codes_left(user_id).await?;
+        Ok(Some(Account {
+            user,
+            totp,
+            recovery_codes,
+        }))
+    }
+
+    /// The SSO session stored under `id_hash` with its account as [`account`]
+    /// (Self::account) reads it: `None` for no session; the account is `None` when the
+    /// session has none or it is gone.
+    async fn session_with_account(
+        &self,
+        id_hash: &str,
+    ) -> StoreResult<Option<(Session, Option<Account>)>> {
+        let Some(session) = self.session(id_hash).await? else {
+            return Ok(None);
+        };
+        let account = match &session.user_id {
+            Some(id) => self.account(id).await?,
+            None => None,
+        };
+        Ok(Some((session, account)))
+    }
+
+    /// Redeem a code exactly as [`redeem_code`](TokenStore::redeem_code) does and, when
+    /// this call won it, read the grant's account and whether its session lives at
+    /// `now`, in the same call.
+    async fn redeem_code_at(
+        &self,
+        code_hash: &str,
+        grant_id: &str,
+        now: u64,
+    ) -> StoreResult<Redemption> {
+        let redeem = self.redeem_code(code_hash, grant_id).await?;
+        let Redeem::Fresh(record) = &redeem else {
+            return Ok(Redemption {
+                redeem,
+                user: None,
+                session_live: false,
+            });
+        };
+        let user = match &record.grant.user_id {
+            Some(id) => self.user(id).await?,
+            None => None,
+        };
+        let session_live = match &record.grant.session {
+            Some(hash) => self
+                .session(hash)
+                .await?
+                .is_some_and(|s| s.expires_at > now),
+            None => true,
+        };
+        Ok(Redemption {
+            redeem,
+            user,
+            session_live,
+        })
+    }
+
+    /// Rotate refresh token `old_hash` as [`rotate_refresh`](TokenStore::rotate_refresh)
+    /// does, the new token `new_hash` taking the old one's grant and expiry, and, when
+    /// this call spent it, read the grant, its session's liveness at `now` and its
+    /// account in the same call.
+    async fn rotate_refresh_at(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: u64,
+    ) -> StoreResult<Rotation> {
+        // The old token's grant and expiry are not known before it is spent: the new
+        // one is stored with a placeholder, then written for real.
+        let placeholder = RefreshRecord {
+            grant_id: String::new(),
+            expires_at: 0,
+            used: false,
+        };
+        let rotate = self
+            .rotate_refresh(old_hash, new_hash, &placeholder)
+            .await?;
+        let Rotate::Rotated(old) = &rotate else {
+            return Ok(Rotation {
+                rotate,
+                grant: None,
+                session_live: false,
+                user: None,
+            });
+        };
+        let inherited = RefreshRecord {
+            grant_id: old.grant_id.clone(),
+            expires_at: old.expires_at,
+            used: false,
+        };
+        self.put_refresh(new_hash, &inherited).await?;
+        let grant = self.grant(&old.grant_id).await?;
+        let session_live = match grant.as_ref().and_then(|g| g.data.session.as_deref()) {
+            Some(hash) => self
+                .session(hash)
+                .await?
+                .is_some_and(|s| s.expires_at > now),
+            None => true,
+        };
+        let user = match grant.as_ref().and_then(|g| g.data.user_id.as_deref()) {
+            Some(id) => self.user(id).await?,
+            None => None,
+        };
+        Ok(Rotation {
+            rotate,
+            grant,
+            session_live,
+            user,
+        })
+    }
+
+    /// Write a new grant and its first refresh token together: as
+    /// [`create_grant`](TokenStore::create_grant), `false` (and nothing written, the
+    /// token neither) when a grant with that id is there already.
+    async fn create_grant_with_refresh(
+        &self,
+        grant: &Grant,
+        refresh_hash: &str,
+        refresh: &RefreshRecord,
+    ) -> StoreResult<bool> {
+        if !self.create_grant(grant).await? {
+            return Ok(false);
+        }
+        self.put_refresh(refresh_hash, refresh).await?;
+        Ok(true)
+    }
+
+    /// Store a code as [`put_code`](TokenStore::put_code) does, with the audit events of
+    /// the sign-in that issued it: an error when either cannot be written, so no code
+    /// is handed out without its trail (on a database one statement writes both or
+    /// neither; the default may leave a code no one was given).
+    async fn put_code_with_events(
+        &self,
+        code_hash: &str,
+        record: &CodeRecord,
+        events: &[AuditEvent],
+    ) -> StoreResult<()> {
+        self.put_code(code_hash, record).await?;
+        for event in events {
+            self.append_event(event).await?;
+        }
+        Ok(())
     }
 }
 

@@ -24,6 +24,7 @@ use super::*;
 
 mod accounts;
 pub mod cluster;
+mod combined;
 mod credentials;
 mod query;
 mod tokens;
@@ -881,25 +882,29 @@ impl KeyStore for PgStore {
     }
 }
 
+/// The event as PostgreSQL can keep it. JSON there cannot hold a NUL, and a refused
+/// event would be lost (the core logs the failure and goes on): whoever typed or sent
+/// a NUL would leave no trace. The event is kept with U+FFFD in its place.
+fn clean_event(event: &AuditEvent) -> AuditEvent {
+    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    AuditEvent {
+        id: clean(&event.id),
+        at: event.at,
+        kind: clean(&event.kind),
+        app: event.app.as_deref().map(clean),
+        sub: event.sub.as_deref().map(clean),
+        outcome: clean(&event.outcome),
+        detail: event.detail.iter().map(|d| clean(d)).collect(),
+    }
+}
+
 /// Audit events are read in pages of this many rows.
 const AUDIT_PAGE: i64 = 500;
 
 #[async_trait]
 impl AuditStore for PgStore {
     async fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
-        // JSON in PostgreSQL cannot hold a NUL, and a refused event would be lost (the
-        // core logs the failure and goes on): whoever typed or sent a NUL would leave
-        // no trace. The event is kept with U+FFFD in its place.
-        let clean = |s: &str| s.replace('\0', "\u{FFFD}");
-        let event = AuditEvent {
-            id: clean(&event.id),
-            at: event.at,
-            kind: clean(&event.kind),
-            app: event.app.as_deref().map(clean),
-            sub: event.sub.as_deref().map(clean),
-            outcome: clean(&event.outcome),
-            detail: event.detail.iter().map(|d| clean(d)).collect(),
-        };
+        let event = clean_event(event);
         self.execute(
             "INSERT INTO audit_events (id, value) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
@@ -983,6 +988,55 @@ impl Store for PgStore {
 
     fn transfer(&self) -> Option<&dyn Transfer> {
         Some(self)
+    }
+
+    async fn account(&self, user_id: &str) -> StoreResult<Option<Account>> {
+        self.account_joined(user_id).await
+    }
+
+    async fn session_with_account(
+        &self,
+        id_hash: &str,
+    ) -> StoreResult<Option<(Session, Option<Account>)>> {
+        self.session_with_account_joined(id_hash).await
+    }
+
+    async fn redeem_code_at(
+        &self,
+        code_hash: &str,
+        grant_id: &str,
+        now: u64,
+    ) -> StoreResult<Redemption> {
+        self.redeem_code_joined(code_hash, grant_id, now).await
+    }
+
+    async fn rotate_refresh_at(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: u64,
+    ) -> StoreResult<Rotation> {
+        self.rotate_refresh_joined(old_hash, new_hash, now).await
+    }
+
+    async fn create_grant_with_refresh(
+        &self,
+        grant: &Grant,
+        refresh_hash: &str,
+        refresh: &RefreshRecord,
+    ) -> StoreResult<bool> {
+        self.create_grant_with_refresh_joined(grant, refresh_hash, refresh)
+            .await
+    }
+
+    async fn put_code_with_events(
+        &self,
+        code_hash: &str,
+        record: &CodeRecord,
+        events: &[AuditEvent],
+    ) -> StoreResult<()> {
+        self.put_code_with_events_joined(code_hash, record, events)
+            .await
     }
 }
 

@@ -446,6 +446,15 @@ impl TokenStore for SledStore {
         self.revoke_indexed(&self.user_grants, user_id, false)
     }
 
+    async fn revoke_grants_of_except(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        session: &str,
+    ) -> StoreResult<usize> {
+        self.revoke_user_grants_except(user_id, client_id, session)
+    }
+
     async fn revoke_session_grants(&self, session: &str, keep_offline: bool) -> StoreResult<usize> {
         self.revoke_indexed(&self.session_grants, session, keep_offline)
     }

@@ -265,7 +265,7 @@ async fn code_step<T>(
     match at {
         Some(at) => Ok(Ok(at)),
         None => {
-            state.save_flow(&posted.flow).await?;
+            state.save_flow(&mut posted.flow).await?;
             Ok(Err(see_other(&login_url(&posted.config, &posted.flow))))
         }
     }
@@ -284,7 +284,7 @@ async fn code_answered(
         state.flush().await?;
     }
     record_code(&mut flow, option, checked == Checked::Passed);
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&login_url(config, &flow)))
 }
 
@@ -354,7 +354,7 @@ pub async fn login_email_otp_post(
         if let Some(app) = config.apps.get(&flow.request.app_id) {
             mail_code(&state, app, send).await?;
         }
-        state.save_flow(&flow).await?;
+        state.save_flow(&mut flow).await?;
         return Ok(see_other(&login_url(&config, &flow)));
     }
     let checked = codes::submit_email_code(ctx, &mut flow, at, &form.code).await?;
@@ -399,6 +399,6 @@ pub async fn login_continue_post(
         mut flow, config, ..
     } = posted;
     flow.pending_codes.clear();
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }

@@ -140,11 +140,11 @@ pub async fn callback_get(
         federation::arrived(state.core(&config, now), &mut flow, &conn, step, result).await?;
     match arrived {
         Arrived::Denied => {
-            state.save_flow(&flow).await?;
+            state.save_flow(&mut flow).await?;
             Ok(see_other(&login_url(&config, &flow)))
         }
         Arrived::Failed(reason) => {
-            state.save_flow(&flow).await?;
+            state.save_flow(&mut flow).await?;
             Err(failed_page(&conn, &config, &flow, &reason))
         }
         Arrived::Settled { settled, how } => {
@@ -321,7 +321,7 @@ pub async fn login_federation_post(
         }
         Need::LinkProof { user_id } => {
             let Some(proof) = federation::prove_begin(ctx, &mut flow, user_id).await? else {
-                state.save_flow(&flow).await?;
+                state.save_flow(&mut flow).await?;
                 return Ok(see_other(&login_url(&config, &flow)));
             };
             let candidate = proof.user.clone();
@@ -337,7 +337,7 @@ pub async fn login_federation_post(
                     Answer::Proven(Box::new(user))
                 }
                 None => {
-                    state.save_flow(&flow).await?;
+                    state.save_flow(&mut flow).await?;
                     return Ok(see_other(&login_url(&config, &flow)));
                 }
             }
@@ -345,7 +345,7 @@ pub async fn login_federation_post(
     };
     match federation::answer(ctx, &mut flow, &conn, pending, answer).await? {
         Answered::AskAgain => {
-            state.save_flow(&flow).await?;
+            state.save_flow(&mut flow).await?;
             Ok(see_other(&login_url(&config, &flow)))
         }
         Answered::Settled { settled, how } => {

@@ -16,8 +16,7 @@ use crate::flow::{Flow, Next};
 use crate::oidc::authorize::response_url;
 use crate::oidc::OAuthError;
 use crate::signin::password::Begun;
-use crate::signin::{self, AtStep, Completed, Prepared, Shown, SignedUp};
-use crate::store::Session;
+use crate::signin::{self, AtStep, Completed, LiveSession, Prepared, Shown, SignedUp};
 
 /// Count a sign-in's outcome for `/metrics` (the core wrote its audit event).
 pub(crate) fn count_sign_in(state: &Shared, flow: &Flow, outcome: &str) {
@@ -62,14 +61,11 @@ async fn decide(
     app: &std::sync::Arc<App>,
     jar: &CookieJar,
     now: u64,
-) -> Result<(Flow, Next, Option<(String, Session)>), WebError> {
+) -> Result<(Flow, Next, Option<LiveSession>), WebError> {
     let mut flow = flow;
     let cookie = cookies::get(jar, config, cookies::SESSION);
     let session = state.session(cookie.as_deref(), now).await?;
-    let view = match &session {
-        Some((_, s)) => signin::session_view(state.core(config, now), s).await?,
-        None => None,
-    };
+    let view = session.as_ref().and_then(|s| s.view.clone());
     if app.sign_in.script.is_some() {
         let app = app.clone();
         let (flow, next) = tokio::task::spawn_blocking(move || {
@@ -292,7 +288,7 @@ async fn complete(
     app: &App,
     flow: &mut Flow,
     jar: CookieJar,
-    session: Option<(String, Session)>,
+    session: Option<LiveSession>,
     now: u64,
 ) -> Result<Response, WebError> {
     let ctx = state.core(config, now);
@@ -407,7 +403,7 @@ pub async fn login_pick_post(
     if let Some((_, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await? {
         signin::pick(&mut flow, &options, &form.option);
     }
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }
 
@@ -437,7 +433,7 @@ pub async fn login_cancel_post(
         }
         signin::cancel(state.core(&config, now), &mut flow, step);
     }
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }
 
@@ -462,7 +458,7 @@ pub async fn login_password_post(
     } = posted;
     let Some((step, options, _)) = current_step(&state, &config, &jar, &mut flow, now).await?
     else {
-        state.save_flow(&flow).await?;
+        state.save_flow(&mut flow).await?;
         return Ok(see_other(&login_url(&config, &flow)));
     };
     let ctx = state.core(&config, now);
@@ -478,7 +474,7 @@ pub async fn login_password_post(
     .await?
     {
         Begun::NotOffered | Begun::Incomplete => {
-            state.save_flow(&flow).await?;
+            state.save_flow(&mut flow).await?;
             return Ok(see_other(&login_url(&config, &flow)));
         }
         Begun::Locked { unlock: None } => {}
@@ -512,7 +508,7 @@ pub async fn login_password_post(
             ..Default::default()
         });
     }
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }
 
@@ -609,7 +605,7 @@ pub async fn signup_get(
         rules: password::describe_policy(&config.security.password_policy),
         sign_in_url: login_url(&config, &flow),
     };
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     state.render("signup.html", &page)
 }
 
@@ -654,7 +650,7 @@ pub async fn signup_post(
     .await?
     .is_empty()
     {
-        state.save_flow(&flow).await?;
+        state.save_flow(&mut flow).await?;
         return Ok(see_other(&signup_url));
     }
     let presented = form.password.clone();
@@ -665,7 +661,7 @@ pub async fn signup_post(
         // The account waits for its address to be proven; the code goes to it now.
         super::client::email_allowed(&state, &config, &flow.ip, now).await?;
         let send = signin::hold_sign_up(ctx, &mut flow, step, &email, hash).await?;
-        state.save_flow(&flow).await?;
+        state.save_flow(&mut flow).await?;
         state.flush().await?;
         if let Some(send) = send {
             super::reset::send_verification(&state, send).await?;
@@ -675,10 +671,10 @@ pub async fn signup_post(
     match signin::sign_up(ctx, &mut flow, (step, &app.id), &email, hash, false).await? {
         SignedUp::Created { .. } => state.flush().await?,
         SignedUp::Taken => {
-            state.save_flow(&flow).await?;
+            state.save_flow(&mut flow).await?;
             return Ok(see_other(&signup_url));
         }
     }
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&login_url(&config, &flow)))
 }

@@ -39,7 +39,7 @@ use crate::config::{App, Config};
 use crate::flow::Flow;
 use crate::mail::Mailer;
 use crate::oidc::keys::{KeyRing, Keys};
-use crate::store::{Session, Store};
+use crate::store::Store;
 pub use error::WebError;
 use pages::Layout;
 
@@ -241,17 +241,17 @@ impl AppState {
             .ok_or_else(WebError::flow_lost)
     }
 
-    pub(crate) async fn save_flow(&self, flow: &Flow) -> Result<(), WebError> {
+    pub(crate) async fn save_flow(&self, flow: &mut Flow) -> Result<(), WebError> {
         let config = self.config();
         Ok(crate::signin::save(self.core(&config, self.now()), flow).await?)
     }
 
-    /// The SSO session named by the cookie, if it is live.
+    /// The SSO session named by the cookie, if it is live, with its account.
     pub(crate) async fn session(
         &self,
         cookie: Option<&str>,
         now: u64,
-    ) -> Result<Option<(String, Session)>, WebError> {
+    ) -> Result<Option<crate::signin::LiveSession>, WebError> {
         let config = self.config();
         Ok(crate::signin::live_session(self.core(&config, now), cookie).await?)
     }

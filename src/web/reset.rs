@@ -132,7 +132,7 @@ pub async fn login_forgot_get(
         error: flow.take_notice(),
         back_url: login_url(&config, &flow),
     };
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     state.render("forgot.html", &page)
 }
 
@@ -163,7 +163,7 @@ pub async fn login_forgot_post(
         Requested::Asked { mail } => {
             // Durable for everyone alike, so the answer takes as long with or without
             // an account; the mail itself leaves after the answer.
-            state.save_flow(&flow).await?;
+            state.save_flow(&mut flow).await?;
             state.flush().await?;
             if let Some(mail) = mail {
                 let message =
@@ -173,7 +173,7 @@ pub async fn login_forgot_post(
             return Ok(see_other(&reset_url(&config, &flow)));
         }
     };
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&next))
 }
 
@@ -186,7 +186,7 @@ pub async fn login_reset_get(
     let now = state.now();
     let mut flow = load(&state, &config, &jar, &id, now).await?;
     if flow.reset.is_none() {
-        state.save_flow(&flow).await?;
+        state.save_flow(&mut flow).await?;
         return Ok(see_other(&forgot_url(&config, &flow)));
     }
     let notice = flow.take_notice();
@@ -210,7 +210,7 @@ pub async fn login_reset_get(
         again_url: format!("{}?again=1", forgot_url(&config, &flow)),
         back_url: login_url(&config, &flow),
     };
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     state.render("reset.html", &page)
 }
 
@@ -268,7 +268,7 @@ pub async fn login_reset_post(
             login_url(&config, &flow)
         }
     };
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&next))
 }
 
@@ -295,7 +295,7 @@ pub async fn signup_verify_get(
         error: flow.take_notice(),
         sign_up_url: signup_url,
     };
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     state.render("verify_email.html", &page)
 }
 
@@ -330,11 +330,11 @@ pub async fn signup_verify_post(
     if form.resend.is_some() {
         client::email_allowed(&state, &config, &flow.ip, now).await?;
         if let Some(send) = signin::resend_sign_up_code(ctx, &mut flow).await? {
-            state.save_flow(&flow).await?;
+            state.save_flow(&mut flow).await?;
             state.flush().await?;
             send_verification(&state, send).await?;
         }
-        state.save_flow(&flow).await?;
+        state.save_flow(&mut flow).await?;
         return Ok(see_other(&verify_url(&config, &flow)));
     }
     let next = match signin::verify_sign_up(ctx, &mut flow, step, &app.id, &form.code).await? {
@@ -349,7 +349,7 @@ pub async fn signup_verify_post(
         }
         Verified::Done(SignedUp::Taken) => signup_url,
     };
-    state.save_flow(&flow).await?;
+    state.save_flow(&mut flow).await?;
     Ok(see_other(&next))
 }
 

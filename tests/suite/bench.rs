@@ -114,6 +114,16 @@ fn postgres_is_measured_next_to_sled_in_one_run() {
                     assert!(db.statements > 0, "{name}: no statement counted");
                     assert!(db.round_trips >= db.statements, "{name}: {db:?}");
                     assert!(db.cpu.is_some(), "{name}: no database CPU time");
+                    if name == "sso" {
+                        // The target: a silent re-authorization (authorize and code
+                        // exchange) in at most six statements, so six round trips
+                        // once a connection has prepared them (four today).
+                        assert!(
+                            db.statements <= 6 * s.outcome.ops,
+                            "a silent SSO sign-in took more than six statements: {db:?} for {} ops",
+                            s.outcome.ops
+                        );
+                    }
                 }
             }
         }

@@ -87,6 +87,17 @@ async fn a_script_sees_allowed_headers_and_the_users_other_sessions() {
     assert_eq!(claims["other_apps"], serde_json::json!(["thrift"]));
     assert_eq!(claims["other_since"], signed_in_at);
     assert_eq!(claims["groups"], serde_json::json!([]));
+
+    // Again at the kiosk: its own session passes the step, and is not one of the
+    // user's *other* sessions.
+    let start = kiosk.start(&[]);
+    let back = kiosk_browser
+        .follow(&usher, kiosk_browser.get(start.url.as_str()).await)
+        .await
+        .expect_err("single sign-on, straight back");
+    let claims = kiosk.claims(&back, start).await;
+    assert_eq!(claims["other_sessions"], 1, "still only the laptop's");
+    assert_eq!(claims["other_apps"], serde_json::json!(["thrift"]));
 }
 
 #[tokio::test]

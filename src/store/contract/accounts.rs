@@ -497,3 +497,69 @@ pub async fn crossed_names_in_parallel_conflict_cleanly(f: &dyn StoreFactory) {
         );
     }
 }
+
+pub async fn an_accounts_sessions_end_together_but_the_kept_one(f: &dyn StoreFactory) {
+    let store = f.fresh();
+    let s = store.as_ref();
+    for (hash, user) in [("h1", "u_a"), ("h2", "u_a"), ("h3", "u_a"), ("h4", "u_b")] {
+        s.put_session(hash, &session(Some(user), 100))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.end_sessions_of("u_a", Some("h2")).await.unwrap(), 2);
+    assert_eq!(hashes(s, "u_a").await, ["h2"]);
+    assert!(s.session("h1").await.unwrap().is_none());
+    assert!(s.session("h2").await.unwrap().is_some(), "the kept session");
+    assert_eq!(hashes(s, "u_b").await, ["h4"], "another account's session");
+    assert_eq!(s.end_sessions_of("u_a", None).await.unwrap(), 1);
+    assert!(hashes(s, "u_a").await.is_empty());
+    assert_eq!(s.end_sessions_of("nobody", None).await.unwrap(), 0);
+    // Parallel calls end each session once between them.
+    for i in 0..10 {
+        s.put_session(&format!("p{i}"), &session(Some("u_a"), 100))
+            .await
+            .unwrap();
+    }
+    let counts = race(&store, |s, _| async move {
+        s.end_sessions_of("u_a", None).await.unwrap()
+    })
+    .await;
+    assert_eq!(counts.iter().sum::<usize>(), 10, "{counts:?}");
+    assert!(hashes(s, "u_a").await.is_empty());
+}
+
+pub async fn a_session_is_updated_only_while_it_is_there(f: &dyn StoreFactory) {
+    let store = f.fresh();
+    let s = store.as_ref();
+    s.put_session("h1", &session(Some("u_a"), 100))
+        .await
+        .unwrap();
+    let mut longer = session(Some("u_a"), 200);
+    longer.clients = vec!["thrift".into()];
+    assert!(s.update_session("h1", &longer).await.unwrap());
+    assert_eq!(s.session("h1").await.unwrap(), Some(longer.clone()));
+    assert_eq!(hashes(s, "u_a").await, ["h1"]);
+    // Ended (signed out elsewhere): the update writes nothing back.
+    s.delete_session("h1").await.unwrap();
+    assert!(!s.update_session("h1", &longer).await.unwrap());
+    assert_eq!(s.session("h1").await.unwrap(), None);
+    assert!(hashes(s, "u_a").await.is_empty(), "the index came back");
+    // An update racing a sign-out everywhere: the session is gone afterwards either way.
+    s.put_session("h2", &session(Some("u_a"), 100))
+        .await
+        .unwrap();
+    let results = race(&store, |s, i| async move {
+        if i == 0 {
+            s.end_sessions_of("u_a", None).await.unwrap();
+            false
+        } else {
+            let mut later = session(Some("u_a"), 100);
+            later.clients = vec![format!("app{i}")];
+            s.update_session("h2", &later).await.unwrap()
+        }
+    })
+    .await;
+    let after = s.session("h2").await.unwrap();
+    // Updates that landed before the sign-out were ended with it; none after it wrote.
+    assert_eq!(after, None, "updates: {results:?}");
+}

@@ -259,3 +259,23 @@ pub async fn parallel_account_attempts_check_exactly_one_block(f: &dyn StoreFact
         .unwrap();
     assert_eq!((state.failures, state.locked_until), (10, 1900 + 1800));
 }
+
+pub async fn several_counters_are_forgotten_in_one_call(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    for key in ["a", "b", "c"] {
+        s.hit(key, 1000, 1900).await.unwrap();
+    }
+    s.reset_counters(&["a".into(), "c".into(), "never-hit".into()])
+        .await
+        .unwrap();
+    assert_eq!(s.counter("a", 1000).await.unwrap(), None);
+    assert_eq!(s.counter("c", 1000).await.unwrap(), None);
+    assert_eq!(
+        s.counter("b", 1000).await.unwrap().map(|c| c.count),
+        Some(1)
+    );
+    s.reset_counters(&[]).await.unwrap();
+    assert!(s.counter("b", 1000).await.unwrap().is_some());
+    // A forgotten counter starts over.
+    assert_eq!(s.hit("a", 1000, 1900).await.unwrap().count, 1);
+}

@@ -202,3 +202,62 @@ pub async fn a_refresh_token_is_looked_up_without_being_spent(f: &dyn StoreFacto
     assert!(s.refresh_token("r1").await.unwrap().unwrap().used);
     assert_eq!(s.refresh_token("nope").await.unwrap(), None);
 }
+
+pub async fn revoking_an_account_can_spare_one_apps_grant_in_one_session(f: &dyn StoreFactory) {
+    let s = f.fresh();
+    let mine = |id: &str, session: Option<&str>| {
+        let mut g = grant_in(id, "u1", session, false);
+        g.client_id = "my-account".into();
+        g
+    };
+    for g in [
+        mine("g1", Some("s1")),
+        mine("g2", Some("s2")),
+        mine("g3", None),
+        grant_in("g4", "u1", Some("s1"), true),
+        grant_in("g5", "u2", Some("s1"), false),
+    ] {
+        assert!(s.create_grant(&g).await.unwrap());
+    }
+    assert_eq!(
+        s.revoke_grants_of_except("u1", "my-account", "s1")
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(
+        !s.grant("g1").await.unwrap().unwrap().revoked,
+        "the spared grant"
+    );
+    for id in ["g2", "g3", "g4"] {
+        assert!(s.grant(id).await.unwrap().unwrap().revoked, "{id}");
+    }
+    assert!(
+        !s.grant("g5").await.unwrap().unwrap().revoked,
+        "another account"
+    );
+    assert_eq!(
+        s.revoke_grants_of_except("u1", "my-account", "s1")
+            .await
+            .unwrap(),
+        0
+    );
+    // Parallel calls count each grant once, and every one spares the same grants.
+    for i in 0..20 {
+        let mut g = grant_in(&format!("p{i:02}"), "u3", Some("s9"), false);
+        if i % 4 == 0 {
+            g.client_id = "my-account".into();
+        }
+        assert!(s.create_grant(&g).await.unwrap());
+    }
+    let counts = race(&s, |s, _| async move {
+        s.revoke_grants_of_except("u3", "my-account", "s9")
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(counts.iter().sum::<usize>(), 15, "{counts:?}");
+    for g in s.grants_of("u3").await.unwrap() {
+        assert_eq!(g.revoked, g.client_id != "my-account", "{}", g.id);
+    }
+}

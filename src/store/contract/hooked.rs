@@ -139,6 +139,8 @@ pass! {
         fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
         fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
         fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>>;
+        fn update_session(&self, id_hash: &str, session: &Session) -> StoreResult<bool>;
+        fn end_sessions_of(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize>;
         fn sweep_sessions(&self, now: u64) -> StoreResult<usize>;
     }
 }
@@ -175,6 +177,7 @@ pass! {
         fn grants_of(&self, user_id: &str) -> StoreResult<Vec<Grant>>;
         fn session_grants(&self, session: &str) -> StoreResult<Vec<Grant>>;
         fn revoke_grants_of(&self, user_id: &str) -> StoreResult<usize>;
+        fn revoke_grants_of_except(&self, user_id: &str, client_id: &str, session: &str) -> StoreResult<usize>;
         fn revoke_session_grants(&self, session: &str, keep_offline: bool) -> StoreResult<usize>;
         fn move_session_grants(&self, from: &str, to: &str, sid: &str) -> StoreResult<usize>;
         fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;

@@ -18,6 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod accounts;
+pub mod combined;
 pub mod counters;
 pub mod credentials;
 pub mod grants;
@@ -227,6 +228,19 @@ macro_rules! store_contract_tests {
             short_lived::lookups_of_text_holding_a_nul_find_nothing,
             short_lived::an_expired_flash_is_not_shown_and_is_swept,
             short_lived::events_scan_in_order_and_sweep_by_age,
+            combined::an_account_is_read_with_its_second_factors,
+            combined::a_session_is_read_with_its_account,
+            combined::a_redemption_reads_the_account_and_session_it_needs,
+            combined::parallel_redemptions_read_standing_once,
+            combined::a_grant_and_its_refresh_token_are_written_together_or_not_at_all,
+            combined::a_code_is_written_with_its_audit_events,
+            combined::a_rotation_reads_the_grant_session_and_account_it_needs,
+            combined::a_rotation_of_a_grant_without_a_session_has_none_to_check,
+            combined::parallel_rotations_at_spend_a_token_once,
+            accounts::an_accounts_sessions_end_together_but_the_kept_one,
+            accounts::a_session_is_updated_only_while_it_is_there,
+            grants::revoking_an_account_can_spare_one_apps_grant_in_one_session,
+            counters::several_counters_are_forgotten_in_one_call,
         }
     };
 }

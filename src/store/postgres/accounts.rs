@@ -346,6 +346,34 @@ impl SessionStore for PgStore {
             .collect()
     }
 
+    async fn update_session(&self, id_hash: &str, session: &Session) -> StoreResult<bool> {
+        if !storable(id_hash) {
+            return Ok(false);
+        }
+        let n = self
+            .execute(
+                "UPDATE sessions SET user_id = $2, expires_at = $3, value = $4 WHERE hash = $1",
+                &[
+                    &id_hash,
+                    &session.user_id,
+                    &int(session.expires_at),
+                    &Doc::of(session)?,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn end_sessions_of(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize> {
+        let n = self
+            .execute(
+                "DELETE FROM sessions WHERE user_id = $1 AND hash IS DISTINCT FROM $2",
+                &[&user_id, &keep],
+            )
+            .await?;
+        Ok(n as usize)
+    }
+
     async fn sweep_sessions(&self, now: u64) -> StoreResult<usize> {
         let n = self
             .execute("DELETE FROM sessions WHERE expires_at <= $1", &[&int(now)])

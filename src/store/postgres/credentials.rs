@@ -266,6 +266,12 @@ impl CounterStore for PgStore {
             .map(|_| ())
     }
 
+    async fn reset_counters(&self, keys: &[String]) -> StoreResult<()> {
+        self.execute("DELETE FROM counters WHERE key = ANY($1)", &[&keys])
+            .await
+            .map(|_| ())
+    }
+
     async fn sweep_counters(&self, now: u64) -> StoreResult<usize> {
         let n = self
             .execute("DELETE FROM counters WHERE expires_at <= $1", &[&int(now)])

@@ -136,6 +136,24 @@ impl TokenStore for PgStore {
         grants_of_rows(&rows)
     }
 
+    async fn revoke_grants_of_except(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        session: &str,
+    ) -> StoreResult<usize> {
+        let n = self
+            .execute(
+                &format!(
+                    "UPDATE grants SET {REVOKE} WHERE user_id = $1 AND NOT revoked
+                     AND NOT coalesce(value->>'client_id' = $2 AND session = $3, false)"
+                ),
+                &[&user_id, &client_id, &session],
+            )
+            .await?;
+        Ok(n as usize)
+    }
+
     async fn revoke_grants_of(&self, user_id: &str) -> StoreResult<usize> {
         let n = self
             .execute(

@@ -154,23 +154,11 @@ fn session_index_key(user_id: &str, hash: &str) -> String {
 #[async_trait]
 impl SessionStore for SledStore {
     async fn put_session(&self, id_hash: &str, session: &Session) -> StoreResult<()> {
-        let value = encode(session)?;
-        tx_result(
-            (&self.sessions, &self.user_sessions).transaction(|(sessions, index)| {
-                if let Some(bytes) = sessions.get(id_hash.as_bytes())? {
-                    let old: Session =
-                        decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                    if let Some(uid) = old.user_id.filter(|u| Some(u) != session.user_id.as_ref()) {
-                        index.remove(session_index_key(&uid, id_hash).as_bytes())?;
-                    }
-                }
-                if let Some(uid) = &session.user_id {
-                    index.insert(session_index_key(uid, id_hash).as_bytes(), &[] as &[u8])?;
-                }
-                sessions.insert(id_hash.as_bytes(), value.clone())?;
-                Ok(())
-            }),
-        )
+        self.write_session(id_hash, session, false).map(|_| ())
+    }
+
+    async fn update_session(&self, id_hash: &str, session: &Session) -> StoreResult<bool> {
+        self.write_session(id_hash, session, true)
     }
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
@@ -178,7 +166,18 @@ impl SessionStore for SledStore {
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        self.remove_session(id_hash)
+        self.remove_session(id_hash).map(|_| ())
+    }
+
+    async fn end_sessions_of(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize> {
+        let mut ended = 0;
+        for (hash, _) in self.sessions_of(user_id).await? {
+            // Counted only by the call whose remove took it.
+            if Some(hash.as_str()) != keep && self.remove_session(&hash)? {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     async fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<(String, Session)>> {
@@ -272,19 +271,54 @@ impl SledStore {
 
 impl SledStore {
     /// Remove a session and its index entry, in one transaction.
-    fn remove_session(&self, id_hash: &str) -> StoreResult<()> {
+    /// Write a session with its index entry, or with `only_if_there` only replace one
+    /// that is there; `true` if it was written.
+    fn write_session(
+        &self,
+        id_hash: &str,
+        session: &Session,
+        only_if_there: bool,
+    ) -> StoreResult<bool> {
+        let value = encode(session)?;
         tx_result(
             (&self.sessions, &self.user_sessions).transaction(|(sessions, index)| {
-                if let Some(bytes) = sessions.remove(id_hash.as_bytes())? {
-                    // A corrupt record is removed all the same; only its index entry
-                    // cannot be found, and `sessions_of` skips such leftovers.
-                    if let Ok(old) = decode::<Session>(&bytes) {
-                        if let Some(uid) = old.user_id {
+                match sessions.get(id_hash.as_bytes())? {
+                    Some(bytes) => {
+                        let old: Session =
+                            decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                        if let Some(uid) =
+                            old.user_id.filter(|u| Some(u) != session.user_id.as_ref())
+                        {
                             index.remove(session_index_key(&uid, id_hash).as_bytes())?;
                         }
                     }
+                    None if only_if_there => return Ok(false),
+                    None => {}
                 }
-                Ok(())
+                if let Some(uid) = &session.user_id {
+                    index.insert(session_index_key(uid, id_hash).as_bytes(), &[] as &[u8])?;
+                }
+                sessions.insert(id_hash.as_bytes(), value.clone())?;
+                Ok(true)
+            }),
+        )
+    }
+
+    /// Remove a session and its index entry; `true` if this call removed it.
+    fn remove_session(&self, id_hash: &str) -> StoreResult<bool> {
+        tx_result(
+            (&self.sessions, &self.user_sessions).transaction(|(sessions, index)| {
+                let Some(bytes) = sessions.remove(id_hash.as_bytes())? else {
+                    return Ok(false);
+                };
+                // A corrupt record is removed all the same; only its index entry
+                // cannot be found, and `sessions_of` skips such leftovers.
+                if let Ok(old) = decode::<Session>(&bytes) {
+                    if let Some(uid) = old.user_id {
+                        index.remove(session_index_key(&uid, id_hash).as_bytes())?;
+                    }
+                }
+                Ok(true)
             }),
         )
     }

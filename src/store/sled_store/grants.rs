@@ -48,8 +48,17 @@ impl SledStore {
 
     /// Mark one grant revoked, atomically; `true` if this call did it (it was live).
     pub(super) fn revoke_one(&self, id: &str, keep_offline: bool) -> StoreResult<bool> {
+        self.revoke_one_unless(id, &|g: &Grant| keep_offline && g.offline)
+    }
+
+    /// [`revoke_one`](Self::revoke_one), sparing a grant `spare` says to keep.
+    pub(super) fn revoke_one_unless(
+        &self,
+        id: &str,
+        spare: &dyn Fn(&Grant) -> bool,
+    ) -> StoreResult<bool> {
         cas_update(&self.grants, id, |current: Option<Grant>| match current {
-            Some(g) if g.revoked || (keep_offline && g.offline) => (Change::Keep, false),
+            Some(g) if g.revoked || spare(&g) => (Change::Keep, false),
             Some(mut g) => {
                 g.revoked = true;
                 (Change::Put(g), true)
@@ -96,6 +105,25 @@ impl SledStore {
         let mut revoked = 0;
         for id in Self::indexed(index, owner)? {
             if self.revoke_one(&id, keep_offline)? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Revoke the account's grants but `client_id`'s under `session`; how many this
+    /// call revoked.
+    pub(super) fn revoke_user_grants_except(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        session: &str,
+    ) -> StoreResult<usize> {
+        let spare =
+            |g: &Grant| g.client_id == client_id && g.data.session.as_deref() == Some(session);
+        let mut revoked = 0;
+        for id in Self::indexed(&self.user_grants, user_id)? {
+            if self.revoke_one_unless(&id, &spare)? {
                 revoked += 1;
             }
         }
