@@ -159,7 +159,11 @@ impl Upstreams {
             .lock()
             .ok()
             .and_then(|m| m.get(&conn.id).cloned())
-            .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
+            // A reload may have changed the issuer: a document read for another one is
+            // not this connection's any more.
+            .filter(|(at, meta)| {
+                at.elapsed() < DISCOVERY_TTL && Some(meta.issuer()) == conn.issuer_text.as_deref()
+            })
             .map(|(_, meta)| meta);
         if let Some(meta) = cached {
             return Ok(meta);

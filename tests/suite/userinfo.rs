@@ -331,3 +331,31 @@ async fn usher_command(args: &[&str], config: &std::path::Path) -> (bool, String
         .unwrap();
     (status.success(), stderr)
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_the_issuer_uses_the_new_providers_discovery_at_once() {
+    let old = provider(standin_config()).await;
+    let new = provider(standin_config()).await;
+    let usher = usher_for(&old, "").await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let (back, _) = sign_in(&rp, "g-1001").await;
+    back.expect_err("signed in through the old provider");
+
+    let path = usher.config_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&old.issuer(), &new.issuer());
+    std::fs::write(&path, text).unwrap();
+    assert!(usher::server::reload(&usher.running.state, &path));
+
+    let browser = Browser::new();
+    let start = rp.start(&[]);
+    let consent = follow_all(&browser, browser.get(start.url.as_str()).await)
+        .await
+        .unwrap();
+    assert!(
+        consent.url.starts_with(&new.base_url),
+        "sent to the new provider, not a cached old one: {}",
+        consent.url
+    );
+}
