@@ -142,8 +142,9 @@ pub const SCRIPT_SESSIONS_MAX: usize = 20;
 
 /// What a script reads of an account beyond the account itself: its groups and its
 /// live single sign-on sessions. Recorded in the subject when the step completes, so
-/// every replay of the script sees the same. Without any script in the config nobody
-/// could read them, and the store is spared the reads. `except` is the hash of the
+/// every replay of the script sees the same. Only a script that names `sessions` or
+/// `groups` can read them ([`Script::reads_account_view`](crate::policy::Script::reads_account_view)):
+/// without one in the config, the store is spared the reads. `except` is the hash of the
 /// session standing in for the step, if one does: not one of the user's *other*
 /// sessions.
 pub async fn script_view(
@@ -154,7 +155,13 @@ pub async fn script_view(
     now: u64,
     except: Option<&str>,
 ) -> StoreResult<()> {
-    if !config.apps.values().any(|a| a.sign_in.script.is_some()) {
+    let wanted = config.apps.values().any(|a| {
+        a.sign_in
+            .script
+            .as_ref()
+            .is_some_and(|s| s.compiled.reads_account_view())
+    });
+    if !wanted {
         return Ok(());
     }
     subject.groups = groups_of(store, user).await?;

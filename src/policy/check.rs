@@ -260,3 +260,18 @@ fn ctx_members(lhs: &Expr, rhs: &Expr) -> Option<CompileError> {
         unknown(kind, &format!("`ctx.{name}`"), inner, pos)
     }
 }
+
+/// Whether the script names any of `names` as a member (`u.sessions`) or a string
+/// (`u["sessions"]`).
+pub fn names_any(ast: &AST, names: &[&str]) -> bool {
+    let mut found = false;
+    ast.walk(&mut |path: &[ASTNode]| {
+        found = match path.last() {
+            Some(ASTNode::Expr(Expr::Property(x, _))) => names.contains(&x.2.as_str()),
+            Some(ASTNode::Expr(Expr::StringConstant(s, _))) => names.contains(&s.as_str()),
+            _ => false,
+        };
+        !found
+    });
+    found
+}

@@ -36,6 +36,17 @@ pub struct Script {
     ast: AST,
     /// Whether it defines `on_login_request(ctx)` (Asgardeo style).
     has_entry_fn: bool,
+    /// Whether it names `sessions` or `groups`, the parts of a subject read from the
+    /// store only for scripts that use them.
+    reads_account_view: bool,
+}
+
+impl Script {
+    /// Whether the script names a subject's `sessions` or `groups` (as a member or a
+    /// string): only then does a sign-in read them from the store.
+    pub fn reads_account_view(&self) -> bool {
+        self.reads_account_view
+    }
 }
 
 impl std::fmt::Debug for Script {
@@ -117,7 +128,12 @@ pub fn compile(source: &str) -> Result<Script, CompileError> {
     let has_entry_fn = ast
         .iter_functions()
         .any(|f| f.name == "on_login_request" && f.params.len() == 1);
-    Ok(Script { ast, has_entry_fn })
+    let reads_account_view = check::names_any(&ast, &["sessions", "groups"]);
+    Ok(Script {
+        ast,
+        has_entry_fn,
+        reads_account_view,
+    })
 }
 
 /// Replay `script` over `run`. Returns the run (with what the session satisfied, the

@@ -549,3 +549,15 @@ set_claim("who", first.user);
     assert_eq!(flow.script_log, vec!["0 groups, 0 other sessions"]);
     assert_eq!(flow.claims["who"]["id"], "u1");
 }
+
+#[test]
+fn only_scripts_that_name_sessions_or_groups_make_sign_ins_read_them() {
+    assert!(!compile(STRAIGHT).unwrap().reads_account_view());
+    assert!(!compile(CALLBACKS).unwrap().reads_account_view());
+    assert!(compile("let n = ctx.user?.sessions;")
+        .unwrap()
+        .reads_account_view());
+    assert!(compile("let first = execute_step(1);\nif \"admins\" in first.user[\"groups\"] { execute_step(2); }")
+        .unwrap()
+        .reads_account_view());
+}
