@@ -180,6 +180,10 @@ pub struct RawPostgres {
     /// The connection pool of each node.
     #[serde(default)]
     pub pool: Option<RawPool>,
+    /// A PEM file of the certificate authorities that sign the database's certificate
+    /// (with `sslmode=require` in the URL), relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `store.postgres.pool:`.
