@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{Connection, JitAttributes, JitLink, JitScheme};
-use crate::crypto::random_token;
 use crate::flow::Subject;
 use crate::names;
 use crate::store::{Store, StoreError, StoreResult, User};
@@ -230,7 +229,7 @@ fn str_claim(identity: &UpstreamIdentity, name: &str) -> Option<String> {
 /// A new account from an identity's claims.
 fn new_user(identity: &UpstreamIdentity, username: String, now: u64) -> User {
     User {
-        id: format!("u_{}", random_token(16)),
+        id: crate::crypto::account_id(),
         username,
         email: str_claim(identity, "email"),
         email_verified: identity.email_verified(),

@@ -30,6 +30,8 @@ mod recording;
 mod revocation;
 mod revocation_account;
 mod scim;
+mod scim_conformance;
+mod scim_groups;
 mod script_steps;
 mod scripts;
 mod second_factors;
