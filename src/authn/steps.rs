@@ -115,7 +115,23 @@ pub async fn subject_of(store: &dyn Store, config: &Config, u: &User) -> StoreRe
     let (enrolled, factors) = enrolled_and_factors(store, config, u).await?;
     let mut subject = local_subject(u, enrolled);
     subject.factors = factors;
+    add_memberships(store, &mut subject).await?;
     Ok(subject)
+}
+
+/// Give an account's subject its groups and the roles they carry (one store call).
+pub async fn add_memberships(store: &dyn Store, subject: &mut Subject) -> StoreResult<()> {
+    let Some(user_id) = subject.user_id.clone() else {
+        return Ok(());
+    };
+    let groups = store
+        .memberships(std::slice::from_ref(&user_id))
+        .await?
+        .remove(&user_id)
+        .unwrap_or_default();
+    subject.roles = crate::store::groups::effective_roles(&subject.roles, &groups);
+    subject.groups = groups.into_iter().map(|g| g.display_name).collect();
+    Ok(())
 }
 
 /// A password attempt about to be checked, its attempt reserved.

@@ -179,6 +179,8 @@ fn app(
         mfa_enrolment: raw.mfa_enrolment,
         grants,
         scopes,
+        groups_claim: raw.groups_claim.clone(),
+        roles_claim: raw.roles_claim,
     })
 }
 
@@ -316,6 +318,8 @@ pub fn my_account(
         mfa_enrolment: true,
         grants: vec![GrantType::AuthorizationCode],
         scopes: Vec::new(),
+        groups_claim: Vec::new(),
+        roles_claim: false,
     };
     warn_mfa_without_account(report, &app, connections);
     (settings, Some(app))

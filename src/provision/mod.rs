@@ -104,6 +104,20 @@ pub async fn provision(
     identity: &UpstreamIdentity,
     now: u64,
 ) -> StoreResult<Provisioned> {
+    let mut decided = decide(store, conn, identity, now).await?;
+    if let Provisioned::Subject(subject) = &mut decided {
+        crate::authn::steps::add_memberships(store, subject).await?;
+    }
+    Ok(decided)
+}
+
+/// [`provision`] before the account's groups are added to its subject.
+async fn decide(
+    store: &dyn Store,
+    conn: &Connection,
+    identity: &UpstreamIdentity,
+    now: u64,
+) -> StoreResult<Provisioned> {
     if let Some(user_id) = store.identity(&conn.id, &identity.subject).await? {
         return returning(store, conn, identity, &user_id, now).await;
     }

@@ -15,6 +15,7 @@ mod config_errors;
 mod demo;
 mod federation;
 mod fixtures;
+mod groups_signin;
 mod hardening;
 mod limits;
 mod lockout;
