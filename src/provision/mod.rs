@@ -107,8 +107,50 @@ pub async fn provision(
     let mut decided = decide(store, conn, identity, now).await?;
     if let Provisioned::Subject(subject) = &mut decided {
         crate::authn::steps::add_memberships(store, subject).await?;
+        add_upstream_memberships(subject, identity);
     }
     Ok(decided)
+}
+
+/// Upstream-named groups or roles kept for one sign-in, at most.
+pub const UPSTREAM_NAMES_MAX: usize = 100;
+
+/// The names an upstream claim holds (a list of strings, or one string), each within
+/// the group name cap, at most [`UPSTREAM_NAMES_MAX`]; anything else is ignored.
+fn upstream_names(identity: &UpstreamIdentity, claim: &str) -> Vec<String> {
+    let values: Vec<&Value> = match identity.claims.get(claim) {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(v @ Value::String(_)) => vec![v],
+        _ => return Vec::new(),
+    };
+    values
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(str::trim)
+        .filter(|n| {
+            !n.is_empty()
+                && crate::limits::check_len("group", n, crate::limits::GROUP_NAME_MAX).is_ok()
+        })
+        .take(UPSTREAM_NAMES_MAX)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Add the groups and roles a connection maps from the upstream (`claims: { groups:
+/// …, roles: … }`) to the subject, for this sign-in: scripts see them beside the
+/// account's own (a pass-through subject has only these). They change no stored
+/// membership.
+fn add_upstream_memberships(subject: &mut Subject, identity: &UpstreamIdentity) {
+    for (claim, list) in [
+        ("groups", &mut subject.groups),
+        ("roles", &mut subject.roles),
+    ] {
+        for name in upstream_names(identity, claim) {
+            if !list.iter().any(|g| g.eq_ignore_ascii_case(&name)) {
+                list.push(name);
+            }
+        }
+    }
 }
 
 /// [`provision`] before the account's groups are added to its subject.

@@ -191,3 +191,102 @@ async fn tokens_carry_the_groups_the_app_may_see_and_the_roles_groups_give() {
     assert_eq!(info["groups"], json!(["admins", "staff"]), "{info}");
     assert_eq!(info["roles"], json!(["auditor"]), "{info}");
 }
+
+/// Through a Google stand-in whose ID token carries a `groups` claim, mapped with
+/// `claims: { groups: groups }`: the upstream user in `admins` is asked for step 2 and
+/// the one in `staff` is not — and an account in Usher's own `admins` group is too.
+#[tokio::test]
+async fn an_upstream_user_in_admins_is_asked_for_step_two_and_others_are_not() {
+    use usher::tools::standin::{Kind, Standin, StandinConfig, StandinUser};
+    let with_groups = |id: &str, login: &str, groups: Value| {
+        let mut u = StandinUser::new(id, login, login, &format!("{login}@example.com"));
+        u.extra_claims.insert("groups".into(), groups);
+        u
+    };
+    let google = Standin::start(
+        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret")
+            .with_user(with_groups("g-1", "ada", json!(["staff", "admins"])))
+            .with_user(with_groups("g-2", "grace", json!(["staff"])))
+            .with_user(with_groups("g-3", "linus", json!([]))),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/mfa-for-admins.rhai"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("admins.rhai"), policy).unwrap();
+    let config = format!(
+        r#"
+issuer: "{{issuer}}"
+connections:
+  google:
+    kind: google
+    client_id: usher-google
+    client_secret: google-secret
+    issuer: "{}"
+    claims: {{ groups: groups }}
+apps:
+  thrift:
+    name: Thrift
+    client_id: thrift
+    client_secret: thrift-test-secret
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    sign_in:
+      steps:
+        - [google]
+        - [totp]
+      script: admins.rhai
+"#,
+        google.issuer()
+    );
+    let usher = Usher::start_in(dir, &config).await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    // Sign in through Google as `who`; where the sign-in goes after the upstream.
+    let sign_in = |who: &'static str| {
+        let (usher, rp) = (&usher, &rp);
+        async move {
+            let browser = Browser::new();
+            let start = rp.start(&[]);
+            let consent = follow_all(&browser, browser.get(start.url.as_str()).await)
+                .await
+                .expect("the upstream's consent page");
+            let res = decide(&browser, &consent, who, "authorize").await;
+            let _ = usher;
+            follow_all(&browser, res).await
+        }
+    };
+    let asked = |r: &Result<Page, url::Url>| matches!(r, Ok(p) if p.body.to_lowercase().contains("authenticator"));
+    let ada = sign_in("g-1").await;
+    assert!(asked(&ada), "ada is in admins upstream: {ada:?}");
+    let grace = sign_in("g-2").await;
+    assert!(
+        matches!(&grace, Err(back) if query(back).contains_key("code")),
+        "grace is in staff only: {grace:?}"
+    );
+    // Linus's upstream names no group, but his account joins Usher's own `admins`.
+    let linus = sign_in("g-3").await;
+    assert!(linus.is_err(), "{linus:?}");
+    let id = usher::store::IdentityStore::identity(usher.store.as_ref(), "google", "g-3")
+        .await
+        .unwrap()
+        .unwrap();
+    usher
+        .store
+        .create_group(&Group {
+            id: "g_admins".into(),
+            display_name: "Admins".into(),
+            external_id: None,
+            members: vec![id],
+            roles: vec![],
+            created_at: 1,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    assert!(
+        asked(&sign_in("g-3").await),
+        "linus is in Usher's admins now"
+    );
+}
