@@ -219,6 +219,67 @@ impl GroupStore for PgStore {
         rows.iter().map(versioned).collect()
     }
 
+    /// A page with no filter is one statement (the page and the total together); a
+    /// filter on one display name or id is one index lookup; any other filter reads the
+    /// groups in batches and tests them in memory.
+    async fn query_groups(&self, query: &GroupQuery) -> StoreResult<GroupPage> {
+        use crate::store::groups::{scan_groups, GroupAttr};
+        use crate::store::query::{Filter, Literal, Op};
+        let one = |found: Option<Versioned<Group>>| {
+            let groups: Vec<Versioned<Group>> = found.into_iter().collect();
+            let total = groups.len();
+            GroupPage {
+                groups: groups
+                    .into_iter()
+                    .skip(query.start)
+                    .take(query.count)
+                    .collect(),
+                total,
+            }
+        };
+        match &query.filter {
+            None => {}
+            Some(Filter::Compare(GroupAttr::DisplayName, Op::Eq, Literal::Str(name))) => {
+                return Ok(one(self.find_group(name).await?));
+            }
+            Some(Filter::Compare(GroupAttr::Id, Op::Eq, Literal::Str(id))) => {
+                return Ok(one(self.group(id).await?));
+            }
+            Some(_) => return scan_groups(self, query).await,
+        }
+        let limit = i64::try_from(query.count).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.start).unwrap_or(i64::MAX);
+        // The outer join keeps a row (with no group) when the page is empty, so the
+        // total still comes back.
+        let rows = self
+            .query(
+                "SELECT t.total, p.version, p.value FROM (SELECT count(*) AS total FROM groups) t
+                 LEFT JOIN (SELECT version, value, created_at, id FROM groups
+                            ORDER BY created_at, id LIMIT $1 OFFSET $2) p ON true
+                 ORDER BY p.created_at, p.id",
+                &[&limit, &offset],
+            )
+            .await?;
+        let total: i64 = match rows.first() {
+            Some(r) => col(r, "total")?,
+            None => 0,
+        };
+        let mut groups = Vec::new();
+        for r in &rows {
+            let version: Option<i64> = col(r, "version")?;
+            if let Some(v) = version {
+                groups.push(Versioned {
+                    value: json_of(r, "value")?,
+                    version: uint(v),
+                });
+            }
+        }
+        Ok(GroupPage {
+            groups,
+            total: uint(total) as usize,
+        })
+    }
+
     async fn memberships(
         &self,
         user_ids: &[String],
