@@ -118,7 +118,14 @@ pub fn account_subject(config: &Config, account: &Account) -> Subject {
     };
     let mut subject = local_subject(&account.user, enrolled_of(&held));
     subject.factors = factors_of(&held, config, &account.user);
+    set_memberships(&mut subject, &account.groups);
     subject
+}
+
+/// The groups of a subject's account, and the roles they give it besides its own.
+fn set_memberships(subject: &mut Subject, groups: &[crate::store::Membership]) {
+    subject.roles = crate::store::groups::effective_roles(&subject.roles, groups);
+    subject.groups = groups.iter().map(|g| g.display_name.clone()).collect();
 }
 
 /// The subject of a local account with what it has enrolled and the second factors it
@@ -127,7 +134,22 @@ pub async fn subject_of(store: &dyn Store, config: &Config, u: &User) -> StoreRe
     let (enrolled, factors) = enrolled_and_factors(store, config, u).await?;
     let mut subject = local_subject(u, enrolled);
     subject.factors = factors;
+    add_memberships(store, &mut subject).await?;
     Ok(subject)
+}
+
+/// Give an account's subject its groups and the roles they carry (one store call).
+pub async fn add_memberships(store: &dyn Store, subject: &mut Subject) -> StoreResult<()> {
+    let Some(user_id) = subject.user_id.clone() else {
+        return Ok(());
+    };
+    let groups = store
+        .memberships(std::slice::from_ref(&user_id))
+        .await?
+        .remove(&user_id)
+        .unwrap_or_default();
+    set_memberships(subject, &groups);
+    Ok(())
 }
 
 /// A password attempt about to be checked, its attempt reserved.

@@ -566,6 +566,15 @@ pub struct RawApp {
     /// API scopes the app may ask for with `client_credentials`.
     #[serde(default)]
     pub scopes: Vec<RawApiScope>,
+    /// Groups this app may see in the `groups` claim (asked for with the `groups`
+    /// scope): display names, or prefixes ending in `*` (`"*"` for all). None by
+    /// default: an app learns of no group it is not meant to.
+    #[serde(default)]
+    pub groups_claim: Vec<String>,
+    /// Whether the `roles` scope releases the account's roles (its own and its
+    /// groups') in the `roles` claim (default no).
+    #[serde(default, deserialize_with = "lenient")]
+    pub roles_claim: bool,
     /// How users sign in; required with the `authorization_code` grant.
     #[serde(default)]
     pub sign_in: Option<RawSignIn>,
@@ -808,6 +817,8 @@ pub fn vocabulary() -> Vec<String> {
             mfa_enrolment: true,
             grants: Some(Vec::new()),
             scopes: Vec::new(),
+            groups_claim: Vec::new(),
+            roles_claim: false,
             sign_in: Some(RawSignIn {
                 steps: vec![RawStep {
                     options: Vec::new(),

@@ -42,8 +42,12 @@ pub struct Subject {
     /// be passed before a new authenticator is enrolled. Empty: none at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub factors: Vec<String>,
+    /// The account's roles: its own, then those its groups give it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// The display names of the groups the account is in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// What the upstream provider says it did (its `amr`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream_amr: Vec<String>,

@@ -94,6 +94,7 @@ fn subject_map(s: &Subject) -> Dynamic {
     m.insert("has_account".into(), Dynamic::from(s.has_account()));
     m.insert("enrolled".into(), Dynamic::from(strs(&s.enrolled)));
     m.insert("roles".into(), Dynamic::from(strs(&s.roles)));
+    m.insert("groups".into(), Dynamic::from(strs(&s.groups)));
     m.insert("upstream_amr".into(), Dynamic::from(strs(&s.upstream_amr)));
     let claims: Map = s
         .claims
@@ -386,8 +387,46 @@ pub fn ip_in_range(ip: &str, cidr: &str) -> bool {
     }
 }
 
+/// Whether `list` (a subject's `roles` or `groups`) holds any of `wanted`, compared
+/// case-insensitively. A subject without an account (a unit) holds none.
+fn holds_any(subject: &Dynamic, list: &str, wanted: &Array) -> bool {
+    let Some(m) = subject.read_lock::<Map>() else {
+        return false;
+    };
+    let Some(held) = m
+        .get(list)
+        .and_then(|v| v.read_lock::<Array>().map(|a| a.clone()))
+    else {
+        return false;
+    };
+    held.iter().any(|h| {
+        let h = h.to_string();
+        wanted
+            .iter()
+            .any(|w| w.to_string().eq_ignore_ascii_case(&h))
+    })
+}
+
+/// `ctx.user.has_any_role(["admin", "finance"])`.
+pub fn has_any_role(subject: Dynamic, wanted: Array) -> bool {
+    holds_any(&subject, "roles", &wanted)
+}
+
+/// `ctx.user.in_any_group(["admins"])`.
+pub fn in_any_group(subject: Dynamic, wanted: Array) -> bool {
+    holds_any(&subject, "groups", &wanted)
+}
+
 /// The names the API adds, for the unknown-function check.
-pub const API_FUNCTIONS: &[&str] = &["execute_step", "fail", "set_claim", "log", "ip_in_range"];
+pub const API_FUNCTIONS: &[&str] = &[
+    "execute_step",
+    "fail",
+    "set_claim",
+    "log",
+    "ip_in_range",
+    "has_any_role",
+    "in_any_group",
+];
 
 pub fn register(e: &mut Engine) {
     e.register_fn("execute_step", |ncc: NativeCallContext, n: i64| {
@@ -404,6 +443,8 @@ pub fn register(e: &mut Engine) {
     e.register_fn("set_claim", set_claim);
     e.register_fn("log", log);
     e.register_fn("ip_in_range", ip_in_range);
+    e.register_fn("has_any_role", has_any_role);
+    e.register_fn("in_any_group", in_any_group);
     // `print` and `debug` go to the trace too, never to the server's stdout.
     e.on_print(|s| {
         let _ = log(s);

@@ -425,6 +425,22 @@ fn roles_sample_asks_admins_only() {
 }
 
 #[test]
+fn admins_sample_asks_members_of_admins_only() {
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/mfa-for-admins.rhai"),
+    )
+    .unwrap();
+    let mut admin = local();
+    admin.groups = vec!["staff".into(), "Admins".into()];
+    assert_eq!(drive(&source, admin), vec![1, 2]);
+    let mut staff = local();
+    staff.groups = vec!["staff".into()];
+    staff.roles = vec!["admins".into()];
+    assert_eq!(drive(&source, staff), vec![1], "a role is not a group");
+    assert_eq!(drive(&source, local()), vec![1]);
+}
+
+#[test]
 fn trust_upstream_mfa_sample() {
     let source = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/trust-upstream-mfa.rhai"),

@@ -26,16 +26,20 @@ mod accounts;
 pub mod cluster;
 mod combined;
 mod credentials;
+mod groups;
 mod query;
 mod tokens;
 mod transfer;
 
 /// The migrations, in order: (version, SQL). A released migration never changes; a
 /// new schema is a new file.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("postgres/migrations/0001_initial.sql")),
+    (2, include_str!("postgres/migrations/0002_groups.sql")),
+];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// How the "unavailable" error of a database whose schema is older than this binary's
 /// begins ([`PgStore::check_ready`]).
@@ -749,7 +753,8 @@ impl PgStore {
             .batch_execute(
                 "TRUNCATE users, login_names, external_ids, identities, totp, recovery_codes,
                  email_codes, counters, sessions, flows, upstream_states, flashes, codes, grants,
-                 refresh_tokens, signing_keys, secrets, audit_events",
+                 refresh_tokens, signing_keys, secrets, audit_events, groups, group_names,
+                 group_members",
             )
             .await
             .map_err(pg)

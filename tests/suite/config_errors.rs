@@ -1094,3 +1094,22 @@ fn a_database_certificate_authority_needs_tls_and_a_pem_file() {
     .unwrap_or_else(|d| panic!("{d}"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
+
+#[test]
+fn a_groups_claim_pattern_with_a_star_inside_is_refused_where_it_is_written() {
+    let d = only_error(&valid_with(
+        "    client_id: shop\n",
+        "    client_id: shop\n    groups_claim: [admins, \"eng-*-leads\"]\n",
+    ));
+    assert_eq!(d.path, "apps.shop.groups_claim[1]");
+    assert!(d.message.contains("only a trailing `*`"), "{}", d.message);
+    assert_eq!(at(&d), (6, 28), "the quoted pattern itself");
+    let loaded = load_text(&valid_with(
+        "    client_id: shop\n",
+        "    client_id: shop\n    groups_claim: [Admins, \"eng-*\"]\n    roles_claim: true\n",
+    ))
+    .unwrap();
+    let app = &loaded.config.apps["shop"];
+    assert!(app.sees_group("admins") && app.sees_group("ENG-web"));
+    assert!(!app.sees_group("staff") && app.roles_claim);
+}
