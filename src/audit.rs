@@ -50,6 +50,11 @@ pub mod kind {
     pub const ADMIN_USER_DELETED: &str = "admin.user_deleted";
     pub const ADMIN_TOTP_RESET: &str = "admin.totp_reset";
     pub const ADMIN_USER_UNLOCKED: &str = "admin.user_unlocked";
+    /// SCIM `/Groups` writes: the detail names what changed and how many members
+    /// joined or left, never the values.
+    pub const ADMIN_GROUP_CREATED: &str = "admin.group_created";
+    pub const ADMIN_GROUP_UPDATED: &str = "admin.group_updated";
+    pub const ADMIN_GROUP_DELETED: &str = "admin.group_deleted";
     /// An administrator ended every session and revoked every grant of the account.
     pub const ADMIN_USER_SIGNED_OUT: &str = "admin.user_signed_out";
     /// An app revoked one of its tokens at `/revoke` (RFC 7009).

@@ -19,6 +19,23 @@ pub fn time_prefixed_id(now: u64) -> String {
     format!("{now:016x}{}", random_token(16))
 }
 
+/// A new account id: `u_`, the wall-clock time in milliseconds (12 hex digits), and
+/// random characters. Lists order accounts by creation second, then id, so within one
+/// second an account made later sorts later, and a new account never lands before one
+/// a client has already paged past.
+pub fn account_id() -> String {
+    ordered_id("u_")
+}
+
+/// `prefix`, the wall-clock time in milliseconds (12 hex digits) and random
+/// characters: ids that sort in creation order within one second (accounts, groups).
+pub fn ordered_id(prefix: &str) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{prefix}{:012x}{}", ms & 0xffff_ffff_ffff, random_token(12))
+}
+
 /// The creation time encoded in a [`time_prefixed_id`], if it has one.
 pub fn id_time(id: &str) -> Option<u64> {
     id.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok())

@@ -26,8 +26,16 @@ pub const URL_MAX: usize = 2048;
 pub const EXTERNAL_ID_MAX: usize = 256;
 /// One role name, in characters.
 pub const ROLE_MAX: usize = 128;
-/// Roles one account may hold.
+/// Roles one account may hold, and one group may give.
 pub const ROLES_MAX: usize = 100;
+/// A group's display name, in characters.
+pub const GROUP_NAME_MAX: usize = 256;
+/// Members of one group. Every write of a group rewrites its member list, so the cap
+/// also bounds what one write costs.
+pub const GROUP_MEMBERS_MAX: usize = 10_000;
+/// Member values one SCIM request may name (a POST or PUT body's `members`, or the
+/// values of all of a PATCH's operations together).
+pub const SCIM_MEMBERS_PER_REQUEST_MAX: usize = 1_000;
 
 /// A SCIM filter expression, in bytes, checked before it is tokenized.
 pub const SCIM_FILTER_MAX: usize = 2048;

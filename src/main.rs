@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Manage accounts on a running server (through its SCIM API).
     Users(usher::cli::UsersArgs),
+    /// Manage groups on a running server (through its SCIM API).
+    Groups(usher::cli::GroupsArgs),
     /// List audit events of a running server (through its admin API).
     Events(usher::cli::EventsArgs),
     /// The signing keys in the configured store: list them, or add one (a rotation).
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Users(args) => usher::cli::users(args),
+        Command::Groups(args) => usher::cli::groups(args),
         Command::Events(args) => usher::cli::events(args),
         Command::Store(args) => usher::cli::store(args),
         Command::Check {

@@ -119,11 +119,19 @@ pub fn account_subject(config: &Config, account: &Account) -> Subject {
     };
     let mut subject = local_subject(&account.user, enrolled_of(&held));
     subject.factors = factors_of(&held, config, &account.user);
+    set_memberships(&mut subject, &account.groups);
     subject
 }
 
+/// The groups of a subject's account, and the roles they give it besides its own.
+fn set_memberships(subject: &mut Subject, groups: &[crate::store::Membership]) {
+    subject.roles = crate::store::groups::effective_roles(&subject.roles, groups);
+    subject.groups = groups.iter().map(|g| g.display_name.clone()).collect();
+}
+
 /// The subject of a local account with what it has enrolled, the second factors it
-/// can be asked for, and what scripts read of it ([`script_view`]), read from the store.
+/// can be asked for, its groups, and what scripts read of it ([`script_view`]), read
+/// from the store.
 pub async fn subject_of(
     store: &dyn Store,
     config: &Config,
@@ -133,20 +141,34 @@ pub async fn subject_of(
     let (enrolled, factors) = enrolled_and_factors(store, config, u).await?;
     let mut subject = local_subject(u, enrolled);
     subject.factors = factors;
+    add_memberships(store, &mut subject).await?;
     script_view(store, config, &mut subject, u, now, None).await?;
     Ok(subject)
+}
+
+/// Give an account's subject its groups and the roles they carry (one store call).
+pub async fn add_memberships(store: &dyn Store, subject: &mut Subject) -> StoreResult<()> {
+    let Some(user_id) = subject.user_id.clone() else {
+        return Ok(());
+    };
+    let groups = store
+        .memberships(std::slice::from_ref(&user_id))
+        .await?
+        .remove(&user_id)
+        .unwrap_or_default();
+    set_memberships(subject, &groups);
+    Ok(())
 }
 
 /// The most sessions `ctx.user.sessions` lists (the latest sign-ins first).
 pub const SCRIPT_SESSIONS_MAX: usize = 20;
 
-/// What a script reads of an account beyond the account itself: its groups and its
-/// live single sign-on sessions. Recorded in the subject when the step completes, so
-/// every replay of the script sees the same. Only a script that names `sessions` or
-/// `groups` can read them ([`Script::reads_account_view`](crate::policy::Script::reads_account_view)):
-/// without one in the config, the store is spared the reads. `except` is the hash of the
-/// session standing in for the step, if one does: not one of the user's *other*
-/// sessions.
+/// What a script reads of an account beyond the account and its groups: its live
+/// single sign-on sessions. Recorded in the subject when the step completes, so every
+/// replay of the script sees the same. Only a script that names `sessions` can read
+/// them ([`Script::reads_sessions`](crate::policy::Script::reads_sessions)): without
+/// one in the config, the store is spared the read. `except` is the hash of the session
+/// standing in for the step, if one does: not one of the user's *other* sessions.
 pub async fn script_view(
     store: &dyn Store,
     config: &Config,
@@ -159,20 +181,12 @@ pub async fn script_view(
         a.sign_in
             .script
             .as_ref()
-            .is_some_and(|s| s.compiled.reads_account_view())
+            .is_some_and(|s| s.compiled.reads_sessions())
     });
-    if !wanted {
-        return Ok(());
+    if wanted {
+        subject.sessions = sessions_of(store, &user.id, now, except).await?;
     }
-    subject.groups = groups_of(store, user).await?;
-    subject.sessions = sessions_of(store, &user.id, now, except).await?;
     Ok(())
-}
-
-/// The groups an account belongs to, for `ctx.user.groups`. Usher has no groups yet, so
-/// this is empty; it is the one place the groups feature fills in.
-pub async fn groups_of(_store: &dyn Store, _user: &User) -> StoreResult<Vec<String>> {
-    Ok(Vec::new())
 }
 
 /// The account's live single sign-on sessions, latest sign-in first, at most

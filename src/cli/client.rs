@@ -135,6 +135,11 @@ impl Client {
 
     /// Every account matching `filter`, page by page.
     pub async fn list(&self, filter: Option<&str>) -> Result<Vec<Value>, CliError> {
+        self.list_at("/scim/v2/Users", filter).await
+    }
+
+    /// Every resource at a SCIM list endpoint matching `filter`, page by page.
+    pub async fn list_at(&self, path: &str, filter: Option<&str>) -> Result<Vec<Value>, CliError> {
         let mut out = Vec::new();
         loop {
             let mut query = vec![
@@ -144,7 +149,7 @@ impl Client {
             if let Some(f) = filter {
                 query.push(("filter", f.to_string()));
             }
-            let page = self.get("/scim/v2/Users", &query).await?;
+            let page = self.get(path, &query).await?;
             let items = page["Resources"].as_array().cloned().unwrap_or_default();
             let total = page["totalResults"].as_u64().unwrap_or(0);
             let got = items.len();
@@ -174,11 +179,50 @@ impl Client {
     }
 
     pub async fn create(&self, body: &Value) -> Result<Value, CliError> {
-        let url = self.url("/scim/v2/Users", &[])?;
+        self.create_at("/scim/v2/Users", body).await
+    }
+
+    /// POST a resource to a SCIM endpoint.
+    pub async fn create_at(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let url = self.url(path, &[])?;
         Ok(self
             .call(Method::POST, url, Some(body))
             .await?
             .unwrap_or(Value::Null))
+    }
+
+    /// PATCH a resource.
+    pub async fn patch_at(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let url = self.url(path, &[])?;
+        Ok(self
+            .call(Method::PATCH, url, Some(body))
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
+    pub async fn delete_at(&self, path: &str) -> Result<(), CliError> {
+        let url = self.url(path, &[])?;
+        self.call(Method::DELETE, url, None).await.map(|_| ())
+    }
+
+    /// One group, by id or by display name.
+    pub async fn find_group(&self, group: &str) -> Result<Value, CliError> {
+        match self
+            .get(&format!("/scim/v2/Groups/{}", urlencode(group)), &[])
+            .await
+        {
+            Ok(found) => return Ok(found),
+            Err(CliError::Api { status: 404, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let quoted = serde_json::to_string(group).unwrap_or_default();
+        let matches = self
+            .list_at("/scim/v2/Groups", Some(&format!("displayName eq {quoted}")))
+            .await?;
+        matches
+            .into_iter()
+            .next()
+            .ok_or_else(|| CliError::NotFound(group.to_string()))
     }
 
     pub async fn set_active(&self, id: &str, active: bool) -> Result<Value, CliError> {

@@ -1,4 +1,4 @@
-//! `usher users` and `usher events`: admin commands that talk to a running server's
+//! `usher users`, `usher groups` and `usher events`: admin commands that talk to a running server's
 //! SCIM and admin APIs (only one process can hold the sled store, so these never open
 //! it). The server URL and the client's credentials come from flags or the
 //! environment; the client needs the `client_credentials` grant and the `scim` scope
@@ -7,6 +7,7 @@
 //! stopped deployment's data).
 
 mod client;
+mod groups;
 mod keys;
 mod store;
 mod table;
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 pub use client::{CliError, Client};
+pub use groups::{groups, GroupsArgs, GroupsCommand};
 pub use keys::{keys, KeysCommand};
 pub use store::{store, StoreArgs, StoreCommand};
 

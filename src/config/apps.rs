@@ -110,6 +110,28 @@ fn app(
         );
     }
     let grants = grants(report, file, &path, raw);
+    let claim_path = child(&path, "groups_claim");
+    for (i, pattern) in raw.groups_claim.iter().enumerate() {
+        let p = item(&claim_path, i);
+        let star = pattern.find('*');
+        let problem = if pattern.trim().is_empty() {
+            Some("is empty; name a group, or a prefix ending in `*`".to_string())
+        } else if pattern.chars().count() > crate::limits::GROUP_NAME_MAX {
+            Some(format!(
+                "is longer than a group name may be ({} characters)",
+                crate::limits::GROUP_NAME_MAX
+            ))
+        } else if star.is_some_and(|at| at + 1 != pattern.len()) {
+            Some(format!(
+                "`{pattern}` has a `*` before its end; only a trailing `*` (a prefix) is understood"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            report.error(file, &p, Part::Value, format!("{p} {problem}"));
+        }
+    }
     let interactive = grants.contains(&GrantType::AuthorizationCode);
     let redirects_path = child(&path, "redirect_uris");
     if raw.redirect_uris.is_empty() && interactive {
@@ -189,6 +211,8 @@ fn app(
         mfa_enrolment: raw.mfa_enrolment,
         grants,
         scopes,
+        groups_claim: raw.groups_claim.clone(),
+        roles_claim: raw.roles_claim,
     })
 }
 
@@ -378,6 +402,8 @@ pub fn my_account(
         mfa_enrolment: true,
         grants: vec![GrantType::AuthorizationCode],
         scopes: Vec::new(),
+        groups_claim: Vec::new(),
+        roles_claim: false,
     };
     warn_mfa_without_account(report, &app, connections);
     (settings, Some(app))

@@ -347,6 +347,11 @@ pub struct App {
     pub grants: Vec<GrantType>,
     /// API scopes the app may obtain with `client_credentials`.
     pub scopes: Vec<ApiScope>,
+    /// The groups the app may see in the `groups` claim: display names, or prefixes
+    /// ending in `*`. Empty: none.
+    pub groups_claim: Vec<String>,
+    /// Whether the `roles` scope releases the `roles` claim.
+    pub roles_claim: bool,
 }
 
 impl App {
@@ -377,7 +382,21 @@ impl App {
             mfa_enrolment: true,
             grants: vec![GrantType::AuthorizationCode],
             scopes: Vec::new(),
+            groups_claim: Vec::new(),
+            roles_claim: false,
         }
+    }
+
+    /// Whether the app may see group `name` in its `groups` claim (case-insensitive).
+    pub fn sees_group(&self, name: &str) -> bool {
+        let name = name.to_lowercase();
+        self.groups_claim.iter().any(|p| {
+            let p = p.to_lowercase();
+            match p.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == p,
+            }
+        })
     }
 
     pub fn is_public(&self) -> bool {

@@ -180,6 +180,10 @@ pub struct RawPostgres {
     /// The connection pool of each node.
     #[serde(default)]
     pub pool: Option<RawPool>,
+    /// A PEM file of the certificate authorities that sign the database's certificate
+    /// (with `sslmode=require` in the URL), relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `store.postgres.pool:`.
@@ -578,6 +582,15 @@ pub struct RawApp {
     /// API scopes the app may ask for with `client_credentials`.
     #[serde(default)]
     pub scopes: Vec<RawApiScope>,
+    /// Groups this app may see in the `groups` claim (asked for with the `groups`
+    /// scope): display names, or prefixes ending in `*` (`"*"` for all). None by
+    /// default: an app learns of no group it is not meant to.
+    #[serde(default)]
+    pub groups_claim: Vec<String>,
+    /// Whether the `roles` scope releases the account's roles (its own and its
+    /// groups') in the `roles` claim (default no).
+    #[serde(default, deserialize_with = "lenient")]
+    pub roles_claim: bool,
     /// How users sign in; required with the `authorization_code` grant.
     #[serde(default)]
     pub sign_in: Option<RawSignIn>,
@@ -825,6 +838,8 @@ pub fn vocabulary() -> Vec<String> {
             mfa_enrolment: true,
             grants: Some(Vec::new()),
             scopes: Vec::new(),
+            groups_claim: Vec::new(),
+            roles_claim: false,
             sign_in: Some(RawSignIn {
                 steps: vec![RawStep {
                     options: Vec::new(),

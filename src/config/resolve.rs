@@ -271,6 +271,37 @@ fn store(
         );
         ok = false;
     }
+    let parsed = crate::store::postgres::parse_url(url).ok();
+    let tls = parsed
+        .as_ref()
+        .is_some_and(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Require);
+    let ca_file = pg
+        .ca_file
+        .as_deref()
+        .map(|rel| resolve_path(&report.base.clone(), rel));
+    if let Some(path) = &ca_file {
+        if !tls {
+            report.error(
+                file,
+                "store.postgres.ca_file",
+                Part::Key,
+                "store.postgres.ca_file is set but the URL does not ask for TLS: add `sslmode=require` to it (`postgres://…/usher?sslmode=require`)",
+            );
+            ok = false;
+        } else if let Err(e) = crate::store::postgres::read_ca_file(path) {
+            report.error(file, "store.postgres.ca_file", Part::Value, e);
+            ok = false;
+        }
+    }
+    if let Some(remote) = parsed
+        .as_ref()
+        .filter(|_| !tls)
+        .and_then(crate::store::postgres::remote_host)
+    {
+        report.warn(format!(
+            "store.postgres.url reaches the database at {remote} without TLS: passwords and the records of every account cross the network in the clear; add `sslmode=require` to the URL (and store.postgres.ca_file for a private certificate authority)"
+        ));
+    }
     // Every node must unseal the same TOTP secrets: a key file inside a per-node data
     // folder would differ between nodes, and the database must not hold its own key.
     let defaulted =
@@ -290,6 +321,7 @@ fn store(
             schema,
             max_connections,
             acquire_timeout: std::time::Duration::from_secs(timeout),
+            ca_file,
         })
     })
 }

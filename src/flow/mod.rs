@@ -42,10 +42,10 @@ pub struct Subject {
     /// be passed before a new authenticator is enrolled. Empty: none at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub factors: Vec<String>,
+    /// The account's roles: its own, then those its groups give it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
-    /// The groups the account belongs to, for scripts (`ctx.user.groups`). Filled by
-    /// [`crate::authn::steps::groups_of`]; empty until Usher has groups.
+    /// The display names of the groups the account is in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     /// The account's other live single sign-on sessions when the step completed, for

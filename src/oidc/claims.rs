@@ -1,9 +1,12 @@
-//! What goes into tokens and userinfo: standard claims by scope, plus the claims a
-//! sign-in fixed (pass-through upstream claims, script `set_claim`s).
+//! What goes into tokens and userinfo: standard claims by scope, the `groups` and
+//! `roles` claims an app is allowed, plus the claims a sign-in fixed (pass-through
+//! upstream claims, script `set_claim`s).
 
 use serde_json::{json, Map, Value};
 
-use crate::store::{GrantData, User};
+use crate::config::App;
+use crate::store::groups::effective_roles;
+use crate::store::{GrantData, Membership, Store, StoreResult, User};
 
 /// Standard claims the granted scopes release about a subject.
 pub fn scoped_claims(
@@ -72,6 +75,41 @@ fn is_standard(claim: &str) -> bool {
             | "email_verified"
             | "updated_at"
     )
+}
+
+/// The `groups` and `roles` claims of an account, read now (a change in its groups
+/// shows at the next token or userinfo): each only when its scope was granted and the
+/// app allows it, and `groups` only with the groups the app may see. One store call.
+pub async fn membership_claims(
+    store: &dyn Store,
+    app: &App,
+    scopes: &[String],
+    user: Option<&User>,
+) -> StoreResult<Map<String, Value>> {
+    let mut out = Map::new();
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    let want_groups = has("groups") && !app.groups_claim.is_empty();
+    let want_roles = has("roles") && app.roles_claim;
+    let Some(user) = user.filter(|_| want_groups || want_roles) else {
+        return Ok(out);
+    };
+    let groups: Vec<Membership> = store
+        .memberships(std::slice::from_ref(&user.id))
+        .await?
+        .remove(&user.id)
+        .unwrap_or_default();
+    if want_groups {
+        let names: Vec<&str> = groups
+            .iter()
+            .map(|g| g.display_name.as_str())
+            .filter(|n| app.sees_group(n))
+            .collect();
+        out.insert("groups".into(), json!(names));
+    }
+    if want_roles {
+        out.insert("roles".into(), json!(effective_roles(&user.roles, &groups)));
+    }
+    Ok(out)
 }
 
 /// Claims no script or upstream may override: the protocol's own.

@@ -569,6 +569,9 @@ async fn issue(
         user,
         now,
     );
+    for (k, v) in super::claims::membership_claims(store, app, &grant.scopes, user).await? {
+        id.insert(k, v);
+    }
     if matches!(app.signing_alg, SigningAlg::Rs256 | SigningAlg::Es256) {
         let digest = sha256(access_token.as_bytes());
         id.insert("at_hash".into(), json!(b64url(&digest[..16])));
@@ -654,6 +657,9 @@ pub async fn userinfo(
         None => None,
     };
     let mut out = scoped_claims(&scopes, user.as_ref(), &grant.data);
+    if let Some(app) = super::authorize::app_by_client_id(config, &grant.client_id) {
+        out.extend(super::claims::membership_claims(store, app, &scopes, user.as_ref()).await?);
+    }
     for r in RESERVED {
         out.remove(*r);
     }

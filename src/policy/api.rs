@@ -467,8 +467,50 @@ pub fn ip_in_range(ip: &str, cidr: &str) -> bool {
     }
 }
 
+/// Whether `list` (a subject's `roles` or `groups`) holds any of `wanted`, compared
+/// case-insensitively. A subject without an account (a unit) holds none.
+fn holds_any(subject: &Dynamic, list: &str, wanted: &Array) -> bool {
+    let fields = match subject.read_lock::<Record>() {
+        Some(r) => r.fields().clone(),
+        None => match subject.read_lock::<Map>() {
+            Some(m) => m.clone(),
+            None => return false,
+        },
+    };
+    let Some(held) = fields
+        .get(list)
+        .and_then(|v| v.read_lock::<Array>().map(|a| a.clone()))
+    else {
+        return false;
+    };
+    held.iter().any(|h| {
+        let h = h.to_string();
+        wanted
+            .iter()
+            .any(|w| w.to_string().eq_ignore_ascii_case(&h))
+    })
+}
+
+/// `ctx.user.has_any_role(["admin", "finance"])`.
+pub fn has_any_role(subject: Dynamic, wanted: Array) -> bool {
+    holds_any(&subject, "roles", &wanted)
+}
+
+/// `ctx.user.in_any_group(["admins"])`.
+pub fn in_any_group(subject: Dynamic, wanted: Array) -> bool {
+    holds_any(&subject, "groups", &wanted)
+}
+
 /// The names the API adds, for the unknown-function check.
-pub const API_FUNCTIONS: &[&str] = &["execute_step", "fail", "set_claim", "log", "ip_in_range"];
+pub const API_FUNCTIONS: &[&str] = &[
+    "execute_step",
+    "fail",
+    "set_claim",
+    "log",
+    "ip_in_range",
+    "has_any_role",
+    "in_any_group",
+];
 
 pub fn register(e: &mut Engine) {
     record::register(e);
@@ -486,6 +528,8 @@ pub fn register(e: &mut Engine) {
     e.register_fn("set_claim", set_claim);
     e.register_fn("log", log);
     e.register_fn("ip_in_range", ip_in_range);
+    e.register_fn("has_any_role", has_any_role);
+    e.register_fn("in_any_group", in_any_group);
     // `print` and `debug` go to the trace too, never to the server's stdout.
     e.on_print(|s| {
         let _ = log(s);

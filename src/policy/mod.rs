@@ -36,16 +36,16 @@ pub struct Script {
     ast: AST,
     /// Whether it defines `on_login_request(ctx)` (Asgardeo style).
     has_entry_fn: bool,
-    /// Whether it names `sessions` or `groups`, the parts of a subject read from the
-    /// store only for scripts that use them.
-    reads_account_view: bool,
+    /// Whether it names `sessions`, which a sign-in reads from the store only for
+    /// scripts that use them.
+    reads_sessions: bool,
 }
 
 impl Script {
-    /// Whether the script names a subject's `sessions` or `groups` (as a member or a
-    /// string): only then does a sign-in read them from the store.
-    pub fn reads_account_view(&self) -> bool {
-        self.reads_account_view
+    /// Whether the script names a subject's `sessions` (as a member or a string): only
+    /// then does a sign-in read them from the store.
+    pub fn reads_sessions(&self) -> bool {
+        self.reads_sessions
     }
 }
 
@@ -128,11 +128,11 @@ pub fn compile(source: &str) -> Result<Script, CompileError> {
     let has_entry_fn = ast
         .iter_functions()
         .any(|f| f.name == "on_login_request" && f.params.len() == 1);
-    let reads_account_view = check::names_any(&ast, &["sessions", "groups"]);
+    let reads_sessions = check::names_any(&ast, &["sessions"]);
     Ok(Script {
         ast,
         has_entry_fn,
-        reads_account_view,
+        reads_sessions,
     })
 }
 

@@ -425,6 +425,22 @@ fn roles_sample_asks_admins_only() {
 }
 
 #[test]
+fn admins_sample_asks_members_of_admins_only() {
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/mfa-for-admins.rhai"),
+    )
+    .unwrap();
+    let mut admin = local();
+    admin.groups = vec!["staff".into(), "Admins".into()];
+    assert_eq!(drive(&source, admin), vec![1, 2]);
+    let mut staff = local();
+    staff.groups = vec!["staff".into()];
+    staff.roles = vec!["admins".into()];
+    assert_eq!(drive(&source, staff), vec![1], "a role is not a group");
+    assert_eq!(drive(&source, local()), vec![1]);
+}
+
+#[test]
 fn trust_upstream_mfa_sample() {
     let source = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/trust-upstream-mfa.rhai"),
@@ -551,13 +567,18 @@ set_claim("who", first.user);
 }
 
 #[test]
-fn only_scripts_that_name_sessions_or_groups_make_sign_ins_read_them() {
-    assert!(!compile(STRAIGHT).unwrap().reads_account_view());
-    assert!(!compile(CALLBACKS).unwrap().reads_account_view());
+fn only_scripts_that_name_sessions_make_sign_ins_read_them() {
+    assert!(!compile(STRAIGHT).unwrap().reads_sessions());
+    assert!(!compile(CALLBACKS).unwrap().reads_sessions());
+    assert!(!compile("let g = ctx.user?.groups;")
+        .unwrap()
+        .reads_sessions());
     assert!(compile("let n = ctx.user?.sessions;")
         .unwrap()
-        .reads_account_view());
-    assert!(compile("let first = execute_step(1);\nif \"admins\" in first.user[\"groups\"] { execute_step(2); }")
-        .unwrap()
-        .reads_account_view());
+        .reads_sessions());
+    assert!(compile(
+        "let first = execute_step(1);\nif first.user[\"sessions\"].len() > 2 { execute_step(2); }"
+    )
+    .unwrap()
+    .reads_sessions());
 }

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{Connection, JitAttributes, JitLink, JitScheme};
-use crate::crypto::random_token;
 use crate::flow::Subject;
 use crate::names;
 use crate::store::{Store, StoreError, StoreResult, User};
@@ -100,6 +99,62 @@ pub fn step_amr(conn: &Connection, identity: &UpstreamIdentity) -> Vec<String> {
 /// Decide what an upstream identity becomes. May write (attribute re-sync); the caller
 /// flushes before answering.
 pub async fn provision(
+    store: &dyn Store,
+    conn: &Connection,
+    identity: &UpstreamIdentity,
+    now: u64,
+) -> StoreResult<Provisioned> {
+    let mut decided = decide(store, conn, identity, now).await?;
+    if let Provisioned::Subject(subject) = &mut decided {
+        crate::authn::steps::add_memberships(store, subject).await?;
+        add_upstream_memberships(subject, identity);
+    }
+    Ok(decided)
+}
+
+/// Upstream-named groups or roles kept for one sign-in, at most.
+pub const UPSTREAM_NAMES_MAX: usize = 100;
+
+/// The names an upstream claim holds (a list of strings, or one string), each within
+/// the group name cap, at most [`UPSTREAM_NAMES_MAX`]; anything else is ignored.
+fn upstream_names(identity: &UpstreamIdentity, claim: &str) -> Vec<String> {
+    let values: Vec<&Value> = match identity.claims.get(claim) {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(v @ Value::String(_)) => vec![v],
+        _ => return Vec::new(),
+    };
+    values
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(str::trim)
+        .filter(|n| {
+            !n.is_empty()
+                && crate::limits::check_len("group", n, crate::limits::GROUP_NAME_MAX).is_ok()
+        })
+        .take(UPSTREAM_NAMES_MAX)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Add the groups and roles a connection maps from the upstream (`claims: { groups:
+/// …, roles: … }`) to the subject, for this sign-in: scripts see them beside the
+/// account's own (a pass-through subject has only these). They change no stored
+/// membership.
+fn add_upstream_memberships(subject: &mut Subject, identity: &UpstreamIdentity) {
+    for (claim, list) in [
+        ("groups", &mut subject.groups),
+        ("roles", &mut subject.roles),
+    ] {
+        for name in upstream_names(identity, claim) {
+            if !list.iter().any(|g| g.eq_ignore_ascii_case(&name)) {
+                list.push(name);
+            }
+        }
+    }
+}
+
+/// [`provision`] before the account's groups are added to its subject.
+async fn decide(
     store: &dyn Store,
     conn: &Connection,
     identity: &UpstreamIdentity,
@@ -230,7 +285,7 @@ fn str_claim(identity: &UpstreamIdentity, name: &str) -> Option<String> {
 /// A new account from an identity's claims.
 fn new_user(identity: &UpstreamIdentity, username: String, now: u64) -> User {
     User {
-        id: format!("u_{}", random_token(16)),
+        id: crate::crypto::account_id(),
         username,
         email: str_claim(identity, "email"),
         email_verified: identity.email_verified(),

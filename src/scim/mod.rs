@@ -8,7 +8,9 @@
 //! blocking pool. Writes are audited as `admin.*` events naming the client.
 
 pub mod filter;
+pub mod groups;
 mod patch;
+pub mod project;
 mod resource;
 pub mod schemas;
 mod users;
@@ -22,6 +24,8 @@ pub use users::Admin;
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const USHER_USER_SCHEMA: &str = "urn:usher:params:scim:schemas:extension:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const USHER_GROUP_SCHEMA: &str = "urn:usher:params:scim:schemas:extension:2.0:Group";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -108,6 +112,9 @@ impl ScimError {
         body
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> Self {

@@ -74,7 +74,9 @@ pub fn apply(draft: &mut Draft, body: &Value) -> Result<(), ScimError> {
             ("add" | "replace", None, Some(Value::Object(attrs))) => {
                 // No path: the value holds attributes to set, as in a resource.
                 for (k, v) in attrs {
-                    if name == "add" && k.eq_ignore_ascii_case("roles") {
+                    if name == "add"
+                        && (k.eq_ignore_ascii_case("roles") || k.eq_ignore_ascii_case("emails"))
+                    {
                         draft.add(k, v)?;
                     } else {
                         draft.set(k, v, Unknown::Ignore)?;

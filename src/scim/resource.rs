@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::{ScimError, USER_SCHEMA, USHER_USER_SCHEMA};
 use crate::store::query::UserAttr;
-use crate::store::{Store, StoreResult, User};
+use crate::store::{Membership, Store, StoreResult, User};
 use crate::timefmt::rfc3339;
 
 /// An account with everything its SCIM representation shows.
@@ -24,27 +24,40 @@ pub struct Record {
     pub identities: Vec<(String, String)>,
     /// An authenticator app is enrolled.
     pub totp: bool,
+    /// The groups the account is in (read-only here; `/Groups` changes them).
+    pub groups: Vec<Membership>,
 }
 
 impl Record {
     pub async fn load(store: &dyn Store, id: &str) -> StoreResult<Option<Record>> {
         match store.user(id).await? {
-            Some(user) => Self::of(store, user).await.map(Some),
+            Some(user) => Ok(Self::page(store, vec![user]).await?.pop()),
             None => Ok(None),
         }
     }
 
-    pub async fn of(store: &dyn Store, user: User) -> StoreResult<Record> {
-        Ok(Record {
-            external_id: store.external_id(&user.id).await?,
-            identities: store.identities_of(&user.id).await?,
-            totp: store.totp(&user.id).await?.is_some_and(|c| c.confirmed),
-            user,
-        })
+    /// The records of a page of accounts, their extras read in one store call
+    /// (`UserQueryStore::user_extras`) whatever the page's size.
+    pub async fn page(store: &dyn Store, users: Vec<User>) -> StoreResult<Vec<Record>> {
+        let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        let mut extras = store.user_extras(&ids).await?;
+        Ok(users
+            .into_iter()
+            .map(|user| {
+                let x = extras.remove(&user.id).unwrap_or_default();
+                Record {
+                    external_id: x.external_id,
+                    identities: x.identities,
+                    totp: x.totp,
+                    groups: x.groups,
+                    user,
+                }
+            })
+            .collect())
     }
 
     /// The resource without `meta`: what the version is computed from.
-    fn core(&self) -> Value {
+    fn core(&self, base: &str) -> Value {
         let u = &self.user;
         let mut out = json!({
             "schemas": [USER_SCHEMA, USHER_USER_SCHEMA],
@@ -84,6 +97,21 @@ impl Record {
             let roles: Vec<Value> = u.roles.iter().map(|r| json!({ "value": r })).collect();
             o.insert("roles".into(), Value::Array(roles));
         }
+        if !self.groups.is_empty() {
+            let groups: Vec<Value> = self
+                .groups
+                .iter()
+                .map(|g| {
+                    json!({
+                        "value": g.group_id,
+                        "$ref": format!("{base}/Groups/{}", g.group_id),
+                        "display": g.display_name,
+                        "type": "direct",
+                    })
+                })
+                .collect();
+            o.insert("groups".into(), Value::Array(groups));
+        }
         let identities: Vec<Value> = self
             .identities
             .iter()
@@ -103,13 +131,14 @@ impl Record {
 
     /// `meta.version`: a weak ETag over everything the resource shows.
     pub fn version(&self) -> String {
-        let bytes = serde_json::to_vec(&self.core()).unwrap_or_default();
+        // The base URL is the same for every request, so it can be left out.
+        let bytes = serde_json::to_vec(&self.core("")).unwrap_or_default();
         format!("W/\"{}\"", hex::encode(&crate::crypto::sha256(&bytes)[..8]))
     }
 
     /// The full resource; `base` is the `/scim/v2` URL, for `meta.location`.
     pub fn to_json(&self, base: &str) -> Value {
-        let mut out = self.core();
+        let mut out = self.core(base);
         out["meta"] = json!({
             "resourceType": "User",
             "created": rfc3339(self.user.created_at),
@@ -388,6 +417,25 @@ impl Draft {
     /// Add values to a multi-valued attribute (PATCH `add` on `roles`); other attributes
     /// are simply set.
     pub fn add(&mut self, path: &str, value: &Value) -> Result<(), ScimError> {
+        if strip_schema(path).as_deref() == Some("emails") && self.email.is_some() {
+            // Usher keeps one address, the one the account signs in and is mailed
+            // with. An added address that does not say it is primary would have to
+            // become primary to be kept: refused rather than silently promoted.
+            let entries: Vec<&Value> = match value {
+                Value::Array(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            let primary = entries.iter().any(|e| {
+                e.get("primary")
+                    .is_some_and(|p| boolean(p, "primary").unwrap_or(false))
+            });
+            if !primary {
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    "Usher keeps one email address per account, its primary one: replace `emails`, or add the new address with \"primary\": true",
+                ));
+            }
+        }
         if strip_schema(path).as_deref() == Some("roles") {
             for r in roles_of(value)? {
                 if !self.roles.contains(&r) {

@@ -18,7 +18,6 @@ use crate::audit::{self, kind};
 use crate::authn::password;
 use crate::config::Config;
 use crate::context::Ctx;
-use crate::crypto::random_token;
 use crate::limits::{self, TooLong};
 use crate::store::{Store, User, UserQuery};
 
@@ -35,7 +34,7 @@ pub struct Admin<'a> {
     pub now: u64,
 }
 
-fn number(text: Option<&str>, name: &str) -> Result<Option<i64>, ScimError> {
+pub(super) fn number(text: Option<&str>, name: &str) -> Result<Option<i64>, ScimError> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(None),
         Some(t) => t
@@ -43,6 +42,14 @@ fn number(text: Option<&str>, name: &str) -> Result<Option<i64>, ScimError> {
             .map(Some)
             .map_err(|_| ScimError::bad("invalidValue", format!("{name} must be an integer"))),
     }
+}
+
+/// `count` of a list request: the default when absent, negative as 0 (RFC 7644
+/// §3.4.2.4), at most [`MAX_COUNT`].
+pub(super) fn page_size(count: Option<&str>) -> Result<usize, ScimError> {
+    Ok(number(count, "count")?
+        .map_or(DEFAULT_COUNT, |c| usize::try_from(c.max(0)).unwrap_or(0))
+        .min(MAX_COUNT))
 }
 
 fn plausible_email(email: &str) -> bool {
@@ -219,9 +226,7 @@ impl<'a> Admin<'a> {
             }
         };
         let start = number(start_index, "startIndex")?.unwrap_or(1).max(1);
-        let count = number(count, "count")?
-            .map_or(DEFAULT_COUNT, |c| usize::try_from(c.max(0)).unwrap_or(0))
-            .min(MAX_COUNT);
+        let count = page_size(count)?;
         let page = self
             .store
             .query_users(&UserQuery {
@@ -230,10 +235,12 @@ impl<'a> Admin<'a> {
                 count,
             })
             .await?;
-        let mut resources = Vec::with_capacity(page.users.len());
-        for user in page.users {
-            resources.push(Record::of(self.store, user).await?.to_json(&self.base()));
-        }
+        let base = self.base();
+        let resources: Vec<Value> = Record::page(self.store, page.users)
+            .await?
+            .iter()
+            .map(|r| r.to_json(&base))
+            .collect();
         Ok(Answer::ok(json!({
             "schemas": [LIST_RESPONSE],
             "totalResults": page.total,
@@ -252,7 +259,7 @@ impl<'a> Admin<'a> {
         let draft = Draft::from_json(body)?;
         self.validate(&draft)?;
         let mut user = blank_user();
-        user.id = format!("u_{}", random_token(16));
+        user.id = crate::crypto::account_id();
         user.created_at = self.now;
         apply(&mut user, &draft, self.now).await?;
         self.store.create_user(&user).await?;

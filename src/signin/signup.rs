@@ -18,7 +18,6 @@ use super::Ctx;
 use crate::authn::email_otp::{self, EmailCheck, EmailIssue};
 use crate::authn::{password, steps};
 use crate::config::StepOption;
-use crate::crypto::random_token;
 use crate::flow::{Flow, PendingSignUp};
 pub use crate::names::plausible_email;
 use crate::secret::Secret;
@@ -106,7 +105,7 @@ pub async fn sign_up(
 ) -> StoreResult<SignedUp> {
     let now = ctx.now;
     let user = User {
-        id: format!("u_{}", random_token(16)),
+        id: crate::crypto::account_id(),
         username: email.to_string(),
         email: Some(email.to_string()),
         email_verified: verified,

@@ -16,6 +16,7 @@
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
+pub mod groups;
 pub mod postgres;
 pub mod query;
 mod sled_store;
@@ -26,6 +27,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use groups::{Group, GroupPage, GroupQuery, GroupStore, GroupWrite, Membership};
 pub use postgres::PgStore;
 pub use query::{UserPage, UserQuery};
 pub use sled_store::SledStore;
@@ -308,22 +310,57 @@ pub trait UserStore: Send + Sync {
     /// $2`. Walking the pages sees every account that exists throughout the walk.
     async fn users_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<User>>;
     /// Delete an account together with its username and email indexes, its federated
-    /// identities and its external id, atomically. `NotFound` if there is none.
+    /// identities, its external id and its place in every group, atomically.
+    /// `NotFound` if there is none.
     async fn delete_user(&self, id: &str) -> StoreResult<()>;
     /// The id a provisioning system knows the account by (SCIM `externalId`).
     async fn external_id(&self, user_id: &str) -> StoreResult<Option<String>>;
     async fn set_external_id(&self, user_id: &str, external_id: Option<&str>) -> StoreResult<()>;
 }
 
+/// What an account's SCIM representation shows beside the account record itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserExtras {
+    pub external_id: Option<String>,
+    /// Linked (connection, upstream subject) pairs, in that order.
+    pub identities: Vec<(String, String)>,
+    /// A confirmed authenticator app is enrolled.
+    pub totp: bool,
+    /// The groups the account is in, by group id.
+    pub groups: Vec<Membership>,
+}
+
 /// Finding accounts by a filter, a page at a time (the SCIM list and the admin CLI).
 #[async_trait]
-pub trait UserQueryStore: UserStore + IdentityStore + CredentialStore {
+pub trait UserQueryStore: UserStore + IdentityStore + CredentialStore + GroupStore {
     /// The accounts `query.filter` matches, ordered by creation time then id:
     /// `query.count` of them from the `query.start`-th on, with how many match in all.
     /// The default reads every account and filters in memory ([`query::scan`]); a
     /// backend with a query language pushes the filter, order and page into one query.
     async fn query_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
         query::scan(self, query).await
+    }
+
+    /// The extras of a page of accounts (external ids, identities, authenticator,
+    /// groups), keyed by account id, read together: a networked backend answers in
+    /// one statement whatever the page's size, so a list never costs a query per row.
+    /// The default asks the embedded store per account,
+    /// which costs no round trip.
+    async fn user_extras(&self, user_ids: &[String]) -> StoreResult<BTreeMap<String, UserExtras>> {
+        let mut groups = self.memberships(user_ids).await?;
+        let mut out = BTreeMap::new();
+        for id in user_ids {
+            out.insert(
+                id.clone(),
+                UserExtras {
+                    external_id: self.external_id(id).await?,
+                    identities: self.identities_of(id).await?,
+                    totp: self.totp(id).await?.is_some_and(|c| c.confirmed),
+                    groups: groups.remove(id).unwrap_or_default(),
+                },
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -654,6 +691,8 @@ pub struct Account {
     pub totp: bool,
     /// Recovery codes left.
     pub recovery_codes: usize,
+    /// The groups it is in, by group id.
+    pub groups: Vec<Membership>,
 }
 
 /// A code exchange's redemption ([`TokenStore::redeem_code`]) with what the exchange
@@ -689,6 +728,7 @@ pub struct Rotation {
 pub trait Store:
     UserStore
     + UserQueryStore
+    + GroupStore
     + IdentityStore
     + AuditStore
     + CredentialStore
@@ -731,17 +771,24 @@ pub trait Store:
     // overrides them with one statement apiece, and the contract suite holds both to
     // the same answers.
 
-    /// The account with its second factors ([`Account`]); `None` when there is none.
+    /// The account with its second factors and groups ([`Account`]); `None` when there
+    /// is none.
     async fn account(&self, user_id: &str) -> StoreResult<Option<Account>> {
         let Some(user) = self.user(user_id).await? else {
             return Ok(None);
         };
         let totp = self.totp(user_id).await?.is_some_and(|c| c.confirmed);
         let recovery_codes = self.recovery_codes_left(user_id).await?;
+        let groups = self
+            .memberships(std::slice::from_ref(&user.id))
+            .await?
+            .remove(&user.id)
+            .unwrap_or_default();
         Ok(Some(Account {
             user,
             totp,
             recovery_codes,
+            groups,
         }))
     }
 

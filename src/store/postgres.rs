@@ -26,16 +26,20 @@ mod accounts;
 pub mod cluster;
 mod combined;
 mod credentials;
+mod groups;
 mod query;
 mod tokens;
 mod transfer;
 
 /// The migrations, in order: (version, SQL). A released migration never changes; a
 /// new schema is a new file.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("postgres/migrations/0001_initial.sql")),
+    (2, include_str!("postgres/migrations/0002_groups.sql")),
+];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// How the "unavailable" error of a database whose schema is older than this binary's
 /// begins ([`PgStore::check_ready`]).
@@ -55,6 +59,9 @@ pub struct PgSettings {
     /// How long a request waits for a free connection, or for a new one to connect,
     /// before it is answered "unavailable".
     pub acquire_timeout: Duration,
+    /// The certificate authorities (PEM) that sign the database's certificate, for a
+    /// URL with `sslmode=require`; without it, the public web's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PgSettings {
@@ -64,6 +71,7 @@ impl std::fmt::Debug for PgSettings {
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -75,6 +83,7 @@ impl PgSettings {
             schema: "public".into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 
@@ -297,8 +306,98 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// The TLS client for a URL that asks for TLS (`sslmode=require`), verifying the
+/// server's certificate and name against `ca_file`'s authorities, or the public web's
+/// roots without one; `None` for a URL that does not (`disable`, or the default
+/// `prefer`, which Usher does not upgrade on its own: it either verifies TLS or says,
+/// through `usher check`, that it does not use it).
+pub fn tls_client(
+    config: &tokio_postgres::Config,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<rustls::ClientConfig>, String> {
+    if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in read_ca_file(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: a certificate is not usable: {e}", path.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(tls))
+}
+
+/// The first host of a connection config that is neither a loopback address, nor
+/// `localhost`, nor a Unix socket: a database reached over the network.
+pub fn remote_host(config: &tokio_postgres::Config) -> Option<String> {
+    config.get_hosts().iter().find_map(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => {
+            let local = name == "localhost"
+                || name
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            (!local).then(|| name.clone())
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => None,
+    })
+}
+
+/// The certificates of a PEM file of certificate authorities; an error names the file
+/// and says what is wrong with it (unreadable, no certificate, not PEM).
+pub fn read_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    // A CA bundle is a few hundred KiB at most; refuse to read a larger file whole.
+    const MAX: u64 = 4 << 20;
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    if len > MAX {
+        return Err(format!(
+            "{} is {len} bytes; a file of certificate authorities is at most 4 MiB",
+            path.display()
+        ));
+    }
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM file of certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (a PEM block `BEGIN CERTIFICATE`)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("no database connection: {e}"))
+    // The driver's top error says what failed ("error performing TLS handshake"), its
+    // sources why ("invalid peer certificate: UnknownIssuer"): an operator needs both.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    StoreError::Unavailable(format!("no database connection: {text}"))
 }
 
 /// Whether `text` can be stored at all: PostgreSQL's text holds no NUL, so a lookup
@@ -430,13 +529,18 @@ impl PgStore {
         if config.get_tcp_user_timeout().is_none() {
             config.tcp_user_timeout(Duration::from_secs(30));
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager =
+            match tls_client(&config, settings.ca_file.as_deref()).map_err(StoreError::Backend)? {
+                Some(tls) => Manager::from_config(
+                    config,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                    manager_config,
+                ),
+                None => Manager::from_config(config, NoTls, manager_config),
+            };
         let pool = Pool::builder(manager)
             .max_size(settings.max_connections.max(1))
             .wait_timeout(Some(settings.acquire_timeout))
@@ -649,7 +753,8 @@ impl PgStore {
             .batch_execute(
                 "TRUNCATE users, login_names, external_ids, identities, totp, recovery_codes,
                  email_codes, counters, sessions, flows, upstream_states, flashes, codes, grants,
-                 refresh_tokens, signing_keys, secrets, audit_events",
+                 refresh_tokens, signing_keys, secrets, audit_events, groups, group_names,
+                 group_members",
             )
             .await
             .map_err(pg)

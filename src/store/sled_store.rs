@@ -20,6 +20,7 @@ mod credentials;
 mod flows;
 mod grants;
 mod group_commit;
+mod groups;
 mod transfer;
 
 /// The sled backend. A handle: clones share one database, so blocking work (the
@@ -74,6 +75,12 @@ pub struct Trees {
     refresh: sled::Tree,
     keys: sled::Tree,
     secrets: sled::Tree,
+    /// group id → `groups::StoredGroup` (the group and its version).
+    groups: sled::Tree,
+    /// folded display name → group id.
+    group_names: sled::Tree,
+    /// account id → the ids of its groups (a JSON list).
+    user_groups: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -149,6 +156,9 @@ impl SledStore {
             refresh: tree("refresh")?,
             keys: tree("keys")?,
             secrets: tree("secrets")?,
+            groups: tree("groups")?,
+            group_names: tree("group_names")?,
+            user_groups: tree("user_groups")?,
             db,
             group_commit: Default::default(),
         };

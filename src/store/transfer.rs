@@ -25,6 +25,8 @@ pub enum Kind {
     Users,
     ExternalIds,
     Identities,
+    /// Groups with their members; their indexes are rebuilt on import.
+    Groups,
     Totp,
     /// Counted code by code, not account by account.
     RecoveryCodes,
@@ -43,10 +45,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Users,
         Kind::ExternalIds,
         Kind::Identities,
+        Kind::Groups,
         Kind::Totp,
         Kind::RecoveryCodes,
         Kind::EmailCodes,
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Users => "accounts",
             Kind::ExternalIds => "external ids",
             Kind::Identities => "linked identities",
+            Kind::Groups => "groups",
             Kind::Totp => "TOTP authenticators",
             Kind::RecoveryCodes => "recovery codes",
             Kind::EmailCodes => "email codes",
@@ -100,6 +104,11 @@ pub enum Record {
         connection: String,
         subject: String,
         user_id: String,
+    },
+    /// `version` is the source's, kept so an ETag a client holds stays valid.
+    Group {
+        group: Group,
+        version: u64,
     },
     Totp {
         user_id: String,
@@ -162,6 +171,7 @@ impl Record {
             Record::User(_) => Kind::Users,
             Record::ExternalId { .. } => Kind::ExternalIds,
             Record::Identity { .. } => Kind::Identities,
+            Record::Group { .. } => Kind::Groups,
             Record::Totp { .. } => Kind::Totp,
             Record::RecoveryCodes { .. } => Kind::RecoveryCodes,
             Record::EmailCode { .. } => Kind::EmailCodes,
@@ -206,6 +216,7 @@ impl Record {
             Record::Flow { id, .. } | Record::Flash { id, .. } => id.clone(),
             Record::UpstreamState { state_hash, .. } => state_hash.clone(),
             Record::Grant(g) => g.id.clone(),
+            Record::Group { group, .. } => group.id.clone(),
             Record::SigningKey(k) => k.kid.clone(),
             Record::Secret { name, .. } => name.clone(),
             Record::AuditEvent(e) => e.id.clone(),

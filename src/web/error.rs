@@ -238,11 +238,46 @@ pub async fn render_errors(State(state): State<Shared>, req: Request, next: Next
         ErrorStyle::of(req.uri().path(), config.issuer.path().trim_end_matches('/'))
     };
     let request_id = RequestId::of(&req);
+    let path = req.uri().path().to_string();
     let mut res = next.run(req).await;
     match res.extensions_mut().remove::<Unrendered>() {
         Some(Unrendered(error)) => state.error_response(error, style, &request_id),
+        None if style == ErrorStyle::Scim && is_bare_error(&res) => scim_for_bare(res, &path),
         None => res,
     }
+}
+
+/// An error answered without a body of its route's kind: the router's own 404 and
+/// 405, an extractor's rejection.
+fn is_bare_error(res: &Response) -> bool {
+    let status = res.status();
+    (status.is_client_error() || status.is_server_error())
+        && res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|t| t.as_bytes() != MEDIA_TYPE.as_bytes())
+}
+
+/// A SCIM error body in place of a bare error under `/scim/v2`, so a provisioning
+/// client reads every refusal the same way (RFC 7644 §3.12). `Allow` is kept.
+fn scim_for_bare(res: Response, path: &str) -> Response {
+    let status = res.status();
+    let detail = match status {
+        StatusCode::NOT_FOUND => format!(
+            "there is no SCIM endpoint at {path}: the resources are /Users and /Groups, and discovery is /ServiceProviderConfig, /ResourceTypes and /Schemas"
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => format!("{path} does not take this method"),
+        other => other
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_string(),
+    };
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let mut out = scim_json(&ScimError::new(status.as_u16(), None, detail), None);
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
 }
 
 fn oauth_json(status: StatusCode, error: &OAuthError, challenge: Option<HeaderValue>) -> Response {

@@ -391,6 +391,17 @@ fn self_service_and_admin_routes() -> Router<Shared> {
                 .delete(scim::user_delete),
         )
         .route(
+            "/scim/v2/Groups",
+            get(scim::groups_get).post(scim::groups_post),
+        )
+        .route(
+            "/scim/v2/Groups/{id}",
+            get(scim::group_get)
+                .put(scim::group_put)
+                .patch(scim::group_patch)
+                .delete(scim::group_delete),
+        )
+        .route(
             "/scim/v2/ServiceProviderConfig",
             get(scim::service_provider_config),
         )

@@ -15,7 +15,11 @@ use serde_json::Value;
 use super::extract::{Caller, Core, ScimScope};
 use super::{Shared, WebError};
 use crate::oidc::client_credentials::ServiceToken;
-use crate::scim::{schemas, Admin, Answer, ScimError, MEDIA_TYPE};
+use crate::scim::project::Projection;
+use crate::scim::{
+    schemas, Admin, Answer, ScimError, GROUP_SCHEMA, MEDIA_TYPE, USER_SCHEMA, USHER_GROUP_SCHEMA,
+    USHER_USER_SCHEMA,
+};
 
 type ScimCaller = Caller<ScimScope>;
 
@@ -67,87 +71,142 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
+type Params = Query<HashMap<String, String>>;
+
+/// The resource kinds, for `attributes` and `excludedAttributes`.
+#[derive(Clone, Copy)]
+enum Kind {
+    User,
+    Group,
+}
+
+fn param<'q>(q: &'q HashMap<String, String>, name: &str) -> Option<&'q str> {
+    q.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The answer reduced to the attributes the request asked for (every resource of a
+/// list), then written out.
+fn shaped(mut a: Answer, q: &HashMap<String, String>, kind: Kind) -> Result<Response, WebError> {
+    let (core, ext) = match kind {
+        Kind::User => (USER_SCHEMA, USHER_USER_SCHEMA),
+        Kind::Group => (GROUP_SCHEMA, USHER_GROUP_SCHEMA),
+    };
+    let projection = Projection::parse(
+        param(q, "attributes"),
+        param(q, "excludedAttributes"),
+        core,
+        &[ext],
+    )?;
+    if let (Some(p), Some(body)) = (projection, a.body.as_mut()) {
+        match body.get_mut("Resources").and_then(Value::as_array_mut) {
+            Some(items) => items.iter_mut().for_each(|r| p.apply(r)),
+            None => p.apply(body),
+        }
+    }
+    Ok(answer(a))
+}
+
+/// `If-None-Match` naming the current version: 304.
+fn unchanged(headers: &HeaderMap, found: &Answer) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| Some(v) == found.etag.as_deref())
+}
+
 pub async fn users_get(
     core: Core,
     caller: ScimCaller,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Params,
 ) -> Result<Response, WebError> {
     let listed = admin(&core, &caller.client)
         .list(
-            q.get("filter").map(String::as_str),
-            q.get("startIndex").map(String::as_str),
-            q.get("count").map(String::as_str),
+            param(&q, "filter"),
+            param(&q, "startIndex"),
+            param(&q, "count"),
         )
         .await?;
-    Ok(answer(listed))
+    shaped(listed, &q, Kind::User)
 }
 
-pub async fn users_post(core: Core, caller: ScimCaller, body: Bytes) -> Result<Response, WebError> {
+pub async fn users_post(
+    core: Core,
+    caller: ScimCaller,
+    Query(q): Params,
+    body: Bytes,
+) -> Result<Response, WebError> {
     let body = json_body(&body)?;
     let created = admin(&core, &caller.client).create(&body).await?;
-    Ok(answer(created))
+    shaped(created, &q, Kind::User)
 }
 
 pub async fn user_get(
     core: Core,
     caller: ScimCaller,
     headers: HeaderMap,
+    Query(q): Params,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let found = admin(&core, &caller.client).get(&id).await?;
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| Some(v) == found.etag.as_deref());
-    if unchanged {
+    if unchanged(&headers, &found) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    Ok(answer(found))
+    shaped(found, &q, Kind::User)
 }
 
-/// How a write replaces a user: PUT or PATCH.
+/// How a write replaces a resource: PUT or PATCH.
 enum Write {
     Replace,
     Patch,
 }
 
-/// A write to one user with a JSON body and an optional `If-Match`: PUT and PATCH.
-async fn write_user(
+/// A write to one resource with a JSON body and an optional `If-Match`: PUT and PATCH
+/// of users and groups.
+async fn write_one(
     core: &Core,
     caller: ScimCaller,
-    headers: &HeaderMap,
+    (headers, q): (&HeaderMap, &HashMap<String, String>),
     body: &Bytes,
-    id: &str,
+    (id, kind): (&str, Kind),
     how: Write,
 ) -> Result<Response, WebError> {
     let body = json_body(body)?;
     let version = if_match(headers);
     let admin = admin(core, &caller.client);
-    let written = match how {
-        Write::Replace => admin.replace(id, &body, version.as_deref()).await?,
-        Write::Patch => admin.patch(id, &body, version.as_deref()).await?,
+    let v = version.as_deref();
+    let written = match (kind, how) {
+        (Kind::User, Write::Replace) => admin.replace(id, &body, v).await?,
+        (Kind::User, Write::Patch) => admin.patch(id, &body, v).await?,
+        (Kind::Group, Write::Replace) => admin.replace_group(id, &body, v).await?,
+        (Kind::Group, Write::Patch) => admin.patch_group(id, &body, v).await?,
     };
-    Ok(answer(written))
+    shaped(written, q, kind)
 }
 
 pub async fn user_put(
     core: Core,
     caller: ScimCaller,
     headers: HeaderMap,
+    Query(q): Params,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    write_user(&core, caller, &headers, &body, &id, Write::Replace).await
+    let target = (id.as_str(), Kind::User);
+    write_one(&core, caller, (&headers, &q), &body, target, Write::Replace).await
 }
 
 pub async fn user_patch(
     core: Core,
     caller: ScimCaller,
     headers: HeaderMap,
+    Query(q): Params,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    write_user(&core, caller, &headers, &body, &id, Write::Patch).await
+    let target = (id.as_str(), Kind::User);
+    write_one(&core, caller, (&headers, &q), &body, target, Write::Patch).await
 }
 
 pub async fn user_delete(
@@ -159,6 +218,83 @@ pub async fn user_delete(
     let version = if_match(&headers);
     let deleted = admin(&core, &caller.client)
         .delete(&id, version.as_deref())
+        .await?;
+    Ok(answer(deleted))
+}
+
+pub async fn groups_get(
+    core: Core,
+    caller: ScimCaller,
+    Query(q): Params,
+) -> Result<Response, WebError> {
+    let listed = admin(&core, &caller.client)
+        .list_groups(
+            param(&q, "filter"),
+            param(&q, "startIndex"),
+            param(&q, "count"),
+        )
+        .await?;
+    shaped(listed, &q, Kind::Group)
+}
+
+pub async fn groups_post(
+    core: Core,
+    caller: ScimCaller,
+    Query(q): Params,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let body = json_body(&body)?;
+    let created = admin(&core, &caller.client).create_group(&body).await?;
+    shaped(created, &q, Kind::Group)
+}
+
+pub async fn group_get(
+    core: Core,
+    caller: ScimCaller,
+    headers: HeaderMap,
+    Query(q): Params,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let found = admin(&core, &caller.client).get_group(&id).await?;
+    if unchanged(&headers, &found) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    shaped(found, &q, Kind::Group)
+}
+
+pub async fn group_put(
+    core: Core,
+    caller: ScimCaller,
+    headers: HeaderMap,
+    Query(q): Params,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let target = (id.as_str(), Kind::Group);
+    write_one(&core, caller, (&headers, &q), &body, target, Write::Replace).await
+}
+
+pub async fn group_patch(
+    core: Core,
+    caller: ScimCaller,
+    headers: HeaderMap,
+    Query(q): Params,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let target = (id.as_str(), Kind::Group);
+    write_one(&core, caller, (&headers, &q), &body, target, Write::Patch).await
+}
+
+pub async fn group_delete(
+    core: Core,
+    caller: ScimCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let version = if_match(&headers);
+    let deleted = admin(&core, &caller.client)
+        .delete_group(&id, version.as_deref())
         .await?;
     Ok(answer(deleted))
 }

@@ -1,4 +1,4 @@
-//! `usher users` and `usher events`: the built binary against a running server's SCIM
+//! `usher users`, `usher groups` and `usher events`: the built binary against a running server's SCIM
 //! and admin APIs, with credentials from flags and from the environment.
 
 use std::process::Output;
@@ -324,4 +324,64 @@ async fn the_cli_sets_whether_an_email_address_is_verified() {
             .unwrap()
             .email_verified
     );
+}
+
+#[tokio::test]
+async fn the_cli_manages_groups_and_their_members() {
+    let w = world().await;
+    let server = w.usher.issuer.clone();
+    let env = [
+        ("USHER_SERVER", server.as_str()),
+        ("USHER_CLIENT_ID", "ops"),
+        ("USHER_CLIENT_SECRET", OPS_SECRET),
+    ];
+    for name in ["bob", "carol"] {
+        let email = format!("{name}@example.com");
+        let out = cli(&w, &["users", "add", name, "--email", &email], &env).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = cli(&w, &["groups", "add", "admins", "--role", "admin"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("created group admins (g_"),
+        "{}",
+        stdout(&out)
+    );
+    // A second group of the same name, in another case, is refused with the reason.
+    let out = cli(&w, &["groups", "add", "ADMINS"], &env).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("displayName"), "{}", stderr(&out));
+
+    let out = cli(
+        &w,
+        &["groups", "add-member", "admins", "bob", "carol"],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "admins now has 2 member(s)\n");
+    let out = cli(&w, &["groups", "remove-member", "Admins", "carol"], &env).await;
+    assert_eq!(
+        stdout(&out),
+        "admins now has 1 member(s)\n",
+        "{}",
+        stderr(&out)
+    );
+
+    let out = cli(&w, &["groups", "list"], &env).await;
+    let table = stdout(&out);
+    let row = table.lines().find(|l| l.contains("admins")).expect("a row");
+    assert!(row.contains(" 1 ") && row.ends_with("admin"), "{table}");
+    assert!(table.ends_with("1 group(s)\n"), "{table}");
+    let out = cli(&w, &["groups", "show", "admins"], &env).await;
+    assert!(stdout(&out).contains("  bob (u_"), "{}", stdout(&out));
+    // Bob's own record names the group.
+    let out = cli(&w, &["users", "show", "bob", "--json"], &env).await;
+    let bob: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bob["groups"][0]["display"], "admins");
+
+    let out = cli(&w, &["groups", "delete", "admins"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&w, &["groups", "show", "admins"], &env).await;
+    assert!(!out.status.success());
 }

@@ -1053,7 +1053,7 @@ fn the_several_nodes_example_needs_its_database_and_key_from_the_environment() {
     assert!(text.contains("USHER_CREDENTIALS_KEY"), "{text}");
     // With them it loads as a PostgreSQL store.
     let env = |name: &str| match name {
-        "DATABASE_URL" => Some("postgres://usher:pw@db.internal/usher".to_string()),
+        "DATABASE_URL" => Some("postgres://usher:pw@db.internal/usher?sslmode=require".to_string()),
         "USHER_CREDENTIALS_KEY" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string()),
         _ => None,
     };
@@ -1062,6 +1062,64 @@ fn the_several_nodes_example_needs_its_database_and_key_from_the_environment() {
     let StoreConfig::Postgres(pg) = &loaded.config.store else {
         panic!("expected postgres, got {:?}", loaded.config.store);
     };
-    assert_eq!(pg.url, "postgres://usher:pw@db.internal/usher");
+    assert_eq!(
+        pg.url,
+        "postgres://usher:pw@db.internal/usher?sslmode=require"
+    );
     assert_eq!(pg.max_connections, 16);
+    // A database across the network without TLS loads, with a warning naming it.
+    let plain = |name: &str| match name {
+        "DATABASE_URL" => Some("postgres://usher:pw@db.internal/usher".to_string()),
+        other => env(other),
+    };
+    let loaded = load_with_env(&dir, &plain).unwrap_or_else(|d| panic!("{d}"));
+    let said: Vec<String> = loaded.warnings.iter().map(|w| w.message.clone()).collect();
+    assert!(
+        said.iter()
+            .any(|w| w.contains("db.internal without TLS") && w.contains("sslmode=require")),
+        "{said:?}"
+    );
+    assert!(!said.iter().any(|w| w.contains("pw@")), "{said:?}");
+}
+
+#[test]
+fn a_database_certificate_authority_needs_tls_and_a_pem_file() {
+    let key = "security:\n  credentials_key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+    // Given without TLS in the URL: refused, saying what to add.
+    let d = only_error(&format!(
+        "{VALID}{key}store:\n  postgres:\n    url: postgres://db.internal/usher\n    ca_file: ./ca.pem\n"
+    ));
+    assert_eq!(d.path, "store.postgres.ca_file");
+    assert!(d.message.contains("sslmode=require"), "{}", d.message);
+    // With TLS, a file that is missing or holds no certificate is named.
+    let d = only_error(&format!(
+        "{VALID}{key}store:\n  postgres:\n    url: postgres://db.internal/usher?sslmode=require\n    ca_file: ./no-such-ca.pem\n"
+    ));
+    assert_eq!(d.path, "store.postgres.ca_file");
+    assert!(d.message.contains("no-such-ca.pem"), "{}", d.message);
+    // A local database without TLS is no warning.
+    let loaded = load_text(&format!(
+        "{VALID}{key}store:\n  postgres:\n    url: postgres://usher@127.0.0.1:5432/usher\n"
+    ))
+    .unwrap_or_else(|d| panic!("{d}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn a_groups_claim_pattern_with_a_star_inside_is_refused_where_it_is_written() {
+    let d = only_error(&valid_with(
+        "    client_id: shop\n",
+        "    client_id: shop\n    groups_claim: [admins, \"eng-*-leads\"]\n",
+    ));
+    assert_eq!(d.path, "apps.shop.groups_claim[1]");
+    assert!(d.message.contains("only a trailing `*`"), "{}", d.message);
+    assert_eq!(at(&d), (6, 28), "the quoted pattern itself");
+    let loaded = load_text(&valid_with(
+        "    client_id: shop\n",
+        "    client_id: shop\n    groups_claim: [Admins, \"eng-*\"]\n    roles_claim: true\n",
+    ))
+    .unwrap();
+    let app = &loaded.config.apps["shop"];
+    assert!(app.sees_group("admins") && app.sees_group("ENG-web"));
+    assert!(!app.sees_group("staff") && app.roles_claim);
 }

@@ -619,7 +619,8 @@ async fn federated_links_show_on_the_user_and_discovery_is_public() {
         .json()
         .await
         .unwrap();
-    assert_eq!(schemas["totalResults"], 2);
+    // User and Group, each with Usher's extension.
+    assert_eq!(schemas["totalResults"], 4);
     let res = http
         .get(
             w.usher

@@ -217,6 +217,17 @@ async fn holds_exactly(store: &dyn Store, records: &[Record]) {
                 value
             ),
             Record::AuditEvent(e) => assert!(events.contains(e), "{e:?}"),
+            Record::Group { group, version } => {
+                let found = store.find_group(&group.display_name).await.unwrap();
+                assert_eq!(
+                    found.map(|f| (f.value, f.version)),
+                    Some((group.clone(), *version))
+                );
+                let of = store.memberships(&group.members).await.unwrap();
+                for m in &group.members {
+                    assert!(of[m].iter().any(|g| g.group_id == group.id), "{m}");
+                }
+            }
             // Only readable by using them up: see `single_use_records_work_once`.
             Record::UpstreamState { .. } | Record::Flash { .. } | Record::Code { .. } => {}
         }
@@ -365,6 +376,25 @@ async fn a_sled_deployment_moves_to_postgres_and_back_with_nothing_lost() {
         .set_external_id("u_carol", Some("hr-4711"))
         .await
         .unwrap();
+    // Groups: carol and bob in one that gives a role, and an empty one.
+    let admins = Group {
+        id: "g_admins".into(),
+        display_name: "admins".into(),
+        external_id: Some("hr-group-1".into()),
+        members: vec!["u_carol".into(), "u_bob".into()],
+        roles: vec!["admin".into()],
+        created_at: now,
+        updated_at: now,
+    };
+    assert_eq!(
+        store.create_group(&admins).await.unwrap(),
+        GroupWrite::Written
+    );
+    let mut empty = admins.clone();
+    empty.id = "g_empty".into();
+    empty.display_name = "Nobody yet".into();
+    empty.members.clear();
+    store.create_group(&empty).await.unwrap();
     let flow_id = usher::crypto::time_prefixed_id(now);
     store
         .put_upstream_state(&usher::crypto::random_token(16), &flow_id)

@@ -36,6 +36,21 @@ pub async fn an_account_is_read_with_its_second_factors(f: &dyn StoreFactory) {
     assert!(s.consume_recovery_code("u1", "b").await.unwrap());
     assert_eq!(s.account("u1").await.unwrap().unwrap().recovery_codes, 2);
     assert_eq!(s.account("nobody").await.unwrap(), None);
+    // Its groups, with the roles they give, as `memberships` reads them.
+    assert!(ann.groups.is_empty());
+    let mut admins = super::groups::group("g2", "admins", &["u1"]);
+    admins.roles = vec!["admin".into()];
+    s.create_group(&admins).await.unwrap();
+    s.create_group(&super::groups::group("g1", "staff", &["u1", "u2"]))
+        .await
+        .unwrap();
+    let ann = s.account("u1").await.unwrap().unwrap();
+    let names: Vec<&str> = ann.groups.iter().map(|g| g.display_name.as_str()).collect();
+    assert_eq!(names, ["staff", "admins"]);
+    assert_eq!(ann.groups[1].roles, ["admin"]);
+    let read = s.memberships(&["u1".to_string()]).await.unwrap();
+    assert_eq!(Some(&ann.groups), read.get("u1"));
+    assert_eq!(s.account("u2").await.unwrap().unwrap().groups.len(), 1);
 }
 
 pub async fn a_session_is_read_with_its_account(f: &dyn StoreFactory) {

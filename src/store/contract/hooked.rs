@@ -93,6 +93,20 @@ pass! {
 pass! {
     UserQueryStore {
         fn query_users(&self, query: &UserQuery) -> StoreResult<UserPage>;
+        fn user_extras(&self, user_ids: &[String]) -> StoreResult<std::collections::BTreeMap<String, UserExtras>>;
+    }
+}
+
+pass! {
+    GroupStore {
+        fn create_group(&self, group: &Group) -> StoreResult<GroupWrite>;
+        fn group(&self, id: &str) -> StoreResult<Option<Versioned<Group>>>;
+        fn find_group(&self, display_name: &str) -> StoreResult<Option<Versioned<Group>>>;
+        fn swap_group(&self, group: &Group, expected: u64) -> StoreResult<GroupWrite>;
+        fn delete_group(&self, id: &str, expected: Option<u64>) -> StoreResult<bool>;
+        fn groups_after(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<Versioned<Group>>>;
+        fn memberships(&self, user_ids: &[String]) -> StoreResult<std::collections::BTreeMap<String, Vec<Membership>>>;
+        fn query_groups(&self, query: &GroupQuery) -> StoreResult<GroupPage>;
     }
 }
 

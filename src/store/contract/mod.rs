@@ -22,6 +22,7 @@ pub mod combined;
 pub mod counters;
 pub mod credentials;
 pub mod grants;
+pub mod groups;
 pub mod hooked;
 pub mod short_lived;
 pub mod tokens;
@@ -184,6 +185,13 @@ macro_rules! store_contract_tests {
             accounts::queries_see_external_ids_identities_and_authenticators,
             accounts::the_session_index_follows_puts_and_deletes,
             accounts::crossed_names_in_parallel_conflict_cleanly,
+            groups::of_parallel_creations_with_one_name_exactly_one_makes_a_group,
+            groups::parallel_member_additions_lose_none,
+            groups::a_stale_swap_writes_nothing_and_renames_move_the_name,
+            groups::members_are_accounts_and_leave_with_them,
+            groups::parallel_deletions_and_additions_leave_no_member_that_is_gone,
+            groups::a_page_of_accounts_reads_its_extras_and_groups_at_once,
+            groups::group_queries_filter_order_and_page,
             counters::parallel_hits_count_every_one_exactly_once,
             counters::a_counter_keeps_its_expiry_and_restarts_after_it,
             counters::extending_a_counter_never_shortens_it_nor_revives_it,

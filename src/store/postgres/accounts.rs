@@ -168,6 +168,12 @@ impl UserStore for PgStore {
             "DELETE FROM login_names WHERE user_id = $1",
             "DELETE FROM identities WHERE user_id = $1",
             "DELETE FROM external_ids WHERE user_id = $1",
+            // Out of every group: a group write adding the account holds a key-share
+            // lock on its row, so the DELETE above waited for it to commit.
+            "UPDATE groups SET value = jsonb_set(value, '{members}', (value->'members') - $1::text),
+                 version = version + 1
+             WHERE id IN (SELECT group_id FROM group_members WHERE user_id = $1)",
+            "DELETE FROM group_members WHERE user_id = $1",
         ] {
             tx.execute(sql, &[&id]).await?;
         }

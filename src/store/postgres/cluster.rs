@@ -132,6 +132,35 @@ impl TempCluster {
         self.dir.join("data")
     }
 
+    /// Accept TLS with this certificate and key (PEM) from now on: the files go into
+    /// the data folder, owned by the cluster's user and readable by it alone (the
+    /// server refuses a key others can read), `ssl = on` into its configuration, and
+    /// the server rereads it.
+    pub fn serve_tls(&self, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data();
+        for (name, pem) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(user) = &self.run_as {
+                chown_to(&path, user)?;
+            }
+        }
+        let conf = data.join("postgresql.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .map_err(|e| format!("{}: {e}", conf.display()))?;
+        writeln!(
+            file,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .map_err(|e| format!("{}: {e}", conf.display()))?;
+        self.run("pg_ctl", &["-D", &data.to_string_lossy(), "reload"])
+    }
+
     fn pg_ctl_start(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=400 -c fsync=on",

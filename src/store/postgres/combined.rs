@@ -10,10 +10,17 @@ use super::{clean_event, col, int, json_of, storable, uint, Doc, PgStore};
 use crate::store::*;
 
 /// The columns an [`Account`] is read from, `u` being the account's row; `totp` and
-/// `codes` come from the account's second factors.
+/// `codes` come from the account's second factors, `groups` from its memberships (in
+/// group id order, as `GroupStore::memberships` answers).
 const ACCOUNT_COLUMNS: &str = "u.value AS account,
     coalesce((SELECT t.confirmed FROM totp t WHERE t.user_id = u.id), false) AS totp,
-    (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id) AS codes";
+    (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id) AS codes,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'group_id', g.id,
+            'display_name', g.value->>'display_name',
+            'roles', coalesce(g.value->'roles', '[]'::jsonb)) ORDER BY g.id), '[]'::jsonb)
+     FROM group_members m JOIN groups g ON g.id = m.group_id
+     WHERE m.user_id = u.id) AS groups";
 
 /// The account of a row read with [`ACCOUNT_COLUMNS`]; `None` when the join found none.
 fn account_of(row: &Row) -> StoreResult<Option<Account>> {
@@ -25,6 +32,7 @@ fn account_of(row: &Row) -> StoreResult<Option<Account>> {
         user: user.0,
         totp: col(row, "totp")?,
         recovery_codes: uint(codes) as usize,
+        groups: json_of(row, "groups")?,
     }))
 }
 

@@ -173,6 +173,13 @@ impl PgStore {
 
 #[async_trait]
 impl UserQueryStore for PgStore {
+    async fn user_extras(
+        &self,
+        user_ids: &[String],
+    ) -> StoreResult<std::collections::BTreeMap<String, UserExtras>> {
+        super::groups::user_extras(self, user_ids).await
+    }
+
     async fn query_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
         let mut w = Where {
             params: Vec::new(),

@@ -30,7 +30,11 @@ async fn nodes_migrate_and_sweep_at_once_without_double_work_or_lost_rows() {
         .query("SELECT version FROM usher_migrations", &[])
         .await
         .unwrap();
-    assert_eq!(applied.len(), 1, "each migration is recorded once");
+    assert_eq!(
+        applied.len(),
+        super::MIGRATIONS.len(),
+        "each migration is recorded once"
+    );
 
     let now = 10_000;
     for i in 0..400u64 {
@@ -447,4 +451,84 @@ async fn records_holding_a_nul_are_stored_with_a_replacement_character() {
         store.user("u1").await.unwrap().unwrap().name.as_deref(),
         Some("Ann\u{FFFD}")
     );
+}
+
+/// A certificate authority and a certificate it signs for `127.0.0.1`, as PEM.
+fn authority_and_server() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), server.pem(), server_key.serialize_pem())
+}
+
+/// Whether the store's own connection to the server is encrypted, as the server sees it.
+async fn encrypted(store: &super::PgStore) -> bool {
+    let rows = store
+        .query(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.first().is_some_and(|r| r.get::<_, bool>("ssl"))
+}
+
+/// `sslmode=require` connects over TLS, verifying the server's certificate against
+/// `ca_file` (a certificate from another authority is refused, naming why); a URL that
+/// does not ask for TLS stays unencrypted rather than trusting whatever it is offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_asking_for_tls_gets_a_verified_encrypted_connection() {
+    let Some(cluster) = super::cluster::own() else {
+        return;
+    };
+    let (ca, cert, key) = authority_and_server();
+    cluster.serve_tls(&cert, &key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let mut settings =
+        super::PgSettings::new(format!("{}?sslmode=require", cluster.url("postgres")));
+    settings.ca_file = Some(ca_file.clone());
+    // The server rereads its configuration on its own time: give it a few seconds.
+    let mut opened = Err(crate::store::StoreError::NotFound);
+    for _ in 0..50 {
+        opened = super::PgStore::open(&settings).await;
+        if opened.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let store = opened.unwrap_or_else(|e| panic!("TLS with the right authority failed: {e}"));
+    assert!(
+        encrypted(&store).await,
+        "sslmode=require connected in the clear"
+    );
+
+    // A certificate this authority did not sign: no connection, and the error says so.
+    let (other_ca, _, _) = authority_and_server();
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, &other_ca).unwrap();
+    settings.ca_file = Some(other);
+    settings.acquire_timeout = std::time::Duration::from_secs(2);
+    let refused = super::PgStore::open(&settings)
+        .await
+        .err()
+        .expect("a server certificate from another authority was accepted");
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "the refusal does not say why: {refused}"
+    );
+
+    // Without sslmode the default is not upgraded: plain, as configured.
+    let plain = super::PgStore::open(&super::PgSettings::new(cluster.url("postgres")))
+        .await
+        .unwrap();
+    assert!(!encrypted(&plain).await);
 }

@@ -39,6 +39,7 @@ fn walk_of(kind: Kind) -> Walk {
             "connection, subject, user_id",
             &["connection", "subject"],
         ),
+        Kind::Groups => w("groups", "id, version, value", &["id"]),
         Kind::Totp => w(
             "totp",
             "user_id, sealed_secret, created_at, last_step, confirmed",
@@ -107,6 +108,10 @@ fn record_of(kind: Kind, r: &Row) -> StoreResult<Record> {
             connection: col(r, "connection")?,
             subject: col(r, "subject")?,
             user_id: col(r, "user_id")?,
+        },
+        Kind::Groups => Record::Group {
+            group: json_of(r, "value")?,
+            version: uint(col(r, "version")?),
         },
         Kind::Totp => Record::Totp {
             user_id: col(r, "user_id")?,
@@ -230,6 +235,10 @@ struct Columns<'a> {
     names: (Texts<'a>, Texts<'a>),
     external_ids: (Texts<'a>, Texts<'a>),
     identities: (Texts<'a>, Texts<'a>, Texts<'a>),
+    /// id, creation time, version, record; then (name, group) and (account, group).
+    groups: (Texts<'a>, Times, Times, Docs),
+    group_names: (Vec<String>, Texts<'a>),
+    group_members: (Texts<'a>, Texts<'a>),
     totp: (Texts<'a>, Bytes<'a>, Times, Times, Flags),
     recovery_users: Texts<'a>,
     recovery: (Texts<'a>, Texts<'a>),
@@ -313,6 +322,20 @@ impl<'a> Columns<'a> {
                     c.identities.0.push(t(connection));
                     c.identities.1.push(t(subject));
                     c.identities.2.push(t(user_id));
+                }
+                Record::Group { group, version } => {
+                    c.groups.0.push(t(&group.id));
+                    c.groups.1.push(int(group.created_at));
+                    c.groups.2.push(int(*version));
+                    c.groups.3.push(Doc::of(group)?);
+                    c.group_names
+                        .0
+                        .push(t(&crate::store::groups::name_key(&group.display_name)).into_owned());
+                    c.group_names.1.push(t(&group.id));
+                    for m in &group.members {
+                        c.group_members.0.push(t(m));
+                        c.group_members.1.push(t(&group.id));
+                    }
                 }
                 Record::Totp {
                     user_id,
@@ -503,6 +526,49 @@ impl PgStore {
                 Kind::Identities,
                 tx.execute(&sql, &[connections, subjects, users]).await?,
             );
+        }
+        if !c.groups.0.is_empty() {
+            let (ids, created, versions, values) = &c.groups;
+            let sql = upsert(
+                "groups",
+                &[
+                    ("id", "text"),
+                    ("created_at", "bigint"),
+                    ("version", "bigint"),
+                    ("value", "jsonb"),
+                ],
+                &["id"],
+            );
+            put(
+                Kind::Groups,
+                tx.execute(&sql, &[ids, created, versions, values]).await?,
+            );
+            // Names and memberships follow the records, as the accounts' names do.
+            tx.execute("DELETE FROM group_names WHERE group_id = ANY($1)", &[ids])
+                .await?;
+            tx.execute("DELETE FROM group_members WHERE group_id = ANY($1)", &[ids])
+                .await?;
+            let (names, owners) = &c.group_names;
+            let claimed = tx
+                .query(
+                    "INSERT INTO group_names (name, group_id)
+                     SELECT * FROM unnest($1::text[], $2::text[])
+                     ON CONFLICT (name) DO NOTHING RETURNING name",
+                    &[names, owners],
+                )
+                .await?;
+            if claimed.len() < names.len() {
+                return Err(StoreError::Backend(
+                    "a group's display name is another group's in the target".into(),
+                ));
+            }
+            let (users, groups) = &c.group_members;
+            tx.execute(
+                "INSERT INTO group_members (user_id, group_id)
+                 SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+                &[users, groups],
+            )
+            .await?;
         }
         if !c.totp.0.is_empty() {
             let (users, sealed, created, step, confirmed) = &c.totp;

@@ -86,9 +86,11 @@ impl SledStore {
                 &self.identities,
                 &self.user_identities,
                 &self.external_ids,
+                &self.groups,
+                &self.user_groups,
             )
                 .transaction(
-                    |(users, names, emails, identities, reverse, external)| {
+                    |(users, names, emails, identities, reverse, external, groups, member_of)| {
                         let old: User = match users.get(id.as_bytes())? {
                             Some(bytes) => {
                                 decode(&bytes).map_err(ConflictableTransactionError::Abort)?
@@ -118,6 +120,13 @@ impl SledStore {
                             reverse.remove(format!("{id}\0{ikey}").as_bytes())?;
                         }
                         external.remove(id.as_bytes())?;
+                        // Out of every group, in the same transaction: a group write
+                        // adding the account either ran before (and is undone here)
+                        // or runs after and finds no account.
+                        for gid in super::groups::read_user_groups(member_of, id)? {
+                            super::groups::drop_member(groups, &gid, id)?;
+                        }
+                        member_of.remove(id.as_bytes())?;
                         users.remove(id.as_bytes())?;
                         Ok(())
                     },

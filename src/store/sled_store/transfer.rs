@@ -42,6 +42,13 @@ fn record_of(kind: Kind, key: &[u8], value: &[u8]) -> StoreResult<Option<Record>
                 user_id: value_text()?,
             }
         }
+        Kind::Groups => {
+            let stored: super::groups::StoredGroup = decode(value)?;
+            Record::Group {
+                group: stored.group,
+                version: stored.version,
+            }
+        }
         Kind::Totp => Record::Totp {
             user_id: key,
             credential: decode(value)?,
@@ -120,6 +127,7 @@ impl SledStore {
             Kind::Users => &self.users,
             Kind::ExternalIds => &self.external_ids,
             Kind::Identities => &self.identities,
+            Kind::Groups => &self.groups,
             Kind::Totp => &self.totp,
             Kind::RecoveryCodes => &self.recovery,
             Kind::EmailCodes => &self.email_codes,
@@ -289,6 +297,7 @@ impl SledStore {
             } => self.put_flash(id, bytes, *expires_at).await,
             Record::Code { hash, record } => self.put_code(hash, record).await,
             Record::Grant(g) => self.import_grant(g),
+            Record::Group { group, version } => self.import_group(group, *version),
             Record::Refresh { hash, record } => self.put_refresh(hash, record).await,
             Record::SigningKey(k) => self.put_signing_key(k).await,
             Record::Secret { name, value } => {

@@ -84,6 +84,26 @@ async fn fill(store: &dyn Store, accounts: usize) {
         .await
         .unwrap();
     store.put_recovery_codes("fed", &[]).await.unwrap();
+    // Groups: one with every account and a role, one with none, one renamed.
+    let members: Vec<String> = (0..accounts).map(|i| format!("u{i:03}")).collect();
+    let everyone = Group {
+        id: "g_all".into(),
+        display_name: "Everyone".into(),
+        external_id: Some("ext-all".into()),
+        members,
+        roles: vec!["staff".into()],
+        created_at: 3,
+        updated_at: 4,
+    };
+    store.create_group(&everyone).await.unwrap();
+    let mut empty = everyone.clone();
+    empty.id = "g_none".into();
+    empty.display_name = "Nobody".into();
+    empty.members.clear();
+    store.create_group(&empty).await.unwrap();
+    let v = store.group("g_none").await.unwrap().unwrap();
+    empty.display_name = "No one".into();
+    store.swap_group(&empty, v.version).await.unwrap();
     // An account's failure count lasts until forgiven: it never expires.
     store.hit("password:u000", 10, u64::MAX).await.unwrap();
     for n in 0..(BATCH + 100) {
@@ -168,6 +188,14 @@ async fn copies_everything(from: &dyn Store, to: &dyn Store) {
     assert_eq!(to.grants_of("u001").await.unwrap()[0].id, "g1");
     assert_eq!(to.session_grants("s2").await.unwrap()[0].id, "g2");
     assert_eq!(to.flow_count().await.unwrap(), 3);
+    // Groups keep their members, names and versions, and their indexes answer.
+    let everyone = to.find_group("everyone").await.unwrap().unwrap();
+    assert_eq!(everyone, from.group("g_all").await.unwrap().unwrap());
+    assert_eq!(everyone.value.members.len(), 3);
+    assert!(to.find_group("Nobody").await.unwrap().is_none());
+    assert_eq!(to.group("g_none").await.unwrap().unwrap().version, 2);
+    let of = to.memberships(&["u001".to_string()]).await.unwrap();
+    assert_eq!(of["u001"][0].roles, ["staff"]);
     assert_eq!(to.recovery_codes_left("u000").await.unwrap(), 10);
     assert_eq!(to.secret("csrf", &|| vec![0]).await.unwrap(), vec![7; 32]);
 }
