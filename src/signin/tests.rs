@@ -139,20 +139,39 @@ async fn completing_issues_a_code_and_a_fresh_session() {
     );
 }
 
-#[tokio::test]
-async fn an_sso_completion_keeps_the_session_and_its_auth_time() {
-    let config = config();
-    let store = SledStore::temporary().unwrap();
-    let user = ada(&store, false).await;
-    let ctx = at(&config, &store);
-    let mut first = signed_in_flow(&config, &user);
+/// An interactive sign-in of `user` to app `a`; the new session's cookie.
+async fn first_sign_in(ctx: Ctx<'_>, config: &Config, user: &User) -> String {
+    let mut first = signed_in_flow(config, user);
     let Completed::Issued { new_session, .. } = complete(ctx, &config.apps["a"], &mut first, None)
         .await
         .unwrap()
     else {
         panic!("issued");
     };
-    let cookie = new_session.unwrap();
+    new_session.expect("a fresh sign-in sets a session cookie")
+}
+
+/// A sign-in to app `a` whose one step `user`'s SSO session satisfied.
+fn silent_flow(config: &Config, user: &User) -> Flow {
+    let mut silent = flow(config);
+    silent.satisfied_by_session(crate::flow::StepRecord {
+        step: 1,
+        option: "password".into(),
+        subject: crate::authn::steps::local_subject(user, vec![]),
+        amr: vec!["pwd".into()],
+        at: NOW,
+        from_session: true,
+    });
+    silent
+}
+
+#[tokio::test]
+async fn an_sso_completion_keeps_the_session_and_its_auth_time() {
+    let config = config();
+    let store = SledStore::temporary().unwrap();
+    let user = ada(&store, false).await;
+    let ctx = at(&config, &store);
+    let cookie = first_sign_in(ctx, &config, &user).await;
     // Later, the session alone satisfies the step.
     let later = Ctx {
         now: NOW + 100,
@@ -162,15 +181,7 @@ async fn an_sso_completion_keeps_the_session_and_its_auth_time() {
         .await
         .unwrap()
         .unwrap();
-    let mut silent = flow(&config);
-    silent.satisfied_by_session(crate::flow::StepRecord {
-        step: 1,
-        option: "password".into(),
-        subject: crate::authn::steps::local_subject(&user, vec![]),
-        amr: vec!["pwd".into()],
-        at: NOW,
-        from_session: true,
-    });
+    let mut silent = silent_flow(&config, &user);
     let Completed::Issued {
         new_session,
         record,
@@ -203,14 +214,7 @@ async fn silent_sign_in_after_a_sign_out(known_app: bool) {
     let store = SledStore::temporary().unwrap();
     let user = ada(&store, false).await;
     let ctx = at(&config, &store);
-    let mut first = signed_in_flow(&config, &user);
-    let Completed::Issued { new_session, .. } = complete(ctx, &config.apps["a"], &mut first, None)
-        .await
-        .unwrap()
-    else {
-        panic!("issued");
-    };
-    let cookie = new_session.unwrap();
+    let cookie = first_sign_in(ctx, &config, &user).await;
     let hash = crate::crypto::token_hash(&cookie);
     if !known_app {
         // The session was made signing in to another app.
@@ -225,15 +229,7 @@ async fn silent_sign_in_after_a_sign_out(known_app: bool) {
     assert!(live.view.is_some(), "the session's account is live");
     // Signed out elsewhere between this request's read and its completion.
     store.delete_session(&hash).await.unwrap();
-    let mut silent = flow(&config);
-    silent.satisfied_by_session(crate::flow::StepRecord {
-        step: 1,
-        option: "password".into(),
-        subject: crate::authn::steps::local_subject(&user, vec![]),
-        amr: vec!["pwd".into()],
-        at: NOW,
-        from_session: true,
-    });
+    let mut silent = silent_flow(&config, &user);
     let done = complete(ctx, &config.apps["a"], &mut silent, Some(&live))
         .await
         .unwrap();
