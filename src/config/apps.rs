@@ -219,6 +219,27 @@ fn app(
 /// Headers that carry credentials: a script never sees them.
 const SECRET_HEADERS: &[&str] = &["cookie", "authorization", "proxy-authorization"];
 
+/// Parts of a header name that say it carries a credential (`cookie2`, `x-api-key`,
+/// `x-forwarded-access-token`, `cf-access-jwt-assertion`, …): refused like
+/// [`SECRET_HEADERS`].
+const SECRET_NAME_PARTS: &[&str] = &[
+    "cookie",
+    "auth",
+    "token",
+    "secret",
+    "key",
+    "jwt",
+    "assertion",
+    "password",
+    "session",
+    "credential",
+    "oidc",
+];
+
+fn carries_credentials(lower: &str) -> bool {
+    SECRET_HEADERS.contains(&lower) || SECRET_NAME_PARTS.iter().any(|p| lower.contains(p))
+}
+
 /// `sign_in.request_headers`: header names, lower-cased, each a valid HTTP field name,
 /// none that carries credentials, at most [`crate::limits::SCRIPT_HEADERS_MAX`].
 fn request_headers(report: &mut Report, file: usize, path: &str, names: &[String]) -> Vec<String> {
@@ -250,7 +271,7 @@ fn request_headers(report: &mut Report, file: usize, path: &str, names: &[String
                     "`{name}` is not an HTTP header name (letters, digits and `-`, at most 64)"
                 ),
             );
-        } else if SECRET_HEADERS.contains(&lower.as_str()) {
+        } else if carries_credentials(&lower) {
             report.error(
                 file,
                 &item,

@@ -297,10 +297,51 @@ fn merge_under(
     mut under: serde_json::Map<String, Value>,
     over: serde_json::Map<String, Value>,
 ) -> serde_json::Map<String, Value> {
+    // An address and whether it is verified are one fact, taken from one source: the
+    // ID token's when it names an address, whatever userinfo says. Mixed, userinfo's
+    // `email_verified` of its own address would vouch for the ID token's, which
+    // nobody verified — and a verified address links accounts.
+    if over.contains_key("email") {
+        under.remove("email_verified");
+    }
     for (k, v) in over {
         under.insert(k, v);
     }
     under
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::merge_under;
+    use serde_json::json;
+
+    fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn userinfo_never_vouches_for_the_id_tokens_address() {
+        let info =
+            map(json!({"sub": "1", "email": "me@a.example", "email_verified": true, "name": "Me"}));
+        let token = map(json!({"sub": "1", "email": "victim@b.example"}));
+        let merged = merge_under(info, token);
+        assert_eq!(merged["email"], "victim@b.example");
+        assert_eq!(merged.get("email_verified"), None, "{merged:?}");
+        assert_eq!(merged["name"], "Me", "other userinfo claims still fill in");
+    }
+
+    #[test]
+    fn an_address_from_userinfo_alone_keeps_its_verification() {
+        let info = map(json!({"sub": "1", "email": "me@a.example", "email_verified": true}));
+        let token = map(json!({"sub": "1"}));
+        let merged = merge_under(info, token);
+        assert_eq!(merged["email"], "me@a.example");
+        assert_eq!(merged["email_verified"], true);
+        // The ID token's own pair wins whole.
+        let info = map(json!({"sub": "1", "email": "me@a.example", "email_verified": true}));
+        let token = map(json!({"sub": "1", "email": "me@a.example", "email_verified": false}));
+        assert_eq!(merge_under(info, token)["email_verified"], false);
+    }
 }
 
 fn payload(jwt: &str) -> Option<serde_json::Map<String, Value>> {

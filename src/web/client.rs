@@ -29,6 +29,11 @@ use crate::throttle::{self, Admission, Class};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
+/// The request came from one of `server.trusted_proxies` (its socket's peer): what the
+/// proxy put in its headers can be believed, as far as the proxy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FromTrustedProxy(pub bool);
+
 /// The client address of a request from `peer` with `headers`, under `server`.
 fn decide(server: &ServerSettings, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
     if server.trusted_proxies.is_empty() {
@@ -160,6 +165,12 @@ pub async fn admit(State(state): State<Shared>, mut req: Request, next: Next) ->
     };
     let client = decide(&config.server, peer, req.headers());
     req.extensions_mut().insert(ClientAddr(client));
+    let proxied = config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(peer.to_canonical()));
+    req.extensions_mut().insert(FromTrustedProxy(proxied));
     let base = config.issuer.path().trim_end_matches('/');
     let Some(class) = class_of(req.method(), req.uri().path(), base) else {
         return next.run(req).await;

@@ -43,6 +43,8 @@ pub async fn jwks(State(state): State<Shared>) -> Response {
 pub struct ClientInfo {
     ip: String,
     user_agent: String,
+    /// The request came through a trusted proxy ([`super::client::FromTrustedProxy`]).
+    proxied: bool,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientInfo {
@@ -64,7 +66,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientInfo {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(512).collect())
             .unwrap_or_default();
-        Ok(ClientInfo { ip, user_agent })
+        let proxied = parts
+            .extensions
+            .get::<super::client::FromTrustedProxy>()
+            .is_some_and(|p| p.0);
+        Ok(ClientInfo {
+            ip,
+            user_agent,
+            proxied,
+        })
     }
 }
 
@@ -144,11 +154,18 @@ async fn authorize(
         .ok_or_else(|| WebError::Internal("validated app vanished".into()))?
         .clone();
     let (jar, browser) = cookies::ensure_browser(jar, &config);
+    // A header a client can set itself is no ground for a decision about that client:
+    // scripts see headers only of requests a trusted proxy passed on, whose values the
+    // proxy sets (it must replace, not append to, what the client sent).
+    let script_headers = match client.proxied {
+        true => script_headers(&app.sign_in.request_headers, headers),
+        false => BTreeMap::new(),
+    };
     let starter = signin::Starter {
         ip: client.ip,
         user_agent: client.user_agent,
         browser,
-        headers: script_headers(&app.sign_in.request_headers, headers),
+        headers: script_headers,
     };
     let flow = signin::start(
         state.core(&config, now),

@@ -18,8 +18,9 @@ if first.user.sessions.len() > 0 {
 set_claim("groups", first.user.groups);
 "#;
 
-/// Thrift plain; `kiosk` with the context script and an allow-list of headers.
-async fn start() -> Usher {
+/// Thrift plain; `kiosk` with the context script and an allow-list of headers; the
+/// tests' loopback address a trusted proxy when `proxied`.
+async fn start(proxied: bool) -> Usher {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("context.rhai"), CONTEXT_SCRIPT).unwrap();
     let config = format!(
@@ -32,8 +33,13 @@ async fn start() -> Usher {
       steps:
         - [password]
       script: context.rhai
-      request_headers: [X-Device-Id, x-long, cookie-like]
-"
+      request_headers: [X-Device-Id, x-long]
+{proxy}",
+        proxy = if proxied {
+            "server:\n  trusted_proxies: [\"127.0.0.0/8\"]\n"
+        } else {
+            ""
+        }
     );
     Usher::start_in(dir, &config).await
 }
@@ -50,7 +56,7 @@ fn browser_with(headers: &[(&'static str, String)]) -> Browser {
 
 #[tokio::test]
 async fn a_script_sees_allowed_headers_and_the_users_other_sessions() {
-    let usher = start().await;
+    let usher = start(true).await;
     usher
         .add_user("alice", "alice@example.com", "wonderland-rabbit")
         .await;
@@ -100,6 +106,22 @@ async fn a_script_sees_allowed_headers_and_the_users_other_sessions() {
     assert_eq!(claims["other_apps"], serde_json::json!(["thrift"]));
 }
 
+/// Without a trusted proxy in front, every header is the client's own choice: a script
+/// that decided on one could be steered by whoever signs in. It sees none.
+#[tokio::test]
+async fn a_script_sees_no_headers_a_client_sent_directly() {
+    let usher = start(false).await;
+    usher
+        .add_user("alice", "alice@example.com", "wonderland-rabbit")
+        .await;
+    let kiosk = Rp::discover(&usher, "kiosk", Some("kiosk-secret")).await;
+    let browser = browser_with(&[("x-device-id", "office-laptop".into())]);
+    let start = kiosk.start(&[]);
+    let back = password_login(&usher, &browser, &start, "alice", "wonderland-rabbit").await;
+    let claims = kiosk.claims(&back, start).await;
+    assert_eq!(claims["seen_headers"], serde_json::json!([]), "{claims}");
+}
+
 #[tokio::test]
 async fn credentials_headers_cannot_be_allowed() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,4 +153,20 @@ async fn credentials_headers_cannot_be_allowed() {
         e.message.contains("scripts never see `authorization`"),
         "{e}"
     );
+    // Nor any other name that says it carries a credential.
+    for name in [
+        "cookie2",
+        "x-api-key",
+        "x-forwarded-access-token",
+        "cf-access-jwt-assertion",
+    ] {
+        let text = config.replace("Authorization", name);
+        std::fs::write(&path, &text).unwrap();
+        let errors = usher::config::load_with_env(&path, &|_| None).unwrap_err();
+        assert!(
+            errors.0[0].message.contains("carries credentials"),
+            "{name}: {}",
+            errors.0[0]
+        );
+    }
 }
