@@ -40,3 +40,4 @@ mod standin;
 mod step_up;
 mod store_copy;
 mod throttles;
+mod upstream_groups;

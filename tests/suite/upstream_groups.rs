@@ -1,0 +1,220 @@
+//! Upstream groups and roles through a real round trip to an OIDC stand-in: a
+//! connection mapping `groups` and `roles` makes them the account's stored memberships
+//! and roles at JIT provisioning, tokens carry them through the app's filter, and a
+//! pass-through subject's go through that same filter. A hostile upstream's claim is
+//! capped and its unusable names are dropped.
+
+use openidconnect::TokenResponse;
+use serde_json::{json, Value};
+use usher::store::GroupStore;
+use usher::tools::standin::{Kind, Standin, StandinConfig, StandinUser};
+
+use crate::common::*;
+
+fn upstream_user(id: &str, login: &str, groups: Value, roles: Value) -> StandinUser {
+    let mut u = StandinUser::new(id, login, login, &format!("{login}@example.com"));
+    u.extra_claims.insert("groups".into(), groups);
+    u.extra_claims.insert("app_roles".into(), roles);
+    u
+}
+
+async fn start(users: Vec<StandinUser>, provision: bool) -> (Usher, Standin) {
+    let mut standin = StandinConfig::new(Kind::Oidc, "usher-corp", "corp-secret");
+    for u in users {
+        standin = standin.with_user(u);
+    }
+    let corp = Standin::start(standin).await.unwrap();
+    let config = format!(
+        r#"
+issuer: "{{issuer}}"
+connections:
+  corp:
+    kind: oidc
+    client_id: usher-corp
+    client_secret: corp-secret
+    issuer: "{}"
+    claims: {{ groups: groups, roles: app_roles }}
+    jit: {{ provision: {provision} }}
+apps:
+  thrift:
+    name: Thrift
+    client_id: thrift
+    client_secret: {SECRET}
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    groups_claim: ["adm*", "team-*"]
+    roles_claim: true
+    sign_in:
+      steps:
+        - [corp]
+"#,
+        corp.issuer()
+    );
+    (Usher::start(&config).await, corp)
+}
+
+/// Sign in through the stand-in as `who` asking for `scope`: the ID token's claims.
+async fn id_token(usher: &Usher, who: &str, scope: &str) -> Value {
+    let rp = Rp::discover(usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    let mut start = rp.start(&[]);
+    let pairs: Vec<(String, String)> = start
+        .url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "scope" {
+                scope.to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    start.url.query_pairs_mut().clear().extend_pairs(pairs);
+    let consent = follow_all(&browser, browser.get(start.url.as_str()).await)
+        .await
+        .expect("the upstream's consent page");
+    let back = follow_all(&browser, decide(&browser, &consent, who, "authorize").await)
+        .await
+        .expect_err("back at the app");
+    let tokens = rp
+        .exchange(&query(&back)["code"], start.verifier)
+        .await
+        .unwrap();
+    decode_payload(&tokens.id_token().unwrap().to_string())
+}
+
+fn sorted(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = (list.as_array().unwrap().iter())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn upstream_groups_and_roles_become_the_accounts_and_tokens_carry_them() {
+    let (usher, _corp) = start(
+        vec![upstream_user(
+            "c-1",
+            "ada",
+            json!(["admins", "secret-project", "team-core"]),
+            json!(["approver"]),
+        )],
+        true,
+    )
+    .await;
+    let id = id_token(&usher, "c-1", "openid groups roles").await;
+    assert_eq!(sorted(&id["groups"]), ["admins", "team-core"], "{id}");
+    assert_eq!(id["roles"], json!(["approver"]), "{id}");
+    // Stored: the account is in the three groups the connection made.
+    let account = usher::store::IdentityStore::identity(usher.store.as_ref(), "corp", "c-1")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut names: Vec<String> = usher
+        .store
+        .memberships(std::slice::from_ref(&account))
+        .await
+        .unwrap()
+        .remove(&account)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.display_name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["admins", "secret-project", "team-core"]);
+    let admins = usher.store.find_group("admins").await.unwrap().unwrap();
+    assert_eq!(admins.value.connection.as_deref(), Some("corp"));
+    // A second sign-in of the same person changes nothing.
+    let again = id_token(&usher, "c-1", "openid groups roles").await;
+    assert_eq!(sorted(&again["groups"]), sorted(&id["groups"]));
+    let page = usher
+        .store
+        .query_groups(&usher::store::GroupQuery {
+            filter: None,
+            start: 0,
+            count: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 3);
+    assert!(page
+        .groups
+        .iter()
+        .all(|g| g.value.members == [account.clone()]));
+}
+
+#[tokio::test]
+async fn a_pass_through_subjects_groups_go_through_the_apps_filter() {
+    let (usher, _corp) = start(
+        vec![upstream_user(
+            "c-2",
+            "grace",
+            json!(["admins", "secret-project"]),
+            json!(["approver"]),
+        )],
+        false,
+    )
+    .await;
+    let id = id_token(&usher, "c-2", "openid groups roles").await;
+    assert_eq!(id["sub"], "corp|c-2");
+    assert_eq!(id["groups"], json!(["admins"]), "{id}");
+    assert_eq!(id["roles"], json!(["approver"]), "{id}");
+    // Without the scopes, neither claim: the upstream's raw claim is not passed on.
+    let id = id_token(&usher, "c-2", "openid").await;
+    assert!(
+        id.get("groups").is_none() && id.get("roles").is_none(),
+        "{id}"
+    );
+    // Nothing stored for a subject without an account.
+    assert!(usher.store.find_group("admins").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_hostile_upstreams_groups_are_capped_and_unusable_names_dropped() {
+    let mut groups: Vec<Value> = vec![
+        json!("admins\u{0}"),
+        json!(format!("adm{}", "x".repeat(10 * 1024))),
+        json!(["nested"]),
+    ];
+    groups.extend((0..5_000).map(|i| json!(format!("team-{i}"))));
+    for provision in [true, false] {
+        let (usher, _corp) = start(
+            vec![upstream_user(
+                "c-3",
+                "mallory",
+                Value::Array(groups.clone()),
+                json!("approver"),
+            )],
+            provision,
+        )
+        .await;
+        let id = id_token(&usher, "c-3", "openid groups roles").await;
+        let got = id["groups"].as_array().unwrap();
+        assert_eq!(
+            got.len(),
+            usher::provision::UPSTREAM_NAMES_MAX,
+            "provision {provision}"
+        );
+        // The first hundred usable names, in whatever order the groups are listed.
+        let mut want: Vec<String> = (0..100).map(|i| format!("team-{i}")).collect();
+        want.sort();
+        assert_eq!(sorted(&id["groups"]), want);
+        assert_eq!(id["roles"], json!(["approver"]));
+        let page = usher
+            .store
+            .query_groups(&usher::store::GroupQuery {
+                filter: None,
+                start: 0,
+                count: 1,
+            })
+            .await
+            .unwrap();
+        let stored = if provision {
+            usher::provision::UPSTREAM_NAMES_MAX
+        } else {
+            0
+        };
+        assert_eq!(page.total, stored);
+    }
+}
