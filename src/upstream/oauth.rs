@@ -1,7 +1,10 @@
 //! OAuth2 connections (`github`, `oauth2`): the authorization URL and the code exchange
 //! through the `oauth2` crate, then the profile from the provider's API. For GitHub the
 //! account key is the numeric user id (a login can be renamed and reused), and the email
-//! is the verified primary address from `/user/emails`.
+//! is the verified primary address from `/user/emails`. With the `read:org` scope, the
+//! user's teams (`/user/teams`) become `groups`, named `organisation/team-slug`.
+//! Every answer is read through one capped reader: an upstream cannot make a sign-in
+//! hold more than [`ANSWER_MAX`] bytes of it.
 
 use oauth2::basic::BasicClient;
 use oauth2::{
@@ -20,6 +23,7 @@ const GITHUB: &[(&str, &str)] = &[
     ("picture", "avatar_url"),
     ("email", "email"),
     ("profile", "html_url"),
+    ("groups", "groups"),
 ];
 
 /// Local attribute ← field, for a generic OAuth2 provider's userinfo.
@@ -131,6 +135,14 @@ pub async fn exchange(
             }
         }
     }
+    if conn.kind == ConnectionKind::Github {
+        // `/user` never has `groups`; only the teams call below may set it.
+        profile.remove("groups");
+        if conn.scopes.iter().any(|s| s == "read:org") {
+            let teams = github_teams(http, conn, &access).await?;
+            profile.insert("groups".into(), Value::from(teams));
+        }
+    }
     let claims = map_profile(conn, &profile);
     Ok(UpstreamIdentity {
         connection: conn.id.clone(),
@@ -159,6 +171,73 @@ pub(super) fn map_profile(
     claims
 }
 
+/// The most bytes of one upstream API answer a sign-in reads.
+pub const ANSWER_MAX: usize = 1024 * 1024;
+
+/// The user's teams as `organisation/team-slug`: the first page of GitHub's listing at
+/// its largest (`per_page=100`), which is also as many groups as a sign-in keeps
+/// ([`crate::provision::UPSTREAM_NAMES_MAX`]); a team without both names is skipped.
+async fn github_teams(
+    http: &reqwest::Client,
+    conn: &Connection,
+    token: &str,
+) -> Result<Vec<String>, UpstreamError> {
+    let user = url_of(conn, "userinfo_url", &conn.userinfo_url)?;
+    let mut url = url::Url::parse(&format!("{}/teams", user.trim_end_matches('/')))
+        .map_err(|e| UpstreamError::Config(e.to_string()))?;
+    url.query_pairs_mut().append_pair(
+        "per_page",
+        &crate::provision::UPSTREAM_NAMES_MAX.to_string(),
+    );
+    let listed = get_json_value(http, conn, url.as_str(), token).await?;
+    let Value::Array(teams) = listed else {
+        return Err(UpstreamError::Unreachable(
+            conn.display_name.clone(),
+            format!("{} did not answer a list", url.path()),
+        ));
+    };
+    Ok(teams
+        .iter()
+        .filter_map(|t| {
+            let org = t.pointer("/organization/login").and_then(Value::as_str)?;
+            let slug = t.get("slug").and_then(Value::as_str)?;
+            Some(format!("{org}/{slug}"))
+        })
+        .take(crate::provision::UPSTREAM_NAMES_MAX)
+        .collect())
+}
+
+/// An answer's body as JSON, refused once it passes [`ANSWER_MAX`] bytes (counted as
+/// it arrives, whatever `Content-Length` says).
+async fn read_capped(
+    conn: &Connection,
+    url: &str,
+    mut res: reqwest::Response,
+) -> Result<Value, UpstreamError> {
+    let too_big = || {
+        UpstreamError::Unreachable(
+            conn.display_name.clone(),
+            format!("{url} answered more than {ANSWER_MAX} bytes"),
+        )
+    };
+    if res.content_length().is_some_and(|n| n > ANSWER_MAX as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| UpstreamError::Unreachable(conn.display_name.clone(), e.to_string()))?
+    {
+        if body.len() + chunk.len() > ANSWER_MAX {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| UpstreamError::Unreachable(conn.display_name.clone(), e.to_string()))
+}
+
 async fn get_json_value(
     http: &reqwest::Client,
     conn: &Connection,
@@ -179,9 +258,7 @@ async fn get_json_value(
             format!("{url} answered {}", res.status()),
         ));
     }
-    res.json::<Value>()
-        .await
-        .map_err(|e| UpstreamError::Unreachable(name(), e.to_string()))
+    read_capped(conn, url, res).await
 }
 
 async fn get_json(

@@ -218,3 +218,153 @@ async fn a_hostile_upstreams_groups_are_capped_and_unusable_names_dropped() {
         assert_eq!(page.total, stored);
     }
 }
+
+/// Usher with a GitHub connection (JIT on) at a stand-in serving `users`, asking for
+/// `scopes`.
+async fn start_github(users: Vec<StandinUser>, scopes: &str) -> (Usher, Standin) {
+    let mut standin = StandinConfig::new(Kind::Github, "usher-github", "github-secret");
+    for u in users {
+        standin = standin.with_user(u);
+    }
+    let github = Standin::start(standin).await.unwrap();
+    let h = github.base_url.clone();
+    let config = format!(
+        r#"
+issuer: "{{issuer}}"
+connections:
+  github:
+    kind: github
+    client_id: usher-github
+    client_secret: github-secret
+    authorize_url: "{h}/login/oauth/authorize"
+    token_url: "{h}/login/oauth/access_token"
+    userinfo_url: "{h}/user"
+    emails_url: "{h}/user/emails"
+    scopes: [{scopes}]
+apps:
+  thrift:
+    name: Thrift
+    client_id: thrift
+    client_secret: {SECRET}
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    groups_claim: ["acme/*"]
+    sign_in:
+      steps:
+        - [github]
+"#
+    );
+    (Usher::start(&config).await, github)
+}
+
+fn octocat_in(teams: &[(&str, &str)]) -> StandinUser {
+    let mut u = octocat();
+    u.teams = teams
+        .iter()
+        .map(|(o, t)| (o.to_string(), t.to_string()))
+        .collect();
+    u
+}
+
+async fn stored_groups(usher: &Usher, connection: &str, subject: &str) -> Vec<String> {
+    let account = usher::store::IdentityStore::identity(usher.store.as_ref(), connection, subject)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut names: Vec<String> = usher
+        .store
+        .memberships(std::slice::from_ref(&account))
+        .await
+        .unwrap()
+        .remove(&account)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.display_name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn github_teams_become_groups_when_the_connection_asks_for_read_org() {
+    let teams = [
+        ("acme", "Platform Team"),
+        ("acme", "admins"),
+        ("elsewhere", "ops"),
+    ];
+    let (usher, _github) = start_github(
+        vec![octocat_in(&teams)],
+        r#""read:user", "user:email", "read:org""#,
+    )
+    .await;
+    let id = id_token(&usher, "583231", "openid groups").await;
+    assert_eq!(
+        sorted(&id["groups"]),
+        ["acme/admins", "acme/platform-team"],
+        "{id}"
+    );
+    assert_eq!(
+        stored_groups(&usher, "github", "583231").await,
+        ["acme/admins", "acme/platform-team", "elsewhere/ops"]
+    );
+}
+
+#[tokio::test]
+async fn without_read_org_no_team_becomes_a_group() {
+    let (usher, _github) = start_github(
+        vec![octocat_in(&[("acme", "admins")])],
+        r#""read:user", "user:email""#,
+    )
+    .await;
+    let id = id_token(&usher, "583231", "openid groups").await;
+    assert_eq!(id["groups"], json!([]), "{id}");
+    assert!(stored_groups(&usher, "github", "583231").await.is_empty());
+}
+
+#[tokio::test]
+async fn thousands_of_teams_make_at_most_a_hundred_groups() {
+    let names: Vec<String> = (0..5_000).map(|i| format!("team {i}")).collect();
+    let teams: Vec<(&str, &str)> = names.iter().map(|n| ("acme", n.as_str())).collect();
+    let (usher, _github) = start_github(
+        vec![octocat_in(&teams)],
+        r#""read:user", "user:email", "read:org""#,
+    )
+    .await;
+    let id = id_token(&usher, "583231", "openid groups").await;
+    assert_eq!(id["groups"].as_array().unwrap().len(), 100);
+    let stored = stored_groups(&usher, "github", "583231").await;
+    let mut want: Vec<String> = (0..100).map(|i| format!("acme/team-{i}")).collect();
+    want.sort();
+    assert_eq!(stored, want, "the first page of the listing");
+}
+
+#[tokio::test]
+async fn an_upstream_answer_over_a_megabyte_fails_the_sign_in_and_says_why() {
+    let mut u = octocat();
+    u.extra_claims
+        .insert("bio".into(), json!("x".repeat(2 * 1024 * 1024)));
+    let (usher, _github) = start_github(vec![u], r#""read:user", "user:email""#).await;
+    let rp = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    let start = rp.start(&[]);
+    let consent = follow_all(&browser, browser.get(start.url.as_str()).await)
+        .await
+        .expect("the upstream's consent page");
+    let page = follow_all(
+        &browser,
+        decide(&browser, &consent, "583231", "authorize").await,
+    )
+    .await
+    .expect("a page explaining the failure");
+    assert!(
+        page.body.contains("answered more than 1048576 bytes"),
+        "{}",
+        page.body
+    );
+    assert!(
+        usher::store::IdentityStore::identity(usher.store.as_ref(), "github", "583231")
+            .await
+            .unwrap()
+            .is_none(),
+        "no account"
+    );
+}
