@@ -41,6 +41,7 @@ fn pw(current: &str, new: &str, confirm: &str) -> PasswordChange {
 
 async fn ada(store: &SledStore, password: Option<&str>) -> User {
     let user = User {
+        role_sources: Default::default(),
         id: "u_ada".into(),
         username: "ada".into(),
         email: Some("ada@example.com".into()),

@@ -231,6 +231,7 @@ mod tests {
 
     fn user_with(password: &str) -> User {
         User {
+            role_sources: Default::default(),
             id: "u1".into(),
             username: "alice".into(),
             email: None,

@@ -389,10 +389,22 @@ impl Flow {
     }
 
     /// Claims fixed at sign-in for the tokens: a pass-through subject's upstream claims,
-    /// then whatever the script set (which wins).
+    /// then whatever the script set (which wins). A pass-through subject's `groups` and
+    /// `roles` are the checked, capped lists provisioning kept, not the upstream's raw
+    /// claims; tokens release them only through the app's `groups_claim` and
+    /// `roles_claim` (`oidc::claims::membership_claims`).
     pub fn token_claims(&self) -> BTreeMap<String, Value> {
         let mut claims = match self.subject() {
-            Some(s) if !s.has_account() => s.claims.clone(),
+            Some(s) if !s.has_account() => {
+                let mut claims = s.claims.clone();
+                for (name, list) in [("groups", &s.groups), ("roles", &s.roles)] {
+                    claims.remove(name);
+                    if !list.is_empty() {
+                        claims.insert(name.to_string(), Value::from(list.clone()));
+                    }
+                }
+                claims
+            }
             _ => BTreeMap::new(),
         };
         claims.extend(self.claims.clone());

@@ -2,6 +2,8 @@
 //! `roles` claims an app is allowed, plus the claims a sign-in fixed (pass-through
 //! upstream claims, script `set_claim`s).
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 
 use crate::config::App;
@@ -55,8 +57,11 @@ pub fn scoped_claims(
         }
     }
     // Claims a script set are released whatever the scope: the admin asked for them.
+    // A subject without an account has its `groups` and `roles` released only by
+    // `membership_claims`, through the app's filter.
     for (k, v) in &grant.claims {
-        if !out.contains_key(k) && !is_standard(k) {
+        let membership = user.is_none() && (k == "groups" || k == "roles");
+        if !out.contains_key(k) && !is_standard(k) && !membership {
             out.insert(k.clone(), v.clone());
         }
     }
@@ -78,19 +83,45 @@ fn is_standard(claim: &str) -> bool {
 }
 
 /// The `groups` and `roles` claims of an account, read now (a change in its groups
-/// shows at the next token or userinfo): each only when its scope was granted and the
-/// app allows it, and `groups` only with the groups the app may see. One store call.
+/// shows at the next token or userinfo), or of a subject without an account, as its
+/// sign-in fixed them (`fixed`, the grant's claims): each only when its scope was
+/// granted and the app allows it, and `groups` only with the groups the app may see.
+/// At most one store call.
 pub async fn membership_claims(
     store: &dyn Store,
     app: &App,
     scopes: &[String],
     user: Option<&User>,
+    fixed: &BTreeMap<String, Value>,
 ) -> StoreResult<Map<String, Value>> {
     let mut out = Map::new();
     let has = |s: &str| scopes.iter().any(|x| x == s);
     let want_groups = has("groups") && !app.groups_claim.is_empty();
     let want_roles = has("roles") && app.roles_claim;
-    let Some(user) = user.filter(|_| want_groups || want_roles) else {
+    if !(want_groups || want_roles) {
+        return Ok(out);
+    }
+    let Some(user) = user else {
+        let names = |claim: &str| -> Vec<String> {
+            let list = match fixed.get(claim) {
+                Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+                Some(Value::String(one)) => vec![one.as_str()],
+                _ => Vec::new(),
+            };
+            list.into_iter()
+                .take(crate::provision::UPSTREAM_NAMES_MAX)
+                .map(str::to_string)
+                .collect()
+        };
+        if want_groups {
+            let seen: Vec<String> = (names("groups").into_iter())
+                .filter(|n| app.sees_group(n))
+                .collect();
+            out.insert("groups".into(), json!(seen));
+        }
+        if want_roles {
+            out.insert("roles".into(), json!(names("roles")));
+        }
         return Ok(out);
     };
     let groups: Vec<Membership> = store

@@ -569,7 +569,10 @@ async fn issue(
         user,
         now,
     );
-    for (k, v) in super::claims::membership_claims(store, app, &grant.scopes, user).await? {
+    for (k, v) in
+        super::claims::membership_claims(store, app, &grant.scopes, user, &grant.data.claims)
+            .await?
+    {
         id.insert(k, v);
     }
     if matches!(app.signing_alg, SigningAlg::Rs256 | SigningAlg::Es256) {
@@ -658,7 +661,16 @@ pub async fn userinfo(
     };
     let mut out = scoped_claims(&scopes, user.as_ref(), &grant.data);
     if let Some(app) = super::authorize::app_by_client_id(config, &grant.client_id) {
-        out.extend(super::claims::membership_claims(store, app, &scopes, user.as_ref()).await?);
+        out.extend(
+            super::claims::membership_claims(
+                store,
+                app,
+                &scopes,
+                user.as_ref(),
+                &grant.data.claims,
+            )
+            .await?,
+        );
     }
     for r in RESERVED {
         out.remove(*r);

@@ -112,40 +112,22 @@ pub async fn provision(
     Ok(decided)
 }
 
-/// Upstream-named groups or roles kept for one sign-in, at most.
-pub const UPSTREAM_NAMES_MAX: usize = 100;
+pub mod memberships;
 
-/// The names an upstream claim holds (a list of strings, or one string), each within
-/// the group name cap, at most [`UPSTREAM_NAMES_MAX`]; anything else is ignored.
-fn upstream_names(identity: &UpstreamIdentity, claim: &str) -> Vec<String> {
-    let values: Vec<&Value> = match identity.claims.get(claim) {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(v @ Value::String(_)) => vec![v],
-        _ => return Vec::new(),
-    };
-    values
-        .into_iter()
-        .filter_map(Value::as_str)
-        .map(str::trim)
-        .filter(|n| {
-            !n.is_empty()
-                && crate::limits::check_len("group", n, crate::limits::GROUP_NAME_MAX).is_ok()
-        })
-        .take(UPSTREAM_NAMES_MAX)
-        .map(str::to_string)
-        .collect()
-}
+use memberships::Reach;
+pub use memberships::UPSTREAM_NAMES_MAX;
 
 /// Add the groups and roles a connection maps from the upstream (`claims: { groups:
 /// …, roles: … }`) to the subject, for this sign-in: scripts see them beside the
-/// account's own (a pass-through subject has only these). They change no stored
-/// membership.
+/// account's own (a pass-through subject has only these), including names a sync did
+/// not store (a group of that name is an administrator's).
 fn add_upstream_memberships(subject: &mut Subject, identity: &UpstreamIdentity) {
     for (claim, list) in [
         ("groups", &mut subject.groups),
         ("roles", &mut subject.roles),
     ] {
-        for name in upstream_names(identity, claim) {
+        let names = memberships::asserted(None, identity, claim, crate::limits::GROUP_NAME_MAX);
+        for name in names.unwrap_or_default() {
             if !list.iter().any(|g| g.eq_ignore_ascii_case(&name)) {
                 list.push(name);
             }
@@ -269,6 +251,7 @@ async fn returning(
         return Ok(Provisioned::Refused("this account is disabled".into()));
     }
     let user = sync_attributes(store, conn, identity, user, now).await?;
+    sync_groups(store, conn, identity, &user.id, Reach::returning(conn), now).await?;
     Ok(Provisioned::Subject(Box::new(account_subject(
         &user, identity,
     ))))
@@ -283,8 +266,9 @@ fn str_claim(identity: &UpstreamIdentity, name: &str) -> Option<String> {
 }
 
 /// A new account from an identity's claims.
-fn new_user(identity: &UpstreamIdentity, username: String, now: u64) -> User {
-    User {
+fn new_user(conn: &Connection, identity: &UpstreamIdentity, username: String, now: u64) -> User {
+    let mut user = User {
+        role_sources: Default::default(),
         id: crate::crypto::account_id(),
         username,
         email: str_claim(identity, "email"),
@@ -298,7 +282,36 @@ fn new_user(identity: &UpstreamIdentity, username: String, now: u64) -> User {
         disabled: false,
         created_at: now,
         updated_at: now,
+    };
+    if let Some(roles) = memberships::asserted_roles(conn, identity) {
+        memberships::apply_roles(&mut user, &conn.id, &roles, Reach::Full);
     }
+    user
+}
+
+/// Apply the groups the upstream asserts (when the connection maps them) to the
+/// account, as far as `reach` allows.
+async fn sync_groups(
+    store: &dyn Store,
+    conn: &Connection,
+    identity: &UpstreamIdentity,
+    user_id: &str,
+    reach: Reach,
+    now: u64,
+) -> StoreResult<()> {
+    let Some(names) = memberships::asserted_groups(conn, identity) else {
+        return Ok(());
+    };
+    let done = memberships::sync_groups(store, &conn.id, user_id, &names, reach, now).await?;
+    if !done.skipped.is_empty() {
+        tracing::info!(
+            connection = %conn.id,
+            account = user_id,
+            skipped = ?done.skipped,
+            "upstream groups not applied: a group of that name is not this connection's, is full, or the account is at the cap"
+        );
+    }
+    Ok(())
 }
 
 /// Create the account (with `username` if the user chose one). Silent creation tries
@@ -325,7 +338,7 @@ pub async fn create(
         .collect(),
     };
     for username in candidates {
-        let user = new_user(identity, username, now);
+        let user = new_user(conn, identity, username, now);
         match store
             .create_federated_user(&user, &conn.id, &identity.subject)
             .await
@@ -334,9 +347,10 @@ pub async fn create(
                 return Ok(Provisioned::Refused("this account is disabled".into()))
             }
             Ok(winner) => {
+                sync_groups(store, conn, identity, &winner.id, Reach::Full, now).await?;
                 return Ok(Provisioned::Subject(Box::new(account_subject(
                     &winner, identity,
-                ))))
+                ))));
             }
             Err(StoreError::Conflict("username")) if chosen.is_some() => {
                 return Ok(Provisioned::Refused("that username is taken".into()))
@@ -369,8 +383,10 @@ fn fallback_username(conn: &Connection, identity: &UpstreamIdentity) -> String {
 /// Link the identity to an account whose owner proved its password.
 pub async fn link(
     store: &dyn Store,
+    conn: &Connection,
     identity: &UpstreamIdentity,
     user: &User,
+    now: u64,
 ) -> StoreResult<Provisioned> {
     if user.disabled {
         return Ok(Provisioned::Refused("this account is disabled".into()));
@@ -394,8 +410,21 @@ pub async fn link(
             },
         );
     }
+    // The account was the owner's before the upstream's: its groups and roles follow
+    // the upstream only as far as a returning sign-in's would.
+    let reach = Reach::returning(conn);
+    let mut user = user.clone();
+    if let Some(roles) = memberships::asserted_roles(conn, identity) {
+        let before = user.clone();
+        memberships::apply_roles(&mut user, &conn.id, &roles, reach);
+        if user != before {
+            user.updated_at = now;
+            store.update_user(&user).await?;
+        }
+    }
+    sync_groups(store, conn, identity, &user.id, reach, now).await?;
     Ok(Provisioned::Subject(Box::new(account_subject(
-        user, identity,
+        &user, identity,
     ))))
 }
 
@@ -423,6 +452,9 @@ async fn sync_attributes(
     set(&mut updated.given_name, "given_name");
     set(&mut updated.family_name, "family_name");
     set(&mut updated.picture, "picture");
+    if let Some(roles) = memberships::asserted_roles(conn, identity) {
+        memberships::apply_roles(&mut updated, &conn.id, &roles, Reach::returning(conn));
+    }
     // An address is taken over only when the upstream vouches for it: an unverified one
     // must never become the account's (it is a sign-in and recovery channel).
     if let Some(email) = str_claim(identity, "email").filter(|_| identity.email_verified()) {

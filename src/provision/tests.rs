@@ -220,6 +220,7 @@ async fn pass_through_writes_nothing_and_has_a_distinct_sub() {
 async fn an_existing_email_is_never_linked_silently() {
     let store = SledStore::temporary().unwrap();
     let mut local = crate::store::User {
+        role_sources: Default::default(),
         id: "u_local".into(),
         username: "ada".into(),
         email: Some("ada@example.com".into()),
@@ -259,7 +260,9 @@ async fn an_existing_email_is_never_linked_silently() {
         store.identity("google", "ada").await.unwrap().is_none(),
         "nothing linked before proof"
     );
-    let Provisioned::Subject(s) = link(&store, &identity("ada", "Ada"), &local).await.unwrap()
+    let Provisioned::Subject(s) = link(&store, &linking, &identity("ada", "Ada"), &local, 1)
+        .await
+        .unwrap()
     else {
         panic!()
     };
@@ -393,6 +396,7 @@ async fn silent_jit_takes_only_names_the_username_prompt_would_accept() {
 
 fn holder(username: &str, email: Option<&str>, verified: bool) -> crate::store::User {
     crate::store::User {
+        role_sources: Default::default(),
         id: "u_holder".into(),
         username: username.into(),
         email: email.map(String::from),

@@ -400,6 +400,8 @@ impl Draft {
 
     fn into_group(self, id: String, created_at: u64, now: u64) -> Group {
         Group {
+            connection: Default::default(),
+            synced: Default::default(),
             id,
             display_name: self.display_name,
             external_id: self.external_id,
@@ -683,7 +685,14 @@ impl Admin<'_> {
                 return Ok(self.group_answer(200, &current));
             }
             let detail = change_detail(&before, &draft);
-            let group = draft.into_group(id.to_string(), current.value.created_at, self.now);
+            let mut group = draft.into_group(id.to_string(), current.value.created_at, self.now);
+            // Which connection keeps the group, and which members it added, are not
+            // SCIM's to change; a member taken out by hand is no longer the connection's.
+            group.connection = current.value.connection.clone();
+            group.synced = (current.value.synced.iter())
+                .filter(|m| group.members.contains(m))
+                .cloned()
+                .collect();
             match self
                 .store
                 .swap_group(&group, current.version)

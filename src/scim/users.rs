@@ -465,6 +465,7 @@ impl<'a> Admin<'a> {
 
 fn blank_user() -> User {
     User {
+        role_sources: Default::default(),
         id: String::new(),
         username: String::new(),
         email: None,

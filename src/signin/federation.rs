@@ -186,7 +186,7 @@ pub async fn answer(
             (decided, How::Provisioned)
         }
         Answer::Proven(user) => (
-            provision::link(ctx.store, &pending.identity, &user).await?,
+            provision::link(ctx.store, conn, &pending.identity, &user, ctx.now).await?,
             How::Linked,
         ),
     };

@@ -105,6 +105,7 @@ pub async fn sign_up(
 ) -> StoreResult<SignedUp> {
     let now = ctx.now;
     let user = User {
+        role_sources: Default::default(),
         id: crate::crypto::account_id(),
         username: email.to_string(),
         email: Some(email.to_string()),

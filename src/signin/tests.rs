@@ -52,6 +52,7 @@ fn flow(config: &Config) -> Flow {
 
 async fn ada(store: &SledStore, disabled: bool) -> User {
     let user = User {
+        role_sources: Default::default(),
         id: "u_ada".into(),
         username: "ada".into(),
         email: Some("ada@example.com".into()),
@@ -577,6 +578,7 @@ async fn parallel_link_proofs_check_no_more_passwords_than_the_limit() {
 
 async fn alice_with_password(store: &SledStore, password: &str) -> User {
     let user = User {
+        role_sources: Default::default(),
         id: "u_alice".into(),
         username: "alice".into(),
         email: Some("alice@example.com".into()),

@@ -35,6 +35,15 @@ pub struct Group {
     /// Roles every member holds through the group.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The connection that created the group from an upstream's group names, and the
+    /// only one whose sign-ins add members to it or take them out; `None` for a group
+    /// made over SCIM or by `usher groups`, which no sign-in ever changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// The members `connection` added (each also in `members`). A member not listed was
+    /// added by hand, and a sign-in never takes it out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synced: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }

@@ -83,6 +83,11 @@ pub struct User {
     pub picture: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Which of `roles` a connection gave the account (role → connection id), so a
+    /// later sign-in through that connection can take back what the upstream no longer
+    /// asserts. A role not listed here was given by hand and no sign-in removes it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub role_sources: BTreeMap<String, String>,
     #[serde(default)]
     pub password_hash: Option<PasswordHash>,
     #[serde(default)]

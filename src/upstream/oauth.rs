@@ -1,7 +1,11 @@
 //! OAuth2 connections (`github`, `oauth2`): the authorization URL and the code exchange
 //! through the `oauth2` crate, then the profile from the provider's API. For GitHub the
 //! account key is the numeric user id (a login can be renamed and reused), and the email
-//! is the verified primary address from `/user/emails`.
+//! is the verified primary address from `/user/emails`. With the `read:org` scope, the
+//! user's teams (`/user/teams`) become `groups`, named `organisation/team-slug`.
+//! Every answer is read through one capped reader (`upstream::fetch`): a profile or an
+//! address list at most [`USERINFO_MAX`](crate::limits::USERINFO_MAX) bytes, the teams
+//! listing at most [`ANSWER_MAX`].
 
 use oauth2::basic::BasicClient;
 use oauth2::{
@@ -20,6 +24,7 @@ const GITHUB: &[(&str, &str)] = &[
     ("picture", "avatar_url"),
     ("email", "email"),
     ("profile", "html_url"),
+    ("groups", "groups"),
 ];
 
 /// Local attribute ← field, for a generic OAuth2 provider's userinfo.
@@ -119,7 +124,14 @@ pub async fn exchange(
         // verification: take the verified primary address, or none.
         profile.remove("email");
         if let Some(emails_url) = &conn.emails_url {
-            let emails = get_json_value(http, conn, emails_url.as_str(), &access).await?;
+            let emails = get_json_value(
+                http,
+                conn,
+                emails_url.as_str(),
+                &access,
+                crate::limits::USERINFO_MAX,
+            )
+            .await?;
             let primary = emails.as_array().and_then(|list| {
                 list.iter().find(|e| {
                     e.get("primary").and_then(Value::as_bool) == Some(true)
@@ -129,6 +141,14 @@ pub async fn exchange(
             if let Some(email) = primary.and_then(|e| e.get("email")) {
                 profile.insert("email".into(), email.clone());
             }
+        }
+    }
+    if conn.kind == ConnectionKind::Github {
+        // `/user` never has `groups`; only the teams call below may set it.
+        profile.remove("groups");
+        if conn.scopes.iter().any(|s| s == "read:org") {
+            let teams = github_teams(http, conn, &access).await?;
+            profile.insert("groups".into(), Value::from(teams));
         }
     }
     let claims = map_profile(conn, &profile);
@@ -159,19 +179,57 @@ pub(super) fn map_profile(
     claims
 }
 
-/// A profile or an address list from the provider's API: JSON, at most
-/// [`USERINFO_MAX`](crate::limits::USERINFO_MAX) bytes, within five seconds.
+/// The most bytes of GitHub's teams listing a sign-in reads: a hundred teams in
+/// GitHub's shape (each with its URLs and organisation) pass [`USERINFO_MAX`](crate::limits::USERINFO_MAX).
+pub const ANSWER_MAX: usize = 1024 * 1024;
+
+/// The user's teams as `organisation/team-slug`: the first page of GitHub's listing at
+/// its largest (`per_page=100`), which is also as many groups as a sign-in keeps
+/// ([`crate::provision::UPSTREAM_NAMES_MAX`]); a team without both names is skipped.
+async fn github_teams(
+    http: &reqwest::Client,
+    conn: &Connection,
+    token: &str,
+) -> Result<Vec<String>, UpstreamError> {
+    let user = url_of(conn, "userinfo_url", &conn.userinfo_url)?;
+    let mut url = url::Url::parse(&format!("{}/teams", user.trim_end_matches('/')))
+        .map_err(|e| UpstreamError::Config(e.to_string()))?;
+    url.query_pairs_mut().append_pair(
+        "per_page",
+        &crate::provision::UPSTREAM_NAMES_MAX.to_string(),
+    );
+    let listed = get_json_value(http, conn, url.as_str(), token, ANSWER_MAX).await?;
+    let Value::Array(teams) = listed else {
+        return Err(UpstreamError::Unreachable(
+            conn.display_name.clone(),
+            format!("{} did not answer a list", url.path()),
+        ));
+    };
+    Ok(teams
+        .iter()
+        .filter_map(|t| {
+            let org = t.pointer("/organization/login").and_then(Value::as_str)?;
+            let slug = t.get("slug").and_then(Value::as_str)?;
+            Some(format!("{org}/{slug}"))
+        })
+        .take(crate::provision::UPSTREAM_NAMES_MAX)
+        .collect())
+}
+
+/// A profile, an address list or a listing from the provider's API: JSON, at most
+/// `max` bytes, within five seconds.
 async fn get_json_value(
     http: &reqwest::Client,
     conn: &Connection,
     url: &str,
     token: &str,
+    max: usize,
 ) -> Result<Value, UpstreamError> {
     fetch::json(
         http,
         url,
         Some(token),
-        crate::limits::USERINFO_MAX,
+        max,
         std::time::Duration::from_secs(5),
     )
     .await
@@ -189,7 +247,7 @@ async fn get_json(
     url: &str,
     token: &str,
 ) -> Result<serde_json::Map<String, Value>, UpstreamError> {
-    match get_json_value(http, conn, url, token).await? {
+    match get_json_value(http, conn, url, token, crate::limits::USERINFO_MAX).await? {
         Value::Object(m) => Ok(m),
         _ => Err(UpstreamError::Unreachable(
             conn.display_name.clone(),

@@ -310,6 +310,15 @@ fn merge_under(
     under
 }
 
+fn payload(jwt: &str) -> Option<serde_json::Map<String, Value>> {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 #[cfg(test)]
 mod merge_tests {
     use super::merge_under;
@@ -342,13 +351,4 @@ mod merge_tests {
         let token = map(json!({"sub": "1", "email": "me@a.example", "email_verified": false}));
         assert_eq!(merge_under(info, token)["email_verified"], false);
     }
-}
-
-fn payload(jwt: &str) -> Option<serde_json::Map<String, Value>> {
-    use base64::Engine;
-    let part = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
 }

@@ -104,6 +104,7 @@ impl Usher {
     /// Create a local account with a password.
     pub async fn add_user(&self, username: &str, email: &str, password: &str) -> User {
         let user = User {
+            role_sources: Default::default(),
             id: format!("u_{username}"),
             username: username.into(),
             email: Some(email.into()),

@@ -672,6 +672,7 @@ async fn a_jit_user_enrols_totp_in_the_first_login_and_uses_it_in_the_second() {
 /// unverified holder gives the address up.
 async fn squat_adas_address(w: &World) -> usher::store::User {
     let squatter = usher::store::User {
+        role_sources: Default::default(),
         id: "u_squatter".into(),
         username: "ada@example.com".into(),
         email: Some("ada@example.com".into()),

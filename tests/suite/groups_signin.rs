@@ -72,6 +72,8 @@ async fn start() -> Usher {
         usher
             .store
             .create_group(&Group {
+                connection: Default::default(),
+                synced: Default::default(),
                 id: id.into(),
                 display_name: name.into(),
                 external_id: None,
@@ -272,21 +274,24 @@ apps:
         .await
         .unwrap()
         .unwrap();
-    usher
+    // Ada's sign-in made the connection's `admins` group; an administrator adds Linus
+    // to it by hand, and his own sign-ins (his upstream names no group) keep him in.
+    let admins = usher.store.find_group("Admins").await.unwrap().unwrap();
+    assert_eq!(admins.value.connection.as_deref(), Some("google"));
+    let mut by_hand = admins.value.clone();
+    by_hand.members.push(id);
+    let written = usher
         .store
-        .create_group(&Group {
-            id: "g_admins".into(),
-            display_name: "Admins".into(),
-            external_id: None,
-            members: vec![id],
-            roles: vec![],
-            created_at: 1,
-            updated_at: 1,
-        })
+        .swap_group(&by_hand, admins.version)
         .await
         .unwrap();
+    assert_eq!(written, usher::store::GroupWrite::Written);
     assert!(
         asked(&sign_in("g-3").await),
         "linus is in Usher's admins now"
+    );
+    assert!(
+        asked(&sign_in("g-3").await),
+        "a sign-in does not take out a member added by hand"
     );
 }

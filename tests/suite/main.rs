@@ -42,4 +42,5 @@ mod standin;
 mod step_up;
 mod store_copy;
 mod throttles;
+mod upstream_groups;
 mod userinfo;

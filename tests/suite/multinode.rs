@@ -419,6 +419,7 @@ async fn seed_alice(db_url: &str) -> User {
     settings.max_connections = 2;
     let store = PgStore::open(&settings).await.unwrap();
     let user = User {
+        role_sources: Default::default(),
         id: "u_alice".into(),
         username: "alice".into(),
         email: Some("alice@example.com".into()),

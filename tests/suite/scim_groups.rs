@@ -34,6 +34,7 @@ async fn accounts(w: &World, n: usize) -> Vec<String> {
         w.usher
             .store
             .create_user(&User {
+                role_sources: Default::default(),
                 id: id.clone(),
                 username: format!("t{i}"),
                 email: None,

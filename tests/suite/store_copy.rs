@@ -354,6 +354,7 @@ async fn a_sled_deployment_moves_to_postgres_and_back_with_nothing_lost() {
         .await
         .unwrap();
     let carol = User {
+        role_sources: Default::default(),
         id: "u_carol".into(),
         username: "carol@example.com".into(),
         email: Some("carol@example.com".into()),
@@ -378,6 +379,8 @@ async fn a_sled_deployment_moves_to_postgres_and_back_with_nothing_lost() {
         .unwrap();
     // Groups: carol and bob in one that gives a role, and an empty one.
     let admins = Group {
+        connection: Default::default(),
+        synced: Default::default(),
         id: "g_admins".into(),
         display_name: "admins".into(),
         external_id: Some("hr-group-1".into()),
@@ -544,6 +547,7 @@ async fn small_deployment(dir: &Path, key: &str) -> PathBuf {
     .unwrap();
     let store = SledStore::open(&dir.join("data")).unwrap();
     let bob = User {
+        role_sources: Default::default(),
         id: "u_bob".into(),
         username: "bob".into(),
         email: Some("bob@example.com".into()),

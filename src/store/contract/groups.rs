@@ -8,6 +8,8 @@ use crate::store::query::{Filter, Literal, Op};
 
 pub fn group(id: &str, name: &str, members: &[&str]) -> Group {
     Group {
+        connection: Default::default(),
+        synced: Default::default(),
         id: id.into(),
         display_name: name.into(),
         external_id: None,

@@ -81,6 +81,7 @@ where
 /// An account with a name and an address.
 pub fn user(id: &str, name: &str, email: &str) -> User {
     User {
+        role_sources: Default::default(),
         id: id.into(),
         username: name.into(),
         email: Some(email.into()),

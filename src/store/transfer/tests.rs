@@ -87,6 +87,8 @@ async fn fill(store: &dyn Store, accounts: usize) {
     // Groups: one with every account and a role, one with none, one renamed.
     let members: Vec<String> = (0..accounts).map(|i| format!("u{i:03}")).collect();
     let everyone = Group {
+        connection: Default::default(),
+        synced: Default::default(),
         id: "g_all".into(),
         display_name: "Everyone".into(),
         external_id: Some("ext-all".into()),

@@ -296,6 +296,7 @@ pub fn argon2_rate(threads: usize, duration: Duration) -> f64 {
         return 0.0;
     };
     let user = crate::store::User {
+        role_sources: Default::default(),
         id: "u_limit".into(),
         username: "limit".into(),
         email: None,

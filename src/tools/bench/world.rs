@@ -386,6 +386,7 @@ async fn seed_password_users(state: &Shared, count: u64) -> anyhow::Result<()> {
         state
             .store
             .create_user(&User {
+                role_sources: Default::default(),
                 id: format!("u_{name}"),
                 username: name.clone(),
                 email: Some(format!("{name}@bench.example")),

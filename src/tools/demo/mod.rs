@@ -351,6 +351,7 @@ async fn seed_local_user(store: &dyn Store) -> anyhow::Result<()> {
     }
     let now = unix_now();
     let user = User {
+        role_sources: Default::default(),
         id: crate::crypto::account_id(),
         username: LOCAL_USERNAME.into(),
         email: Some(LOCAL_EMAIL.into()),

@@ -1,5 +1,6 @@
-//! The GitHub stand-in: the OAuth app endpoints under `/login/oauth/` and the two REST
-//! calls a sign-in needs, `/user` and `/user/emails`, in GitHub's own shapes.
+//! The GitHub stand-in: the OAuth app endpoints under `/login/oauth/` and the REST
+//! calls a sign-in needs, `/user`, `/user/emails` and `/user/teams` (paged with
+//! `per_page` and `page` and a `Link` header, as GitHub pages), in GitHub's own shapes.
 //!
 //! GitHub departs from RFC 6749 in ways a connector must cope with, and the stand-in
 //! reproduces them: the token endpoint answers form-encoded unless asked for JSON,
@@ -10,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,6 +37,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/login/oauth/access_token", post(access_token_post))
         .route("/user", get(user_get))
         .route("/user/emails", get(user_emails_get))
+        .route("/user/teams", get(user_teams_get))
 }
 
 /// Requested scopes: GitHub takes them space- or comma-separated.
@@ -345,6 +347,114 @@ async fn user_emails_get(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
         "visibility": if public { "public" } else { "private" },
     }]))
     .into_response()
+}
+
+/// `page` and `per_page` of a listing.
+#[derive(Debug, serde::Deserialize)]
+struct Paging {
+    page: Option<String>,
+    per_page: Option<String>,
+}
+
+/// GitHub's default and largest page of a listing.
+const PER_PAGE: usize = 30;
+const PER_PAGE_MAX: usize = 100;
+
+/// An organisation as GitHub lists it inside a team.
+fn org_json(shared: &Shared, n: usize, login: &str) -> Value {
+    let api = shared.base_url.trim_end_matches('/');
+    json!({
+        "login": login,
+        "id": 1000 + n,
+        "node_id": format!("O_standin{n}"),
+        "url": format!("{api}/orgs/{login}"),
+        "repos_url": format!("{api}/orgs/{login}/repos"),
+        "events_url": format!("{api}/orgs/{login}/events"),
+        "hooks_url": format!("{api}/orgs/{login}/hooks"),
+        "issues_url": format!("{api}/orgs/{login}/issues"),
+        "members_url": format!("{api}/orgs/{login}/members{{/member}}"),
+        "public_members_url": format!("{api}/orgs/{login}/public_members{{/member}}"),
+        "avatar_url": format!("{api}/avatars/o/{n}"),
+        "description": null,
+    })
+}
+
+/// `GET /user/teams`: the teams of the signed-in user, for a token with `read:org` (or
+/// `repo`, `user`), a page at a time.
+async fn user_teams_get(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(paging): Query<Paging>,
+) -> Response {
+    let (user, scope) = match api_user(&shared, &headers) {
+        Ok(found) => found,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if !scopes(&scope)
+        .iter()
+        .any(|s| matches!(*s, "read:org" | "repo" | "user"))
+    {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by integration",
+        );
+    }
+    let number = |v: &Option<String>, default: usize| match v.as_deref() {
+        None => Some(default),
+        Some(v) => v.parse::<usize>().ok(),
+    };
+    let (Some(page), Some(per_page)) =
+        (number(&paging.page, 1), number(&paging.per_page, PER_PAGE))
+    else {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    };
+    let (page, per_page) = (page.max(1), per_page.clamp(1, PER_PAGE_MAX));
+    let api = shared.base_url.trim_end_matches('/');
+    let teams: Vec<Value> = (user.teams.iter().enumerate())
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(|(n, (org, name))| {
+            let slug = name.to_lowercase().replace(' ', "-");
+            json!({
+                "id": 5000 + n,
+                "node_id": format!("T_standin{n}"),
+                "url": format!("{api}/teams/{}", 5000 + n),
+                "html_url": format!("{api}/orgs/{org}/teams/{slug}"),
+                "name": name,
+                "slug": slug,
+                "description": null,
+                "privacy": "closed",
+                "notification_setting": "notifications_enabled",
+                "permission": "pull",
+                "members_url": format!("{api}/teams/{}/members{{/member}}", 5000 + n),
+                "repositories_url": format!("{api}/teams/{}/repos", 5000 + n),
+                "parent": null,
+                "members_count": 1,
+                "repos_count": 0,
+                "created_at": "2024-01-01T00:00:00Z",
+                "updated_at": "2024-01-01T00:00:00Z",
+                "organization": org_json(&shared, n, org),
+            })
+        })
+        .collect();
+    let last = user.teams.len().div_ceil(per_page).max(1);
+    let mut links = Vec::new();
+    if page < last {
+        links.push(format!(
+            "<{api}/user/teams?per_page={per_page}&page={}>; rel=\"next\"",
+            page + 1
+        ));
+        links.push(format!(
+            "<{api}/user/teams?per_page={per_page}&page={last}>; rel=\"last\""
+        ));
+    }
+    let mut res = Json(Value::Array(teams)).into_response();
+    if let Ok(link) = links.join(", ").parse() {
+        if !links.is_empty() {
+            res.headers_mut().insert(header::LINK, link);
+        }
+    }
+    res
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ pub struct StandinUser {
     /// Authentication methods the upstream claims it used (`amr`), e.g. `["pwd","mfa"]`.
     /// Sent in the ID token only when not empty.
     pub amr: Vec<String>,
+    /// GitHub: the teams `/user/teams` lists, as (organisation login, team name); the
+    /// slug is the name in lower case with spaces as hyphens.
+    pub teams: Vec<(String, String)>,
 }
 
 impl StandinUser {
@@ -59,6 +62,7 @@ impl StandinUser {
             extra_claims: Map::new(),
             userinfo_claims: Map::new(),
             amr: Vec::new(),
+            teams: Vec::new(),
         }
     }
 }
@@ -68,7 +72,8 @@ impl StandinUser {
 pub enum Kind {
     /// An OpenID provider behaving like Google (discovery, JWKS, PKCE required).
     Oidc,
-    /// GitHub's OAuth app endpoints and its REST `/user` and `/user/emails`.
+    /// GitHub's OAuth app endpoints and its REST `/user`, `/user/emails` and
+    /// `/user/teams`.
     Github,
 }
 
