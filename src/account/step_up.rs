@@ -79,6 +79,7 @@ mod tests {
             clients: vec![],
             created_at: auth_time,
             expires_at: auth_time + 10_000,
+            asserted: Default::default(),
         }
     }
 

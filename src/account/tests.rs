@@ -151,6 +151,7 @@ async fn changing_the_password_needs_the_old_one_and_the_policy() {
                 clients: vec![],
                 created_at: 1,
                 expires_at: 100,
+                asserted: Default::default(),
             },
         )
         .await
@@ -300,6 +301,7 @@ async fn only_ones_own_sessions_can_be_ended() {
         clients: vec![],
         created_at: 1,
         expires_at: 100,
+        asserted: Default::default(),
     };
     store.put_session("h-ada", &s("u_ada")).await.unwrap();
     store.put_session("h-bob", &s("u_bob")).await.unwrap();
@@ -333,6 +335,7 @@ fn session_of(uid: &str) -> Session {
         clients: vec![],
         created_at: 1,
         expires_at: 100,
+        asserted: Default::default(),
     }
 }
 

@@ -48,6 +48,12 @@ pub struct Subject {
     /// The display names of the groups the account is in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// What the upstream of a federated step asserted at this sign-in (`claims: {
+    /// groups, roles }`), included in `groups` and `roles` above: the SSO session keeps
+    /// it, so a later sign-in the session satisfies sees the same names, and an admin's
+    /// change to the account's own groups still shows at once.
+    #[serde(default, skip_serializing_if = "Asserted::is_empty")]
+    pub asserted: Asserted,
     /// The account's other live single sign-on sessions when the step completed, for
     /// scripts (`ctx.user.sessions`); recorded with the step so replays agree.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -104,6 +110,33 @@ pub struct StepFailure {
     pub option: String,
     pub reason: String,
     pub at: u64,
+}
+
+/// Group and role names an upstream asserted at a sign-in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Asserted {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+impl Asserted {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.roles.is_empty()
+    }
+
+    /// Add these names to a subject's groups and roles, each once (names compare
+    /// case-insensitively, as group names do).
+    pub fn add_to(&self, groups: &mut Vec<String>, roles: &mut Vec<String>) {
+        for (names, list) in [(&self.groups, groups), (&self.roles, roles)] {
+            for name in names {
+                if !list.iter().any(|g| g.eq_ignore_ascii_case(name)) {
+                    list.push(name.clone());
+                }
+            }
+        }
+    }
 }
 
 /// One login in progress. Serialized into the store between requests.

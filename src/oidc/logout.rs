@@ -152,6 +152,7 @@ mod tests {
             clients: vec![],
             created_at: 1,
             expires_at: 100,
+            asserted: Default::default(),
         }
     }
 

@@ -122,17 +122,17 @@ pub use memberships::UPSTREAM_NAMES_MAX;
 /// account's own (a pass-through subject has only these), including names a sync did
 /// not store (a group of that name is an administrator's).
 fn add_upstream_memberships(subject: &mut Subject, identity: &UpstreamIdentity) {
-    for (claim, list) in [
-        ("groups", &mut subject.groups),
-        ("roles", &mut subject.roles),
-    ] {
-        let names = memberships::asserted(None, identity, claim, crate::limits::GROUP_NAME_MAX);
-        for name in names.unwrap_or_default() {
-            if !list.iter().any(|g| g.eq_ignore_ascii_case(&name)) {
-                list.push(name);
-            }
-        }
-    }
+    let names = |claim| {
+        memberships::asserted(None, identity, claim, crate::limits::GROUP_NAME_MAX)
+            .unwrap_or_default()
+    };
+    subject.asserted = crate::flow::Asserted {
+        groups: names("groups"),
+        roles: names("roles"),
+    };
+    subject
+        .asserted
+        .add_to(&mut subject.groups, &mut subject.roles);
 }
 
 /// [`provision`] before the account's groups are added to its subject.

@@ -109,6 +109,9 @@ pub async fn complete(
         expires_at: same
             .map(|(_, s)| s.expires_at)
             .unwrap_or(now + ctx.config.security.session_ttl),
+        // What the upstream asserted at the sign-in that made the session: for a
+        // silent one, the session's own (its subject was rebuilt from it).
+        asserted: subject.asserted.clone(),
     };
     // A fresh sign-in gets a fresh session id (no fixation); SSO keeps the one it has.
     let (cookie, session_hash) = match (same, interactive) {

@@ -146,7 +146,7 @@ pub fn session_view(
     session: &Session,
     account: Option<&Account>,
 ) -> Option<SessionView> {
-    let subject = match (&session.user_id, account) {
+    let mut subject = match (&session.user_id, account) {
         (Some(id), Some(a)) if a.user.id == *id && !a.user.disabled => {
             let mut s = steps::account_subject(config, a);
             s.idp = session.idp.clone();
@@ -160,6 +160,12 @@ pub fn session_view(
             ..Subject::default()
         },
     };
+    // The upstream's names as at the sign-in that made the session, beside the
+    // account's own groups as they are now.
+    subject.asserted = session.asserted.clone();
+    session
+        .asserted
+        .add_to(&mut subject.groups, &mut subject.roles);
     Some(SessionView {
         subject,
         auth_time: session.auth_time,

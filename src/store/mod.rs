@@ -137,6 +137,10 @@ pub struct Session {
     /// Apps this session signed in to (for logout).
     #[serde(default)]
     pub clients: Vec<String>,
+    /// Group and role names the upstream asserted at the sign-in that made the session,
+    /// for the sign-ins it satisfies later.
+    #[serde(default, skip_serializing_if = "crate::flow::Asserted::is_empty")]
+    pub asserted: crate::flow::Asserted,
     pub created_at: u64,
     pub expires_at: u64,
 }

@@ -295,3 +295,83 @@ apps:
         "a sign-in does not take out a member added by hand"
     );
 }
+
+/// A sign-in the SSO session satisfies sees the groups the upstream asserted when the
+/// session was made: signed in through Google to an app that asks nothing more, an
+/// upstream `admins` user opening an app whose policy asks admins for step 2 is not
+/// let through on the session alone (here a subject without an account, whose
+/// upstream names live nowhere but in the session).
+#[tokio::test]
+async fn a_sign_in_the_session_satisfies_keeps_the_upstreams_groups() {
+    use usher::tools::standin::{Kind, Standin, StandinConfig, StandinUser};
+    let mut ada = StandinUser::new("g-1", "ada", "ada", "ada@example.com");
+    ada.extra_claims
+        .insert("groups".into(), json!(["staff", "admins"]));
+    let google = Standin::start(
+        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret").with_user(ada),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/mfa-for-admins.rhai"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("admins.rhai"), policy).unwrap();
+    let config = format!(
+        r#"
+issuer: "{{issuer}}"
+connections:
+  google:
+    kind: google
+    client_id: usher-google
+    client_secret: google-secret
+    issuer: "{}"
+    claims: {{ groups: groups }}
+    jit: {{ provision: false }}
+apps:
+  wiki:
+    name: Wiki
+    client_id: wiki
+    client_secret: wiki-secret
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    sign_in:
+      steps:
+        - [google]
+  thrift:
+    name: Thrift
+    client_id: thrift
+    client_secret: thrift-test-secret
+    redirect_uris: ["http://127.0.0.1:1/callback"]
+    sign_in:
+      steps:
+        - [google]
+        - [totp]
+      script: admins.rhai
+"#,
+        google.issuer()
+    );
+    let usher = Usher::start_in(dir, &config).await;
+    let wiki = Rp::discover(&usher, "wiki", Some("wiki-secret")).await;
+    let thrift = Rp::discover(&usher, "thrift", Some(SECRET)).await;
+    let browser = Browser::new();
+    let start = wiki.start(&[]);
+    let consent = follow_all(&browser, browser.get(start.url.as_str()).await)
+        .await
+        .expect("the upstream's consent page");
+    let back = follow_all(
+        &browser,
+        decide(&browser, &consent, "g-1", "authorize").await,
+    )
+    .await
+    .expect_err("the wiki asks nothing more");
+    assert!(query(&back).contains_key("code"), "{back}");
+    // Thrift: step 1 is the session's; its policy sees `admins` and asks for step 2,
+    // which a subject without an account cannot pass. Not a code on the session alone.
+    let start = thrift.start(&[]);
+    let thrift_says = follow_all(&browser, browser.get(start.url.as_str()).await).await;
+    assert!(
+        !matches!(&thrift_says, Err(back) if query(back).contains_key("code")),
+        "an upstream admin got past step 2 on the session alone: {thrift_says:?}"
+    );
+}

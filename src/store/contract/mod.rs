@@ -149,6 +149,7 @@ pub fn session(user_id: Option<&str>, expires_at: u64) -> Session {
         clients: vec![],
         created_at: 10,
         expires_at,
+        asserted: Default::default(),
     }
 }
 
