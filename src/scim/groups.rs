@@ -445,7 +445,13 @@ fn apply_patch(d: &mut Draft, body: &Value) -> Result<(), ScimError> {
         .iter()
         .filter_map(|op| get_ci(op.as_object()?, "value"))
         .map(|v| match v {
-            Value::Object(o) => get_ci(o, "members").map_or(0, |m| entries(m).len()),
+            // `members` under any spelling the write itself accepts (any case, or
+            // the schema's full name): each is applied, so each is counted.
+            Value::Object(o) => o
+                .iter()
+                .filter(|(k, _)| strip(k).as_deref() == Some("members"))
+                .map(|(_, m)| entries(m).len())
+                .sum(),
             other => entries(other).len(),
         })
         .sum();

@@ -296,3 +296,34 @@ async fn etags_members_that_leave_with_their_account_and_the_audit_trail() {
         "ids stay out of the trail"
     );
 }
+
+/// The per-request cap on member values counts every spelling a PATCH value may use
+/// for `members` (any case, the schema's full name) together: two lists under the cap
+/// each are over it together.
+#[tokio::test]
+async fn the_per_request_member_cap_counts_every_spelling() {
+    let w = world().await;
+    let c = Client::of(&w).await;
+    let g = create_group(&c, "staff").await;
+    let path = format!("/Groups/{}", g["id"].as_str().unwrap());
+    let half: Vec<Value> = (0..SCIM_MEMBERS_PER_REQUEST_MAX / 2 + 1)
+        .map(|i| json!({ "value": format!("nobody-{i}") }))
+        .collect();
+    for other in [
+        "Members",
+        "urn:ietf:params:scim:schemas:core:2.0:Group:members",
+    ] {
+        let mut value = serde_json::Map::new();
+        value.insert("members".to_string(), Value::Array(half.clone()));
+        value.insert(other.to_string(), Value::Array(half.clone()));
+        let op = patch(json!([{ "op": "add", "value": value }]));
+        let (status, body) = c.send(Method::PATCH, &path, Some(op)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{other}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains(&format!(
+                "one request may name at most {SCIM_MEMBERS_PER_REQUEST_MAX} members"
+            ))),
+            "{other}: {body}"
+        );
+    }
+}
