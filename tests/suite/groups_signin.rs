@@ -194,31 +194,41 @@ async fn tokens_carry_the_groups_the_app_may_see_and_the_roles_groups_give() {
     assert_eq!(info["roles"], json!(["auditor"]), "{info}");
 }
 
-/// Through a Google stand-in whose ID token carries a `groups` claim, mapped with
-/// `claims: { groups: groups }`: the upstream user in `admins` is asked for step 2 and
-/// the one in `staff` is not — and an account in Usher's own `admins` group is too.
-#[tokio::test]
-async fn an_upstream_user_in_admins_is_asked_for_step_two_and_others_are_not() {
+/// A Google stand-in whose users (`id`, `login`, `groups` claim) carry groups.
+async fn google_with_groups(users: &[(&str, &str, Value)]) -> usher::tools::standin::Standin {
     use usher::tools::standin::{Kind, Standin, StandinConfig, StandinUser};
-    let with_groups = |id: &str, login: &str, groups: Value| {
+    let mut config = StandinConfig::new(Kind::Oidc, "usher-google", "google-secret");
+    for (id, login, groups) in users {
         let mut u = StandinUser::new(id, login, login, &format!("{login}@example.com"));
-        u.extra_claims.insert("groups".into(), groups);
-        u
-    };
-    let google = Standin::start(
-        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret")
-            .with_user(with_groups("g-1", "ada", json!(["staff", "admins"])))
-            .with_user(with_groups("g-2", "grace", json!(["staff"])))
-            .with_user(with_groups("g-3", "linus", json!([]))),
-    )
-    .await
-    .unwrap();
+        u.extra_claims.insert("groups".into(), groups.clone());
+        config = config.with_user(u);
+    }
+    Standin::start(config).await.unwrap()
+}
+
+/// A config folder holding the sample policy `mfa-for-admins.rhai` as `admins.rhai`.
+fn with_admins_policy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let policy = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/mfa-for-admins.rhai"),
     )
     .unwrap();
     std::fs::write(dir.path().join("admins.rhai"), policy).unwrap();
+    dir
+}
+
+/// Through a Google stand-in whose ID token carries a `groups` claim, mapped with
+/// `claims: { groups: groups }`: the upstream user in `admins` is asked for step 2 and
+/// the one in `staff` is not — and an account in Usher's own `admins` group is too.
+#[tokio::test]
+async fn an_upstream_user_in_admins_is_asked_for_step_two_and_others_are_not() {
+    let google = google_with_groups(&[
+        ("g-1", "ada", json!(["staff", "admins"])),
+        ("g-2", "grace", json!(["staff"])),
+        ("g-3", "linus", json!([])),
+    ])
+    .await;
+    let dir = with_admins_policy();
     let config = format!(
         r#"
 issuer: "{{issuer}}"
@@ -303,21 +313,8 @@ apps:
 /// upstream names live nowhere but in the session).
 #[tokio::test]
 async fn a_sign_in_the_session_satisfies_keeps_the_upstreams_groups() {
-    use usher::tools::standin::{Kind, Standin, StandinConfig, StandinUser};
-    let mut ada = StandinUser::new("g-1", "ada", "ada", "ada@example.com");
-    ada.extra_claims
-        .insert("groups".into(), json!(["staff", "admins"]));
-    let google = Standin::start(
-        StandinConfig::new(Kind::Oidc, "usher-google", "google-secret").with_user(ada),
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/mfa-for-admins.rhai"),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("admins.rhai"), policy).unwrap();
+    let google = google_with_groups(&[("g-1", "ada", json!(["staff", "admins"]))]).await;
+    let dir = with_admins_policy();
     let config = format!(
         r#"
 issuer: "{{issuer}}"
